@@ -1,0 +1,97 @@
+package aggregator
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tpflow/tpflow/schemas"
+)
+
+// Config configures an Engine. Every field has a default in DefaultConfig.
+type Config struct {
+	// Pane is the length of a tumbling pane, the unit of emission.
+	Pane time.Duration `yaml:"pane"`
+	// Windows are the sliding windows kept per key, each a multiple of Pane
+	// and sliding by one pane.
+	Windows []time.Duration `yaml:"windows"`
+	// AllowedLateness is subtracted from the highest event time seen on a
+	// partition to give its watermark.
+	AllowedLateness time.Duration `yaml:"allowed_lateness"`
+	// Grace is how long after a pane was finalised a late event still
+	// produces a corrected pane (same identity, higher version). Later
+	// events are dropped and counted.
+	Grace time.Duration `yaml:"grace"`
+	// IdleTimeout is how long a partition may send nothing before it stops
+	// holding the watermark back. When every partition is idle the watermark
+	// follows the wall clock.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxKeys caps the live keys; events of further keys fold into the
+	// method "__other__" of their app and are counted.
+	MaxKeys int `yaml:"max_keys"`
+	// Compression is the t-digest compression of emitted pane digests.
+	Compression float64 `yaml:"compression"`
+	// RawBufferLimit is the number of raw latencies an open pane buffers
+	// before it switches to a live digest.
+	RawBufferLimit int `yaml:"raw_buffer_limit"`
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		Pane:            10 * time.Second,
+		Windows:         []time.Duration{time.Minute, 5 * time.Minute},
+		AllowedLateness: 30 * time.Second,
+		Grace:           5 * time.Minute,
+		IdleTimeout:     30 * time.Second,
+		MaxKeys:         50000,
+		Compression:     200,
+		RawBufferLimit:  16384,
+	}
+}
+
+// Validate reports every impossible value as a *schemas.FieldError.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, schemas.Fieldf(field, format, args...))
+	}
+	if c.Pane < time.Second {
+		add("pane", "must be at least 1s, got %s", c.Pane)
+	} else if c.Pane%time.Second != 0 {
+		add("pane", "must be a whole number of seconds, got %s", c.Pane)
+	}
+	if len(c.Windows) == 0 {
+		add("windows", "at least one window is required")
+	}
+	for i, w := range c.Windows {
+		f := fmt.Sprintf("windows[%d]", i)
+		switch {
+		case c.Pane > 0 && w < c.Pane:
+			add(f, "window %s is shorter than pane %s", w, c.Pane)
+		case c.Pane > 0 && w%c.Pane != 0:
+			add(f, "window %s is not a multiple of pane %s", w, c.Pane)
+		case c.Pane > 0 && w/c.Pane > 360:
+			add(f, "window %s spans %d panes; at most 360 are kept", w, w/c.Pane)
+		}
+	}
+	if c.AllowedLateness < 0 {
+		add("allowed_lateness", "must not be negative, got %s", c.AllowedLateness)
+	}
+	if c.Grace < 0 {
+		add("grace", "must not be negative, got %s", c.Grace)
+	}
+	if c.IdleTimeout <= 0 {
+		add("idle_timeout", "must be positive, got %s", c.IdleTimeout)
+	}
+	if c.MaxKeys < 1 {
+		add("max_keys", "must be at least 1, got %d", c.MaxKeys)
+	}
+	if c.Compression < 20 || c.Compression > 5000 {
+		add("compression", "must be between 20 and 5000, got %g", c.Compression)
+	}
+	if c.RawBufferLimit < 0 {
+		add("raw_buffer_limit", "must not be negative, got %d", c.RawBufferLimit)
+	}
+	return errors.Join(errs...)
+}

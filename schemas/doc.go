@@ -1,0 +1,6 @@
+// Package schemas is the leaf package of tpflow: the Protobuf wire types
+// (generated, in tpflowpb), label names, configuration field errors and the
+// ClickHouse DDL. Every other package may import it; it imports none of them.
+package schemas
+
+//go:generate protoc --plugin=protoc-gen-go=../bin/protoc-gen-go --go_out=.. --go_opt=module=github.com/tpflow/tpflow -I . tpflow.proto
