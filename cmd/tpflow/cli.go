@@ -1,0 +1,396 @@
+package main
+
+// How a role is added
+//
+// Every role (run, collect, aggregate, sink, alert, broker, loadgen) lives in
+// its own file, cmd_<role>.go, as two things:
+//
+//   - a constructor, such as aggregateCommand, returning the *command: its
+//     name, one-line summary, help text, example and any flags of its own;
+//   - the role itself, such as
+//
+//     func runAggregate(ctx context.Context, env *Env, cfg *Config, args []string) error
+//
+// The CLI parses the common flags (--config and the overrides), loads and
+// validates the configuration, builds env.Logger from cfg.Log, and calls the
+// role with a context that is cancelled on SIGINT or SIGTERM. To implement a
+// role, replace the body of its function (today it returns
+// errNotImplemented). The role runs until ctx is done, flushes, and returns;
+// it never exits the process. A returned error prints as one line and exits
+// 1; errNotImplemented exits 2. Flags of the role's own are declared in its
+// constructor on a fresh options struct, so commands carry no global state.
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+)
+
+// Exit statuses of the tpflow binary.
+const (
+	exitOK    = 0
+	exitError = 1 // the command failed, or the configuration is invalid
+	exitUsage = 2 // bad command line, or a role not implemented in this build
+)
+
+// errNotImplemented is what a role returns until it is built.
+var errNotImplemented = errors.New("not implemented in this build")
+
+// usageErr is a command-line mistake; the CLI prints it with a hint and
+// exits 2.
+type usageErr struct{ msg string }
+
+func (e *usageErr) Error() string { return e.msg }
+
+// Env is what every command gets from main: where to write and how to log.
+type Env struct {
+	// Stdout receives the command's output.
+	Stdout io.Writer
+	// Stderr receives diagnostics and logs.
+	Stderr io.Writer
+	// Logger logs to Stderr as cfg.Log says; it is a discard logger for
+	// commands that load no configuration.
+	Logger *slog.Logger
+}
+
+// roleFunc is the signature of a role; see the comment at the top of the file.
+type roleFunc func(ctx context.Context, env *Env, cfg *Config, args []string) error
+
+// command is one subcommand of tpflow.
+type command struct {
+	name    string
+	summary string // one line for `tpflow --help`
+	args    string // positional arguments after [flags] in the usage line; "" allows none
+	help    string // what the command does, a paragraph
+	example string // one or more example lines
+	// flags declares the command's own flags; may be nil.
+	flags func(fs *flag.FlagSet)
+	// role runs with a loaded configuration (role commands).
+	role roleFunc
+	// exec runs without loading a configuration (config, version).
+	exec func(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error
+	// common says whether --config and the overrides are accepted.
+	common bool
+}
+
+// commands returns fresh command values, in the order of `tpflow --help`.
+func commands() []*command {
+	return []*command{
+		runCommand(),
+		collectCommand(),
+		aggregateCommand(),
+		sinkCommand(),
+		alertCommand(),
+		brokerCommand(),
+		loadgenCommand(),
+		configCommand(),
+		versionCommand(),
+	}
+}
+
+// run is the whole CLI: it parses args (without the program name), runs a
+// command and returns the process exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmds := commands()
+	if len(args) == 0 {
+		writeUsage(stderr, cmds)
+		return exitUsage
+	}
+	name := args[0]
+	switch name {
+	case "-h", "-help", "--help", "help":
+		if name == "help" && len(args) > 1 {
+			if c := findCommand(cmds, args[1]); c != nil {
+				writeCommandHelp(stdout, c, newFlagSet(c, io.Discard))
+				return exitOK
+			}
+			return unknownCommand(stderr, cmds, args[1])
+		}
+		writeUsage(stdout, cmds)
+		return exitOK
+	case "-version", "--version":
+		name = "version"
+	}
+	c := findCommand(cmds, name)
+	if c == nil {
+		return unknownCommand(stderr, cmds, name)
+	}
+	env := &Env{Stdout: stdout, Stderr: stderr, Logger: slog.New(slog.DiscardHandler)}
+	err := execute(ctx, env, c, args[1:])
+	return exitStatus(stderr, c, err)
+}
+
+// exitStatus prints err (if any) and maps it to an exit status.
+func exitStatus(stderr io.Writer, c *command, err error) int {
+	var cfgErr *ConfigError
+	var uErr *usageErr
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.Is(err, errNotImplemented):
+		fmt.Fprintf(stderr, "tpflow %s: the %s role is not implemented in this build\n", c.name, c.name)
+		return exitUsage
+	case errors.As(err, &uErr):
+		fmt.Fprintf(stderr, "tpflow %s: %v\nRun 'tpflow %s --help' for usage.\n", c.name, err, c.name)
+		return exitUsage
+	case errors.As(err, &cfgErr):
+		fmt.Fprintf(stderr, "%s\n", cfgErr)
+		return exitError
+	default:
+		fmt.Fprintf(stderr, "tpflow %s: %v\n", c.name, err)
+		return exitError
+	}
+}
+
+// usageError returns an error that exitStatus prints and maps to exit 2.
+func usageError(format string, args ...any) error {
+	return &usageErr{msg: fmt.Sprintf(format, args...)}
+}
+
+func findCommand(cmds []*command, name string) *command {
+	for _, c := range cmds {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func unknownCommand(stderr io.Writer, cmds []*command, name string) int {
+	names := make([]string, len(cmds))
+	for i, c := range cmds {
+		names[i] = c.name
+	}
+	hint := ""
+	if s := suggest(name, names); s != "" && !strings.HasPrefix(name, "-") {
+		hint = fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	fmt.Fprintf(stderr, "tpflow: unknown command %q%s\nRun 'tpflow --help' for usage.\n", name, hint)
+	return exitUsage
+}
+
+// commonFlags are the flags every role command accepts.
+type commonFlags struct {
+	config     string
+	brokers    string
+	clickhouse string
+	listen     string
+}
+
+func (f *commonFlags) register(fs *flag.FlagSet, c *command) {
+	listenKey := "http.listen"
+	if c.name == "broker" {
+		listenKey = "broker.listen"
+	}
+	d := DefaultConfig()
+	fs.StringVar(&f.config, "config", "", "YAML configuration `FILE`; without it every key takes its default")
+	fs.StringVar(&f.brokers, "brokers", "", fmt.Sprintf("Kafka brokers `HOST:PORT[,...]`, overriding kafka.brokers (default from config: %s)", strings.Join(d.Kafka.Brokers, ",")))
+	fs.StringVar(&f.clickhouse, "clickhouse", "", fmt.Sprintf("ClickHouse `DSN` clickhouse://HOST:PORT/DB, overriding clickhouse.dsn (default from config: %s)", d.ClickHouse.DSN))
+	listenDefault := d.HTTP.Listen
+	if c.name == "broker" {
+		listenDefault = d.Broker.Listen
+	}
+	fs.StringVar(&f.listen, "listen", "", fmt.Sprintf("`HOST:PORT` to listen on, overriding %s (default from config: %s)", listenKey, listenDefault))
+}
+
+// load reads the configuration named by --config (or the defaults), applies
+// the overrides that were set on the command line, and validates the result.
+func (f *commonFlags) load(fs *flag.FlagSet, cmdName string) (*Config, error) {
+	var data []byte
+	if f.config != "" {
+		var err error
+		if data, err = os.ReadFile(f.config); err != nil {
+			return nil, fmt.Errorf("cannot read config: %w", err)
+		}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	return loadConfig(f.config, data, func(cfg *Config, src *configSource) {
+		if set["brokers"] {
+			cfg.Kafka.Brokers = splitList(f.brokers)
+			src.flags["kafka.brokers"] = "--brokers"
+		}
+		if set["clickhouse"] {
+			cfg.ClickHouse.DSN = f.clickhouse
+			src.flags["clickhouse.dsn"] = "--clickhouse"
+		}
+		if set["listen"] {
+			if cmdName == "broker" {
+				cfg.Broker.Listen = f.listen
+				src.flags["broker.listen"] = "--listen"
+			} else {
+				cfg.HTTP.Listen = f.listen
+				src.flags["http.listen"] = "--listen"
+			}
+		}
+	})
+}
+
+// splitList splits a comma-separated flag value, dropping blanks.
+func splitList(s string) []string {
+	out := []string{}
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func newFlagSet(c *command, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("tpflow "+c.name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {} // errors are printed by exitStatus with a hint
+	return fs
+}
+
+// execute parses the command's flags and runs it.
+func execute(ctx context.Context, env *Env, c *command, args []string) error {
+	fs := newFlagSet(c, io.Discard)
+	var common commonFlags
+	if c.common {
+		common.register(fs, c)
+	}
+	if c.flags != nil {
+		c.flags(fs)
+	}
+	pos, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		writeCommandHelp(env.Stdout, c, fs)
+		return err
+	}
+	if err != nil {
+		return usageError("%v", err)
+	}
+	if c.exec != nil {
+		return c.exec(ctx, env, fs, pos)
+	}
+	if c.args == "" && len(pos) > 0 {
+		return usageError("unexpected argument %q", pos[0])
+	}
+	cfg, err := common.load(fs, c.name)
+	if err != nil {
+		return err
+	}
+	env.Logger = newLogger(env.Stderr, cfg.Log).With("role", c.name)
+	return c.role(ctx, env, cfg, pos)
+}
+
+// parseInterspersed parses flags anywhere among the positional arguments,
+// so that `tpflow config check FILE --brokers X` works; "--" ends flags.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// newLogger builds the slog logger cfg describes, writing to w.
+func newLogger(w io.Writer, cfg LogConfig) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Level)) // validated already
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// writeUsage prints the top-level help: every command with one line.
+func writeUsage(w io.Writer, cmds []*command) {
+	var b strings.Builder
+	b.WriteString("tpflow is an event-streaming observability pipeline: logs and calls from\n")
+	b.WriteString("containers flow through Kafka to per-method latency percentiles in ClickHouse.\n\n")
+	b.WriteString("Usage: tpflow COMMAND [flags] [args]\n\nCommands:\n")
+	width := 0
+	for _, c := range cmds {
+		width = max(width, len(c.name))
+	}
+	for _, c := range cmds {
+		fmt.Fprintf(&b, "  %-*s  %s\n", width, c.name, c.summary)
+	}
+	b.WriteString("\nRun 'tpflow COMMAND --help' for a command's flags and an example.\n")
+	b.WriteString("Every role reads one YAML file (--config); see 'tpflow config print-defaults'.\n")
+	io.WriteString(w, b.String())
+}
+
+// writeCommandHelp prints what a command does, its flags with defaults and
+// an example.
+func writeCommandHelp(w io.Writer, c *command, fs *flag.FlagSet) {
+	var b strings.Builder
+	usage := "tpflow " + c.name
+	hasFlags := false
+	fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+	if hasFlags {
+		usage += " [flags]"
+	}
+	if c.args != "" {
+		usage += " " + c.args
+	}
+	fmt.Fprintf(&b, "Usage: %s\n\n%s\n", usage, strings.TrimSpace(c.help))
+	if hasFlags {
+		b.WriteString("\nFlags:\n")
+		var flags []*flag.Flag
+		fs.VisitAll(func(f *flag.Flag) { flags = append(flags, f) })
+		sort.SliceStable(flags, func(i, j int) bool { return flagOrder(flags[i].Name) < flagOrder(flags[j].Name) })
+		for _, f := range flags {
+			name, usage := flag.UnquoteUsage(f)
+			line := "  --" + f.Name
+			if name != "" {
+				line += " " + name
+			}
+			fmt.Fprintf(&b, "%s\n      %s", line, usage)
+			if f.DefValue != "" && f.DefValue != "false" {
+				fmt.Fprintf(&b, " (default %s)", f.DefValue)
+			}
+			b.WriteString("\n")
+		}
+	}
+	if c.example != "" {
+		b.WriteString("\nExample:\n")
+		for _, l := range strings.Split(strings.TrimSpace(c.example), "\n") {
+			fmt.Fprintf(&b, "  %s\n", l)
+		}
+	}
+	io.WriteString(w, b.String())
+}
+
+// flagOrder lists the command's own flags before the common ones.
+func flagOrder(name string) int {
+	switch name {
+	case "config":
+		return 1
+	case "brokers":
+		return 2
+	case "clickhouse":
+		return 3
+	case "listen":
+		return 4
+	}
+	return 0
+}
+
+// versionString is what `tpflow version` prints.
+func versionString() string {
+	return fmt.Sprintf("tpflow %s (%s, %s/%s)", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}

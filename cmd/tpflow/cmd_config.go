@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+)
+
+func configCommand() *command {
+	var common commonFlags
+	c := &command{
+		name:    "config",
+		summary: "print the default configuration, or check a configuration file",
+		args:    "print-defaults | check FILE",
+		help: `Subcommands:
+  print-defaults  print the full default configuration as commented YAML
+  check FILE      load FILE with the overrides given, validate it, and print
+                  "ok" or every problem with its file and line (exit 1)
+
+All roles share one YAML file. Unknown keys are errors; a key absent from
+the file keeps its default. Durations are Go durations such as "10s".`,
+		example: "tpflow config print-defaults > tpflow.yaml\ntpflow config check tpflow.yaml\ntpflow config check --brokers kafka-1:9092 tpflow.yaml",
+	}
+	c.flags = func(fs *flag.FlagSet) { common.register(fs, c) }
+	c.exec = func(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
+		if len(args) == 0 {
+			return usageError("missing subcommand: print-defaults or check")
+		}
+		switch args[0] {
+		case "print-defaults":
+			if len(args) > 1 {
+				return usageError("print-defaults takes no arguments, got %q", args[1])
+			}
+			if fs.NFlag() > 0 {
+				return usageError("print-defaults takes no flags")
+			}
+			return writeDefaults(env.Stdout, DefaultConfig())
+		case "check":
+			switch {
+			case len(args) > 2:
+				return usageError("check takes one FILE, got %d arguments", len(args)-1)
+			case len(args) == 2 && common.config != "" && common.config != args[1]:
+				return usageError("check got both FILE %q and --config %q", args[1], common.config)
+			case len(args) == 2:
+				common.config = args[1]
+			case common.config == "":
+				return usageError("check needs a FILE")
+			}
+			if _, err := common.load(fs, c.name); err != nil {
+				return err
+			}
+			_, err := fmt.Fprintln(env.Stdout, "ok")
+			return err
+		default:
+			return usageError("unknown subcommand %q (want print-defaults or check)", args[0])
+		}
+	}
+	return c
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// keyDocs describes every key of Config in one line, by dotted path. A
+// test fails when a key has no description, so a field added to any
+// section must be documented here to appear in print-defaults.
+var keyDocs = map[string]string{
+	"aggregator":                  "Event-time panes and sliding windows of call latency per (system, app, group, idc, method).",
+	"aggregator.pane":             "Length of a tumbling pane, the unit of emission; whole seconds.",
+	"aggregator.windows":          "Sliding windows kept per key, each a multiple of pane, sliding by one pane.",
+	"aggregator.allowed_lateness": "Subtracted from a partition's highest event time to give its watermark.",
+	"aggregator.grace":            "How long after a pane is final a late event still yields a corrected pane.",
+	"aggregator.idle_timeout":     "How long a silent partition may hold the watermark back.",
+	"aggregator.max_keys":         "Cap on live keys; further keys fold into the method \"__other__\" of their app.",
+	"aggregator.compression":      "T-digest compression of emitted pane digests (20-5000; higher is more accurate).",
+	"aggregator.raw_buffer_limit": "Raw latencies an open pane buffers before it switches to a live digest.",
+
+	"kafka":                          "The Kafka cluster every role produces to and consumes from.",
+	"kafka.brokers":                  "Bootstrap brokers, HOST:PORT each; --brokers overrides.",
+	"kafka.topic_prefix":             "Prepended to every topic name (calls, logs, metrics, stats, alerts, dlq).",
+	"kafka.partitions":               "Partition count of each topic when tpflow creates it.",
+	"kafka.partitions.calls":         "Partitions of the calls topic; bounds the aggregator's parallelism.",
+	"kafka.partitions.logs":          "Partitions of the logs topic.",
+	"kafka.partitions.metrics":       "Partitions of the metrics topic.",
+	"kafka.partitions.stats":         "Partitions of the stats topic (final panes).",
+	"kafka.partitions.alerts":        "Partitions of the alerts topic.",
+	"kafka.partitions.dlq":           "Partitions of the dead-letter topic.",
+	"kafka.compression":              "Producer batch compression: lz4, zstd or none.",
+	"kafka.max_message_bytes":        "Largest produced message (one event batch) before compression, in bytes.",
+	"kafka.tls":                      "TLS to the brokers.",
+	"kafka.tls.enabled":              "Turn TLS on; the file keys below need it.",
+	"kafka.tls.ca_file":              "PEM bundle of CAs to trust; empty means the system pool.",
+	"kafka.tls.cert_file":            "PEM client certificate for mutual TLS; needs key_file.",
+	"kafka.tls.key_file":             "PEM private key of cert_file.",
+	"kafka.tls.insecure_skip_verify": "Skip verifying the brokers' certificates (testing only).",
+	"kafka.sasl":                     "SASL authentication to the brokers.",
+	"kafka.sasl.mechanism":           "plain, scram-sha-256 or scram-sha-512; empty disables SASL.",
+	"kafka.sasl.username":            "SASL user name.",
+	"kafka.sasl.password":            "SASL password.",
+	"clickhouse":                     "Where the sink writes panes, logs, samples and alerts.",
+	"clickhouse.dsn":                 "clickhouse://[USER[:PASSWORD]@]HOST:PORT/DB (native protocol); --clickhouse overrides.",
+	"clickhouse.batch_rows":          "Rows that trigger an insert.",
+	"clickhouse.batch_age":           "Age of the oldest buffered row that triggers an insert.",
+	"clickhouse.max_retry_backoff":   "Cap on the exponential backoff between insert retries.",
+	"broker":                         "The embedded Kafka-protocol broker of `tpflow broker` and `tpflow run`.",
+	"broker.listen":                  "HOST:PORT the broker accepts Kafka clients on; --listen overrides for `tpflow broker`.",
+	"broker.data_dir":                "Directory for log segments; empty keeps them in memory.",
+	"broker.retention":               "How long records are kept.",
+	"broker.retention_bytes":         "Cap on each partition's size, in bytes.",
+	"http":                           "The HTTP listener of every role: /metrics, /healthz, /readyz.",
+	"http.listen":                    "HOST:PORT to serve on; --listen overrides.",
+	"log":                            "Structured logging (log/slog) to standard error.",
+	"log.level":                      "debug, info, warn or error.",
+	"log.format":                     "text or json.",
+}
+
+// writeDefaults prints cfg as YAML with a one-line comment above every key
+// that describes it and gives its default. The output loads back to cfg.
+func writeDefaults(w io.Writer, cfg Config) error {
+	var b strings.Builder
+	b.WriteString("# tpflow configuration: one file for every role.\n")
+	b.WriteString("# Every key is optional; an absent key keeps the default shown here.\n")
+	b.WriteString("# Durations are Go durations (\"500ms\", \"10s\", \"1m\", \"24h\"); sizes are bytes.\n")
+	if err := writeStruct(&b, reflect.ValueOf(cfg), "", 0); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func writeStruct(b *strings.Builder, v reflect.Value, path string, depth int) error {
+	indent := strings.Repeat("  ", depth)
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		p := joinPath(path, name)
+		doc, ok := keyDocs[p]
+		if !ok {
+			return fmt.Errorf("BUG: config key %s has no description in keyDocs", p)
+		}
+		fv := v.Field(i)
+		if fv.Kind() == reflect.Struct && fv.Type() != durationType {
+			if depth == 0 {
+				b.WriteString("\n")
+			}
+			fmt.Fprintf(b, "%s# %s\n%s%s:\n", indent, doc, indent, name)
+			if err := writeStruct(b, fv, p, depth+1); err != nil {
+				return err
+			}
+			continue
+		}
+		val, err := yamlValue(fv)
+		if err != nil {
+			return fmt.Errorf("cannot print %s: %w", p, err)
+		}
+		shown := val
+		if fv.Kind() == reflect.String {
+			shown = strconv.Quote(fv.String())
+		}
+		fmt.Fprintf(b, "%s# %s Default: %s\n%s%s: %s\n", indent, doc, shown, indent, name, val)
+	}
+	return nil
+}
+
+// yamlValue renders a leaf value in flow style.
+func yamlValue(v reflect.Value) (string, error) {
+	if v.Type() == durationType {
+		return formatDuration(time.Duration(v.Int())), nil
+	}
+	switch v.Kind() {
+	case reflect.Slice:
+		parts := make([]string, v.Len())
+		for i := range v.Len() {
+			s, err := yamlValue(v.Index(i))
+			if err != nil {
+				return "", err
+			}
+			parts[i] = s
+		}
+		return "[" + strings.Join(parts, ", ") + "]", nil
+	case reflect.String:
+		if v.String() == "" {
+			return `""`, nil
+		}
+		out, err := yaml.Marshal(v.String())
+		return strings.TrimSuffix(string(out), "\n"), err
+	case reflect.Bool:
+		return strconv.FormatBool(v.Bool()), nil
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return strconv.FormatInt(v.Int(), 10), nil
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return strconv.FormatUint(v.Uint(), 10), nil
+	case reflect.Float32, reflect.Float64:
+		return strconv.FormatFloat(v.Float(), 'g', -1, 64), nil
+	}
+	return "", fmt.Errorf("unsupported kind %s", v.Kind())
+}
+
+// formatDuration writes d the way people do: "1m" rather than "1m0s".
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
