@@ -59,6 +59,19 @@ func (o DecodeOptions) Decode(buf []byte, b *Batch) error {
 	version, haveVersion := uint64(0), false
 	m := buf
 	for len(m) > 0 {
+		// Fast path for the bulk of a batch: a call shorter than 128 bytes.
+		if len(m) >= 2 && m[0] == fieldCalls<<3|byte(protowire.BytesType) && m[1] < 0x80 {
+			end := 2 + int(m[1])
+			if end > len(m) {
+				return fmt.Errorf("call %d at byte %d: %w", len(b.Calls), len(buf)-len(m), ErrTruncated)
+			}
+			b.Calls = append(b.Calls, Call{})
+			if err := decodeCall(m[2:end], &b.Calls[len(b.Calls)-1]); err != nil {
+				return fmt.Errorf("call %d: %w", len(b.Calls)-1, err)
+			}
+			m = m[end:]
+			continue
+		}
 		num, typ, n := consumeTag(m)
 		if n < 0 {
 			return fmt.Errorf("at byte %d: %w", len(buf)-len(m), wireErr(n))
@@ -320,8 +333,54 @@ func decodeSeries(m []byte, s *Series) error {
 	return nil
 }
 
-// decodeCall is the hot path: every field of CallEvent is a varint.
+// decodeCall is the hot path. The fast loop handles the one-byte varint tags
+// of fields 1 to 5, which is every field a Builder or proto.Marshal writes,
+// with one- and two-byte values decoded inline; anything else continues in
+// decodeCallSlow, and longer varints go through protowire so that the rules
+// are exactly its rules.
 func decodeCall(m []byte, c *Call) error {
+	for len(m) >= 2 {
+		tag := m[0]
+		if tag&7 != byte(protowire.VarintType) || tag < 1<<3 || tag > 5<<3 {
+			break
+		}
+		var v uint64
+		if x := m[1]; x < 0x80 {
+			v = uint64(x)
+			m = m[2:]
+		} else if len(m) >= 3 && m[2] < 0x80 {
+			v = uint64(x&0x7f) | uint64(m[2])<<7
+			m = m[3:]
+		} else {
+			var n int
+			v, n = protowire.ConsumeVarint(m[1:])
+			if n < 0 {
+				return fmt.Errorf("field %d: %w", tag>>3, wireErr(n))
+			}
+			m = m[1+n:]
+		}
+		switch tag >> 3 {
+		case 1:
+			c.TsUnixMs = int64(v)
+		case 2:
+			c.Series = uint32(v)
+		case 3:
+			c.LatencyUs = uint32(v)
+		case 4:
+			c.Status = uint32(v)
+		case 5:
+			c.OK = v != 0
+		}
+	}
+	if len(m) == 0 {
+		return nil
+	}
+	return decodeCallSlow(m, c)
+}
+
+// decodeCallSlow decodes CallEvent fields in full generality: multi-byte
+// tags, unknown fields and wire type errors.
+func decodeCallSlow(m []byte, c *Call) error {
 	for len(m) > 0 {
 		num, typ, n := consumeTag(m)
 		if n < 0 {
