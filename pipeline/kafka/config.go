@@ -1,0 +1,410 @@
+// Package kafka is tpflow's Kafka transport: configuration of the client
+// (brokers, topics, compression, TLS, SASL), a synchronous producer, a
+// consumer-group reader with explicit commits, a generation-aware group
+// consumer that lets its caller flush before partitions are revoked, the
+// dead-letter queue, and the embedded Kafka-protocol broker used by
+// `tpflow run`, `tpflow broker` and the tests. DESIGN.md next to this file
+// records when offsets may be committed and why.
+package kafka
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+
+	"github.com/tpflow/tpflow/schemas"
+)
+
+// Topic names, without the configured prefix; Config.Topic adds it.
+const (
+	TopicLogs    = "logs"
+	TopicCalls   = "calls"
+	TopicMetrics = "metrics"
+	TopicStats   = "stats"
+	TopicAlerts  = "alerts"
+	TopicDLQ     = "dlq"
+)
+
+// TopicNames lists every topic tpflow uses, in a stable order.
+var TopicNames = []string{TopicLogs, TopicCalls, TopicMetrics, TopicStats, TopicAlerts, TopicDLQ}
+
+// Compression codec names accepted in Config.Compression.
+const (
+	CompressionNone   = "none"
+	CompressionGzip   = "gzip"
+	CompressionSnappy = "snappy"
+	CompressionLZ4    = "lz4"
+	CompressionZstd   = "zstd"
+)
+
+// SASL mechanism names accepted in SASLConfig.Mechanism.
+const (
+	SASLPlain       = "plain"
+	SASLScramSHA256 = "scram-sha-256"
+	SASLScramSHA512 = "scram-sha-512"
+)
+
+// messageOverhead is the room a producer request needs beyond the payload
+// bytes of one message (record headers, key, batch header); the writer's
+// batch limit and the topics' max.message.bytes are raised by this much so a
+// payload of exactly MaxMessageBytes is still accepted.
+const messageOverhead = 64 << 10
+
+// TLSConfig configures TLS towards the brokers. The files are PEM encoded.
+type TLSConfig struct {
+	Enabled            bool   `yaml:"enabled"`
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// SASLConfig configures SASL authentication. An empty Mechanism disables it.
+type SASLConfig struct {
+	Mechanism string `yaml:"mechanism"`
+	Username  string `yaml:"username"`
+	Password  string `yaml:"password"`
+}
+
+// Config is the Kafka client configuration shared by every role.
+type Config struct {
+	// Brokers are the bootstrap addresses, host:port.
+	Brokers []string `yaml:"brokers"`
+	// TopicPrefix is put in front of every topic name (see Topic).
+	TopicPrefix string `yaml:"topic_prefix"`
+	// Partitions is the partition count per topic name (without prefix)
+	// that EnsureTopics creates; a missing name falls back to the default.
+	Partitions map[string]int `yaml:"partitions"`
+	// ReplicationFactor is used by EnsureTopics for new topics.
+	ReplicationFactor int `yaml:"replication_factor"`
+	// Compression is one of none, gzip, snappy, lz4, zstd.
+	Compression string `yaml:"compression"`
+	// MaxMessageBytes is the largest message payload a producer sends;
+	// the codec cuts event batches at this size.
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// WriteTimeout bounds one produce request.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// BatchTimeout is how long a producer waits to fill a request with
+	// messages from concurrent Produce calls before it sends it.
+	BatchTimeout time.Duration `yaml:"batch_timeout"`
+	TLS          TLSConfig     `yaml:"tls"`
+	SASL         SASLConfig    `yaml:"sasl"`
+}
+
+// DefaultPartitions returns the default partition count of every topic.
+func DefaultPartitions() map[string]int {
+	return map[string]int{
+		TopicCalls:   8,
+		TopicLogs:    8,
+		TopicMetrics: 4,
+		TopicStats:   4,
+		TopicAlerts:  1,
+		TopicDLQ:     1,
+	}
+}
+
+// DefaultConfig returns the configuration for a single local broker.
+func DefaultConfig() Config {
+	return Config{
+		Brokers:           []string{"127.0.0.1:9092"},
+		TopicPrefix:       "tpflow.",
+		Partitions:        DefaultPartitions(),
+		ReplicationFactor: 1,
+		Compression:       CompressionLZ4,
+		MaxMessageBytes:   1 << 20,
+		WriteTimeout:      10 * time.Second,
+		BatchTimeout:      5 * time.Millisecond,
+	}
+}
+
+// Topic returns the full topic name for name (one of the Topic constants).
+func (c Config) Topic(name string) string { return c.TopicPrefix + name }
+
+// PartitionsFor returns the configured partition count of the topic name
+// (without prefix), falling back to the default and then to 1.
+func (c Config) PartitionsFor(name string) int {
+	if n, ok := c.Partitions[name]; ok && n > 0 {
+		return n
+	}
+	if n, ok := DefaultPartitions()[name]; ok {
+		return n
+	}
+	return 1
+}
+
+// Validate reports every impossible value as a *schemas.FieldError, joined.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, schemas.Fieldf(field, format, args...))
+	}
+	if len(c.Brokers) == 0 {
+		add("brokers", "at least one broker address is required")
+	}
+	for i, b := range c.Brokers {
+		if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
+			add(fmt.Sprintf("brokers[%d]", i), "%q is not a host:port address", b)
+		}
+	}
+	if strings.ContainsAny(c.TopicPrefix, " /\\:,") || len(c.TopicPrefix) > 200 {
+		add("topic_prefix", "%q is not usable in a topic name", c.TopicPrefix)
+	}
+	known := DefaultPartitions()
+	names := make([]string, 0, len(c.Partitions))
+	for name := range c.Partitions {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if _, ok := known[name]; !ok {
+			add("partitions."+name, "unknown topic; known topics are %s", strings.Join(TopicNames, ", "))
+			continue
+		}
+		if n := c.Partitions[name]; n < 1 || n > 10000 {
+			add("partitions."+name, "partition count %d out of range 1..10000", n)
+		}
+	}
+	if c.ReplicationFactor < 1 || c.ReplicationFactor > 32767 {
+		add("replication_factor", "%d out of range 1..32767", c.ReplicationFactor)
+	}
+	if _, err := compressionCodec(c.Compression); err != nil {
+		add("compression", "%v", err)
+	}
+	if c.MaxMessageBytes < 1024 || c.MaxMessageBytes > 64<<20 {
+		add("max_message_bytes", "%d out of range 1 KiB..64 MiB", c.MaxMessageBytes)
+	}
+	if c.WriteTimeout <= 0 {
+		add("write_timeout", "must be positive, got %s", c.WriteTimeout)
+	}
+	if c.BatchTimeout < 0 || c.BatchTimeout > time.Minute {
+		add("batch_timeout", "%s out of range 0..1m", c.BatchTimeout)
+	}
+	if c.TLS.Enabled {
+		for _, f := range []struct{ field, path string }{
+			{"tls.ca_file", c.TLS.CAFile}, {"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile},
+		} {
+			if f.path == "" {
+				continue
+			}
+			if _, err := os.Stat(f.path); err != nil {
+				add(f.field, "cannot read %s: %v", f.path, errors.Unwrap(err))
+			}
+		}
+		if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+			add("tls", "cert_file and key_file must be set together")
+		}
+	} else if c.TLS.CAFile != "" || c.TLS.CertFile != "" || c.TLS.KeyFile != "" || c.TLS.InsecureSkipVerify {
+		add("tls.enabled", "TLS settings are given but TLS is not enabled")
+	}
+	switch c.SASL.Mechanism {
+	case "":
+		if c.SASL.Username != "" || c.SASL.Password != "" {
+			add("sasl.mechanism", "credentials are given but no mechanism")
+		}
+	case SASLPlain, SASLScramSHA256, SASLScramSHA512:
+		if c.SASL.Username == "" {
+			add("sasl.username", "required for mechanism %s", c.SASL.Mechanism)
+		}
+	default:
+		add("sasl.mechanism", "unknown mechanism %q; use %s, %s or %s", c.SASL.Mechanism, SASLPlain, SASLScramSHA256, SASLScramSHA512)
+	}
+	return errors.Join(errs...)
+}
+
+func compressionCodec(name string) (kafkago.Compression, error) {
+	switch name {
+	case CompressionNone:
+		return 0, nil
+	case CompressionGzip:
+		return kafkago.Gzip, nil
+	case CompressionSnappy:
+		return kafkago.Snappy, nil
+	case CompressionLZ4:
+		return kafkago.Lz4, nil
+	case CompressionZstd:
+		return kafkago.Zstd, nil
+	}
+	return 0, fmt.Errorf("unknown compression %q; use none, gzip, snappy, lz4 or zstd", name)
+}
+
+// TLSClientConfig builds the client TLS configuration, or returns nil when
+// TLS is disabled.
+func (c Config) TLSClientConfig() (*tls.Config, error) {
+	if !c.TLS.Enabled {
+		return nil, nil
+	}
+	tc := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: c.TLS.InsecureSkipVerify, //nolint:gosec // explicit operator choice
+	}
+	if c.TLS.CAFile != "" {
+		pem, err := os.ReadFile(c.TLS.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read Kafka CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("cannot use Kafka CA file %s: no PEM certificate in it", c.TLS.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if c.TLS.CertFile != "" || c.TLS.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cannot load Kafka client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// SASLMechanism builds the SASL mechanism, or returns nil when SASL is off.
+func (c Config) SASLMechanism() (sasl.Mechanism, error) {
+	switch c.SASL.Mechanism {
+	case "":
+		return nil, nil
+	case SASLPlain:
+		return plain.Mechanism{Username: c.SASL.Username, Password: c.SASL.Password}, nil
+	case SASLScramSHA256:
+		return scramSHA256(c.SASL.Username, c.SASL.Password), nil
+	case SASLScramSHA512:
+		return scramSHA512(c.SASL.Username, c.SASL.Password), nil
+	}
+	return nil, fmt.Errorf("unknown SASL mechanism %q", c.SASL.Mechanism)
+}
+
+// Transport builds the kafka-go transport (used by Writer and Client) with
+// the configured TLS and SASL.
+func (c Config) Transport() (*kafkago.Transport, error) {
+	tc, err := c.TLSClientConfig()
+	if err != nil {
+		return nil, err
+	}
+	mech, err := c.SASLMechanism()
+	if err != nil {
+		return nil, err
+	}
+	return &kafkago.Transport{
+		DialTimeout: 10 * time.Second,
+		IdleTimeout: 30 * time.Second,
+		MetadataTTL: 10 * time.Second,
+		ClientID:    "tpflow",
+		TLS:         tc,
+		SASL:        mech,
+	}, nil
+}
+
+// Dialer builds the kafka-go dialer (used by Reader and ConsumerGroup) with
+// the configured TLS and SASL.
+func (c Config) Dialer() (*kafkago.Dialer, error) {
+	tc, err := c.TLSClientConfig()
+	if err != nil {
+		return nil, err
+	}
+	mech, err := c.SASLMechanism()
+	if err != nil {
+		return nil, err
+	}
+	return &kafkago.Dialer{
+		ClientID:      "tpflow",
+		Timeout:       10 * time.Second,
+		DualStack:     true,
+		TLS:           tc,
+		SASLMechanism: mech,
+	}, nil
+}
+
+// checked validates c and returns the first problem wrapped with what, so
+// constructors refuse a configuration nobody validated.
+func (c Config) checked(what string) error {
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("cannot %s: invalid Kafka config: %w", what, err)
+	}
+	return nil
+}
+
+// client returns a kafka-go admin client for c.
+func (c Config) client() (*kafkago.Client, error) {
+	tr, err := c.Transport()
+	if err != nil {
+		return nil, err
+	}
+	return &kafkago.Client{Addr: kafkago.TCP(c.Brokers...), Timeout: c.WriteTimeout, Transport: tr}, nil
+}
+
+// EnsureTopics creates every tpflow topic that does not exist yet, with the
+// configured partition count and replication factor and a max.message.bytes
+// large enough for MaxMessageBytes. Existing topics are left as they are: a
+// topic with fewer partitions than configured is logged by the caller's
+// check (see TopicPartitions), never silently repartitioned, because adding
+// partitions moves keys between consumers. EnsureTopics is idempotent.
+func EnsureTopics(ctx context.Context, cfg Config) error {
+	if err := cfg.checked("ensure topics"); err != nil {
+		return err
+	}
+	cl, err := cfg.client()
+	if err != nil {
+		return err
+	}
+	defer cl.Transport.(*kafkago.Transport).CloseIdleConnections()
+	req := &kafkago.CreateTopicsRequest{}
+	for _, name := range TopicNames {
+		req.Topics = append(req.Topics, kafkago.TopicConfig{
+			Topic:             cfg.Topic(name),
+			NumPartitions:     cfg.PartitionsFor(name),
+			ReplicationFactor: cfg.ReplicationFactor,
+			ConfigEntries: []kafkago.ConfigEntry{
+				{ConfigName: "max.message.bytes", ConfigValue: fmt.Sprint(cfg.MaxMessageBytes + messageOverhead)},
+			},
+		})
+	}
+	resp, err := cl.CreateTopics(ctx, req)
+	if err != nil {
+		return fmt.Errorf("cannot create topics: %w", err)
+	}
+	var errs []error
+	for topic, terr := range resp.Errors {
+		if terr == nil || errors.Is(terr, kafkago.TopicAlreadyExists) {
+			continue
+		}
+		errs = append(errs, fmt.Errorf("cannot create topic %s: %w", topic, terr))
+	}
+	return errors.Join(errs...)
+}
+
+// TopicPartitions returns the partition count of each named topic (full
+// names) as the cluster reports it; a topic that does not exist is absent
+// from the map.
+func TopicPartitions(ctx context.Context, cfg Config, topics ...string) (map[string]int, error) {
+	cl, err := cfg.client()
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Transport.(*kafkago.Transport).CloseIdleConnections()
+	resp, err := cl.Metadata(ctx, &kafkago.MetadataRequest{Topics: topics})
+	if err != nil {
+		return nil, fmt.Errorf("cannot read topic metadata: %w", err)
+	}
+	out := make(map[string]int, len(resp.Topics))
+	for _, t := range resp.Topics {
+		if t.Error != nil {
+			if errors.Is(t.Error, kafkago.UnknownTopicOrPartition) {
+				continue
+			}
+			return nil, fmt.Errorf("cannot read metadata of topic %s: %w", t.Name, t.Error)
+		}
+		out[t.Name] = len(t.Partitions)
+	}
+	return out, nil
+}
