@@ -45,7 +45,7 @@ func DefaultConfig() Config {
 		Grace:           5 * time.Minute,
 		IdleTimeout:     30 * time.Second,
 		MaxKeys:         50000,
-		Compression:     200,
+		Compression:     100,
 		RawBufferLimit:  16384,
 	}
 }

@@ -1,0 +1,576 @@
+// Package aggregator turns method-call events into per-key TP percentiles,
+// traffic and latency over event-time tumbling panes and sliding windows.
+//
+// See DESIGN.md in this folder for the invariants: when a pane is final,
+// when offsets may be committed, and why a pane may be published again.
+package aggregator
+
+import (
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tpflow/tpflow/pipeline/codec"
+	"github.com/tpflow/tpflow/schemas"
+)
+
+// OtherMethod is the method that events of keys beyond the key cap fold into.
+const OtherMethod = "__other__"
+
+// Key identifies one aggregation series.
+type Key struct {
+	System, App, Group, IDC, Method string
+}
+
+// PaneStat is one final pane of one key, ready to publish. Its identity is
+// (Key, Start); a higher Version replaces a lower one.
+type PaneStat struct {
+	Key        Key
+	Start      int64 // unix ms, aligned to PaneMs
+	PaneMs     int64
+	Version    uint64
+	Count      uint64
+	Errors     uint64
+	SumUs      uint64
+	MinUs      uint32
+	MaxUs      uint32
+	P50, P90   float64 // µs
+	P99, P999  float64 // µs
+	Centroids  []Centroid
+	Correction bool // a re-publication caused by late events
+}
+
+// IngestStats counts what Ingest did with a batch's calls.
+type IngestStats struct {
+	Accepted, Late, Dropped, Future, Overflow int
+}
+
+type keyState struct {
+	key   Key
+	other bool                // a fold key of the key cap: every event is an overflow
+	open  []openPane          // indexed by (start/paneMs) & slotMask
+	more  map[int64]*openPane // open panes whose slot was taken; rare
+	ring  []pane              // final panes, ascending by start
+	// corrected marks ring panes changed by late events since last flush.
+	corrected []int64
+}
+
+type partState struct {
+	maxTs    int64     // highest event time seen, unix ms
+	lastSeen time.Time // wall clock of the last batch with calls
+	last     int64     // offset of the last ingested message
+	// first maps an unpublished pane start to the first offset of this
+	// partition that holds an event in it.
+	first map[int64]int64
+}
+
+// Engine aggregates calls into panes and windows. Engine is safe for
+// concurrent use.
+type Engine struct {
+	cfg      Config
+	paneMs   int64
+	lateMs   int64
+	graceMs  int64
+	idle     time.Duration
+	retainMs int64 // how far behind the final edge ring panes are kept
+	slotMask int64
+	skewMs   int64
+	now      func() time.Time
+	log      *slog.Logger
+	m        *metrics
+
+	mu         sync.Mutex
+	keys       map[string]*keyState
+	parts      map[int32]*partState
+	pending    map[int64][]*keyState // pane start -> keys with that pane open
+	corrected  []*keyState           // keys with corrections to publish
+	finalEnd   int64                 // every pane ending at or before this is final
+	watermark  int64
+	resolved   []*keyState // per-batch series resolution, reused
+	idBuf      []byte
+	scratch    []Centroid
+	otherFolds uint64
+}
+
+// Option configures an Engine.
+type Option func(*Engine)
+
+// WithClock sets the wall clock, used for idle partitions and the future
+// guard. Tests inject a fake one.
+func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = now } }
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
+
+// WithRegisterer registers the engine's metrics with r.
+func WithRegisterer(r prometheus.Registerer) Option {
+	return func(e *Engine) { e.m.register(r) }
+}
+
+// MaxClockSkew is how far ahead of the wall clock an event may be; later
+// events are dropped and counted, so one bad clock cannot push the watermark
+// into the future and make every other event late.
+const MaxClockSkew = 10 * time.Minute
+
+// New returns an Engine for a valid cfg.
+func New(cfg Config, opts ...Option) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid aggregator config: %w", err)
+	}
+	e := &Engine{
+		cfg:     cfg,
+		paneMs:  cfg.Pane.Milliseconds(),
+		lateMs:  cfg.AllowedLateness.Milliseconds(),
+		graceMs: cfg.Grace.Milliseconds(),
+		idle:    cfg.IdleTimeout,
+		skewMs:  MaxClockSkew.Milliseconds(),
+		now:     time.Now,
+		log:     slog.New(slog.DiscardHandler),
+		m:       newMetrics(),
+		keys:    make(map[string]*keyState),
+		parts:   make(map[int32]*partState),
+		pending: make(map[int64][]*keyState),
+	}
+	e.retainMs = max(slices.Max(cfg.Windows).Milliseconds(), e.graceMs+e.paneMs)
+	slots := int64(1)
+	for slots < e.lateMs/e.paneMs+3 {
+		slots <<= 1
+	}
+	e.slotMask = slots - 1
+	e.finalEnd = math.MinInt64
+	e.watermark = math.MinInt64
+	for _, o := range opts {
+		o(e)
+	}
+	return e, nil
+}
+
+// Config returns the engine's configuration.
+func (e *Engine) Config() Config { return e.cfg }
+
+func (e *Engine) paneStart(ts int64) int64 {
+	r := ts % e.paneMs
+	if r < 0 {
+		r += e.paneMs
+	}
+	return ts - r
+}
+
+// Ingest aggregates the calls of b, read from partition at offset. It does
+// not retain b or anything that aliases it.
+func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestStats {
+	var st IngestStats
+	if len(b.Calls) == 0 {
+		e.mu.Lock()
+		e.part(partition).last = offset
+		e.mu.Unlock()
+		return st
+	}
+	nowT := e.now()
+	nowMs := nowT.UnixMilli()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.part(partition)
+	p.lastSeen = nowT
+	p.last = offset
+	e.resolve(b)
+	lastStart := int64(math.MinInt64)
+	limit := e.cfg.RawBufferLimit
+	for i := range b.Calls {
+		c := &b.Calls[i]
+		ts := c.TsUnixMs
+		if ts > nowMs+e.skewMs {
+			st.Future++
+			continue
+		}
+		ks := e.resolved[c.Series]
+		if ks.other {
+			st.Overflow++
+		}
+		start := e.paneStart(ts)
+		if start+e.paneMs <= e.finalEnd {
+			e.late(ks, start, c, &st)
+			continue
+		}
+		op := e.openPaneFor(ks, start)
+		op.add(c.LatencyUs, c.OK)
+		if limit > 0 && len(op.vals) >= limit {
+			e.scratch = op.fold(e.cfg.Compression, e.scratch)
+		}
+		if ts > p.maxTs {
+			p.maxTs = ts
+		}
+		if start != lastStart {
+			if _, ok := p.first[start]; !ok {
+				p.first[start] = offset
+			}
+			lastStart = start
+		}
+		st.Accepted++
+	}
+	e.m.eventsIn.Add(float64(st.Accepted))
+	if st.Late > 0 {
+		e.m.late.Add(float64(st.Late))
+	}
+	if st.Dropped > 0 {
+		e.m.lateDropped.Add(float64(st.Dropped))
+	}
+	if st.Future > 0 {
+		e.m.future.Add(float64(st.Future))
+	}
+	if st.Overflow > 0 {
+		e.m.overflow.Add(float64(st.Overflow))
+	}
+	e.m.liveKeys.Set(float64(len(e.keys)))
+	return st
+}
+
+func (e *Engine) part(partition int32) *partState {
+	p := e.parts[partition]
+	if p == nil {
+		p = &partState{maxTs: math.MinInt64, last: -1, first: make(map[int64]int64)}
+		e.parts[partition] = p
+	}
+	return p
+}
+
+// resolve maps every series of b to its key state, once per batch.
+func (e *Engine) resolve(b *codec.Batch) {
+	e.resolved = e.resolved[:0]
+	for _, s := range b.Series {
+		k := Key{
+			System: b.Label(s.Labels, schemas.LabelSystem),
+			App:    b.Label(s.Labels, schemas.LabelApp),
+			Group:  b.Label(s.Labels, schemas.LabelGroup),
+			IDC:    b.Label(s.Labels, schemas.LabelIDC),
+			Method: b.Symbol(s.Method),
+		}
+		e.resolved = append(e.resolved, e.keyFor(k))
+	}
+}
+
+// keyFor returns the state of k, creating it (with copies of k's strings,
+// which may alias a message buffer) or folding it into OtherMethod when the
+// key cap is reached.
+func (e *Engine) keyFor(k Key) *keyState {
+	e.idBuf = appendKeyID(e.idBuf[:0], k)
+	if ks, ok := e.keys[string(e.idBuf)]; ok {
+		return ks
+	}
+	other := false
+	if len(e.keys) >= e.cfg.MaxKeys {
+		other = true
+		e.otherFolds++
+		e.m.overflowKeys.Inc()
+		k.Method = OtherMethod
+		e.idBuf = appendKeyID(e.idBuf[:0], k)
+		if ks, ok := e.keys[string(e.idBuf)]; ok {
+			return ks
+		}
+		// The fold keys themselves are capped too: past twice the cap,
+		// everything shares one key.
+		if len(e.keys) >= 2*e.cfg.MaxKeys {
+			k = Key{System: OtherMethod, App: OtherMethod, Group: OtherMethod, IDC: OtherMethod, Method: OtherMethod}
+			e.idBuf = appendKeyID(e.idBuf[:0], k)
+			if ks, ok := e.keys[string(e.idBuf)]; ok {
+				return ks
+			}
+		}
+	}
+	id := string(e.idBuf)
+	ks := &keyState{
+		key:   Key{System: clone(k.System), App: clone(k.App), Group: clone(k.Group), IDC: clone(k.IDC), Method: clone(k.Method)},
+		other: other,
+		open:  make([]openPane, e.slotMask+1),
+	}
+	for i := range ks.open {
+		ks.open[i].start = math.MinInt64
+	}
+	e.keys[id] = ks
+	return ks
+}
+
+func clone(s string) string {
+	if s == "" {
+		return ""
+	}
+	return string([]byte(s))
+}
+
+func appendKeyID(dst []byte, k Key) []byte {
+	dst = append(dst, k.System...)
+	dst = append(dst, 0)
+	dst = append(dst, k.App...)
+	dst = append(dst, 0)
+	dst = append(dst, k.Group...)
+	dst = append(dst, 0)
+	dst = append(dst, k.IDC...)
+	dst = append(dst, 0)
+	return append(dst, k.Method...)
+}
+
+// openPaneFor returns the open pane of ks starting at start, opening it.
+func (e *Engine) openPaneFor(ks *keyState, start int64) *openPane {
+	op := &ks.open[(start/e.paneMs)&e.slotMask]
+	if op.start == start {
+		return op
+	}
+	if op.start != math.MinInt64 {
+		// The slot holds another open pane: the watermark is held back
+		// far enough that more panes are open than slots.
+		if x := ks.more[start]; x != nil {
+			return x
+		}
+		if ks.more == nil {
+			ks.more = make(map[int64]*openPane)
+		}
+		x := &openPane{}
+		x.reset(start)
+		ks.more[start] = x
+		e.pending[start] = append(e.pending[start], ks)
+		return x
+	}
+	op.reset(start)
+	e.pending[start] = append(e.pending[start], ks)
+	return op
+}
+
+// late handles an event whose pane is already final: within the grace it
+// corrects the pane, beyond it it is dropped. Both are counted.
+func (e *Engine) late(ks *keyState, start int64, c *codec.Call, st *IngestStats) {
+	if start+e.paneMs+e.graceMs <= e.watermark {
+		st.Dropped++
+		return
+	}
+	st.Late++
+	i, found := slices.BinarySearchFunc(ks.ring, start, func(p pane, s int64) int {
+		return cmpInt64(p.start, s)
+	})
+	if !found {
+		ks.ring = slices.Insert(ks.ring, i, pane{start: start, version: 0, min: math.MaxUint32})
+	}
+	ks.ring[i].addLate(c.LatencyUs, c.OK, e.cfg.Compression)
+	if !slices.Contains(ks.corrected, start) {
+		if len(ks.corrected) == 0 {
+			e.corrected = append(e.corrected, ks)
+		}
+		ks.corrected = append(ks.corrected, start)
+	}
+}
+
+func cmpInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// RemovePartition forgets a partition, e.g. after it was revoked, so that it
+// no longer holds the watermark back. Its open panes stay open.
+func (e *Engine) RemovePartition(partition int32) {
+	e.mu.Lock()
+	delete(e.parts, partition)
+	e.mu.Unlock()
+}
+
+// Flush advances the watermark, finalises every pane it has passed and
+// returns them, with pending corrections, in pane-start order. commit holds,
+// per partition, the offset up to which (exclusive) every event is in a pane
+// that is returned now or was returned before: once the returned panes are
+// published, committing these offsets loses nothing.
+func (e *Engine) Flush() (panes []PaneStat, commit map[int32]int64) {
+	nowT := e.now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.advanceWatermark(nowT)
+	// Corrections first: they belong to older panes.
+	for _, ks := range e.corrected {
+		for _, start := range ks.corrected {
+			i, found := slices.BinarySearchFunc(ks.ring, start, func(p pane, s int64) int { return cmpInt64(p.start, s) })
+			if !found {
+				continue
+			}
+			ks.ring[i].version++
+			panes = append(panes, e.stat(ks, &ks.ring[i], true))
+		}
+		ks.corrected = ks.corrected[:0]
+	}
+	e.corrected = e.corrected[:0]
+
+	newEnd := e.paneStart(e.watermark) // panes ending at or before this are final
+	if e.watermark == math.MinInt64 {
+		newEnd = math.MinInt64
+	}
+	if newEnd > e.finalEnd {
+		starts := make([]int64, 0, len(e.pending))
+		for s := range e.pending {
+			if s+e.paneMs <= newEnd {
+				starts = append(starts, s)
+			}
+		}
+		slices.Sort(starts)
+		for _, s := range starts {
+			for _, ks := range e.pending[s] {
+				op := ks.openAt(s, e)
+				if op == nil {
+					continue
+				}
+				var f pane
+				f, e.scratch = op.close(e.cfg.Compression, e.scratch)
+				e.release(ks, op)
+				i, found := slices.BinarySearchFunc(ks.ring, s, func(p pane, x int64) int { return cmpInt64(p.start, x) })
+				if found {
+					// A late event created the pane first: merge.
+					ks.ring[i] = mergePanes(ks.ring[i], f, e.cfg.Compression)
+				} else {
+					ks.ring = slices.Insert(ks.ring, i, f)
+				}
+				panes = append(panes, e.stat(ks, &ks.ring[i], false))
+			}
+			delete(e.pending, s)
+			for _, p := range e.parts {
+				delete(p.first, s)
+			}
+		}
+		e.finalEnd = newEnd
+		e.trim()
+	}
+	commit = make(map[int32]int64, len(e.parts))
+	for id, p := range e.parts {
+		c := p.last + 1
+		for _, off := range p.first {
+			c = min(c, off)
+		}
+		commit[id] = c
+	}
+	e.m.panesEmitted.Add(float64(len(panes)))
+	e.m.liveKeys.Set(float64(len(e.keys)))
+	if e.watermark != math.MinInt64 {
+		e.m.watermarkLag.Set(float64(nowT.UnixMilli()-e.watermark) / 1000)
+	}
+	return panes, commit
+}
+
+// openAt returns the open pane of ks at start, or nil.
+func (ks *keyState) openAt(start int64, e *Engine) *openPane {
+	op := &ks.open[(start/e.paneMs)&e.slotMask]
+	if op.start == start {
+		return op
+	}
+	return ks.more[start]
+}
+
+// release frees an open pane's slot, keeping small buffers for reuse and
+// letting big ones go so a burst does not pin memory.
+func (e *Engine) release(ks *keyState, op *openPane) {
+	if x := ks.more[op.start]; x == op {
+		delete(ks.more, op.start)
+		return
+	}
+	op.start = math.MinInt64
+	if cap(op.vals) > 4096 {
+		op.vals = nil
+	}
+	if cap(op.cents) > 4096 {
+		op.cents = nil
+	}
+}
+
+// advanceWatermark sets the global watermark: the minimum over active
+// partitions of max event time − lateness; idle partitions do not count, and
+// when all are idle it follows the wall clock. It never moves back.
+func (e *Engine) advanceWatermark(now time.Time) {
+	wm := int64(math.MaxInt64)
+	active := 0
+	for _, p := range e.parts {
+		if p.maxTs == math.MinInt64 || now.Sub(p.lastSeen) >= e.idle {
+			continue
+		}
+		active++
+		wm = min(wm, p.maxTs-e.lateMs)
+	}
+	if active == 0 {
+		if len(e.parts) == 0 && len(e.pending) == 0 {
+			return
+		}
+		wm = now.UnixMilli() - e.lateMs
+	}
+	if wm > e.watermark {
+		e.watermark = wm
+	}
+}
+
+// trim drops ring panes older than the retention and keys with nothing left.
+func (e *Engine) trim() {
+	cut := e.finalEnd - e.retainMs
+	for id, ks := range e.keys {
+		n := 0
+		for n < len(ks.ring) && ks.ring[n].start < cut {
+			n++
+		}
+		if n > 0 {
+			ks.ring = slices.Delete(ks.ring, 0, n)
+		}
+		if len(ks.ring) == 0 && len(ks.corrected) == 0 && !ks.hasOpen() {
+			delete(e.keys, id)
+		}
+	}
+}
+
+func (ks *keyState) hasOpen() bool {
+	if len(ks.more) > 0 {
+		return true
+	}
+	for i := range ks.open {
+		if ks.open[i].start != math.MinInt64 {
+			return true
+		}
+	}
+	return false
+}
+
+func mergePanes(a, b pane, delta float64) pane {
+	out := pane{
+		start: a.start, version: max(a.version, b.version),
+		count: a.count + b.count, errors: a.errors + b.errors, sum: a.sum + b.sum,
+		min: min(a.min, b.min), max: max(a.max, b.max),
+	}
+	out.cents = recompress(mergeSorted(nil, a.cents, b.cents), float64(out.count), delta)
+	return out
+}
+
+func (e *Engine) stat(ks *keyState, f *pane, correction bool) PaneStat {
+	if f.version == 0 {
+		f.version = 1
+	}
+	return PaneStat{
+		Key: ks.key, Start: f.start, PaneMs: e.paneMs, Version: f.version,
+		Count: f.count, Errors: f.errors, SumUs: f.sum, MinUs: f.min, MaxUs: f.max,
+		P50: f.quantile(0.5), P90: f.quantile(0.9), P99: f.quantile(0.99), P999: f.quantile(0.999),
+		Centroids:  slices.Clone(f.cents),
+		Correction: correction,
+	}
+}
+
+// Watermark returns the global watermark (unix ms) and the end of the last
+// final pane; both are math.MinInt64 before the first flush with events.
+func (e *Engine) Watermark() (watermark, finalEnd int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.watermark, e.finalEnd
+}
+
+// LiveKeys returns the number of keys held.
+func (e *Engine) LiveKeys() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.keys)
+}

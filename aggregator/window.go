@@ -1,0 +1,134 @@
+package aggregator
+
+import (
+	"math"
+	"time"
+)
+
+// WindowStat summarises a set of final panes: one key over a sliding window,
+// or a rollup of many keys. Percentiles are computed once over the merged
+// centroids of every pane it covers, never averaged.
+type WindowStat struct {
+	Start, End    int64 // unix ms; the window is [Start, End)
+	Panes         int   // panes with events
+	Count, Errors uint64
+	SumUs         uint64
+	MinUs, MaxUs  uint32
+	P50, P90      float64 // µs
+	P99, P999     float64 // µs
+	QPS           float64 // Count / window length in seconds
+	ErrorRate     float64 // Errors / Count
+	AvgUs         float64
+	Keys          int // keys merged
+}
+
+// Window returns key's statistics over the window of length d ending at the
+// end of the last final pane. ok is false when the key has no event in it.
+func (e *Engine) Window(k Key, d time.Duration) (ws WindowStat, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.idBuf = appendKeyID(e.idBuf[:0], k)
+	ks := e.keys[string(e.idBuf)]
+	if ks == nil {
+		return ws, false
+	}
+	acc := e.newAcc(d)
+	acc.add(ks)
+	return acc.finish(), acc.ws.Count > 0
+}
+
+// Rollup merges the windows of every key for which match returns true, for
+// example all methods of one app: TP is computed over the union of their
+// centroids.
+func (e *Engine) Rollup(match func(Key) bool, d time.Duration) WindowStat {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	acc := e.newAcc(d)
+	for _, ks := range e.keys {
+		if match(ks.key) {
+			acc.add(ks)
+		}
+	}
+	return acc.finish()
+}
+
+// KeyWindow is one key's window statistics.
+type KeyWindow struct {
+	Key Key
+	WindowStat
+}
+
+// Windows returns the window of length d of every key for which match
+// returns true (every key when match is nil) that has events in it.
+func (e *Engine) Windows(match func(Key) bool, d time.Duration) []KeyWindow {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []KeyWindow
+	for _, ks := range e.keys {
+		if match != nil && !match(ks.key) {
+			continue
+		}
+		acc := e.newAcc(d)
+		acc.add(ks)
+		if acc.ws.Count > 0 {
+			out = append(out, KeyWindow{Key: ks.key, WindowStat: acc.finish()})
+		}
+	}
+	return out
+}
+
+type windowAcc struct {
+	ws    WindowStat
+	cents []Centroid
+}
+
+func (e *Engine) newAcc(d time.Duration) *windowAcc {
+	end := e.finalEnd
+	if end == math.MinInt64 {
+		end = 0
+	}
+	return &windowAcc{
+		ws:    WindowStat{Start: end - d.Milliseconds(), End: end, MinUs: math.MaxUint32},
+		cents: e.scratch[:0],
+	}
+}
+
+func (a *windowAcc) add(ks *keyState) {
+	used := false
+	for i := range ks.ring {
+		p := &ks.ring[i]
+		if p.start < a.ws.Start || p.start >= a.ws.End || p.count == 0 {
+			continue
+		}
+		used = true
+		a.ws.Panes++
+		a.ws.Count += p.count
+		a.ws.Errors += p.errors
+		a.ws.SumUs += p.sum
+		a.ws.MinUs = min(a.ws.MinUs, p.min)
+		a.ws.MaxUs = max(a.ws.MaxUs, p.max)
+		a.cents = append(a.cents, p.cents...)
+	}
+	if used {
+		a.ws.Keys++
+	}
+}
+
+func (a *windowAcc) finish() WindowStat {
+	ws := a.ws
+	if ws.Count == 0 {
+		ws.MinUs = 0
+		return ws
+	}
+	sortCentroids(a.cents)
+	lo, hi := float64(ws.MinUs), float64(ws.MaxUs)
+	ws.P50 = quantile(a.cents, lo, hi, 0.5)
+	ws.P90 = quantile(a.cents, lo, hi, 0.9)
+	ws.P99 = quantile(a.cents, lo, hi, 0.99)
+	ws.P999 = quantile(a.cents, lo, hi, 0.999)
+	secs := float64(ws.End-ws.Start) / 1000
+	ws.QPS = float64(ws.Count) / secs
+	ws.ErrorRate = float64(ws.Errors) / float64(ws.Count)
+	ws.AvgUs = float64(ws.SumUs) / float64(ws.Count)
+	return ws
+}
