@@ -81,6 +81,9 @@ type configSource struct {
 	// decodeIssues are the unknown keys and wrong types found while
 	// decoding; check reports them together with Validate's findings.
 	decodeIssues []ConfigIssue
+	// failed holds the paths of values that could not be decoded; Validate
+	// complaints about them would only repeat the decode error.
+	failed map[string]bool
 }
 
 // loadConfig decodes data (the contents of the file called name) onto the
@@ -136,6 +139,7 @@ func parseConfig(name string, data []byte) (Config, *configSource, error) {
 		src.root = root
 	}
 	src.decodeIssues = d.issues
+	src.failed = d.failed
 	return cfg, src, nil
 }
 
@@ -160,6 +164,9 @@ func (s *configSource) check(cfg Config) error {
 		var fe *schemas.FieldError
 		if !errors.As(e, &fe) {
 			issues = append(issues, ConfigIssue{File: s.file, Msg: e.Error()})
+			continue
+		}
+		if s.failed[fe.Field] {
 			continue
 		}
 		is := ConfigIssue{File: s.file, Path: fe.Field, Msg: fe.Msg}
@@ -291,9 +298,21 @@ func isNull(n *yaml.Node) bool {
 type nodeDecoder struct {
 	file   string
 	issues []ConfigIssue
+	failed map[string]bool
 }
 
+// errorf records that the value at path could not be decoded.
 func (d *nodeDecoder) errorf(n *yaml.Node, path, format string, args ...any) {
+	d.issues = append(d.issues, ConfigIssue{File: d.file, Line: n.Line, Path: path, Msg: fmt.Sprintf(format, args...)})
+	if d.failed == nil {
+		d.failed = map[string]bool{}
+	}
+	d.failed[path] = true
+}
+
+// keyErrorf records a problem with a key of the mapping at path, which
+// says nothing about the values already decoded there.
+func (d *nodeDecoder) keyErrorf(n *yaml.Node, path, format string, args ...any) {
 	d.issues = append(d.issues, ConfigIssue{File: d.file, Line: n.Line, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
@@ -405,11 +424,11 @@ func (d *nodeDecoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := resolveAlias(n.Content[i]), n.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
-			d.errorf(k, path, "expected a key, got %s", kindName(k))
+			d.keyErrorf(k, path, "expected a key, got %s", kindName(k))
 			continue
 		}
 		if first, dup := seen[k.Value]; dup {
-			d.errorf(k, path, "duplicate key %q (first on line %d)", k.Value, first)
+			d.keyErrorf(k, path, "duplicate key %q (first on line %d)", k.Value, first)
 			continue
 		}
 		seen[k.Value] = k.Line
@@ -423,7 +442,7 @@ func (d *nodeDecoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 			if s := suggest(k.Value, names); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 			}
-			d.errorf(k, path, "%s", msg)
+			d.keyErrorf(k, path, "%s", msg)
 			continue
 		}
 		d.decode(val, v.Field(idx), joinPath(path, k.Value))

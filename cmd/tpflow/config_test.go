@@ -1,0 +1,460 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tpflow/tpflow/schemas"
+)
+
+func loadFile(t *testing.T, path string) (*Config, error) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loadConfig(path, data, nil)
+}
+
+func TestBadConfigs(t *testing.T) {
+	// want lists every line of the error, in order. Messages from
+	// aggregator.Config.Validate are included verbatim: a change there shows
+	// up here as the user would see it.
+	tests := []struct {
+		file string
+		want []string
+	}{
+		{"unknown_top", []string{
+			`:4: unknown key "aggregater" (did you mean "aggregator"?)`,
+		}},
+		{"unknown_nested", []string{
+			`:3: kafka.tls: unknown key "enable" (did you mean "enabled"?)`,
+			`:5: kafka.partitions: unknown key "trace"`,
+		}},
+		{"wrong_type", []string{
+			`:4: aggregator.pane: cannot parse "ten" as a duration`,
+		}},
+		{"wrong_kind", []string{
+			`:2: kafka.brokers: expected a list, got "127.0.0.1:9092"`,
+			`:3: kafka.partitions: expected a mapping of keys, got "8"`,
+			`:5: kafka.tls.enabled: cannot parse "yes" as a boolean (true or false)`,
+			`:7: aggregator.windows[1]: cannot parse "5" as a duration (add a unit, as in "5s")`,
+			`:8: aggregator.max_keys: cannot parse "1.5" as an integer`,
+			`:9: aggregator.compression: cannot parse "lots" as a number`,
+		}},
+		{"window_shorter", []string{
+			`:4: aggregator.windows[0]: window 10s is shorter than pane 30s`,
+		}},
+		{"negative_lateness", []string{
+			`:2: aggregator.allowed_lateness: must not be negative, got -5s`,
+		}},
+		{"empty_brokers", []string{
+			`:2: kafka.brokers: at least one broker is required`,
+		}},
+		{"bad_compression", []string{
+			`:2: kafka.compression: must be lz4, zstd or none, got "gzip"`,
+		}},
+		{"malformed", []string{
+			`:4: malformed YAML: mapping values are not allowed in this context`,
+		}},
+		{"tab_indent", []string{
+			`:2: malformed YAML: found character that cannot start any token`,
+		}},
+		{"duplicate", []string{
+			`:3: log: duplicate key "level" (first on line 2)`,
+		}},
+		{"two_documents", []string{
+			`:3: only one YAML document is allowed`,
+		}},
+		{"not_mapping", []string{
+			`:1: expected a mapping of keys, got a list`,
+		}},
+		{"several", []string{
+			`:5: aggregator.grace: must not be negative, got -1s`,
+			`:6: aggregator.idle_timeout: cannot parse "soon" as a duration`,
+			`:8: kafka: unknown key "brokerz" (did you mean "brokers"?)`,
+			`:9: kafka.compression: must be lz4, zstd or none, got "snappy"`,
+			`:11: log.format: must be text or json, got "xml"`,
+			`: aggregator.windows[0]: window 1m0s is shorter than pane 2m0s (default)`,
+			`: aggregator.windows[1]: window 5m0s is not a multiple of pane 2m0s (default)`,
+		}},
+		{"sections", []string{
+			`:2: kafka.brokers[0]: "kafka-1" is not HOST:PORT`,
+			`:2: kafka.brokers[1]: "kafka-2:99999" has an invalid port (want 1-65535)`,
+			`:3: kafka.topic_prefix: ' ' is not allowed in a Kafka topic name (use letters, digits, '.', '_', '-')`,
+			`:5: kafka.partitions.calls: must be between 1 and 1000, got 0`,
+			`:6: kafka.max_message_bytes: must be between 1024 (1 KiB) and 67108864 (64 MiB), got 100`,
+			`:8: kafka.tls.cert_file: is set but tls.enabled is false`,
+			`:10: kafka.sasl.mechanism: must be plain, scram-sha-256 or scram-sha-512, got "gssapi"`,
+			`:12: clickhouse.dsn: "http://127.0.0.1:8123/tpflow" must start with clickhouse:// (the native protocol)`,
+			`:13: clickhouse.batch_rows: must be between 1 and 1000000, got 0`,
+			`:14: clickhouse.batch_age: must be positive, got 0s`,
+			`:16: broker.listen: "localhost" is not HOST:PORT`,
+			`:17: broker.retention: must be at least 1m, got 30s`,
+			`:19: http.listen: "127.0.0.1:http" has an invalid port (want 1-65535)`,
+			`:21: log.level: must be debug, info, warn or error, got "verbose"`,
+		}},
+	}
+	files, _ := filepath.Glob("testdata/*.bad.yaml")
+	if len(files) != len(tests) {
+		t.Errorf("testdata has %d .bad.yaml files, the table %d cases: every bad file needs its expected errors", len(files), len(tests))
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			path := "testdata/" + tt.file + ".bad.yaml"
+			cfg, err := loadFile(t, path)
+			if err == nil {
+				t.Fatalf("loaded without error: %+v", cfg)
+			}
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("error is %T, want *ConfigError: %v", err, err)
+			}
+			want := make([]string, len(tt.want))
+			for i, w := range tt.want {
+				want[i] = path + w
+			}
+			if got := strings.Split(err.Error(), "\n"); !reflect.DeepEqual(got, want) {
+				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+		})
+	}
+}
+
+func TestGoodConfigs(t *testing.T) {
+	full := DefaultConfig()
+	full.Aggregator.Pane = 5 * time.Second
+	full.Aggregator.Windows = []time.Duration{30 * time.Second, time.Minute, 15 * time.Minute}
+	full.Aggregator.AllowedLateness = time.Minute
+	full.Aggregator.MaxKeys = 200000
+	full.Aggregator.Compression = 300
+	full.Kafka.Brokers = []string{"kafka-1.example.net:9093", "kafka-2.example.net:9093"}
+	full.Kafka.TopicPrefix = "prod.tpflow."
+	full.Kafka.Partitions.Calls = 32
+	full.Kafka.Partitions.DLQ = 2
+	full.Kafka.Compression = "zstd"
+	full.Kafka.MaxMessageBytes = 2 << 20
+	full.Kafka.TLS = TLSConfig{Enabled: true, CAFile: "/etc/tpflow/ca.pem"}
+	full.Kafka.SASL = SASLConfig{Mechanism: "scram-sha-512", Username: "tpflow", Password: "123456"}
+	full.ClickHouse.DSN = "clickhouse://tpflow:secret@ch-1.example.net:9000/observability?dial_timeout=5s"
+	full.ClickHouse.BatchRows = 20000
+	full.ClickHouse.BatchAge = 500 * time.Millisecond
+	full.Broker = BrokerConfig{Listen: "0.0.0.0:19092", DataDir: "/var/lib/tpflow/broker", Retention: 72 * time.Hour, RetentionBytes: 10 << 30}
+	full.HTTP.Listen = ":9100"
+	full.Log = LogConfig{Level: "debug", Format: "json"}
+
+	tests := map[string]Config{
+		"empty":         DefaultConfig(),
+		"comments_only": DefaultConfig(),
+		"full":          full,
+	}
+	files, _ := filepath.Glob("testdata/*.good.yaml")
+	if len(files) != len(tests) {
+		t.Errorf("testdata has %d .good.yaml files, the table %d cases", len(files), len(tests))
+	}
+	for name, want := range tests {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := loadFile(t, "testdata/"+name+".good.yaml")
+			if err != nil {
+				t.Fatalf("unexpected error:\n%v", err)
+			}
+			if !reflect.DeepEqual(*cfg, want) {
+				t.Errorf("got  %+v\nwant %+v", *cfg, want)
+			}
+		})
+	}
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	cfg, err := loadFile(t, "../../tpflow.example.yaml")
+	if err != nil {
+		t.Fatalf("tpflow.example.yaml:\n%v", err)
+	}
+	if reflect.DeepEqual(*cfg, DefaultConfig()) {
+		t.Error("tpflow.example.yaml sets nothing; it should show keys that differ from the defaults")
+	}
+}
+
+func TestPrintDefaultsRoundTrip(t *testing.T) {
+	var buf bytes.Buffer
+	if err := writeDefaults(&buf, DefaultConfig()); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig("defaults.yaml", buf.Bytes(), nil)
+	if err != nil {
+		t.Fatalf("print-defaults output does not load:\n%v\n%s", err, buf.String())
+	}
+	if !reflect.DeepEqual(*cfg, DefaultConfig()) {
+		t.Errorf("print-defaults loads back as\n%+v\nwant\n%+v", *cfg, DefaultConfig())
+	}
+	// Every key line has a comment line right above it.
+	lines := strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
+	keys := 0
+	for i, l := range lines {
+		s := strings.TrimSpace(l)
+		if s == "" || strings.HasPrefix(s, "#") {
+			continue
+		}
+		keys++
+		if i == 0 || !strings.HasPrefix(strings.TrimSpace(lines[i-1]), "# ") {
+			t.Errorf("line %d %q has no comment above it", i+1, l)
+		}
+		if !strings.Contains(l, ":") {
+			t.Errorf("line %d %q is not a key", i+1, l)
+		}
+	}
+	if keys != len(keyDocs) {
+		t.Errorf("print-defaults printed %d keys, keyDocs describes %d: a description is stale", keys, len(keyDocs))
+	}
+}
+
+func TestPrintDefaultsShowsChangedDefaults(t *testing.T) {
+	// The printer reads values from the Config it is given, not from
+	// a copy of today's defaults.
+	cfg := DefaultConfig()
+	cfg.Aggregator.Pane = 5 * time.Second
+	cfg.Kafka.Brokers = []string{"a:1", "b:2"}
+	cfg.Broker.DataDir = "/data/x y"
+	var buf bytes.Buffer
+	if err := writeDefaults(&buf, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"  pane: 5s\n", "Default: 5s\n",
+		"  brokers: [a:1, b:2]\n",
+		"  data_dir: /data/x y\n", `Default: "/data/x y"` + "\n",
+	} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	got, err := loadConfig("x.yaml", buf.Bytes(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(*got, cfg) {
+		t.Errorf("loads back as %+v, want %+v", *got, cfg)
+	}
+}
+
+func TestWriteDefaultsNeedsEveryKeyDocumented(t *testing.T) {
+	saved := keyDocs["kafka.sasl.password"]
+	delete(keyDocs, "kafka.sasl.password")
+	defer func() { keyDocs["kafka.sasl.password"] = saved }()
+	err := writeDefaults(&bytes.Buffer{}, DefaultConfig())
+	if err == nil || !strings.Contains(err.Error(), "kafka.sasl.password") {
+		t.Errorf("got %v, want an error naming kafka.sasl.password", err)
+	}
+}
+
+func TestDefaultConfigIsValid(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestValidateFieldErrors(t *testing.T) {
+	// Every section reports *schemas.FieldError with its prefix, so the
+	// loader can find the line.
+	cfg := DefaultConfig()
+	cfg.Aggregator.MaxKeys = 0
+	cfg.Kafka.Compression = "x"
+	cfg.ClickHouse.BatchAge = -1
+	cfg.Broker.RetentionBytes = 5
+	cfg.HTTP.Listen = "x"
+	cfg.Log.Format = "x"
+	var fields []string
+	for _, e := range flattenErrors(cfg.Validate()) {
+		var fe *schemas.FieldError
+		if !errors.As(e, &fe) {
+			t.Fatalf("%T is not a *schemas.FieldError: %v", e, e)
+		}
+		fields = append(fields, fe.Field)
+	}
+	want := []string{"aggregator.max_keys", "kafka.compression", "clickhouse.batch_age", "broker.retention_bytes", "http.listen", "log.format"}
+	if !reflect.DeepEqual(fields, want) {
+		t.Errorf("fields %v, want %v", fields, want)
+	}
+}
+
+func TestSectionValidation(t *testing.T) {
+	f := func(name string, err error, want string) {
+		t.Helper()
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != want {
+			t.Errorf("%s: got %q, want %q", name, got, want)
+		}
+	}
+	k := DefaultKafkaConfig()
+	k.TLS = TLSConfig{Enabled: true, CertFile: "c.pem"}
+	f("cert without key", k.Validate(), "tls.key_file: cert_file and key_file must be set together")
+	k.TLS = TLSConfig{Enabled: true, KeyFile: "k.pem"}
+	f("key without cert", k.Validate(), "tls.cert_file: cert_file and key_file must be set together")
+	k.TLS = TLSConfig{InsecureSkipVerify: true}
+	f("skip verify without tls", k.Validate(), "tls.insecure_skip_verify: is set but tls.enabled is false")
+	k.TLS = TLSConfig{Enabled: true, CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "k.pem"}
+	f("mutual tls", k.Validate(), "")
+	k.SASL = SASLConfig{Mechanism: "plain"}
+	f("sasl without user", k.Validate(), "sasl.username: is required with sasl.mechanism plain")
+	k.SASL = SASLConfig{Username: "u", Password: "p"}
+	f("credentials without mechanism", k.Validate(), "sasl.mechanism: must be set when sasl.username or sasl.password is")
+	k.SASL = SASLConfig{}
+	k.TopicPrefix = strings.Repeat("a", 201)
+	f("long prefix", k.Validate(), "topic_prefix: must be at most 200 characters, got 201")
+	k.TopicPrefix = ""
+	k.MaxMessageBytes = 64<<20 + 1
+	f("huge messages", k.Validate(), "max_message_bytes: must be between 1024 (1 KiB) and 67108864 (64 MiB), got 67108865")
+
+	c := DefaultClickHouseConfig()
+	c.MaxRetryBackoff = time.Millisecond
+	f("tiny backoff", c.Validate(), "max_retry_backoff: must be at least 100ms, got 1ms")
+
+	b := DefaultBrokerConfig()
+	b.RetentionBytes = 1
+	f("tiny retention", b.Validate(), "retention_bytes: must be at least 1048576 (1 MiB), got 1")
+}
+
+func TestCheckClickHouseDSN(t *testing.T) {
+	tests := []struct {
+		dsn, want string
+	}{
+		{"clickhouse://127.0.0.1:9000/tpflow", ""},
+		{"clickhouse://u:p@[::1]:9000/db?dial_timeout=1s", ""},
+		{"clickhouse://127.0.0.1:9000", `"clickhouse://127.0.0.1:9000" must name one database, as in clickhouse://HOST:PORT/tpflow`},
+		{"clickhouse://127.0.0.1:9000/a/b", `"clickhouse://127.0.0.1:9000/a/b" must name one database, as in clickhouse://HOST:PORT/tpflow`},
+		{"clickhouse://127.0.0.1/tpflow", `"clickhouse://127.0.0.1/tpflow": "127.0.0.1" is not HOST:PORT`},
+		{"tcp://127.0.0.1:9000/tpflow", `"tcp://127.0.0.1:9000/tpflow" must start with clickhouse:// (the native protocol)`},
+		{"", `"" must start with clickhouse:// (the native protocol)`},
+		{"clickhouse://%zz", `cannot parse "clickhouse://%zz" as a URL`},
+	}
+	for _, tt := range tests {
+		got := ""
+		if err := checkClickHouseDSN(tt.dsn); err != nil {
+			got = err.Error()
+		}
+		if got != tt.want {
+			t.Errorf("checkClickHouseDSN(%q) = %q, want %q", tt.dsn, got, tt.want)
+		}
+	}
+}
+
+func TestCheckHostPort(t *testing.T) {
+	tests := []struct {
+		in, want string
+	}{
+		{"127.0.0.1:9092", ""},
+		{"kafka-1.example.net:9093", ""},
+		{":8080", ""},
+		{"[::1]:9092", ""},
+		{"127.0.0.1", `"127.0.0.1" is not HOST:PORT`},
+		{"::1:9092", `"::1:9092" is not HOST:PORT`},
+		{"host:0", `"host:0" has an invalid port (want 1-65535)`},
+		{"host:65536", `"host:65536" has an invalid port (want 1-65535)`},
+		{"host:-1", `"host:-1" has an invalid port (want 1-65535)`},
+		{"a b:1", `"a b:1" has an invalid host`},
+		{"", `"" is not HOST:PORT`},
+	}
+	for _, tt := range tests {
+		got := ""
+		if err := checkHostPort(tt.in); err != nil {
+			got = err.Error()
+		}
+		if got != tt.want {
+			t.Errorf("checkHostPort(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestSuggest(t *testing.T) {
+	names := []string{"aggregator", "kafka", "clickhouse", "broker", "http", "log"}
+	tests := map[string]string{
+		"aggregater": "aggregator",
+		"Kafka":      "kafka",
+		"clickhous":  "clickhouse",
+		"brokers":    "broker",
+		"htpp":       "http",
+		"logs":       "log",
+		"db":         "",
+		"alerting":   "",
+		"":           "",
+	}
+	for in, want := range tests {
+		if got := suggest(in, names); got != want {
+			t.Errorf("suggest(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want int
+	}{
+		{"", "", 0}, {"abc", "", 3}, {"", "ab", 2}, {"kitten", "sitting", 3},
+		{"pane", "pan", 1}, {"pane", "pain", 2}, {"grace", "grace", 0}, {"ab", "ba", 2},
+	}
+	for _, tt := range tests {
+		if got := editDistance(tt.a, tt.b); got != tt.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
+
+func TestSplitPath(t *testing.T) {
+	got := splitPath("aggregator.windows[1].x[2][3]")
+	want := []any{"aggregator", "windows", 1, "x", 2, 3}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+func TestLookupLineFollowsAliases(t *testing.T) {
+	data := []byte("common: &w [1m, 4m]\naggregator:\n  pane: 2m\n  windows: *w\n")
+	cfg, err := loadConfig("alias.yaml", data, nil)
+	if err == nil {
+		t.Fatalf("loaded %+v; want the unknown key and the bad window", cfg)
+	}
+	want := "alias.yaml:1: unknown key \"common\"\n" +
+		"alias.yaml:1: aggregator.windows[0]: window 1m0s is shorter than pane 2m0s"
+	if err.Error() != want {
+		t.Errorf("got\n%s\nwant\n%s", err, want)
+	}
+}
+
+func TestFormatDuration(t *testing.T) {
+	tests := map[time.Duration]string{
+		0:                       "0s",
+		500 * time.Millisecond:  "500ms",
+		10 * time.Second:        "10s",
+		time.Minute:             "1m",
+		90 * time.Second:        "1m30s",
+		24 * time.Hour:          "24h",
+		time.Hour + time.Minute: "1h1m",
+		time.Hour + time.Second: "1h0m1s",
+	}
+	for d, want := range tests {
+		if got := formatDuration(d); got != want {
+			t.Errorf("formatDuration(%v) = %q, want %q", d, got, want)
+		}
+		if back, err := time.ParseDuration(formatDuration(d)); err != nil || back != d {
+			t.Errorf("formatDuration(%v) = %q parses back as %v, %v", d, formatDuration(d), back, err)
+		}
+	}
+}
+
+func TestOutOfRangeInteger(t *testing.T) {
+	_, err := loadConfig("big.yaml", []byte("kafka:\n  partitions:\n    calls: 99999999999999999999\n"), nil)
+	want := `big.yaml:3: kafka.partitions.calls: cannot parse "99999999999999999999" as an integer`
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v, want %s", err, want)
+	}
+}
