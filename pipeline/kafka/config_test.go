@@ -1,0 +1,438 @@
+package kafka
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"gopkg.in/yaml.v3"
+
+	"github.com/tpflow/tpflow/schemas"
+)
+
+func TestDefaultConfig(t *testing.T) {
+	cfg := DefaultConfig()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("default config invalid: %v", err)
+	}
+	want := map[string]int{TopicCalls: 8, TopicLogs: 8, TopicMetrics: 4, TopicStats: 4, TopicAlerts: 1, TopicDLQ: 1}
+	for _, name := range TopicNames {
+		if got := cfg.PartitionsFor(name); got != want[name] {
+			t.Errorf("PartitionsFor(%s) = %d, want %d", name, got, want[name])
+		}
+		if got := cfg.Topic(name); got != "tpflow."+name {
+			t.Errorf("Topic(%s) = %q", name, got)
+		}
+	}
+	if len(TopicNames) != len(want) {
+		t.Errorf("TopicNames has %d names, want %d", len(TopicNames), len(want))
+	}
+	// A partial partitions map falls back per topic.
+	cfg.Partitions = map[string]int{TopicCalls: 3}
+	if cfg.PartitionsFor(TopicCalls) != 3 || cfg.PartitionsFor(TopicLogs) != 8 {
+		t.Errorf("partial map: calls=%d logs=%d", cfg.PartitionsFor(TopicCalls), cfg.PartitionsFor(TopicLogs))
+	}
+}
+
+// loadConfig decodes YAML over the defaults, rejecting unknown keys, as the
+// config loader does.
+func loadConfig(data []byte) (Config, error) {
+	cfg := DefaultConfig()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+func TestConfigFiles(t *testing.T) {
+	data, err := os.ReadFile("testdata/full.good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(data)
+	if err != nil {
+		t.Fatalf("full.good.yaml: %v", err)
+	}
+	if cfg.PartitionsFor(TopicCalls) != 32 || cfg.PartitionsFor(TopicMetrics) != 4 {
+		t.Errorf("partitions merged wrongly: %v", cfg.Partitions)
+	}
+	if cfg.WriteTimeout != 5*time.Second || cfg.BatchTimeout != 2*time.Millisecond || cfg.ReplicationFactor != 3 {
+		t.Errorf("durations/replication decoded wrongly: %+v", cfg)
+	}
+	if cfg.Topic(TopicStats) != "prod.stats" {
+		t.Errorf("Topic = %q", cfg.Topic(TopicStats))
+	}
+	for file, want := range map[string]string{
+		"testdata/unknown-key.bad.yaml":     "field compresion not found",
+		"testdata/bad-compression.bad.yaml": `compression: unknown compression "brotli"`,
+	} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = loadConfig(data)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want it to contain %q", file, err, want)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.pem")
+	present := filepath.Join(dir, "present.pem")
+	if err := os.WriteFile(present, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name  string
+		edit  func(*Config)
+		field string
+	}{
+		{"empty broker list", func(c *Config) { c.Brokers = nil }, "brokers"},
+		{"broker without port", func(c *Config) { c.Brokers = []string{"kafka"} }, "brokers[0]"},
+		{"second broker bad", func(c *Config) { c.Brokers = []string{"a:1", "b"} }, "brokers[1]"},
+		{"prefix with slash", func(c *Config) { c.TopicPrefix = "a/b" }, "topic_prefix"},
+		{"unknown topic partitions", func(c *Config) { c.Partitions = map[string]int{"spans": 3} }, "partitions.spans"},
+		{"zero partitions", func(c *Config) { c.Partitions = map[string]int{TopicCalls: 0} }, "partitions.calls"},
+		{"zero replication", func(c *Config) { c.ReplicationFactor = 0 }, "replication_factor"},
+		{"bad compression", func(c *Config) { c.Compression = "brotli" }, "compression"},
+		{"empty compression", func(c *Config) { c.Compression = "" }, "compression"},
+		{"tiny max message", func(c *Config) { c.MaxMessageBytes = 100 }, "max_message_bytes"},
+		{"huge max message", func(c *Config) { c.MaxMessageBytes = 1 << 30 }, "max_message_bytes"},
+		{"zero write timeout", func(c *Config) { c.WriteTimeout = 0 }, "write_timeout"},
+		{"negative batch timeout", func(c *Config) { c.BatchTimeout = -1 }, "batch_timeout"},
+		{"tls ca missing", func(c *Config) { c.TLS = TLSConfig{Enabled: true, CAFile: missing} }, "tls.ca_file"},
+		{"tls cert missing", func(c *Config) { c.TLS = TLSConfig{Enabled: true, CertFile: missing, KeyFile: present} }, "tls.cert_file"},
+		{"tls key missing", func(c *Config) { c.TLS = TLSConfig{Enabled: true, CertFile: present, KeyFile: missing} }, "tls.key_file"},
+		{"tls cert without key", func(c *Config) { c.TLS = TLSConfig{Enabled: true, CertFile: present} }, "tls"},
+		{"tls files but disabled", func(c *Config) { c.TLS = TLSConfig{CAFile: present} }, "tls.enabled"},
+		{"unknown sasl mechanism", func(c *Config) { c.SASL = SASLConfig{Mechanism: "gssapi", Username: "u"} }, "sasl.mechanism"},
+		{"sasl upper case", func(c *Config) { c.SASL = SASLConfig{Mechanism: "PLAIN", Username: "u"} }, "sasl.mechanism"},
+		{"sasl without user", func(c *Config) { c.SASL = SASLConfig{Mechanism: SASLPlain} }, "sasl.username"},
+		{"sasl creds without mechanism", func(c *Config) { c.SASL = SASLConfig{Username: "u", Password: "p"} }, "sasl.mechanism"},
+	}
+	for _, c := range cases {
+		cfg := DefaultConfig()
+		c.edit(&cfg)
+		err := cfg.Validate()
+		var fe *schemas.FieldError
+		if !errors.As(err, &fe) {
+			t.Errorf("%s: Validate() = %v, want a *schemas.FieldError", c.name, err)
+			continue
+		}
+		if fe.Field != c.field {
+			t.Errorf("%s: error on field %q (%v), want %q", c.name, fe.Field, err, c.field)
+		}
+	}
+	// Every problem is reported, not only the first.
+	cfg := DefaultConfig()
+	cfg.Brokers = nil
+	cfg.Compression = "x"
+	cfg.SASL.Mechanism = "y"
+	if err := cfg.Validate(); err == nil || strings.Count(err.Error(), "\n") != 2 {
+		t.Errorf("want three joined errors, got %v", err)
+	}
+	// Constructors refuse an invalid config.
+	if _, err := NewProducer(cfg, "t", nil); err == nil {
+		t.Error("NewProducer accepted an invalid config")
+	}
+	if _, err := NewConsumer(cfg, "t", "g", nil); err == nil {
+		t.Error("NewConsumer accepted an invalid config")
+	}
+	if _, err := NewGroupConsumer(cfg, "t", "g", nil); err == nil {
+		t.Error("NewGroupConsumer accepted an invalid config")
+	}
+	if err := EnsureTopics(context.Background(), cfg); err == nil {
+		t.Error("EnsureTopics accepted an invalid config")
+	}
+	good := DefaultConfig()
+	if _, err := NewProducer(good, "", nil); err == nil {
+		t.Error("NewProducer accepted an empty topic")
+	}
+	if _, err := NewConsumer(good, "t", "", nil); err == nil {
+		t.Error("NewConsumer accepted an empty group")
+	}
+}
+
+func TestCompressionCodec(t *testing.T) {
+	for name, want := range map[string]kafkago.Compression{
+		CompressionNone: 0, CompressionGzip: kafkago.Gzip, CompressionSnappy: kafkago.Snappy,
+		CompressionLZ4: kafkago.Lz4, CompressionZstd: kafkago.Zstd,
+	} {
+		got, err := compressionCodec(name)
+		if err != nil || got != want {
+			t.Errorf("compressionCodec(%q) = %v, %v; want %v", name, got, err, want)
+		}
+	}
+	if _, err := compressionCodec("lz5"); err == nil {
+		t.Error("compressionCodec accepted lz5")
+	}
+}
+
+// writeCert writes a self-signed CA certificate and its key as PEM.
+func writeCert(t *testing.T, dir string) (certFile, keyFile string, cert *x509.Certificate) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "tpflow-test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		DNSNames:              []string{"localhost"},
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ = x509.ParseCertificate(der)
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile, cert
+}
+
+func TestTLSTranslation(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, cert := writeCert(t, dir)
+
+	cfg := DefaultConfig()
+	if tc, err := cfg.TLSClientConfig(); tc != nil || err != nil {
+		t.Fatalf("TLS disabled: got %v, %v; want nil, nil", tc, err)
+	}
+	cfg.TLS = TLSConfig{Enabled: true, CAFile: certFile, CertFile: certFile, KeyFile: keyFile, InsecureSkipVerify: true}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tc, err := cfg.TLSClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tc.InsecureSkipVerify || len(tc.Certificates) != 1 || tc.RootCAs == nil || tc.MinVersion != tls.VersionTLS12 {
+		t.Fatalf("TLS config not translated: %+v", tc)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: tc.RootCAs}); err != nil {
+		t.Fatalf("CA pool does not hold the CA file's certificate: %v", err)
+	}
+	tr, err := cfg.Transport()
+	if err != nil || tr.TLS != tc && (tr.TLS == nil || len(tr.TLS.Certificates) != 1) {
+		t.Fatalf("Transport TLS = %+v, %v", tr.TLS, err)
+	}
+	d, err := cfg.Dialer()
+	if err != nil || d.TLS == nil || !d.TLS.InsecureSkipVerify {
+		t.Fatalf("Dialer TLS = %+v, %v", d.TLS, err)
+	}
+
+	// Bad file contents are reported when building, even if the files exist.
+	bad := filepath.Join(dir, "bad.pem")
+	os.WriteFile(bad, []byte("not pem"), 0o600)
+	cfg.TLS = TLSConfig{Enabled: true, CAFile: bad}
+	if _, err := cfg.TLSClientConfig(); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("bad CA file: %v", err)
+	}
+	cfg.TLS = TLSConfig{Enabled: true, CertFile: bad, KeyFile: keyFile}
+	if _, err := cfg.Transport(); err == nil {
+		t.Error("bad client certificate accepted")
+	}
+	if _, err := cfg.Dialer(); err == nil {
+		t.Error("bad client certificate accepted by Dialer")
+	}
+}
+
+func TestTLSAgainstBroker(t *testing.T) {
+	certFile, keyFile, _ := writeCert(t, t.TempDir())
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(&tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}),
+		kfake.SeedTopics(1, "tls-topic"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	addr := c.ListenAddrs()[0]
+	cfg := DefaultConfig()
+	cfg.Brokers = []string{addr}
+	cfg.TLS = TLSConfig{Enabled: true, CAFile: certFile}
+	// The certificate names localhost, the broker 127.0.0.1; verification
+	// must fail, which proves the client really speaks TLS with our pool.
+	ctx := testCtx(t, 20*time.Second)
+	if _, err := TopicPartitions(ctx, cfg, "tls-topic"); err == nil {
+		t.Fatal("certificate for localhost accepted for 127.0.0.1")
+	}
+	cfg.TLS.InsecureSkipVerify = true
+	parts, err := TopicPartitions(ctx, cfg, "tls-topic")
+	if err != nil || parts["tls-topic"] != 1 {
+		t.Fatalf("TLS metadata: %v, %v", parts, err)
+	}
+	p := newProducer(t, cfg, "tls-topic")
+	if err := p.Produce(ctx, numbered(0, 3, 1)...); err != nil {
+		t.Fatalf("Produce over TLS: %v", err)
+	}
+}
+
+func TestSASLTranslation(t *testing.T) {
+	cfg := DefaultConfig()
+	if m, err := cfg.SASLMechanism(); m != nil || err != nil {
+		t.Fatalf("no SASL: %v, %v", m, err)
+	}
+	for mech, name := range map[string]string{SASLPlain: "PLAIN", SASLScramSHA256: "SCRAM-SHA-256", SASLScramSHA512: "SCRAM-SHA-512"} {
+		cfg.SASL = SASLConfig{Mechanism: mech, Username: "u", Password: "p"}
+		m, err := cfg.SASLMechanism()
+		if err != nil || m.Name() != name {
+			t.Errorf("%s: mechanism %v, %v; want %s", mech, m, err, name)
+			continue
+		}
+		tr, _ := cfg.Transport()
+		d, _ := cfg.Dialer()
+		if tr.SASL == nil || tr.SASL.Name() != name || d.SASLMechanism == nil || d.SASLMechanism.Name() != name {
+			t.Errorf("%s not passed to Transport/Dialer", mech)
+		}
+	}
+	cfg.SASL = SASLConfig{Mechanism: SASLPlain, Username: "user", Password: "pw"}
+	m, _ := cfg.SASLMechanism()
+	if pm, ok := m.(plain.Mechanism); !ok || pm.Username != "user" || pm.Password != "pw" {
+		t.Errorf("plain mechanism = %#v", m)
+	}
+	cfg.SASL = SASLConfig{Mechanism: "kerberos"}
+	if _, err := cfg.SASLMechanism(); err == nil {
+		t.Error("unknown mechanism accepted")
+	}
+}
+
+// TestSCRAMVector checks the SCRAM-SHA-256 client against the exchange
+// published in RFC 7677, section 3.
+func TestSCRAMVector(t *testing.T) {
+	m := scramSHA256("user", "pencil")
+	m.nonce = func() (string, error) { return "rOprNGfwEbeRWgbNEkqO", nil }
+	sess, first, err := m.Start(context.Background())
+	if err != nil || string(first) != "n,,n=user,r=rOprNGfwEbeRWgbNEkqO" {
+		t.Fatalf("client-first = %q, %v", first, err)
+	}
+	serverFirst := "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+	done, final, err := sess.Next(context.Background(), []byte(serverFirst))
+	want := "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+	if err != nil || done || string(final) != want {
+		t.Fatalf("client-final = %q, %v, %v; want %q", final, done, err, want)
+	}
+	done, _, err = sess.Next(context.Background(), []byte("v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="))
+	if err != nil || !done {
+		t.Fatalf("server-final rejected: %v", err)
+	}
+}
+
+func TestSCRAMRejectsBadServer(t *testing.T) {
+	start := func() (*scramMechanism, func([]byte) (bool, []byte, error)) {
+		m := scramSHA256("us=er,x", "pencil")
+		m.nonce = func() (string, error) { return "abc", nil }
+		sess, first, err := m.Start(context.Background())
+		if err != nil || string(first) != "n,,n=us=3Der=2Cx,r=abc" {
+			t.Fatalf("client-first = %q, %v", first, err)
+		}
+		return m, func(b []byte) (bool, []byte, error) { return sess.Next(context.Background(), b) }
+	}
+	salt := base64.StdEncoding.EncodeToString([]byte("salt"))
+	for name, serverFirst := range map[string]string{
+		"foreign nonce":   "r=xyz123,s=" + salt + ",i=4096",
+		"same nonce":      "r=abc,s=" + salt + ",i=4096",
+		"no salt":         "r=abcdef,i=4096",
+		"bad iterations":  "r=abcdef,s=" + salt + ",i=zero",
+		"zero iterations": "r=abcdef,s=" + salt + ",i=0",
+		"server error":    "e=unknown-user",
+	} {
+		_, next := start()
+		if _, _, err := next([]byte(serverFirst)); err == nil {
+			t.Errorf("%s: server-first %q accepted", name, serverFirst)
+		}
+	}
+	_, next := start()
+	if _, _, err := next([]byte("r=abcdef,s=" + salt + ",i=4096")); err != nil {
+		t.Fatal(err)
+	}
+	if done, _, err := next([]byte("v=" + base64.StdEncoding.EncodeToString([]byte("forged")))); err == nil || done {
+		t.Error("forged server signature accepted")
+	}
+	if _, _, err := next(nil); err == nil {
+		t.Error("a third step was accepted")
+	}
+}
+
+// TestSASLAgainstBroker authenticates with each mechanism against a
+// Kafka-protocol broker that enforces SASL, and fails with a bad password.
+func TestSASLAgainstBroker(t *testing.T) {
+	for _, mech := range []struct{ ours, kfake string }{
+		{SASLPlain, "PLAIN"}, {SASLScramSHA256, "SCRAM-SHA-256"}, {SASLScramSHA512, "SCRAM-SHA-512"},
+	} {
+		t.Run(mech.ours, func(t *testing.T) {
+			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(),
+				kfake.Superuser(mech.kfake, "tpflow", "s3cret"), kfake.SeedTopics(2, "sasl-topic"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			cfg := DefaultConfig()
+			cfg.Brokers = c.ListenAddrs()
+			cfg.SASL = SASLConfig{Mechanism: mech.ours, Username: "tpflow", Password: "s3cret"}
+			ctx := testCtx(t, 20*time.Second)
+			parts, err := TopicPartitions(ctx, cfg, "sasl-topic")
+			if err != nil || parts["sasl-topic"] != 2 {
+				t.Fatalf("authenticated metadata: %v, %v", parts, err)
+			}
+			p := newProducer(t, cfg, "sasl-topic")
+			if err := p.Produce(ctx, numbered(0, 5, 5)...); err != nil {
+				t.Fatalf("Produce: %v", err)
+			}
+			cons, err := NewConsumer(cfg, "sasl-topic", "sasl-group", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cons.Close()
+			m, err := cons.Fetch(ctx)
+			if err != nil || !strings.HasPrefix(string(m.Value), "v") {
+				t.Fatalf("Fetch via %s: %q, %v", mech.ours, m.Value, err)
+			}
+
+			cfg.SASL.Password = "wrong"
+			bctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if _, err := TopicPartitions(bctx, cfg, "sasl-topic"); err == nil {
+				t.Fatal("wrong password accepted")
+			}
+		})
+	}
+}
