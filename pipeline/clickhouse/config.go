@@ -1,0 +1,108 @@
+package clickhouse
+
+import (
+	"errors"
+	"regexp"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/tpflow/tpflow/schemas"
+)
+
+// Config configures the connection, the schema and the Writer. Every field has
+// a default in DefaultConfig.
+type Config struct {
+	// DSN is a clickhouse:// URL of the native protocol port, for example
+	// "clickhouse://default:@127.0.0.1:9000?dial_timeout=5s". A database in
+	// its path is ignored; Database names the database.
+	DSN string `yaml:"dsn"`
+	// Database holds every tpflow table; Open creates it when missing.
+	Database string `yaml:"database"`
+	// BatchRows is the most rows one INSERT carries; a longer slice passed
+	// to a Write method is split. Callers that buffer rows flush at this
+	// size.
+	BatchRows int `yaml:"batch_rows"`
+	// BatchAge is how long a caller that buffers rows may hold the oldest
+	// one before it flushes a smaller batch. The Writer itself does not
+	// buffer; the sink reads this value.
+	BatchAge time.Duration `yaml:"batch_age"`
+	// MaxRetryBackoff caps the exponential backoff between attempts while
+	// ClickHouse is unreachable.
+	MaxRetryBackoff time.Duration `yaml:"max_retry_backoff"`
+	// RetentionDays is the TTL per table in days, applied when the table is
+	// created on a server that supports TTL (19.6 and later); 0 keeps rows
+	// for ever. Older servers ignore it.
+	RetentionDays Retention `yaml:"retention_days"`
+}
+
+// Retention holds a number of days per table; 0 means no TTL.
+type Retention struct {
+	CallPanes     int `yaml:"call_panes"`
+	Logs          int `yaml:"logs"`
+	MetricSamples int `yaml:"metric_samples"`
+	ResourcePanes int `yaml:"resource_panes"`
+	Alerts        int `yaml:"alerts"`
+}
+
+// DefaultConfig returns the documented defaults: a local server, database
+// tpflow, 5000-row batches at most 2 s old, backoff capped at 30 s and no
+// TTL.
+func DefaultConfig() Config {
+	return Config{
+		DSN:             "clickhouse://127.0.0.1:9000",
+		Database:        "tpflow",
+		BatchRows:       5000,
+		BatchAge:        2 * time.Second,
+		MaxRetryBackoff: 30 * time.Second,
+	}
+}
+
+// identRe is what this package accepts as a database name: it is spliced
+// into DDL, so it must never need quoting.
+var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+
+// maxRetentionDays keeps TTL expressions far inside DateTime's range.
+const maxRetentionDays = 36500
+
+// Validate reports every impossible value as a *schemas.FieldError.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, schemas.Fieldf(field, format, args...))
+	}
+	if c.DSN == "" {
+		add("dsn", "must not be empty")
+	} else if opts, err := ch.ParseDSN(c.DSN); err != nil {
+		add("dsn", "cannot parse: %v", err)
+	} else if opts.Protocol != ch.Native {
+		add("dsn", "must use the native protocol (clickhouse://host:9000), got %s", opts.Protocol)
+	}
+	if !identRe.MatchString(c.Database) {
+		add("database", "must match %s, got %q", identRe, c.Database)
+	}
+	if c.BatchRows < 1 || c.BatchRows > 1_000_000 {
+		add("batch_rows", "must be between 1 and 1000000, got %d", c.BatchRows)
+	}
+	if c.BatchAge <= 0 {
+		add("batch_age", "must be positive, got %s", c.BatchAge)
+	}
+	if c.MaxRetryBackoff < 10*time.Millisecond {
+		add("max_retry_backoff", "must be at least 10ms, got %s", c.MaxRetryBackoff)
+	}
+	for _, r := range []struct {
+		name string
+		days int
+	}{
+		{"call_panes", c.RetentionDays.CallPanes},
+		{"logs", c.RetentionDays.Logs},
+		{"metric_samples", c.RetentionDays.MetricSamples},
+		{"resource_panes", c.RetentionDays.ResourcePanes},
+		{"alerts", c.RetentionDays.Alerts},
+	} {
+		if r.days < 0 || r.days > maxRetentionDays {
+			add("retention_days."+r.name, "must be between 0 and %d, got %d", maxRetentionDays, r.days)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,142 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// Selector picks call keys; an empty field matches every value.
+type Selector struct {
+	System, App, Group, IDC, Method string
+}
+
+func (s Selector) where(b *strings.Builder, args *[]any) {
+	for _, c := range []struct{ col, v string }{
+		{"system", s.System}, {"app", s.App}, {"group_name", s.Group}, {"idc", s.IDC}, {"method", s.Method},
+	} {
+		if c.v != "" {
+			fmt.Fprintf(b, " AND %s = ?", c.col)
+			*args = append(*args, c.v)
+		}
+	}
+}
+
+// TPQuery asks for latency quantiles over every pane of the selected keys
+// whose start lies in [From, To).
+type TPQuery struct {
+	// Database holds call_panes.
+	Database string
+	Selector Selector
+	From, To time.Time
+	// Quantiles are levels in (0, 1], for example 0.99 for TP99.
+	Quantiles []float64
+}
+
+// TPResult is the answer to a TPQuery.
+type TPResult struct {
+	// Count is the number of calls the quantiles cover (the total centroid
+	// weight).
+	Count uint64
+	// Quantiles are in µs, in the order asked; NaN when Count is 0.
+	Quantiles []float64
+}
+
+// SQL returns the statement QueryTP runs and its arguments, for callers that
+// run it themselves (reports, dashboards). It reads call_panes FINAL, so a
+// re-published pane counts once, and merges the stored centroids of every
+// pane with quantilesExactWeighted over ARRAY JOIN: the quantile of the
+// union of the panes' digests, never an average of per-pane percentiles.
+// Centroid weights are rounded to whole calls, which they are for digests
+// built from unit-weight events.
+func (q TPQuery) SQL() (string, []any, error) {
+	if !identRe.MatchString(q.Database) {
+		return "", nil, fmt.Errorf("cannot build TP query: database name %q must match %s", q.Database, identRe)
+	}
+	if len(q.Quantiles) == 0 {
+		return "", nil, fmt.Errorf("cannot build TP query: no quantiles asked")
+	}
+	if !q.From.Before(q.To) {
+		return "", nil, fmt.Errorf("cannot build TP query: from %s is not before to %s", q.From, q.To)
+	}
+	levels := make([]string, len(q.Quantiles))
+	for i, l := range q.Quantiles {
+		if !(l > 0 && l <= 1) {
+			return "", nil, fmt.Errorf("cannot build TP query: quantile %g is outside (0, 1]", l)
+		}
+		levels[i] = strconv.FormatFloat(l, 'g', -1, 64)
+	}
+	var b strings.Builder
+	args := []any{q.From.Unix(), q.To.Unix()}
+	fmt.Fprintf(&b, "SELECT toUInt64(sum(w)), quantilesExactWeighted(%s)(mean, w) FROM ("+
+		"SELECT centroid_means, centroid_weights FROM %s.call_panes FINAL "+
+		"WHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?)",
+		strings.Join(levels, ", "), q.Database)
+	q.Selector.where(&b, &args)
+	b.WriteString(") ARRAY JOIN centroid_means AS mean, arrayMap(x -> toUInt64(round(x)), centroid_weights) AS w")
+	return b.String(), args, nil
+}
+
+// QueryTP returns the quantiles of the call latencies of the panes q selects.
+func QueryTP(ctx context.Context, conn driver.Conn, q TPQuery) (TPResult, error) {
+	query, args, err := q.SQL()
+	if err != nil {
+		return TPResult{}, err
+	}
+	var res TPResult
+	if err := conn.QueryRow(ctx, query, args...).Scan(&res.Count, &res.Quantiles); err != nil {
+		return TPResult{}, fmt.Errorf("cannot query TP: %w", err)
+	}
+	if res.Count == 0 {
+		for i := range res.Quantiles {
+			res.Quantiles[i] = math.NaN()
+		}
+	}
+	return res, nil
+}
+
+// PaneQuery selects the panes of the selected keys whose start lies in
+// [From, To).
+type PaneQuery struct {
+	Database string
+	Selector Selector
+	From, To time.Time
+}
+
+// QueryPanes returns the current version of every selected pane (read with
+// FINAL, so each identity appears once), ordered by key and start.
+func QueryPanes(ctx context.Context, conn driver.Conn, q PaneQuery) ([]PaneRow, error) {
+	if !identRe.MatchString(q.Database) {
+		return nil, fmt.Errorf("cannot query panes: database name %q must match %s", q.Database, identRe)
+	}
+	var b strings.Builder
+	args := []any{q.From.Unix(), q.To.Unix()}
+	fmt.Fprintf(&b, "SELECT %s FROM %s.call_panes FINAL WHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?)",
+		paneColumns, q.Database)
+	q.Selector.where(&b, &args)
+	b.WriteString(" ORDER BY system, app, group_name, idc, method, pane_start")
+	rows, err := conn.Query(ctx, b.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("cannot query panes: %w", err)
+	}
+	defer rows.Close()
+	var out []PaneRow
+	for rows.Next() {
+		var r PaneRow
+		if err := rows.Scan(&r.PaneStart, &r.PaneSeconds, &r.System, &r.App, &r.Group, &r.IDC, &r.Method,
+			&r.Count, &r.Errors, &r.SumUs, &r.MinUs, &r.MaxUs, &r.P50Us, &r.P90Us, &r.P99Us, &r.P999Us,
+			&r.CentroidMeans, &r.CentroidWeights, &r.Version); err != nil {
+			return nil, fmt.Errorf("cannot scan pane: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cannot query panes: %w", err)
+	}
+	return out, nil
+}
