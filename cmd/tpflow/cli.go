@@ -108,7 +108,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "-h", "-help", "--help", "help":
 		if name == "help" && len(args) > 1 {
 			if c := findCommand(cmds, args[1]); c != nil {
-				writeCommandHelp(stdout, c, newFlagSet(c, io.Discard))
+				fs, _ := newFlagSet(c)
+				writeCommandHelp(stdout, c, fs)
 				return exitOK
 			}
 			return unknownCommand(stderr, cmds, args[1])
@@ -246,23 +247,25 @@ func splitList(s string) []string {
 	return out
 }
 
-func newFlagSet(c *command, out io.Writer) *flag.FlagSet {
+// newFlagSet returns the command's flag set with its flags, the common
+// ones included when the command takes them.
+func newFlagSet(c *command) (*flag.FlagSet, *commonFlags) {
 	fs := flag.NewFlagSet("tpflow "+c.name, flag.ContinueOnError)
-	fs.SetOutput(out)
+	fs.SetOutput(io.Discard)
 	fs.Usage = func() {} // errors are printed by exitStatus with a hint
-	return fs
-}
-
-// execute parses the command's flags and runs it.
-func execute(ctx context.Context, env *Env, c *command, args []string) error {
-	fs := newFlagSet(c, io.Discard)
-	var common commonFlags
+	common := &commonFlags{}
 	if c.common {
 		common.register(fs, c)
 	}
 	if c.flags != nil {
 		c.flags(fs)
 	}
+	return fs, common
+}
+
+// execute parses the command's flags and runs it.
+func execute(ctx context.Context, env *Env, c *command, args []string) error {
+	fs, common := newFlagSet(c)
 	pos, err := parseInterspersed(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		writeCommandHelp(env.Stdout, c, fs)

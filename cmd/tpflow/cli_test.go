@@ -1,0 +1,288 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// roleNames are the commands that load a configuration and run a role.
+var roleNames = []string{"run", "collect", "aggregate", "sink", "alert", "broker", "loadgen"}
+
+// runCLI runs the CLI in-process and returns its exit status and output.
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func writeTemp(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestHelpListsEveryCommand(t *testing.T) {
+	for _, arg := range []string{"--help", "-h", "help"} {
+		code, out, errOut := runCLI(t, arg)
+		if code != exitOK || errOut != "" {
+			t.Fatalf("%s: exit %d, stderr %q", arg, code, errOut)
+		}
+		names := append(append([]string{}, roleNames...), "config", "version")
+		for _, c := range commands() {
+			found := false
+			for _, n := range names {
+				found = found || n == c.name
+			}
+			if !found {
+				t.Errorf("command %q is not in the test's list", c.name)
+			}
+		}
+		for _, n := range names {
+			var line string
+			for _, l := range strings.Split(out, "\n") {
+				if strings.HasPrefix(strings.TrimSpace(l), n+" ") {
+					line = l
+				}
+			}
+			if line == "" || len(strings.Fields(line)) < 3 {
+				t.Errorf("%s: no line describing %q in:\n%s", arg, n, out)
+			}
+		}
+	}
+}
+
+func TestNoArgumentsIsUsageError(t *testing.T) {
+	code, out, errOut := runCLI(t)
+	if code != exitUsage || out != "" || !strings.Contains(errOut, "Usage: tpflow COMMAND") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	tests := map[string]string{
+		"agregate":   "tpflow: unknown command \"agregate\" (did you mean \"aggregate\"?)\nRun 'tpflow --help' for usage.\n",
+		"frobnicate": "tpflow: unknown command \"frobnicate\"\nRun 'tpflow --help' for usage.\n",
+		"--verbose":  "tpflow: unknown command \"--verbose\"\nRun 'tpflow --help' for usage.\n",
+	}
+	for arg, want := range tests {
+		code, out, errOut := runCLI(t, arg)
+		if code != exitUsage || out != "" || errOut != want {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 2, stderr %q", arg, code, out, errOut, want)
+		}
+	}
+	code, _, errOut := runCLI(t, "help", "nope")
+	if code != exitUsage || !strings.Contains(errOut, `unknown command "nope"`) {
+		t.Errorf("help nope: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestUnimplementedRolesExit2(t *testing.T) {
+	for _, name := range roleNames {
+		code, out, errOut := runCLI(t, name)
+		want := "tpflow " + name + ": the " + name + " role is not implemented in this build\n"
+		if code != exitUsage || out != "" || errOut != want {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 2 and %q", name, code, out, errOut, want)
+		}
+	}
+	code, _, errOut := runCLI(t, "run", "--demo")
+	if code != exitUsage || !strings.Contains(errOut, "not implemented") {
+		t.Errorf("run --demo: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestRoleHelp(t *testing.T) {
+	for _, c := range commands() {
+		for _, arg := range []string{"--help", "-h"} {
+			code, out, errOut := runCLI(t, c.name, arg)
+			if code != exitOK || errOut != "" {
+				t.Errorf("%s %s: exit %d, stderr %q", c.name, arg, code, errOut)
+				continue
+			}
+			for _, want := range []string{"Usage: tpflow " + c.name, "Example:\n  tpflow " + c.name} {
+				if !strings.Contains(out, want) {
+					t.Errorf("%s %s: output lacks %q:\n%s", c.name, arg, want, out)
+				}
+			}
+			if c.help == "" || !strings.Contains(out, strings.TrimSpace(c.help)) {
+				t.Errorf("%s: help text missing from:\n%s", c.name, out)
+			}
+		}
+		// `tpflow help CMD` prints the same.
+		_, viaHelp, _ := runCLI(t, "help", c.name)
+		_, viaFlag, _ := runCLI(t, c.name, "--help")
+		if viaHelp != viaFlag {
+			t.Errorf("help %s differs from %s --help:\n%s\n---\n%s", c.name, c.name, viaHelp, viaFlag)
+		}
+	}
+	// Role commands list the common flags, and their own, with defaults.
+	for _, name := range roleNames {
+		_, out, _ := runCLI(t, name, "--help")
+		for _, want := range []string{"--config FILE", "--brokers HOST:PORT[,...]", "--clickhouse DSN", "--listen HOST:PORT"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s --help lacks %q", name, want)
+			}
+		}
+	}
+	_, out, _ := runCLI(t, "loadgen", "--help")
+	for _, want := range []string{"--rate int", "(default 10000)", "--duration duration", "--methods int", "(default 1000)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("loadgen --help lacks %q:\n%s", want, out)
+		}
+	}
+	_, out, _ = runCLI(t, "broker", "--help")
+	if !strings.Contains(out, "overriding broker.listen (default from config: 127.0.0.1:9092)") {
+		t.Errorf("broker --listen should override broker.listen:\n%s", out)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	saved := version
+	defer func() { version = saved }()
+	for _, v := range []string{"dev", "v1.2.3-4-gabcdef-dirty"} {
+		version = v
+		for _, args := range [][]string{{"version"}, {"--version"}} {
+			code, out, errOut := runCLI(t, args...)
+			if code != exitOK || errOut != "" || !strings.HasPrefix(out, "tpflow "+v+" (go") {
+				t.Errorf("%v with version %q: exit %d, stdout %q, stderr %q", args, v, code, out, errOut)
+			}
+		}
+	}
+	code, _, errOut := runCLI(t, "version", "extra")
+	if code != exitUsage || !strings.Contains(errOut, `unexpected argument "extra"`) {
+		t.Errorf("version extra: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestBadFlagsAndArguments(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"aggregate", "--nope"}, "tpflow aggregate: flag provided but not defined: -nope\nRun 'tpflow aggregate --help' for usage.\n"},
+		{[]string{"aggregate", "extra"}, "tpflow aggregate: unexpected argument \"extra\"\nRun 'tpflow aggregate --help' for usage.\n"},
+		{[]string{"aggregate", "--config"}, "tpflow aggregate: flag needs an argument: -config\nRun 'tpflow aggregate --help' for usage.\n"},
+		{[]string{"loadgen", "--rate", "0"}, "tpflow loadgen: --rate must be at least 1, got 0\nRun 'tpflow loadgen --help' for usage.\n"},
+		{[]string{"loadgen", "--rate", "many"}, "tpflow loadgen: invalid value \"many\" for flag -rate: parse error\nRun 'tpflow loadgen --help' for usage.\n"},
+		{[]string{"loadgen", "--duration", "-1s"}, "tpflow loadgen: --duration must not be negative, got -1s\nRun 'tpflow loadgen --help' for usage.\n"},
+		{[]string{"loadgen", "--methods", "0"}, "tpflow loadgen: --methods must be at least 1, got 0\nRun 'tpflow loadgen --help' for usage.\n"},
+		{[]string{"sink", "--migrate=maybe"}, "tpflow sink: invalid boolean value \"maybe\" for -migrate: parse error\nRun 'tpflow sink --help' for usage.\n"},
+		{[]string{"config"}, "tpflow config: missing subcommand: print-defaults or check\nRun 'tpflow config --help' for usage.\n"},
+		{[]string{"config", "lint"}, "tpflow config: unknown subcommand \"lint\" (want print-defaults or check)\nRun 'tpflow config --help' for usage.\n"},
+		{[]string{"config", "check"}, "tpflow config: check needs a FILE\nRun 'tpflow config --help' for usage.\n"},
+		{[]string{"config", "check", "a.yaml", "b.yaml"}, "tpflow config: check takes one FILE, got 2 arguments\nRun 'tpflow config --help' for usage.\n"},
+		{[]string{"config", "check", "--config", "a.yaml", "b.yaml"}, "tpflow config: check got both FILE \"b.yaml\" and --config \"a.yaml\"\nRun 'tpflow config --help' for usage.\n"},
+		{[]string{"config", "print-defaults", "x"}, "tpflow config: print-defaults takes no arguments, got \"x\"\nRun 'tpflow config --help' for usage.\n"},
+		{[]string{"config", "print-defaults", "--brokers", "a:1"}, "tpflow config: print-defaults takes no flags\nRun 'tpflow config --help' for usage.\n"},
+	}
+	for _, tt := range tests {
+		code, out, errOut := runCLI(t, tt.args...)
+		if code != exitUsage || out != "" || errOut != tt.want {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q\nwant exit 2, stderr %q", tt.args, code, out, errOut, tt.want)
+		}
+	}
+}
+
+func TestRoleWithBadConfigExits1(t *testing.T) {
+	bad := writeTemp(t, "tpflow.yaml", "aggregator:\n  pane: ten\n")
+	code, out, errOut := runCLI(t, "aggregate", "--config", bad)
+	want := bad + ":2: aggregator.pane: cannot parse \"ten\" as a duration\n"
+	if code != exitError || out != "" || errOut != want {
+		t.Errorf("exit %d, stdout %q, stderr %q; want exit 1, %q", code, out, errOut, want)
+	}
+	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	code, _, errOut = runCLI(t, "sink", "--config", missing)
+	if code != exitError || !strings.HasPrefix(errOut, "tpflow sink: cannot read config: open "+missing) {
+		t.Errorf("missing file: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestRoleWithGoodConfigReachesRole(t *testing.T) {
+	// A valid configuration gets past loading to the role itself.
+	good := writeTemp(t, "tpflow.yaml", "log:\n  format: json\n")
+	code, _, errOut := runCLI(t, "alert", "--config", good, "--brokers", "k1:9092,k2:9092")
+	if code != exitUsage || !strings.Contains(errOut, "alert role is not implemented") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	good := writeTemp(t, "good.yaml", "kafka:\n  compression: zstd\n")
+	code, out, errOut := runCLI(t, "config", "check", good)
+	if code != exitOK || out != "ok\n" || errOut != "" {
+		t.Errorf("good: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	code, out, _ = runCLI(t, "config", "check", "--config", good)
+	if code != exitOK || out != "ok\n" {
+		t.Errorf("good via --config: exit %d, stdout %q", code, out)
+	}
+
+	bad := writeTemp(t, "bad.yaml", "kafka:\n  compression: gzip\n  brokerz: []\nlog:\n  level: loud\n")
+	code, out, errOut = runCLI(t, "config", "check", bad)
+	want := bad + ":2: kafka.compression: must be lz4, zstd or none, got \"gzip\"\n" +
+		bad + ":3: kafka: unknown key \"brokerz\" (did you mean \"brokers\"?)\n" +
+		bad + ":5: log.level: must be debug, info, warn or error, got \"loud\"\n"
+	if code != exitError || out != "" || errOut != want {
+		t.Errorf("bad: exit %d, stdout %q, stderr:\n%s\nwant:\n%s", code, out, errOut, want)
+	}
+
+	code, _, errOut = runCLI(t, "config", "check", filepath.Join(t.TempDir(), "none.yaml"))
+	if code != exitError || !strings.Contains(errOut, "cannot read config") {
+		t.Errorf("missing: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestConfigCheckOverrides(t *testing.T) {
+	// A flag fixes a bad value in the file; flags may follow FILE.
+	f := writeTemp(t, "t.yaml", "clickhouse:\n  dsn: http://x:8123/db\n")
+	code, out, errOut := runCLI(t, "config", "check", f, "--clickhouse", "clickhouse://ch:9000/tpflow")
+	if code != exitOK || out != "ok\n" {
+		t.Errorf("override fixes file: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	// A bad value from a flag names the flag, not a line.
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--brokers", ""}, f + ": kafka.brokers: at least one broker is required (set by --brokers)\n"},
+		{[]string{"--brokers", "k1:9092, nope"}, f + ": kafka.brokers[1]: \"nope\" is not HOST:PORT (set by --brokers)\n"},
+		{[]string{"--listen", "8080"}, f + ": http.listen: \"8080\" is not HOST:PORT (set by --listen)\n"},
+	}
+	for _, tt := range tests {
+		args := append([]string{"config", "check", "--clickhouse", "clickhouse://ch:9000/tpflow", f}, tt.args...)
+		code, out, errOut := runCLI(t, args...)
+		if code != exitError || out != "" || errOut != tt.want {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want %q", tt.args, code, out, errOut, tt.want)
+		}
+	}
+	// Without a file, an override error has no file name.
+	code, _, errOut = runCLI(t, "broker", "--listen", "nowhere")
+	if want := "broker.listen: \"nowhere\" is not HOST:PORT (set by --listen)\n"; code != exitError || errOut != want {
+		t.Errorf("broker --listen: exit %d, stderr %q, want %q", code, errOut, want)
+	}
+	// "--" ends the flags: what follows is FILE even if it looks like a flag.
+	dash := writeTemp(t, "-x.yaml", "")
+	code, out, _ = runCLI(t, "config", "check", "--", dash)
+	if code != exitOK || out != "ok\n" {
+		t.Errorf("-- FILE: exit %d, stdout %q", code, out)
+	}
+}
+
+func TestPrintDefaultsCLIRoundTrip(t *testing.T) {
+	code, out, errOut := runCLI(t, "config", "print-defaults")
+	if code != exitOK || errOut != "" || !strings.Contains(out, "aggregator:\n") {
+		t.Fatalf("exit %d, stderr %q, stdout:\n%s", code, errOut, out)
+	}
+	f := writeTemp(t, "defaults.yaml", out)
+	code, got, errOut := runCLI(t, "config", "check", f)
+	if code != exitOK || got != "ok\n" {
+		t.Errorf("print-defaults output fails check: exit %d, stderr:\n%s", code, errOut)
+	}
+}
