@@ -61,7 +61,7 @@ func TestDecodeWireVariants(t *testing.T) {
 		varint(3, 1<<40+88) // uint32 truncation, as proto3 does
 	metric := wire{}.fixed64(4, 0x3ff0000000000000).varint(5, 2).varint(3, 3).raw(unknowns...).varint(1, 9)
 	buf := wire{}.raw(unknowns...).
-		bytes(5, call).                                // calls before the series they use
+		bytes(5, call).                                 // calls before the series they use
 		bytes(4, wire{}.varint(2, 3).raw(unknowns...)). // series 0: labels 0, method "m"
 		bytes(7, metric).
 		str(10, "first").
