@@ -1,0 +1,41 @@
+# tpflow build, test and lint entry points. `make test` and `make run` work on
+# a fresh Debian 12 machine as root with Go installed: they install the
+# Debian packages the tests need first (scripts/install-deps.sh, a fast
+# no-op when everything is there).
+
+GO      ?= go
+BIN     ?= bin/tpflow
+# git describe fails in a repository without commits; fall back to "dev".
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.PHONY: run test bench lint generate build deps
+
+## deps: install the Debian packages and Go modules the build and tests need
+deps:
+	bash scripts/install-deps.sh
+
+## build: build ./bin/tpflow with the version from git describe
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/tpflow
+
+## run: install deps, build, and run the whole pipeline with demo traffic
+run: deps build
+	./$(BIN) run --demo
+
+## test: install deps, then run every test once (no cache), up to 15 minutes
+test: deps
+	$(GO) test -timeout 15m -count=1 ./...
+
+## bench: run the cross-package benchmarks on one core, 6 times for benchstat
+bench:
+	GOMAXPROCS=1 $(GO) test -run '^$$' -bench . -benchmem -count 6 ./benchmarks/
+
+## lint: gofmt, go vet and staticcheck
+lint:
+	bash scripts/lint.sh
+
+## generate: regenerate the protobuf code and run go generate
+generate: deps
+	bash scripts/gen-proto.sh
+	$(GO) generate ./...
