@@ -328,7 +328,7 @@ func (d *nodeDecoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	}
 	if v.CanAddr() && v.Addr().Type().Implements(unmarshalerType) {
 		if err := n.Decode(v.Addr().Interface()); err != nil {
-			d.errorf(n, path, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+			d.errorf(n, path, "%s", yamlErrorText(err))
 		}
 		return
 	}
@@ -409,9 +409,26 @@ func (d *nodeDecoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		// Types the config does not use today (maps, pointers) go through
 		// yaml.v3 itself; its errors already carry a line.
 		if err := n.Decode(v.Addr().Interface()); err != nil {
-			d.errorf(n, path, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+			d.errorf(n, path, "%s", yamlErrorText(err))
 		}
 	}
+}
+
+// yamlErrorText flattens an error from yaml.v3's Decode to one line without
+// the line numbers the issue already carries.
+func yamlErrorText(err error) string {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return strings.TrimPrefix(err.Error(), "yaml: ")
+	}
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		if _, rest, ok := strings.Cut(m, ": "); ok && strings.HasPrefix(m, "line ") {
+			m = rest
+		}
+		msgs[i] = m
+	}
+	return strings.Join(msgs, "; ")
 }
 
 func (d *nodeDecoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// upper is a yaml.Unmarshaler: the decoder must hand such types to yaml.v3.
+type upper string
+
+func (u *upper) UnmarshalYAML(n *yaml.Node) error {
+	if n.Value == "" || n.Value == "bad" {
+		return errors.New("upper wants a non-empty word")
+	}
+	*u = upper(strings.ToUpper(n.Value))
+	return nil
+}
+
+// kinds holds one field of every kind the decoder walks, so that a section
+// type from another package with such fields decodes as strictly.
+type kinds struct {
+	U       uint8          `yaml:"u"`
+	I8      int8           `yaml:"i8"`
+	F       float64        `yaml:"f"`
+	B       bool           `yaml:"b"`
+	S       string         `yaml:"s"`
+	D       time.Duration  `yaml:"d"`
+	M       map[string]int `yaml:"m"`
+	Up      upper          `yaml:"up"`
+	Skipped int            `yaml:"-"`
+	NoTag   int
+	private int // never decoded: unexported
+}
+
+var _ = kinds{private: 0} // private exists only to show it is not decoded
+
+func decodeKinds(t *testing.T, src string) (kinds, []string) {
+	t.Helper()
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
+		t.Fatal(err)
+	}
+	v := kinds{S: "default", D: time.Second, Skipped: 7}
+	d := &nodeDecoder{file: "k.yaml"}
+	d.decode(doc.Content[0], reflect.ValueOf(&v).Elem(), "")
+	var msgs []string
+	for _, is := range d.issues {
+		msgs = append(msgs, is.String())
+	}
+	return v, msgs
+}
+
+func TestNodeDecoderKinds(t *testing.T) {
+	got, issues := decodeKinds(t, "u: 200\ni8: -100\nf: 1.5e3\nb: false\ns:\nd: 1m30s\nm: {a: 1, b: 2}\nup: word\nnotag: 3\n")
+	if len(issues) != 0 {
+		t.Fatalf("issues: %v", issues)
+	}
+	want := kinds{U: 200, I8: -100, F: 1500, S: "default", D: 90 * time.Second,
+		M: map[string]int{"a": 1, "b": 2}, Up: "WORD", Skipped: 7, NoTag: 3}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+
+	_, issues = decodeKinds(t, strings.Join([]string{
+		"u: -1",      // 1
+		"i8: 300",    // 2
+		"f: .nan",    // 3
+		"b: 1",       // 4
+		"s: [x]",     // 5
+		"d: {a: 1}",  // 6
+		"m: [1]",     // 7
+		"up: bad",    // 8
+		"skipped: 1", // 9
+		"private: 1", // 10
+		"? [k]\n: v", // 11
+		"u: 256",     // 13
+	}, "\n")+"\n")
+	want2 := []string{
+		`k.yaml:1: u: cannot parse "-1" as a non-negative integer`,
+		`k.yaml:2: i8: 300 is out of range`,
+		`k.yaml:3: f: cannot parse ".nan" as a number`,
+		`k.yaml:4: b: cannot parse "1" as a boolean (true or false)`,
+		`k.yaml:5: s: expected a string, got a list`,
+		`k.yaml:6: d: expected a duration such as "10s", got a mapping`,
+		`k.yaml:7: m: cannot unmarshal !!seq into map[string]int`,
+		`k.yaml:8: up: upper wants a non-empty word`,
+		`k.yaml:9: unknown key "skipped"`,
+		`k.yaml:10: unknown key "private"`,
+		`k.yaml:11: expected a key, got a list`,
+		`k.yaml:13: duplicate key "u" (first on line 1)`,
+	}
+	if !reflect.DeepEqual(issues, want2) {
+		t.Errorf("issues:\n%s\nwant:\n%s", strings.Join(issues, "\n"), strings.Join(want2, "\n"))
+	}
+
+	_, issues = decodeKinds(t, "u: 256\n")
+	if want := []string{`k.yaml:1: u: 256 is out of range`}; !reflect.DeepEqual(issues, want) {
+		t.Errorf("uint overflow: %v, want %v", issues, want)
+	}
+}
