@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -138,6 +139,23 @@ func yamlValue(v reflect.Value) (string, error) {
 			parts[i] = s
 		}
 		return "[" + strings.Join(parts, ", ") + "]", nil
+	case reflect.Map:
+		// Flow style with sorted keys, so the output is stable.
+		keys := v.MapKeys()
+		parts := make([]string, 0, len(keys))
+		for _, k := range keys {
+			ks, err := yamlValue(k)
+			if err != nil {
+				return "", err
+			}
+			vs, err := yamlValue(v.MapIndex(k))
+			if err != nil {
+				return "", err
+			}
+			parts = append(parts, ks+": "+vs)
+		}
+		sort.Strings(parts)
+		return "{" + strings.Join(parts, ", ") + "}", nil
 	case reflect.String:
 		if v.String() == "" {
 			return `""`, nil

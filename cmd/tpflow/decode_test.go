@@ -103,3 +103,42 @@ func TestNodeDecoderKinds(t *testing.T) {
 		t.Errorf("uint overflow: %v, want %v", issues, want)
 	}
 }
+
+func TestYAMLValueRoundTripsEveryKind(t *testing.T) {
+	// print-defaults must be able to print any field a section type from
+	// another package may bring, such as a map of partition counts.
+	in := kinds{U: 3, I8: -2, F: 0.25, B: true, S: "a: b", D: 1500 * time.Millisecond,
+		M: map[string]int{"calls": 8, "alerts": 1}, Up: "X", NoTag: 4}
+	v := reflect.ValueOf(in)
+	var lines []string
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		s, err := yamlValue(v.Field(i))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		lines = append(lines, name+": "+s)
+	}
+	text := strings.Join(lines, "\n") + "\n"
+	if !strings.Contains(text, "m: {alerts: 1, calls: 8}\n") {
+		t.Errorf("map not in sorted flow style:\n%s", text)
+	}
+	got, issues := decodeKinds(t, text)
+	if len(issues) > 0 {
+		t.Fatalf("issues %v in:\n%s", issues, text)
+	}
+	in.Skipped = 7 // not printed: keeps decodeKinds' default
+	if !reflect.DeepEqual(got, in) {
+		t.Errorf("round trip of\n%s\ngave %+v, want %+v", text, got, in)
+	}
+	if _, err := yamlValue(reflect.ValueOf(struct{}{})); err == nil {
+		t.Error("yamlValue of a struct should fail: structs print as sections")
+	}
+}
