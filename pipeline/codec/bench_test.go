@@ -5,7 +5,10 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/tpflow/tpflow/schemas"
+	"github.com/tpflow/tpflow/schemas/tpflowpb"
 )
 
 // benchBatch builds a batch of ncalls calls spread over nseries series, with
@@ -93,6 +96,22 @@ func BenchmarkBuilderAppendTo(b *testing.B) {
 	}
 	if len(out) != len(buf) {
 		b.Fatalf("re-encoded %d bytes, want %d", len(out), len(buf))
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*ncalls), "ns/event")
+}
+
+// BenchmarkProtoUnmarshal is the baseline Decode replaces: the generated code
+// on the same batch.
+func BenchmarkProtoUnmarshal(b *testing.B) {
+	const ncalls = 1000
+	buf := benchBatch(ncalls, 300)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var m tpflowpb.EventBatch
+		if err := proto.Unmarshal(buf, &m); err != nil {
+			b.Fatal(err)
+		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*ncalls), "ns/event")
 }
