@@ -97,6 +97,8 @@ write_config() {
     <uncompressed_cache_size>67108864</uncompressed_cache_size>
     <mark_cache_size>67108864</mark_cache_size>
     <mlock_executable>false</mlock_executable>
+    <!-- Idle pooled client connections otherwise hold a stop for 2 x 5 s. -->
+    <shutdown_wait_unfinished>2</shutdown_wait_unfinished>
     <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
     <max_session_timeout>3600</max_session_timeout>
     <default_session_timeout>60</default_session_timeout>
@@ -110,6 +112,8 @@ EOF
         <default>
             <max_memory_usage>2000000000</max_memory_usage>
             <use_uncompressed_cache>0</use_uncompressed_cache>
+            <!-- Idle connections notice a shutdown after this many seconds (default 10). -->
+            <poll_interval>1</poll_interval>
             <load_balancing>random</load_balancing>
         </default>
     </profiles>

@@ -345,6 +345,8 @@ const configXML = `<?xml version="1.0"?>
     <uncompressed_cache_size>67108864</uncompressed_cache_size>
     <mark_cache_size>67108864</mark_cache_size>
     <mlock_executable>false</mlock_executable>
+    <!-- Idle pooled client connections otherwise hold a stop for 2 x 5 s. -->
+    <shutdown_wait_unfinished>1</shutdown_wait_unfinished>
     <max_session_timeout>3600</max_session_timeout>
     <default_session_timeout>60</default_session_timeout>
 </yandex>
@@ -356,6 +358,8 @@ const usersXML = `<?xml version="1.0"?>
         <default>
             <max_memory_usage>2000000000</max_memory_usage>
             <use_uncompressed_cache>0</use_uncompressed_cache>
+            <!-- Idle connections notice a shutdown after this many seconds (default 10). -->
+            <poll_interval>1</poll_interval>
         </default>
     </profiles>
     <users>
