@@ -13,8 +13,10 @@ type permanentError struct {
 	err error
 }
 
+// Error implements error.
 func (e *permanentError) Error() string { return "permanent: " + e.err.Error() }
 
+// Unwrap returns the wrapped error.
 func (e *permanentError) Unwrap() error { return e.err }
 
 // Permanent wraps err so that IsPermanent reports true for it and for every

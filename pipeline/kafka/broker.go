@@ -253,12 +253,14 @@ type advertisedListener struct {
 	addr net.Addr
 }
 
+// Addr returns the advertised address.
 func (l advertisedListener) Addr() net.Addr { return l.addr }
 
 // kfakeLogger adapts slog to kfake's logger, keeping kfake's debug chatter
 // at debug level.
 type kfakeLogger struct{ l *slog.Logger }
 
+// Logf implements kfake.Logger.
 func (k kfakeLogger) Logf(level kfake.LogLevel, msg string, args ...any) {
 	lvl := slog.LevelDebug
 	switch level {

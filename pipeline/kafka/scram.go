@@ -52,8 +52,10 @@ func randomNonce() (string, error) {
 	return base64.RawStdEncoding.EncodeToString(b), nil
 }
 
+// Name implements sasl.Mechanism.
 func (m *scramMechanism) Name() string { return m.name }
 
+// Start implements sasl.Mechanism: it sends the client-first message.
 func (m *scramMechanism) Start(context.Context) (sasl.StateMachine, []byte, error) {
 	nonce, err := m.nonce()
 	if err != nil {
@@ -73,6 +75,8 @@ type scramSession struct {
 	step            int
 }
 
+// Next implements sasl.StateMachine: step 1 answers the server-first
+// message with the proof, step 2 checks the server signature.
 func (s *scramSession) Next(_ context.Context, challenge []byte) (bool, []byte, error) {
 	s.step++
 	switch s.step {
