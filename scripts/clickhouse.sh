@@ -177,7 +177,9 @@ cmd_start() {
 		fi
 		if (( $(date +%s) >= deadline )); then
 			echo "clickhouse.sh: server in $DIR did not answer SELECT 1 on 127.0.0.1:$tcp within ${timeout}s; log tail:" >&2
-			tail -n 30 "$DIR/log/clickhouse-server.err.log" "$DIR/log/clickhouse-server.log" "$DIR/log/stdout.log" 2>/dev/null >&2 || true
+			for f in "$DIR/log/clickhouse-server.err.log" "$DIR/log/clickhouse-server.log" "$DIR/log/stdout.log"; do
+				[[ -s $f ]] && { echo "==> $f <=="; tail -n 30 "$f"; } >&2
+			done
 			exit 1
 		fi
 		sleep 0.1

@@ -50,7 +50,7 @@ func TestMigrateAppliesRecordsAndIsIdempotent(t *testing.T) {
 	s := chtest.Shared(t)
 	cfg := DefaultConfig()
 	cfg.DSN = s.DSN()
-	cfg.Database = s.Database() + "_m" // Open must create it
+	cfg.Database = s.Database() + "_m"     // Open must create it
 	cfg.RetentionDays = Retention{Logs: 7} // ignored by 18.16
 	ctx := context.Background()
 	conn, err := Open(ctx, cfg)
