@@ -3,7 +3,6 @@ package kafka
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -111,12 +110,4 @@ func readAll(t testing.TB, cfg Config, topic string, want int) map[string]int {
 		t.Fatalf("read %d messages from %s, want %d", total, topic, want)
 	}
 	return seen
-}
-
-func requireCI(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	kafkago "github.com/segmentio/kafka-go"
 )
 
@@ -161,8 +160,6 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels ma
 	}
 	return 0
 }
-
-var _ = dto.MetricType_COUNTER
 
 // TestProduceConsumeCommitResume is the at-least-once contract: committed
 // messages are not delivered again after a restart, uncommitted ones are.
