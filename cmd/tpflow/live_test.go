@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tpflow/tpflow/pipeline/httpapi"
+)
+
+func liveWindows(n int) []httpapi.Window {
+	start := time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)
+	var ws []httpapi.Window
+	for i := 0; i < n; i++ {
+		p99 := float64(1000 * (n - i))
+		ws = append(ws, httpapi.Window{
+			App: "app" + string(rune('a'+i%26)), Method: "method" + string(rune('A'+i%26)), Group: "g-prod-bj",
+			QPS: 12.5, ErrorRate: 0.015, P50Us: p99 / 5, P90Us: p99 / 2, P99Us: p99, P999Us: p99 * 2,
+			Start: start, End: start.Add(time.Minute),
+		})
+	}
+	ws[0].App, ws[0].Method, ws[0].P99Us = "order-trade", "createOrderWithAVeryLongMethodName", 245300
+	return ws
+}
+
+func TestLiveTable(t *testing.T) {
+	var buf bytes.Buffer
+	v := &liveView{w: &buf, ansi: true, window: "1m"}
+	now := time.Date(2026, 1, 2, 3, 5, 7, 0, time.UTC)
+	if err := v.render(now, liveWindows(30), "events/s 10000"); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if !strings.HasPrefix(out, "\x1b[H\x1b[2J") {
+		t.Fatalf("a terminal refresh must start with home+clear, got %q", out[:min(20, len(out))])
+	}
+	lines := strings.Split(out, "\n")
+	rows := 0
+	for _, l := range lines {
+		if strings.Contains(l, "g-prod-bj") {
+			rows++
+		}
+	}
+	if rows != liveTop {
+		t.Fatalf("%d method rows, want %d:\n%s", rows, liveTop, out)
+	}
+	for _, want := range []string{"over the last 1m", "events/s 10000", "TP99 ms", "TP999 ms", "ERR%",
+		"order-trade", "createOrderWithAVeryL…", "245", "60.0", "12.5", "1.50", "30 keys"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	// The slowest comes first.
+	if i, j := strings.Index(out, "order-trade"), strings.Index(out, "appb"); i < 0 || j < 0 || i > j {
+		t.Errorf("rows not in the given (TP99 desc) order:\n%s", out)
+	}
+	buf.Reset()
+	if err := v.render(now, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "waiting for the first final pane") {
+		t.Errorf("empty view lacks the waiting hint: %s", buf.String())
+	}
+}
+
+func TestLiveLines(t *testing.T) {
+	var buf bytes.Buffer
+	v := &liveView{w: &buf, window: "1m"}
+	now := time.Date(2026, 1, 2, 3, 5, 7, 0, time.UTC)
+	for i := 0; i < 2; i++ {
+		if err := v.render(now, liveWindows(5), "events/s 10000"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := buf.String()
+	if strings.Contains(out, "\x1b") {
+		t.Fatalf("plain mode wrote escape sequences: %q", out)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want one line per refresh, got %d: %q", len(lines), out)
+	}
+	want := "2026-01-02T03:05:07Z window=1m keys=5 events/s 10000 slowest: order-trade/createOrderWithAVeryLongMethodName tp99=245ms qps=12.5 err=1.50% appb/methodB tp99=4.00ms qps=12.5 err=1.50% appc/methodC tp99=3.00ms qps=12.5 err=1.50%"
+	if lines[0] != want {
+		t.Fatalf("line\n got %q\nwant %q", lines[0], want)
+	}
+}
+
+func TestMs(t *testing.T) {
+	for us, want := range map[float64]string{850: "0.85", 12345: "12.3", 245300: "245", 0: "0.00"} {
+		if got := ms(us); got != want {
+			t.Errorf("ms(%v) = %q, want %q", us, got, want)
+		}
+	}
+	var buf bytes.Buffer
+	if isTerminal(&buf) {
+		t.Error("a buffer is not a terminal")
+	}
+}
