@@ -61,15 +61,14 @@ func exactQuantile(sorted []uint32, q float64) float64 {
 func buildPane(vals []uint32, delta float64, limit int) pane {
 	var p openPane
 	p.reset(0)
-	var scratch []Centroid
+	var w work
 	for _, v := range vals {
 		p.add(v, true)
 		if limit > 0 && len(p.vals) >= limit {
-			scratch = p.fold(delta, scratch)
+			p.fold(delta, &w)
 		}
 	}
-	f, _ := p.close(delta, scratch)
-	return f
+	return p.close(delta, &w)
 }
 
 // mergedQuantile merges panes the way windows and rollups do.

@@ -6,7 +6,9 @@
 package aggregator
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"math"
 	"slices"
@@ -50,14 +52,33 @@ type IngestStats struct {
 	Accepted, Late, Dropped, Future, Overflow int
 }
 
+// keyState is one key's panes. The fields the hot path touches come first
+// and the ID is stored inline when short, so that recognising a key and
+// finding its open pane touch as few cache lines as possible.
 type keyState struct {
-	key   Key
-	other bool                // a fold key of the key cap: every event is an overflow
-	open  []openPane          // indexed by (start/paneMs) & slotMask
-	more  map[int64]*openPane // open panes whose slot was taken; rare
-	ring  []pane              // final panes, ascending by start
+	idLen  int
+	idArr  [inlineID]byte // the ID when idLen <= inlineID
+	idLong string         // the ID otherwise
+	next   *keyState      // next key with the same hash
+	open   []openPane     // indexed by (start/paneMs) & slotMask
+	other  bool           // a fold key of the key cap: every event is an overflow
+	key    Key
+	more   map[int64]*openPane // open panes whose slot was taken; rare
+	ring   []pane              // final panes, ascending by start
 	// corrected marks ring panes changed by late events since last flush.
 	corrected []int64
+}
+
+const inlineID = 80
+
+func (ks *keyState) idIs(id []byte) bool {
+	if ks.idLen != len(id) {
+		return false
+	}
+	if ks.idLen <= inlineID {
+		return string(ks.idArr[:ks.idLen]) == string(id)
+	}
+	return ks.idLong == string(id)
 }
 
 type partState struct {
@@ -85,7 +106,7 @@ type Engine struct {
 	m        *metrics
 
 	mu         sync.Mutex
-	keys       map[string]*keyState
+	keys       map[uint64]*keyState // by hash of the key ID; collisions chain
 	parts      map[int32]*partState
 	pending    map[int64][]*keyState // pane start -> keys with that pane open
 	corrected  []*keyState           // keys with corrections to publish
@@ -93,7 +114,10 @@ type Engine struct {
 	watermark  int64
 	resolved   []*keyState // per-batch series resolution, reused
 	idBuf      []byte
-	scratch    []Centroid
+	work       work
+	seed       maphash.Seed
+	nkeys      int
+	labelCache []labelKey // per-batch label set resolution, reused
 	otherFolds uint64
 }
 
@@ -132,7 +156,8 @@ func New(cfg Config, opts ...Option) (*Engine, error) {
 		now:     time.Now,
 		log:     slog.New(slog.DiscardHandler),
 		m:       newMetrics(),
-		keys:    make(map[string]*keyState),
+		keys:    make(map[uint64]*keyState),
+		seed:    maphash.MakeSeed(),
 		parts:   make(map[int32]*partState),
 		pending: make(map[int64][]*keyState),
 	}
@@ -200,7 +225,7 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 		op := e.openPaneFor(ks, start)
 		op.add(c.LatencyUs, c.OK)
 		if limit > 0 && len(op.vals) >= limit {
-			e.scratch = op.fold(e.cfg.Compression, e.scratch)
+			op.fold(e.cfg.Compression, &e.work)
 		}
 		if ts > p.maxTs {
 			p.maxTs = ts
@@ -226,7 +251,7 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 	if st.Overflow > 0 {
 		e.m.overflow.Add(float64(st.Overflow))
 	}
-	e.m.liveKeys.Set(float64(len(e.keys)))
+	e.m.liveKeys.Set(float64(e.nkeys))
 	return st
 }
 
@@ -239,19 +264,54 @@ func (e *Engine) part(partition int32) *partState {
 	return p
 }
 
-// resolve maps every series of b to its key state, once per batch.
+// labelKey is a batch label set's key labels, resolved once per batch.
+type labelKey struct {
+	done                    bool
+	system, app, group, idc string
+}
+
+// resolve maps every series of b to its key state, once per batch; each
+// label set's key labels are looked up once.
 func (e *Engine) resolve(b *codec.Batch) {
 	e.resolved = e.resolved[:0]
+	n := b.NumLabelSets()
+	if cap(e.labelCache) < n {
+		e.labelCache = make([]labelKey, n)
+	}
+	e.labelCache = e.labelCache[:n]
+	clear(e.labelCache)
 	for _, s := range b.Series {
-		k := Key{
-			System: b.Label(s.Labels, schemas.LabelSystem),
-			App:    b.Label(s.Labels, schemas.LabelApp),
-			Group:  b.Label(s.Labels, schemas.LabelGroup),
-			IDC:    b.Label(s.Labels, schemas.LabelIDC),
-			Method: b.Symbol(s.Method),
+		lk := &e.labelCache[s.Labels]
+		if !lk.done {
+			lk.done = true
+			refs := b.LabelSet(s.Labels)
+			for i := 0; i+1 < len(refs); i += 2 {
+				switch b.Symbol(refs[i]) {
+				case schemas.LabelSystem:
+					lk.system = b.Symbol(refs[i+1])
+				case schemas.LabelApp:
+					lk.app = b.Symbol(refs[i+1])
+				case schemas.LabelGroup:
+					lk.group = b.Symbol(refs[i+1])
+				case schemas.LabelIDC:
+					lk.idc = b.Symbol(refs[i+1])
+				}
+			}
 		}
+		k := Key{System: lk.system, App: lk.app, Group: lk.group, IDC: lk.idc, Method: b.Symbol(s.Method)}
 		e.resolved = append(e.resolved, e.keyFor(k))
 	}
+}
+
+// lookup returns the key state whose ID is e.idBuf, and the ID's hash.
+func (e *Engine) lookup() (*keyState, uint64) {
+	h := maphash.Bytes(e.seed, e.idBuf)
+	for ks := e.keys[h]; ks != nil; ks = ks.next {
+		if ks.idIs(e.idBuf) {
+			return ks, h
+		}
+	}
+	return nil, h
 }
 
 // keyFor returns the state of k, creating it (with copies of k's strings,
@@ -259,39 +319,47 @@ func (e *Engine) resolve(b *codec.Batch) {
 // key cap is reached.
 func (e *Engine) keyFor(k Key) *keyState {
 	e.idBuf = appendKeyID(e.idBuf[:0], k)
-	if ks, ok := e.keys[string(e.idBuf)]; ok {
+	ks, h := e.lookup()
+	if ks != nil {
 		return ks
 	}
 	other := false
-	if len(e.keys) >= e.cfg.MaxKeys {
+	if e.nkeys >= e.cfg.MaxKeys {
 		other = true
 		e.otherFolds++
 		e.m.overflowKeys.Inc()
 		k.Method = OtherMethod
 		e.idBuf = appendKeyID(e.idBuf[:0], k)
-		if ks, ok := e.keys[string(e.idBuf)]; ok {
+		if ks, h = e.lookup(); ks != nil {
 			return ks
 		}
 		// The fold keys themselves are capped too: past twice the cap,
 		// everything shares one key.
-		if len(e.keys) >= 2*e.cfg.MaxKeys {
+		if e.nkeys >= 2*e.cfg.MaxKeys {
 			k = Key{System: OtherMethod, App: OtherMethod, Group: OtherMethod, IDC: OtherMethod, Method: OtherMethod}
 			e.idBuf = appendKeyID(e.idBuf[:0], k)
-			if ks, ok := e.keys[string(e.idBuf)]; ok {
+			if ks, h = e.lookup(); ks != nil {
 				return ks
 			}
 		}
 	}
-	id := string(e.idBuf)
-	ks := &keyState{
+	ks = &keyState{
+		idLen: len(e.idBuf),
+		next:  e.keys[h],
 		key:   Key{System: clone(k.System), App: clone(k.App), Group: clone(k.Group), IDC: clone(k.IDC), Method: clone(k.Method)},
 		other: other,
 		open:  make([]openPane, e.slotMask+1),
 	}
+	if len(e.idBuf) <= inlineID {
+		copy(ks.idArr[:], e.idBuf)
+	} else {
+		ks.idLong = string(e.idBuf)
+	}
 	for i := range ks.open {
 		ks.open[i].start = math.MinInt64
 	}
-	e.keys[id] = ks
+	e.keys[h] = ks
+	e.nkeys++
 	return ks
 }
 
@@ -302,16 +370,14 @@ func clone(s string) string {
 	return string([]byte(s))
 }
 
+// appendKeyID appends k's identity: each label length-prefixed, so that no
+// label value can make two keys collide.
 func appendKeyID(dst []byte, k Key) []byte {
-	dst = append(dst, k.System...)
-	dst = append(dst, 0)
-	dst = append(dst, k.App...)
-	dst = append(dst, 0)
-	dst = append(dst, k.Group...)
-	dst = append(dst, 0)
-	dst = append(dst, k.IDC...)
-	dst = append(dst, 0)
-	return append(dst, k.Method...)
+	for _, v := range [...]string{k.System, k.App, k.Group, k.IDC, k.Method} {
+		dst = binary.AppendUvarint(dst, uint64(len(v)))
+		dst = append(dst, v...)
+	}
+	return dst
 }
 
 // openPaneFor returns the open pane of ks starting at start, opening it.
@@ -423,8 +489,7 @@ func (e *Engine) Flush() (panes []PaneStat, commit map[int32]int64) {
 				if op == nil {
 					continue
 				}
-				var f pane
-				f, e.scratch = op.close(e.cfg.Compression, e.scratch)
+				f := op.close(e.cfg.Compression, &e.work)
 				e.release(ks, op)
 				i, found := slices.BinarySearchFunc(ks.ring, s, func(p pane, x int64) int { return cmpInt64(p.start, x) })
 				if found {
@@ -452,7 +517,7 @@ func (e *Engine) Flush() (panes []PaneStat, commit map[int32]int64) {
 		commit[id] = c
 	}
 	e.m.panesEmitted.Add(float64(len(panes)))
-	e.m.liveKeys.Set(float64(len(e.keys)))
+	e.m.liveKeys.Set(float64(e.nkeys))
 	if e.watermark != math.MinInt64 {
 		e.m.watermarkLag.Set(float64(nowT.UnixMilli()-e.watermark) / 1000)
 	}
@@ -511,16 +576,38 @@ func (e *Engine) advanceWatermark(now time.Time) {
 // trim drops ring panes older than the retention and keys with nothing left.
 func (e *Engine) trim() {
 	cut := e.finalEnd - e.retainMs
-	for id, ks := range e.keys {
-		n := 0
-		for n < len(ks.ring) && ks.ring[n].start < cut {
-			n++
+	for h, head := range e.keys {
+		var keep *keyState
+		for ks := head; ks != nil; {
+			next := ks.next
+			n := 0
+			for n < len(ks.ring) && ks.ring[n].start < cut {
+				n++
+			}
+			if n > 0 {
+				ks.ring = slices.Delete(ks.ring, 0, n)
+			}
+			if len(ks.ring) == 0 && len(ks.corrected) == 0 && !ks.hasOpen() {
+				e.nkeys--
+			} else {
+				ks.next = keep
+				keep = ks
+			}
+			ks = next
 		}
-		if n > 0 {
-			ks.ring = slices.Delete(ks.ring, 0, n)
+		if keep == nil {
+			delete(e.keys, h)
+		} else {
+			e.keys[h] = keep
 		}
-		if len(ks.ring) == 0 && len(ks.corrected) == 0 && !ks.hasOpen() {
-			delete(e.keys, id)
+	}
+}
+
+// each calls f for every key.
+func (e *Engine) each(f func(*keyState)) {
+	for _, head := range e.keys {
+		for ks := head; ks != nil; ks = ks.next {
+			f(ks)
 		}
 	}
 }
@@ -572,5 +659,5 @@ func (e *Engine) Watermark() (watermark, finalEnd int64) {
 func (e *Engine) LiveKeys() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return len(e.keys)
+	return e.nkeys
 }

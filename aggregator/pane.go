@@ -47,24 +47,28 @@ func (p *openPane) add(latencyUs uint32, ok bool) {
 	p.vals = append(p.vals, latencyUs)
 }
 
-// fold moves the raw buffer into the partial digest. scratch is reused
-// working memory; the returned value is the (possibly grown) scratch.
-func (p *openPane) fold(delta float64, scratch []Centroid) []Centroid {
+// work is reusable scratch memory for folding and closing panes.
+type work struct {
+	cents []Centroid
+	u32   []uint32
+}
+
+// fold moves the raw buffer into the partial digest.
+func (p *openPane) fold(delta float64, w *work) {
 	if len(p.vals) == 0 {
-		return scratch
+		return
 	}
-	slices.Sort(p.vals)
+	w.u32 = sortUint32(p.vals, w.u32)
 	if p.folded == 0 {
 		p.cents = compressSorted(p.cents[:0], p.vals, delta)
 	} else {
-		chunk := compressSorted(scratch[:0], p.vals, delta)
+		chunk := compressSorted(w.cents[:0], p.vals, delta)
 		merged := mergeSorted(make([]Centroid, 0, len(p.cents)+len(chunk)), p.cents, chunk)
-		scratch = chunk
+		w.cents = chunk
 		p.cents = recompress(merged, float64(p.folded)+float64(len(p.vals)), delta)
 	}
 	p.folded += uint64(len(p.vals))
 	p.vals = p.vals[:0]
-	return scratch
 }
 
 // pane is a final pane: its summary and digest. Its centroids are sorted by
@@ -82,14 +86,14 @@ type pane struct {
 
 // close turns p into a final pane at compression delta. p's buffers stay
 // with p for reuse.
-func (p *openPane) close(delta float64, scratch []Centroid) (pane, []Centroid) {
-	scratch = p.fold(delta, scratch)
+func (p *openPane) close(delta float64, w *work) pane {
+	p.fold(delta, w)
 	out := pane{
 		start: p.start, version: 1, count: p.count, errors: p.errors,
 		sum: p.sum, min: p.min, max: p.max,
 		cents: slices.Clone(p.cents),
 	}
-	return out, scratch
+	return out
 }
 
 // addLate folds one late event into a final pane, for a correction.

@@ -28,7 +28,7 @@ func (e *Engine) Window(k Key, d time.Duration) (ws WindowStat, ok bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.idBuf = appendKeyID(e.idBuf[:0], k)
-	ks := e.keys[string(e.idBuf)]
+	ks, _ := e.lookup()
 	if ks == nil {
 		return ws, false
 	}
@@ -44,11 +44,11 @@ func (e *Engine) Rollup(match func(Key) bool, d time.Duration) WindowStat {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	acc := e.newAcc(d)
-	for _, ks := range e.keys {
+	e.each(func(ks *keyState) {
 		if match(ks.key) {
 			acc.add(ks)
 		}
-	}
+	})
 	return acc.finish()
 }
 
@@ -64,16 +64,16 @@ func (e *Engine) Windows(match func(Key) bool, d time.Duration) []KeyWindow {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var out []KeyWindow
-	for _, ks := range e.keys {
+	e.each(func(ks *keyState) {
 		if match != nil && !match(ks.key) {
-			continue
+			return
 		}
 		acc := e.newAcc(d)
 		acc.add(ks)
 		if acc.ws.Count > 0 {
 			out = append(out, KeyWindow{Key: ks.key, WindowStat: acc.finish()})
 		}
-	}
+	})
 	return out
 }
 
@@ -89,7 +89,7 @@ func (e *Engine) newAcc(d time.Duration) *windowAcc {
 	}
 	return &windowAcc{
 		ws:    WindowStat{Start: end - d.Milliseconds(), End: end, MinUs: math.MaxUint32},
-		cents: e.scratch[:0],
+		cents: e.work.cents[:0],
 	}
 }
 

@@ -1,0 +1,136 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/tpflow/tpflow/aggregator"
+	"github.com/tpflow/tpflow/pipeline/codec"
+	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/schemas"
+	"github.com/tpflow/tpflow/schemas/tpflowpb"
+)
+
+// publisher encodes panes into EventBatches and produces them to stats.
+type publisher struct {
+	prod       *kafka.Producer
+	maxBytes   int
+	partitions int
+}
+
+// partitionOf returns the partition kafka-go's Hash balancer (the one
+// kafka.Producer uses) picks for key among n partitions, so that one
+// message can carry every pane bound for one partition and still land
+// where each pane's own key would have sent it.
+func partitionOf(key []byte, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	parts := make([]int, n)
+	for i := range parts {
+		parts[i] = i
+	}
+	return (&kafkago.Hash{}).Balance(kafkago.Message{Key: key}, parts...)
+}
+
+// paneSizeBound over-estimates the encoded size of a pane so that a batch
+// is cut before it outgrows maxBytes.
+func paneSizeBound(p *aggregator.PaneStat) int {
+	k := p.Key
+	return 160 + 2*(len(k.System)+len(k.App)+len(k.Group)+len(k.IDC)+len(k.Method)) + 18*len(p.Centroids)
+}
+
+// encode turns panes into messages of at most maxBytes each, grouped by the
+// stats partition of their key.
+func encode(panes []aggregator.PaneStat, maxBytes, partitions int) ([]kafkago.Message, error) {
+	type group struct {
+		key []byte
+		idx []int
+	}
+	groups := map[int]*group{}
+	var order []int
+	for i := range panes {
+		k := panes[i].Key
+		key := kafka.CallKey(k.System, k.App, k.Method)
+		p := partitionOf(key, partitions)
+		g := groups[p]
+		if g == nil {
+			g = &group{key: key}
+			groups[p] = g
+			order = append(order, p)
+		}
+		g.idx = append(g.idx, i)
+	}
+	var msgs []kafkago.Message
+	var b codec.Builder
+	var pb tpflowpb.PaneStat
+	labels := make([]schemas.Label, 4)
+	for _, p := range order {
+		g := groups[p]
+		b.Reset()
+		emit := func() {
+			if b.Len() == 0 {
+				return
+			}
+			msgs = append(msgs, kafkago.Message{Key: g.key, Value: b.AppendTo(nil)})
+			b.Reset()
+		}
+		for _, i := range g.idx {
+			ps := &panes[i]
+			if b.Len() > 0 && b.Size()+paneSizeBound(ps) > maxBytes {
+				emit()
+			}
+			labels[0] = schemas.Label{Name: schemas.LabelSystem, Value: ps.Key.System}
+			labels[1] = schemas.Label{Name: schemas.LabelApp, Value: ps.Key.App}
+			labels[2] = schemas.Label{Name: schemas.LabelGroup, Value: ps.Key.Group}
+			labels[3] = schemas.Label{Name: schemas.LabelIDC, Value: ps.Key.IDC}
+			fillPane(&pb, ps, b.LabelSet(labels), b.Symbol(ps.Key.Method))
+			if err := b.AddPane(&pb); err != nil {
+				return nil, fmt.Errorf("cannot encode pane %v@%d: %w", ps.Key, ps.Start, err)
+			}
+		}
+		emit()
+	}
+	return msgs, nil
+}
+
+// fillPane copies ps into pb, reusing pb's centroid slices.
+func fillPane(pb *tpflowpb.PaneStat, ps *aggregator.PaneStat, labels, method uint32) {
+	means, weights := pb.CentroidMeans[:0], pb.CentroidWeights[:0]
+	for _, c := range ps.Centroids {
+		means = append(means, float64(c.Mean))
+		weights = append(weights, float64(c.Weight))
+	}
+	*pb = tpflowpb.PaneStat{
+		Labels:          labels,
+		Method:          method,
+		PaneStartUnixMs: ps.Start,
+		PaneMs:          uint32(ps.PaneMs),
+		Version:         ps.Version,
+		Count:           ps.Count,
+		Errors:          ps.Errors,
+		SumUs:           float64(ps.SumUs),
+		MinUs:           float64(ps.MinUs),
+		MaxUs:           float64(ps.MaxUs),
+		P50Us:           ps.P50,
+		P90Us:           ps.P90,
+		P99Us:           ps.P99,
+		P999Us:          ps.P999,
+		CentroidMeans:   means,
+		CentroidWeights: weights,
+	}
+}
+
+// publish produces panes and returns once every message is acknowledged.
+func (p *publisher) publish(ctx context.Context, panes []aggregator.PaneStat) error {
+	msgs, err := encode(panes, p.maxBytes, p.partitions)
+	if err != nil {
+		return err
+	}
+	if err := p.prod.Produce(ctx, msgs...); err != nil {
+		return fmt.Errorf("cannot publish %d panes: %w", len(panes), err)
+	}
+	return nil
+}
