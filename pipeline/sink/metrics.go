@@ -1,0 +1,41 @@
+package sink
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	messages, bad, rows *prometheus.CounterVec
+	flushSeconds        *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		messages:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tpflow_sink_messages_total", Help: "Messages converted into rows, by topic."}, []string{"topic"}),
+		bad:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tpflow_sink_bad_messages_total", Help: "Messages that could not be converted (sent to the DLQ), by topic."}, []string{"topic"}),
+		rows:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tpflow_sink_rows_total", Help: "Rows inserted and committed, by topic."}, []string{"topic"}),
+		flushSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "tpflow_sink_flush_seconds", Help: "Time to insert and commit one batch, by topic.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}, []string{"topic"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []**prometheus.CounterVec{&m.messages, &m.bad, &m.rows} {
+		if err := reg.Register(*c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return nil, err
+			}
+			*c = are.ExistingCollector.(*prometheus.CounterVec)
+		}
+	}
+	if err := reg.Register(m.flushSeconds); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, err
+		}
+		m.flushSeconds = are.ExistingCollector.(*prometheus.HistogramVec)
+	}
+	return m, nil
+}

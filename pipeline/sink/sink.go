@@ -1,0 +1,268 @@
+// Package sink moves tpflow's Kafka topics into ClickHouse: it consumes
+// stats (final panes), logs, metrics and alerts, converts their events into
+// rows, inserts them in batches by size and age, and commits the consumed
+// offsets only after the insert succeeded. While ClickHouse is down the
+// insert retries and consumption pauses, so nothing is dropped; undecodable
+// messages go to the dead-letter topic.
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+	kafkago "github.com/segmentio/kafka-go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tpflow/tpflow/pipeline"
+	"github.com/tpflow/tpflow/pipeline/clickhouse"
+	"github.com/tpflow/tpflow/pipeline/codec"
+	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/schemas"
+)
+
+// Config configures the sink.
+type Config struct {
+	// GroupID is the consumer group of the sinks.
+	GroupID string `yaml:"group_id"`
+	// Topics are the topics (without prefix) the sink consumes: stats,
+	// logs, metrics, alerts.
+	Topics []string `yaml:"topics"`
+}
+
+// DefaultConfig returns the defaults: group tpflow-sink, every topic.
+func DefaultConfig() Config {
+	return Config{
+		GroupID: "tpflow-sink",
+		Topics:  []string{kafka.TopicStats, kafka.TopicLogs, kafka.TopicMetrics, kafka.TopicAlerts},
+	}
+}
+
+// Validate reports every impossible value as a *schemas.FieldError.
+func (c Config) Validate() error {
+	var errs []error
+	if c.GroupID == "" {
+		errs = append(errs, schemas.Fieldf("group_id", "must not be empty"))
+	}
+	if len(c.Topics) == 0 {
+		errs = append(errs, schemas.Fieldf("topics", "must name at least one topic"))
+	}
+	seen := map[string]bool{}
+	for i, t := range c.Topics {
+		if newConverter(t) == nil {
+			errs = append(errs, schemas.Fieldf(fmt.Sprintf("topics[%d]", i), "must be stats, logs, metrics or alerts, got %q", t))
+		}
+		if seen[t] {
+			errs = append(errs, schemas.Fieldf(fmt.Sprintf("topics[%d]", i), "%q is listed twice", t))
+		}
+		seen[t] = true
+	}
+	return errors.Join(errs...)
+}
+
+// Migrate connects to ClickHouse and applies every pending migration. It is
+// what `tpflow sink --migrate` runs.
+func Migrate(ctx context.Context, ccfg clickhouse.Config, log *slog.Logger) ([]uint32, error) {
+	conn, err := clickhouse.Open(ctx, ccfg)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return clickhouse.Migrate(ctx, conn, ccfg)
+}
+
+// Run applies the migrations and then consumes cfg.Topics into ClickHouse
+// until ctx is done. Before it returns it tries once more, for a bounded
+// time, to insert and commit what it holds; what it cannot is delivered
+// again to the next sink.
+func Run(ctx context.Context, kcfg kafka.Config, ccfg clickhouse.Config, cfg Config, reg prometheus.Registerer, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("cannot start sink: %w", err)
+	}
+	conn, err := openMigrated(ctx, ccfg, log)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := kafka.EnsureTopics(ctx, kcfg); err != nil {
+		return fmt.Errorf("cannot start sink: %w", err)
+	}
+	km, err := kafka.NewMetrics(reg)
+	if err != nil {
+		return fmt.Errorf("cannot start sink: %w", err)
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return fmt.Errorf("cannot start sink: %w", err)
+	}
+	dlq, err := kafka.NewDLQ(kcfg, codec.Reason, reg, log, kafka.WithMetrics(km))
+	if err != nil {
+		return err
+	}
+	defer dlq.Close()
+	w := clickhouse.NewWriter(conn, ccfg, log)
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, t := range cfg.Topics {
+		c, err := kafka.NewConsumer(kcfg, kcfg.Topic(t), cfg.GroupID, log, kafka.WithMetrics(km))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		l := &loop{
+			topic: t, c: c, conv: newConverter(t), w: w, dlq: dlq, log: log, m: m,
+			maxRows: ccfg.BatchRows, maxAge: ccfg.BatchAge,
+		}
+		g.Go(func() error { return l.run(gctx) })
+	}
+	return g.Wait()
+}
+
+// openMigrated opens ClickHouse and applies the migrations, retrying while
+// the server is unreachable so that a sink may start before its database.
+func openMigrated(ctx context.Context, ccfg clickhouse.Config, log *slog.Logger) (driver.Conn, error) {
+	backoff := 100 * time.Millisecond
+	for {
+		c, err := clickhouse.Open(ctx, ccfg)
+		if err == nil {
+			if _, err = clickhouse.Migrate(ctx, c, ccfg); err == nil {
+				return c, nil
+			}
+			c.Close()
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("cannot start sink: %w", err)
+		}
+		log.Warn("cannot open ClickHouse, retrying", "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("cannot start sink: %w", err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, ccfg.MaxRetryBackoff)
+	}
+}
+
+// finalFlushTimeout bounds the last insert when ctx is done.
+const finalFlushTimeout = 10 * time.Second
+
+// loop consumes one topic.
+type loop struct {
+	topic   string
+	c       *kafka.Consumer
+	conv    converter
+	w       *clickhouse.Writer
+	dlq     *kafka.DLQ
+	log     *slog.Logger
+	m       *metrics
+	maxRows int
+	maxAge  time.Duration
+
+	batch  codec.Batch
+	msgs   []kafkago.Message // consumed since the last commit, in order
+	oldest time.Time         // when the first row of the buffer arrived
+}
+
+func (l *loop) run(ctx context.Context) error {
+	for {
+		fctx, cancel := ctx, context.CancelFunc(func() {})
+		if len(l.msgs) > 0 {
+			fctx, cancel = context.WithDeadline(ctx, l.oldest.Add(l.maxAge))
+		}
+		msg, err := l.c.Fetch(fctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				fl, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalFlushTimeout)
+				defer cancel()
+				if err := l.flush(fl); err != nil {
+					l.log.Warn("cannot flush on shutdown; the messages will be delivered again", "topic", l.topic, "err", err)
+				}
+				return nil
+			}
+			if errors.Is(err, context.DeadlineExceeded) {
+				if err := l.flush(ctx); err != nil {
+					return l.stopErr(ctx, err)
+				}
+				continue
+			}
+			return fmt.Errorf("cannot consume %s: %w", l.topic, err)
+		}
+		if len(l.msgs) == 0 {
+			l.oldest = time.Now()
+		}
+		l.msgs = append(l.msgs, msg)
+		if err := l.add(ctx, msg); err != nil {
+			return l.stopErr(ctx, err)
+		}
+		if l.conv.rows() >= l.maxRows || time.Since(l.oldest) >= l.maxAge {
+			if err := l.flush(ctx); err != nil {
+				return l.stopErr(ctx, err)
+			}
+		}
+	}
+}
+
+// stopErr turns an error caused by shutdown into a clean return.
+func (l *loop) stopErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// add converts msg into buffered rows; an undecodable one goes to the DLQ.
+func (l *loop) add(ctx context.Context, msg kafkago.Message) error {
+	err := codec.Decode(msg.Value, &l.batch)
+	if err == nil {
+		err = l.conv.add(&l.batch, len(l.msgs)-1)
+	}
+	if err != nil {
+		l.m.bad.WithLabelValues(l.topic).Inc()
+		return l.dlq.Send(ctx, msg, pipeline.Permanent(err))
+	}
+	l.m.messages.WithLabelValues(l.topic).Inc()
+	return nil
+}
+
+// flush inserts the buffered rows and then commits the buffered messages.
+func (l *loop) flush(ctx context.Context) error {
+	if len(l.msgs) == 0 {
+		return nil
+	}
+	start := time.Now()
+	n := l.conv.rows()
+	bad, err := l.conv.write(ctx, l.w)
+	if err != nil {
+		return fmt.Errorf("cannot insert %d rows from %s: %w", n, l.topic, err)
+	}
+	// Rows the schema refuses send their whole source message to the DLQ:
+	// the other rows are stored, and an idempotent re-insert of them from
+	// the DLQ is harmless.
+	sent := map[int]bool{}
+	for _, mi := range bad {
+		if sent[mi] {
+			continue
+		}
+		sent[mi] = true
+		if err := l.dlq.Send(ctx, l.msgs[mi], pipeline.Permanent(errors.New("rows rejected by ClickHouse validation"))); err != nil {
+			return err
+		}
+	}
+	if err := l.c.Commit(ctx, l.msgs...); err != nil {
+		return fmt.Errorf("cannot commit %s after inserting %d rows: %w", l.topic, n, err)
+	}
+	l.m.rows.WithLabelValues(l.topic).Add(float64(n))
+	l.m.flushSeconds.WithLabelValues(l.topic).Observe(time.Since(start).Seconds())
+	clear(l.msgs)
+	l.msgs = l.msgs[:0]
+	l.conv.reset()
+	return nil
+}
