@@ -2,7 +2,29 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tpflow/tpflow/aggregator"
+	"github.com/tpflow/tpflow/aggregator/stream"
+	"github.com/tpflow/tpflow/pipeline/clickhouse"
+	"github.com/tpflow/tpflow/pipeline/demo"
+	"github.com/tpflow/tpflow/pipeline/httpapi"
+	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/pipeline/sink"
 )
 
 // runOptions are the flags of `tpflow run` beyond the common ones.
@@ -10,29 +32,328 @@ type runOptions struct {
 	// Demo also generates synthetic traffic so that the pipeline has
 	// something to show.
 	Demo bool
+	// DataDir holds the embedded broker's segments (DataDir/broker).
+	DataDir string
+	// NoLive prints one line per refresh instead of the full-screen view.
+	NoLive bool
+	// DemoConfig configures the generator; its flags are --demo-*.
+	DemoConfig demo.Config
 }
 
+// Embedded broker bounds of `tpflow run`: a laptop must not fill its disk.
+const (
+	runBrokerRetention      = 2 * time.Hour
+	runBrokerRetentionBytes = 1 << 30
+)
+
 func runCommand() *command {
-	var o runOptions
+	o := runOptions{DemoConfig: demo.DefaultConfig()}
+	d := demo.DefaultConfig()
 	return &command{
 		name:    "run",
 		summary: "run every role in one process with an embedded broker (laptop, demo, tests)",
-		help: `Runs the whole pipeline in one process: an embedded Kafka-protocol broker
-(configured by the broker section), the collector, aggregator, sink and
-alerting, all sharing one configuration. With --demo it also generates
-synthetic calls and logs. The sink writes to the ClickHouse in clickhouse.dsn.`,
-		example: "tpflow run --demo\ntpflow run --config tpflow.yaml --clickhouse clickhouse://127.0.0.1:9000/tpflow",
+		help: `Runs the whole pipeline in one process: unless --brokers (or kafka.brokers)
+names a cluster, an embedded Kafka-protocol broker on a free loopback port
+keeping its data in DATA-DIR/broker for ` + runBrokerRetention.String() + ` or 1 GiB per partition;
+the aggregator; and, when ClickHouse answers at clickhouse.dsn, the sink.
+Without ClickHouse the panes are kept in memory only (one warning line).
+/metrics, /healthz, /readyz and /api/v1/windows are served on --listen, and
+the slowest methods by TP99 are shown live on stdout, redrawn every pane
+(one line per refresh when stdout is not a terminal, or with --no-live).
+Ctrl-C stops every part and flushes.
+
+With --demo a built-in generator produces call events (event time = now)
+of ` + fmt.Sprint(d.Apps) + ` apps with about ` + fmt.Sprint(d.MethodsPerApp) + ` methods each in several systems,
+groups and IDCs, with lognormal latencies, at --demo-rate events/s. Its
+schedule is deterministic from --demo-seed and counted from the start:
+  - latency incident: one method's latencies ×` + fmt.Sprint(d.IncidentFactor) + ` for ` + d.IncidentFor.String() + `, starting
+    --demo-incident-after (default ` + d.IncidentAfter.String() + `);
+  - error burst: one other app fails ` + fmt.Sprint(d.ErrorBurstRate*100) + `% of its calls for ` + d.ErrorFor.String() + `,
+    starting --demo-error-after (default ` + d.ErrorAfter.String() + `);
+  - both repeat every ` + d.Every.String() + `.
+The start-up log names the incident method and the error app.`,
+		example: "tpflow run --demo\ntpflow run --demo --clickhouse clickhouse://127.0.0.1:9000/tpflow --data-dir .data\ntpflow run --brokers kafka-1:9092 --no-live",
 		common:  true,
 		flags: func(fs *flag.FlagSet) {
-			fs.BoolVar(&o.Demo, "demo", false, "also generate synthetic calls and logs")
+			fs.BoolVar(&o.Demo, "demo", false, "also generate synthetic call traffic with a scripted incident")
+			fs.StringVar(&o.DataDir, "data-dir", ".data", "`DIR` for the embedded broker's data (DIR/broker)")
+			fs.BoolVar(&o.NoLive, "no-live", false, "print one line per refresh instead of the full-screen view")
+			fs.IntVar(&o.DemoConfig.Rate, "demo-rate", d.Rate, "demo call events per second")
+			fs.Uint64Var(&o.DemoConfig.Seed, "demo-seed", d.Seed, "demo topology and schedule seed")
+			fs.DurationVar(&o.DemoConfig.IncidentAfter, "demo-incident-after", d.IncidentAfter, "start of the first demo latency incident after start")
+			fs.DurationVar(&o.DemoConfig.ErrorAfter, "demo-error-after", d.ErrorAfter, "start of the first demo error burst after start")
 		},
 		role: func(ctx context.Context, env *Env, cfg *Config, args []string) error {
+			if err := o.DemoConfig.Validate(); err != nil {
+				return usageError("%v", err)
+			}
 			return runAllRoles(ctx, env, cfg, o, args)
 		},
 	}
 }
 
 // runAllRoles is the run role: every role in one process.
-func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, args []string) error {
-	return errNotImplemented
+func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []string) error {
+	log := env.Logger
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	kcfg := runKafkaConfig(cfg)
+	embedded := slices.Equal(cfg.Kafka.Brokers, DefaultConfig().Kafka.Brokers)
+	if embedded {
+		b, err := startRunBroker(ctx, cfg, o.DataDir, log)
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		kcfg.Brokers = []string{b.Addr()}
+		log.Info("embedded broker started", "addr", b.Addr(), "data_dir", filepath.Join(o.DataDir, "broker"))
+	}
+	if err := kafka.EnsureTopics(ctx, kcfg); err != nil {
+		return fmt.Errorf("cannot prepare topics at %v: %w", kcfg.Brokers, err)
+	}
+
+	eng, err := aggregator.New(cfg.Aggregator, aggregator.WithLogger(log), aggregator.WithRegisterer(reg))
+	if err != nil {
+		return fmt.Errorf("cannot start aggregator: %w", err)
+	}
+
+	ccfg := runClickHouseConfig(cfg)
+	chErr := probeClickHouse(ctx, ccfg)
+	sinkState := "clickhouse " + redactDSN(ccfg.DSN)
+	if chErr != nil {
+		fmt.Fprintf(env.Stderr, "ClickHouse not reachable at %s: panes are kept in memory only; start it with scripts/clickhouse.sh or make run\n", redactDSN(ccfg.DSN))
+		log.Debug("clickhouse probe failed", "err", chErr)
+		sinkState = "memory only"
+	}
+
+	l, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen for HTTP: %w", err)
+	}
+	log.Info("http listening", "addr", l.Addr().String())
+
+	var gen *demo.Generator
+	start := time.Now()
+	if o.Demo {
+		if gen, err = demo.New(o.DemoConfig, start); err != nil {
+			l.Close()
+			return err
+		}
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	// The sink outlives the aggregator by a little, so that the panes the
+	// aggregator publishes on its way out still reach ClickHouse.
+	sinkCtx, stopSink := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopSink()
+	var streamDone sync.WaitGroup
+	streamDone.Add(1)
+	g.Go(func() error {
+		defer streamDone.Done()
+		err := stream.Run(gctx, kcfg, stream.DefaultConfig(), eng, reg, log.With("part", "aggregate"))
+		if err != nil && gctx.Err() == nil {
+			return fmt.Errorf("aggregator: %w", err)
+		}
+		return nil
+	})
+	if chErr == nil {
+		g.Go(func() error {
+			err := sink.Run(sinkCtx, kcfg, ccfg, sink.DefaultConfig(), reg, log.With("part", "sink"))
+			if err != nil && sinkCtx.Err() == nil {
+				return fmt.Errorf("sink: %w", err)
+			}
+			return nil
+		})
+		go func() {
+			<-gctx.Done()
+			streamDone.Wait()
+			// Give the sink one batch age to insert the last panes.
+			t := time.NewTimer(ccfg.BatchAge + time.Second)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-sinkCtx.Done():
+			}
+			stopSink()
+		}()
+	}
+	if gen != nil {
+		g.Go(func() error {
+			return demo.Run(gctx, kcfg, gen, time.Now, reg, log.With("part", "demo"))
+		})
+	}
+	checks := map[string]httpapi.Check{
+		"kafka": func(ctx context.Context) error {
+			_, err := kafka.TopicPartitions(ctx, kcfg, kcfg.Topic(kafka.TopicCalls))
+			return err
+		},
+	}
+	if chErr == nil {
+		checks["clickhouse"] = func(ctx context.Context) error { return dialDSN(ctx, ccfg.DSN) }
+	}
+	h := httpapi.Handler(httpapi.Options{Gatherer: reg, Checks: checks, Windows: eng, WindowLengths: cfg.Aggregator.Windows})
+	g.Go(func() error { return httpapi.Serve(gctx, l, h) })
+
+	view := &liveView{w: env.Stdout, ansi: !o.NoLive && isTerminal(env.Stdout), window: liveWindowName(cfg.Aggregator.Windows)}
+	g.Go(func() error {
+		return runLive(gctx, view, eng, cfg.Aggregator, func(now time.Time) string {
+			s := fmt.Sprintf("sink=%q", sinkState)
+			if gen != nil {
+				s += " demo=" + demoState(gen, now)
+			}
+			return s
+		})
+	})
+	err = g.Wait()
+	if err == nil || errors.Is(err, context.Canceled) {
+		log.Info("stopped")
+		return nil
+	}
+	return err
+}
+
+// runLive refreshes view once per pane until ctx is done.
+func runLive(ctx context.Context, view *liveView, src httpapi.WindowSource, acfg aggregator.Config, status func(time.Time) string) error {
+	d := liveWindow(acfg.Windows)
+	t := time.NewTicker(acfg.Pane)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			kws := src.Windows(nil, d)
+			ws := make([]httpapi.Window, len(kws))
+			for i, kw := range kws {
+				ws[i] = httpapi.FromKeyWindow(kw, d)
+			}
+			httpapi.SortByP99(ws)
+			if err := view.render(now, ws, status(now)); err != nil {
+				return fmt.Errorf("cannot write the live view: %w", err)
+			}
+		}
+	}
+}
+
+// liveWindow is the window the live view shows: 1m when configured, else
+// the shortest.
+func liveWindow(ws []time.Duration) time.Duration {
+	if slices.Contains(ws, time.Minute) || len(ws) == 0 {
+		return time.Minute
+	}
+	return slices.Min(ws)
+}
+
+func liveWindowName(ws []time.Duration) string {
+	return httpapi.FromKeyWindow(aggregator.KeyWindow{}, liveWindow(ws)).Window
+}
+
+// demoState names the demo fault that is on at now, for the status line.
+func demoState(g *demo.Generator, now time.Time) string {
+	var s string
+	if g.IncidentActive(now) {
+		_, app, method := g.IncidentTarget()
+		s = "incident:" + app + "/" + method
+	}
+	if g.ErrorBurstActive(now) {
+		_, app := g.ErrorTarget()
+		if s != "" {
+			s += ","
+		}
+		s += "errors:" + app
+	}
+	if s == "" {
+		s = "normal"
+	}
+	return s
+}
+
+// startRunBroker starts the embedded broker on a free loopback port with
+// the data dir and the bounded retention of `tpflow run`.
+func startRunBroker(ctx context.Context, cfg *Config, dataDir string, log *slog.Logger) (*kafka.Broker, error) {
+	bcfg := kafka.DefaultBrokerConfig()
+	bcfg.Listen = "127.0.0.1:0"
+	bcfg.DataDir = filepath.Join(dataDir, "broker")
+	bcfg.Retention = min(runBrokerRetention, cfg.Broker.Retention)
+	bcfg.RetentionBytes = min(runBrokerRetentionBytes, cfg.Broker.RetentionBytes)
+	bcfg.MaxMessageBytes = max(bcfg.MaxMessageBytes, cfg.Kafka.MaxMessageBytes+(128<<10))
+	if err := os.MkdirAll(bcfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("cannot create broker data dir: %w", err)
+	}
+	b, err := kafka.StartBroker(ctx, bcfg, log.With("part", "broker"))
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// runKafkaConfig is the client configuration of every part of `run`.
+func runKafkaConfig(cfg *Config) kafka.Config {
+	k := kafka.DefaultConfig()
+	c := cfg.Kafka
+	k.Brokers = slices.Clone(c.Brokers)
+	k.TopicPrefix = c.TopicPrefix
+	k.Partitions = map[string]int{
+		kafka.TopicCalls: c.Partitions.Calls, kafka.TopicLogs: c.Partitions.Logs, kafka.TopicMetrics: c.Partitions.Metrics,
+		kafka.TopicStats: c.Partitions.Stats, kafka.TopicAlerts: c.Partitions.Alerts, kafka.TopicDLQ: c.Partitions.DLQ,
+	}
+	k.Compression = c.Compression
+	k.MaxMessageBytes = c.MaxMessageBytes
+	k.TLS = kafka.TLSConfig(c.TLS)
+	k.SASL = kafka.SASLConfig(c.SASL)
+	return k
+}
+
+// runClickHouseConfig is the sink's configuration: the database is the
+// DSN's path.
+func runClickHouseConfig(cfg *Config) clickhouse.Config {
+	c := clickhouse.DefaultConfig()
+	c.DSN = cfg.ClickHouse.DSN
+	if u, err := url.Parse(cfg.ClickHouse.DSN); err == nil && len(u.Path) > 1 {
+		c.Database = u.Path[1:]
+	}
+	c.BatchRows = cfg.ClickHouse.BatchRows
+	c.BatchAge = cfg.ClickHouse.BatchAge
+	c.MaxRetryBackoff = cfg.ClickHouse.MaxRetryBackoff
+	return c
+}
+
+// probeClickHouse reports whether ClickHouse answers at ccfg.DSN within a
+// few seconds: a TCP dial first, so that a missing server costs no driver
+// retries, then a real connection.
+func probeClickHouse(ctx context.Context, ccfg clickhouse.Config) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := dialDSN(ctx, ccfg.DSN); err != nil {
+		return err
+	}
+	conn, err := clickhouse.Open(ctx, ccfg)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+// dialDSN opens and closes a TCP connection to the DSN's host.
+func dialDSN(ctx context.Context, dsn string) error {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return fmt.Errorf("cannot parse ClickHouse DSN: %w", err)
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// redactDSN hides the password of a DSN for messages.
+func redactDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "(unparsable DSN)"
+	}
+	return u.Redacted()
 }
