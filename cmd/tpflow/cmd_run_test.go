@@ -1,0 +1,181 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tpflow/tpflow/pipeline/demo"
+	"github.com/tpflow/tpflow/pipeline/httpapi"
+)
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a running
+// role and the test's reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// freeAddr returns a loopback address nobody listens on now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func httpGet(url string) (int, []byte, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, body, err
+}
+
+// TestRunDemo runs `tpflow run --demo` in-process against the embedded
+// broker with 2 s panes, and checks the HTTP API, the incident, the
+// ClickHouse warning and a clean stop.
+func TestRunDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole pipeline for ~20 s")
+	}
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "tpflow.yaml")
+	if err := os.WriteFile(cfgPath, []byte(`aggregator:
+  pane: 2s
+  windows: [10s, 1m]
+  allowed_lateness: 2s
+  idle_timeout: 4s
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	listen := freeAddr(t)
+	noClickHouse := "clickhouse://" + freeAddr(t) + "/tpflow"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	start := time.Now()
+	go func() {
+		done <- run(ctx, []string{"run", "--demo", "--config", cfgPath, "--listen", listen, "--clickhouse", noClickHouse,
+			"--data-dir", dir, "--demo-rate", "4000", "--demo-incident-after", "2s"}, &stdout, &stderr)
+	}()
+
+	gen, err := demo.New(demo.DefaultConfig(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, incApp, incMethod := gen.IncidentTarget()
+	base := "http://" + listen
+
+	// Poll the 10 s window until the incident method is in it.
+	var resp httpapi.WindowsResponse
+	deadline := time.Now().Add(25 * time.Second)
+	for {
+		select {
+		case code := <-done:
+			t.Fatalf("run exited early with %d:\n%s", code, stderr.String())
+		default:
+		}
+		code, body, err := httpGet(base + "/api/v1/windows?window=10s")
+		if err == nil && code == 200 {
+			if err := json.Unmarshal(body, &resp); err != nil {
+				t.Fatalf("bad JSON %v: %s", err, body)
+			}
+			found := false
+			for _, w := range resp.Windows {
+				found = found || (w.App == incApp && w.Method == incMethod)
+			}
+			if len(resp.Windows) > 100 && found {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no windows with the incident method %s/%s after 25 s (last: %d windows, err %v)\nstderr:\n%s",
+				incApp, incMethod, len(resp.Windows), err, stderr.String())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Logf("windows ready after %s: %d keys", time.Since(start).Round(100*time.Millisecond), len(resp.Windows))
+
+	var p99s []float64
+	incP99 := 0.0
+	for i, w := range resp.Windows {
+		if w.Count == 0 || w.QPS <= 0 || w.ErrorRate < 0 || w.ErrorRate > 1 || w.Window != "10s" ||
+			!(w.P50Us > 0 && w.P50Us <= w.P90Us && w.P90Us <= w.P99Us && w.P99Us <= w.P999Us) ||
+			w.P99Us > 60e6 || w.AvgUs <= 0 || !w.End.After(w.Start) || w.System == "" || w.Group == "" || w.IDC == "" {
+			t.Fatalf("implausible window: %+v", w)
+		}
+		if i > 0 && w.P99Us > resp.Windows[i-1].P99Us {
+			t.Fatalf("windows not sorted by p99 desc at %d", i)
+		}
+		if w.App == incApp && w.Method == incMethod {
+			incP99 = max(incP99, w.P99Us)
+		} else {
+			p99s = append(p99s, w.P99Us)
+		}
+	}
+	sort.Float64s(p99s)
+	median := p99s[len(p99s)/2]
+	if incP99 < 3*median {
+		t.Fatalf("incident method %s/%s TP99 %.0fµs, median method TP99 %.0fµs: want the incident well above", incApp, incMethod, incP99, median)
+	}
+	t.Logf("incident TP99 %.1f ms, median method TP99 %.1f ms", incP99/1000, median/1000)
+
+	if code, body, err := httpGet(base + "/api/v1/windows?window=2m"); err != nil || code != 400 || !strings.Contains(string(body), "not a configured window") {
+		t.Errorf("unknown window: %d %s %v", code, body, err)
+	}
+	if code, _, err := httpGet(base + "/healthz"); err != nil || code != 200 {
+		t.Errorf("/healthz: %d %v", code, err)
+	}
+	if code, body, err := httpGet(base + "/readyz"); err != nil || code != 200 {
+		t.Errorf("/readyz: %d %s %v", code, body, err)
+	}
+	if code, body, err := httpGet(base + "/metrics"); err != nil || code != 200 || !strings.Contains(string(body), "tpflow_demo_events_total") {
+		t.Errorf("/metrics: %d %v, demo counter missing", code, err)
+	}
+
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("run exited with %d after cancel:\n%s", code, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not stop within 20 s of cancel")
+	}
+	if n := strings.Count(stderr.String(), "ClickHouse not reachable at "+noClickHouse+": panes are kept in memory only"); n != 1 {
+		t.Errorf("want one ClickHouse warning line, got %d:\n%s", n, stderr.String())
+	}
+	out := stdout.String()
+	if !strings.Contains(out, "window=1m keys=") || !strings.Contains(out, "demo=incident:"+incApp+"/"+incMethod) || strings.Contains(out, "\x1b") {
+		t.Errorf("live view (plain mode) missing or wrong:\n%s", out)
+	}
+}
