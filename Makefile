@@ -19,9 +19,15 @@ deps:
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/tpflow
 
-## run: install deps, build, and run the whole pipeline with demo traffic
+## run: install deps, build, start a private ClickHouse in .data/clickhouse
+## (it keeps running; stop it with scripts/clickhouse.sh stop .data/clickhouse)
+## and run the whole pipeline with demo traffic; Ctrl-C stops tpflow.
+## RUN_FLAGS adds flags, e.g. make run RUN_FLAGS='--listen 127.0.0.1:8081'
 run: deps build
-	./$(BIN) run --demo
+	@mkdir -p .data
+	@port=$$(bash scripts/clickhouse.sh start "$(CURDIR)/.data/clickhouse") || exit 1; \
+	echo "ClickHouse on 127.0.0.1:$$port (data in .data/clickhouse; stop it with scripts/clickhouse.sh stop .data/clickhouse)"; \
+	exec ./$(BIN) run --demo --clickhouse "clickhouse://127.0.0.1:$$port/tpflow" --data-dir .data $(RUN_FLAGS)
 
 ## test: install deps, then run every test once (no cache), up to 15 minutes
 test: deps

@@ -98,6 +98,14 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	// Listen first: a taken port should fail before anything starts.
+	l, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen for HTTP (choose another address with --listen): %w", err)
+	}
+	log.Info("http listening", "addr", l.Addr().String())
+	defer l.Close()
+
 	kcfg := runKafkaConfig(cfg)
 	embedded := slices.Equal(cfg.Kafka.Brokers, DefaultConfig().Kafka.Brokers)
 	if embedded {
@@ -127,17 +135,11 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 		sinkState = "memory only"
 	}
 
-	l, err := net.Listen("tcp", cfg.HTTP.Listen)
-	if err != nil {
-		return fmt.Errorf("cannot listen for HTTP: %w", err)
-	}
-	log.Info("http listening", "addr", l.Addr().String())
 
 	var gen *demo.Generator
 	start := time.Now()
 	if o.Demo {
 		if gen, err = demo.New(o.DemoConfig, start); err != nil {
-			l.Close()
 			return err
 		}
 	}
