@@ -159,9 +159,7 @@ type Generator struct {
 	incident Method    // System, App and Method of the incident target
 	errApp   [2]string // system, app of the error burst
 
-	b     codec.Builder
-	count []int // events per series in the current tick, scratch
-	buf   []byte
+	b codec.Builder
 }
 
 var (
@@ -240,7 +238,6 @@ func New(cfg Config, start time.Time) (*Generator, error) {
 	ea := (ia + 1 + topo.IntN(len(apps)-1)) % len(apps)
 	s := g.series[apps[ea].first]
 	g.errApp = [2]string{s.System, s.App}
-	g.count = make([]int, len(g.series))
 	return g, nil
 }
 
