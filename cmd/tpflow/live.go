@@ -77,7 +77,7 @@ func (v *liveView) renderTable(now time.Time, ws []httpapi.Window, status string
 		b.WriteString(status + "\n")
 	}
 	b.WriteString("\n")
-	fmt.Fprintf(b, "%-22s %-22s %-18s %9s %6s %9s %9s %9s %9s\n",
+	fmt.Fprintf(b, "%-22s %-24s %-16s %9s %6s %9s %9s %9s %9s\n",
 		"APP", "METHOD", "GROUP", "QPS", "ERR%", "TP50 ms", "TP90 ms", "TP99 ms", "TP999 ms")
 	if len(ws) == 0 {
 		b.WriteString("(waiting for the first final pane: panes close after pane + allowed lateness)\n")
@@ -86,8 +86,10 @@ func (v *liveView) renderTable(now time.Time, ws []httpapi.Window, status string
 		if i == liveTop {
 			break
 		}
-		fmt.Fprintf(b, "%-22s %-22s %-18s %9.1f %6.2f %9s %9s %9s %9s\n",
-			clip(w.App, 22), clip(w.Method, 22), clip(w.Group, 18), w.QPS, w.ErrorRate*100,
+		// Groups are usually named after their app; the rest says which.
+		group := strings.TrimPrefix(w.Group, w.App+"-")
+		fmt.Fprintf(b, "%-22s %-24s %-16s %9.1f %6.2f %9s %9s %9s %9s\n",
+			clip(w.App, 22), clip(w.Method, 24), clip(group, 16), w.QPS, w.ErrorRate*100,
 			ms(w.P50Us), ms(w.P90Us), ms(w.P99Us), ms(w.P999Us))
 	}
 	if len(ws) > 0 {

@@ -21,6 +21,7 @@ func liveWindows(n int) []httpapi.Window {
 		})
 	}
 	ws[0].App, ws[0].Method, ws[0].P99Us = "order-trade", "createOrderWithAVeryLongMethodName", 245300
+	ws[0].Group = "order-trade-prod-bj"
 	return ws
 }
 
@@ -42,14 +43,18 @@ func TestLiveTable(t *testing.T) {
 			rows++
 		}
 	}
-	if rows != liveTop {
+	if rows != liveTop-1 { // row 0's group is shortened to prod-bj
 		t.Fatalf("%d method rows, want %d:\n%s", rows, liveTop, out)
 	}
 	for _, want := range []string{"over the last 1m", "events/s 10000", "TP99 ms", "TP999 ms", "ERR%",
-		"order-trade", "createOrderWithAVeryL…", "245", "60.0", "12.5", "1.50", "30 keys"} {
+		"order-trade", "createOrderWithAVeryLon…", "245", "60.0", "12.5", "1.50", "30 keys"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
+	}
+	// A group named after its app is shown without the app.
+	if strings.Contains(out, "order-trade-prod-bj") || !strings.Contains(out, "prod-bj ") {
+		t.Errorf("group not shortened:\n%s", out)
 	}
 	// The slowest comes first.
 	if i, j := strings.Index(out, "order-trade"), strings.Index(out, "appb"); i < 0 || j < 0 || i > j {
