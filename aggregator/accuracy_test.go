@@ -133,6 +133,17 @@ func TestAccuracy(t *testing.T) {
 			n60 += len(p.cents)
 		}
 		check("60 panes × 1e4 merged", func(q float64) float64 { return mergedQuantile(panes, q) }, sorted60, n60)
+		// The in-memory copies that sliding windows merge.
+		var w work
+		ring := make([]pane, len(panes))
+		nring := 0
+		for i, p := range panes {
+			ring[i] = p
+			ring[i].cents = compacted(p.cents, p.count, cfg.WindowCompression, &w)
+			nring += len(ring[i].cents)
+		}
+		check(fmt.Sprintf("60 window copies (compression %g) merged", cfg.WindowCompression),
+			func(q float64) float64 { return mergedQuantile(ring, q) }, sorted60, nring)
 
 		// Count, errors-free sum, min and max are exact.
 		var sum uint64
@@ -143,12 +154,12 @@ func TestAccuracy(t *testing.T) {
 			t.Errorf("%s: summary count=%d sum=%d min=%d max=%d, want %d %d %d %d",
 				d.name, one.count, one.sum, one.min, one.max, len(vals), sum, sorted[0], sorted[len(sorted)-1])
 		}
-		var w uint64
+		var weight uint64
 		for _, c := range one.cents {
-			w += uint64(c.Weight)
+			weight += uint64(c.Weight)
 		}
-		if w != one.count {
-			t.Errorf("%s: centroid weight %d != count %d", d.name, w, one.count)
+		if weight != one.count {
+			t.Errorf("%s: centroid weight %d != count %d", d.name, weight, one.count)
 		}
 	}
 	t.Logf("relative errors at compression %g, raw buffer limit %d:\n%s", cfg.Compression, cfg.RawBufferLimit, table.String())

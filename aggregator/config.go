@@ -31,6 +31,10 @@ type Config struct {
 	MaxKeys int `yaml:"max_keys"`
 	// Compression is the t-digest compression of emitted pane digests.
 	Compression float64 `yaml:"compression"`
+	// WindowCompression is the t-digest compression of the copies of final
+	// panes kept in memory for sliding windows and corrections; lower than
+	// Compression to bound memory (see DESIGN.md for the measured cost).
+	WindowCompression float64 `yaml:"window_compression"`
 	// RawBufferLimit is the number of raw latencies an open pane buffers
 	// before it switches to a live digest.
 	RawBufferLimit int `yaml:"raw_buffer_limit"`
@@ -39,14 +43,15 @@ type Config struct {
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{
-		Pane:            10 * time.Second,
-		Windows:         []time.Duration{time.Minute, 5 * time.Minute},
-		AllowedLateness: 30 * time.Second,
-		Grace:           5 * time.Minute,
-		IdleTimeout:     30 * time.Second,
-		MaxKeys:         50000,
-		Compression:     100,
-		RawBufferLimit:  16384,
+		Pane:              10 * time.Second,
+		Windows:           []time.Duration{time.Minute, 5 * time.Minute},
+		AllowedLateness:   30 * time.Second,
+		Grace:             5 * time.Minute,
+		IdleTimeout:       30 * time.Second,
+		MaxKeys:           50000,
+		Compression:       100,
+		WindowCompression: 50,
+		RawBufferLimit:    16384,
 	}
 }
 
@@ -89,6 +94,9 @@ func (c Config) Validate() error {
 	}
 	if c.Compression < 20 || c.Compression > 5000 {
 		add("compression", "must be between 20 and 5000, got %g", c.Compression)
+	}
+	if c.WindowCompression < 20 || c.WindowCompression > c.Compression {
+		add("window_compression", "must be between 20 and compression (%g), got %g", c.Compression, c.WindowCompression)
 	}
 	if c.RawBufferLimit < 0 {
 		add("raw_buffer_limit", "must not be negative, got %d", c.RawBufferLimit)

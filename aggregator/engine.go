@@ -420,7 +420,7 @@ func (e *Engine) late(ks *keyState, start int64, c *codec.Call, st *IngestStats)
 	if !found {
 		ks.ring = slices.Insert(ks.ring, i, pane{start: start, version: 0, min: math.MaxUint32})
 	}
-	ks.ring[i].addLate(c.LatencyUs, c.OK, e.cfg.Compression)
+	ks.ring[i].addLate(c.LatencyUs, c.OK, e.cfg.WindowCompression)
 	if !slices.Contains(ks.corrected, start) {
 		if len(ks.corrected) == 0 {
 			e.corrected = append(e.corrected, ks)
@@ -465,7 +465,7 @@ func (e *Engine) Flush() (panes []PaneStat, commit map[int32]int64) {
 				continue
 			}
 			ks.ring[i].version++
-			panes = append(panes, e.stat(ks, &ks.ring[i], true))
+			panes = append(panes, e.stat(ks, &ks.ring[i], true, slices.Clone(ks.ring[i].cents)))
 		}
 		ks.corrected = ks.corrected[:0]
 	}
@@ -494,11 +494,15 @@ func (e *Engine) Flush() (panes []PaneStat, commit map[int32]int64) {
 				i, found := slices.BinarySearchFunc(ks.ring, s, func(p pane, x int64) int { return cmpInt64(p.start, x) })
 				if found {
 					// A late event created the pane first: merge.
-					ks.ring[i] = mergePanes(ks.ring[i], f, e.cfg.Compression)
-				} else {
-					ks.ring = slices.Insert(ks.ring, i, f)
+					ks.ring[i] = mergePanes(ks.ring[i], f, e.cfg.WindowCompression)
+					panes = append(panes, e.stat(ks, &ks.ring[i], false, slices.Clone(ks.ring[i].cents)))
+					continue
 				}
-				panes = append(panes, e.stat(ks, &ks.ring[i], false))
+				// The emitted pane owns the full digest; the ring keeps a
+				// smaller one for windows (see DESIGN.md).
+				panes = append(panes, e.stat(ks, &f, false, f.cents))
+				f.cents = compacted(f.cents, f.count, e.cfg.WindowCompression, &e.work)
+				ks.ring = slices.Insert(ks.ring, i, f)
 			}
 			delete(e.pending, s)
 			for _, p := range e.parts {
@@ -634,7 +638,8 @@ func mergePanes(a, b pane, delta float64) pane {
 	return out
 }
 
-func (e *Engine) stat(ks *keyState, f *pane, correction bool) PaneStat {
+// stat summarises f; the PaneStat gets cents, which the caller hands over.
+func (e *Engine) stat(ks *keyState, f *pane, correction bool, cents []Centroid) PaneStat {
 	if f.version == 0 {
 		f.version = 1
 	}
@@ -642,7 +647,7 @@ func (e *Engine) stat(ks *keyState, f *pane, correction bool) PaneStat {
 		Key: ks.key, Start: f.start, PaneMs: e.paneMs, Version: f.version,
 		Count: f.count, Errors: f.errors, SumUs: f.sum, MinUs: f.min, MaxUs: f.max,
 		P50: f.quantile(0.5), P90: f.quantile(0.9), P99: f.quantile(0.99), P999: f.quantile(0.999),
-		Centroids:  slices.Clone(f.cents),
+		Centroids:  cents,
 		Correction: correction,
 	}
 }

@@ -87,13 +87,29 @@ type pane struct {
 // close turns p into a final pane at compression delta. p's buffers stay
 // with p for reuse.
 func (p *openPane) close(delta float64, w *work) pane {
-	p.fold(delta, w)
 	out := pane{
 		start: p.start, version: 1, count: p.count, errors: p.errors,
 		sum: p.sum, min: p.min, max: p.max,
-		cents: slices.Clone(p.cents),
 	}
+	if p.folded == 0 {
+		// The common case: compress the sorted buffer straight into an
+		// exactly sized slice; the open pane keeps no digest memory.
+		w.u32 = sortUint32(p.vals, w.u32)
+		w.cents = compressSorted(w.cents[:0], p.vals, delta)
+		out.cents = slices.Clone(w.cents)
+		return out
+	}
+	p.fold(delta, w)
+	out.cents = slices.Clone(p.cents)
 	return out
+}
+
+// compacted returns a copy of cs, of total weight n, re-compressed to delta
+// in an exactly sized slice.
+func compacted(cs []Centroid, n uint64, delta float64, w *work) []Centroid {
+	w.cents = append(w.cents[:0], cs...)
+	w.cents = recompress(w.cents, float64(n), delta)
+	return slices.Clone(w.cents)
 }
 
 // addLate folds one late event into a final pane, for a correction.
