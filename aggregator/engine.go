@@ -30,7 +30,10 @@ type Key struct {
 }
 
 // PaneStat is one final pane of one key, ready to publish. Its identity is
-// (Key, Start); a higher Version replaces a lower one.
+// (Key, Start); a higher Version replaces a lower one. Version is the pane's
+// event count: a pane only ever grows, so a correction always outranks what
+// it corrects, and a partial pane rebuilt from a replay after a restart
+// never outranks the complete one already stored (see DESIGN.md).
 type PaneStat struct {
 	Key        Key
 	Start      int64 // unix ms, aligned to PaneMs
@@ -418,7 +421,7 @@ func (e *Engine) late(ks *keyState, start int64, c *codec.Call, st *IngestStats)
 		return cmpInt64(p.start, s)
 	})
 	if !found {
-		ks.ring = slices.Insert(ks.ring, i, pane{start: start, version: 0, min: math.MaxUint32})
+		ks.ring = slices.Insert(ks.ring, i, pane{start: start, min: math.MaxUint32})
 	}
 	ks.ring[i].addLate(c.LatencyUs, c.OK, e.cfg.WindowCompression)
 	if !slices.Contains(ks.corrected, start) {
@@ -464,7 +467,6 @@ func (e *Engine) Flush() (panes []PaneStat, commit map[int32]int64) {
 			if !found {
 				continue
 			}
-			ks.ring[i].version++
 			panes = append(panes, e.stat(ks, &ks.ring[i], true, slices.Clone(ks.ring[i].cents)))
 		}
 		ks.corrected = ks.corrected[:0]
@@ -630,7 +632,7 @@ func (ks *keyState) hasOpen() bool {
 
 func mergePanes(a, b pane, delta float64) pane {
 	out := pane{
-		start: a.start, version: max(a.version, b.version),
+		start: a.start,
 		count: a.count + b.count, errors: a.errors + b.errors, sum: a.sum + b.sum,
 		min: min(a.min, b.min), max: max(a.max, b.max),
 	}
@@ -640,11 +642,8 @@ func mergePanes(a, b pane, delta float64) pane {
 
 // stat summarises f; the PaneStat gets cents, which the caller hands over.
 func (e *Engine) stat(ks *keyState, f *pane, correction bool, cents []Centroid) PaneStat {
-	if f.version == 0 {
-		f.version = 1
-	}
 	return PaneStat{
-		Key: ks.key, Start: f.start, PaneMs: e.paneMs, Version: f.version,
+		Key: ks.key, Start: f.start, PaneMs: e.paneMs, Version: f.count,
 		Count: f.count, Errors: f.errors, SumUs: f.sum, MinUs: f.min, MaxUs: f.max,
 		P50: f.quantile(0.5), P90: f.quantile(0.9), P99: f.quantile(0.99), P999: f.quantile(0.999),
 		Centroids:  cents,

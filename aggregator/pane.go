@@ -74,21 +74,20 @@ func (p *openPane) fold(delta float64, w *work) {
 // pane is a final pane: its summary and digest. Its centroids are sorted by
 // mean and owned by the pane.
 type pane struct {
-	start   int64 // unix ms
-	version uint64
-	count   uint64
-	errors  uint64
-	sum     uint64
-	min     uint32
-	max     uint32
-	cents   []Centroid
+	start  int64 // unix ms
+	count  uint64
+	errors uint64
+	sum    uint64
+	min    uint32
+	max    uint32
+	cents  []Centroid
 }
 
 // close turns p into a final pane at compression delta. p's buffers stay
 // with p for reuse.
 func (p *openPane) close(delta float64, w *work) pane {
 	out := pane{
-		start: p.start, version: 1, count: p.count, errors: p.errors,
+		start: p.start, count: p.count, errors: p.errors,
 		sum: p.sum, min: p.min, max: p.max,
 	}
 	if p.folded == 0 {
