@@ -60,11 +60,11 @@ type IngestStats struct {
 // finding its open pane touch as few cache lines as possible.
 type keyState struct {
 	idLen  int
-	idArr  [inlineID]byte // the ID when idLen <= inlineID
-	idLong string         // the ID otherwise
-	next   *keyState      // next key with the same hash
-	open   []openPane     // indexed by (start/paneMs) & slotMask
-	other  bool           // a fold key of the key cap: every event is an overflow
+	idArr  [inlineID]byte      // the ID when idLen <= inlineID
+	idLong string              // the ID otherwise
+	next   *keyState           // next key with the same hash
+	open   [openSlots]openPane // indexed by (start/paneMs) & slotMask
+	other  bool                // a fold key of the key cap: every event is an overflow
 	key    Key
 	more   map[int64]*openPane // open panes whose slot was taken; rare
 	ring   []pane              // final panes, ascending by start
@@ -73,6 +73,10 @@ type keyState struct {
 }
 
 const inlineID = 80
+
+// openSlots is the most open panes a key holds inline, in the same
+// allocation as the key: the default 10 s pane and 30 s lateness use 8.
+const openSlots = 8
 
 func (ks *keyState) idIs(id []byte) bool {
 	if ks.idLen != len(id) {
@@ -165,8 +169,10 @@ func New(cfg Config, opts ...Option) (*Engine, error) {
 		pending: make(map[int64][]*keyState),
 	}
 	e.retainMs = max(slices.Max(cfg.Windows).Milliseconds(), e.graceMs+e.paneMs)
+	// Slots for the panes open at once: lateness/pane + 3, rounded up to a
+	// power of two, at most openSlots; more go to the per-key map.
 	slots := int64(1)
-	for slots < e.lateMs/e.paneMs+3 {
+	for slots < e.lateMs/e.paneMs+3 && slots < openSlots {
 		slots <<= 1
 	}
 	e.slotMask = slots - 1
@@ -351,7 +357,6 @@ func (e *Engine) keyFor(k Key) *keyState {
 		next:  e.keys[h],
 		key:   Key{System: clone(k.System), App: clone(k.App), Group: clone(k.Group), IDC: clone(k.IDC), Method: clone(k.Method)},
 		other: other,
-		open:  make([]openPane, e.slotMask+1),
 	}
 	if len(e.idBuf) <= inlineID {
 		copy(ks.idArr[:], e.idBuf)
