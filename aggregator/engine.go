@@ -213,40 +213,50 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 	p.lastSeen = nowT
 	p.last = offset
 	e.resolve(b)
-	lastStart := int64(math.MinInt64)
 	limit := e.cfg.RawBufferLimit
+	maxTs := p.maxTs
+	// The pane of the previous event: consecutive events mostly share it,
+	// which saves the two divisions of aligning a time to a pane.
+	curStart, curEnd, curSlot := int64(math.MinInt64), int64(math.MinInt64), int64(0)
+	curLate := false
 	for i := range b.Calls {
 		c := &b.Calls[i]
 		ts := c.TsUnixMs
-		if ts > nowMs+e.skewMs {
-			st.Future++
-			continue
+		if ts >= curEnd || ts < curStart {
+			if ts > nowMs+e.skewMs {
+				st.Future++
+				continue
+			}
+			curStart = e.paneStart(ts)
+			curEnd = curStart + e.paneMs
+			curSlot = (curStart / e.paneMs) & e.slotMask
+			curLate = curEnd <= e.finalEnd
+			if !curLate {
+				if _, ok := p.first[curStart]; !ok {
+					p.first[curStart] = offset
+				}
+			}
 		}
 		ks := e.resolved[c.Series]
 		if ks.other {
 			st.Overflow++
 		}
-		start := e.paneStart(ts)
-		if start+e.paneMs <= e.finalEnd {
-			e.late(ks, start, c, &st)
+		if curLate {
+			e.late(ks, curStart, c, &st)
 			continue
 		}
-		op := e.openPaneFor(ks, start)
+		op := &ks.open[curSlot]
+		if op.start != curStart {
+			op = e.openPaneFor(ks, curStart, op)
+		}
 		op.add(c.LatencyUs, c.OK)
 		if limit > 0 && len(op.vals) >= limit {
 			op.fold(e.cfg.Compression, &e.work)
 		}
-		if ts > p.maxTs {
-			p.maxTs = ts
-		}
-		if start != lastStart {
-			if _, ok := p.first[start]; !ok {
-				p.first[start] = offset
-			}
-			lastStart = start
-		}
+		maxTs = max(maxTs, ts)
 		st.Accepted++
 	}
+	p.maxTs = maxTs
 	e.m.eventsIn.Add(float64(st.Accepted))
 	if st.Late > 0 {
 		e.m.late.Add(float64(st.Late))
@@ -388,13 +398,10 @@ func appendKeyID(dst []byte, k Key) []byte {
 	return dst
 }
 
-// openPaneFor returns the open pane of ks starting at start, opening it.
-func (e *Engine) openPaneFor(ks *keyState, start int64) *openPane {
-	op := &ks.open[(start/e.paneMs)&e.slotMask]
-	if op.start == start {
-		return op
-	}
-	if op.start != math.MinInt64 {
+// openPaneFor returns the open pane of ks starting at start, opening it;
+// slot is the pane's slot, which does not hold it.
+func (e *Engine) openPaneFor(ks *keyState, start int64, slot *openPane) *openPane {
+	if slot.start != math.MinInt64 {
 		// The slot holds another open pane: the watermark is held back
 		// far enough that more panes are open than slots.
 		if x := ks.more[start]; x != nil {
@@ -409,9 +416,9 @@ func (e *Engine) openPaneFor(ks *keyState, start int64) *openPane {
 		e.pending[start] = append(e.pending[start], ks)
 		return x
 	}
-	op.reset(start)
+	slot.reset(start)
 	e.pending[start] = append(e.pending[start], ks)
-	return op
+	return slot
 }
 
 // late handles an event whose pane is already final: within the grace it
