@@ -95,10 +95,6 @@ func TestUnimplementedRolesExit2(t *testing.T) {
 			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 2 and %q", name, code, out, errOut, want)
 		}
 	}
-	code, _, errOut := runCLI(t, "run", "--demo")
-	if code != exitUsage || !strings.Contains(errOut, "not implemented") {
-		t.Errorf("run --demo: exit %d, stderr %q", code, errOut)
-	}
 }
 
 func TestRoleHelp(t *testing.T) {
