@@ -16,15 +16,16 @@ import (
 // test fails when a key has no description, so a field added to any
 // section must be documented here to appear in print-defaults.
 var keyDocs = map[string]string{
-	"aggregator":                  "Event-time panes and sliding windows of call latency per (system, app, group, idc, method).",
-	"aggregator.pane":             "Length of a tumbling pane, the unit of emission; whole seconds.",
-	"aggregator.windows":          "Sliding windows kept per key, each a multiple of pane, sliding by one pane.",
-	"aggregator.allowed_lateness": "Subtracted from a partition's highest event time to give its watermark.",
-	"aggregator.grace":            "How long after a pane is final a late event still yields a corrected pane.",
-	"aggregator.idle_timeout":     "How long a silent partition may hold the watermark back.",
-	"aggregator.max_keys":         "Cap on live keys; further keys fold into the method \"__other__\" of their app.",
-	"aggregator.compression":      "T-digest compression of emitted pane digests (20-5000; higher is more accurate).",
-	"aggregator.raw_buffer_limit": "Raw latencies an open pane buffers before it switches to a live digest.",
+	"aggregator":                    "Event-time panes and sliding windows of call latency per (system, app, group, idc, method).",
+	"aggregator.pane":               "Length of a tumbling pane, the unit of emission; whole seconds.",
+	"aggregator.windows":            "Sliding windows kept per key, each a multiple of pane, sliding by one pane.",
+	"aggregator.allowed_lateness":   "Subtracted from a partition's highest event time to give its watermark.",
+	"aggregator.grace":              "How long after a pane is final a late event still yields a corrected pane.",
+	"aggregator.idle_timeout":       "How long a silent partition may hold the watermark back.",
+	"aggregator.max_keys":           "Cap on live keys; further keys fold into the method \"__other__\" of their app.",
+	"aggregator.compression":        "T-digest compression of emitted pane digests (20-5000; higher is more accurate).",
+	"aggregator.raw_buffer_limit":   "Raw latencies an open pane buffers before it switches to a live digest.",
+	"aggregator.window_compression": "T-digest compression of the in-memory pane copies behind sliding windows (20 up to compression; lower uses less memory).",
 
 	"kafka":                          "The Kafka cluster every role produces to and consumes from.",
 	"kafka.brokers":                  "Bootstrap brokers, HOST:PORT each; --brokers overrides.",
