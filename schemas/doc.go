@@ -3,4 +3,3 @@
 // ClickHouse DDL. Every other package may import it; it imports none of them.
 package schemas
 
-//go:generate protoc --plugin=protoc-gen-go=../bin/protoc-gen-go --go_out=.. --go_opt=module=github.com/tpflow/tpflow -I . tpflow.proto
