@@ -1,5 +1,6 @@
 // Package schemas is the leaf package of tpflow: the Protobuf wire types
-// (generated, in tpflowpb), label names, configuration field errors and the
-// ClickHouse DDL. Every other package may import it; it imports none of them.
+// (generated, in tpflowpb, from tpflow.proto), label names and configuration
+// field errors. Every other package may import it; it imports none of them.
+// The ClickHouse DDL lives with its migrations in pipeline/clickhouse.
 package schemas
 
