@@ -3,4 +3,3 @@
 // field errors. Every other package may import it; it imports none of them.
 // The ClickHouse DDL lives with its migrations in pipeline/clickhouse.
 package schemas
-
