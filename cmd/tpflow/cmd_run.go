@@ -135,7 +135,6 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 		sinkState = "memory only"
 	}
 
-
 	var gen *demo.Generator
 	start := time.Now()
 	if o.Demo {
