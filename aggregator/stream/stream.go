@@ -105,6 +105,7 @@ func Run(ctx context.Context, kcfg kafka.Config, cfg Config, eng *aggregator.Eng
 		eng: eng, log: log, m: m, dlq: dlq,
 		pub:        &publisher{prod: prod, maxBytes: kcfg.MaxMessageBytes, partitions: statsParts},
 		callsParts: callsParts,
+		dec:        codec.DecodeOptions{MaxBytes: kcfg.MaxMessageBytes},
 		ingested:   map[int32]int64{},
 		batches:    map[int]*codec.Batch{},
 	}
@@ -140,6 +141,8 @@ type handler struct {
 	dlq        *kafka.DLQ
 	pub        *publisher
 	callsParts int
+	// dec refuses messages larger than producers may cut them.
+	dec codec.DecodeOptions
 
 	mu sync.Mutex // guards everything below; held across a flush
 	s  *kafka.Session
@@ -197,7 +200,7 @@ func (h *handler) Handle(ctx context.Context, s *kafka.Session, msg kafkago.Mess
 		h.m.redelivered.Inc()
 		return nil
 	}
-	if err := codec.Decode(msg.Value, b); err != nil {
+	if err := h.dec.Decode(msg.Value, b); err != nil {
 		h.m.bad.Inc()
 		if err := h.dlq.Send(ctx, msg, pipeline.Permanent(err)); err != nil {
 			return err

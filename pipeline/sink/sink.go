@@ -119,6 +119,7 @@ func Run(ctx context.Context, kcfg kafka.Config, ccfg clickhouse.Config, cfg Con
 		l := &loop{
 			topic: t, c: c, conv: newConverter(t), w: w, dlq: dlq, log: log, m: m,
 			maxRows: ccfg.BatchRows, maxAge: ccfg.BatchAge,
+			dec: codec.DecodeOptions{MaxBytes: kcfg.MaxMessageBytes},
 		}
 		g.Go(func() error { return l.run(gctx) })
 	}
@@ -164,6 +165,7 @@ type loop struct {
 	m       *metrics
 	maxRows int
 	maxAge  time.Duration
+	dec     codec.DecodeOptions
 
 	batch  codec.Batch
 	msgs   []kafkago.Message // consumed since the last commit, in order
@@ -220,7 +222,7 @@ func (l *loop) stopErr(ctx context.Context, err error) error {
 
 // add converts msg into buffered rows; an undecodable one goes to the DLQ.
 func (l *loop) add(ctx context.Context, msg kafkago.Message) error {
-	err := codec.Decode(msg.Value, &l.batch)
+	err := l.dec.Decode(msg.Value, &l.batch)
 	if err == nil {
 		err = l.conv.add(&l.batch, len(l.msgs)-1)
 	}

@@ -1,0 +1,520 @@
+// Package e2e runs the tpflow binary as separate processes — broker,
+// aggregate, sink, loadgen — against a private clickhouse-server, and checks
+// that what ClickHouse holds equals what the load generator produced, also
+// across kill -9 of every role and an outage of ClickHouse.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/tpflow/tpflow/pipeline/clickhouse"
+	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
+	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/pipeline/loadgen"
+)
+
+func TestMain(m *testing.M) {
+	code := chtest.RunMain(m)
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	binPath   string
+	buildErr  error
+)
+
+// binary builds cmd/tpflow once per test binary.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "tpflow-e2e-bin-")
+		if buildErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "tpflow")
+		out, err := exec.Command("go", "build", "-o", binPath, "github.com/tpflow/tpflow/cmd/tpflow").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// proc is one tpflow process.
+type proc struct {
+	t    *testing.T
+	name string
+	args []string
+	log  string
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// start runs `tpflow args...`, logging to DIR/name.N.log.
+func start(t *testing.T, dir, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, args: args}
+	p.start()
+	t.Cleanup(func() { p.kill() })
+	return p
+}
+
+func (p *proc) start() {
+	p.t.Helper()
+	for i := 0; ; i++ {
+		p.log = filepath.Join(p.t.TempDir(), fmt.Sprintf("%s.%d.log", p.name, i))
+		if _, err := os.Stat(p.log); os.IsNotExist(err) {
+			break
+		}
+	}
+	f, err := os.Create(p.log)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.cmd = exec.Command(binary(p.t), p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	p.done = make(chan struct{})
+	go func() {
+		p.err = p.cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+}
+
+// kill sends SIGKILL and waits.
+func (p *proc) kill() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// restart kills the process with SIGKILL and starts it again.
+func (p *proc) restart() {
+	p.kill()
+	p.start()
+}
+
+// wait waits for the process to exit and fails the test if it failed.
+func (p *proc) wait(timeout time.Duration) {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.kill()
+		p.t.Fatalf("%s did not finish in %s:\n%s", p.name, timeout, p.tail())
+	}
+	if p.err != nil {
+		p.t.Fatalf("%s failed: %v\n%s", p.name, p.err, p.tail())
+	}
+}
+
+func (p *proc) alive() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (p *proc) tail() string {
+	b, _ := os.ReadFile(p.log)
+	s := string(b)
+	if len(s) > 4000 {
+		s = s[len(s)-4000:]
+	}
+	return s
+}
+
+// pipeline is a running set of roles.
+type pipeline struct {
+	t          *testing.T
+	dir        string
+	brokerAddr string
+	cfgFile    string
+	ch         *chtest.Server
+	conn       driver.Conn
+	database   string
+	broker     *proc
+	agg        *proc
+	sink       *proc
+}
+
+const database = "tpflow_e2e"
+
+func startPipeline(t *testing.T) *pipeline {
+	t.Helper()
+	binary(t)
+	ch := chtest.Start(t)
+	dir := t.TempDir()
+	p := &pipeline{t: t, dir: dir, brokerAddr: freeAddr(t), ch: ch, database: database}
+	u, err := url.Parse(ch.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + database
+	p.cfgFile = filepath.Join(dir, "tpflow.yaml")
+	cfg := fmt.Sprintf(`aggregator:
+  pane: 1s
+  windows: [10s]
+  allowed_lateness: 2s
+  idle_timeout: 2s
+kafka:
+  brokers: [%q]
+  partitions: {calls: 4, logs: 1, metrics: 1, stats: 2, alerts: 1, dlq: 1}
+  max_message_bytes: 262144
+clickhouse:
+  dsn: %q
+  batch_rows: 5000
+  batch_age: 200ms
+  max_retry_backoff: 500ms
+`, p.brokerAddr, u.String())
+	if err := os.WriteFile(p.cfgFile, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.broker = start(t, dir, "broker", "broker", "--config", p.cfgFile, "--listen", p.brokerAddr,
+		"--data-dir", filepath.Join(dir, "broker"), "--sync-writes")
+	p.waitPort(p.brokerAddr)
+	p.agg = start(t, dir, "aggregate", "aggregate", "--config", p.cfgFile, "--listen", freeAddr(t), "--flush-interval", "200ms")
+	p.sink = start(t, dir, "sink", "sink", "--config", p.cfgFile, "--listen", freeAddr(t))
+
+	ccfg := clickhouse.DefaultConfig()
+	ccfg.DSN = ch.DSN()
+	ccfg.Database = database
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p.conn, err = clickhouse.Open(ctx, ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.conn.Close() })
+	return p
+}
+
+func (p *pipeline) waitPort(addr string) {
+	p.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.t.Fatalf("%s does not accept connections:\n%s", addr, p.broker.tail())
+}
+
+func (p *pipeline) kafkaConfig() kafka.Config {
+	k := kafka.DefaultConfig()
+	k.Brokers = []string{p.brokerAddr}
+	k.Partitions = map[string]int{kafka.TopicCalls: 4, kafka.TopicLogs: 1, kafka.TopicMetrics: 1, kafka.TopicStats: 2, kafka.TopicAlerts: 1, kafka.TopicDLQ: 1}
+	k.MaxMessageBytes = 262144
+	return k
+}
+
+// loadgen runs the load generator and returns its process.
+func (p *pipeline) loadgen(name string, args ...string) *proc {
+	return start(p.t, p.dir, name, append([]string{"loadgen", "--config", p.cfgFile, "--keys", "40"}, args...)...)
+}
+
+type keyCount = map[loadgen.Key]uint64
+
+func truthCounts(t *testing.T, files ...string) (keyCount, map[loadgen.Key]loadgen.Record, uint64) {
+	t.Helper()
+	counts := keyCount{}
+	recs := map[loadgen.Key]loadgen.Record{}
+	var total uint64
+	for _, f := range files {
+		rs, err := loadgen.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			k := loadgen.Key{System: r.System, App: r.App, Group: r.Group, IDC: r.IDC, Method: r.Method}
+			counts[k] += r.Count
+			recs[k] = r
+			total += r.Count
+		}
+	}
+	return counts, recs, total
+}
+
+// stored returns sum(count) per key from call_panes FINAL.
+func (p *pipeline) stored(ctx context.Context) (keyCount, error) {
+	rows, err := p.conn.Query(ctx, fmt.Sprintf(
+		"SELECT system, app, group_name, idc, method, sum(count) FROM %s.call_panes FINAL GROUP BY system, app, group_name, idc, method", p.database))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := keyCount{}
+	for rows.Next() {
+		var k loadgen.Key
+		var n uint64
+		if err := rows.Scan(&k.System, &k.App, &k.Group, &k.IDC, &k.Method, &n); err != nil {
+			return nil, err
+		}
+		out[k] = n
+	}
+	return out, rows.Err()
+}
+
+// waitCounts polls ClickHouse until every key's count equals want, and
+// fails with the difference after timeout.
+func (p *pipeline) waitCounts(want keyCount, timeout time.Duration) time.Duration {
+	p.t.Helper()
+	start := time.Now()
+	var got keyCount
+	var err error
+	for time.Since(start) < timeout {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		got, err = p.stored(ctx)
+		cancel()
+		if err == nil && equalCounts(got, want) {
+			return time.Since(start)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	var diffs []string
+	for k, w := range want {
+		if got[k] != w {
+			diffs = append(diffs, fmt.Sprintf("%s/%s: stored %d, produced %d", k.App, k.Method, got[k], w))
+		}
+	}
+	for k, g := range got {
+		if _, ok := want[k]; !ok {
+			diffs = append(diffs, fmt.Sprintf("%v: stored %d, never produced", k, g))
+		}
+	}
+	if len(diffs) > 10 {
+		diffs = append(diffs[:10], fmt.Sprintf("... %d more", len(diffs)-10))
+	}
+	p.t.Fatalf("counts in ClickHouse differ from the truth after %s (last error %v):\n%s\naggregate log:\n%s\nsink log:\n%s",
+		timeout, err, strings.Join(diffs, "\n"), p.agg.tail(), p.sink.tail())
+	return 0
+}
+
+func equalCounts(a, b keyCount) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range b {
+		if a[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func sum(c keyCount) uint64 {
+	var n uint64
+	for _, v := range c {
+		n += v
+	}
+	return n
+}
+
+// TestEndToEnd produces calls with malformed and oversized messages in
+// between, and checks exact counts, TP99 within 1 % per key, and the DLQ.
+func TestEndToEnd(t *testing.T) {
+	begin := time.Now()
+	p := startPipeline(t)
+	truth := filepath.Join(p.dir, "truth.jsonl")
+	lg := p.loadgen("loadgen", "--count", "200000", "--rate", "50000", "--seed", "1", "--truth", truth)
+
+	// Poison in the middle of the stream.
+	time.Sleep(time.Second)
+	kcfg := p.kafkaConfig()
+	kcfg.MaxMessageBytes = 1 << 20 // the injector may send what the roles refuse
+	prod, err := kafka.NewProducer(kcfg, kcfg.Topic(kafka.TopicCalls), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	oversized := make([]byte, 300<<10)
+	for i := range oversized {
+		oversized[i] = byte(i)
+	}
+	poison := []kafkago.Message{
+		{Key: []byte("bad-1"), Value: []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}},
+		{Key: []byte("bad-2"), Value: []byte("this is not an event batch")},
+		{Key: []byte("bad-3"), Value: oversized},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := prod.Produce(ctx, poison...); err != nil {
+		t.Fatal(err)
+	}
+	lg.wait(60 * time.Second)
+	produced := time.Since(begin)
+	want, recs, total := truthCounts(t, truth)
+	if total != 200000 {
+		t.Fatalf("truth holds %d calls, want 200000", total)
+	}
+	settle := p.waitCounts(want, 60*time.Second)
+	t.Logf("%d calls over %d keys stored exactly; %s after the load generator finished (loadgen took %s)", total, len(want), settle, produced)
+
+	// TP99 per key, merged from the stored centroids of all its panes.
+	var worst float64
+	var worstKey string
+	for k, r := range recs {
+		res, err := clickhouse.QueryTP(ctx, p.conn, clickhouse.TPQuery{
+			Database: p.database,
+			Selector: clickhouse.Selector{System: k.System, App: k.App, Group: k.Group, IDC: k.IDC, Method: k.Method},
+			From:     begin.Add(-time.Hour), To: time.Now().Add(time.Hour),
+			Quantiles: []float64{0.99},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Count != r.Count {
+			t.Errorf("%s: centroid weight %d, want %d", k.Method, res.Count, r.Count)
+		}
+		rel := math.Abs(res.Quantiles[0]-r.P99) / r.P99
+		if rel > worst {
+			worst, worstKey = rel, k.Method
+		}
+		if rel > 0.01 {
+			t.Errorf("%s: TP99 %.0f µs, truth %.0f µs (%.2f %% off)", k.Method, res.Quantiles[0], r.P99, 100*rel)
+		}
+	}
+	t.Logf("TP99 worst relative error over %d keys: %.3f %% (%s)", len(recs), 100*worst, worstKey)
+
+	// The poison is in the DLQ with its reason.
+	classes := readDLQ(t, p.kafkaConfig(), 3)
+	for _, w := range []string{"bad-1", "bad-2", "bad-3"} {
+		if classes[w] == "" {
+			t.Errorf("message %s is not in the DLQ (got %v)", w, classes)
+		}
+	}
+	if classes["bad-3"] != "oversized" {
+		t.Errorf("oversized message has reason %q, want oversized", classes["bad-3"])
+	}
+	for _, w := range []string{"bad-1", "bad-2"} {
+		if c := classes[w]; c != "malformed" && c != "truncated" && c != "unknown_version" {
+			t.Errorf("garbage %s has reason %q", w, c)
+		}
+	}
+	t.Logf("DLQ reasons: %v; total %s", classes, time.Since(begin))
+}
+
+// readDLQ reads n messages of the dlq topic and returns the reason class of
+// each by message key.
+func readDLQ(t *testing.T, kcfg kafka.Config, n int) map[string]string {
+	t.Helper()
+	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: kcfg.Brokers, Topic: kcfg.Topic(kafka.TopicDLQ), Partition: 0, MaxWait: 200 * time.Millisecond})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out := map[string]string{}
+	for len(out) < n {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("DLQ holds %d of %d messages: %v", len(out), n, err)
+		}
+		for _, h := range m.Headers {
+			if h.Key == kafka.HeaderReasonClass {
+				out[string(m.Key)] = string(h.Value)
+			}
+		}
+	}
+	return out
+}
+
+// TestEndToEndFailures kills the aggregator, the sink and the broker with
+// SIGKILL and stops ClickHouse while calls flow, and checks that the counts
+// in ClickHouse still equal the calls produced.
+func TestEndToEndFailures(t *testing.T) {
+	begin := time.Now()
+	p := startPipeline(t)
+
+	// Phase 1: kill -9 the aggregator and then the sink mid-stream.
+	t1 := filepath.Join(p.dir, "truth1.jsonl")
+	lg := p.loadgen("loadgen1", "--duration", "6s", "--rate", "20000", "--seed", "2", "--truth", t1)
+	time.Sleep(2 * time.Second)
+	p.agg.restart()
+	time.Sleep(1500 * time.Millisecond)
+	p.sink.restart()
+	lg.wait(60 * time.Second)
+	want, _, total := truthCounts(t, t1)
+	d := p.waitCounts(want, 60*time.Second)
+	t.Logf("phase 1 (aggregate and sink killed): %d calls exact, settled %s after load", total, d)
+
+	// Phase 2: kill -9 the broker between loads, restart it on its data dir.
+	p.broker.restart()
+	p.waitPort(p.brokerAddr)
+	t2 := filepath.Join(p.dir, "truth2.jsonl")
+	lg = p.loadgen("loadgen2", "--duration", "3s", "--rate", "20000", "--seed", "3", "--truth", t2)
+	lg.wait(60 * time.Second)
+	want, _, total = truthCounts(t, t1, t2)
+	d = p.waitCounts(want, 60*time.Second)
+	t.Logf("phase 2 (broker killed and restarted): %d calls exact, settled %s after load", total, d)
+
+	// Phase 3: ClickHouse down for a while mid-stream.
+	t3 := filepath.Join(p.dir, "truth3.jsonl")
+	lg = p.loadgen("loadgen3", "--duration", "5s", "--rate", "20000", "--seed", "4", "--truth", t3)
+	time.Sleep(time.Second)
+	p.ch.Stop()
+	time.Sleep(outage)
+	p.ch.Start()
+	lg.wait(60 * time.Second)
+	want, _, total = truthCounts(t, t1, t2, t3)
+	d = p.waitCounts(want, 90*time.Second)
+	t.Logf("phase 3 (ClickHouse down %s): %d calls exact, settled %s after restart", outage, total, d)
+	for _, r := range []*proc{p.agg, p.sink, p.broker} {
+		if !r.alive() {
+			t.Errorf("%s exited:\n%s", r.name, r.tail())
+		}
+	}
+	t.Logf("total %s", time.Since(begin))
+}
+
+// outage is how long ClickHouse stays down; kept short so that the suite
+// stays within the CI budget.
+const outage = 10 * time.Second
