@@ -122,7 +122,7 @@ func Run(ctx context.Context, kcfg kafka.Config, cfg Config, eng *aggregator.Eng
 				return
 			case <-t.C:
 				if err := h.tick(flushCtx); err != nil && flushCtx.Err() == nil {
-					log.Warn("cannot publish panes, will retry", "err", err)
+					log.Warn("cannot publish panes or commit, will retry", "err", err)
 				}
 			}
 		}
@@ -218,15 +218,21 @@ func (h *handler) Handle(ctx context.Context, s *kafka.Session, msg kafkago.Mess
 	return nil
 }
 
-// Revoked flushes, publishes and commits before the partitions move.
+// Revoked flushes, publishes and commits before the partitions move. A
+// failure is logged, not returned: the generation often ends because the
+// broker went away, and then the commit cannot succeed. Nothing is lost:
+// unpublished panes stay pending for the next flush, uncommitted messages
+// are delivered again, and the ones this engine already holds are skipped.
 func (h *handler) Revoked(ctx context.Context, s *kafka.Session) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	err := h.flushLocked(ctx)
+	if err := h.flushLocked(ctx); err != nil {
+		h.log.Warn("cannot flush on revocation; messages will be delivered again", "generation", s.GenerationID(), "err", err)
+	}
 	h.revoked = h.owned
 	h.owned = nil
 	h.s = nil
-	return err
+	return nil
 }
 
 // tick is the periodic flush.
