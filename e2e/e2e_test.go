@@ -352,13 +352,6 @@ func equalCounts(a, b keyCount) bool {
 	return true
 }
 
-func sum(c keyCount) uint64 {
-	var n uint64
-	for _, v := range c {
-		n += v
-	}
-	return n
-}
 
 // TestEndToEnd produces calls with malformed and oversized messages in
 // between, and checks exact counts, TP99 within 1 % per key, and the DLQ.
