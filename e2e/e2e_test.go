@@ -260,7 +260,7 @@ func (p *pipeline) kafkaConfig() kafka.Config {
 
 // loadgen runs the load generator and returns its process.
 func (p *pipeline) loadgen(name string, args ...string) *proc {
-	return start(p.t, p.dir, name, append([]string{"loadgen", "--config", p.cfgFile, "--keys", "40"}, args...)...)
+	return start(p.t, p.dir, name, append([]string{"loadgen", "--config", p.cfgFile}, args...)...)
 }
 
 type keyCount = map[loadgen.Key]uint64
@@ -359,7 +359,7 @@ func TestEndToEnd(t *testing.T) {
 	begin := time.Now()
 	p := startPipeline(t)
 	truth := filepath.Join(p.dir, "truth.jsonl")
-	lg := p.loadgen("loadgen", "--count", "200000", "--rate", "50000", "--seed", "1", "--truth", truth)
+	lg := p.loadgen("loadgen", "--keys", "8", "--count", "200000", "--rate", "50000", "--seed", "1", "--truth", truth)
 
 	// Poison in the middle of the stream.
 	time.Sleep(time.Second)
@@ -469,7 +469,7 @@ func TestEndToEndFailures(t *testing.T) {
 
 	// Phase 1: kill -9 the aggregator and then the sink mid-stream.
 	t1 := filepath.Join(p.dir, "truth1.jsonl")
-	lg := p.loadgen("loadgen1", "--duration", "6s", "--rate", "20000", "--seed", "2", "--truth", t1)
+	lg := p.loadgen("loadgen1", "--keys", "40", "--duration", "6s", "--rate", "20000", "--seed", "2", "--truth", t1)
 	time.Sleep(2 * time.Second)
 	p.agg.restart()
 	time.Sleep(1500 * time.Millisecond)
@@ -483,7 +483,7 @@ func TestEndToEndFailures(t *testing.T) {
 	p.broker.restart()
 	p.waitPort(p.brokerAddr)
 	t2 := filepath.Join(p.dir, "truth2.jsonl")
-	lg = p.loadgen("loadgen2", "--duration", "3s", "--rate", "20000", "--seed", "3", "--truth", t2)
+	lg = p.loadgen("loadgen2", "--keys", "40", "--duration", "3s", "--rate", "20000", "--seed", "3", "--truth", t2)
 	lg.wait(60 * time.Second)
 	want, _, total = truthCounts(t, t1, t2)
 	d = p.waitCounts(want, 60*time.Second)
@@ -491,7 +491,7 @@ func TestEndToEndFailures(t *testing.T) {
 
 	// Phase 3: ClickHouse down for a while mid-stream.
 	t3 := filepath.Join(p.dir, "truth3.jsonl")
-	lg = p.loadgen("loadgen3", "--duration", "5s", "--rate", "20000", "--seed", "4", "--truth", t3)
+	lg = p.loadgen("loadgen3", "--keys", "40", "--duration", "5s", "--rate", "20000", "--seed", "4", "--truth", t3)
 	time.Sleep(time.Second)
 	p.ch.Stop()
 	time.Sleep(outage)
