@@ -352,7 +352,6 @@ func equalCounts(a, b keyCount) bool {
 	return true
 }
 
-
 // TestEndToEnd produces calls with malformed and oversized messages in
 // between, and checks exact counts, TP99 within 1 % per key, and the DLQ.
 func TestEndToEnd(t *testing.T) {
