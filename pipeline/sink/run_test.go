@@ -1,0 +1,130 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/tpflow/tpflow/pipeline/clickhouse"
+	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
+	"github.com/tpflow/tpflow/pipeline/codec"
+	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/schemas"
+	"github.com/tpflow/tpflow/schemas/tpflowpb"
+)
+
+func TestMain(m *testing.M) { os.Exit(chtest.RunMain(m)) }
+
+// TestRunAllTopics runs the sink against the embedded broker and a real
+// ClickHouse: one batch on each topic lands in its table, and a garbage
+// message lands in the DLQ without stopping the others.
+func TestRunAllTopics(t *testing.T) {
+	ch := chtest.Shared(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	bcfg := kafka.DefaultBrokerConfig()
+	bcfg.Listen = "127.0.0.1:0"
+	broker, err := kafka.StartBroker(ctx, bcfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+	kcfg := kafka.DefaultConfig()
+	kcfg.Brokers = []string{broker.Addr()}
+	kcfg.Partitions = map[string]int{kafka.TopicStats: 1, kafka.TopicLogs: 1, kafka.TopicMetrics: 1, kafka.TopicAlerts: 1, kafka.TopicCalls: 1, kafka.TopicDLQ: 1}
+	if err := kafka.EnsureTopics(ctx, kcfg); err != nil {
+		t.Fatal(err)
+	}
+	ccfg := clickhouse.DefaultConfig()
+	ccfg.DSN = ch.DSN()
+	ccfg.Database = ch.Database()
+	ccfg.BatchAge = 100 * time.Millisecond
+
+	now := time.Now()
+	var b codec.Builder
+	labels := func() uint32 {
+		return b.LabelSet([]schemas.Label{{Name: "system", Value: "s"}, {Name: "app", Value: "a"}, {Name: "group", Value: "g"},
+			{Name: "idc", Value: "i"}, {Name: "host", Value: "h"}})
+	}
+	produce := func(topic string, value []byte) {
+		t.Helper()
+		p, err := kafka.NewProducer(kcfg, kcfg.Topic(topic), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		if err := p.Produce(ctx, kafkago.Message{Key: []byte(topic), Value: value}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Reset()
+	ls := labels()
+	for i := range 3 {
+		if err := b.AddLog(&tpflowpb.LogEvent{TsUnixNano: now.UnixNano() + int64(i), Labels: ls, Stream: b.Symbol("stdout"),
+			Message: fmt.Sprintf("line %d", i), Source: b.Symbol("/var/log/x"), SourceId: 9, Offset: uint64(i * 10)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce(kafka.TopicLogs, b.AppendTo(nil))
+	b.Reset()
+	ls = labels()
+	b.AddMetric(codec.Metric{TsUnixMs: now.UnixMilli(), Labels: ls, Name: b.Symbol("cpu_usage"), Value: 0.5, Kind: uint8(tpflowpb.MetricKind_METRIC_KIND_GAUGE)})
+	b.AddMetric(codec.Metric{TsUnixMs: now.UnixMilli(), Labels: ls, Name: b.Symbol("mem_bytes"), Value: 1 << 20, Kind: uint8(tpflowpb.MetricKind_METRIC_KIND_GAUGE)})
+	produce(kafka.TopicMetrics, b.AppendTo(nil))
+	b.Reset()
+	ls = labels()
+	if err := b.AddAlert(&tpflowpb.Alert{Rule: "slow", Labels: ls, State: tpflowpb.AlertState_ALERT_STATE_FIRING, Value: 3,
+		EvalUnixMs: now.UnixMilli(), ActiveAtUnixMs: now.UnixMilli(), Fingerprint: "00ff", Annotations: map[string]string{"summary": "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	produce(kafka.TopicAlerts, b.AppendTo(nil))
+	produce(kafka.TopicStats, []byte("garbage"))
+	b.Reset()
+	ls = labels()
+	if err := b.AddPane(&tpflowpb.PaneStat{Labels: ls, Method: b.Symbol("M"), PaneStartUnixMs: now.Truncate(10 * time.Second).UnixMilli(),
+		PaneMs: 10000, Version: 1, Count: 4, CentroidMeans: []float64{1, 2}, CentroidWeights: []float64{2, 2}}); err != nil {
+		t.Fatal(err)
+	}
+	produce(kafka.TopicStats, b.AppendTo(nil))
+
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- Run(runCtx, kcfg, ccfg, DefaultConfig(), nil, nil) }()
+
+	conn, err := clickhouse.Open(ctx, ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	want := map[string]uint64{"logs": 3, "metric_samples": 2, "alerts": 1, "call_panes": 1}
+	got := map[string]uint64{}
+	for ctx.Err() == nil {
+		for table := range want {
+			var n uint64
+			if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM %s.%s", ccfg.Database, table)).Scan(&n); err == nil {
+				got[table] = n
+			}
+		}
+		if fmt.Sprint(got) == fmt.Sprint(want) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("rows %v, want %v", got, want)
+	}
+	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: kcfg.Brokers, Topic: kcfg.Topic(kafka.TopicDLQ), MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	m, err := r.ReadMessage(ctx)
+	if err != nil || string(m.Value) != "garbage" {
+		t.Fatalf("DLQ: %q, %v", m.Value, err)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}
