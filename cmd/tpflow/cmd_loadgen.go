@@ -32,7 +32,7 @@ func loadgenCommand() *command {
 	o := loadgenOptions{Incident: loadgen.Incident{Factor: 10}}
 	return &command{
 		name:    "loadgen",
-		summary: "produce synthetic calls and logs to Kafka at a given rate",
+		summary: "produce synthetic calls to Kafka at a given rate, with the exact truth per key",
 		help: `Produces synthetic call events (lognormal latencies over many keys, 1 %
 errors) to the calls topic, in event batches of 1000 calls keyed as the
 collector keys them, with event time now. With --truth it writes the exact
