@@ -6,7 +6,13 @@
 // events in ClickHouse and computing the per-minute TP table in SQL, and
 // prints both and their ratio as Markdown.
 //
-//	go run ./benchmarks/pipeline [-duration 60s] [-rate 0] [-keys 1000] [-out FILE]
+//	go run ./benchmarks/pipeline [-duration 60s] [-rate 0] [-loadgens 2] [-keys 1000] [-out FILE]
+//
+// With -rate 0 the load generators produce as fast as they can; one
+// generator draws about 2 M calls/s on one core here, so the default runs
+// two. They share the two cores with the pipeline, as they would share a
+// node with a collector. The roles are stopped before the raw-events
+// alternative runs, so that ClickHouse has the machine to itself for it.
 //
 // It is a main package without tests so that `go test ./...` never runs it.
 package main
@@ -135,8 +141,8 @@ type result struct {
 	sinkRowsTotal, aggPanes float64
 }
 
-func run(ctx context.Context, o options) (*result, error) {
-	r := &result{start: time.Now(), cmdline: "go run ./benchmarks/pipeline " + strings.Join(os.Args[1:], " ")}
+func run(ctx context.Context, o options) (r *result, runErr error) {
+	r = &result{start: time.Now(), cmdline: "go run ./benchmarks/pipeline " + strings.Join(os.Args[1:], " ")}
 	var err error
 	if o.workDir == "" {
 		if o.workDir, err = os.MkdirTemp("", "tpflow-bench-pipeline-"); err != nil {
@@ -172,9 +178,15 @@ func run(ctx context.Context, o options) (*result, error) {
 		return r, fmt.Errorf("cannot start ClickHouse: %w", err)
 	}
 	chPort := strings.TrimSpace(string(out))
+	// The work directory is removed only after ClickHouse stopped: the
+	// script finds the server by its directory.
 	defer func() {
 		if err := exec.Command("bash", chScript, "stop", chDir).Run(); err != nil {
 			logf("cannot stop ClickHouse: %v", err)
+		}
+		if !o.keep && runErr == nil {
+			_ = os.RemoveAll(o.workDir)
+			r.workDir = ""
 		}
 	}()
 	pidb, err := os.ReadFile(filepath.Join(chDir, "clickhouse.pid"))
@@ -409,10 +421,6 @@ log:
 		if err := os.WriteFile(o.out, []byte(report), 0o644); err != nil {
 			return r, err
 		}
-	}
-	if !o.keep {
-		_ = os.RemoveAll(o.workDir)
-		r.workDir = ""
 	}
 	if !r.drained || !r.countsMatch {
 		return r, errors.New("the pipeline did not store exactly the calls produced")
