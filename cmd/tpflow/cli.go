@@ -72,6 +72,10 @@ type command struct {
 	example string // one or more example lines
 	// flags declares the command's own flags; may be nil.
 	flags func(fs *flag.FlagSet)
+	// override applies those of the command's own flags that were set
+	// (set[name]) to the loaded configuration, before it is validated, and
+	// records in src.flags which key each one set; may be nil.
+	override func(cfg *Config, src *configSource, set map[string]bool)
 	// role runs with a loaded configuration (role commands).
 	role roleFunc
 	// exec runs without loading a configuration (config, version).
@@ -195,7 +199,7 @@ func (f *commonFlags) register(fs *flag.FlagSet, c *command) {
 	d := DefaultConfig()
 	fs.StringVar(&f.config, "config", "", "YAML configuration `FILE`; without it every key takes its default")
 	fs.StringVar(&f.brokers, "brokers", "", fmt.Sprintf("Kafka brokers `HOST:PORT[,...]`, overriding kafka.brokers (default from config: %s)", strings.Join(d.Kafka.Brokers, ",")))
-	fs.StringVar(&f.clickhouse, "clickhouse", "", fmt.Sprintf("ClickHouse `DSN` clickhouse://HOST:PORT/DB, overriding clickhouse.dsn (default from config: %s)", d.ClickHouse.DSN))
+	fs.StringVar(&f.clickhouse, "clickhouse", "", fmt.Sprintf("ClickHouse `DSN` clickhouse://HOST:PORT/DB, overriding clickhouse.dsn and, with /DB, clickhouse.database (default from config: %s)", clickHouseURL(d.ClickHouse)))
 	listenDefault := d.HTTP.Listen
 	if c.name == "broker" {
 		listenDefault = d.Broker.Listen
@@ -205,7 +209,7 @@ func (f *commonFlags) register(fs *flag.FlagSet, c *command) {
 
 // load reads the configuration named by --config (or the defaults), applies
 // the overrides that were set on the command line, and validates the result.
-func (f *commonFlags) load(fs *flag.FlagSet, cmdName string) (*Config, error) {
+func (f *commonFlags) load(fs *flag.FlagSet, c *command) (*Config, error) {
 	var data []byte
 	if f.config != "" {
 		var err error
@@ -221,17 +225,22 @@ func (f *commonFlags) load(fs *flag.FlagSet, cmdName string) (*Config, error) {
 			src.flags["kafka.brokers"] = "--brokers"
 		}
 		if set["clickhouse"] {
-			cfg.ClickHouse.DSN = f.clickhouse
+			if withClickHouseDSN(&cfg.ClickHouse, f.clickhouse) {
+				src.flags["clickhouse.database"] = "--clickhouse"
+			}
 			src.flags["clickhouse.dsn"] = "--clickhouse"
 		}
 		if set["listen"] {
-			if cmdName == "broker" {
+			if c.name == "broker" {
 				cfg.Broker.Listen = f.listen
 				src.flags["broker.listen"] = "--listen"
 			} else {
 				cfg.HTTP.Listen = f.listen
 				src.flags["http.listen"] = "--listen"
 			}
+		}
+		if c.override != nil {
+			c.override(cfg, src, set)
 		}
 	})
 }
@@ -280,7 +289,7 @@ func execute(ctx context.Context, env *Env, c *command, args []string) error {
 	if c.args == "" && len(pos) > 0 {
 		return usageError("unexpected argument %q", pos[0])
 	}
-	cfg, err := common.load(fs, c.name)
+	cfg, err := common.load(fs, c)
 	if err != nil {
 		return err
 	}

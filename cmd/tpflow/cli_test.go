@@ -223,9 +223,9 @@ func TestConfigCheck(t *testing.T) {
 		t.Errorf("good via --config: exit %d, stdout %q", code, out)
 	}
 
-	bad := writeTemp(t, "bad.yaml", "kafka:\n  compression: gzip\n  brokerz: []\nlog:\n  level: loud\n")
+	bad := writeTemp(t, "bad.yaml", "kafka:\n  compression: brotli\n  brokerz: []\nlog:\n  level: loud\n")
 	code, out, errOut = runCLI(t, "config", "check", bad)
-	want := bad + ":2: kafka.compression: must be lz4, zstd or none, got \"gzip\"\n" +
+	want := bad + ":2: kafka.compression: unknown compression \"brotli\"; use none, gzip, snappy, lz4 or zstd\n" +
 		bad + ":3: kafka: unknown key \"brokerz\" (did you mean \"brokers\"?)\n" +
 		bad + ":5: log.level: must be debug, info, warn or error, got \"loud\"\n"
 	if code != exitError || out != "" || errOut != want {
@@ -250,8 +250,8 @@ func TestConfigCheckOverrides(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--brokers", ""}, f + ": kafka.brokers: at least one broker is required (set by --brokers)\n"},
-		{[]string{"--brokers", "k1:9092, nope"}, f + ": kafka.brokers[1]: \"nope\" is not HOST:PORT (set by --brokers)\n"},
+		{[]string{"--brokers", ""}, f + ": kafka.brokers: at least one broker address is required (set by --brokers)\n"},
+		{[]string{"--brokers", "k1:9092, nope"}, f + ": kafka.brokers[1]: \"nope\" is not a host:port address (set by --brokers)\n"},
 		{[]string{"--listen", "8080"}, f + ": http.listen: \"8080\" is not HOST:PORT (set by --listen)\n"},
 	}
 	for _, tt := range tests {
@@ -263,7 +263,7 @@ func TestConfigCheckOverrides(t *testing.T) {
 	}
 	// Without a file, an override error has no file name.
 	code, _, errOut = runCLI(t, "broker", "--listen", "nowhere")
-	if want := "broker.listen: \"nowhere\" is not HOST:PORT (set by --listen)\n"; code != exitError || errOut != want {
+	if want := "broker.listen: \"nowhere\" is not a host:port address (set by --listen)\n"; code != exitError || errOut != want {
 		t.Errorf("broker --listen: exit %d, stderr %q, want %q", code, errOut, want)
 	}
 	// "--" ends the flags: what follows is FILE even if it looks like a flag.

@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -20,12 +18,15 @@ import (
 
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/aggregator/stream"
-	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
 func aggregateCommand() *command {
-	o := stream.DefaultConfig()
+	var (
+		group string
+		flush time.Duration
+	)
+	d := DefaultConfig().Aggregate
 	return &command{
 		name:    "aggregate",
 		summary: "consume calls, keep event-time panes and windows of TP50-TP999; publish final panes",
@@ -34,42 +35,70 @@ keeps, per (system, app, group, idc, method), tumbling panes of call count,
 errors and a latency t-digest, plus sliding windows over them. Final panes
 are published to the stats topic with their digest centroids; offsets are
 committed only after every pane holding their events is published. The
-aggregator section of the configuration sets panes, windows and lateness.
+aggregator section of the configuration sets panes, windows and lateness;
+the aggregate section the consumer group and the flush interval.
 Serves /metrics, /healthz and /readyz on http.listen (--listen).`,
 		example: "tpflow aggregate --config tpflow.yaml --brokers kafka-1:9092",
 		common:  true,
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&o.GroupID, "group", o.GroupID, "Kafka consumer group of the aggregators")
-			fs.DurationVar(&o.FlushInterval, "flush-interval", o.FlushInterval, "how often final panes are published and offsets committed")
+			fs.StringVar(&group, "group", "", fmt.Sprintf("Kafka consumer `GROUP` of the aggregators, overriding aggregate.group_id (default from config: %s)", d.GroupID))
+			fs.DurationVar(&flush, "flush-interval", 0, fmt.Sprintf("how often final panes are published and offsets committed, overriding aggregate.flush_interval (default from config: %s)", d.FlushInterval))
 		},
-		role: func(ctx context.Context, env *Env, cfg *Config, args []string) error {
-			if err := o.Validate(); err != nil {
-				return usageError("%v", err)
+		override: func(cfg *Config, src *configSource, set map[string]bool) {
+			if set["group"] {
+				cfg.Aggregate.GroupID = group
+				src.flags["aggregate.group_id"] = "--group"
 			}
-			return runAggregate(ctx, env, cfg, o)
+			if set["flush-interval"] {
+				cfg.Aggregate.FlushInterval = flush
+				src.flags["aggregate.flush_interval"] = "--flush-interval"
+			}
 		},
+		role: runAggregate,
 	}
 }
 
 // runAggregate is the aggregate role.
-func runAggregate(ctx context.Context, env *Env, cfg *Config, o stream.Config) error {
+func runAggregate(ctx context.Context, env *Env, cfg *Config, _ []string) error {
 	reg := newRoleRegistry()
-	eng, err := aggregator.New(cfg.Aggregator, aggregator.WithLogger(env.Logger), aggregator.WithRegisterer(reg))
+	_, run, err := newAggregatePart(cfg, cfg.Kafka, reg, env.Logger)
 	if err != nil {
 		return err
 	}
+	return serveRole(ctx, env, cfg, reg, "aggregator", run)
+}
+
+// newAggregatePart builds the engine of the aggregator section and returns
+// it with the function that streams the calls topic of kcfg through it
+// until ctx is done (stream.Run with the aggregate section).
+func newAggregatePart(cfg *Config, kcfg kafka.Config, reg *prometheus.Registry, log *slog.Logger) (*aggregator.Engine, func(ctx context.Context) error, error) {
+	eng, err := aggregator.New(cfg.Aggregator, aggregator.WithLogger(log), aggregator.WithRegisterer(reg))
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot start aggregator: %w", err)
+	}
+	run := func(ctx context.Context) error {
+		return stream.Run(ctx, kcfg, cfg.Aggregate, eng, reg, log)
+	}
+	return eng, run, nil
+}
+
+// serveRole runs part, one role's work, next to the HTTP listener of
+// http.listen until ctx is done. /readyz answers ok once part has started.
+// part returning before ctx is done is an error: a role never stops by
+// itself.
+func serveRole(ctx context.Context, env *Env, cfg *Config, reg *prometheus.Registry, name string, part func(context.Context) error) error {
 	var ready atomic.Bool
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveRoleHTTP(gctx, cfg.HTTP.Listen, reg, ready.Load, env.Logger) })
 	g.Go(func() error {
 		ready.Store(true)
-		err := stream.Run(gctx, roleKafkaConfig(cfg), o, eng, reg, env.Logger)
+		err := part(gctx)
 		if err == nil && gctx.Err() == nil {
-			err = errors.New("aggregator stopped")
+			err = errors.New(name + " stopped")
 		}
 		return err
 	})
-	err = g.Wait()
+	err := g.Wait()
 	if ctx.Err() != nil && err == nil {
 		return nil
 	}
@@ -112,37 +141,4 @@ func serveRoleHTTP(ctx context.Context, addr string, reg *prometheus.Registry, r
 		return fmt.Errorf("cannot serve HTTP on %s: %w", addr, err)
 	}
 	return nil
-}
-
-// roleKafkaConfig is the client configuration of the kafka section.
-func roleKafkaConfig(cfg *Config) kafka.Config {
-	k := kafka.DefaultConfig()
-	c := cfg.Kafka
-	k.Brokers = slices.Clone(c.Brokers)
-	k.TopicPrefix = c.TopicPrefix
-	k.Partitions = map[string]int{
-		kafka.TopicCalls: c.Partitions.Calls, kafka.TopicLogs: c.Partitions.Logs, kafka.TopicMetrics: c.Partitions.Metrics,
-		kafka.TopicStats: c.Partitions.Stats, kafka.TopicAlerts: c.Partitions.Alerts, kafka.TopicDLQ: c.Partitions.DLQ,
-	}
-	k.Compression = c.Compression
-	k.MaxMessageBytes = c.MaxMessageBytes
-	k.TLS = kafka.TLSConfig(c.TLS)
-	k.SASL = kafka.SASLConfig(c.SASL)
-	return k
-}
-
-// roleClickHouseConfig is the clickhouse section; the database is the
-// DSN's path.
-func roleClickHouseConfig(cfg *Config) clickhouse.Config {
-	c := clickhouse.DefaultConfig()
-	c.DSN = cfg.ClickHouse.DSN
-	if u, err := url.Parse(cfg.ClickHouse.DSN); err == nil && len(u.Path) > 1 {
-		c.Database = u.Path[1:]
-		u.Path = ""
-		c.DSN = u.String()
-	}
-	c.BatchRows = cfg.ClickHouse.BatchRows
-	c.BatchAge = cfg.ClickHouse.BatchAge
-	c.MaxRetryBackoff = cfg.ClickHouse.MaxRetryBackoff
-	return c
 }

@@ -3,20 +3,18 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
+	"log/slog"
+	"os"
 
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
-// brokerOptions are the flags of `tpflow broker` beyond the common ones.
-type brokerOptions struct {
-	// DataDir overrides broker.data_dir.
-	DataDir string
-	// SyncWrites fsyncs every produced batch.
-	SyncWrites bool
-}
-
 func brokerCommand() *command {
-	var o brokerOptions
+	var (
+		dataDir    string
+		syncWrites bool
+	)
 	return &command{
 		name:    "broker",
 		summary: "serve an embedded Kafka-protocol broker (in memory or durable in broker.data_dir)",
@@ -30,50 +28,52 @@ tests; production uses a Kafka cluster.`,
 		example: "tpflow broker --listen 127.0.0.1:9092\ntpflow broker --listen 127.0.0.1:9092 --data-dir /var/lib/tpflow/broker --sync-writes\ntpflow broker --config tpflow.yaml",
 		common:  true,
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&o.DataDir, "data-dir", "", "`DIR` keeping the broker's data across restarts, overriding broker.data_dir; empty keeps it in memory")
-			fs.BoolVar(&o.SyncWrites, "sync-writes", false, "fsync every produced batch before acknowledging it (needs a data dir)")
+			fs.StringVar(&dataDir, "data-dir", "", "`DIR` keeping the broker's data across restarts, overriding broker.data_dir; empty keeps it in memory")
+			fs.BoolVar(&syncWrites, "sync-writes", false, "fsync every produced batch before acknowledging it, overriding broker.sync_writes (needs a data dir)")
 		},
-		role: func(ctx context.Context, env *Env, cfg *Config, args []string) error {
-			return runBroker(ctx, env, cfg, o)
+		override: func(cfg *Config, src *configSource, set map[string]bool) {
+			if set["data-dir"] {
+				cfg.Broker.DataDir = dataDir
+				src.flags["broker.data_dir"] = "--data-dir"
+			}
+			if set["sync-writes"] {
+				cfg.Broker.SyncWrites = syncWrites
+				src.flags["broker.sync_writes"] = "--sync-writes"
+			}
 		},
+		role: runBroker,
 	}
 }
 
 // runBroker is the broker role: it serves until ctx is done, after creating
 // the tpflow topics.
-func runBroker(ctx context.Context, env *Env, cfg *Config, o brokerOptions) error {
-	bcfg := roleBrokerConfig(cfg)
-	if o.DataDir != "" {
-		bcfg.DataDir = o.DataDir
-	}
-	if o.SyncWrites {
-		if bcfg.DataDir == "" {
-			return usageError("--sync-writes needs a data dir")
-		}
-		bcfg.SyncWrites = true
-	}
-	kcfg := roleKafkaConfig(cfg)
-	bcfg.MaxMessageBytes = max(bcfg.MaxMessageBytes, kcfg.MaxMessageBytes+(128<<10))
-	b, err := kafka.StartBroker(ctx, bcfg, env.Logger)
+func runBroker(ctx context.Context, env *Env, cfg *Config, _ []string) error {
+	b, kcfg, err := startBroker(ctx, cfg.Broker, cfg.Kafka, env.Logger)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	kcfg.Brokers = []string{b.Addr()}
 	if err := kafka.EnsureTopics(ctx, kcfg); err != nil {
 		return err
 	}
-	env.Logger.Info("broker ready", "addr", b.Addr(), "data_dir", bcfg.DataDir)
+	env.Logger.Info("broker ready", "addr", b.Addr(), "data_dir", cfg.Broker.DataDir)
 	<-ctx.Done()
 	return nil
 }
 
-// roleBrokerConfig is the broker section.
-func roleBrokerConfig(cfg *Config) kafka.BrokerConfig {
-	b := kafka.DefaultBrokerConfig()
-	b.Listen = cfg.Broker.Listen
-	b.DataDir = cfg.Broker.DataDir
-	b.Retention = cfg.Broker.Retention
-	b.RetentionBytes = cfg.Broker.RetentionBytes
-	return b
+// startBroker starts the embedded broker of bcfg, with room for the
+// largest message kcfg produces, and returns it with kcfg pointed at it.
+func startBroker(ctx context.Context, bcfg kafka.BrokerConfig, kcfg kafka.Config, log *slog.Logger) (*kafka.Broker, kafka.Config, error) {
+	bcfg.MaxMessageBytes = max(bcfg.MaxMessageBytes, kcfg.MaxMessageBytes+(128<<10))
+	if bcfg.DataDir != "" {
+		if err := os.MkdirAll(bcfg.DataDir, 0o755); err != nil {
+			return nil, kcfg, fmt.Errorf("cannot create broker data dir: %w", err)
+		}
+	}
+	b, err := kafka.StartBroker(ctx, bcfg, log)
+	if err != nil {
+		return nil, kcfg, err
+	}
+	kcfg.Brokers = []string{b.Addr()}
+	return b, kcfg, nil
 }

@@ -46,7 +46,7 @@ the file keeps its default. Durations are Go durations such as "10s".`,
 			case common.config == "":
 				return usageError("check needs a FILE")
 			}
-			if _, err := common.load(fs, c.name); err != nil {
+			if _, err := common.load(fs, c); err != nil {
 				return err
 			}
 			_, err := fmt.Fprintln(env.Stdout, "ok")

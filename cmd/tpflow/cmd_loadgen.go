@@ -77,7 +77,7 @@ multiplies one key's latencies during a window of time.`,
 
 // runLoadgen is the loadgen role.
 func runLoadgen(ctx context.Context, env *Env, cfg *Config, o loadgenOptions, args []string) error {
-	st, err := loadgen.Run(ctx, roleKafkaConfig(cfg), loadgen.Options{
+	st, err := loadgen.Run(ctx, cfg.Kafka, loadgen.Options{
 		Count: o.Count, Duration: o.Duration, Rate: o.Rate, Keys: o.Methods, Seed: o.Seed,
 		TruthFile: o.Truth, Incident: o.Incident,
 	}, env.Logger)

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -19,7 +17,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tpflow/tpflow/aggregator"
-	"github.com/tpflow/tpflow/aggregator/stream"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/demo"
 	"github.com/tpflow/tpflow/pipeline/httpapi"
@@ -106,31 +103,32 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 	log.Info("http listening", "addr", l.Addr().String())
 	defer l.Close()
 
-	kcfg := runKafkaConfig(cfg)
+	kcfg := cfg.Kafka
 	embedded := slices.Equal(cfg.Kafka.Brokers, DefaultConfig().Kafka.Brokers)
 	if embedded {
-		b, err := startRunBroker(ctx, cfg, o.DataDir, log)
+		bcfg := runBrokerConfig(cfg.Broker, o.DataDir)
+		b, k, err := startBroker(ctx, bcfg, kcfg, log.With("part", "broker"))
 		if err != nil {
 			return err
 		}
 		defer b.Close()
-		kcfg.Brokers = []string{b.Addr()}
-		log.Info("embedded broker started", "addr", b.Addr(), "data_dir", filepath.Join(o.DataDir, "broker"))
+		kcfg = k
+		log.Info("embedded broker started", "addr", b.Addr(), "data_dir", bcfg.DataDir)
 	}
 	if err := kafka.EnsureTopics(ctx, kcfg); err != nil {
 		return fmt.Errorf("cannot prepare topics at %v: %w", kcfg.Brokers, err)
 	}
 
-	eng, err := aggregator.New(cfg.Aggregator, aggregator.WithLogger(log), aggregator.WithRegisterer(reg))
+	eng, runAggregator, err := newAggregatePart(cfg, kcfg, reg, log.With("part", "aggregate"))
 	if err != nil {
-		return fmt.Errorf("cannot start aggregator: %w", err)
+		return err
 	}
 
-	ccfg := runClickHouseConfig(cfg)
+	ccfg := cfg.ClickHouse
 	chErr := probeClickHouse(ctx, ccfg)
-	sinkState := "clickhouse " + redactDSN(ccfg.DSN)
+	sinkState := "clickhouse " + redactDSN(clickHouseURL(ccfg))
 	if chErr != nil {
-		fmt.Fprintf(env.Stderr, "ClickHouse not reachable at %s: panes are kept in memory only; start it with scripts/clickhouse.sh or make run\n", redactDSN(ccfg.DSN))
+		fmt.Fprintf(env.Stderr, "ClickHouse not reachable at %s: panes are kept in memory only; start it with scripts/clickhouse.sh or make run\n", redactDSN(clickHouseURL(ccfg)))
 		log.Debug("clickhouse probe failed", "err", chErr)
 		sinkState = "memory only"
 	}
@@ -152,7 +150,7 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 	streamDone.Add(1)
 	g.Go(func() error {
 		defer streamDone.Done()
-		err := stream.Run(gctx, kcfg, stream.DefaultConfig(), eng, reg, log.With("part", "aggregate"))
+		err := runAggregator(gctx)
 		if err != nil && gctx.Err() == nil {
 			return fmt.Errorf("aggregator: %w", err)
 		}
@@ -160,7 +158,7 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 	})
 	if chErr == nil {
 		g.Go(func() error {
-			err := sink.Run(sinkCtx, kcfg, ccfg, sink.DefaultConfig(), reg, log.With("part", "sink"))
+			err := sink.Run(sinkCtx, kcfg, ccfg, cfg.Sink, reg, log.With("part", "sink"))
 			if err != nil && sinkCtx.Err() == nil {
 				return fmt.Errorf("sink: %w", err)
 			}
@@ -270,54 +268,24 @@ func demoState(g *demo.Generator, now time.Time) string {
 	return s
 }
 
-// startRunBroker starts the embedded broker on a free loopback port with
-// the data dir and the bounded retention of `tpflow run`.
-func startRunBroker(ctx context.Context, cfg *Config, dataDir string, log *slog.Logger) (*kafka.Broker, error) {
-	bcfg := kafka.DefaultBrokerConfig()
-	bcfg.Listen = "127.0.0.1:0"
-	bcfg.DataDir = filepath.Join(dataDir, "broker")
-	bcfg.Retention = min(runBrokerRetention, cfg.Broker.Retention)
-	bcfg.RetentionBytes = min(runBrokerRetentionBytes, cfg.Broker.RetentionBytes)
-	bcfg.MaxMessageBytes = max(bcfg.MaxMessageBytes, cfg.Kafka.MaxMessageBytes+(128<<10))
-	if err := os.MkdirAll(bcfg.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("cannot create broker data dir: %w", err)
-	}
-	b, err := kafka.StartBroker(ctx, bcfg, log.With("part", "broker"))
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
+// runBrokerConfig is the broker section as `tpflow run` uses it: a free
+// loopback port, the data in dataDir/broker, and a retention bounded by
+// runBrokerRetention and runBrokerRetentionBytes.
+func runBrokerConfig(b kafka.BrokerConfig, dataDir string) kafka.BrokerConfig {
+	b.Listen = "127.0.0.1:0"
+	b.Advertise = ""
+	b.DataDir = filepath.Join(dataDir, "broker")
+	b.Retention = bounded(b.Retention, runBrokerRetention)
+	b.RetentionBytes = bounded(b.RetentionBytes, runBrokerRetentionBytes)
+	return b
 }
 
-// runKafkaConfig is the client configuration of every part of `run`.
-func runKafkaConfig(cfg *Config) kafka.Config {
-	k := kafka.DefaultConfig()
-	c := cfg.Kafka
-	k.Brokers = slices.Clone(c.Brokers)
-	k.TopicPrefix = c.TopicPrefix
-	k.Partitions = map[string]int{
-		kafka.TopicCalls: c.Partitions.Calls, kafka.TopicLogs: c.Partitions.Logs, kafka.TopicMetrics: c.Partitions.Metrics,
-		kafka.TopicStats: c.Partitions.Stats, kafka.TopicAlerts: c.Partitions.Alerts, kafka.TopicDLQ: c.Partitions.DLQ,
+// bounded returns v capped at limit, where v <= 0 means unbounded.
+func bounded[T ~int64](v, limit T) T {
+	if v <= 0 || v > limit {
+		return limit
 	}
-	k.Compression = c.Compression
-	k.MaxMessageBytes = c.MaxMessageBytes
-	k.TLS = kafka.TLSConfig(c.TLS)
-	k.SASL = kafka.SASLConfig(c.SASL)
-	return k
-}
-
-// runClickHouseConfig is the sink's configuration: the database is the
-// DSN's path.
-func runClickHouseConfig(cfg *Config) clickhouse.Config {
-	c := clickhouse.DefaultConfig()
-	c.DSN = cfg.ClickHouse.DSN
-	if u, err := url.Parse(cfg.ClickHouse.DSN); err == nil && len(u.Path) > 1 {
-		c.Database = u.Path[1:]
-	}
-	c.BatchRows = cfg.ClickHouse.BatchRows
-	c.BatchAge = cfg.ClickHouse.BatchAge
-	c.MaxRetryBackoff = cfg.ClickHouse.MaxRetryBackoff
-	return c
+	return v
 }
 
 // probeClickHouse reports whether ClickHouse answers at ccfg.DSN within a

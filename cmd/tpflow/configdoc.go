@@ -27,18 +27,25 @@ var keyDocs = map[string]string{
 	"aggregator.raw_buffer_limit":   "Raw latencies an open pane buffers before it switches to a live digest.",
 	"aggregator.window_compression": "T-digest compression of the in-memory pane copies behind sliding windows (20 up to compression; lower uses less memory).",
 
+	"aggregate":                "The aggregate role: its Kafka consumer group and how often it publishes panes.",
+	"aggregate.group_id":       "Kafka consumer group of the aggregators; --group overrides.",
+	"aggregate.flush_interval": "How often final panes are published and offsets committed (10ms-1h); --flush-interval overrides.",
+
 	"kafka":                          "The Kafka cluster every role produces to and consumes from.",
 	"kafka.brokers":                  "Bootstrap brokers, HOST:PORT each; --brokers overrides.",
 	"kafka.topic_prefix":             "Prepended to every topic name (calls, logs, metrics, stats, alerts, dlq).",
-	"kafka.partitions":               "Partition count of each topic when tpflow creates it.",
+	"kafka.partitions":               "Partition count of each topic when tpflow creates it; an absent topic keeps its default.",
 	"kafka.partitions.calls":         "Partitions of the calls topic; bounds the aggregator's parallelism.",
 	"kafka.partitions.logs":          "Partitions of the logs topic.",
 	"kafka.partitions.metrics":       "Partitions of the metrics topic.",
 	"kafka.partitions.stats":         "Partitions of the stats topic (final panes).",
 	"kafka.partitions.alerts":        "Partitions of the alerts topic.",
 	"kafka.partitions.dlq":           "Partitions of the dead-letter topic.",
-	"kafka.compression":              "Producer batch compression: lz4, zstd or none.",
+	"kafka.replication_factor":       "Replication factor of the topics tpflow creates.",
+	"kafka.compression":              "Producer batch compression: none, gzip, snappy, lz4 or zstd.",
 	"kafka.max_message_bytes":        "Largest produced message (one event batch) before compression, in bytes.",
+	"kafka.write_timeout":            "Bound on one produce request.",
+	"kafka.batch_timeout":            "How long a producer waits to fill a request before it sends it (0-1m).",
 	"kafka.tls":                      "TLS to the brokers.",
 	"kafka.tls.enabled":              "Turn TLS on; the file keys below need it.",
 	"kafka.tls.ca_file":              "PEM bundle of CAs to trust; empty means the system pool.",
@@ -49,21 +56,38 @@ var keyDocs = map[string]string{
 	"kafka.sasl.mechanism":           "plain, scram-sha-256 or scram-sha-512; empty disables SASL.",
 	"kafka.sasl.username":            "SASL user name.",
 	"kafka.sasl.password":            "SASL password.",
-	"clickhouse":                     "Where the sink writes panes, logs, samples and alerts.",
-	"clickhouse.dsn":                 "clickhouse://[USER[:PASSWORD]@]HOST:PORT/DB (native protocol); --clickhouse overrides.",
-	"clickhouse.batch_rows":          "Rows that trigger an insert.",
-	"clickhouse.batch_age":           "Age of the oldest buffered row that triggers an insert.",
-	"clickhouse.max_retry_backoff":   "Cap on the exponential backoff between insert retries.",
-	"broker":                         "The embedded Kafka-protocol broker of `tpflow broker` and `tpflow run`.",
-	"broker.listen":                  "HOST:PORT the broker accepts Kafka clients on; --listen overrides for `tpflow broker`.",
-	"broker.data_dir":                "Directory for log segments; empty keeps them in memory.",
-	"broker.retention":               "How long records are kept.",
-	"broker.retention_bytes":         "Cap on each partition's size, in bytes.",
-	"http":                           "The HTTP listener of every role: /metrics, /healthz, /readyz.",
-	"http.listen":                    "HOST:PORT to serve on; --listen overrides.",
-	"log":                            "Structured logging (log/slog) to standard error.",
-	"log.level":                      "debug, info, warn or error.",
-	"log.format":                     "text or json.",
+
+	"clickhouse":                               "Where the sink writes panes, logs, samples and alerts.",
+	"clickhouse.dsn":                           "clickhouse://[USER[:PASSWORD]@]HOST:PORT[?OPTIONS] (native protocol), without the database; --clickhouse overrides.",
+	"clickhouse.database":                      "Database of every tpflow table, created when missing; --clickhouse clickhouse://HOST:PORT/DB overrides.",
+	"clickhouse.batch_rows":                    "Most rows in one insert; the sink flushes at this size.",
+	"clickhouse.batch_age":                     "Age of the oldest buffered row that triggers an insert.",
+	"clickhouse.max_retry_backoff":             "Cap on the exponential backoff between insert retries.",
+	"clickhouse.retention_days":                "TTL of each table in days, set when the table is created; 0 keeps rows for ever.",
+	"clickhouse.retention_days.call_panes":     "Days call panes are kept.",
+	"clickhouse.retention_days.logs":           "Days log lines are kept.",
+	"clickhouse.retention_days.metric_samples": "Days metric samples are kept.",
+	"clickhouse.retention_days.resource_panes": "Days resource panes are kept.",
+	"clickhouse.retention_days.alerts":         "Days alerts are kept.",
+
+	"sink":          "The sink role: its Kafka consumer group and the topics it writes to ClickHouse.",
+	"sink.group_id": "Kafka consumer group of the sinks; --group overrides.",
+	"sink.topics":   "Topics (without prefix) the sink consumes: stats, logs, metrics, alerts.",
+
+	"broker":                   "The embedded Kafka-protocol broker of `tpflow broker` and `tpflow run`.",
+	"broker.listen":            "HOST:PORT the broker accepts Kafka clients on (port 0 picks one); --listen overrides for `tpflow broker`.",
+	"broker.advertise":         "HOST:PORT the broker tells clients to connect to; empty means listen.",
+	"broker.data_dir":          "Directory keeping topics, offsets and groups across restarts; empty keeps them in memory; --data-dir overrides.",
+	"broker.retention":         "How long records are kept; 0 keeps them for ever (`tpflow run` caps it at 2h).",
+	"broker.retention_bytes":   "Cap on each partition's size in bytes; 0 means no cap (`tpflow run` caps it at 1 GiB).",
+	"broker.sync_writes":       "Fsync every produced batch before acknowledging it; needs data_dir; --sync-writes sets it.",
+	"broker.max_message_bytes": "Largest record batch the broker accepts (1 KiB-256 MiB); raised to fit kafka.max_message_bytes.",
+
+	"http":        "The HTTP listener of every role: /metrics, /healthz, /readyz.",
+	"http.listen": "HOST:PORT to serve on; --listen overrides.",
+	"log":         "Structured logging (log/slog) to standard error.",
+	"log.level":   "debug, info, warn or error.",
+	"log.format":  "text or json.",
 }
 
 // writeDefaults prints cfg as YAML with a one-line comment above every key
@@ -84,16 +108,9 @@ func writeStruct(b *strings.Builder, v reflect.Value, path string, depth int) er
 	indent := strings.Repeat("  ", depth)
 	t := v.Type()
 	for i := range t.NumField() {
-		f := t.Field(i)
-		if !f.IsExported() {
+		name, ok := yamlName(t.Field(i))
+		if !ok {
 			continue
-		}
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if name == "-" {
-			continue
-		}
-		if name == "" {
-			name = strings.ToLower(f.Name)
 		}
 		p := joinPath(path, name)
 		doc, ok := keyDocs[p]
@@ -111,6 +128,13 @@ func writeStruct(b *strings.Builder, v reflect.Value, path string, depth int) er
 			}
 			continue
 		}
+		if fv.Kind() == reflect.Map && fv.Type().Key().Kind() == reflect.String && fv.Len() > 0 {
+			fmt.Fprintf(b, "%s# %s\n%s%s:\n", indent, doc, indent, name)
+			if err := writeMap(b, fv, p, depth+1); err != nil {
+				return err
+			}
+			continue
+		}
 		val, err := yamlValue(fv)
 		if err != nil {
 			return fmt.Errorf("cannot print %s: %w", p, err)
@@ -120,6 +144,27 @@ func writeStruct(b *strings.Builder, v reflect.Value, path string, depth int) er
 			shown = strconv.Quote(fv.String())
 		}
 		fmt.Fprintf(b, "%s# %s Default: %s\n%s%s: %s\n", indent, doc, shown, indent, name, val)
+	}
+	return nil
+}
+
+// writeMap writes a map with string keys as a block mapping in key order,
+// each entry documented like a struct field.
+func writeMap(b *strings.Builder, v reflect.Value, path string, depth int) error {
+	indent := strings.Repeat("  ", depth)
+	keys := v.MapKeys()
+	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+	for _, k := range keys {
+		p := joinPath(path, k.String())
+		doc, ok := keyDocs[p]
+		if !ok {
+			return fmt.Errorf("BUG: config key %s has no description in keyDocs", p)
+		}
+		val, err := yamlValue(v.MapIndex(k))
+		if err != nil {
+			return fmt.Errorf("cannot print %s: %w", p, err)
+		}
+		fmt.Fprintf(b, "%s# %s Default: %s\n%s%s: %s\n", indent, doc, val, indent, k.String(), val)
 	}
 	return nil
 }

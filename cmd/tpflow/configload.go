@@ -405,13 +405,60 @@ func (d *nodeDecoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetFloat(f)
-	default:
-		// Types the config does not use today (maps, pointers) go through
-		// yaml.v3 itself; its errors already carry a line.
-		if err := n.Decode(v.Addr().Interface()); err != nil {
-			d.errorf(n, path, "%s", yamlErrorText(err))
+	case reflect.Map:
+		if v.Type().Key().Kind() != reflect.String {
+			d.decodeYAML(n, v, path)
+			return
 		}
+		d.decodeMap(n, v, path)
+	default:
+		// Types the config does not use today (pointers, maps with other
+		// keys) go through yaml.v3 itself; its errors already carry a line.
+		d.decodeYAML(n, v, path)
 	}
+}
+
+// decodeYAML decodes n onto v with yaml.v3 itself.
+func (d *nodeDecoder) decodeYAML(n *yaml.Node, v reflect.Value, path string) {
+	if err := n.Decode(v.Addr().Interface()); err != nil {
+		d.errorf(n, path, "%s", yamlErrorText(err))
+	}
+}
+
+// decodeMap decodes a mapping onto a map with string keys. The keys of the
+// file are added to a copy of the default map, so that setting one
+// partition count keeps the others; which keys are allowed is for the
+// section's Validate to say.
+func (d *nodeDecoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, path, "expected a mapping of keys, got %s", kindName(n))
+		return
+	}
+	m := reflect.MakeMapWithSize(v.Type(), v.Len()+len(n.Content)/2)
+	for it := v.MapRange(); it.Next(); {
+		m.SetMapIndex(it.Key(), it.Value())
+	}
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := resolveAlias(n.Content[i]), n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			d.keyErrorf(k, path, "expected a key, got %s", kindName(k))
+			continue
+		}
+		if first, dup := seen[k.Value]; dup {
+			d.keyErrorf(k, path, "duplicate key %q (first on line %d)", k.Value, first)
+			continue
+		}
+		seen[k.Value] = k.Line
+		key := reflect.ValueOf(k.Value).Convert(v.Type().Key())
+		elem := reflect.New(v.Type().Elem()).Elem()
+		if old := m.MapIndex(key); old.IsValid() {
+			elem.Set(old)
+		}
+		d.decode(val, elem, joinPath(path, k.Value))
+		m.SetMapIndex(key, elem)
+	}
+	v.Set(m)
 }
 
 // yamlErrorText flattens an error from yaml.v3's Decode to one line without
@@ -470,20 +517,27 @@ func (d *nodeDecoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 func yamlFields(t reflect.Type) map[string]int {
 	m := map[string]int{}
 	for i := range t.NumField() {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
+		if name, ok := yamlName(t.Field(i)); ok {
+			m[name] = i
 		}
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if name == "-" {
-			continue
-		}
-		if name == "" {
-			name = strings.ToLower(f.Name)
-		}
-		m[name] = i
 	}
 	return m
+}
+
+// yamlName is the YAML key of the struct field f; ok is false for a field
+// that is not decoded (unexported, or tagged "-").
+func yamlName(f reflect.StructField) (name string, ok bool) {
+	if !f.IsExported() {
+		return "", false
+	}
+	name, _, _ = strings.Cut(f.Tag.Get("yaml"), ",")
+	if name == "-" {
+		return "", false
+	}
+	if name == "" {
+		name = strings.ToLower(f.Name)
+	}
+	return name, true
 }
 
 func joinPath(parent, key string) string {
@@ -515,7 +569,11 @@ func suggest(key string, candidates []string) string {
 	best, bestD := "", math.MaxInt
 	lk := strings.ToLower(key)
 	for _, c := range candidates {
-		if d := editDistance(lk, c); d < bestD {
+		// Among equally close candidates, one of the key's length wins:
+		// "aggregater" is aggregator mistyped more likely than aggregate
+		// with a letter added.
+		d := editDistance(lk, c)
+		if d < bestD || d == bestD && lenDiff(c, key) < lenDiff(best, key) {
 			best, bestD = c, d
 		}
 	}
@@ -524,6 +582,8 @@ func suggest(key string, candidates []string) string {
 	}
 	return ""
 }
+
+func lenDiff(a, b string) int { return max(len(a)-len(b), len(b)-len(a)) }
 
 // editDistance is the Levenshtein distance between a and b in bytes.
 func editDistance(a, b string) int {
