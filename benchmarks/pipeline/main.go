@@ -56,6 +56,7 @@ type options struct {
 	keep         bool
 	out          string
 	repo         string
+	roleEnv      string
 }
 
 // fullSpeed is the --rate passed to each loadgen for -rate 0: above what
@@ -86,6 +87,7 @@ func main() {
 	flag.StringVar(&o.workDir, "workdir", "", "`DIR` for the binary, data and logs; default a new temporary directory")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (always kept on failure)")
 	flag.StringVar(&o.out, "out", "", "also write the Markdown report to `FILE`")
+	flag.StringVar(&o.roleEnv, "role-env", "", "comma-separated `K=V` pairs added to the environment of broker, aggregate and sink, e.g. GOMEMLIMIT=400MiB")
 	flag.StringVar(&o.repo, "repo", ".", "root of the tpflow repository (for scripts/clickhouse.sh and the build)")
 	flag.Parse()
 	if o.duration <= 0 || o.rate < 0 || o.keys < 1 || o.loadgens < 1 || o.partitions < 1 || o.rawBatch < 1 || o.rawQueries < 1 {
@@ -121,6 +123,8 @@ type result struct {
 	machine                 string
 	chVersion               string
 	otherLoad               string
+	roleEnv                 string
+	busyLoad, aggHeapMax    float64
 	cmdline                 string
 	produced, messages      int64
 	loadElapsed             time.Duration
@@ -225,7 +229,11 @@ log:
 		}
 	}()
 	startRole := func(name string, args ...string) (*proc, error) {
-		p, err := startProc(o.workDir, name, bin, append([]string{name, "--config", cfgFile}, args...)...)
+		var env []string
+		if o.roleEnv != "" {
+			env = strings.Split(o.roleEnv, ",")
+		}
+		p, err := startProc(o.workDir, name, env, bin, append([]string{name, "--config", cfgFile}, args...)...)
 		if err == nil {
 			roles = append(roles, p)
 		}
@@ -279,12 +287,13 @@ log:
 		rate = fullSpeed * o.loadgens
 	}
 	cpu0 := cpuOf(watched)
+	busy0 := busyCPU()
 	agg0, _ := scrape(aggAddr, "tpflow_aggregator_events_total")
 	t0 := time.Now()
 	var lgs []*proc
 	for i := range o.loadgens {
 		// Each generator draws the same keys with its own seed.
-		lg, err := startProc(o.workDir, fmt.Sprintf("loadgen%d", i+1), bin, "loadgen", "--config", cfgFile,
+		lg, err := startProc(o.workDir, fmt.Sprintf("loadgen%d", i+1), nil, bin, "loadgen", "--config", cfgFile,
 			"--duration", o.duration.String(), "--rate", strconv.Itoa(rate/o.loadgens), "--keys", strconv.Itoa(o.keys),
 			"--seed", strconv.FormatUint(o.seed+uint64(i), 10))
 		if err != nil {
@@ -310,6 +319,9 @@ log:
 			case <-lg.done:
 				break wait
 			case <-tick.C:
+				if h, err := scrape(aggAddr, "go_memstats_heap_inuse_bytes"); err == nil {
+					r.aggHeapMax = max(r.aggHeapMax, h)
+				}
 				for i, l := range lgs {
 					if c, err := cpuSeconds(l.pid); err == nil {
 						lgCPU[i] = c
@@ -330,6 +342,7 @@ log:
 		}
 	}
 	cpuLoad := cpuOf(watched)
+	r.busyLoad = busyCPU() - busy0
 	r.aggAtLoadEnd, _ = scrape(aggAddr, "tpflow_aggregator_events_total")
 	r.aggAtLoadEnd -= agg0
 	fetched, _ := scrape(aggAddr, `tpflow_kafka_consumed_messages_total{topic="tpflow.calls"}`)
@@ -395,6 +408,7 @@ log:
 			cpuLoad: cpuLoad[i] - cpu0[i], cpuAll: cpuEnd[i] - cpu0[i]})
 	}
 	r.procs = append(r.procs, lgRes...)
+	r.roleEnv = o.roleEnv
 
 	// The roles are stopped before the alternative so that it has the
 	// machine to itself, as the pipeline would not run beside it.

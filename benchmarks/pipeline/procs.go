@@ -32,14 +32,16 @@ type proc struct {
 	hwm    int64 // last VmHWM read, bytes
 }
 
-// startProc runs bin with args, its output going to dir/name.log.
-func startProc(dir, name, bin string, args ...string) (*proc, error) {
+// startProc runs bin with args and env added to the harness's
+// environment, its output going to dir/name.log.
+func startProc(dir, name string, env []string, bin string, args ...string) (*proc, error) {
 	p := &proc{name: name, log: filepath.Join(dir, name+".log"), done: make(chan struct{})}
 	f, err := os.Create(p.log)
 	if err != nil {
 		return nil, fmt.Errorf("cannot start %s: %w", name, err)
 	}
 	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	// The roles die with the harness, even on SIGKILL.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -266,4 +268,24 @@ func scrape(addr, name string) (float64, error) {
 		return 0, fmt.Errorf("%s serves no %s", addr, name)
 	}
 	return sum, nil
+}
+
+// busyCPU returns the CPU seconds the whole machine spent outside idle and
+// I/O wait, from /proc/stat.
+func busyCPU() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var busy float64
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseFloat(v, 64)
+		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest time is already in user
+			continue
+		}
+		busy += n
+	}
+	return busy / clockTicks
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -73,6 +74,16 @@ func (r *result) markdown(o options) string {
 	p("| per-minute TP table from call_panes (merged centroids), %d rows | %s (runs: %s) |\n", r.paneQueryRows, fastest(r.paneQuery).Round(time.Millisecond), durs(r.paneQuery))
 	p("| call_panes size on disk | %s |\n\n", mib(int64(r.paneBytes)))
 
+	var ours float64
+	for _, pr := range r.procs {
+		ours += pr.cpuLoad
+	}
+	p("Machine CPU busy during the load: %.2f of %d cores; processes outside the run: %.2f cores. Aggregator Go heap in use, largest sample: %s.",
+		r.busyLoad/r.loadElapsed.Seconds(), runtime.NumCPU(), max(r.busyLoad-ours, 0)/r.loadElapsed.Seconds(), mib(int64(r.aggHeapMax)))
+	if r.roleEnv != "" {
+		p(" Roles ran with %s.", r.roleEnv)
+	}
+	p("\n\n")
 	p("| process | peak RSS (VmHWM) | max sampled VmRSS | CPU s during load | avg cores during load | CPU s to drained |\n| --- | --- | --- | --- | --- | --- |\n")
 	over := false
 	for _, pr := range r.procs {
