@@ -245,6 +245,27 @@ func (f *commonFlags) load(fs *flag.FlagSet, c *command) (*Config, error) {
 	})
 }
 
+// flagOverride binds a role's own flag to the configuration key it
+// overrides.
+type flagOverride struct {
+	flag  string        // the flag's name, without dashes
+	key   string        // the dotted YAML path it sets
+	apply func(*Config) // copies the flag's value into the key
+}
+
+// overrides returns a command.override that applies each of list whose flag
+// was set.
+func overrides(list ...flagOverride) func(cfg *Config, src *configSource, set map[string]bool) {
+	return func(cfg *Config, src *configSource, set map[string]bool) {
+		for _, o := range list {
+			if set[o.flag] {
+				o.apply(cfg)
+				src.flags[o.key] = "--" + o.flag
+			}
+		}
+	}
+}
+
 // splitList splits a comma-separated flag value, dropping blanks.
 func splitList(s string) []string {
 	out := []string{}

@@ -285,3 +285,23 @@ func TestPrintDefaultsCLIRoundTrip(t *testing.T) {
 		t.Errorf("print-defaults output fails check: exit %d, stderr:\n%s", code, errOut)
 	}
 }
+
+func TestRoleFlagOverrides(t *testing.T) {
+	// A role's own flags override its section and are named in errors.
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"aggregate", "--flush-interval", "1ms"}, "aggregate.flush_interval: must be between 10ms and 1h, got 1ms (set by --flush-interval)\n"},
+		{[]string{"aggregate", "--group", ""}, "aggregate.group_id: must not be empty (set by --group)\n"},
+		{[]string{"sink", "--group", ""}, "sink.group_id: must not be empty (set by --group)\n"},
+		{[]string{"broker", "--sync-writes"}, "broker.sync_writes: needs data_dir: an in-memory broker has nothing to sync (set by --sync-writes)\n"},
+		{[]string{"config", "check", "--clickhouse", "clickhouse://ch:9000/tp-flow", "--", os.DevNull}, os.DevNull + ": clickhouse.database: must match ^[A-Za-z_][A-Za-z0-9_]{0,63}$, got \"tp-flow\" (set by --clickhouse)\n"},
+	}
+	for _, tt := range tests {
+		code, out, errOut := runCLI(t, tt.args...)
+		if code != exitError || out != "" || errOut != tt.want {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want %q", tt.args, code, out, errOut, tt.want)
+		}
+	}
+}

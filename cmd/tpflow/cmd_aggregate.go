@@ -44,16 +44,10 @@ Serves /metrics, /healthz and /readyz on http.listen (--listen).`,
 			fs.StringVar(&group, "group", "", fmt.Sprintf("Kafka consumer `GROUP` of the aggregators, overriding aggregate.group_id (default from config: %s)", d.GroupID))
 			fs.DurationVar(&flush, "flush-interval", 0, fmt.Sprintf("how often final panes are published and offsets committed, overriding aggregate.flush_interval (default from config: %s)", d.FlushInterval))
 		},
-		override: func(cfg *Config, src *configSource, set map[string]bool) {
-			if set["group"] {
-				cfg.Aggregate.GroupID = group
-				src.flags["aggregate.group_id"] = "--group"
-			}
-			if set["flush-interval"] {
-				cfg.Aggregate.FlushInterval = flush
-				src.flags["aggregate.flush_interval"] = "--flush-interval"
-			}
-		},
+		override: overrides(
+			flagOverride{"group", "aggregate.group_id", func(c *Config) { c.Aggregate.GroupID = group }},
+			flagOverride{"flush-interval", "aggregate.flush_interval", func(c *Config) { c.Aggregate.FlushInterval = flush }},
+		),
 		role: runAggregate,
 	}
 }

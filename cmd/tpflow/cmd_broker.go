@@ -31,16 +31,10 @@ tests; production uses a Kafka cluster.`,
 			fs.StringVar(&dataDir, "data-dir", "", "`DIR` keeping the broker's data across restarts, overriding broker.data_dir; empty keeps it in memory")
 			fs.BoolVar(&syncWrites, "sync-writes", false, "fsync every produced batch before acknowledging it, overriding broker.sync_writes (needs a data dir)")
 		},
-		override: func(cfg *Config, src *configSource, set map[string]bool) {
-			if set["data-dir"] {
-				cfg.Broker.DataDir = dataDir
-				src.flags["broker.data_dir"] = "--data-dir"
-			}
-			if set["sync-writes"] {
-				cfg.Broker.SyncWrites = syncWrites
-				src.flags["broker.sync_writes"] = "--sync-writes"
-			}
-		},
+		override: overrides(
+			flagOverride{"data-dir", "broker.data_dir", func(c *Config) { c.Broker.DataDir = dataDir }},
+			flagOverride{"sync-writes", "broker.sync_writes", func(c *Config) { c.Broker.SyncWrites = syncWrites }},
+		),
 		role: runBroker,
 	}
 }

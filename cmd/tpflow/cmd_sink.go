@@ -31,12 +31,9 @@ applied at start-up; --migrate applies them and exits. Serves /metrics,
 			fs.BoolVar(&migrateOnly, "migrate", false, "apply the ClickHouse schema migrations and exit")
 			fs.StringVar(&group, "group", "", fmt.Sprintf("Kafka consumer `GROUP` of the sinks, overriding sink.group_id (default from config: %s)", d.GroupID))
 		},
-		override: func(cfg *Config, src *configSource, set map[string]bool) {
-			if set["group"] {
-				cfg.Sink.GroupID = group
-				src.flags["sink.group_id"] = "--group"
-			}
-		},
+		override: overrides(
+			flagOverride{"group", "sink.group_id", func(c *Config) { c.Sink.GroupID = group }},
+		),
 		role: func(ctx context.Context, env *Env, cfg *Config, args []string) error {
 			if migrateOnly {
 				return runMigrate(ctx, env, cfg)

@@ -118,6 +118,9 @@ func TestBadConfigs(t *testing.T) {
 		{"dsn_database", []string{
 			`:4: clickhouse.dsn: names database "observability" in its path, but clickhouse.database is "tpflow"; set the database in clickhouse.database only`,
 		}},
+		{"dsn_path_bad_name", []string{
+			`:5: clickhouse.database: must match ^[A-Za-z_][A-Za-z0-9_]{0,63}$, got "tp-flow"`,
+		}},
 	}
 	files, _ := filepath.Glob("testdata/*.bad.yaml")
 	if len(files) != len(tests) {
@@ -178,7 +181,12 @@ func TestGoodConfigs(t *testing.T) {
 	full.HTTP.Listen = ":9100"
 	full.Log = LogConfig{Level: "debug", Format: "json"}
 
+	dsnPath := DefaultConfig()
+	dsnPath.ClickHouse.DSN = "clickhouse://ch-1.example.net:9000?dial_timeout=5s"
+	dsnPath.ClickHouse.Database = "observability"
+
 	tests := map[string]Config{
+		"dsn_path":      dsnPath,
 		"empty":         DefaultConfig(),
 		"comments_only": DefaultConfig(),
 		"full":          full,
@@ -425,5 +433,51 @@ func TestOutOfRangeInteger(t *testing.T) {
 	want := `big.yaml:3: kafka.partitions.calls: cannot parse "99999999999999999999" as an integer`
 	if err == nil || err.Error() != want {
 		t.Errorf("got %v, want %s", err, want)
+	}
+}
+
+func TestClickHouseFlagDSN(t *testing.T) {
+	f := func(dsn, wantDSN, wantDB string, wantSet bool) {
+		t.Helper()
+		c := clickhouse.DefaultConfig()
+		set := withClickHouseDSN(&c, dsn)
+		if c.DSN != wantDSN || c.Database != wantDB || set != wantSet {
+			t.Errorf("withClickHouseDSN(%q) = %q, %q, %v; want %q, %q, %v", dsn, c.DSN, c.Database, set, wantDSN, wantDB, wantSet)
+		}
+	}
+	f("clickhouse://ch:9000/obs", "clickhouse://ch:9000", "obs", true)
+	f("clickhouse://u:p@ch:9000/obs?dial_timeout=5s", "clickhouse://u:p@ch:9000?dial_timeout=5s", "obs", true)
+	f("clickhouse://ch:9000", "clickhouse://ch:9000", "tpflow", false)
+	f("clickhouse://ch:9000/", "clickhouse://ch:9000/", "tpflow", false)
+	f("clickhouse://ch:9000/a/b", "clickhouse://ch:9000/a/b", "tpflow", false)
+
+	if got, want := clickHouseURL(clickhouse.DefaultConfig()), "clickhouse://127.0.0.1:9000/tpflow"; got != want {
+		t.Errorf("clickHouseURL(defaults) = %q, want %q", got, want)
+	}
+	c := clickhouse.DefaultConfig()
+	c.DSN = "clickhouse://u:p@ch:9000?dial_timeout=5s"
+	if got, want := clickHouseURL(c), "clickhouse://u:p@ch:9000/tpflow?dial_timeout=5s"; got != want {
+		t.Errorf("clickHouseURL = %q, want %q", got, want)
+	}
+}
+
+func TestRunBrokerConfig(t *testing.T) {
+	// `tpflow run` bounds the broker's retention: 0 (for ever) and values
+	// above the bounds become the bounds; smaller values stay.
+	b := kafka.DefaultBrokerConfig()
+	b.Advertise = "broker-1:9092"
+	b.Retention, b.RetentionBytes = 0, 0
+	got := runBrokerConfig(b, "data")
+	if got.Listen != "127.0.0.1:0" || got.Advertise != "" || got.DataDir != filepath.Join("data", "broker") ||
+		got.Retention != runBrokerRetention || got.RetentionBytes != runBrokerRetentionBytes {
+		t.Errorf("unbounded: %+v", got)
+	}
+	b.Retention, b.RetentionBytes = time.Hour, 1<<20
+	if got := runBrokerConfig(b, "data"); got.Retention != time.Hour || got.RetentionBytes != 1<<20 {
+		t.Errorf("small: %+v", got)
+	}
+	b.Retention, b.RetentionBytes = 7*24*time.Hour, 1<<40
+	if got := runBrokerConfig(b, "data"); got.Retention != runBrokerRetention || got.RetentionBytes != runBrokerRetentionBytes {
+		t.Errorf("large: %+v", got)
 	}
 }

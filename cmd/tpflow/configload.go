@@ -84,6 +84,9 @@ type configSource struct {
 	// failed holds the paths of values that could not be decoded; Validate
 	// complaints about them would only repeat the decode error.
 	failed map[string]bool
+	// from maps a path whose value the loader took from another key of
+	// the file to that key, whose line an issue then names.
+	from map[string]string
 }
 
 // loadConfig decodes data (the contents of the file called name) onto the
@@ -96,6 +99,7 @@ func loadConfig(name string, data []byte, override func(cfg *Config, src *config
 	if err != nil {
 		return nil, err
 	}
+	src.databaseFromDSN(&cfg)
 	if override != nil {
 		override(&cfg, src)
 	}
@@ -103,6 +107,19 @@ func loadConfig(name string, data []byte, override func(cfg *Config, src *config
 		return nil, err
 	}
 	return &cfg, nil
+}
+
+// databaseFromDSN keeps the older form of the clickhouse section working:
+// a file that gives the database only as the path of clickhouse.dsn
+// (clickhouse://HOST:PORT/DB) has it moved to clickhouse.database, which is
+// where clickhouse.Config reads it.
+func (s *configSource) databaseFromDSN(cfg *Config) {
+	if s.root == nil || lookupLine(s.root, "clickhouse.database") > 0 || lookupLine(s.root, "clickhouse.dsn") == 0 {
+		return
+	}
+	if withClickHouseDSN(&cfg.ClickHouse, cfg.ClickHouse.DSN) {
+		s.from = map[string]string{"clickhouse.database": "clickhouse.dsn"}
+	}
 }
 
 // parseConfig decodes data onto DefaultConfig strictly. Malformed YAML is
@@ -173,6 +190,8 @@ func (s *configSource) check(cfg Config) error {
 		if flag, ok := s.flagFor(fe.Field); ok {
 			is.Source = "set by " + flag
 		} else if line := lookupLine(s.root, fe.Field); line > 0 {
+			is.Line = line
+		} else if line := lookupLine(s.root, s.from[fe.Field]); line > 0 {
 			is.Line = line
 		} else {
 			is.Source = "default"
