@@ -259,7 +259,14 @@ func (l *loop) flush(ctx context.Context) error {
 		}
 	}
 	if err := l.c.Commit(ctx, l.msgs...); err != nil {
-		return fmt.Errorf("cannot commit %s after inserting %d rows: %w", l.topic, n, err)
+		if ctx.Err() != nil {
+			return fmt.Errorf("cannot commit %s after inserting %d rows: %w", l.topic, n, err)
+		}
+		// The rows are stored. A failed commit (the broker restarting, a
+		// rebalance) only means the messages come again, and their rows
+		// replace themselves: carry on rather than stop the sink.
+		l.log.Warn("cannot commit after insert; the messages will be delivered again and replace their rows",
+			"topic", l.topic, "rows", n, "err", err)
 	}
 	l.m.rows.WithLabelValues(l.topic).Add(float64(n))
 	l.m.flushSeconds.WithLabelValues(l.topic).Observe(time.Since(start).Seconds())
