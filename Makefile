@@ -9,7 +9,7 @@ BIN     ?= bin/tpflow
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: run test bench lint generate build deps
+.PHONY: run test bench bench-pipeline lint generate build deps
 
 ## deps: install the Debian packages and Go modules the build and tests need
 deps:
@@ -33,9 +33,17 @@ run: deps build
 test: deps
 	$(GO) test -timeout 15m -count=1 ./...
 
-## bench: run the cross-package benchmarks on one core, 6 times for benchstat
+## bench: the aggregator benchmarks in 6 interleaved rounds on one core (medians
+## and the ratio to the t-digest floor), then the codec benchmarks
 bench:
-	GOMAXPROCS=1 $(GO) test -run '^$$' -bench . -benchmem -count 6 ./benchmarks/
+	bash benchmarks/aggregate.sh 6
+	GOMAXPROCS=1 $(GO) test -run '^$$' -bench . -benchmem -count 6 ./pipeline/codec/
+
+## bench-pipeline: end-to-end throughput: broker, aggregate, sink and loadgen as
+## processes against a private ClickHouse, then raw events in ClickHouse instead
+## (about 7 minutes). BENCH_PIPELINE_FLAGS adds flags, e.g. '-duration 10s -skip-raw'
+bench-pipeline: deps
+	$(GO) run ./benchmarks/pipeline $(BENCH_PIPELINE_FLAGS)
 
 ## lint: gofmt, go vet and staticcheck
 lint:
