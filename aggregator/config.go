@@ -51,7 +51,7 @@ func DefaultConfig() Config {
 		MaxKeys:           50000,
 		Compression:       100,
 		WindowCompression: 50,
-		RawBufferLimit:    16384,
+		RawBufferLimit:    4096,
 	}
 }
 
