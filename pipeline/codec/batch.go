@@ -64,6 +64,9 @@ type Batch struct {
 	// messages, each checked for wire structure and references. Unmarshal
 	// one with proto.Unmarshal, or all with Full.
 	Logs, Panes, Alerts [][]byte
+	// ResourcePanes holds the encoded ResourcePane messages, checked like
+	// Panes.
+	ResourcePanes [][]byte
 	// Producer names the process that built the batch.
 	Producer string
 
@@ -84,17 +87,19 @@ func (b *Batch) Reset() {
 	clear(b.Logs)
 	clear(b.Panes)
 	clear(b.Alerts)
+	clear(b.ResourcePanes)
 	b.Logs = b.Logs[:0]
 	b.Panes = b.Panes[:0]
 	b.Alerts = b.Alerts[:0]
+	b.ResourcePanes = b.ResourcePanes[:0]
 	b.Producer = ""
 	b.raw = nil
 }
 
-// Len returns the number of events in b: calls, metrics, logs, panes and
-// alerts.
+// Len returns the number of events in b: calls, metrics, logs, panes,
+// alerts and resource panes.
 func (b *Batch) Len() int {
-	return len(b.Calls) + len(b.Metrics) + len(b.Logs) + len(b.Panes) + len(b.Alerts)
+	return len(b.Calls) + len(b.Metrics) + len(b.Logs) + len(b.Panes) + len(b.Alerts) + len(b.ResourcePanes)
 }
 
 // Symbol returns symbol ref, or "" if ref is out of range.
@@ -138,7 +143,8 @@ func (b *Batch) Label(set uint32, name string) string {
 // errNotDecoded is returned by Full on a Batch that holds no decoded bytes.
 var errNotDecoded = errors.New("batch holds no successfully decoded bytes")
 
-// Full decodes the whole batch, logs, panes and alerts included, with
+// Full decodes the whole batch, logs, panes, alerts and resource panes
+// included, with
 // proto.Unmarshal from the bytes b was decoded from. The result shares no
 // memory with those bytes. It fails with ErrMalformed where proto.Unmarshal
 // fails (for example on invalid UTF-8), and with a plain error if b was not

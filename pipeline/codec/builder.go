@@ -25,7 +25,7 @@ import (
 // Builder retains the strings passed to Symbol, LabelSet and Series until
 // Reset: do not pass strings that alias reusable memory (such as a decoded
 // Batch's Symbols) without strings.Clone. It does not retain the label slices
-// or the messages passed to AddLog, AddPane and AddAlert.
+// or the messages passed to AddLog, AddPane, AddAlert and AddResourcePane.
 //
 // Passing a reference that this Builder did not hand out (a series, label set
 // or symbol index out of range) is a programming error and panics.
@@ -45,10 +45,10 @@ type Builder struct {
 	calls   []Call
 	metrics []Metric
 
-	// other holds the logs, panes and alerts, each already encoded with its
-	// field tag and length, in the order they were added.
-	other                  []byte
-	nlogs, npanes, nalerts int
+	// other holds the logs, panes, alerts and resource panes, each already
+	// encoded with its field tag and length, in the order they were added.
+	other                             []byte
+	nlogs, npanes, nalerts, nresource int
 
 	size int // exact encoded size of everything but producer and version
 
@@ -86,7 +86,7 @@ func (b *Builder) Reset() {
 	b.calls = b.calls[:0]
 	b.metrics = b.metrics[:0]
 	b.other = b.other[:0]
-	b.nlogs, b.npanes, b.nalerts = 0, 0, 0
+	b.nlogs, b.npanes, b.nalerts, b.nresource = 0, 0, 0, 0
 	b.size = 0
 	b.addSymbol("", "")
 }
@@ -102,7 +102,7 @@ func (b *Builder) SetProducer(p string) {
 
 // Len returns the number of events added since the last Reset.
 func (b *Builder) Len() int {
-	return len(b.calls) + len(b.metrics) + b.nlogs + b.npanes + b.nalerts
+	return len(b.calls) + len(b.metrics) + b.nlogs + b.npanes + b.nalerts + b.nresource
 }
 
 // Size returns the number of bytes AppendTo will append, so that producers can
@@ -326,6 +326,20 @@ func (b *Builder) AddAlert(a *tpflowpb.Alert) error {
 		return fmt.Errorf("encode alert: %w", err)
 	}
 	b.nalerts++
+	return nil
+}
+
+// AddResourcePane encodes p into the batch; its label set and name symbol
+// must come from b. It fails, adding nothing, if p cannot be encoded.
+// AddResourcePane does not retain p.
+func (b *Builder) AddResourcePane(p *tpflowpb.ResourcePane) error {
+	b.init()
+	b.mustLabelSet("resource pane", p.GetLabels())
+	b.mustSymbol("resource pane name", p.GetName())
+	if err := b.addMessage(fieldResourcePanes, p); err != nil {
+		return fmt.Errorf("encode resource pane: %w", err)
+	}
+	b.nresource++
 	return nil
 }
 

@@ -39,6 +39,9 @@ const (
 	fieldPanes     = 8
 	fieldAlerts    = 9
 	fieldProducer  = 10
+	// fieldResourcePanes is the last known field; a higher number is
+	// skipped as unknown.
+	fieldResourcePanes = 11
 )
 
 // Decode resets b and decodes the EventBatch in buf into it, reusing b's
@@ -77,7 +80,7 @@ func (o DecodeOptions) Decode(buf []byte, b *Batch) error {
 			return fmt.Errorf("at byte %d: %w", len(buf)-len(m), wireErr(n))
 		}
 		m = m[n:]
-		if num < 1 || num > fieldProducer {
+		if num < 1 || num > fieldResourcePanes {
 			n = protowire.ConsumeFieldValue(num, typ, m)
 			if n < 0 {
 				return fmt.Errorf("unknown field %d: %w", num, wireErr(n))
@@ -135,6 +138,8 @@ func (o DecodeOptions) Decode(buf []byte, b *Batch) error {
 			b.Alerts = append(b.Alerts, v)
 		case fieldProducer:
 			b.Producer = aliasString(v)
+		case fieldResourcePanes:
+			b.ResourcePanes = append(b.ResourcePanes, v)
 		}
 	}
 	if !haveVersion {
@@ -215,6 +220,11 @@ func (b *Batch) check() error {
 	for i, v := range b.Alerts {
 		if err := checkMessage(v, alertFields[:], nsym, nsets); err != nil {
 			return fmt.Errorf("alert %d: %w", i, err)
+		}
+	}
+	for i, v := range b.ResourcePanes {
+		if err := checkMessage(v, resourcePaneFields[:], nsym, nsets); err != nil {
+			return fmt.Errorf("resource pane %d: %w", i, err)
 		}
 	}
 	return nil
@@ -495,6 +505,11 @@ var paneFields = [...]fieldKind{
 	6: kindVarint, 7: kindVarint, 8: kindFixed64, 9: kindFixed64, 10: kindFixed64,
 	11: kindFixed64, 12: kindFixed64, 13: kindFixed64, 14: kindFixed64,
 	15: kindDoubles, 16: kindDoubles,
+}
+
+var resourcePaneFields = [...]fieldKind{
+	1: kindLabelSet, 2: kindSymbol, 3: kindVarint, 4: kindVarint, 5: kindVarint,
+	6: kindVarint, 7: kindFixed64, 8: kindFixed64, 9: kindFixed64,
 }
 
 var alertFields = [...]fieldKind{

@@ -17,9 +17,10 @@
 // aggregator decodes millions of calls per second per core: it fills a
 // caller-owned Batch whose slices are reused from batch to batch, so that a
 // steady-state decode allocates nothing. Calls, metrics, series, label sets and
-// symbols are decoded into flat slices. Logs, panes and alerts are not on any
-// hot path: Decode checks their wire structure and references and keeps each
-// one's encoded bytes (Batch.Logs, Batch.Panes, Batch.Alerts); Batch.Full
+// symbols are decoded into flat slices. Logs, panes, alerts and resource panes
+// are not on any hot path: Decode checks their wire structure and references
+// and keeps each one's encoded bytes (Batch.Logs, Batch.Panes, Batch.Alerts,
+// Batch.ResourcePanes); Batch.Full
 // decodes the whole message with proto.Unmarshal for the consumers that need
 // them. Decode accepts fields in any order, packed and unpacked repeated
 // scalars, and skips unknown fields. It is stricter than proto.Unmarshal in
@@ -36,9 +37,9 @@
 // # Aliasing and ownership
 //
 // A decoded Batch aliases the buffer it was decoded from: Symbols, Producer,
-// Logs, Panes and Alerts point into it without copying. The Batch is valid only
-// until that buffer is modified or reused, and only until the Batch itself is
-// passed to Decode again. Copy what must outlive it (strings.Clone), or use
+// Logs, Panes, Alerts and ResourcePanes point into it without copying. The
+// Batch is valid only until that buffer is modified or reused, and only until
+// the Batch itself is passed to Decode again. Copy what must outlive it (strings.Clone), or use
 // Full, whose result shares nothing with the buffer.
 //
 // # Encoding

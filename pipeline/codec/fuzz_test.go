@@ -39,11 +39,19 @@ func fuzzSeeds() []fuzzSeed {
 		panic(err)
 	}
 	full := b.AppendTo(nil)
+	b.Reset()
+	rls := b.LabelSet([]schemas.Label{{Name: "app", Value: "cart"}, {Name: "container", Value: "web"}, {Name: "host", Value: "10.0.0.1"}})
+	if err := b.AddResourcePane(&tpflowpb.ResourcePane{Labels: rls, Name: b.Symbol("cpu_cores"), PaneStartUnixMs: 1_700_000_000_000, PaneMs: 10000, Version: 3, Count: 3, Sum: 1.5, Max: 0.75, P95: 0.75}); err != nil {
+		panic(err)
+	}
+	resource := b.AppendTo(nil)
 	calls := benchBatch(20, 5)
 	tables := validTables()
 	return []fuzzSeed{
 		{"full", "ok", full},
 		{"calls", "ok", calls},
+		{"resource_panes", "ok", resource},
+		{"bad_resource_pane", "bad_reference", tables.bytes(11, wire{}.varint(2, 9))},
 		{"version_only", "ok", wire{}.varint(1, 1)},
 		{"unpacked_refs", "ok", wire{}.varint(1, 1).str(2, "").str(2, "a").bytes(3, wire{}.varint(1, 1).varint(1, 0))},
 		{"truncated", "truncated", full[:len(full)/2]},

@@ -114,6 +114,12 @@ func randPB(r *rand.Rand) *tpflowpb.EventBatch {
 		}
 		pb.Alerts = append(pb.Alerts, a)
 	}
+	for range r.IntN(3) {
+		pb.ResourcePanes = append(pb.ResourcePanes, &tpflowpb.ResourcePane{
+			Labels: set(), Name: sym(), PaneStartUnixMs: int64(randVarint(r)), PaneMs: 10000,
+			Version: randVarint(r), Count: randVarint(r), Sum: r.Float64() * 1e9, Max: r.Float64(), P95: r.Float64(),
+		})
+	}
 	if r.IntN(2) == 0 {
 		pb.Producer = randString(r)
 	}
@@ -185,10 +191,11 @@ func checkAgainstPB(t *testing.T, got *Batch, pb *tpflowpb.EventBatch) {
 	checkRaw(t, "log", got.Logs, pb.GetLogs(), func() proto.Message { return new(tpflowpb.LogEvent) })
 	checkRaw(t, "pane", got.Panes, pb.GetPanes(), func() proto.Message { return new(tpflowpb.PaneStat) })
 	checkRaw(t, "alert", got.Alerts, pb.GetAlerts(), func() proto.Message { return new(tpflowpb.Alert) })
+	checkRaw(t, "resource pane", got.ResourcePanes, pb.GetResourcePanes(), func() proto.Message { return new(tpflowpb.ResourcePane) })
 	if got.Producer != pb.GetProducer() {
 		t.Errorf("Producer = %q, want %q", got.Producer, pb.GetProducer())
 	}
-	if n := len(pb.GetCalls()) + len(pb.GetMetrics()) + len(pb.GetLogs()) + len(pb.GetPanes()) + len(pb.GetAlerts()); got.Len() != n {
+	if n := len(pb.GetCalls()) + len(pb.GetMetrics()) + len(pb.GetLogs()) + len(pb.GetPanes()) + len(pb.GetAlerts()) + len(pb.GetResourcePanes()); got.Len() != n {
 		t.Errorf("Len() = %d, want %d", got.Len(), n)
 	}
 	full, err := got.Full()

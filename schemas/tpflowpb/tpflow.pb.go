@@ -154,7 +154,8 @@ type EventBatch struct {
 	Alerts  []*Alert        `protobuf:"bytes,9,rep,name=alerts,proto3" json:"alerts,omitempty"`
 	// producer names the process that built the batch (host/role/pid), for
 	// tracing duplicates; it is not part of any identity.
-	Producer      string `protobuf:"bytes,10,opt,name=producer,proto3" json:"producer,omitempty"`
+	Producer      string          `protobuf:"bytes,10,opt,name=producer,proto3" json:"producer,omitempty"`
+	ResourcePanes []*ResourcePane `protobuf:"bytes,11,rep,name=resource_panes,json=resourcePanes,proto3" json:"resource_panes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -257,6 +258,13 @@ func (x *EventBatch) GetProducer() string {
 		return x.Producer
 	}
 	return ""
+}
+
+func (x *EventBatch) GetResourcePanes() []*ResourcePane {
+	if x != nil {
+		return x.ResourcePanes
+	}
+	return nil
 }
 
 // LabelSet is a list of symbol references as name, value pairs, sorted by
@@ -801,6 +809,120 @@ func (x *PaneStat) GetCentroidWeights() []float64 {
 	return nil
 }
 
+// ResourcePane is the final (or corrected) summary of one resource metric of
+// one container over one tumbling pane: the samples' count, sum, max and
+// exact 95th percentile. Its identity is (labels, name, pane_start_unix_ms);
+// a higher version replaces a lower one.
+type ResourcePane struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// labels indexes EventBatch.label_sets: system, app, group, idc, host,
+	// container.
+	Labels          uint32  `protobuf:"varint,1,opt,name=labels,proto3" json:"labels,omitempty"`
+	Name            uint32  `protobuf:"varint,2,opt,name=name,proto3" json:"name,omitempty"` // symbol: the metric name, e.g. cpu_cores
+	PaneStartUnixMs int64   `protobuf:"varint,3,opt,name=pane_start_unix_ms,json=paneStartUnixMs,proto3" json:"pane_start_unix_ms,omitempty"`
+	PaneMs          uint32  `protobuf:"varint,4,opt,name=pane_ms,json=paneMs,proto3" json:"pane_ms,omitempty"`
+	Version         uint64  `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
+	Count           uint64  `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	Sum             float64 `protobuf:"fixed64,7,opt,name=sum,proto3" json:"sum,omitempty"`
+	Max             float64 `protobuf:"fixed64,8,opt,name=max,proto3" json:"max,omitempty"`
+	P95             float64 `protobuf:"fixed64,9,opt,name=p95,proto3" json:"p95,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ResourcePane) Reset() {
+	*x = ResourcePane{}
+	mi := &file_tpflow_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResourcePane) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResourcePane) ProtoMessage() {}
+
+func (x *ResourcePane) ProtoReflect() protoreflect.Message {
+	mi := &file_tpflow_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResourcePane.ProtoReflect.Descriptor instead.
+func (*ResourcePane) Descriptor() ([]byte, []int) {
+	return file_tpflow_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ResourcePane) GetLabels() uint32 {
+	if x != nil {
+		return x.Labels
+	}
+	return 0
+}
+
+func (x *ResourcePane) GetName() uint32 {
+	if x != nil {
+		return x.Name
+	}
+	return 0
+}
+
+func (x *ResourcePane) GetPaneStartUnixMs() int64 {
+	if x != nil {
+		return x.PaneStartUnixMs
+	}
+	return 0
+}
+
+func (x *ResourcePane) GetPaneMs() uint32 {
+	if x != nil {
+		return x.PaneMs
+	}
+	return 0
+}
+
+func (x *ResourcePane) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ResourcePane) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *ResourcePane) GetSum() float64 {
+	if x != nil {
+		return x.Sum
+	}
+	return 0
+}
+
+func (x *ResourcePane) GetMax() float64 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+func (x *ResourcePane) GetP95() float64 {
+	if x != nil {
+		return x.P95
+	}
+	return 0
+}
+
 // Alert is one state change of one alert instance.
 type Alert struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -820,7 +942,7 @@ type Alert struct {
 
 func (x *Alert) Reset() {
 	*x = Alert{}
-	mi := &file_tpflow_proto_msgTypes[7]
+	mi := &file_tpflow_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -832,7 +954,7 @@ func (x *Alert) String() string {
 func (*Alert) ProtoMessage() {}
 
 func (x *Alert) ProtoReflect() protoreflect.Message {
-	mi := &file_tpflow_proto_msgTypes[7]
+	mi := &file_tpflow_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -845,7 +967,7 @@ func (x *Alert) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Alert.ProtoReflect.Descriptor instead.
 func (*Alert) Descriptor() ([]byte, []int) {
-	return file_tpflow_proto_rawDescGZIP(), []int{7}
+	return file_tpflow_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Alert) GetRule() string {
@@ -922,7 +1044,7 @@ var File_tpflow_proto protoreflect.FileDescriptor
 
 const file_tpflow_proto_rawDesc = "" +
 	"\n" +
-	"\ftpflow.proto\x12\ttpflow.v1\"\xa5\x03\n" +
+	"\ftpflow.proto\x12\ttpflow.v1\"\xe5\x03\n" +
 	"\n" +
 	"EventBatch\x12%\n" +
 	"\x0eschema_version\x18\x01 \x01(\rR\rschemaVersion\x12\x18\n" +
@@ -936,7 +1058,8 @@ const file_tpflow_proto_rawDesc = "" +
 	"\x05panes\x18\b \x03(\v2\x13.tpflow.v1.PaneStatR\x05panes\x12(\n" +
 	"\x06alerts\x18\t \x03(\v2\x10.tpflow.v1.AlertR\x06alerts\x12\x1a\n" +
 	"\bproducer\x18\n" +
-	" \x01(\tR\bproducer\"\x1e\n" +
+	" \x01(\tR\bproducer\x12>\n" +
+	"\x0eresource_panes\x18\v \x03(\v2\x17.tpflow.v1.ResourcePaneR\rresourcePanes\"\x1e\n" +
 	"\bLabelSet\x12\x12\n" +
 	"\x04refs\x18\x01 \x03(\rR\x04refs\"8\n" +
 	"\x06Series\x12\x16\n" +
@@ -987,7 +1110,17 @@ const file_tpflow_proto_rawDesc = "" +
 	"\x06p99_us\x18\r \x01(\x01R\x05p99Us\x12\x17\n" +
 	"\ap999_us\x18\x0e \x01(\x01R\x06p999Us\x12%\n" +
 	"\x0ecentroid_means\x18\x0f \x03(\x01R\rcentroidMeans\x12)\n" +
-	"\x10centroid_weights\x18\x10 \x03(\x01R\x0fcentroidWeights\"\xc2\x03\n" +
+	"\x10centroid_weights\x18\x10 \x03(\x01R\x0fcentroidWeights\"\xe6\x01\n" +
+	"\fResourcePane\x12\x16\n" +
+	"\x06labels\x18\x01 \x01(\rR\x06labels\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\rR\x04name\x12+\n" +
+	"\x12pane_start_unix_ms\x18\x03 \x01(\x03R\x0fpaneStartUnixMs\x12\x17\n" +
+	"\apane_ms\x18\x04 \x01(\rR\x06paneMs\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\x04R\aversion\x12\x14\n" +
+	"\x05count\x18\x06 \x01(\x04R\x05count\x12\x10\n" +
+	"\x03sum\x18\a \x01(\x01R\x03sum\x12\x10\n" +
+	"\x03max\x18\b \x01(\x01R\x03max\x12\x10\n" +
+	"\x03p95\x18\t \x01(\x01R\x03p95\"\xc2\x03\n" +
 	"\x05Alert\x12\x12\n" +
 	"\x04rule\x18\x01 \x01(\tR\x04rule\x12\x16\n" +
 	"\x06labels\x18\x02 \x01(\rR\x06labels\x12C\n" +
@@ -1030,7 +1163,7 @@ func file_tpflow_proto_rawDescGZIP() []byte {
 }
 
 var file_tpflow_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tpflow_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_tpflow_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_tpflow_proto_goTypes = []any{
 	(MetricKind)(0),      // 0: tpflow.v1.MetricKind
 	(AlertState)(0),      // 1: tpflow.v1.AlertState
@@ -1041,8 +1174,9 @@ var file_tpflow_proto_goTypes = []any{
 	(*LogEvent)(nil),     // 6: tpflow.v1.LogEvent
 	(*MetricSample)(nil), // 7: tpflow.v1.MetricSample
 	(*PaneStat)(nil),     // 8: tpflow.v1.PaneStat
-	(*Alert)(nil),        // 9: tpflow.v1.Alert
-	nil,                  // 10: tpflow.v1.Alert.AnnotationsEntry
+	(*ResourcePane)(nil), // 9: tpflow.v1.ResourcePane
+	(*Alert)(nil),        // 10: tpflow.v1.Alert
+	nil,                  // 11: tpflow.v1.Alert.AnnotationsEntry
 }
 var file_tpflow_proto_depIdxs = []int32{
 	3,  // 0: tpflow.v1.EventBatch.label_sets:type_name -> tpflow.v1.LabelSet
@@ -1051,15 +1185,16 @@ var file_tpflow_proto_depIdxs = []int32{
 	6,  // 3: tpflow.v1.EventBatch.logs:type_name -> tpflow.v1.LogEvent
 	7,  // 4: tpflow.v1.EventBatch.metrics:type_name -> tpflow.v1.MetricSample
 	8,  // 5: tpflow.v1.EventBatch.panes:type_name -> tpflow.v1.PaneStat
-	9,  // 6: tpflow.v1.EventBatch.alerts:type_name -> tpflow.v1.Alert
-	0,  // 7: tpflow.v1.MetricSample.kind:type_name -> tpflow.v1.MetricKind
-	10, // 8: tpflow.v1.Alert.annotations:type_name -> tpflow.v1.Alert.AnnotationsEntry
-	1,  // 9: tpflow.v1.Alert.state:type_name -> tpflow.v1.AlertState
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	10, // 6: tpflow.v1.EventBatch.alerts:type_name -> tpflow.v1.Alert
+	9,  // 7: tpflow.v1.EventBatch.resource_panes:type_name -> tpflow.v1.ResourcePane
+	0,  // 8: tpflow.v1.MetricSample.kind:type_name -> tpflow.v1.MetricKind
+	11, // 9: tpflow.v1.Alert.annotations:type_name -> tpflow.v1.Alert.AnnotationsEntry
+	1,  // 10: tpflow.v1.Alert.state:type_name -> tpflow.v1.AlertState
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_tpflow_proto_init() }
@@ -1073,7 +1208,7 @@ func file_tpflow_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tpflow_proto_rawDesc), len(file_tpflow_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
