@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # install-deps.sh installs what tpflow's build and tests need on Debian 12:
-# protoc (make generate) and clickhouse-server/-client (storage tests), plus
+# protoc (make generate), clickhouse-server/-client (storage tests) and
+# prometheus-alertmanager (alerting tests), plus
 # the Go modules of go.mod. It is idempotent and a fast no-op when all is
 # installed: apt-get runs only when a package is missing.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(protobuf-compiler clickhouse-server clickhouse-client)
+packages=(protobuf-compiler clickhouse-server clickhouse-client prometheus-alertmanager)
 
 missing=()
 for p in "${packages[@]}"; do
