@@ -1,0 +1,36 @@
+package resource
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	samples, late, lateDropped, future prometheus.Counter
+	overflow, counters, panes          prometheus.Counter
+	liveKeys, watermarkLag             prometheus.Gauge
+}
+
+func newMetrics() *metrics {
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "tpflow", Subsystem: "resource", Name: name, Help: help})
+	}
+	g := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "tpflow", Subsystem: "resource", Name: name, Help: help})
+	}
+	return &metrics{
+		samples:      c("samples_total", "Metric samples aggregated into open resource panes."),
+		late:         c("late_samples_total", "Samples that arrived after their pane was final, within the grace: they produce a corrected pane."),
+		lateDropped:  c("late_dropped_samples_total", "Samples that arrived after their pane's grace ended: dropped."),
+		future:       c("future_samples_total", "Samples dated further ahead of the wall clock than the allowed clock skew: dropped."),
+		overflow:     c("overflow_samples_total", "Samples of keys beyond the key cap, folded into the __other__ container."),
+		counters:     c("counter_samples_total", "Counter samples skipped: resource panes summarise gauges."),
+		panes:        c("panes_emitted_total", "Resource panes emitted, corrections included."),
+		liveKeys:     g("live_keys", "Resource keys held in memory."),
+		watermarkLag: g("watermark_lag_seconds", "Wall clock minus the resource watermark."),
+	}
+}
+
+func (m *metrics) register(r prometheus.Registerer) {
+	if r == nil {
+		return
+	}
+	r.MustRegister(m.samples, m.late, m.lateDropped, m.future, m.overflow, m.counters, m.panes, m.liveKeys, m.watermarkLag)
+}
