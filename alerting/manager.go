@@ -1,0 +1,439 @@
+package alerting
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tpflow/tpflow/aggregator"
+)
+
+// WindowSource reads sliding windows; aggregator.Engine implements it.
+// Rollup merges the digests of every matching key into one window, so a
+// rollup's percentiles are those of the merged calls.
+type WindowSource interface {
+	Rollup(match func(aggregator.Key) bool, d time.Duration) aggregator.WindowStat
+	Windows(match func(aggregator.Key) bool, d time.Duration) []aggregator.KeyWindow
+}
+
+// NotifyFunc hands alerts that need sending to the notifiers. It must not
+// block for long: senders queue.
+type NotifyFunc func(ctx context.Context, alerts []Alert)
+
+// State is where an alert is in its lifecycle.
+type State int
+
+// The alert states. Inactive alerts are not kept.
+const (
+	StateInactive State = iota
+	StatePending
+	StateFiring
+	StateResolved
+)
+
+func (s State) String() string {
+	switch s {
+	case StatePending:
+		return "pending"
+	case StateFiring:
+		return "firing"
+	case StateResolved:
+		return "resolved"
+	}
+	return "inactive"
+}
+
+// Alert is one alert of one rule and one group of keys. Labels hold
+// alertname, the by labels and the rule's labels.
+type Alert struct {
+	Rule        string
+	Labels      map[string]string
+	Annotations map[string]string
+	State       State
+	Value       float64
+
+	ActiveAt        time.Time // the condition first held
+	FiredAt         time.Time
+	LastTrueAt      time.Time // the condition last held
+	ResolvedAt      time.Time
+	LastSentAt      time.Time
+	KeepFiringSince time.Time // the condition stopped holding while kept firing
+	// ValidUntil is the EndsAt sent with a firing alert: if no update
+	// arrives by then, the receiver resolves it on its own.
+	ValidUntil time.Time
+}
+
+// EndsAt is the end time to send: ResolvedAt for a resolved alert, ValidUntil
+// for a firing one.
+func (a *Alert) EndsAt() time.Time {
+	if a.State == StateResolved {
+		return a.ResolvedAt
+	}
+	return a.ValidUntil
+}
+
+// Config configures a Manager.
+type Config struct {
+	// Interval is how often Run evaluates the rules.
+	Interval time.Duration `yaml:"interval"`
+	// ResendDelay is how often a firing or resolved alert is sent again.
+	ResendDelay time.Duration `yaml:"resend_delay"`
+	// ResolvedRetention is how long a resolved alert is still re-sent.
+	ResolvedRetention time.Duration `yaml:"resolved_retention"`
+	// StateFile, when set, is where Run saves alert state after each
+	// evaluation and where NewManager's caller restores it from.
+	StateFile string `yaml:"state_file"`
+	// GeneratorURL is sent with every alert.
+	GeneratorURL string `yaml:"generator_url"`
+}
+
+// DefaultConfig returns the defaults Prometheus uses.
+func DefaultConfig() Config {
+	return Config{Interval: 15 * time.Second, ResendDelay: time.Minute, ResolvedRetention: 15 * time.Minute}
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	if c.Interval <= 0 {
+		return fmt.Errorf("alerting: interval must be positive, got %s", c.Interval)
+	}
+	if c.ResendDelay <= 0 {
+		return fmt.Errorf("alerting: resend_delay must be positive, got %s", c.ResendDelay)
+	}
+	if c.ResolvedRetention < 0 {
+		return fmt.Errorf("alerting: resolved_retention must not be negative, got %s", c.ResolvedRetention)
+	}
+	return nil
+}
+
+// Manager evaluates the rules of a RuleSet against a WindowSource and keeps
+// the alerts' lifecycle. Manager is safe for concurrent use.
+type Manager struct {
+	cfg    Config
+	rules  *RuleSet
+	src    WindowSource
+	notify NotifyFunc
+	now    func() time.Time
+	log    *slog.Logger
+
+	mu     sync.Mutex
+	active map[string]map[string]*Alert // rule name → group fingerprint → alert
+}
+
+// NewManager returns a Manager. notify may be nil; now defaults to
+// time.Now and log to a discarding logger.
+func NewManager(cfg Config, rules *RuleSet, src WindowSource, notify NotifyFunc, now func() time.Time, log *slog.Logger) (*Manager, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Manager{cfg: cfg, rules: rules, src: src, notify: notify, now: now, log: log,
+		active: map[string]map[string]*Alert{}}, nil
+}
+
+// Run evaluates the rules every Interval until ctx ends, sends what needs
+// sending and saves the state after each evaluation.
+func (m *Manager) Run(ctx context.Context) error {
+	t := time.NewTicker(m.cfg.Interval)
+	defer t.Stop()
+	for {
+		m.Tick(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Tick evaluates once at m's now, hands what needs sending to the notify
+// function and saves the state file if one is configured.
+func (m *Manager) Tick(ctx context.Context) {
+	send := m.Eval(m.now())
+	if len(send) > 0 && m.notify != nil {
+		m.notify(ctx, send)
+	}
+	if m.cfg.StateFile != "" {
+		if err := m.SaveState(m.cfg.StateFile); err != nil {
+			m.log.Warn("cannot save alert state", "path", m.cfg.StateFile, "err", err)
+		}
+	}
+}
+
+// Eval evaluates every rule at time now, advances the alerts' lifecycle and
+// returns copies of the alerts that need sending now, marked as sent.
+func (m *Manager) Eval(now time.Time) []Alert {
+	rules := m.rules.Rules()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var send []Alert
+	live := make(map[string]bool, len(rules))
+	for _, r := range rules {
+		live[r.Name] = true
+		send = append(send, m.evalRule(r, now)...)
+	}
+	// Alerts of removed rules are dropped, as Prometheus does; a firing one
+	// resolves at the receiver when its ValidUntil passes.
+	for name := range m.active {
+		if !live[name] {
+			delete(m.active, name)
+		}
+	}
+	return send
+}
+
+// group is the merged window of the keys that share the rule's by labels.
+type group struct {
+	labels map[string]string
+	stat   aggregator.WindowStat
+}
+
+func labelOf(k aggregator.Key, name string) string {
+	switch name {
+	case "system":
+		return k.System
+	case "app":
+		return k.App
+	case "group":
+		return k.Group
+	case "idc":
+		return k.IDC
+	case "method":
+		return k.Method
+	}
+	panic("BUG: unknown label " + name)
+}
+
+func (r *Rule) matches(k aggregator.Key) bool {
+	for _, mt := range r.Matchers {
+		if !mt.Matches(labelOf(k, mt.Label)) {
+			return false
+		}
+	}
+	return true
+}
+
+// groups reads the rule's windows, one per distinct value of its by labels.
+// A group of several keys is read with one Rollup, which merges the keys'
+// digests; percentiles are never averaged.
+func (r *Rule) groups(src WindowSource) []group {
+	kws := src.Windows(r.matches, r.Window)
+	if r.perKey() {
+		out := make([]group, len(kws))
+		for i, kw := range kws {
+			out[i] = group{labels: r.byLabels(kw.Key), stat: kw.WindowStat}
+		}
+		return out
+	}
+	type member struct {
+		labels map[string]string
+		n      int
+		stat   aggregator.WindowStat
+	}
+	byFP := map[string]*member{}
+	var order []string
+	for _, kw := range kws {
+		ls := r.byLabels(kw.Key)
+		fp := fingerprint(ls)
+		g := byFP[fp]
+		if g == nil {
+			g = &member{labels: ls}
+			byFP[fp] = g
+			order = append(order, fp)
+		}
+		g.n++
+		g.stat = kw.WindowStat
+	}
+	out := make([]group, 0, len(order))
+	for _, fp := range order {
+		g := byFP[fp]
+		if g.n > 1 {
+			want := g.labels
+			g.stat = src.Rollup(func(k aggregator.Key) bool {
+				if !r.matches(k) {
+					return false
+				}
+				for _, l := range r.By {
+					if labelOf(k, l) != want[l] {
+						return false
+					}
+				}
+				return true
+			}, r.Window)
+		}
+		out = append(out, group{labels: g.labels, stat: g.stat})
+	}
+	return out
+}
+
+func (r *Rule) byLabels(k aggregator.Key) map[string]string {
+	ls := make(map[string]string, len(r.By))
+	for _, l := range r.By {
+		ls[l] = labelOf(k, l)
+	}
+	return ls
+}
+
+// value is the rule's measure of ws in the measure's unit; ok is false when
+// the window holds no calls.
+func (r *Rule) value(ws aggregator.WindowStat) (v float64, ok bool) {
+	if ws.Count == 0 {
+		return 0, false
+	}
+	const usPerMs = 1000
+	switch r.Measure {
+	case TP50:
+		return ws.P50 / usPerMs, true
+	case TP90:
+		return ws.P90 / usPerMs, true
+	case TP99:
+		return ws.P99 / usPerMs, true
+	case TP999:
+		return ws.P999 / usPerMs, true
+	case AvgLatency:
+		return ws.AvgUs / usPerMs, true
+	case QPS:
+		return ws.QPS, true
+	case ErrorRate:
+		return ws.ErrorRate, true
+	}
+	panic("BUG: unknown measure " + string(r.Measure))
+}
+
+// fingerprint identifies a label set.
+func fingerprint(ls map[string]string) string {
+	keys := slices.Sorted(maps.Keys(ls))
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(k)
+		b.WriteByte(0)
+		b.WriteString(ls[k])
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+func (m *Manager) evalRule(r *Rule, now time.Time) []Alert {
+	alerts := m.active[r.Name]
+	if alerts == nil {
+		alerts = map[string]*Alert{}
+		m.active[r.Name] = alerts
+	}
+	holding := map[string]bool{}
+	for _, g := range r.groups(m.src) {
+		v, ok := r.value(g.stat)
+		if !ok || !r.Op.compare(v, r.Threshold) {
+			continue
+		}
+		fp := fingerprint(g.labels)
+		holding[fp] = true
+		a := alerts[fp]
+		if a == nil || a.State == StateResolved {
+			a = &Alert{Rule: r.Name, State: StatePending, ActiveAt: now}
+			alerts[fp] = a
+		}
+		a.Value = v
+		a.LastTrueAt = now
+		a.KeepFiringSince = time.Time{}
+		m.render(r, a, g.labels)
+		if a.State == StatePending && now.Sub(a.ActiveAt) >= r.For {
+			a.State = StateFiring
+			a.FiredAt = now
+		}
+	}
+	var send []Alert
+	for fp, a := range alerts {
+		if !holding[fp] {
+			switch a.State {
+			case StatePending:
+				delete(alerts, fp)
+				continue
+			case StateFiring:
+				if r.KeepFiringFor > 0 && now.Sub(a.LastTrueAt) < r.KeepFiringFor {
+					if a.KeepFiringSince.IsZero() {
+						a.KeepFiringSince = now
+					}
+				} else {
+					a.State = StateResolved
+					a.ResolvedAt = now
+				}
+			case StateResolved:
+				if now.Sub(a.ResolvedAt) > m.cfg.ResolvedRetention {
+					delete(alerts, fp)
+					continue
+				}
+			}
+		}
+		if a.State == StateFiring {
+			a.ValidUntil = now.Add(4 * max(m.cfg.Interval, m.cfg.ResendDelay))
+		}
+		if m.needsSending(a, now) {
+			a.LastSentAt = now
+			send = append(send, a.copy())
+		}
+	}
+	return send
+}
+
+func (m *Manager) needsSending(a *Alert, now time.Time) bool {
+	switch a.State {
+	case StatePending, StateInactive:
+		return false
+	case StateResolved:
+		if a.ResolvedAt.After(a.LastSentAt) {
+			return true
+		}
+	case StateFiring:
+		if a.LastSentAt.Before(a.FiredAt) {
+			return true
+		}
+	}
+	return !a.LastSentAt.Add(m.cfg.ResendDelay).After(now)
+}
+
+// render sets a's labels and annotations from the rule's templates; the
+// templates see the by labels and a's value.
+func (m *Manager) render(r *Rule, a *Alert, byLabels map[string]string) {
+	ls := maps.Clone(byLabels)
+	maps.Copy(ls, expand(r.labelTmpl, byLabels, a.Value))
+	ls["alertname"] = r.Name
+	a.Labels = ls
+	a.Annotations = expand(r.annTmpl, ls, a.Value)
+}
+
+func (a *Alert) copy() Alert {
+	c := *a
+	c.Labels = maps.Clone(a.Labels)
+	c.Annotations = maps.Clone(a.Annotations)
+	return c
+}
+
+// Alerts returns copies of every pending, firing and resolved alert,
+// ordered by rule and labels.
+func (m *Manager) Alerts() []Alert {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Alert
+	for _, as := range m.active {
+		for _, a := range as {
+			out = append(out, a.copy())
+		}
+	}
+	slices.SortFunc(out, func(a, b Alert) int {
+		if c := strings.Compare(a.Rule, b.Rule); c != 0 {
+			return c
+		}
+		return strings.Compare(fingerprint(a.Labels), fingerprint(b.Labels))
+	})
+	return out
+}

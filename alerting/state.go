@@ -1,0 +1,143 @@
+package alerting
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// stateVersion is the version of the state file's format.
+const stateVersion = 1
+
+type stateFile struct {
+	Version int          `json:"version"`
+	SavedAt time.Time    `json:"saved_at"`
+	Alerts  []stateAlert `json:"alerts"`
+}
+
+type stateAlert struct {
+	Rule            string            `json:"rule"`
+	Key             string            `json:"key"` // fingerprint of the by labels
+	State           string            `json:"state"`
+	Labels          map[string]string `json:"labels"`
+	Annotations     map[string]string `json:"annotations,omitempty"`
+	Value           float64           `json:"value"`
+	ActiveAt        time.Time         `json:"active_at"`
+	FiredAt         time.Time         `json:"fired_at"`
+	LastTrueAt      time.Time         `json:"last_true_at"`
+	ResolvedAt      time.Time         `json:"resolved_at"`
+	LastSentAt      time.Time         `json:"last_sent_at"`
+	KeepFiringSince time.Time         `json:"keep_firing_since"`
+	ValidUntil      time.Time         `json:"valid_until"`
+}
+
+// SaveState writes the alerts' state to path atomically: a reader sees the
+// previous file or the new one, never a torn one.
+func (m *Manager) SaveState(path string) error {
+	m.mu.Lock()
+	sf := stateFile{Version: stateVersion, SavedAt: m.now()}
+	for rule, as := range m.active {
+		for key, a := range as {
+			sf.Alerts = append(sf.Alerts, stateAlert{
+				Rule: rule, Key: key, State: a.State.String(), Labels: a.Labels, Annotations: a.Annotations,
+				Value: a.Value, ActiveAt: a.ActiveAt, FiredAt: a.FiredAt, LastTrueAt: a.LastTrueAt,
+				ResolvedAt: a.ResolvedAt, LastSentAt: a.LastSentAt, KeepFiringSince: a.KeepFiringSince,
+				ValidUntil: a.ValidUntil,
+			})
+		}
+	}
+	data, err := json.MarshalIndent(sf, "", "  ")
+	m.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("cannot encode alert state: %w", err)
+	}
+	return writeFileAtomic(path, data)
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("cannot create temporary state file in %s: %w", dir, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // a no-op after the rename
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("cannot write %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("cannot sync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("cannot close %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("cannot rename %s to %s: %w", tmp, path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		// Make the rename durable; not every file system supports it.
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// RestoreState loads alert state saved by SaveState. A missing file is not
+// an error: there is nothing to restore. Alerts of rules that are no longer
+// in the rule set are dropped; restored alerts keep their start and last
+// sent times, so a restart neither notifies them again before their resend
+// time nor forgets them.
+func (m *Manager) RestoreState(path string) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read alert state: %w", err)
+	}
+	var sf stateFile
+	if err := json.Unmarshal(data, &sf); err != nil {
+		return fmt.Errorf("cannot decode alert state %s: %w", path, err)
+	}
+	if sf.Version != stateVersion {
+		return fmt.Errorf("cannot restore alert state %s: version %d, want %d", path, sf.Version, stateVersion)
+	}
+	live := map[string]bool{}
+	for _, r := range m.rules.Rules() {
+		live[r.Name] = true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range sf.Alerts {
+		if !live[s.Rule] {
+			continue
+		}
+		var st State
+		switch s.State {
+		case "pending":
+			st = StatePending
+		case "firing":
+			st = StateFiring
+		case "resolved":
+			st = StateResolved
+		default:
+			return fmt.Errorf("cannot restore alert state %s: rule %q: unknown state %q", path, s.Rule, s.State)
+		}
+		as := m.active[s.Rule]
+		if as == nil {
+			as = map[string]*Alert{}
+			m.active[s.Rule] = as
+		}
+		as[s.Key] = &Alert{
+			Rule: s.Rule, Labels: s.Labels, Annotations: s.Annotations, State: st, Value: s.Value,
+			ActiveAt: s.ActiveAt, FiredAt: s.FiredAt, LastTrueAt: s.LastTrueAt, ResolvedAt: s.ResolvedAt,
+			LastSentAt: s.LastSentAt, KeepFiringSince: s.KeepFiringSince, ValidUntil: s.ValidUntil,
+		}
+	}
+	return nil
+}
