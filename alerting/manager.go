@@ -359,11 +359,12 @@ func (m *Manager) evalRule(r *Rule, now time.Time) []Alert {
 				delete(alerts, fp)
 				continue
 			case StateFiring:
-				if r.KeepFiringFor > 0 && now.Sub(a.LastTrueAt) < r.KeepFiringFor {
-					if a.KeepFiringSince.IsZero() {
-						a.KeepFiringSince = now
-					}
-				} else {
+				// As in Prometheus, keep_firing_for counts from the first
+				// evaluation at which the condition no longer held.
+				if a.KeepFiringSince.IsZero() {
+					a.KeepFiringSince = now
+				}
+				if now.Sub(a.KeepFiringSince) >= r.KeepFiringFor {
 					a.State = StateResolved
 					a.ResolvedAt = now
 				}
