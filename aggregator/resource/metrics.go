@@ -1,6 +1,10 @@
 package resource
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	samples, late, lateDropped, future prometheus.Counter
@@ -28,9 +32,28 @@ func newMetrics() *metrics {
 	}
 }
 
+// register registers m with r; a collector already registered there (an
+// engine started again in the same process) is shared rather than refused.
 func (m *metrics) register(r prometheus.Registerer) {
 	if r == nil {
 		return
 	}
-	r.MustRegister(m.samples, m.late, m.lateDropped, m.future, m.overflow, m.counters, m.panes, m.liveKeys, m.watermarkLag)
+	for _, c := range []*prometheus.Counter{&m.samples, &m.late, &m.lateDropped, &m.future, &m.overflow, &m.counters, &m.panes} {
+		if err := r.Register(*c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				panic("BUG: resource: " + err.Error())
+			}
+			*c = are.ExistingCollector.(prometheus.Counter)
+		}
+	}
+	for _, g := range []*prometheus.Gauge{&m.liveKeys, &m.watermarkLag} {
+		if err := r.Register(*g); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				panic("BUG: resource: " + err.Error())
+			}
+			*g = are.ExistingCollector.(prometheus.Gauge)
+		}
+	}
 }

@@ -1,7 +1,9 @@
 // Package stream runs an aggregator.Engine as a Kafka consumer: it reads the
 // calls topic in a consumer group, feeds every batch to the engine, publishes
 // the final panes to the stats topic and commits the calls offsets only
-// after those panes are acknowledged. DESIGN.md next to this file records
+// after those panes are acknowledged. Alongside, in a second consumer group,
+// it does the same for the metrics topic with a resource.Engine, whose
+// resource panes go to stats too. DESIGN.md next to this file records
 // when offsets may be committed and what happens on a rebalance.
 package stream
 
@@ -17,6 +19,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/tpflow/tpflow/aggregator"
+	"github.com/tpflow/tpflow/aggregator/resource"
 	"github.com/tpflow/tpflow/pipeline"
 	"github.com/tpflow/tpflow/pipeline/codec"
 	"github.com/tpflow/tpflow/pipeline/kafka"
@@ -31,6 +34,11 @@ type Config struct {
 	// committed.
 	FlushInterval time.Duration `yaml:"flush_interval"`
 }
+
+// MetricsGroupID returns the consumer group in which the metrics topic is
+// aggregated into resource panes: GroupID with "-metrics" appended. It is
+// a group of its own so that the two topics rebalance independently.
+func (c Config) MetricsGroupID() string { return c.GroupID + "-metrics" }
 
 // DefaultConfig returns the defaults: group tpflow-aggregate, a flush every
 // second.
@@ -57,6 +65,11 @@ func (c Config) Validate() error {
 // committed, so a crash at any point re-delivers, and the re-published
 // panes replace their earlier copies downstream.
 //
+// Run also consumes the metrics topic in the group cfg.MetricsGroupID()
+// into a resource.Engine with eng's configuration and publishes its
+// resource panes to stats under the same rules. An error of either consumer
+// ends Run.
+//
 // Run does not close eng; it must be the only caller of eng.Flush.
 func Run(ctx context.Context, kcfg kafka.Config, cfg Config, eng *aggregator.Engine, reg prometheus.Registerer, log *slog.Logger) error {
 	if log == nil {
@@ -73,6 +86,10 @@ func Run(ctx context.Context, kcfg kafka.Config, cfg Config, eng *aggregator.Eng
 		return fmt.Errorf("cannot start aggregator stream: %w", err)
 	}
 	m, err := newMetrics(reg)
+	if err != nil {
+		return fmt.Errorf("cannot start aggregator stream: %w", err)
+	}
+	reng, err := resource.New(eng.Config(), resource.WithLogger(log), resource.WithRegisterer(reg))
 	if err != nil {
 		return fmt.Errorf("cannot start aggregator stream: %w", err)
 	}
@@ -109,6 +126,18 @@ func Run(ctx context.Context, kcfg kafka.Config, cfg Config, eng *aggregator.Eng
 		ingested:   map[int32]int64{},
 		batches:    map[int]*codec.Batch{},
 	}
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	var rwg sync.WaitGroup
+	var rerr error
+	rwg.Add(1)
+	go func() {
+		defer rwg.Done()
+		if err := runResources(runCtx, kcfg, cfg.MetricsGroupID(), cfg.FlushInterval, reng, prod, dlq, km, m, log); err != nil && runCtx.Err() == nil {
+			rerr = fmt.Errorf("resource panes: %w", err)
+			stopRun()
+		}
+	}()
 	flushCtx, stopFlush := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -127,9 +156,14 @@ func Run(ctx context.Context, kcfg kafka.Config, cfg Config, eng *aggregator.Eng
 			}
 		}
 	}()
-	err = gc.Run(ctx, h)
+	err = gc.Run(runCtx, h)
 	stopFlush()
 	wg.Wait()
+	stopRun()
+	rwg.Wait()
+	if rerr != nil && ctx.Err() == nil {
+		return rerr
+	}
 	return err
 }
 
