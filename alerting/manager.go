@@ -88,8 +88,6 @@ type Config struct {
 	// StateFile, when set, is where Run saves alert state after each
 	// evaluation and where NewManager's caller restores it from.
 	StateFile string `yaml:"state_file"`
-	// GeneratorURL is sent with every alert.
-	GeneratorURL string `yaml:"generator_url"`
 }
 
 // DefaultConfig returns the defaults Prometheus uses.

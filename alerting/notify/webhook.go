@@ -1,0 +1,283 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// SignatureHeader carries the webhook body's HMAC-SHA256 under the shared
+// secret, as "sha256=" and the lower-case hex digest.
+const SignatureHeader = "X-Tpflow-Signature"
+
+// Sign returns the SignatureHeader value for body under secret.
+func Sign(secret, body []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// VerifySignature reports whether sig is body's signature under secret, in
+// constant time.
+func VerifySignature(secret, body []byte, sig string) bool {
+	return hmac.Equal([]byte(sig), []byte(Sign(secret, body)))
+}
+
+// WebhookConfig configures a webhook sender.
+type WebhookConfig struct {
+	// Name is the receiver name sent in the payload.
+	Name string `yaml:"name"`
+	URL  string `yaml:"url"`
+	// Secret signs each body (SignatureHeader); empty sends no signature.
+	Secret string `yaml:"secret"`
+	// Timeout bounds one attempt.
+	Timeout time.Duration `yaml:"timeout"`
+	// MaxAttempts bounds the attempts per message, the first included.
+	MaxAttempts int `yaml:"max_attempts"`
+	// MinBackoff is the wait after the first failure; it doubles per
+	// failure up to MaxBackoff.
+	MinBackoff time.Duration `yaml:"min_backoff"`
+	MaxBackoff time.Duration `yaml:"max_backoff"`
+	// QueueSize bounds the alerts waiting to be sent; the oldest are dropped
+	// and counted when it overflows.
+	QueueSize int `yaml:"queue_size"`
+	// BatchSize is the most alerts taken from the queue at once.
+	BatchSize int `yaml:"batch_size"`
+	// ExternalURL is sent as the payload's externalURL.
+	ExternalURL string `yaml:"external_url"`
+}
+
+// DefaultWebhookConfig returns a configuration without URL.
+func DefaultWebhookConfig() WebhookConfig {
+	return WebhookConfig{Name: "webhook", Timeout: 10 * time.Second, MaxAttempts: 5,
+		MinBackoff: 500 * time.Millisecond, MaxBackoff: 30 * time.Second, QueueSize: 10000, BatchSize: 256}
+}
+
+// Validate reports a configuration that cannot work.
+func (c WebhookConfig) Validate() error {
+	pu, err := url.Parse(c.URL)
+	if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+		return fmt.Errorf("notify: webhook %q: bad url %q: want http(s)://host/path", c.Name, c.URL)
+	}
+	if c.Timeout <= 0 || c.MaxAttempts <= 0 || c.MinBackoff <= 0 || c.MaxBackoff < c.MinBackoff ||
+		c.QueueSize <= 0 || c.BatchSize <= 0 {
+		return fmt.Errorf("notify: webhook %q: timeout, max_attempts, min_backoff, queue_size and batch_size must be positive and max_backoff ≥ min_backoff", c.Name)
+	}
+	return nil
+}
+
+// WebhookMessage is Alertmanager's webhook payload (version 4).
+type WebhookMessage struct {
+	Version           string            `json:"version"`
+	GroupKey          string            `json:"groupKey"`
+	TruncatedAlerts   int               `json:"truncatedAlerts"`
+	Status            string            `json:"status"`
+	Receiver          string            `json:"receiver"`
+	GroupLabels       map[string]string `json:"groupLabels"`
+	CommonLabels      map[string]string `json:"commonLabels"`
+	CommonAnnotations map[string]string `json:"commonAnnotations"`
+	ExternalURL       string            `json:"externalURL"`
+	Alerts            []WebhookAlert    `json:"alerts"`
+}
+
+// WebhookAlert is one alert of a WebhookMessage.
+type WebhookAlert struct {
+	Status       string            `json:"status"`
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	StartsAt     time.Time         `json:"startsAt"`
+	EndsAt       time.Time         `json:"endsAt"`
+	GeneratorURL string            `json:"generatorURL"`
+	Fingerprint  string            `json:"fingerprint"`
+}
+
+// errPermanent marks a response that retrying cannot fix.
+var errPermanent = errors.New("permanent failure")
+
+// Webhook posts alerts, one message per alertname, to a URL with retries
+// and exponential backoff. Webhook is safe for concurrent use.
+type Webhook struct {
+	cfg    WebhookConfig
+	client *http.Client
+	log    *slog.Logger
+	now    func() time.Time
+	q      *queue
+
+	delivered, failed, retries atomic.Uint64
+}
+
+// NewWebhook returns a sender. client may be nil for a default client, now
+// nil for time.Now and log nil to discard.
+func NewWebhook(cfg WebhookConfig, client *http.Client, now func() time.Time, log *slog.Logger) (*Webhook, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if client == nil {
+		client = &http.Client{}
+	}
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Webhook{cfg: cfg, client: client, log: log, now: now, q: newQueue(cfg.QueueSize, log, cfg.Name)}, nil
+}
+
+// Enqueue queues alerts for Run to send; it does not block. Callers must not
+// modify as's maps afterwards.
+func (w *Webhook) Enqueue(as []Alert) { w.q.push(as) }
+
+// Dropped is the number of alerts dropped because the queue was full.
+func (w *Webhook) Dropped() uint64 { return w.q.dropped.Load() }
+
+// Queued is the number of alerts waiting to be sent.
+func (w *Webhook) Queued() int { return w.q.len() }
+
+// Delivered is the number of messages the receiver accepted.
+func (w *Webhook) Delivered() uint64 { return w.delivered.Load() }
+
+// Failed is the number of messages given up after the last attempt or a
+// permanent error.
+func (w *Webhook) Failed() uint64 { return w.failed.Load() }
+
+// Retries is the number of attempts after a first failed one.
+func (w *Webhook) Retries() uint64 { return w.retries.Load() }
+
+// Run sends queued alerts until ctx ends, then flushes what is queued
+// within one Timeout.
+func (w *Webhook) Run(ctx context.Context) error {
+	return w.q.drain(ctx, w.cfg.BatchSize, w.cfg.Timeout, func(ctx context.Context, as []Alert) {
+		for _, msg := range w.Messages(as) {
+			if err := w.Send(ctx, msg); err != nil {
+				w.log.Warn("cannot deliver webhook", "receiver", w.cfg.Name, "alerts", len(msg.Alerts), "err", err)
+			}
+		}
+	})
+}
+
+// Messages groups as by alertname into webhook messages.
+func (w *Webhook) Messages(as []Alert) []WebhookMessage {
+	now := w.now()
+	byName := map[string][]Alert{}
+	for _, a := range as {
+		byName[a.Labels["alertname"]] = append(byName[a.Labels["alertname"]], a)
+	}
+	var out []WebhookMessage
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		group := byName[name]
+		msg := WebhookMessage{
+			Version:           "4",
+			GroupKey:          fmt.Sprintf("{}:{alertname=%q}", name),
+			Status:            "resolved",
+			Receiver:          w.cfg.Name,
+			GroupLabels:       map[string]string{"alertname": name},
+			CommonLabels:      common(group, func(a Alert) map[string]string { return a.Labels }),
+			CommonAnnotations: common(group, func(a Alert) map[string]string { return a.Annotations }),
+			ExternalURL:       w.cfg.ExternalURL,
+		}
+		for _, a := range group {
+			wa := WebhookAlert{Status: "firing", Labels: a.Labels, Annotations: a.Annotations, StartsAt: a.StartsAt,
+				GeneratorURL: a.GeneratorURL, Fingerprint: fmt.Sprintf("%016x", a.Fingerprint())}
+			if wa.Annotations == nil {
+				wa.Annotations = map[string]string{}
+			}
+			if a.Resolved(now) {
+				wa.Status, wa.EndsAt = "resolved", a.EndsAt
+			} else {
+				msg.Status = "firing"
+			}
+			msg.Alerts = append(msg.Alerts, wa)
+		}
+		out = append(out, msg)
+	}
+	return out
+}
+
+func common(as []Alert, get func(Alert) map[string]string) map[string]string {
+	out := map[string]string{}
+	if len(as) == 0 {
+		return out
+	}
+	maps.Copy(out, get(as[0]))
+	for _, a := range as[1:] {
+		m := get(a)
+		for k, v := range out {
+			if m[k] != v {
+				delete(out, k)
+			}
+		}
+	}
+	return out
+}
+
+// Send posts msg, retrying network errors, 5xx and 429 responses with
+// exponential backoff up to MaxAttempts attempts.
+func (w *Webhook) Send(ctx context.Context, msg WebhookMessage) error {
+	body, err := json.Marshal(msg)
+	if err != nil {
+		return fmt.Errorf("cannot encode webhook message: %w", err)
+	}
+	backoff := w.cfg.MinBackoff
+	for attempt := 1; ; attempt++ {
+		err = w.post(ctx, body)
+		if err == nil {
+			w.delivered.Add(1)
+			return nil
+		}
+		if errors.Is(err, errPermanent) || attempt >= w.cfg.MaxAttempts {
+			w.failed.Add(1)
+			return fmt.Errorf("cannot deliver webhook to %s after %d attempts: %w", w.cfg.URL, attempt, err)
+		}
+		w.log.Debug("webhook attempt failed, retrying", "receiver", w.cfg.Name, "attempt", attempt, "backoff", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			w.failed.Add(1)
+			return fmt.Errorf("cannot deliver webhook to %s: %w (last error: %w)", w.cfg.URL, ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		w.retries.Add(1)
+		backoff = min(2*backoff, w.cfg.MaxBackoff)
+	}
+}
+
+func (w *Webhook) post(ctx context.Context, body []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("%w: cannot build request: %w", errPermanent, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if w.cfg.Secret != "" {
+		req.Header.Set(SignatureHeader, Sign([]byte(w.cfg.Secret), body))
+	}
+	resp, err := w.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	switch {
+	case resp.StatusCode/100 == 2:
+		return nil
+	case resp.StatusCode/100 == 5 || resp.StatusCode == http.StatusTooManyRequests:
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	default:
+		return fmt.Errorf("%w: %s: %s", errPermanent, resp.Status, strings.TrimSpace(string(msg)))
+	}
+}
