@@ -1,0 +1,286 @@
+package notify_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tpflow/tpflow/aggregator"
+	"github.com/tpflow/tpflow/alerting"
+	"github.com/tpflow/tpflow/alerting/notify"
+)
+
+// scriptedSource serves one key whose TP99 the test sets.
+type scriptedSource struct {
+	mu    sync.Mutex
+	key   aggregator.Key
+	p99us float64
+}
+
+func (s *scriptedSource) set(p99ms float64) {
+	s.mu.Lock()
+	s.p99us = p99ms * 1000
+	s.mu.Unlock()
+}
+
+func (s *scriptedSource) stat() aggregator.WindowStat {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return aggregator.WindowStat{Count: 1000, P50: s.p99us / 4, P90: s.p99us / 2, P99: s.p99us, P999: s.p99us * 2, QPS: 1000.0 / 60, Keys: 1}
+}
+
+func (s *scriptedSource) Rollup(match func(aggregator.Key) bool, d time.Duration) aggregator.WindowStat {
+	if !match(s.key) {
+		return aggregator.WindowStat{}
+	}
+	return s.stat()
+}
+
+func (s *scriptedSource) Windows(match func(aggregator.Key) bool, d time.Duration) []aggregator.KeyWindow {
+	if match != nil && !match(s.key) {
+		return nil
+	}
+	return []aggregator.KeyWindow{{Key: s.key, WindowStat: s.stat()}}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startAlertmanager runs prometheus-alertmanager on a free loopback port
+// with a private storage path and stops it when the test ends. It returns
+// the base URL.
+func startAlertmanager(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("prometheus-alertmanager")
+	if err != nil {
+		bin = "/usr/bin/prometheus-alertmanager"
+		if _, err := os.Stat(bin); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("prometheus-alertmanager not installed (scripts/install-deps.sh installs it): %v", err)
+			}
+			t.Skipf("prometheus-alertmanager not installed; run scripts/install-deps.sh (with CI set this fails): %v", err)
+		}
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "alertmanager.yml")
+	if err := os.WriteFile(cfg, []byte("route:\n  receiver: none\n  group_wait: 1s\nreceivers:\n  - name: none\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var lastErr error
+	for range 3 { // a free port may be taken between probe and bind
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		cmd := exec.Command(bin, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"),
+			"--web.listen-address="+addr, "--cluster.listen-address=", "--log.level=warn")
+		logf, err := os.Create(filepath.Join(dir, "alertmanager.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("cannot start %s: %v", bin, err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait(); logf.Close() }()
+		stop := func() {
+			_ = cmd.Process.Signal(os.Interrupt)
+			select {
+			case <-exited:
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				<-exited
+			}
+		}
+		base := "http://" + addr
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			select {
+			case err := <-exited:
+				exited <- err
+				lastErr = fmt.Errorf("alertmanager exited: %v", err)
+			default:
+			}
+			if lastErr != nil {
+				break
+			}
+			resp, err := http.Get(base + "/-/ready")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					t.Cleanup(stop)
+					return base
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		stop()
+		if lastErr == nil {
+			lastErr = fmt.Errorf("alertmanager at %s not ready after 30s", base)
+		}
+		log, _ := os.ReadFile(filepath.Join(dir, "alertmanager.log"))
+		t.Logf("alertmanager failed to start: %v\n%s", lastErr, log)
+	}
+	t.Fatalf("cannot start alertmanager: %v", lastErr)
+	return ""
+}
+
+type gettableAlert struct {
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+	StartsAt    time.Time         `json:"startsAt"`
+	EndsAt      time.Time         `json:"endsAt"`
+	Status      struct {
+		State string `json:"state"`
+	} `json:"status"`
+}
+
+func listAlerts(t *testing.T, base, name string) []gettableAlert {
+	t.Helper()
+	resp, err := http.Get(base + "/api/v2/alerts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var all []gettableAlert
+	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
+		t.Fatal(err)
+	}
+	var out []gettableAlert
+	for _, a := range all {
+		if a.Labels["alertname"] == name {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func TestRealAlertmanagerTP99Incident(t *testing.T) {
+	base := startAlertmanager(t)
+
+	rules, err := alerting.ParseRules("incident.yaml", []byte(`
+rules:
+  - name: CheckoutTP99
+    selector: {app: checkout}
+    measure: tp99
+    window: 1m
+    op: ">"
+    threshold: 200ms
+    for: 20s
+    by: [system, app]
+    labels: {severity: page}
+    annotations:
+      summary: "TP99 of {{ $labels.app }} is {{ $value }} ms"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rs alerting.RuleSet
+	rs.Set(rules)
+	src := &scriptedSource{key: aggregator.Key{System: "shop", App: "checkout", Group: "prod", IDC: "bj", Method: "pay"}}
+
+	amCfg := notify.DefaultAlertmanagerConfig()
+	amCfg.URLs = []string{base}
+	am, err := notify.NewAlertmanager(amCfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go am.Run(ctx)
+
+	// The evaluation clock runs ten seconds per step from five minutes ago,
+	// so the resolved alert's endsAt is in Alertmanager's past.
+	now := time.Now().Add(-5 * time.Minute).Truncate(time.Second)
+	cfg := alerting.DefaultConfig()
+	cfg.Interval, cfg.ResendDelay = 10*time.Second, 15*time.Minute
+	var sentMu sync.Mutex
+	var sent []notify.Alert
+	m, err := alerting.NewManager(cfg, &rs, src, func(_ context.Context, as []alerting.Alert) {
+		na := notify.FromAlerts(as, "http://tpflow.example/rules")
+		sentMu.Lock()
+		sent = append(sent, na...)
+		sentMu.Unlock()
+		am.Enqueue(na)
+	}, func() time.Time { return now }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	step := func(p99ms float64) {
+		src.set(p99ms)
+		m.Tick(ctx)
+		now = now.Add(10 * time.Second)
+	}
+
+	step(80)
+	step(90)
+	for range 2 { // the incident starts: pending
+		step(600)
+	}
+	if n := len(listAlerts(t, base, "CheckoutTP99")); n != 0 {
+		t.Fatalf("a pending alert reached Alertmanager (%d)", n)
+	}
+	fireAt := time.Now()
+	step(650) // 20 s after it started: firing
+	var got []gettableAlert
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if got = listAlerts(t, base, "CheckoutTP99"); len(got) > 0 {
+			break
+		}
+	}
+	listed := time.Since(fireAt)
+	if len(got) != 1 {
+		t.Fatalf("Alertmanager lists %d CheckoutTP99 alerts", len(got))
+	}
+	t.Logf("from the firing evaluation to Alertmanager listing the alert: %s", listed)
+	a := got[0]
+	wantLabels := map[string]string{"alertname": "CheckoutTP99", "system": "shop", "app": "checkout", "severity": "page"}
+	if len(a.Labels) != len(wantLabels) {
+		t.Errorf("labels %v; want %v", a.Labels, wantLabels)
+	}
+	for k, v := range wantLabels {
+		if a.Labels[k] != v {
+			t.Errorf("label %s = %q; want %q", k, a.Labels[k], v)
+		}
+	}
+	if a.Annotations["summary"] != "TP99 of checkout is 650 ms" || a.Status.State != "active" {
+		t.Errorf("annotations %v state %q", a.Annotations, a.Status.State)
+	}
+
+	// The incident ends: the next evaluation resolves the alert.
+	step(600)
+	resolveAt := time.Now()
+	step(90)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		got = listAlerts(t, base, "CheckoutTP99")
+		if len(got) == 0 || (!got[0].EndsAt.IsZero() && got[0].EndsAt.Before(time.Now())) {
+			break
+		}
+	}
+	if len(got) > 0 && !got[0].EndsAt.Before(time.Now()) {
+		t.Fatalf("alert still active after the incident: %+v", got[0])
+	}
+	t.Logf("from the resolving evaluation to Alertmanager resolving the alert: %s (listed: %d)", time.Since(resolveAt), len(got))
+
+	sentMu.Lock()
+	defer sentMu.Unlock()
+	if len(sent) != 2 || sent[0].Resolved(time.Now()) || !sent[1].Resolved(time.Now()) {
+		t.Fatalf("sent %+v; want one firing and one resolved notification", sent)
+	}
+	if sent[0].GeneratorURL != "http://tpflow.example/rules?rule=CheckoutTP99" {
+		t.Errorf("generatorURL %q", sent[0].GeneratorURL)
+	}
+}
