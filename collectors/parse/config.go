@@ -218,4 +218,3 @@ func ErrorClass(err error) string {
 	}
 	return "other"
 }
-

@@ -1,14 +1,14 @@
 package parse
 
 import (
+	"encoding/json"
 	"unicode/utf16"
 	"unicode/utf8"
 )
 
 // JSON parses one JSON object per line. Top-level members become fields;
-// nested objects and arrays are kept as KindRaw source text (checked only for
-// balanced brackets and strings). Strings are unescaped into the Record's
-// buffer only when they contain escapes.
+// nested objects and arrays are kept as KindRaw source text. Strings are
+// unescaped into the Record's buffer only when they contain escapes.
 type JSON struct{}
 
 // Parse implements Parser.
@@ -300,7 +300,14 @@ func (s *jsonScanner) nested() ([]byte, error) {
 			depth--
 			if depth == 0 {
 				s.i++
-				return s.b[start:s.i], nil
+				v := s.b[start:s.i]
+				// The scan above only pairs brackets; the standard
+				// library checks the rest of the grammar. Nested values
+				// are rare on the hot path.
+				if !json.Valid(v) {
+					return nil, syntaxErr("json", start, "invalid nested value")
+				}
+				return v, nil
 			}
 		case '"':
 			// Skip the string without unescaping it.
