@@ -3,6 +3,7 @@ package alerting
 import (
 	"context"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -259,6 +260,9 @@ func TestRestartKeepsFiringWithoutRenotifying(t *testing.T) {
 		t.Fatalf("notified %+v", notified)
 	}
 	fired := notified[0][0]
+	if ents, err := os.ReadDir(filepath.Dir(path)); err != nil || len(ents) != 1 {
+		t.Fatalf("state dir holds %v (err %v); want only the state file", ents, err)
+	}
 
 	m2 := start() // the restart
 	m2.Tick(context.Background())
