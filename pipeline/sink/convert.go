@@ -30,7 +30,10 @@ type converter interface {
 func newConverter(topic string) converter {
 	switch topic {
 	case kafka.TopicStats:
-		return &rowBuf[clickhouse.PaneRow]{conv: panesOf, insert: (*clickhouse.Writer).WritePanes}
+		return &statsBuf{
+			panes:     rowBuf[clickhouse.PaneRow]{conv: panesOf, insert: (*clickhouse.Writer).WritePanes},
+			resources: rowBuf[clickhouse.ResourcePaneRow]{conv: resourcePanesOf, insert: (*clickhouse.Writer).WriteResourcePanes},
+		}
 	case kafka.TopicLogs:
 		return &rowBuf[clickhouse.LogRow]{conv: logsOf, insert: (*clickhouse.Writer).WriteLogs}
 	case kafka.TopicMetrics:
@@ -86,6 +89,48 @@ func (r *rowBuf[R]) reset() {
 	clear(r.buf)
 	r.buf = r.buf[:0]
 	r.msgOf = r.msgOf[:0]
+}
+
+// statsBuf is the converter of the stats topic, whose batches carry call
+// panes (call_panes) and resource panes (resource_panes).
+type statsBuf struct {
+	panes     rowBuf[clickhouse.PaneRow]
+	resources rowBuf[clickhouse.ResourcePaneRow]
+}
+
+// add converts both kinds of b, or neither: a batch that fails leaves no
+// rows of either behind, as the DLQ gets the whole message.
+func (s *statsBuf) add(b *codec.Batch, msg int) error {
+	n := len(s.panes.buf) // one msgOf entry per row
+	if err := s.panes.add(b, msg); err != nil {
+		return err
+	}
+	if err := s.resources.add(b, msg); err != nil {
+		clear(s.panes.buf[n:])
+		s.panes.buf = s.panes.buf[:n]
+		s.panes.msgOf = s.panes.msgOf[:n]
+		return err
+	}
+	return nil
+}
+
+func (s *statsBuf) rows() int { return s.panes.rows() + s.resources.rows() }
+
+func (s *statsBuf) write(ctx context.Context, w *clickhouse.Writer) ([]int, error) {
+	bad, err := s.panes.write(ctx, w)
+	if err != nil {
+		return nil, err
+	}
+	rbad, err := s.resources.write(ctx, w)
+	if err != nil {
+		return nil, err
+	}
+	return append(bad, rbad...), nil
+}
+
+func (s *statsBuf) reset() {
+	s.panes.reset()
+	s.resources.reset()
 }
 
 // labelsOf reads the four grouping labels of label set ls.
@@ -144,6 +189,41 @@ func panesOf(dst []clickhouse.PaneRow, b *codec.Batch) ([]clickhouse.PaneRow, er
 			Version:         p.Version,
 		})
 		p.CentroidMeans, p.CentroidWeights = nil, nil // owned by the row now
+	}
+	return dst, nil
+}
+
+// resourcePanesOf converts the ResourcePanes of b.
+func resourcePanesOf(dst []clickhouse.ResourcePaneRow, b *codec.Batch) ([]clickhouse.ResourcePaneRow, error) {
+	var p tpflowpb.ResourcePane
+	for _, raw := range b.ResourcePanes {
+		if err := proto.Unmarshal(raw, &p); err != nil {
+			return dst, errors.Join(codec.ErrMalformed, err)
+		}
+		if !refsOK(b, p.Labels, p.Name) {
+			return dst, errBadRef
+		}
+		sys, app, grp, idc := labelsOf(b, p.Labels)
+		avg := 0.0
+		if p.Count > 0 {
+			avg = p.Sum / float64(p.Count)
+		}
+		dst = append(dst, clickhouse.ResourcePaneRow{
+			PaneStart:   time.UnixMilli(p.PaneStartUnixMs).UTC(),
+			PaneSeconds: uint32(max(p.PaneMs/1000, 1)),
+			System:      sys,
+			App:         app,
+			Group:       grp,
+			IDC:         idc,
+			Host:        b.Label(p.Labels, schemas.LabelHost),
+			Container:   b.Label(p.Labels, schemas.LabelContainer),
+			Name:        b.Symbol(p.Name),
+			Count:       p.Count,
+			Avg:         avg,
+			Max:         p.Max,
+			P95:         p.P95,
+			Version:     p.Version,
+		})
 	}
 	return dst, nil
 }

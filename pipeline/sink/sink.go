@@ -1,5 +1,6 @@
 // Package sink moves tpflow's Kafka topics into ClickHouse: it consumes
-// stats (final panes), logs, metrics and alerts, converts their events into
+// stats (final call panes into call_panes, resource panes into
+// resource_panes), logs, metrics and alerts, converts their events into
 // rows, inserts them in batches by size and age, and commits the consumed
 // offsets only after the insert succeeded. While ClickHouse is down the
 // insert retries and consumption pauses, so nothing is dropped; undecodable
