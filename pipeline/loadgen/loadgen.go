@@ -1,7 +1,8 @@
-// Package loadgen produces synthetic call events to Kafka for demos,
-// benchmarks and end-to-end tests, and keeps the exact truth about what it
-// produced: per key the count, the errors and nearest-rank percentiles, so a
-// test can compare what the pipeline stored with what was sent.
+// Package loadgen produces synthetic call events (and, optionally, metric
+// samples of containers) to Kafka for demos, benchmarks and end-to-end
+// tests, and keeps the exact truth about what it produced: per key the
+// count, the errors and nearest-rank percentiles, so a test can compare what
+// the pipeline stored with what was sent.
 package loadgen
 
 import (

@@ -37,13 +37,25 @@ type Options struct {
 	Incident Incident
 	// Producer names this process in the batches.
 	Producer string
+	// Containers, when positive, also produces metric samples to the
+	// metrics topic: a cpu_cores and a memory_bytes gauge of each of this
+	// many containers (ContainerOf) every SampleEvery, keyed by
+	// kafka.MetricKey(host, container).
+	Containers int
+	// SampleEvery is the interval of metric samples (default 1s).
+	SampleEvery time.Duration
+	// SamplesFile, when set, receives every acknowledged metric sample as
+	// JSON Lines when Run returns (ReadSamples reads it).
+	SamplesFile string
 }
 
 // Stats is what Run produced.
 type Stats struct {
 	// Calls and Messages were acknowledged by the broker.
 	Calls, Messages int64
-	Elapsed         time.Duration
+	// Samples were acknowledged by the broker (Options.Containers).
+	Samples int64
+	Elapsed time.Duration
 }
 
 // Run produces calls to the calls topic, each message an EventBatch of
@@ -80,12 +92,48 @@ func Run(ctx context.Context, kcfg kafka.Config, o Options, log *slog.Logger) (S
 	}
 	defer prod.Close()
 
+	var smp *sampler
+	var mprod *kafka.Producer
+	var samples []Sample
+	var nextSample time.Time
+	if o.Containers > 0 {
+		if o.SampleEvery <= 0 {
+			o.SampleEvery = time.Second
+		}
+		mtopic := kcfg.Topic(kafka.TopicMetrics)
+		mparts := kcfg.PartitionsFor(kafka.TopicMetrics)
+		if n, err := kafka.TopicPartitions(ctx, kcfg, mtopic); err == nil && n[mtopic] > 0 {
+			mparts = n[mtopic]
+		}
+		if mprod, err = kafka.NewProducer(kcfg, mtopic, log); err != nil {
+			return Stats{}, err
+		}
+		defer mprod.Close()
+		smp = newSampler(o.Containers, mparts, o.Seed)
+	}
+	var st Stats
+	// sample produces one round of metric samples when it is due.
+	sample := func(now time.Time) error {
+		if smp == nil || now.Before(nextSample) {
+			return nil
+		}
+		nextSample = now.Add(o.SampleEvery)
+		msgs, ss := smp.round(now.UnixMilli(), o.Producer)
+		if err := mprod.Produce(ctx, msgs...); err != nil {
+			return fmt.Errorf("cannot produce metric samples: %w", err)
+		}
+		if o.SamplesFile != "" {
+			samples = append(samples, ss...)
+		}
+		st.Samples += int64(len(ss))
+		return nil
+	}
+
 	start := time.Now()
 	g := NewGenerator(o.Keys, o.Seed, o.Incident, start)
 	truth := NewTruth(g.Keys())
 	p := newPartitioner(g.Keys(), nparts, o.BatchSize, o.Producer, kcfg.MaxMessageBytes)
 
-	var st Stats
 	var produced int64 // calls drawn
 	var msgs []pendingMsg
 	flush := func() error {
@@ -122,6 +170,9 @@ loop:
 		now := time.Now()
 		if ctx.Err() != nil || (!deadline.IsZero() && !now.Before(deadline)) || (o.Count > 0 && produced >= o.Count) {
 			break
+		}
+		if runErr = sample(now); runErr != nil {
+			break loop
 		}
 		n := int64(o.BatchSize)
 		if o.Rate > 0 {
@@ -166,6 +217,11 @@ loop:
 	st.Elapsed = time.Since(start)
 	if o.TruthFile != "" {
 		if err := truth.WriteFile(o.TruthFile); err != nil {
+			return st, errors.Join(runErr, err)
+		}
+	}
+	if o.SamplesFile != "" {
+		if err := writeSamples(o.SamplesFile, samples); err != nil {
 			return st, errors.Join(runErr, err)
 		}
 	}
