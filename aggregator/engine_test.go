@@ -72,7 +72,6 @@ func newTestEngine(t *testing.T, mod func(*Config)) (*Engine, *clock) {
 	return e, c
 }
 
-
 var kA = Key{System: "shop", App: "cart", Group: "g1", IDC: "bj", Method: "Cart.add"}
 var kB = Key{System: "shop", App: "cart", Group: "g1", IDC: "bj", Method: "Cart.del"}
 
