@@ -1,6 +1,6 @@
 // Package httpapi is the HTTP surface every tpflow role serves: Prometheus
-// metrics, liveness, readiness and, where the role holds an aggregation
-// engine, its current sliding windows as JSON.
+// metrics, liveness, readiness, the Go profiler and, where the role holds an
+// aggregation engine, its current sliding windows as JSON.
 package httpapi
 
 import (
@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -44,8 +45,9 @@ type Options struct {
 	CheckTimeout time.Duration
 }
 
-// Handler returns the handler of /metrics, /healthz, /readyz and
-// /api/v1/windows.
+// Handler returns the handler of /metrics, /healthz, /readyz,
+// /api/v1/windows and the Go profiler under /debug/pprof/ (as Prometheus
+// serves it: the listen address decides who may reach it).
 func Handler(o Options) http.Handler {
 	if o.Gatherer == nil {
 		o.Gatherer = prometheus.DefaultGatherer
@@ -60,6 +62,11 @@ func Handler(o Options) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) { ready(w, r, o) })
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	if o.Windows != nil {
 		mux.HandleFunc("GET /api/v1/windows", func(w http.ResponseWriter, r *http.Request) { windows(w, r, o) })
 	}
