@@ -46,6 +46,7 @@ var keyDocs = map[string]string{
 	"kafka.max_message_bytes":        "Largest produced message (one event batch) before compression, in bytes.",
 	"kafka.write_timeout":            "Bound on one produce request.",
 	"kafka.batch_timeout":            "How long a producer waits to fill a request before it sends it (0-1m).",
+	"kafka.session_timeout":          "How long a consumer group waits for a silent member (a killed process) before its partitions move: the failover time (6s-5m).",
 	"kafka.tls":                      "TLS to the brokers.",
 	"kafka.tls.enabled":              "Turn TLS on; the file keys below need it.",
 	"kafka.tls.ca_file":              "PEM bundle of CAs to trust; empty means the system pool.",

@@ -98,8 +98,13 @@ type Config struct {
 	// BatchTimeout is how long a producer waits to fill a request with
 	// messages from concurrent Produce calls before it sends it.
 	BatchTimeout time.Duration `yaml:"batch_timeout"`
-	TLS          TLSConfig     `yaml:"tls"`
-	SASL         SASLConfig    `yaml:"sasl"`
+	// SessionTimeout is how long a consumer group waits for a member that
+	// stopped heartbeating (a killed process) before it hands the member's
+	// partitions to the others: the failover time. Heartbeats go every
+	// tenth of it. Kafka brokers accept 6s..5m by default.
+	SessionTimeout time.Duration `yaml:"session_timeout"`
+	TLS            TLSConfig     `yaml:"tls"`
+	SASL           SASLConfig    `yaml:"sasl"`
 }
 
 // DefaultPartitions returns the default partition count of every topic.
@@ -125,8 +130,12 @@ func DefaultConfig() Config {
 		MaxMessageBytes:   1 << 20,
 		WriteTimeout:      10 * time.Second,
 		BatchTimeout:      5 * time.Millisecond,
+		SessionTimeout:    10 * time.Second,
 	}
 }
+
+// heartbeat is the consumer group heartbeat interval for c.
+func (c Config) heartbeat() time.Duration { return max(c.SessionTimeout/10, 500*time.Millisecond) }
 
 // Topic returns the full topic name for name (one of the Topic constants).
 func (c Config) Topic(name string) string { return c.TopicPrefix + name }
@@ -186,6 +195,9 @@ func (c Config) Validate() error {
 	}
 	if c.WriteTimeout <= 0 {
 		add("write_timeout", "must be positive, got %s", c.WriteTimeout)
+	}
+	if c.SessionTimeout < 6*time.Second || c.SessionTimeout > 5*time.Minute {
+		add("session_timeout", "%s out of range 6s..5m", c.SessionTimeout)
 	}
 	if c.BatchTimeout < 0 || c.BatchTimeout > time.Minute {
 		add("batch_timeout", "%s out of range 0..1m", c.BatchTimeout)

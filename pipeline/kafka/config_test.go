@@ -121,6 +121,8 @@ func TestConfigValidate(t *testing.T) {
 		{"huge max message", func(c *Config) { c.MaxMessageBytes = 1 << 30 }, "max_message_bytes"},
 		{"zero write timeout", func(c *Config) { c.WriteTimeout = 0 }, "write_timeout"},
 		{"negative batch timeout", func(c *Config) { c.BatchTimeout = -1 }, "batch_timeout"},
+		{"session timeout below what brokers accept", func(c *Config) { c.SessionTimeout = time.Second }, "session_timeout"},
+		{"session timeout too long", func(c *Config) { c.SessionTimeout = time.Hour }, "session_timeout"},
 		{"tls ca missing", func(c *Config) { c.TLS = TLSConfig{Enabled: true, CAFile: missing} }, "tls.ca_file"},
 		{"tls cert missing", func(c *Config) { c.TLS = TLSConfig{Enabled: true, CertFile: missing, KeyFile: present} }, "tls.cert_file"},
 		{"tls key missing", func(c *Config) { c.TLS = TLSConfig{Enabled: true, CertFile: present, KeyFile: missing} }, "tls.key_file"},

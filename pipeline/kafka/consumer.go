@@ -75,8 +75,8 @@ func NewConsumer(cfg Config, topic, groupID string, logger *slog.Logger, opts ..
 		QueueCapacity:     64,
 		CommitInterval:    0, // synchronous: Commit returns after the coordinator accepted
 		StartOffset:       kafkago.FirstOffset,
-		HeartbeatInterval: 3 * time.Second,
-		SessionTimeout:    30 * time.Second,
+		HeartbeatInterval: cfg.heartbeat(),
+		SessionTimeout:    cfg.SessionTimeout,
 		RebalanceTimeout:  30 * time.Second,
 		JoinGroupBackoff:  time.Second,
 		ErrorLogger:       kafkago.LoggerFunc(func(msg string, args ...any) { logger.Warn("kafka reader: " + fmt.Sprintf(msg, args...)) }),

@@ -130,8 +130,8 @@ func NewGroupConsumer(cfg Config, topic, groupID string, logger *slog.Logger, op
 	return &GroupConsumer{
 		cfg: cfg, topic: topic, group: groupID, logger: logger, dialer: d,
 		revokeTimeout: 20 * time.Second,
-		heartbeat:     3 * time.Second,
-		session:       30 * time.Second,
+		heartbeat:     cfg.heartbeat(),
+		session:       cfg.SessionTimeout,
 		rebalance:     30 * time.Second,
 		consumed:      o.metrics.consumedMessages.WithLabelValues(topic),
 		bytes:         o.metrics.consumedBytes.WithLabelValues(topic),
