@@ -35,7 +35,7 @@ func ParseKmsg(line []byte) (KmsgRecord, error) {
 		return r, fmt.Errorf("header has %d fields, want at least 3", len(f))
 	}
 	pri, err := strconv.ParseUint(string(f[0]), 10, 32)
-	if err != nil {
+	if err != nil || pri > 1023 { // facility is at most 127
 		return r, fmt.Errorf("bad priority %q", f[0])
 	}
 	if r.Seq, err = strconv.ParseUint(string(f[1]), 10, 64); err != nil {

@@ -265,7 +265,7 @@ func TestKmsg(t *testing.T) {
 	if err != nil || rec.Message != "after" || kr.Malformed != 1 {
 		t.Errorf("long line: %+v %v malformed %d", rec, err, kr.Malformed)
 	}
-	for _, bad := range []string{"", "no semicolon", "6,1;x", "x,1,1,-;m", "6,1,z,-;m", "\x00\xff;"} {
+	for _, bad := range []string{"", "1024,1,1,-;m", "no semicolon", "6,1;x", "x,1,1,-;m", "6,1,z,-;m", "\x00\xff;"} {
 		if _, err := ParseKmsg([]byte(bad)); err == nil {
 			t.Errorf("ParseKmsg(%q) succeeded", bad)
 		}
