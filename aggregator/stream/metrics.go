@@ -7,35 +7,44 @@ import (
 )
 
 type metrics struct {
-	messages, calls, bad, redelivered prometheus.Counter
-	panes, dropped, publishErrors     prometheus.Counter
-	publishSeconds                    prometheus.Histogram
+	// calls and resources count what each consumer reads and publishes.
+	calls, resources topicMetrics
 
-	metricsMessages, metricsBad, metricsRedelivered prometheus.Counter
-	samples, resourcePanes                          prometheus.Counter
+	dropped, publishErrors prometheus.Counter
+	publishSeconds         prometheus.Histogram
+}
+
+// topicMetrics are the counters of one consumed topic.
+type topicMetrics struct {
+	messages, accepted, bad, redelivered, panes prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		messages:           prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_messages_total", Help: "Calls messages fed to the engine."}),
-		calls:              prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_calls_accepted_total", Help: "Calls the engine accepted into open panes."}),
-		bad:                prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_bad_messages_total", Help: "Calls messages that could not be decoded (sent to the DLQ)."}),
-		redelivered:        prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_redelivered_messages_total", Help: "Re-delivered calls messages skipped because the engine already holds them."}),
-		panes:              prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_panes_published_total", Help: "Panes produced to the stats topic."}),
-		dropped:            prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_panes_disowned_total", Help: "Final panes not published because their partition moved to another member."}),
-		publishErrors:      prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_publish_errors_total", Help: "Failed attempts to produce panes (retried on the next flush)."}),
-		publishSeconds:     prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tpflow_aggregate_publish_seconds", Help: "Time to produce one flush of panes.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)}),
-		metricsMessages:    prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_metrics_messages_total", Help: "Metrics messages fed to the resource engine."}),
-		metricsBad:         prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_metrics_bad_messages_total", Help: "Metrics messages that could not be decoded (sent to the DLQ)."}),
-		metricsRedelivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_metrics_redelivered_messages_total", Help: "Re-delivered metrics messages skipped because the resource engine already holds them."}),
-		samples:            prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_samples_accepted_total", Help: "Metric samples the resource engine accepted into open panes."}),
-		resourcePanes:      prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_resource_panes_published_total", Help: "Resource panes produced to the stats topic."}),
+		calls: topicMetrics{
+			messages:    prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_messages_total", Help: "Calls messages fed to the engine."}),
+			accepted:    prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_calls_accepted_total", Help: "Calls the engine accepted into open panes."}),
+			bad:         prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_bad_messages_total", Help: "Calls messages that could not be decoded (sent to the DLQ)."}),
+			redelivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_redelivered_messages_total", Help: "Re-delivered calls messages skipped because the engine already holds them."}),
+			panes:       prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_panes_published_total", Help: "Panes produced to the stats topic."}),
+		},
+		resources: topicMetrics{
+			messages:    prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_metrics_messages_total", Help: "Metrics messages fed to the resource engine."}),
+			accepted:    prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_samples_accepted_total", Help: "Metric samples the resource engine accepted into open panes."}),
+			bad:         prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_metrics_bad_messages_total", Help: "Metrics messages that could not be decoded (sent to the DLQ)."}),
+			redelivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_metrics_redelivered_messages_total", Help: "Re-delivered metrics messages skipped because the resource engine already holds them."}),
+			panes:       prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_resource_panes_published_total", Help: "Resource panes produced to the stats topic."}),
+		},
+		dropped:        prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_panes_disowned_total", Help: "Final panes not published because their partition moved to another member."}),
+		publishErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_publish_errors_total", Help: "Failed attempts to produce panes (retried on the next flush)."}),
+		publishSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tpflow_aggregate_publish_seconds", Help: "Time to produce one flush of panes.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []*prometheus.Counter{&m.messages, &m.calls, &m.bad, &m.redelivered, &m.panes, &m.dropped, &m.publishErrors,
-		&m.metricsMessages, &m.metricsBad, &m.metricsRedelivered, &m.samples, &m.resourcePanes} {
+	mc, mr := &m.calls, &m.resources
+	for _, c := range []*prometheus.Counter{&mc.messages, &mc.accepted, &mc.bad, &mc.redelivered, &mc.panes, &m.dropped, &m.publishErrors,
+		&mr.messages, &mr.bad, &mr.redelivered, &mr.accepted, &mr.panes} {
 		if err := reg.Register(*c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"context"
 	"fmt"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -12,13 +11,6 @@ import (
 	"github.com/tpflow/tpflow/schemas"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
 )
-
-// publisher encodes panes into EventBatches and produces them to stats.
-type publisher struct {
-	prod       *kafka.Producer
-	maxBytes   int
-	partitions int
-}
 
 // partitionOf returns the partition kafka-go's Hash balancer (the one
 // kafka.Producer uses) picks for key among n partitions, so that one
@@ -42,9 +34,12 @@ func paneSizeBound(p *aggregator.PaneStat) int {
 	return 160 + 2*(len(k.System)+len(k.App)+len(k.Group)+len(k.IDC)+len(k.Method)) + 18*len(p.Centroids)
 }
 
-// encode turns panes into messages of at most maxBytes each, grouped by the
-// stats partition of their key.
-func encode(panes []aggregator.PaneStat, maxBytes, partitions int) ([]kafkago.Message, error) {
+// encodePanes turns panes into messages of at most maxBytes each, grouped
+// by the stats partition of key(pane), each message keyed by the key of its
+// first pane. sizeBound over-estimates the encoded size of a pane, and add
+// appends one pane to the builder.
+func encodePanes[P any](panes []P, maxBytes, partitions int, key func(*P) []byte, sizeBound func(*P) int,
+	add func(*codec.Builder, *P) error) ([]kafkago.Message, error) {
 	type group struct {
 		key []byte
 		idx []int
@@ -52,12 +47,11 @@ func encode(panes []aggregator.PaneStat, maxBytes, partitions int) ([]kafkago.Me
 	groups := map[int]*group{}
 	var order []int
 	for i := range panes {
-		k := panes[i].Key
-		key := kafka.CallKey(k.System, k.App, k.Method)
-		p := partitionOf(key, partitions)
+		k := key(&panes[i])
+		p := partitionOf(k, partitions)
 		g := groups[p]
 		if g == nil {
-			g = &group{key: key}
+			g = &group{key: k}
 			groups[p] = g
 			order = append(order, p)
 		}
@@ -65,35 +59,56 @@ func encode(panes []aggregator.PaneStat, maxBytes, partitions int) ([]kafkago.Me
 	}
 	var msgs []kafkago.Message
 	var b codec.Builder
-	var pb tpflowpb.PaneStat
-	labels := make([]schemas.Label, 4)
 	for _, p := range order {
 		g := groups[p]
 		b.Reset()
-		emit := func() {
-			if b.Len() == 0 {
-				return
-			}
-			msgs = append(msgs, kafkago.Message{Key: g.key, Value: b.AppendTo(nil)})
-			b.Reset()
-		}
 		for _, i := range g.idx {
-			ps := &panes[i]
-			if b.Len() > 0 && b.Size()+paneSizeBound(ps) > maxBytes {
-				emit()
+			pane := &panes[i]
+			if b.Len() > 0 && b.Size()+sizeBound(pane) > maxBytes {
+				msgs = append(msgs, kafkago.Message{Key: g.key, Value: b.AppendTo(nil)})
+				b.Reset()
 			}
-			labels[0] = schemas.Label{Name: schemas.LabelSystem, Value: ps.Key.System}
-			labels[1] = schemas.Label{Name: schemas.LabelApp, Value: ps.Key.App}
-			labels[2] = schemas.Label{Name: schemas.LabelGroup, Value: ps.Key.Group}
-			labels[3] = schemas.Label{Name: schemas.LabelIDC, Value: ps.Key.IDC}
-			fillPane(&pb, ps, b.LabelSet(labels), b.Symbol(ps.Key.Method))
-			if err := b.AddPane(&pb); err != nil {
-				return nil, fmt.Errorf("cannot encode pane %v@%d: %w", ps.Key, ps.Start, err)
+			if err := add(&b, pane); err != nil {
+				return nil, err
 			}
 		}
-		emit()
+		if b.Len() > 0 {
+			msgs = append(msgs, kafkago.Message{Key: g.key, Value: b.AppendTo(nil)})
+		}
 	}
 	return msgs, nil
+}
+
+// callKey is the key a call pane's events were produced with.
+func callKey(ps *aggregator.PaneStat) []byte {
+	return kafka.CallKey(ps.Key.System, ps.Key.App, ps.Key.Method)
+}
+
+// callOwnerKey is the groupHandler's ownerKey for call panes: the panes of
+// the overflow method mix partitions.
+func callOwnerKey(ps *aggregator.PaneStat) []byte {
+	if ps.Key.Method == aggregator.OtherMethod {
+		return nil
+	}
+	return callKey(ps)
+}
+
+// encode turns call panes into messages of at most maxBytes each, grouped
+// by the stats partition of their key.
+func encode(panes []aggregator.PaneStat, maxBytes, partitions int) ([]kafkago.Message, error) {
+	var pb tpflowpb.PaneStat
+	labels := make([]schemas.Label, 4)
+	return encodePanes(panes, maxBytes, partitions, callKey, paneSizeBound, func(b *codec.Builder, ps *aggregator.PaneStat) error {
+		labels[0] = schemas.Label{Name: schemas.LabelSystem, Value: ps.Key.System}
+		labels[1] = schemas.Label{Name: schemas.LabelApp, Value: ps.Key.App}
+		labels[2] = schemas.Label{Name: schemas.LabelGroup, Value: ps.Key.Group}
+		labels[3] = schemas.Label{Name: schemas.LabelIDC, Value: ps.Key.IDC}
+		fillPane(&pb, ps, b.LabelSet(labels), b.Symbol(ps.Key.Method))
+		if err := b.AddPane(&pb); err != nil {
+			return fmt.Errorf("cannot encode pane %v@%d: %w", ps.Key, ps.Start, err)
+		}
+		return nil
+	})
 }
 
 // fillPane copies ps into pb, reusing pb's centroid slices.
@@ -121,16 +136,4 @@ func fillPane(pb *tpflowpb.PaneStat, ps *aggregator.PaneStat, labels, method uin
 		CentroidMeans:   means,
 		CentroidWeights: weights,
 	}
-}
-
-// publish produces panes and returns once every message is acknowledged.
-func (p *publisher) publish(ctx context.Context, panes []aggregator.PaneStat) error {
-	msgs, err := encode(panes, p.maxBytes, p.partitions)
-	if err != nil {
-		return err
-	}
-	if err := p.prod.Produce(ctx, msgs...); err != nil {
-		return fmt.Errorf("cannot publish %d panes: %w", len(panes), err)
-	}
-	return nil
 }

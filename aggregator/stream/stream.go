@@ -20,7 +20,6 @@ import (
 
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/aggregator/resource"
-	"github.com/tpflow/tpflow/pipeline"
 	"github.com/tpflow/tpflow/pipeline/codec"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas"
@@ -118,13 +117,14 @@ func Run(ctx context.Context, kcfg kafka.Config, cfg Config, eng *aggregator.Eng
 		callsParts = n[callsTopic]
 	}
 
-	h := &handler{
-		eng: eng, log: log, m: m, dlq: dlq,
-		pub:        &publisher{prod: prod, maxBytes: kcfg.MaxMessageBytes, partitions: statsParts},
-		callsParts: callsParts,
-		dec:        codec.DecodeOptions{MaxBytes: kcfg.MaxMessageBytes},
-		ingested:   map[int32]int64{},
-		batches:    map[int]*codec.Batch{},
+	h := &groupHandler[aggregator.PaneStat]{
+		eng: callsEngine{eng}, log: log, m: m, tm: m.calls, dlq: dlq, prod: prod,
+		encode: func(panes []aggregator.PaneStat) ([]kafkago.Message, error) {
+			return encode(panes, kcfg.MaxMessageBytes, statsParts)
+		},
+		ownerKey: callOwnerKey, parts: callsParts, what: "panes",
+		dec:      codec.DecodeOptions{MaxBytes: kcfg.MaxMessageBytes},
+		ingested: map[int32]int64{}, batches: map[int]*codec.Batch{},
 	}
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
@@ -138,182 +138,11 @@ func Run(ctx context.Context, kcfg kafka.Config, cfg Config, eng *aggregator.Eng
 			stopRun()
 		}
 	}()
-	flushCtx, stopFlush := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(cfg.FlushInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-flushCtx.Done():
-				return
-			case <-t.C:
-				if err := h.tick(flushCtx); err != nil && flushCtx.Err() == nil {
-					log.Warn("cannot publish panes or commit, will retry", "err", err)
-				}
-			}
-		}
-	}()
-	err = gc.Run(runCtx, h)
-	stopFlush()
-	wg.Wait()
+	err = h.run(runCtx, gc, cfg.FlushInterval)
 	stopRun()
 	rwg.Wait()
 	if rerr != nil && ctx.Err() == nil {
 		return rerr
 	}
 	return err
-}
-
-// handler is the GroupHandler of the calls consumer.
-type handler struct {
-	eng        *aggregator.Engine
-	log        *slog.Logger
-	m          *metrics
-	dlq        *kafka.DLQ
-	pub        *publisher
-	callsParts int
-	// dec refuses messages larger than producers may cut them.
-	dec codec.DecodeOptions
-
-	mu sync.Mutex // guards everything below; held across a flush
-	s  *kafka.Session
-	// owned are the partitions of the current generation.
-	owned map[int32]bool
-	// ingested is the last offset fed to the engine per partition, kept
-	// across generations: a partition assigned again after a rebalance
-	// re-delivers from its committed offset, and the engine still holds
-	// those events in open panes.
-	ingested map[int32]int64
-	// revoked are partitions of an ended generation not yet removed from
-	// the engine; see Assigned.
-	revoked map[int32]bool
-	// pending are panes taken from the engine but not yet published;
-	// pendingCommit is the commit of the last Flush that added to them.
-	pending       []aggregator.PaneStat
-	pendingCommit map[int32]int64
-	batches       map[int]*codec.Batch
-}
-
-// Assigned removes from the engine every partition this member lost, so it
-// no longer holds the watermark back, and keeps the state of the partitions
-// it got again (see DESIGN.md).
-func (h *handler) Assigned(ctx context.Context, s *kafka.Session) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.owned = make(map[int32]bool, len(s.Partitions()))
-	for _, p := range s.Partitions() {
-		h.owned[int32(p)] = true
-		if _, ok := h.batches[p]; !ok {
-			h.batches[p] = new(codec.Batch)
-		}
-	}
-	for p := range h.revoked {
-		if !h.owned[p] {
-			h.eng.RemovePartition(p)
-			delete(h.ingested, p)
-		}
-	}
-	h.revoked = nil
-	h.s = s
-	return nil
-}
-
-// Handle decodes one message and feeds it to the engine. It is called
-// concurrently, one goroutine per partition.
-func (h *handler) Handle(ctx context.Context, s *kafka.Session, msg kafkago.Message) error {
-	p := int32(msg.Partition)
-	h.mu.Lock()
-	last, seen := h.ingested[p]
-	b := h.batches[msg.Partition]
-	h.mu.Unlock()
-	if seen && msg.Offset <= last {
-		// Already in the engine's open panes from the last generation.
-		h.m.redelivered.Inc()
-		return nil
-	}
-	if err := h.dec.Decode(msg.Value, b); err != nil {
-		h.m.bad.Inc()
-		if err := h.dlq.Send(ctx, msg, pipeline.Permanent(err)); err != nil {
-			return err
-		}
-		// The engine must still learn the offset, or the commit would stop
-		// before this message and re-deliver it for ever.
-		b.Reset()
-	}
-	st := h.eng.Ingest(p, msg.Offset, b)
-	h.m.messages.Inc()
-	h.m.calls.Add(float64(st.Accepted))
-	h.mu.Lock()
-	h.ingested[p] = msg.Offset
-	h.mu.Unlock()
-	return nil
-}
-
-// Revoked flushes, publishes and commits before the partitions move. A
-// failure is logged, not returned: the generation often ends because the
-// broker went away, and then the commit cannot succeed. Nothing is lost:
-// unpublished panes stay pending for the next flush, uncommitted messages
-// are delivered again, and the ones this engine already holds are skipped.
-func (h *handler) Revoked(ctx context.Context, s *kafka.Session) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if err := h.flushLocked(ctx); err != nil {
-		h.log.Warn("cannot flush on revocation; messages will be delivered again", "generation", s.GenerationID(), "err", err)
-	}
-	h.revoked = h.owned
-	h.owned = nil
-	h.s = nil
-	return nil
-}
-
-// tick is the periodic flush.
-func (h *handler) tick(ctx context.Context) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.s == nil {
-		return nil // between generations: Revoked flushed already
-	}
-	return h.flushLocked(ctx)
-}
-
-// flushLocked takes the final panes from the engine, publishes them with any
-// left over from a failed attempt, and then commits. h.mu is held.
-func (h *handler) flushLocked(ctx context.Context) error {
-	panes, commit := h.eng.Flush()
-	for _, ps := range panes {
-		// A pane of a key whose partition moved to another member is
-		// that member's to publish: it re-reads the events from our last
-		// commit, which is before every event of this pane.
-		if ps.Key.Method != aggregator.OtherMethod && h.owned != nil &&
-			!h.owned[int32(partitionOf(kafka.CallKey(ps.Key.System, ps.Key.App, ps.Key.Method), h.callsParts))] {
-			h.m.dropped.Inc()
-			continue
-		}
-		h.pending = append(h.pending, ps)
-	}
-	h.pendingCommit = commit
-	if len(h.pending) > 0 {
-		start := time.Now()
-		if err := h.pub.publish(ctx, h.pending); err != nil {
-			h.m.publishErrors.Inc()
-			return err
-		}
-		h.m.publishSeconds.Observe(time.Since(start).Seconds())
-		h.m.panes.Add(float64(len(h.pending)))
-		clear(h.pending)
-		h.pending = h.pending[:0]
-	}
-	if h.s == nil {
-		return nil
-	}
-	offs := make(map[int]int64, len(h.pendingCommit))
-	for p, off := range h.pendingCommit {
-		if h.owned[p] && off >= 0 {
-			offs[int(p)] = off
-		}
-	}
-	return h.s.CommitOffsets(offs)
 }
