@@ -271,3 +271,30 @@ func TestKmsg(t *testing.T) {
 		}
 	}
 }
+
+func TestConfig(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c := DefaultConfig()
+	c.CgroupRoot = "sys"
+	c.CgroupVersion = "v3"
+	c.ProcRoot = ""
+	c.Kmsg = "kmsg"
+	c.FileSystems = []string{"/", "data"}
+	c.Interval = 0
+	err := c.Validate()
+	for _, want := range []string{"cgroup_root: must be an absolute path", `cgroup_version: unknown version "v3"`, "proc_root:", "kmsg:", "file_systems[1]:", "interval: must be at least 1s"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want %q", err, want)
+		}
+	}
+	for root, want := range map[string]string{"testdata/cgroupv1": CgroupV1, "testdata/cgroupv2-root": CgroupV2} {
+		if got, err := DetectCgroupVersion(root); got != want || err != nil {
+			t.Errorf("DetectCgroupVersion(%s) = %q %v, want %q", root, got, err, want)
+		}
+	}
+	if _, err := DetectCgroupVersion("testdata/proc"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("DetectCgroupVersion(proc) = %v", err)
+	}
+}
