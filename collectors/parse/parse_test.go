@@ -299,6 +299,27 @@ func TestHugeAndOddLines(t *testing.T) {
 	if err := lp.ParseCall(big[:1<<20], &c); !errors.Is(err, ErrSyntax) || !strings.Contains(err.Error(), "unterminated string") {
 		t.Errorf("cut 1 MiB line: %v", err)
 	}
+	// 1 MiB through the other parsers and the CRI joiner.
+	var r Record
+	if err := (Logfmt{}).Parse([]byte("msg="+strings.Repeat("y", 1<<20)+" a=1"), &r); err != nil || len(r.Fields) != 2 {
+		t.Errorf("1 MiB logfmt: %v", err)
+	}
+	ng, _ := NewRegex(PatternNginx)
+	if err := ng.Parse(bytes.Repeat([]byte("a "), 1<<19), &r); !errors.Is(err, ErrNoMatch) {
+		t.Errorf("1 MiB nginx: %v", err)
+	}
+	j := NewJoiner(1 << 20)
+	frag := "2026-11-27T10:00:00Z stdout P " + strings.Repeat("z", 700<<10)
+	for i, tag := range []string{"P", "F"} {
+		l, err := ParseCRI([]byte(strings.Replace(frag, " P ", " "+tag+" ", 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		line, tr, done := j.Add(l.Log, l.Partial)
+		if done != (i == 1) || (done && (!tr || len(line) != 1<<20)) {
+			t.Errorf("1.4 MiB CRI line: done %v truncated %v len %d", done, tr, len(line))
+		}
+	}
 	// No newline and CRLF both work.
 	for _, in := range []string{`{"ts":1795773600123,"method":"m","latency_ms":1}`, "{\"ts\":1795773600123,\"method\":\"m\",\"latency_ms\":1}\r\n"} {
 		if err := lp.ParseCall([]byte(in), &c); err != nil {
@@ -307,7 +328,6 @@ func TestHugeAndOddLines(t *testing.T) {
 	}
 	// Binary garbage through every parser: errors say which, nothing panics.
 	garbage := [][]byte{{0, 1, 2, 3, 0xff, 0xfe}, bytes.Repeat([]byte{0x80}, 100), []byte("\x1b[31m{\"a\":1}"), {}}
-	ng, _ := NewRegex(PatternNginx)
 	for _, p := range []Parser{JSON{}, Logfmt{}, ng} {
 		var r Record
 		for _, g := range garbage {
