@@ -88,15 +88,6 @@ func (ks *keyState) idIs(id []byte) bool {
 	return ks.idLong == string(id)
 }
 
-type partState struct {
-	maxTs    int64     // highest event time seen, unix ms
-	lastSeen time.Time // wall clock of the last batch with calls
-	last     int64     // offset of the last ingested message
-	// first maps an unpublished pane start to the first offset of this
-	// partition that holds an event in it.
-	first map[int64]int64
-}
-
 // Engine aggregates calls into panes and windows. Engine is safe for
 // concurrent use.
 type Engine struct {
@@ -104,7 +95,6 @@ type Engine struct {
 	paneMs   int64
 	lateMs   int64
 	graceMs  int64
-	idle     time.Duration
 	retainMs int64 // how far behind the final edge ring panes are kept
 	slotMask int64
 	skewMs   int64
@@ -114,7 +104,7 @@ type Engine struct {
 
 	mu         sync.Mutex
 	keys       map[uint64]*keyState // by hash of the key ID; collisions chain
-	parts      map[int32]*partState
+	progress   *Progress
 	pending    map[int64][]*keyState // pane start -> keys with that pane open
 	corrected  []*keyState           // keys with corrections to publish
 	finalEnd   int64                 // every pane ending at or before this is final
@@ -158,14 +148,12 @@ func New(cfg Config, opts ...Option) (*Engine, error) {
 		paneMs:  cfg.Pane.Milliseconds(),
 		lateMs:  cfg.AllowedLateness.Milliseconds(),
 		graceMs: cfg.Grace.Milliseconds(),
-		idle:    cfg.IdleTimeout,
 		skewMs:  MaxClockSkew.Milliseconds(),
 		now:     time.Now,
 		log:     slog.New(slog.DiscardHandler),
 		m:       newMetrics(),
 		keys:    make(map[uint64]*keyState),
 		seed:    maphash.MakeSeed(),
-		parts:   make(map[int32]*partState),
 		pending: make(map[int64][]*keyState),
 	}
 	e.retainMs = max(slices.Max(cfg.Windows).Milliseconds(), e.graceMs+e.paneMs)
@@ -178,6 +166,7 @@ func New(cfg Config, opts ...Option) (*Engine, error) {
 	e.slotMask = slots - 1
 	e.finalEnd = math.MinInt64
 	e.watermark = math.MinInt64
+	e.progress = NewProgress(cfg)
 	for _, o := range opts {
 		o(e)
 	}
@@ -201,7 +190,7 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 	var st IngestStats
 	if len(b.Calls) == 0 {
 		e.mu.Lock()
-		e.part(partition).last = offset
+		e.progress.Read(partition, offset, e.now(), false)
 		e.mu.Unlock()
 		return st
 	}
@@ -209,12 +198,10 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 	nowMs := nowT.UnixMilli()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	p := e.part(partition)
-	p.lastSeen = nowT
-	p.last = offset
+	p := e.progress.Read(partition, offset, nowT, true)
 	e.resolve(b)
 	limit := e.cfg.RawBufferLimit
-	maxTs := p.maxTs
+	maxTs := int64(math.MinInt64)
 	// The pane of the previous event: consecutive events mostly share it,
 	// which saves the two divisions of aligning a time to a pane.
 	curStart, curEnd, curSlot := int64(math.MinInt64), int64(math.MinInt64), int64(0)
@@ -232,9 +219,7 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 			curSlot = (curStart / e.paneMs) & e.slotMask
 			curLate = curEnd <= e.finalEnd
 			if !curLate {
-				if _, ok := p.first[curStart]; !ok {
-					p.first[curStart] = offset
-				}
+				p.Holds(curStart, offset)
 			}
 		}
 		ks := e.resolved[c.Series]
@@ -256,7 +241,7 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 		maxTs = max(maxTs, ts)
 		st.Accepted++
 	}
-	p.maxTs = maxTs
+	p.Event(maxTs)
 	e.m.eventsIn.Add(float64(st.Accepted))
 	if st.Late > 0 {
 		e.m.late.Add(float64(st.Late))
@@ -272,15 +257,6 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 	}
 	e.m.liveKeys.Set(float64(e.nkeys))
 	return st
-}
-
-func (e *Engine) part(partition int32) *partState {
-	p := e.parts[partition]
-	if p == nil {
-		p = &partState{maxTs: math.MinInt64, last: -1, first: make(map[int64]int64)}
-		e.parts[partition] = p
-	}
-	return p
 }
 
 // labelKey is a batch label set's key labels, resolved once per batch.
@@ -458,7 +434,7 @@ func cmpInt64(a, b int64) int {
 // no longer holds the watermark back. Its open panes stay open.
 func (e *Engine) RemovePartition(partition int32) {
 	e.mu.Lock()
-	delete(e.parts, partition)
+	e.progress.Remove(partition)
 	e.mu.Unlock()
 }
 
@@ -471,7 +447,7 @@ func (e *Engine) Flush() (panes []PaneStat, commit map[int32]int64) {
 	nowT := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.advanceWatermark(nowT)
+	e.watermark = e.progress.Advance(nowT, len(e.pending) > 0)
 	// Corrections first: they belong to older panes.
 	for _, ks := range e.corrected {
 		for _, start := range ks.corrected {
@@ -519,21 +495,12 @@ func (e *Engine) Flush() (panes []PaneStat, commit map[int32]int64) {
 				ks.ring = slices.Insert(ks.ring, i, f)
 			}
 			delete(e.pending, s)
-			for _, p := range e.parts {
-				delete(p.first, s)
-			}
+			e.progress.Published(s)
 		}
 		e.finalEnd = newEnd
 		e.trim()
 	}
-	commit = make(map[int32]int64, len(e.parts))
-	for id, p := range e.parts {
-		c := p.last + 1
-		for _, off := range p.first {
-			c = min(c, off)
-		}
-		commit[id] = c
-	}
+	commit = e.progress.Commit()
 	e.m.panesEmitted.Add(float64(len(panes)))
 	e.m.liveKeys.Set(float64(e.nkeys))
 	if e.watermark != math.MinInt64 {
@@ -564,30 +531,6 @@ func (e *Engine) release(ks *keyState, op *openPane) {
 	}
 	if cap(op.cents) > 4096 {
 		op.cents = nil
-	}
-}
-
-// advanceWatermark sets the global watermark: the minimum over active
-// partitions of max event time − lateness; idle partitions do not count, and
-// when all are idle it follows the wall clock. It never moves back.
-func (e *Engine) advanceWatermark(now time.Time) {
-	wm := int64(math.MaxInt64)
-	active := 0
-	for _, p := range e.parts {
-		if p.maxTs == math.MinInt64 || now.Sub(p.lastSeen) >= e.idle {
-			continue
-		}
-		active++
-		wm = min(wm, p.maxTs-e.lateMs)
-	}
-	if active == 0 {
-		if len(e.parts) == 0 && len(e.pending) == 0 {
-			return
-		}
-		wm = now.UnixMilli() - e.lateMs
-	}
-	if wm > e.watermark {
-		e.watermark = wm
 	}
 }
 

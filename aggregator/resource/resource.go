@@ -74,19 +74,11 @@ type keyState struct {
 	corrected []int64
 }
 
-type partState struct {
-	maxTs    int64
-	lastSeen time.Time
-	last     int64
-	first    map[int64]int64 // unpublished pane start -> first offset in it
-}
-
 // Engine aggregates metric samples into resource panes. Engine is safe for
 // concurrent use.
 type Engine struct {
 	cfg     aggregator.Config
 	paneMs  int64
-	lateMs  int64
 	graceMs int64
 	skewMs  int64
 	now     func() time.Time
@@ -95,7 +87,7 @@ type Engine struct {
 
 	mu        sync.Mutex
 	keys      map[Key]*keyState
-	parts     map[int32]*partState
+	progress  *aggregator.Progress
 	pending   map[int64][]*keyState // pane start -> keys with that pane open
 	corrected []*keyState
 	finalEnd  int64
@@ -133,14 +125,13 @@ func New(cfg aggregator.Config, opts ...Option) (*Engine, error) {
 	e := &Engine{
 		cfg:       cfg,
 		paneMs:    cfg.Pane.Milliseconds(),
-		lateMs:    cfg.AllowedLateness.Milliseconds(),
 		graceMs:   cfg.Grace.Milliseconds(),
 		skewMs:    aggregator.MaxClockSkew.Milliseconds(),
 		now:       time.Now,
 		log:       slog.New(slog.DiscardHandler),
 		m:         newMetrics(),
 		keys:      make(map[Key]*keyState),
-		parts:     make(map[int32]*partState),
+		progress:  aggregator.NewProgress(cfg),
 		pending:   make(map[int64][]*keyState),
 		finalEnd:  math.MinInt64,
 		watermark: math.MinInt64,
@@ -162,15 +153,6 @@ func (e *Engine) paneStart(ts int64) int64 {
 	return ts - r
 }
 
-func (e *Engine) part(partition int32) *partState {
-	p := e.parts[partition]
-	if p == nil {
-		p = &partState{maxTs: math.MinInt64, last: -1, first: make(map[int64]int64)}
-		e.parts[partition] = p
-	}
-	return p
-}
-
 // Ingest aggregates the metric samples of b, read from partition at offset.
 // Counter samples are skipped and counted: a pane of a counter's raw values
 // means nothing, its rate is for the producer to compute. Ingest does not
@@ -181,12 +163,10 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 	nowMs := nowT.UnixMilli()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	p := e.part(partition)
-	p.last = offset
+	p := e.progress.Read(partition, offset, nowT, len(b.Metrics) > 0)
 	if len(b.Metrics) == 0 {
 		return st
 	}
-	p.lastSeen = nowT
 	n := b.NumLabelSets()
 	e.labels = slices.Grow(e.labels[:0], n)[:n]
 	clear(e.labels)
@@ -221,15 +201,13 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 			e.late(ks, start, s.Value, &st)
 			continue
 		}
-		if _, ok := p.first[start]; !ok {
-			p.first[start] = offset
-		}
+		p.Holds(start, offset)
 		vals, ok := ks.open[start]
 		if !ok {
 			e.pending[start] = append(e.pending[start], ks)
 		}
 		ks.open[start] = append(vals, s.Value)
-		p.maxTs = max(p.maxTs, ts)
+		p.Event(ts)
 		st.Accepted++
 	}
 	e.m.samples.Add(float64(st.Accepted))
@@ -296,7 +274,7 @@ func (e *Engine) late(ks *keyState, start int64, v float64, st *IngestStats) {
 // no longer holds the watermark back. Its open panes stay open.
 func (e *Engine) RemovePartition(partition int32) {
 	e.mu.Lock()
-	delete(e.parts, partition)
+	e.progress.Remove(partition)
 	e.mu.Unlock()
 }
 
@@ -309,7 +287,10 @@ func (e *Engine) Flush() (panes []Pane, commit map[int32]int64) {
 	nowT := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.advanceWatermark(nowT)
+	if wm := e.progress.Advance(nowT, len(e.pending) > 0); wm > e.watermark {
+		e.watermark = wm
+		e.m.watermarkLag.Set(float64(nowT.UnixMilli()-wm) / 1000)
+	}
 	for _, ks := range e.corrected {
 		slices.Sort(ks.corrected)
 		for _, start := range ks.corrected {
@@ -343,21 +324,12 @@ func (e *Engine) Flush() (panes []Pane, commit map[int32]int64) {
 				panes = append(panes, e.pane(ks, s, vals, false))
 			}
 			delete(e.pending, s)
-			for _, p := range e.parts {
-				delete(p.first, s)
-			}
+			e.progress.Published(s)
 		}
 		e.finalEnd = newEnd
 		e.trim()
 	}
-	commit = make(map[int32]int64, len(e.parts))
-	for id, p := range e.parts {
-		c := p.last + 1
-		for _, off := range p.first {
-			c = min(c, off)
-		}
-		commit[id] = c
-	}
+	commit = e.progress.Commit()
 	e.m.panes.Add(float64(len(panes)))
 	e.m.liveKeys.Set(float64(len(e.keys)))
 	return panes, commit
@@ -382,31 +354,6 @@ func (e *Engine) pane(ks *keyState, start int64, vals []float64, correction bool
 // rounding moves it.
 func nearestRank(n, pct int) int {
 	return max((pct*n+99)/100-1, 0)
-}
-
-// advanceWatermark applies aggregator's rule: the minimum over active
-// partitions of max event time − lateness; idle partitions do not count,
-// and when all are idle it follows the wall clock. It never moves back.
-func (e *Engine) advanceWatermark(now time.Time) {
-	wm := int64(math.MaxInt64)
-	active := 0
-	for _, p := range e.parts {
-		if p.maxTs == math.MinInt64 || now.Sub(p.lastSeen) >= e.cfg.IdleTimeout {
-			continue
-		}
-		active++
-		wm = min(wm, p.maxTs-e.lateMs)
-	}
-	if active == 0 {
-		if len(e.parts) == 0 && len(e.pending) == 0 {
-			return
-		}
-		wm = now.UnixMilli() - e.lateMs
-	}
-	if wm > e.watermark {
-		e.watermark = wm
-		e.m.watermarkLag.Set(float64(now.UnixMilli()-wm) / 1000)
-	}
 }
 
 // trim drops final panes past their grace and keys with nothing left.
