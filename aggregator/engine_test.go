@@ -1,6 +1,7 @@
 package aggregator
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -494,5 +495,55 @@ func TestReplayAfterRestartNeverOutranksPublished(t *testing.T) {
 	if replayed[0].Version >= published[0].Version {
 		t.Fatalf("partial pane version %d outranks the published %d: the store would lose events",
 			replayed[0].Version, published[0].Version)
+	}
+}
+
+// TestAddFinalServesWindowsOfPublishedPanes feeds an engine with panes
+// another engine published, as the alert role does, and checks that its
+// windows equal the publishing engine's.
+func TestAddFinalServesWindowsOfPublishedPanes(t *testing.T) {
+	src, clk := newTestEngine(t, nil)
+	base := t0.UnixMilli()
+	r := rand.New(rand.NewPCG(4, 4))
+	for s := int64(0); s < 90; s++ {
+		clk.t = t0.Add(time.Duration(s) * time.Second)
+		src.Ingest(0, s, batchOf(
+			ev{kA, base + s*1000, uint32(100 + r.IntN(10_000)), s%7 != 0},
+			ev{kB, base + s*1000, uint32(50 + r.IntN(500)), true}))
+	}
+	clk.t = t0.Add(5 * time.Minute)
+	published, _ := src.Flush()
+
+	dst, _ := newTestEngine(t, nil)
+	for _, p := range published {
+		if err := dst.AddFinal(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A lower version of a pane is ignored, a higher one replaces it.
+	stale := published[0]
+	stale.Version, stale.Count = 1, 1
+	if err := dst.AddFinal(stale); err != nil {
+		t.Fatal(err)
+	}
+	_, srcEnd := src.Watermark()
+	_, dstEnd := dst.Watermark()
+	if srcEnd < dstEnd {
+		t.Fatalf("window edge %d beyond the source's %d", dstEnd, srcEnd)
+	}
+	src.mu.Lock()
+	src.finalEnd = dstEnd
+	src.mu.Unlock()
+	for _, k := range []Key{kA, kB} {
+		want, _ := src.Window(k, 5*time.Minute) // covers every pane, the stale one's too
+		got, ok := dst.Window(k, 5*time.Minute)
+		if !ok || got.Count != want.Count || got.Errors != want.Errors || got.P99 != want.P99 || got.MaxUs != want.MaxUs {
+			t.Errorf("%v: window from published panes %+v, want %+v", k.Method, got, want)
+		}
+	}
+	bad := published[0]
+	bad.PaneMs = 5000
+	if err := dst.AddFinal(bad); !errors.Is(err, ErrPaneLength) {
+		t.Errorf("pane of another length: %v, want ErrPaneLength", err)
 	}
 }

@@ -1,7 +1,10 @@
 package aggregator
 
 import (
+	"errors"
+	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -131,4 +134,47 @@ func (a *windowAcc) finish() WindowStat {
 	ws.ErrorRate = float64(ws.Errors) / float64(ws.Count)
 	ws.AvgUs = float64(ws.SumUs) / float64(ws.Count)
 	return ws
+}
+
+// ErrPaneLength is returned by AddFinal for a pane whose length is not the
+// engine's.
+var ErrPaneLength = errors.New("pane length differs from the engine's")
+
+// AddFinal puts a final pane computed elsewhere (read back from the stats
+// topic) into the key's windows, so that an engine can serve windows and
+// rollups of panes it did not aggregate itself, as the alert role does. A
+// pane replaces a lower version of itself and is ignored otherwise; panes
+// older than the windows and the grace are ignored. The window edge moves to
+// the end of the newest pane added. AddFinal does not retain ps.
+func (e *Engine) AddFinal(ps PaneStat) error {
+	if ps.PaneMs != e.paneMs || ps.Start%e.paneMs != 0 {
+		return fmt.Errorf("cannot add pane of %v at %d: %w (%d ms)", ps.Key, ps.Start, ErrPaneLength, e.paneMs)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	end := ps.Start + e.paneMs
+	if e.finalEnd != math.MinInt64 && end <= e.finalEnd-e.retainMs {
+		return nil
+	}
+	ks := e.keyFor(ps.Key)
+	f := pane{
+		start: ps.Start, count: ps.Count, errors: ps.Errors, sum: ps.SumUs, min: ps.MinUs, max: ps.MaxUs,
+		cents: compacted(ps.Centroids, ps.Count, e.cfg.WindowCompression, &e.work),
+	}
+	i, found := slices.BinarySearchFunc(ks.ring, ps.Start, func(p pane, s int64) int { return cmpInt64(p.start, s) })
+	switch {
+	case !found:
+		ks.ring = slices.Insert(ks.ring, i, f)
+	case ks.other:
+		// Panes of several keys folded by the key cap: they add up.
+		ks.ring[i] = mergePanes(ks.ring[i], f, e.cfg.WindowCompression)
+	case ps.Version > ks.ring[i].count:
+		ks.ring[i] = f
+	}
+	if end > e.finalEnd {
+		e.finalEnd = end
+		e.trim()
+	}
+	e.m.liveKeys.Set(float64(e.nkeys))
+	return nil
 }
