@@ -85,7 +85,7 @@ func TestUnknownCommand(t *testing.T) {
 }
 
 // unimplementedRoles are the roles that still exit 2.
-var unimplementedRoles = []string{"collect", "alert"}
+var unimplementedRoles = []string{"collect"}
 
 func TestUnimplementedRolesExit2(t *testing.T) {
 	for _, name := range unimplementedRoles {
@@ -207,7 +207,7 @@ func TestRoleWithGoodConfigReachesRole(t *testing.T) {
 	// A valid configuration gets past loading to the role itself.
 	good := writeTemp(t, "tpflow.yaml", "log:\n  format: json\n")
 	code, _, errOut := runCLI(t, "alert", "--config", good, "--brokers", "k1:9092,k2:9092")
-	if code != exitUsage || !strings.Contains(errOut, "alert role is not implemented") {
+	if code != exitError || errOut != "tpflow alert: no alert rules files configured (alert.rules_files or --rules)\n" {
 		t.Errorf("exit %d, stderr %q", code, errOut)
 	}
 }

@@ -1,22 +1,81 @@
 package main
 
-import "context"
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/tpflow/tpflow/alerting/role"
+)
 
 func alertCommand() *command {
+	var rules string
 	return &command{
 		name:    "alert",
 		summary: "evaluate alert rules over the windows; notify Alertmanager and webhooks",
+		args:    "[check RULES.yaml...]",
 		help: `Consumes the stats topic, evaluates the alert rules (a label selector, a
 measure such as tp99, qps or error_rate, a window, a threshold and a "for"
 duration) and moves alerts through pending, firing and resolved, sending
-notifications to Alertmanager (API v2) and webhooks and recording history.`,
-		example: "tpflow alert --config tpflow.yaml --brokers kafka-1:9092",
+notifications to Alertmanager (API v2) and webhooks. The final panes read
+back from stats fill sliding windows as the aggregator section describes;
+the alert section names the rules files, the receivers, the evaluation
+interval and the state file that keeps alerts across restarts. Rules are
+reloaded on SIGHUP and when a file changes; an invalid edit keeps the
+previous rules. Serves /metrics, /healthz and /readyz on http.listen
+(--listen).
+
+  check RULES.yaml...  validate rules files offline (default: the
+                       configured ones) and print ok, or every problem
+                       as FILE:LINE and exit 1.`,
+		example: "tpflow alert --config tpflow.yaml --rules rules.yaml --brokers kafka-1:9092\ntpflow alert check rules.yaml",
 		common:  true,
-		role:    runAlert,
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&rules, "rules", "", "alert rules `FILE[,...]`, overriding alert.rules_files")
+		},
+		override: overrides(
+			flagOverride{"rules", "alert.rules_files", func(c *Config) { c.Alert.RulesFiles = splitList(rules) }},
+		),
+		role: runAlert,
 	}
 }
 
-// runAlert is the alert role.
+// runAlert is the alert role, or with the argument check the offline rules
+// check.
 func runAlert(ctx context.Context, env *Env, cfg *Config, args []string) error {
-	return errNotImplemented
+	if len(args) > 0 {
+		if args[0] != "check" {
+			return usageError("unknown subcommand %q (want check)", args[0])
+		}
+		return checkAlertRules(env, cfg, args[1:])
+	}
+	// A missing or broken rules file fails before anything listens.
+	if len(cfg.Alert.RulesFiles) == 0 {
+		return role.ErrNoRules
+	}
+	if _, err := role.Check(cfg.Alert.RulesFiles...); err != nil {
+		return fmt.Errorf("invalid alert rules:\n%w", err)
+	}
+	reg := newRoleRegistry()
+	return serveRole(ctx, env, cfg, reg, "alert", func(ctx context.Context) error {
+		return role.Run(ctx, cfg.Kafka, cfg.Aggregator, cfg.Alert, reg, env.Logger)
+	})
+}
+
+// checkAlertRules validates files, or the configured rules files when none
+// are given, and prints ok.
+func checkAlertRules(env *Env, cfg *Config, files []string) error {
+	if len(files) == 0 {
+		files = cfg.Alert.RulesFiles
+	}
+	if len(files) == 0 {
+		return usageError("check needs a RULES file")
+	}
+	rules, err := role.Check(files...)
+	if err != nil {
+		return fmt.Errorf("invalid alert rules:\n%w", err)
+	}
+	_, err = fmt.Fprintf(env.Stdout, "ok: %d rules in %s\n", len(rules), strings.Join(files, ", "))
+	return err
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/aggregator/stream"
+	"github.com/tpflow/tpflow/alerting/role"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/pipeline/sink"
@@ -34,6 +35,8 @@ type Config struct {
 	ClickHouse clickhouse.Config `yaml:"clickhouse"`
 	// Sink configures the sink role's consumer group and topics.
 	Sink sink.Config `yaml:"sink"`
+	// Alert configures the alert role's rules, receivers and state.
+	Alert role.Config `yaml:"alert"`
 	// Broker configures the embedded Kafka-protocol broker.
 	Broker kafka.BrokerConfig `yaml:"broker"`
 	// HTTP configures the metrics, health and API listener of every role.
@@ -50,6 +53,7 @@ func DefaultConfig() Config {
 		Kafka:      kafka.DefaultConfig(),
 		ClickHouse: clickhouse.DefaultConfig(),
 		Sink:       sink.DefaultConfig(),
+		Alert:      role.DefaultConfig(),
 		Broker:     kafka.DefaultBrokerConfig(),
 		HTTP:       DefaultHTTPConfig(),
 		Log:        DefaultLogConfig(),
@@ -66,6 +70,7 @@ func (c Config) Validate() error {
 		schemas.PrefixField("clickhouse", c.ClickHouse.Validate()),
 		schemas.PrefixField("clickhouse", checkDSNDatabase(c.ClickHouse)),
 		schemas.PrefixField("sink", c.Sink.Validate()),
+		schemas.PrefixField("alert", c.Alert.Validate()),
 		schemas.PrefixField("broker", c.Broker.Validate()),
 		schemas.PrefixField("http", c.HTTP.Validate()),
 		schemas.PrefixField("log", c.Log.Validate()),

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpflow/tpflow/alerting/role"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/pipeline/sink"
@@ -118,6 +119,14 @@ func TestBadConfigs(t *testing.T) {
 		{"dsn_database", []string{
 			`:4: clickhouse.dsn: names database "observability" in its path, but clickhouse.database is "tpflow"; set the database in clickhouse.database only`,
 		}},
+		{"alert", []string{
+			`:3: alert.rules_files[1]: must not be empty`,
+			`:4: alert.eval_interval: must be between 10ms and 1h, got 0s`,
+			`:5: alert.alertmanagers[0]: "am-0:9093" is not an http or https URL`,
+			`:9: alert.webhooks[1].url: "hooks.example.net" is not an http or https URL`,
+			`:10: alert.resend_interval: must be positive, got -1m0s`,
+			`:11: alert.group_id: must not be empty`,
+		}},
 		{"dsn_path_bad_name", []string{
 			`:5: clickhouse.database: must match ^[A-Za-z_][A-Za-z0-9_]{0,63}$, got "tp-flow"`,
 		}},
@@ -174,6 +183,12 @@ func TestGoodConfigs(t *testing.T) {
 	full.ClickHouse.BatchAge = 500 * time.Millisecond
 	full.ClickHouse.RetentionDays = clickhouse.Retention{Logs: 14, MetricSamples: 30}
 	full.Sink = sink.Config{GroupID: "prod-sink", Topics: []string{"stats", "alerts"}}
+	full.Alert = role.Config{
+		RulesFiles: []string{"/etc/tpflow/rules.yaml"}, StateFile: "/var/lib/tpflow/alerts.json",
+		EvalInterval: 15 * time.Second, Alertmanagers: []string{"http://am-0:9093", "http://am-1:9093"},
+		Webhooks:       []role.WebhookConfig{{URL: "https://hooks.example.net/tpflow", Secret: "s3cret"}},
+		ResendInterval: 2 * time.Minute, GroupID: "prod-alert",
+	}
 	full.Broker = kafka.BrokerConfig{
 		Listen: "0.0.0.0:19092", Advertise: "broker-1.example.net:19092", DataDir: "/var/lib/tpflow/broker",
 		Retention: 72 * time.Hour, RetentionBytes: 10 << 30, SyncWrites: true, MaxMessageBytes: 4 << 20,

@@ -75,6 +75,15 @@ var keyDocs = map[string]string{
 	"sink.group_id": "Kafka consumer group of the sinks; --group overrides.",
 	"sink.topics":   "Topics (without prefix) the sink consumes: stats, logs, metrics, alerts.",
 
+	"alert":                 "The alert role: rules files, evaluation, receivers and the state kept across restarts.",
+	"alert.rules_files":     "Alert rules files (see alerting/DESIGN.md); every one must validate; --rules overrides.",
+	"alert.state_file":      "Where alert state is saved after each evaluation and restored at start; empty keeps it in memory.",
+	"alert.eval_interval":   "How often the rules are evaluated (10ms-1h).",
+	"alert.alertmanagers":   "Base URLs of the Alertmanagers (API v2) every alert is sent to, e.g. http://am-0:9093.",
+	"alert.webhooks":        "Webhook receivers in Alertmanager's webhook format, each {url, secret}; a secret signs the body with HMAC-SHA256.",
+	"alert.resend_interval": "How often a firing or resolved alert is sent again.",
+	"alert.group_id":        "Kafka consumer group reading the stats topic.",
+
 	"broker":                   "The embedded Kafka-protocol broker of `tpflow broker` and `tpflow run`.",
 	"broker.listen":            "HOST:PORT the broker accepts Kafka clients on (port 0 picks one); --listen overrides for `tpflow broker`.",
 	"broker.advertise":         "HOST:PORT the broker tells clients to connect to; empty means listen.",

@@ -1,0 +1,77 @@
+package role
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the alert role's Prometheus metrics.
+type metrics struct {
+	reg         prometheus.Registerer
+	messages    prometheus.Counter
+	badMessages prometheus.Counter
+	panes       *prometheus.CounterVec
+	reloads     *prometheus.CounterVec
+	rules       prometheus.Gauge
+	evaluations prometheus.Counter
+	notified    prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		reg: reg,
+		messages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tpflow_alert_stats_messages_total", Help: "Stats messages read by the alert role.",
+		}),
+		badMessages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tpflow_alert_stats_bad_messages_total", Help: "Stats messages the alert role sent to the DLQ.",
+		}),
+		panes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tpflow_alert_panes_total",
+			Help: "Final panes read from stats, by result: added to the windows, stale (older than every window) or rejected (other pane length).",
+		}, []string{"result"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tpflow_alert_rule_loads_total", Help: "Loads of the alert rules files, by result (ok or error).",
+		}, []string{"result"}),
+		rules: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tpflow_alert_rules", Help: "Alert rules in force.",
+		}),
+		evaluations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tpflow_alert_evaluations_total", Help: "Evaluations of the alert rules.",
+		}),
+		notified: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tpflow_alert_notifications_total", Help: "Alerts handed to the senders.",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.messages, m.badMessages, m.panes, m.reloads, m.rules, m.evaluations, m.notified} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// sender registers the counters of one notification sender.
+func (m *metrics) sender(name string, sent, failed, dropped func() uint64) {
+	if m.reg == nil {
+		return
+	}
+	labels := prometheus.Labels{"receiver": name}
+	for _, c := range []struct {
+		name, help string
+		f          func() uint64
+	}{
+		{"tpflow_alert_sent_total", "Alerts or webhook messages a receiver accepted.", sent},
+		{"tpflow_alert_send_failures_total", "Alerts or webhook messages a receiver did not accept.", failed},
+		{"tpflow_alert_dropped_total", "Alerts dropped because a sender's queue was full.", dropped},
+	} {
+		f := c.f
+		// Registration fails only for a duplicate receiver name, which
+		// newSenders never produces.
+		_ = m.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: c.name, Help: c.help, ConstLabels: labels,
+		}, func() float64 { return float64(f()) }))
+	}
+}

@@ -1,0 +1,354 @@
+package role
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/tpflow/tpflow/aggregator"
+	"github.com/tpflow/tpflow/alerting"
+	"github.com/tpflow/tpflow/alerting/notify"
+	"github.com/tpflow/tpflow/pipeline/codec"
+	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/schemas"
+	"github.com/tpflow/tpflow/schemas/tpflowpb"
+)
+
+const tp99Rules = `rules:
+  - name: CheckoutTP99High
+    selector:
+      system: shop
+      app: checkout
+    measure: tp99
+    window: 1m
+    op: ">"
+    threshold: 500ms
+    for: 0s
+    labels:
+      severity: page
+    annotations:
+      summary: "TP99 of {{ $labels.method }} is {{ $value }} ms"
+`
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// statsBatch encodes one stats message holding, for each method, a pane of
+// 100 calls at latencyUs starting at each of starts.
+func statsBatch(t *testing.T, paneMs int64, starts []int64, methods map[string]float64) []byte {
+	t.Helper()
+	var b codec.Builder
+	ls := b.LabelSet([]schemas.Label{
+		{Name: schemas.LabelApp, Value: "checkout"},
+		{Name: schemas.LabelGroup, Value: "blue"},
+		{Name: schemas.LabelIDC, Value: "dc1"},
+		{Name: schemas.LabelSystem, Value: "shop"},
+	})
+	for _, start := range starts {
+		for method, us := range methods {
+			p := &tpflowpb.PaneStat{
+				Labels: ls, Method: b.Symbol(method),
+				PaneStartUnixMs: start, PaneMs: uint32(paneMs), Version: 100,
+				Count: 100, SumUs: 100 * us, MinUs: us, MaxUs: us,
+				P50Us: us, P90Us: us, P99Us: us, P999Us: us,
+				CentroidMeans: []float64{us}, CentroidWeights: []float64{100},
+			}
+			if err := b.AddPane(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return b.AppendTo(nil)
+}
+
+// amStub is an Alertmanager API v2 stub that passes every posted alert on.
+func amStub(t *testing.T) (*httptest.Server, <-chan notify.Alert) {
+	t.Helper()
+	ch := make(chan notify.Alert, 100)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/api/v2/alerts" {
+			http.NotFound(w, r)
+			return
+		}
+		var as []notify.Alert
+		if err := json.NewDecoder(r.Body).Decode(&as); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		for _, a := range as {
+			select {
+			case ch <- a:
+			default:
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv, ch
+}
+
+func startBroker(t *testing.T) kafka.Config {
+	t.Helper()
+	b, err := kafka.StartBroker(context.Background(), kafka.BrokerConfig{Listen: "127.0.0.1:0", MaxMessageBytes: 8 << 20}, nil)
+	if err != nil {
+		t.Fatalf("StartBroker: %v", err)
+	}
+	t.Cleanup(b.Close)
+	kcfg := kafka.DefaultConfig()
+	kcfg.Brokers = []string{b.Addr()}
+	kcfg.TopicPrefix = fmt.Sprintf("t%d.", time.Now().UnixNano()%1e9)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := kafka.EnsureTopics(ctx, kcfg); err != nil {
+		t.Fatalf("EnsureTopics: %v", err)
+	}
+	return kcfg
+}
+
+func TestRunFiresTP99AlertFromStats(t *testing.T) {
+	kcfg := startBroker(t)
+	srv, received := amStub(t)
+	dir := t.TempDir()
+
+	cfg := DefaultConfig()
+	cfg.RulesFiles = []string{writeFile(t, dir, "rules.yaml", tp99Rules)}
+	cfg.StateFile = filepath.Join(dir, "state.json")
+	cfg.EvalInterval = 100 * time.Millisecond
+	cfg.Alertmanagers = []string{srv.URL}
+	aggCfg := aggregator.DefaultConfig()
+	paneMs := aggCfg.Pane.Milliseconds()
+
+	// Six panes of the last minute: "pay" is slow (900 ms), "list" fast.
+	end := time.Now().UnixMilli() / paneMs * paneMs
+	var starts []int64
+	for s := end - time.Minute.Milliseconds(); s < end; s += paneMs {
+		starts = append(starts, s)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	prod, err := kafka.NewProducer(kcfg, kcfg.Topic(kafka.TopicStats), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	msgs := []kafkago.Message{
+		{Key: []byte("a"), Value: statsBatch(t, paneMs, starts[:3], map[string]float64{"pay": 900_000, "list": 10_000})},
+		{Key: []byte("b"), Value: []byte("not a batch")},
+		{Key: []byte("c"), Value: statsBatch(t, paneMs, starts[3:], map[string]float64{"pay": 900_000, "list": 10_000})},
+	}
+	if err := prod.Produce(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	reg := prometheus.NewRegistry()
+	go func() { done <- Run(runCtx, kcfg, aggCfg, cfg, reg, nil) }()
+
+	var got notify.Alert
+	select {
+	case got = <-received:
+	case err := <-done:
+		t.Fatalf("Run returned before an alert arrived: %v", err)
+	case <-ctx.Done():
+		t.Fatal("no alert reached the Alertmanager stub")
+	}
+	want := map[string]string{
+		"alertname": "CheckoutTP99High", "severity": "page",
+		"system": "shop", "app": "checkout", "group": "blue", "idc": "dc1", "method": "pay",
+	}
+	if fmt.Sprint(got.Labels) != fmt.Sprint(want) {
+		t.Errorf("labels = %v, want %v", got.Labels, want)
+	}
+	if !strings.HasPrefix(got.Annotations["summary"], "TP99 of pay is 9") {
+		t.Errorf("summary = %q", got.Annotations["summary"])
+	}
+	if got.Resolved(time.Now()) {
+		t.Errorf("alert is resolved: endsAt %v", got.EndsAt)
+	}
+	// Only the slow method fires.
+	deadline := time.After(500 * time.Millisecond)
+	for more := true; more; {
+		select {
+		case a := <-received:
+			if a.Labels["method"] != "pay" {
+				t.Errorf("unexpected alert %v", a.Labels)
+			}
+		case <-deadline:
+			more = false
+		}
+	}
+
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := counter(t, reg, "tpflow_alert_panes_total", "added"); got != 12 {
+		t.Errorf("panes added = %v, want 12", got)
+	}
+	if got := counter(t, reg, "tpflow_alert_stats_bad_messages_total", ""); got != 1 {
+		t.Errorf("bad messages = %v, want 1", got)
+	}
+	state, err := os.ReadFile(cfg.StateFile)
+	if err != nil || !strings.Contains(string(state), "CheckoutTP99High") {
+		t.Errorf("state file: %v, %q", err, state)
+	}
+	// The undecodable message went to the DLQ.
+	dlqCons, err := kafka.NewConsumer(kcfg, kcfg.Topic(kafka.TopicDLQ), "dlq-reader", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dlqCons.Close()
+	msg, err := dlqCons.Fetch(ctx)
+	if err != nil {
+		t.Fatalf("DLQ: %v", err)
+	}
+	if string(msg.Value) != "not a batch" {
+		t.Errorf("DLQ message %q", msg.Value)
+	}
+}
+
+func TestRunRefusesBadRules(t *testing.T) {
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.RulesFiles = []string{writeFile(t, dir, "bad.yaml", "rules:\n  - name: X\n    measure: tp99\n    window: 1m\n    op: \"=>\"\n    threshold: 1\n")}
+	err := Run(context.Background(), kafka.DefaultConfig(), aggregator.DefaultConfig(), cfg, nil, nil)
+	if !errors.Is(err, alerting.ErrInvalidRules) || !strings.Contains(err.Error(), "bad.yaml:5:") {
+		t.Errorf("err = %v", err)
+	}
+	cfg.RulesFiles = nil
+	if err := Run(context.Background(), kafka.DefaultConfig(), aggregator.DefaultConfig(), cfg, nil, nil); !errors.Is(err, ErrNoRules) {
+		t.Errorf("no rules: err = %v", err)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := writeFile(t, dir, "good.yaml", tp99Rules)
+	rules, err := Check(good)
+	if err != nil || len(rules) != 1 {
+		t.Fatalf("good: %d rules, %v", len(rules), err)
+	}
+	other := writeFile(t, dir, "other.yaml", tp99Rules)
+	_, err = Check(good, other)
+	if err == nil || !strings.Contains(err.Error(), other+":2: rule \"CheckoutTP99High\": field \"name\": duplicate rule name (first defined at "+good+":2)") {
+		t.Errorf("duplicate: %v", err)
+	}
+}
+
+func TestReloader(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, dir, "rules.yaml", tp99Rules)
+	m, _ := newMetrics(nil)
+	rules := &alerting.RuleSet{}
+	rl := newReloader([]string{path}, rules, aggregator.DefaultConfig(), m, nil)
+	if err := rl.load(); err != nil {
+		t.Fatal(err)
+	}
+	if rl.changed() {
+		t.Fatal("changed without a change")
+	}
+	touch := func(content string, age time.Duration) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mt := time.Now().Add(age)
+		if err := os.Chtimes(path, mt, mt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A bad edit keeps the previous rules.
+	touch("rules: [\n", time.Second)
+	if !rl.changed() {
+		t.Fatal("bad edit not noticed")
+	}
+	if err := rl.load(); err == nil {
+		t.Fatal("bad edit loaded")
+	}
+	if rs := rules.Rules(); len(rs) != 1 || rs[0].Name != "CheckoutTP99High" {
+		t.Fatalf("rules after a bad edit: %v", rs)
+	}
+	if rl.changed() {
+		t.Fatal("a failed load is retried without a further change")
+	}
+	touch(strings.ReplaceAll(tp99Rules, "CheckoutTP99High", "Renamed"), 2*time.Second)
+	if !rl.changed() {
+		t.Fatal("good edit not noticed")
+	}
+	if err := rl.load(); err != nil {
+		t.Fatal(err)
+	}
+	if rs := rules.Rules(); len(rs) != 1 || rs[0].Name != "Renamed" {
+		t.Fatalf("rules after a good edit: %v", rs)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	f := func(mod func(*Config), want string) {
+		t.Helper()
+		c := DefaultConfig()
+		mod(&c)
+		got := ""
+		if err := c.Validate(); err != nil {
+			got = err.Error()
+		}
+		if got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	}
+	f(func(*Config) {}, "")
+	f(func(c *Config) {
+		c.RulesFiles = []string{"a.yaml"}
+		c.Alertmanagers = []string{"http://am:9093"}
+		c.Webhooks = []WebhookConfig{{URL: "https://hooks.example.net/x", Secret: "s"}}
+	}, "")
+	f(func(c *Config) { c.EvalInterval = 0 }, "eval_interval: must be between 10ms and 1h, got 0s")
+	f(func(c *Config) { c.ResendInterval = -time.Second }, "resend_interval: must be positive, got -1s")
+	f(func(c *Config) { c.GroupID = "" }, "group_id: must not be empty")
+	f(func(c *Config) { c.RulesFiles = []string{""} }, "rules_files[0]: must not be empty")
+	f(func(c *Config) { c.Alertmanagers = []string{"am:9093"} }, `alertmanagers[0]: "am:9093" is not an http or https URL`)
+	f(func(c *Config) { c.Webhooks = []WebhookConfig{{URL: "ftp://x"}} }, `webhooks[0].url: "ftp://x" is not an http or https URL`)
+}
+
+// counter returns the value of the counter name whose result label is
+// result (any labels when result is empty).
+func counter(t *testing.T, reg *prometheus.Registry, name, result string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := result == ""
+			for _, l := range m.GetLabel() {
+				match = match || (l.GetName() == "result" && l.GetValue() == result)
+			}
+			if match {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
