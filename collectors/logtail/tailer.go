@@ -1,0 +1,462 @@
+package logtail
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// Line is one line of a followed file.
+type Line struct {
+	// Path is the followed path (the file may have been renamed since).
+	Path string
+	// ID is the identity of the file the line was read from.
+	ID Identity
+	// Offset is the byte offset of the line's first byte.
+	Offset int64
+	// End is the offset just after the line and its newline: acknowledging
+	// End with Checkpoints.Ack resumes after this line.
+	End int64
+	// Data is the line without its newline, at most Config.MaxLineBytes.
+	// It is valid only until the Handler returns.
+	Data []byte
+	// Partial is set when the line had no newline: it waited at the end of
+	// the file longer than Config.PartialTimeout, or the file was rotated,
+	// truncated or deleted before the newline came. The bytes that follow
+	// start a new line.
+	Partial bool
+	// Truncated is set when the line was longer than Config.MaxLineBytes;
+	// the bytes past the limit were dropped and counted.
+	Truncated bool
+}
+
+// Handler receives each line in file order. An error stops the Tailer and
+// is returned by Run.
+type Handler func(Line) error
+
+// Stats counts what a Tailer did since it was created.
+type Stats struct {
+	Lines        int64 // lines handed over, including partial and truncated ones
+	Bytes        int64 // bytes consumed from files, newlines included
+	Partial      int64 // lines flushed without a newline
+	Truncated    int64 // lines cut at Config.MaxLineBytes
+	DroppedBytes int64 // bytes cut off truncated lines
+	Opens        int64 // files opened at the path
+	Rotations    int64 // renames or deletions of the open file noticed
+	Truncations  int64 // restarts at offset 0 because the file shrank (copytruncate)
+	Rewrites     int64 // restarts at offset 0 because the fingerprint changed (inode reuse, rewrite in place)
+	WatchErrors  int64 // errors from the file system watcher; polling covers them
+}
+
+type counters struct {
+	lines, bytes, partial, truncated, dropped, opens, rotations, truncations, rewrites, watchErrors atomic.Int64
+}
+
+// Tailer follows the file at one path across rotation. Run is called once;
+// Stats may be called concurrently with it.
+type Tailer struct {
+	path string
+	cfg  Config
+	cp   *Checkpoints
+	h    Handler
+	log  *slog.Logger
+	now  func() time.Time
+	c    counters
+
+	// The fields below belong to the Run goroutine.
+	f             *os.File
+	fileID        Identity
+	readOff       int64 // next byte to read from f
+	lineStart     int64 // offset of the current (incomplete) line
+	lineLen       int   // bytes of the current line seen, including dropped ones
+	pending       []byte
+	pendingSince  time.Time
+	draining      bool
+	drainDeadline time.Time
+	started       bool
+	rbuf          []byte
+	scratch       [FingerprintBytes]byte
+}
+
+// NewTailer returns a Tailer of path that hands lines to h. cp may be nil
+// (no resume); a nil log discards. The Tailer only reads checkpoints: the
+// caller advances them with Checkpoints.Ack once lines are durable.
+func NewTailer(path string, cfg Config, cp *Checkpoints, h Handler, log *slog.Logger) (*Tailer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("cannot tail %s: %w", path, err)
+	}
+	if h == nil {
+		panic("BUG: logtail.NewTailer without a Handler")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Tailer{
+		path: filepath.Clean(path),
+		cfg:  cfg,
+		cp:   cp,
+		h:    h,
+		log:  log.With("path", path),
+		now:  time.Now,
+		rbuf: make([]byte, cfg.ReadBufferBytes),
+	}, nil
+}
+
+// Stats returns the counters.
+func (t *Tailer) Stats() Stats {
+	return Stats{
+		Lines: t.c.lines.Load(), Bytes: t.c.bytes.Load(), Partial: t.c.partial.Load(),
+		Truncated: t.c.truncated.Load(), DroppedBytes: t.c.dropped.Load(), Opens: t.c.opens.Load(),
+		Rotations: t.c.rotations.Load(), Truncations: t.c.truncations.Load(),
+		Rewrites: t.c.rewrites.Load(), WatchErrors: t.c.watchErrors.Load(),
+	}
+}
+
+// Run follows the file until ctx is done or the Handler fails. It returns
+// nil when ctx is done. An incomplete line is not flushed then: the next
+// Tailer resumes from the last acknowledged offset and reads it whole.
+func (t *Tailer) Run(ctx context.Context) error {
+	defer t.closeFile()
+	var events <-chan fsnotify.Event
+	var werrs <-chan error
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		t.c.watchErrors.Add(1)
+		t.log.Warn("cannot watch file events, polling only", "err", err)
+	} else {
+		defer w.Close()
+		if err := w.Add(filepath.Dir(t.path)); err != nil {
+			t.c.watchErrors.Add(1)
+			t.log.Warn("cannot watch directory, polling only", "err", err)
+		}
+		events, werrs = w.Events, w.Errors
+	}
+	tick := time.NewTicker(t.cfg.PollInterval)
+	defer tick.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+
+	poll := true
+	for {
+		if err := t.step(poll); err != nil {
+			return err
+		}
+		poll = false
+		var deadline time.Time
+		if t.lineLen > 0 {
+			deadline = t.pendingSince.Add(t.cfg.PartialTimeout)
+		}
+		if t.draining && (deadline.IsZero() || t.drainDeadline.Before(deadline)) {
+			deadline = t.drainDeadline
+		}
+		var wake <-chan time.Time
+		if !deadline.IsZero() {
+			timer.Reset(max(time.Until(deadline), time.Millisecond))
+			wake = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+			} else if filepath.Clean(ev.Name) != t.path {
+				continue
+			}
+		case err, ok := <-werrs:
+			if !ok {
+				werrs = nil
+			} else {
+				t.c.watchErrors.Add(1)
+				t.log.Warn("file watcher error, polling covers it", "err", err)
+			}
+		case <-tick.C:
+			poll = true
+		case <-wake:
+		}
+		if wake != nil && !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// step reads what is new and checks for truncation and rotation. poll adds
+// the fingerprint check that catches a rewrite the size does not show.
+func (t *Tailer) step(poll bool) error {
+	for range 4 { // bounded: each round either returns or switches files
+		if t.f == nil {
+			opened, err := t.open()
+			if err != nil || !opened {
+				return err
+			}
+		}
+		fi, err := t.f.Stat()
+		if err != nil {
+			return fmt.Errorf("cannot stat open file %s: %w", t.path, err)
+		}
+		restart, err := t.changed(fi, poll)
+		if err != nil {
+			return err
+		}
+		if restart {
+			continue
+		}
+		grew, err := t.readAll()
+		if err != nil {
+			return err
+		}
+		now := t.now()
+		if t.lineLen > 0 && now.Sub(t.pendingSince) >= t.cfg.PartialTimeout {
+			if err := t.flushPartial(); err != nil {
+				return err
+			}
+		}
+		if !t.draining {
+			cur, err := os.Stat(t.path)
+			if err == nil && os.SameFile(cur, fi) {
+				return nil
+			}
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("cannot stat %s: %w", t.path, err)
+			}
+			// Renamed away or deleted: keep reading what writers still append
+			// through their open descriptors until it is quiet.
+			t.draining = true
+			t.drainDeadline = now.Add(t.cfg.RotateWait)
+			t.c.rotations.Add(1)
+			t.log.Debug("file rotated, draining", "file", t.fileID)
+		}
+		if grew {
+			t.drainDeadline = now.Add(t.cfg.RotateWait)
+		}
+		if now.Before(t.drainDeadline) {
+			return nil
+		}
+		if t.lineLen > 0 {
+			if err := t.flushPartial(); err != nil {
+				return err
+			}
+		}
+		t.closeFile()
+	}
+	return nil
+}
+
+// changed restarts at offset 0 when the open file shrank below what was
+// read (copytruncate) or its first bytes changed (a rewrite in place), and
+// extends the fingerprint of a short file that grew. The fingerprint is
+// checked before every read of new bytes and on every poll, so bytes of a
+// rewritten file are not read from the old offset. It reports whether it
+// restarted.
+func (t *Tailer) changed(fi os.FileInfo, poll bool) (bool, error) {
+	size := fi.Size()
+	if size < t.readOff {
+		t.c.truncations.Add(1)
+		t.log.Debug("file truncated, reading from 0", "size", size, "offset", t.readOff)
+		return true, t.restart()
+	}
+	grow := t.fileID.FPLen < FingerprintBytes && size > int64(t.fileID.FPLen)
+	if !poll && !grow && size == t.readOff {
+		return false, nil
+	}
+	fp, n, err := fingerprint(t.f, t.fileID.FPLen, &t.scratch)
+	if err != nil {
+		return false, err
+	}
+	if n != t.fileID.FPLen || fp != t.fileID.FP {
+		t.c.rewrites.Add(1)
+		t.log.Debug("file fingerprint changed, reading from 0", "file", t.fileID)
+		return true, t.restart()
+	}
+	if grow {
+		fp, n, err := fingerprint(t.f, int(min(size, FingerprintBytes)), &t.scratch)
+		if err != nil {
+			return false, err
+		}
+		t.fileID.FP, t.fileID.FPLen = fp, n
+	}
+	return false, nil
+}
+
+// restart flushes what is pending and reads the open file again from 0 as
+// a new file.
+func (t *Tailer) restart() error {
+	if t.lineLen > 0 {
+		if err := t.flushPartial(); err != nil {
+			return err
+		}
+	}
+	id, _, err := identify(t.f, &t.scratch)
+	if err != nil {
+		return err
+	}
+	if _, err := t.f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("cannot seek %s: %w", t.path, err)
+	}
+	t.fileID = id
+	t.readOff, t.lineStart = 0, 0
+	return nil
+}
+
+// open opens the file at the path if there is one and picks the offset:
+// the checkpoint when its fingerprint matches, else the configured start
+// for a file present at start-up, else 0.
+func (t *Tailer) open() (bool, error) {
+	first := !t.started
+	t.started = true
+	f, err := os.Open(t.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("cannot open %s: %w", t.path, err)
+	}
+	id, fi, err := identify(f, &t.scratch)
+	if err != nil {
+		f.Close()
+		return false, err
+	}
+	off, err := t.resumeOffset(f, id, fi.Size(), first)
+	if err != nil {
+		f.Close()
+		return false, err
+	}
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		f.Close()
+		return false, fmt.Errorf("cannot seek %s: %w", t.path, err)
+	}
+	t.c.opens.Add(1)
+	t.f, t.fileID = f, id
+	t.readOff, t.lineStart = off, off
+	t.draining = false
+	t.log.Debug("file opened", "file", id, "offset", off)
+	return true, nil
+}
+
+func (t *Tailer) resumeOffset(f *os.File, id Identity, size int64, first bool) (int64, error) {
+	if t.cp != nil {
+		if cp, ok := t.cp.Lookup(id); ok {
+			fp, n, err := fingerprint(f, cp.FPLen, &t.scratch)
+			if err != nil {
+				return 0, err
+			}
+			switch {
+			case n != cp.FPLen || fp != cp.FP:
+				t.c.rewrites.Add(1) // inode reused by another file
+				return 0, nil
+			case cp.Offset > size:
+				t.c.truncations.Add(1)
+				return 0, nil
+			default:
+				return cp.Offset, nil
+			}
+		}
+	}
+	if first && t.cfg.Start == StartEnd {
+		return size, nil
+	}
+	return 0, nil
+}
+
+func (t *Tailer) closeFile() {
+	if t.f != nil {
+		t.f.Close()
+		t.f = nil
+	}
+	t.draining = false
+	t.lineLen, t.pending = 0, t.pending[:0]
+}
+
+// readAll reads to the end of the file and hands over complete lines.
+func (t *Tailer) readAll() (bool, error) {
+	grew := false
+	for {
+		n, err := t.f.Read(t.rbuf)
+		if n > 0 {
+			grew = true
+			t.readOff += int64(n)
+			t.c.bytes.Add(int64(n))
+			if herr := t.consume(t.rbuf[:n]); herr != nil {
+				return grew, herr
+			}
+		}
+		if err == io.EOF || n == 0 {
+			return grew, nil
+		}
+		if err != nil {
+			return grew, fmt.Errorf("cannot read %s at %d: %w", t.path, t.readOff, err)
+		}
+	}
+}
+
+func (t *Tailer) consume(b []byte) error {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			t.appendPending(b)
+			return nil
+		}
+		seg := b[:i]
+		b = b[i+1:]
+		if t.lineLen == 0 && len(seg) <= t.cfg.MaxLineBytes {
+			if err := t.deliver(seg, int64(len(seg))+1, false, false); err != nil {
+				return err
+			}
+			continue
+		}
+		t.appendPending(seg)
+		if err := t.deliver(t.pending, int64(t.lineLen)+1, false, t.lineLen > t.cfg.MaxLineBytes); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *Tailer) appendPending(seg []byte) {
+	if t.lineLen == 0 {
+		t.pendingSince = t.now()
+	}
+	room := t.cfg.MaxLineBytes - len(t.pending)
+	t.pending = append(t.pending, seg[:min(room, len(seg))]...)
+	t.lineLen += len(seg)
+}
+
+func (t *Tailer) flushPartial() error {
+	return t.deliver(t.pending, int64(t.lineLen), true, t.lineLen > t.cfg.MaxLineBytes)
+}
+
+// deliver hands over one line of n bytes (newline included) starting at
+// lineStart and resets the pending line.
+func (t *Tailer) deliver(data []byte, n int64, partial, truncated bool) error {
+	l := Line{
+		Path: t.path, ID: t.fileID, Offset: t.lineStart, End: t.lineStart + n,
+		Data: data, Partial: partial, Truncated: truncated,
+	}
+	t.c.lines.Add(1)
+	if partial {
+		t.c.partial.Add(1)
+	}
+	if truncated {
+		t.c.truncated.Add(1)
+		t.c.dropped.Add(int64(t.lineLen - len(data)))
+	}
+	t.lineStart = l.End
+	t.lineLen, t.pending = 0, t.pending[:0]
+	if err := t.h(l); err != nil {
+		return fmt.Errorf("cannot hand over line of %s at %d: %w", t.path, l.Offset, err)
+	}
+	return nil
+}
