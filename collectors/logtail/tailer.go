@@ -56,10 +56,11 @@ type Stats struct {
 	Truncations  int64 // restarts at offset 0 because the file shrank (copytruncate)
 	Rewrites     int64 // restarts at offset 0 because the fingerprint changed (inode reuse, rewrite in place)
 	WatchErrors  int64 // errors from the file system watcher; polling covers them
+	Checks       int64 // wake-ups that looked at the path: events, polls, deadlines
 }
 
 type counters struct {
-	lines, bytes, partial, truncated, dropped, opens, rotations, truncations, rewrites, watchErrors atomic.Int64
+	lines, bytes, partial, truncated, dropped, opens, rotations, truncations, rewrites, watchErrors, checks atomic.Int64
 }
 
 // Tailer follows the file at one path across rotation. Run is called once;
@@ -118,7 +119,7 @@ func (t *Tailer) Stats() Stats {
 		Lines: t.c.lines.Load(), Bytes: t.c.bytes.Load(), Partial: t.c.partial.Load(),
 		Truncated: t.c.truncated.Load(), DroppedBytes: t.c.dropped.Load(), Opens: t.c.opens.Load(),
 		Rotations: t.c.rotations.Load(), Truncations: t.c.truncations.Load(),
-		Rewrites: t.c.rewrites.Load(), WatchErrors: t.c.watchErrors.Load(),
+		Rewrites: t.c.rewrites.Load(), WatchErrors: t.c.watchErrors.Load(), Checks: t.c.checks.Load(),
 	}
 }
 
@@ -164,25 +165,29 @@ func (t *Tailer) Run(ctx context.Context) error {
 			timer.Reset(max(time.Until(deadline), time.Millisecond))
 			wake = timer.C
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-events:
-			if !ok {
-				events = nil
-			} else if filepath.Clean(ev.Name) != t.path {
-				continue
-			}
-		case err, ok := <-werrs:
-			if !ok {
-				werrs = nil
-			} else {
+		// Events for other files in the directory do not cost a step.
+		for woke := false; !woke; {
+			select {
+			case <-ctx.Done():
+				return nil
+			case ev, ok := <-events:
+				if !ok {
+					events = nil // polling goes on
+					continue
+				}
+				woke = filepath.Clean(ev.Name) == t.path
+			case err, ok := <-werrs:
+				if !ok {
+					werrs = nil
+					continue
+				}
 				t.c.watchErrors.Add(1)
 				t.log.Warn("file watcher error, polling covers it", "err", err)
+			case <-tick.C:
+				poll, woke = true, true
+			case <-wake:
+				woke = true
 			}
-		case <-tick.C:
-			poll = true
-		case <-wake:
 		}
 		if wake != nil && !timer.Stop() {
 			select {
@@ -196,6 +201,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 // step reads what is new and checks for truncation and rotation. poll adds
 // the fingerprint check that catches a rewrite the size does not show.
 func (t *Tailer) step(poll bool) error {
+	defer t.c.checks.Add(1)
 	for range 4 { // bounded: each round either returns or switches files
 		if t.f == nil {
 			opened, err := t.open()

@@ -545,15 +545,14 @@ func TestShortFileFingerprintGrows(t *testing.T) {
 	}
 }
 
-func TestConfigValidate(t *testing.T) {
-	if err := DefaultConfig().Validate(); err != nil {
-		t.Fatal(err)
-	}
-	bad := Config{Start: "middle", ReadBufferBytes: 1, RotateWait: -1}
-	err := bad.Validate()
-	for _, f := range []string{"start", "poll_interval", "partial_timeout", "rotate_wait", "max_line_bytes", "read_buffer_bytes"} {
-		if err == nil || !strings.Contains(err.Error(), f) {
-			t.Errorf("no error for %s in %v", f, err)
-		}
-	}
+func TestFileAppearingLaterReadFromStart(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "app.log")
+	cfg := testConfig()
+	cfg.Start = StartEnd // applies only to a file present at start
+	s := &sink{}
+	tl, _ := start(t, p, cfg, nil, s)
+	waitFor(t, "first check", func() bool { return tl.Stats().Checks > 0 })
+	appendFile(t, p, numbered("line", 0, 3))
+	waitLines(t, s, 3)
+	checkExactlyOnce(t, s.texts(), wantLines("line", 0, 3))
 }
