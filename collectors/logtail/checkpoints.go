@@ -33,6 +33,7 @@ type Checkpoint struct {
 type stateFile struct {
 	Version int          `json:"version"`
 	Files   []Checkpoint `json:"files"`
+	Paths   []string     `json:"paths,omitempty"`
 }
 
 type devIno2 struct{ dev, ino uint64 }
@@ -44,12 +45,13 @@ type Checkpoints struct {
 
 	mu    sync.Mutex
 	files map[devIno2]Checkpoint
+	paths map[string]bool // paths a Tailer has opened a file at
 	dirty bool
 }
 
 // NewCheckpoints returns an empty store that saves to path.
 func NewCheckpoints(path string) *Checkpoints {
-	return &Checkpoints{path: path, files: make(map[devIno2]Checkpoint)}
+	return &Checkpoints{path: path, files: make(map[devIno2]Checkpoint), paths: make(map[string]bool)}
 }
 
 // LoadCheckpoints reads the state file at path. It always returns a usable
@@ -76,6 +78,9 @@ func LoadCheckpoints(path string) (*Checkpoints, error) {
 			return NewCheckpoints(path), fmt.Errorf("cannot load checkpoints from %s: %w: bad entry %s@%d", path, ErrCorruptState, cp.Identity, cp.Offset)
 		}
 		c.files[devIno2{cp.Dev, cp.Ino}] = cp
+	}
+	for _, p := range st.Paths {
+		c.paths[p] = true
 	}
 	return c, nil
 }
@@ -109,6 +114,24 @@ func (c *Checkpoints) Forget(id Identity) {
 		delete(c.files, devIno2{id.Dev, id.Ino})
 		c.dirty = true
 	}
+}
+
+// markPath records that a file was tailed at path, so that after a restart
+// a file found there without a checkpoint is known to be new (rotated while
+// the collector was down) and is read from 0 rather than from the end.
+func (c *Checkpoints) markPath(path string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.paths[path] {
+		c.paths[path] = true
+		c.dirty = true
+	}
+}
+
+func (c *Checkpoints) knownPath(path string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.paths[path]
 }
 
 // Lookup returns the checkpoint stored for the inode of id, whatever its
@@ -149,7 +172,14 @@ func (c *Checkpoints) Save() error {
 	if !dirty {
 		return nil
 	}
-	b, err := json.Marshal(stateFile{Version: stateVersion, Files: c.All()})
+	st := stateFile{Version: stateVersion, Files: c.All()}
+	c.mu.Lock()
+	for p := range c.paths {
+		st.Paths = append(st.Paths, p)
+	}
+	c.mu.Unlock()
+	sort.Strings(st.Paths)
+	b, err := json.Marshal(st)
 	if err != nil {
 		panic("BUG: cannot encode checkpoints: " + err.Error())
 	}

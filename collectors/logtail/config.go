@@ -17,7 +17,9 @@ const (
 type Config struct {
 	// Start is where a file that exists when the tailer starts and has no
 	// checkpoint is read from: beginning or end. Files that appear later
-	// (after rotation, or created after start) are always read from 0.
+	// (after rotation, or created after start), and files at a path the
+	// checkpoints know (rotated while the collector was down), are always
+	// read from 0.
 	Start string `yaml:"start"`
 	// PollInterval is the period of the stat fallback that catches file
 	// system events the watcher dropped.

@@ -319,7 +319,8 @@ func (t *Tailer) restart() error {
 
 // open opens the file at the path if there is one and picks the offset:
 // the checkpoint when its fingerprint matches, else the configured start
-// for a file present at start-up, else 0.
+// for a file present at start-up at a path the checkpoints have never seen,
+// else 0 (a file that appeared or was rotated in while nobody read it).
 func (t *Tailer) open() (bool, error) {
 	first := !t.started
 	t.started = true
@@ -345,6 +346,9 @@ func (t *Tailer) open() (bool, error) {
 		return false, fmt.Errorf("cannot seek %s: %w", t.path, err)
 	}
 	t.c.opens.Add(1)
+	if t.cp != nil {
+		t.cp.markPath(t.path)
+	}
 	t.f, t.fileID = f, id
 	t.readOff, t.lineStart = off, off
 	t.draining = false
@@ -371,7 +375,7 @@ func (t *Tailer) resumeOffset(f *os.File, id Identity, size int64, first bool) (
 			}
 		}
 	}
-	if first && t.cfg.Start == StartEnd {
+	if first && t.cfg.Start == StartEnd && (t.cp == nil || !t.cp.knownPath(t.path)) {
 		return size, nil
 	}
 	return 0, nil

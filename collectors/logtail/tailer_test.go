@@ -556,3 +556,37 @@ func TestFileAppearingLaterReadFromStart(t *testing.T) {
 	waitLines(t, s, 3)
 	checkExactlyOnce(t, s.texts(), wantLines("line", 0, 3))
 }
+
+func TestRotatedWhileDownReadFromStart(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "app.log")
+	state := filepath.Join(dir, "state.json")
+	appendFile(t, p, numbered("a", 0, 3))
+	cp := NewCheckpoints(state)
+	s := &sink{}
+	s.ack = func(l Line) { cp.Ack(l.ID, l.End) }
+	cfg := testConfig()
+	cfg.Start = StartEnd
+	tl, stop := start(t, p, cfg, cp, s)
+	waitFor(t, "open", func() bool { return tl.Stats().Opens == 1 })
+	appendFile(t, p, numbered("a", 3, 5))
+	waitLines(t, s, 2)
+	if err := cp.Save(); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	// Rotated while down: the new file at the path has no checkpoint, but
+	// the path is known, so it is read from 0 despite start: end.
+	if err := os.Rename(p, p+".1"); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, p, numbered("b", 0, 4))
+	cp2, err := LoadCheckpoints(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2 := &sink{}
+	start(t, p, cfg, cp2, s2)
+	waitLines(t, s2, 4)
+	checkExactlyOnce(t, s2.texts(), wantLines("b", 0, 4))
+}
