@@ -1,67 +1,20 @@
 package logtail
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"gopkg.in/yaml.v3"
-
-	"github.com/tpflow/tpflow/schemas"
+	"github.com/tpflow/tpflow/internal/configtest"
 )
 
-// loadConfig decodes a YAML file strictly over DefaultConfig, as the config
-// loader does, and validates it.
-func loadConfig(path string) (Config, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return Config{}, err
-	}
-	c := DefaultConfig()
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		return c, err
-	}
-	return c, c.Validate()
-}
-
 func TestConfigFiles(t *testing.T) {
-	good, _ := filepath.Glob("testdata/config/*.good.yaml")
-	bad, _ := filepath.Glob("testdata/config/*.bad.yaml")
-	if len(good) == 0 || len(bad) == 0 {
-		t.Fatal("no config cases")
-	}
-	for _, p := range good {
-		c, err := loadConfig(p)
-		if err != nil {
-			t.Errorf("%s: %v", p, err)
-			continue
-		}
-		if _, err := NewTailer("/var/log/x.log", c, nil, func(Line) error { return nil }, nil); err != nil {
-			t.Errorf("%s: NewTailer: %v", p, err)
-		}
-	}
-	for _, p := range bad {
-		b, _ := os.ReadFile(p)
-		first, _, _ := strings.Cut(string(b), "\n")
-		want, ok := strings.CutPrefix(first, "# expect: ")
-		if !ok {
-			t.Fatalf("%s: first line must be '# expect: <error text>'", p)
-		}
-		_, err := loadConfig(p)
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: error %v, want %q", p, err, want)
-		}
-		var fe *schemas.FieldError
-		if err != nil && !strings.Contains(err.Error(), "not found") && !errors.As(err, &fe) {
-			t.Errorf("%s: %v is not a *schemas.FieldError", p, err)
-		}
-	}
+	configtest.Files(t, "testdata/config", DefaultConfig, func(_ string, c Config) error {
+		_, err := NewTailer("/var/log/x.log", c, nil, func(Line) error { return nil }, nil)
+		return err
+	})
 }
 
 func TestConfigValidate(t *testing.T) {
