@@ -14,6 +14,7 @@ package chtest
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"net"
@@ -306,7 +307,7 @@ func (s *Server) writeConfig() error {
 			return fmt.Errorf("chtest: %w", err)
 		}
 	}
-	r := strings.NewReplacer("$DIR", s.dir, "$TCP", strconv.Itoa(s.tcp), "$HTTP", strconv.Itoa(s.web))
+	r := strings.NewReplacer("@DIR@", s.dir, "@TCP@", strconv.Itoa(s.tcp), "@HTTP@", strconv.Itoa(s.web))
 	if err := os.WriteFile(filepath.Join(s.dir, "config.xml"), []byte(r.Replace(configXML)), 0o644); err != nil {
 		return fmt.Errorf("chtest: cannot write config: %w", err)
 	}
@@ -316,77 +317,13 @@ func (s *Server) writeConfig() error {
 	return nil
 }
 
-// configXML listens on loopback only, keeps everything under $DIR and has
-// no interserver port, so many servers run side by side. Caches are small:
-// tests run on shared machines.
-const configXML = `<?xml version="1.0"?>
-<yandex>
-    <logger>
-        <level>warning</level>
-        <log>$DIR/log/clickhouse-server.log</log>
-        <errorlog>$DIR/log/clickhouse-server.err.log</errorlog>
-        <size>10M</size>
-        <count>1</count>
-    </logger>
-    <listen_host>127.0.0.1</listen_host>
-    <tcp_port>$TCP</tcp_port>
-    <http_port>$HTTP</http_port>
-    <path>$DIR/data/</path>
-    <tmp_path>$DIR/tmp/</tmp_path>
-    <user_files_path>$DIR/user_files/</user_files_path>
-    <format_schema_path>$DIR/format_schemas/</format_schema_path>
-    <users_config>$DIR/users.xml</users_config>
-    <default_profile>default</default_profile>
-    <default_database>default</default_database>
-    <timezone>UTC</timezone>
-    <max_connections>256</max_connections>
-    <keep_alive_timeout>3</keep_alive_timeout>
-    <max_concurrent_queries>50</max_concurrent_queries>
-    <uncompressed_cache_size>67108864</uncompressed_cache_size>
-    <mark_cache_size>67108864</mark_cache_size>
-    <mlock_executable>false</mlock_executable>
-    <!-- Idle pooled client connections otherwise hold a stop for 2 x 5 s. -->
-    <shutdown_wait_unfinished>1</shutdown_wait_unfinished>
-    <max_session_timeout>3600</max_session_timeout>
-    <default_session_timeout>60</default_session_timeout>
-</yandex>
-`
+// The server configuration, shared with scripts/clickhouse.sh.
+//
+//go:embed server/config.xml
+var configXML string
 
-const usersXML = `<?xml version="1.0"?>
-<yandex>
-    <profiles>
-        <default>
-            <max_memory_usage>2000000000</max_memory_usage>
-            <use_uncompressed_cache>0</use_uncompressed_cache>
-            <!-- Idle connections notice a shutdown after this many seconds (default 10). -->
-            <poll_interval>1</poll_interval>
-        </default>
-    </profiles>
-    <users>
-        <default>
-            <password></password>
-            <networks>
-                <ip>127.0.0.1</ip>
-                <ip>::1</ip>
-            </networks>
-            <profile>default</profile>
-            <quota>default</quota>
-        </default>
-    </users>
-    <quotas>
-        <default>
-            <interval>
-                <duration>3600</duration>
-                <queries>0</queries>
-                <errors>0</errors>
-                <result_rows>0</result_rows>
-                <read_rows>0</read_rows>
-                <execution_time>0</execution_time>
-            </interval>
-        </default>
-    </quotas>
-</yandex>
-`
+//go:embed server/users.xml
+var usersXML string
 
 var (
 	sharedOnce sync.Once

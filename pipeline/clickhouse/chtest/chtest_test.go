@@ -104,9 +104,7 @@ func TestSharedGivesEachTestItsOwnDatabase(t *testing.T) {
 }
 
 func TestStartFailureShowsLog(t *testing.T) {
-	if Bin() == "" {
-		t.Skip("clickhouse-server is not installed")
-	}
+	requireBin(t)
 	dir := t.TempDir()
 	s := &Server{dir: dir}
 	var err error
