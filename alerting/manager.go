@@ -119,9 +119,18 @@ type Manager struct {
 	now    func() time.Time
 	log    *slog.Logger
 
+	onChange NotifyFunc
+
 	mu     sync.Mutex
 	active map[string]map[string]*Alert // rule name → group fingerprint → alert
 }
+
+// OnStateChange makes Tick hand f a copy of every alert whose state changed
+// in the evaluation (pending, firing, resolved, and inactive for a pending
+// alert whose condition stopped holding), in the order the changes happened.
+// An alert that goes from inactive to firing in one evaluation (for: 0s) is
+// handed twice, pending then firing. Call it before Run.
+func (m *Manager) OnStateChange(f NotifyFunc) { m.onChange = f }
 
 // NewManager returns a Manager. notify may be nil; now defaults to
 // time.Now and log to a discarding logger.
@@ -157,7 +166,10 @@ func (m *Manager) Run(ctx context.Context) error {
 // Tick evaluates once at m's now, hands what needs sending to the notify
 // function and saves the state file if one is configured.
 func (m *Manager) Tick(ctx context.Context) {
-	send := m.Eval(m.now())
+	send, changes := m.eval(m.now())
+	if len(changes) > 0 && m.onChange != nil {
+		m.onChange(ctx, changes)
+	}
 	if len(send) > 0 && m.notify != nil {
 		m.notify(ctx, send)
 	}
@@ -171,14 +183,20 @@ func (m *Manager) Tick(ctx context.Context) {
 // Eval evaluates every rule at time now, advances the alerts' lifecycle and
 // returns copies of the alerts that need sending now, marked as sent.
 func (m *Manager) Eval(now time.Time) []Alert {
+	send, _ := m.eval(now)
+	return send
+}
+
+// eval is Eval that also returns the state changes, as OnStateChange
+// describes.
+func (m *Manager) eval(now time.Time) (send, changes []Alert) {
 	rules := m.rules.Rules()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var send []Alert
 	live := make(map[string]bool, len(rules))
 	for _, r := range rules {
 		live[r.Name] = true
-		send = append(send, m.evalRule(r, now)...)
+		send = append(send, m.evalRule(r, now, &changes)...)
 	}
 	// Alerts of removed rules are dropped, as Prometheus does; a firing one
 	// resolves at the receiver when its ValidUntil passes.
@@ -187,7 +205,7 @@ func (m *Manager) Eval(now time.Time) []Alert {
 			delete(m.active, name)
 		}
 	}
-	return send
+	return send, changes
 }
 
 // group is the merged window of the keys that share the rule's by labels.
@@ -321,7 +339,7 @@ func fingerprint(ls map[string]string) string {
 	return b.String()
 }
 
-func (m *Manager) evalRule(r *Rule, now time.Time) []Alert {
+func (m *Manager) evalRule(r *Rule, now time.Time, changes *[]Alert) []Alert {
 	alerts := m.active[r.Name]
 	if alerts == nil {
 		alerts = map[string]*Alert{}
@@ -336,7 +354,8 @@ func (m *Manager) evalRule(r *Rule, now time.Time) []Alert {
 		fp := fingerprint(g.labels)
 		holding[fp] = true
 		a := alerts[fp]
-		if a == nil || a.State == StateResolved {
+		created := a == nil || a.State == StateResolved
+		if created {
 			a = &Alert{Rule: r.Name, State: StatePending, ActiveAt: now}
 			alerts[fp] = a
 		}
@@ -344,9 +363,13 @@ func (m *Manager) evalRule(r *Rule, now time.Time) []Alert {
 		a.LastTrueAt = now
 		a.KeepFiringSince = time.Time{}
 		m.render(r, a, g.labels)
+		if created {
+			*changes = append(*changes, a.copy())
+		}
 		if a.State == StatePending && now.Sub(a.ActiveAt) >= r.For {
 			a.State = StateFiring
 			a.FiredAt = now
+			*changes = append(*changes, a.copy())
 		}
 	}
 	var send []Alert
@@ -355,6 +378,9 @@ func (m *Manager) evalRule(r *Rule, now time.Time) []Alert {
 			switch a.State {
 			case StatePending:
 				delete(alerts, fp)
+				gone := a.copy()
+				gone.State = StateInactive
+				*changes = append(*changes, gone)
 				continue
 			case StateFiring:
 				// As in Prometheus, keep_firing_for counts from the first
@@ -365,6 +391,7 @@ func (m *Manager) evalRule(r *Rule, now time.Time) []Alert {
 				if now.Sub(a.KeepFiringSince) >= r.KeepFiringFor {
 					a.State = StateResolved
 					a.ResolvedAt = now
+					*changes = append(*changes, a.copy())
 				}
 			case StateResolved:
 				if now.Sub(a.ResolvedAt) > m.cfg.ResolvedRetention {

@@ -2,10 +2,12 @@ package alerting
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -323,5 +325,30 @@ rules:
 	}
 	if src.rollups != 1 {
 		t.Fatalf("rollups = %d; want 1 (only checkout has several keys)", src.rollups)
+	}
+}
+
+func TestOnStateChange(t *testing.T) {
+	src := newFakeSource()
+	key := aggregator.Key{System: "shop", App: "checkout", Group: "prod", IDC: "bj", Method: "pay"}
+	c := &clock{t: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
+	m := newTestManager(t, src, c, lifecycleRule)
+	var got []string
+	m.OnStateChange(func(_ context.Context, as []Alert) {
+		for _, a := range as {
+			got = append(got, fmt.Sprintf("%s@%s", a.State, a.LastTrueAt.Sub(c.t)))
+		}
+	})
+	for _, p99 := range []float64{300, 100, 300, 300, 300, 300, 300, 100, 100, 100, 100} {
+		src.set(key, repeat(p99*1000, 100)...)
+		got = append(got, "|")
+		m.Tick(context.Background())
+		c.advance(10 * time.Second)
+	}
+	// Pending, gone, pending, firing after 30s, resolved after 20s of
+	// keep_firing_for; nothing is reported while a state holds.
+	want := "| pending@0s | inactive@-10s | pending@0s | | | firing@0s | | | | resolved@-30s |"
+	if s := strings.Join(got, " "); s != want {
+		t.Fatalf("state changes\n got %s\nwant %s", s, want)
 	}
 }

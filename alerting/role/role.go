@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -122,6 +123,18 @@ func Run(ctx context.Context, kcfg kafka.Config, aggCfg aggregator.Config, cfg C
 	}
 	defer cons.Close()
 
+	aprod, err := kafka.NewProducer(kcfg, kcfg.Topic(kafka.TopicAlerts), log, kafka.WithMetrics(km))
+	if err != nil {
+		return fmt.Errorf("cannot start alert role: %w", err)
+	}
+	defer aprod.Close()
+	pub, err := newPublisher(aprod, reg, log)
+	if err != nil {
+		return fmt.Errorf("cannot start alert role: %w", err)
+	}
+	mgr.OnStateChange(pub.enqueue)
+
+	started := time.Now()
 	r := &reader{
 		eng: eng, dlq: dlq, m: m, log: log, now: time.Now,
 		dec:     codec.DecodeOptions{MaxBytes: kcfg.MaxMessageBytes},
@@ -144,10 +157,17 @@ func Run(ctx context.Context, kcfg kafka.Config, aggCfg aggregator.Config, cfg C
 			_ = s.Run(sendCtx)
 		}()
 	}
+	swg.Add(1)
+	go func() {
+		defer swg.Done()
+		pub.run(sendCtx)
+	}()
 	defer func() {
 		stopSend()
 		swg.Wait()
 	}()
+	warm := warmup(aggCfg)
+	ready := false
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.consume(gctx, cons) })
@@ -167,6 +187,16 @@ func Run(ctx context.Context, kcfg kafka.Config, aggCfg aggregator.Config, cfg C
 			}
 			if rl.changed() {
 				_ = rl.load()
+			}
+			// After a start the windows hold only what arrived since: until
+			// a current pane is in, or the warm-up has passed, an empty
+			// window would resolve alerts that still hold.
+			if !ready {
+				fresh := time.Now().Add(-warm + aggCfg.IdleTimeout).UnixMilli()
+				if r.newestEnd.Load() < fresh && time.Since(started) < warm {
+					continue
+				}
+				ready = true
 			}
 			mgr.Tick(gctx)
 			m.evaluations.Inc()
@@ -215,6 +245,13 @@ func newSenders(cfg Config, m *metrics, log *slog.Logger) ([]sender, error) {
 	return out, nil
 }
 
+// warmup is the longest a started role waits for a fresh pane before it
+// evaluates anyway: two panes, the allowed lateness and the idle time-out,
+// by when an aggregator that sees traffic has published one.
+func warmup(c aggregator.Config) time.Duration {
+	return 2*c.Pane + c.AllowedLateness + c.IdleTimeout
+}
+
 // horizon is how far back from now a pane can still matter: the longest
 // window, the grace during which it may be corrected, and one pane.
 func horizon(c aggregator.Config) time.Duration {
@@ -242,6 +279,8 @@ type reader struct {
 
 	mu     sync.Mutex
 	marked map[int]kafkago.Message // per partition, the last message whose panes are in the engine
+
+	newestEnd atomic.Int64 // the latest end (Unix ms) of a pane added
 }
 
 // consume reads stats messages until ctx is done.
@@ -335,6 +374,9 @@ func (r *reader) add(raw []byte, cutoff int64) error {
 		return nil
 	}
 	r.m.panes.WithLabelValues("added").Inc()
+	if end := p.PaneStartUnixMs + int64(p.PaneMs); end > r.newestEnd.Load() {
+		r.newestEnd.Store(end)
+	}
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/alerting"
@@ -221,6 +222,42 @@ func TestRunFiresTP99AlertFromStats(t *testing.T) {
 	}
 	if string(msg.Value) != "not a batch" {
 		t.Errorf("DLQ message %q", msg.Value)
+	}
+
+	// The state changes went to the alerts topic: pending, then firing
+	// (for: 0s), with the alert's labels and annotations.
+	alertsCons, err := kafka.NewConsumer(kcfg, kcfg.Topic(kafka.TopicAlerts), "alerts-reader", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alertsCons.Close()
+	msg, err = alertsCons.Fetch(ctx)
+	if err != nil {
+		t.Fatalf("alerts topic: %v", err)
+	}
+	var batch codec.Batch
+	if err := (codec.DecodeOptions{}).Decode(msg.Value, &batch); err != nil {
+		t.Fatal(err)
+	}
+	var states []string
+	for _, raw := range batch.Alerts {
+		var a tpflowpb.Alert
+		if err := proto.Unmarshal(raw, &a); err != nil {
+			t.Fatal(err)
+		}
+		ls := map[string]string{}
+		refs := batch.LabelSet(a.Labels)
+		for i := 0; i+1 < len(refs); i += 2 {
+			ls[batch.Symbol(refs[i])] = batch.Symbol(refs[i+1])
+		}
+		if ls["method"] != "pay" || ls["alertname"] != "CheckoutTP99High" || ls["severity"] != "page" ||
+			!strings.HasPrefix(a.Annotations["summary"], "TP99 of pay is 9") || a.Value < 800 || a.EvalUnixMs == 0 {
+			t.Errorf("alert %v labels %v", a.String(), ls)
+		}
+		states = append(states, a.State.String())
+	}
+	if got := strings.Join(states, ","); got != "ALERT_STATE_PENDING,ALERT_STATE_FIRING" {
+		t.Errorf("states in the first alerts message: %s", got)
 	}
 }
 
