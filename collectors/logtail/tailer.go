@@ -73,6 +73,7 @@ type Tailer struct {
 	log  *slog.Logger
 	now  func() time.Time
 	c    counters
+	wat  *Watcher
 
 	// The fields below belong to the Run goroutine.
 	f             *os.File
@@ -113,6 +114,11 @@ func NewTailer(path string, cfg Config, cp *Checkpoints, h Handler, log *slog.Lo
 	}, nil
 }
 
+// UseWatcher makes Run take its file events from w, shared with other
+// Tailers, instead of creating its own watcher. It must be called before
+// Run.
+func (t *Tailer) UseWatcher(w *Watcher) { t.wat = w }
+
 // Stats returns the counters.
 func (t *Tailer) Stats() Stats {
 	return Stats{
@@ -130,8 +136,16 @@ func (t *Tailer) Run(ctx context.Context) error {
 	defer t.closeFile()
 	var events <-chan fsnotify.Event
 	var werrs <-chan error
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
+	var shared <-chan struct{}
+	if t.wat != nil {
+		c, cancel, err := t.wat.subscribe(t.path)
+		defer cancel()
+		if err != nil {
+			t.c.watchErrors.Add(1)
+			t.log.Warn("cannot watch directory, polling only", "err", err)
+		}
+		shared = c
+	} else if w, err := fsnotify.NewWatcher(); err != nil {
 		t.c.watchErrors.Add(1)
 		t.log.Warn("cannot watch file events, polling only", "err", err)
 	} else {
@@ -183,6 +197,8 @@ func (t *Tailer) Run(ctx context.Context) error {
 				}
 				t.c.watchErrors.Add(1)
 				t.log.Warn("file watcher error, polling covers it", "err", err)
+			case <-shared:
+				woke = true
 			case <-tick.C:
 				poll, woke = true, true
 			case <-wake:
