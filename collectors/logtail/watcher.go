@@ -22,7 +22,7 @@ type Watcher struct {
 	log *slog.Logger
 
 	mu   sync.Mutex
-	dirs map[string]int                 // watched directory → subscribed paths in it
+	dirs map[string]int                  // watched directory → subscribed paths in it
 	subs map[string]map[*wakeup]struct{} // clean path → its subscribers
 
 	events, errors atomic.Int64
