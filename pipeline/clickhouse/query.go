@@ -58,28 +58,39 @@ func (q TPQuery) SQL() (string, []any, error) {
 	if !identRe.MatchString(q.Database) {
 		return "", nil, fmt.Errorf("cannot build TP query: database name %q must match %s", q.Database, identRe)
 	}
-	if len(q.Quantiles) == 0 {
-		return "", nil, fmt.Errorf("cannot build TP query: no quantiles asked")
-	}
 	if !q.From.Before(q.To) {
 		return "", nil, fmt.Errorf("cannot build TP query: from %s is not before to %s", q.From, q.To)
 	}
-	levels := make([]string, len(q.Quantiles))
-	for i, l := range q.Quantiles {
-		if !(l > 0 && l <= 1) {
-			return "", nil, fmt.Errorf("cannot build TP query: quantile %g is outside (0, 1]", l)
-		}
-		levels[i] = strconv.FormatFloat(l, 'g', -1, 64)
+	levels, err := quantileLevels(q.Quantiles)
+	if err != nil {
+		return "", nil, fmt.Errorf("cannot build TP query: %w", err)
 	}
 	var b strings.Builder
 	args := []any{q.From.Unix(), q.To.Unix()}
 	fmt.Fprintf(&b, "SELECT toUInt64(sum(w)), quantilesExactWeighted(%s)(mean, w) FROM ("+
 		"SELECT centroid_means, centroid_weights FROM %s.call_panes FINAL "+
 		"WHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?)",
-		strings.Join(levels, ", "), q.Database)
+		levels, q.Database)
 	q.Selector.where(&b, &args)
 	b.WriteString(") ARRAY JOIN centroid_means AS mean, arrayMap(x -> toUInt64(round(x)), centroid_weights) AS w")
 	return b.String(), args, nil
+}
+
+// quantileLevels checks qs and returns them as the parameter list of a
+// quantiles function: levels are spliced into SQL, so each is formatted
+// from a float64 here, never taken from a caller's string.
+func quantileLevels(qs []float64) (string, error) {
+	if len(qs) == 0 {
+		return "", fmt.Errorf("no quantiles asked")
+	}
+	levels := make([]string, len(qs))
+	for i, l := range qs {
+		if !(l > 0 && l <= 1) {
+			return "", fmt.Errorf("quantile %g is outside (0, 1]", l)
+		}
+		levels[i] = strconv.FormatFloat(l, 'g', -1, 64)
+	}
+	return strings.Join(levels, ", "), nil
 }
 
 // QueryTP returns the quantiles of the call latencies of the panes q selects.
