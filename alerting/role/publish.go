@@ -26,13 +26,26 @@ import (
 // and counted rather than holding the evaluator up.
 const publishQueue = 1024
 
+// publishWait is how long an evaluation waits for its state changes to be
+// written before it notifies: a change is written before its notification
+// leaves unless Kafka is slow, so a crash right after a notification does
+// not lose the change.
+const publishWait = time.Second
+
+// pubItem is the state changes of one evaluation; done is closed once they
+// are written or dropped.
+type pubItem struct {
+	as   []alerting.Alert
+	done chan struct{}
+}
+
 // publisher writes every alert state change to the alerts topic, one
 // EventBatch per evaluation.
 type publisher struct {
 	prod     *kafka.Producer
 	log      *slog.Logger
 	producer string
-	q        chan []alerting.Alert
+	q        chan pubItem
 	dropped  prometheus.Counter
 	written  prometheus.Counter
 }
@@ -40,7 +53,7 @@ type publisher struct {
 func newPublisher(prod *kafka.Producer, reg prometheus.Registerer, log *slog.Logger) (*publisher, error) {
 	host, _ := os.Hostname()
 	p := &publisher{
-		prod: prod, log: log, q: make(chan []alerting.Alert, publishQueue),
+		prod: prod, log: log, q: make(chan pubItem, publishQueue),
 		producer: fmt.Sprintf("%s/alert/%d", host, os.Getpid()),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tpflow_alert_changes_dropped_total", Help: "Alert state changes not written to the alerts topic because its queue was full.",
@@ -59,12 +72,22 @@ func newPublisher(prod *kafka.Producer, reg prometheus.Registerer, log *slog.Log
 	return p, nil
 }
 
-// enqueue queues the state changes of one evaluation; it never blocks.
-func (p *publisher) enqueue(_ context.Context, as []alerting.Alert) {
+// enqueue queues the state changes of one evaluation and waits up to
+// publishWait for them to be written.
+func (p *publisher) enqueue(ctx context.Context, as []alerting.Alert) {
+	it := pubItem{as: as, done: make(chan struct{})}
 	select {
-	case p.q <- as:
+	case p.q <- it:
 	default:
 		p.dropped.Add(float64(len(as)))
+		return
+	}
+	t := time.NewTimer(publishWait)
+	defer t.Stop()
+	select {
+	case <-it.done:
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }
 
@@ -73,15 +96,17 @@ func (p *publisher) enqueue(_ context.Context, as []alerting.Alert) {
 func (p *publisher) run(ctx context.Context) {
 	for {
 		select {
-		case as := <-p.q:
-			p.write(ctx, as)
+		case it := <-p.q:
+			p.write(ctx, it.as)
+			close(it.done)
 		case <-ctx.Done():
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
 			for {
 				select {
-				case as := <-p.q:
-					p.write(fctx, as)
+				case it := <-p.q:
+					p.write(fctx, it.as)
+					close(it.done)
 				default:
 					return
 				}

@@ -166,7 +166,7 @@ func Run(ctx context.Context, kcfg kafka.Config, aggCfg aggregator.Config, cfg C
 		stopSend()
 		swg.Wait()
 	}()
-	warm := warmup(aggCfg)
+	warm := warmup(aggCfg, kcfg)
 	ready := false
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -192,7 +192,7 @@ func Run(ctx context.Context, kcfg kafka.Config, aggCfg aggregator.Config, cfg C
 			// a current pane is in, or the warm-up has passed, an empty
 			// window would resolve alerts that still hold.
 			if !ready {
-				fresh := time.Now().Add(-warm + aggCfg.IdleTimeout).UnixMilli()
+				fresh := time.Now().Add(-2*aggCfg.Pane - aggCfg.AllowedLateness).UnixMilli()
 				if r.newestEnd.Load() < fresh && time.Since(started) < warm {
 					continue
 				}
@@ -247,9 +247,10 @@ func newSenders(cfg Config, m *metrics, log *slog.Logger) ([]sender, error) {
 
 // warmup is the longest a started role waits for a fresh pane before it
 // evaluates anyway: two panes, the allowed lateness and the idle time-out,
-// by when an aggregator that sees traffic has published one.
-func warmup(c aggregator.Config) time.Duration {
-	return 2*c.Pane + c.AllowedLateness + c.IdleTimeout
+// by when an aggregator that sees traffic has published one, and the
+// session time-out, which a killed predecessor may hold the group for.
+func warmup(c aggregator.Config, k kafka.Config) time.Duration {
+	return 2*c.Pane + c.AllowedLateness + c.IdleTimeout + k.SessionTimeout
 }
 
 // horizon is how far back from now a pane can still matter: the longest

@@ -1,0 +1,447 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/tpflow/tpflow/alerting/notify"
+	"github.com/tpflow/tpflow/pipeline/clickhouse"
+	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
+	"github.com/tpflow/tpflow/pipeline/codec"
+	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/schemas"
+)
+
+// startAlertmanager runs prometheus-alertmanager on a free loopback port
+// and returns its base URL. A missing binary fails under CI.
+func startAlertmanager(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("prometheus-alertmanager")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("prometheus-alertmanager not installed (scripts/install-deps.sh installs it): %v", err)
+		}
+		t.Skipf("prometheus-alertmanager not installed; run scripts/install-deps.sh (with CI set this fails): %v", err)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "alertmanager.yml")
+	if err := os.WriteFile(cfg, []byte("route:\n  receiver: none\nreceivers:\n  - name: none\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // a free port may be taken between probe and bind
+		addr := freeAddr(t)
+		cmd := exec.Command(bin, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"),
+			"--web.listen-address="+addr, "--cluster.listen-address=", "--log.level=warn")
+		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("cannot start %s: %v", bin, err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		stop := func() {
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		base := "http://" + addr
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			select {
+			case <-exited:
+				deadline = time.Time{}
+				continue
+			default:
+			}
+			if resp, err := http.Get(base + "/-/ready"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					t.Cleanup(stop)
+					return base
+				}
+			}
+		}
+		stop()
+	}
+	t.Fatal("cannot start alertmanager")
+	return ""
+}
+
+type amAlert struct {
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+	StartsAt    time.Time         `json:"startsAt"`
+	EndsAt      time.Time         `json:"endsAt"`
+	Status      struct {
+		State string `json:"state"`
+	} `json:"status"`
+}
+
+// activeAlerts returns the alerts named name that base lists as active.
+func activeAlerts(t *testing.T, base, name string) []amAlert {
+	t.Helper()
+	resp, err := http.Get(base + "/api/v2/alerts?active=true&silenced=false&inhibited=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var all []amAlert
+	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
+		t.Fatal(err)
+	}
+	var out []amAlert
+	for _, a := range all {
+		if a.Labels["alertname"] == name && a.Status.State == "active" && (a.EndsAt.IsZero() || a.EndsAt.After(time.Now())) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// hookReceiver is a webhook receiver that checks each body's signature and
+// records the alerts it holds; while down it answers 503, or with closed
+// set its listener is closed.
+type hookReceiver struct {
+	secret string
+	down   atomic.Bool
+
+	mu     sync.Mutex
+	alerts []notify.WebhookAlert
+	msgs   int
+	badSig int
+}
+
+func (h *hookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if h.down.Load() {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !notify.VerifySignature([]byte(h.secret), body, r.Header.Get(notify.SignatureHeader)) {
+		h.badSig++
+		http.Error(w, "bad signature", http.StatusUnauthorized)
+		return
+	}
+	var msg notify.WebhookMessage
+	if err := json.Unmarshal(body, &msg); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	h.msgs++
+	h.alerts = append(h.alerts, msg.Alerts...)
+}
+
+// counts returns, per alert start and status, how many notifications
+// arrived for alertname name.
+func (h *hookReceiver) counts(name string) map[string]int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string]int{}
+	for _, a := range h.alerts {
+		if a.Labels["alertname"] == name {
+			out[fmt.Sprintf("%d %s", a.StartsAt.UnixMilli(), a.Status)]++
+		}
+	}
+	return out
+}
+
+// callTraffic produces calls of shop/checkout (methods pay and list) every
+// 50 ms with the current time until ctx ends; pay takes slowUs while slow
+// is set and 20 ms otherwise.
+type callTraffic struct {
+	slow   atomic.Bool
+	slowUs uint32
+}
+
+func (c *callTraffic) run(ctx context.Context, t *testing.T, kcfg kafka.Config) {
+	prod, err := kafka.NewProducer(kcfg, kcfg.Topic(kafka.TopicCalls), nil)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer prod.Close()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var b codec.Builder
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		b.Reset()
+		ls := b.LabelSet([]schemas.Label{{Name: schemas.LabelSystem, Value: "shop"}, {Name: schemas.LabelApp, Value: "checkout"},
+			{Name: schemas.LabelGroup, Value: "blue"}, {Name: schemas.LabelIDC, Value: "dc1"}})
+		pay, list := b.Series(ls, "pay"), b.Series(ls, "list")
+		now := time.Now().UnixMilli()
+		lat := uint32(20_000)
+		if c.slow.Load() {
+			lat = c.slowUs
+		}
+		for i := range 10 {
+			b.AddCall(codec.Call{TsUnixMs: now, Series: pay, LatencyUs: lat + uint32(i), OK: true})
+			b.AddCall(codec.Call{TsUnixMs: now, Series: list, LatencyUs: 10_000 + uint32(i), OK: true})
+		}
+		msg := kafkago.Message{Key: kafka.CallKey("shop", "checkout", "pay"), Value: b.AppendTo(nil)}
+		if err := prod.Produce(ctx, msg); err != nil && ctx.Err() == nil {
+			t.Logf("produce calls: %v", err)
+		}
+	}
+}
+
+const alertRules = `rules:
+  - name: CheckoutTP99
+    selector: {system: shop, app: checkout}
+    measure: tp99
+    window: 4s
+    op: ">"
+    threshold: 500ms
+    for: 0s
+    by: [system, app]
+    labels: {severity: page}
+    annotations:
+      summary: "TP99 of {{ $labels.app }} is {{ $value }} ms"
+`
+
+// TestAlertEndToEnd runs broker, aggregate, sink and alert as processes
+// with a real Alertmanager, a signed webhook receiver and ClickHouse, and
+// drives latency incidents through them: each incident fires CheckoutTP99
+// in Alertmanager with its labels and annotations and resolves after it;
+// the time from the incident's first pane to Alertmanager listing the
+// alert is measured; the alert role is killed with SIGKILL while an alert
+// fires without a second notification or a lost resolve; every state change
+// lands in ClickHouse's alerts table.
+func TestAlertEndToEnd(t *testing.T) {
+	binary(t)
+	const pane, lateness = 2 * time.Second, time.Second
+	ch := chtest.Start(t)
+	am := startAlertmanager(t)
+	hook := &hookReceiver{secret: "s3cret"}
+	hookSrv := httptest.NewServer(hook)
+	defer hookSrv.Close()
+
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "rules.yaml")
+	if err := os.WriteFile(rules, []byte(alertRules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(ch.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const db = "tpflow_alert_e2e"
+	u.Path = "/" + db
+	brokerAddr := freeAddr(t)
+	cfgFile := filepath.Join(dir, "tpflow.yaml")
+	cfg := fmt.Sprintf(`aggregator:
+  pane: %s
+  windows: [4s, 10s]
+  allowed_lateness: %s
+  idle_timeout: 2s
+kafka:
+  brokers: [%q]
+  partitions: {calls: 1, logs: 1, metrics: 1, stats: 1, alerts: 1, dlq: 1}
+  session_timeout: 6s
+clickhouse:
+  dsn: %q
+  batch_age: 200ms
+alert:
+  rules_files: [%q]
+  state_file: %q
+  eval_interval: 100ms
+  alertmanagers: [%q]
+  webhooks: [{url: %q, secret: s3cret}]
+  resend_interval: 10m
+`, pane, lateness, brokerAddr, u.String(), rules, filepath.Join(dir, "alert-state.json"), am, hookSrv.URL)
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := &pipeline{t: t, dir: dir, brokerAddr: brokerAddr, cfgFile: cfgFile, ch: ch, database: db}
+	p.broker = start(t, dir, "broker", "broker", "--config", cfgFile, "--listen", brokerAddr, "--data-dir", filepath.Join(dir, "broker"))
+	p.waitPort(brokerAddr)
+	p.agg = start(t, dir, "aggregate", "aggregate", "--config", cfgFile, "--listen", freeAddr(t), "--flush-interval", "100ms")
+	p.sink = start(t, dir, "sink", "sink", "--config", cfgFile, "--listen", freeAddr(t))
+	alert := start(t, dir, "alert", "alert", "--config", cfgFile, "--listen", freeAddr(t))
+
+	kcfg := kafka.DefaultConfig()
+	kcfg.Brokers = []string{brokerAddr}
+	kcfg.Partitions = map[string]int{kafka.TopicCalls: 1, kafka.TopicLogs: 1, kafka.TopicMetrics: 1, kafka.TopicStats: 1, kafka.TopicAlerts: 1, kafka.TopicDLQ: 1}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := kafka.EnsureTopics(ctx, kcfg); err != nil {
+		t.Fatal(err)
+	}
+	traffic := &callTraffic{slowUs: 800_000}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); traffic.run(ctx, t, kcfg) }()
+	defer wg.Wait()
+	defer cancel()
+
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Fatalf(format+"\nalert log:\n%s\naggregate log:\n%s", append(args, alert.tail(), p.agg.tail())...)
+	}
+	// Normal traffic first, so that every role is up and the alert role
+	// evaluates.
+	time.Sleep(3*pane + lateness)
+	if n := len(activeAlerts(t, am, "CheckoutTP99")); n != 0 {
+		fail("%d alerts before the incident", n)
+	}
+
+	const incidents = 3
+	var fired, paneFired, resolved []time.Duration
+	var starts []time.Time
+	for i := range incidents {
+		// The incident starts on a pane boundary, so its first pane holds
+		// only slow calls of pay.
+		boundary := time.Now().Truncate(pane).Add(pane)
+		time.Sleep(time.Until(boundary))
+		traffic.slow.Store(true)
+		t0 := time.Now()
+		var got []amAlert
+		for time.Since(t0) < 30*time.Second {
+			if got = activeAlerts(t, am, "CheckoutTP99"); len(got) > 0 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if len(got) != 1 {
+			fail("incident %d: Alertmanager lists %d CheckoutTP99 alerts after 30s", i, len(got))
+		}
+		d := time.Since(t0)
+		fired = append(fired, d)
+		paneFired = append(paneFired, time.Since(boundary.Add(pane)))
+		a := got[0]
+		want := map[string]string{"alertname": "CheckoutTP99", "system": "shop", "app": "checkout", "severity": "page"}
+		if fmt.Sprint(a.Labels) != fmt.Sprint(want) {
+			t.Errorf("incident %d: labels %v, want %v", i, a.Labels, want)
+		}
+		if !strings.HasPrefix(a.Annotations["summary"], "TP99 of checkout is 8") {
+			t.Errorf("incident %d: summary %q", i, a.Annotations["summary"])
+		}
+		starts = append(starts, a.StartsAt)
+
+		if i == 1 {
+			// Kill the alert role while the alert fires and keep the
+			// incident going: the restarted role restores the alert and
+			// neither notifies it again nor lets it resolve.
+			alert.restart()
+			time.Sleep(12 * time.Second)
+			got = activeAlerts(t, am, "CheckoutTP99")
+			if len(got) != 1 || !got[0].StartsAt.Equal(a.StartsAt) {
+				fail("after the restart Alertmanager lists %+v; want the alert that started at %s", got, a.StartsAt)
+			}
+		}
+
+		traffic.slow.Store(false)
+		t1 := time.Now()
+		for time.Since(t1) < 30*time.Second && len(activeAlerts(t, am, "CheckoutTP99")) > 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if n := len(activeAlerts(t, am, "CheckoutTP99")); n != 0 {
+			fail("incident %d: alert still active 30s after it ended", i)
+		}
+		resolved = append(resolved, time.Since(t1))
+	}
+	med := func(ds []time.Duration) time.Duration {
+		s := slices.Clone(ds)
+		slices.Sort(s)
+		return s[len(s)/2]
+	}
+	t.Logf("pane %s, allowed lateness %s, eval interval 100ms, aggregator flush 100ms", pane, lateness)
+	t.Logf("first slow call → Alertmanager lists the alert: %v (median %v)", fired, med(fired))
+	t.Logf("end of the first slow pane → Alertmanager lists the alert: %v (median %v)", paneFired, med(paneFired))
+	t.Logf("end of the incident → Alertmanager resolves the alert: %v (median %v)", resolved, med(resolved))
+	// The target: at most 2 s beyond the pane and the allowed lateness.
+	if m := med(fired); m > pane+lateness+2*time.Second {
+		t.Errorf("median time to fire %s > pane + lateness + 2s", m)
+	}
+
+	// The webhook saw each incident once firing and once resolved, all
+	// signed: no duplicate after the restart, no lost resolve.
+	var counts map[string]int
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if counts = hook.counts("CheckoutTP99"); len(counts) == 2*incidents {
+			break
+		}
+	}
+	for _, s := range starts {
+		for _, st := range []string{"firing", "resolved"} {
+			k := fmt.Sprintf("%d %s", s.UnixMilli(), st)
+			if counts[k] != 1 {
+				t.Errorf("webhook got %d %q notifications; want 1 (all: %v)", counts[k], k, counts)
+			}
+		}
+	}
+	if len(counts) != 2*incidents {
+		t.Errorf("webhook notifications %v; want one firing and one resolved per incident", counts)
+	}
+	if hook.badSig != 0 {
+		t.Errorf("%d webhook bodies with a bad signature", hook.badSig)
+	}
+
+	// Every state change is a row of the alerts table.
+	ccfg := clickhouse.DefaultConfig()
+	ccfg.DSN = ch.DSN()
+	ccfg.Database = db
+	conn, err := clickhouse.Open(ctx, ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	type row struct {
+		state, system, app, severity, summary string
+	}
+	var rows []row
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		rows = rows[:0]
+		qr, err := conn.Query(ctx, fmt.Sprintf(`SELECT state, system, app,
+			label_values[indexOf(label_names, 'severity')], annotation_values[indexOf(annotation_names, 'summary')]
+			FROM %s.alerts FINAL WHERE rule = 'CheckoutTP99' ORDER BY ts, indexOf(['pending', 'firing', 'resolved'], state)`, db))
+		if err != nil {
+			continue
+		}
+		for qr.Next() {
+			var r row
+			if err := qr.Scan(&r.state, &r.system, &r.app, &r.severity, &r.summary); err != nil {
+				t.Fatal(err)
+			}
+			rows = append(rows, r)
+		}
+		qr.Close()
+		if len(rows) >= 3*incidents {
+			break
+		}
+	}
+	var states []string
+	for _, r := range rows {
+		states = append(states, r.state)
+		if r.system != "shop" || r.app != "checkout" || r.severity != "page" || !strings.HasPrefix(r.summary, "TP99 of checkout is") {
+			t.Errorf("alerts row %+v", r)
+		}
+	}
+	want := strings.Repeat("pending firing resolved ", incidents)
+	if got := strings.Join(states, " ") + " "; got != want {
+		t.Errorf("alerts table states %q; want %q\nsink log:\n%s", got, want, p.sink.tail())
+	}
+}
