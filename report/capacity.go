@@ -218,7 +218,7 @@ func Capacity(ctx context.Context, conn driver.Conn, q CapacityQuery) ([]Row, er
 	}
 	if len(rows) == 0 {
 		return nil, fmt.Errorf("%w between %s and %s for %s in database %s", ErrEmpty,
-			q.From.Format(time.RFC3339), q.To.Format(time.RFC3339), describeSelector(q.Selector), q.Database)
+			q.From.Format(time.RFC3339), q.To.Format(time.RFC3339), DescribeSelector(q.Selector), q.Database)
 	}
 	progress("IDCs")
 	topo, err := Topology(ctx, conn, TopologyQuery{Database: q.Database, Selector: q.Selector, From: q.From, To: q.To})
@@ -251,7 +251,8 @@ func unknownResource() Resource {
 	return Resource{Avg: math.NaN(), P95: math.NaN(), Peak: math.NaN(), UtilAvg: math.NaN(), UtilPeak: math.NaN()}
 }
 
-func describeSelector(s clickhouse.Selector) string {
+// DescribeSelector names what a selector covers, for titles and messages.
+func DescribeSelector(s clickhouse.Selector) string {
 	var parts []string
 	for _, f := range []struct{ n, v string }{{"system", s.System}, {"app", s.App}, {"group", s.Group}, {"idc", s.IDC}} {
 		if f.v != "" {

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tpflow/tpflow/pipeline/clickhouse"
+	"github.com/tpflow/tpflow/report"
+)
+
+// reportOptions are the flags of `tpflow report capacity`.
+type reportOptions struct {
+	by, from, to, format, out, target string
+	system, app, group, idc           string
+	// now is the clock for "now" in --from and --to.
+	now func() time.Time
+	// progressAfter is how long a report runs before progress lines go
+	// to stderr.
+	progressAfter time.Duration
+}
+
+func reportCommand() *command {
+	o := reportOptions{now: time.Now, progressAfter: time.Second}
+	return &command{
+		name:    "report",
+		summary: "write a capacity report (HTML, Markdown or CSV) from ClickHouse",
+		args:    "capacity",
+		help: `Writes a capacity report over the panes stored in ClickHouse between --from
+and --to: per system, app, group or IDC (rows nest down to --by), CPU and
+memory used (avg, p95, peak) against their limits, utilisation, instances,
+calls, QPS and TP99 with their trends, and the replicas needed to keep peak
+utilisation under --target:
+
+  replicas_needed = ceil(instances × peak_util / target_util)
+
+with the arithmetic shown on every row (see report/DESIGN.md). --format html
+is one self-contained page with SVG charts (no scripts or external fonts);
+md is a table for chat tools; csv is for spreadsheets. Without --format the
+extension of --out decides, and md goes to stdout. Times are RFC 3339, a
+date (UTC), Unix seconds, now or now-DURATION. A range without data is an
+error (exit 1). Progress goes to stderr when a report takes over a second.`,
+		example: "tpflow report capacity --by app --from now-24h --format md\n" +
+			"tpflow report capacity --by group --from 2026-11-01 --to 2026-11-08 --out capacity.html\n" +
+			"tpflow report capacity --by idc --system pay --format csv --out pay.csv --target 80%",
+		common: true,
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&o.by, "by", "group", "deepest `LEVEL` of rows: system, app, group or idc")
+			fs.StringVar(&o.from, "from", "now-24h", "start of the range, `TIME`")
+			fs.StringVar(&o.to, "to", "now", "end of the range (exclusive), `TIME`")
+			fs.StringVar(&o.format, "format", "", "output `FORMAT`: html, md or csv (default from --out's extension, else md)")
+			fs.StringVar(&o.out, "out", "", "write the report to `FILE` instead of stdout")
+			fs.StringVar(&o.target, "target", "0.7", "target peak utilisation of the recommendation, `RATIO` (0.7 or 70%)")
+			fs.StringVar(&o.system, "system", "", "only this `SYSTEM`")
+			fs.StringVar(&o.app, "app", "", "only this `APP`")
+			fs.StringVar(&o.group, "group", "", "only this `GROUP`")
+			fs.StringVar(&o.idc, "idc", "", "only this `IDC`")
+		},
+		role: func(ctx context.Context, env *Env, cfg *Config, args []string) error {
+			if len(args) != 1 || args[0] != "capacity" {
+				return usageError("want the report kind: tpflow report capacity [flags]")
+			}
+			return runReport(ctx, env, cfg, o)
+		},
+	}
+}
+
+// capacityRequest checks the flags and returns the query (without its
+// database) and the format.
+func (o reportOptions) capacityRequest() (report.CapacityQuery, string, error) {
+	depth, err := report.ParseLevel(o.by)
+	if err != nil {
+		return report.CapacityQuery{}, "", usageError("--%s", badReason(err))
+	}
+	if o.from == "" || o.to == "" {
+		return report.CapacityQuery{}, "", usageError("--from and --to must not be empty")
+	}
+	from, to, err := report.ParseRange(o.from, o.to, 24*time.Hour, o.now())
+	if err != nil {
+		return report.CapacityQuery{}, "", usageError("--%s", badReason(err))
+	}
+	target, err := report.ParseTarget(o.target)
+	if err != nil {
+		return report.CapacityQuery{}, "", usageError("--%s", badReason(err))
+	}
+	labels := map[string]string{"system": o.system, "app": o.app, "group": o.group, "idc": o.idc}
+	sel, err := report.SelectorFrom(func(n string) (string, bool) { v := labels[n]; return v, v != "" }, false)
+	if err != nil {
+		return report.CapacityQuery{}, "", usageError("--%s", badReason(err))
+	}
+	format := o.format
+	if format == "" {
+		switch strings.ToLower(filepath.Ext(o.out)) {
+		case ".html", ".htm":
+			format = "html"
+		case ".csv":
+			format = "csv"
+		default:
+			format = "md"
+		}
+	}
+	if !containsString(report.Formats, format) {
+		return report.CapacityQuery{}, "", usageError("--format: %q is not one of %s", format, strings.Join(report.Formats, ", "))
+	}
+	return report.CapacityQuery{Selector: sel, From: from, To: to, Depth: depth, Target: target}, format, nil
+}
+
+func badReason(err error) string {
+	return strings.TrimPrefix(err.Error(), report.ErrBadRequest.Error()+": ")
+}
+
+func containsString(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// runReport is `tpflow report capacity`.
+func runReport(ctx context.Context, env *Env, cfg *Config, o reportOptions) error {
+	q, format, err := o.capacityRequest()
+	if err != nil {
+		return err
+	}
+	prog := newProgress(env.Stderr, o.progressAfter)
+	defer prog.stop()
+	prog.step("connecting to ClickHouse")
+	conn, err := clickhouse.Open(ctx, cfg.ClickHouse)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	q.Database = cfg.ClickHouse.Database
+	q.Progress = prog.step
+	rows, err := report.Capacity(ctx, conn, q)
+	if errors.Is(err, report.ErrEmpty) {
+		return fmt.Errorf("nothing to report: %w", err)
+	}
+	if err != nil {
+		return err
+	}
+	prog.step("rendering " + format)
+	rep := report.Report{From: q.From, To: q.To, Depth: q.Depth, Target: q.Target, Scope: report.DescribeSelector(q.Selector), Rows: rows, Generated: o.now()}
+	var buf bytes.Buffer
+	if err := rep.Render(&buf, format); err != nil {
+		return err
+	}
+	prog.stop()
+	if o.out == "" {
+		_, err := io.Copy(env.Stdout, &buf)
+		return err
+	}
+	if err := os.WriteFile(o.out, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("cannot write the report: %w", err)
+	}
+	fmt.Fprintf(env.Stderr, "wrote %s: %d rows, %s\n", o.out, len(rows), format)
+	return nil
+}
+
+// progress prints the step a report is at to w, but only once the report
+// has run longer than after: a quick report stays quiet.
+type progress struct {
+	w     io.Writer
+	start time.Time
+	after time.Duration
+	timer *time.Timer
+
+	mu      sync.Mutex
+	current string
+	loud    bool // after has passed: print every step
+	done    bool
+}
+
+func newProgress(w io.Writer, after time.Duration) *progress {
+	p := &progress{w: w, start: time.Now(), after: after}
+	p.timer = time.AfterFunc(after, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if !p.done {
+			p.loud = true
+			p.print()
+		}
+	})
+	return p
+}
+
+func (p *progress) print() {
+	fmt.Fprintf(p.w, "report: %s (%.1fs)\n", p.current, time.Since(p.start).Seconds())
+}
+
+func (p *progress) step(s string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.current = s
+	if p.loud && !p.done {
+		p.print()
+	}
+}
+
+func (p *progress) stop() {
+	p.timer.Stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done = true
+}
