@@ -2,8 +2,8 @@ package main
 
 // How a role is added
 //
-// Every role (run, collect, aggregate, sink, alert, broker, loadgen) lives in
-// its own file, cmd_<role>.go, as two things:
+// Every role (run, collect, aggregate, sink, alert, report, api, broker,
+// loadgen) lives in its own file, cmd_<role>.go, as two things:
 //
 //   - a constructor, such as aggregateCommand, returning the *command: its
 //     name, one-line summary, help text, example and any flags of its own;
@@ -92,6 +92,8 @@ func commands() []*command {
 		aggregateCommand(),
 		sinkCommand(),
 		alertCommand(),
+		reportCommand(),
+		apiCommand(),
 		brokerCommand(),
 		loadgenCommand(),
 		configCommand(),
