@@ -99,12 +99,13 @@ func (r Report) CSV(w io.Writer) error {
 	return nil
 }
 
-// g formats a number in full precision, "" when unknown.
+// g formats a number in full precision without an exponent (spreadsheets
+// read it as a number), "" when unknown.
 func g(f float64) string {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return ""
 	}
-	return strconv.FormatFloat(f, 'g', -1, 64)
+	return strconv.FormatFloat(f, 'f', -1, 64)
 }
 
 // trendEnds returns the first and last known values of a trend.

@@ -70,3 +70,15 @@ func mountQueryAPI(base http.Handler, conn driver.Conn, cfg *Config, log *slog.L
 	api := report.NewAPI(conn, cfg.ClickHouse.Database, report.APIOptions{Logger: log.With("part", "api")})
 	return report.Mount(base, api.Handler())
 }
+
+// openQueryAPI connects to ClickHouse and mounts the query API next to
+// base's paths for tpflow run. When ClickHouse does not answer, it logs a
+// warning and returns base. The returned func closes the connection.
+func openQueryAPI(ctx context.Context, base http.Handler, cfg *Config, log *slog.Logger) (http.Handler, func()) {
+	conn, err := clickhouse.Open(ctx, cfg.ClickHouse)
+	if err != nil {
+		log.Warn("query API not served: cannot open ClickHouse", "err", err)
+		return base, func() {}
+	}
+	return mountQueryAPI(base, conn, cfg, log), func() { _ = conn.Close() }
+}
