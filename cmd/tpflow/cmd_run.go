@@ -54,7 +54,8 @@ names a cluster, an embedded Kafka-protocol broker on a free loopback port
 keeping its data in DATA-DIR/broker for ` + runBrokerRetention.String() + ` or 1 GiB per partition;
 the aggregator; and, when ClickHouse answers at clickhouse.dsn, the sink.
 Without ClickHouse the panes are kept in memory only (one warning line).
-/metrics, /healthz, /readyz and /api/v1/windows are served on --listen, and
+/metrics, /healthz, /readyz and /api/v1/windows (with ClickHouse also
+/api/v1/tp, /api/v1/capacity and /api/v1/topology) are served on --listen, and
 the slowest methods by TP99 are shown live on stdout, redrawn every pane
 (one line per refresh when stdout is not a terminal, or with --no-live).
 Ctrl-C stops every part and flushes.
@@ -192,6 +193,11 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 		checks["clickhouse"] = func(ctx context.Context) error { return dialDSN(ctx, ccfg.DSN) }
 	}
 	h := httpapi.Handler(httpapi.Options{Gatherer: reg, Checks: checks, Windows: eng, WindowLengths: cfg.Aggregator.Windows})
+	if chErr == nil {
+		var closeAPI func()
+		h, closeAPI = openQueryAPI(ctx, h, cfg, log)
+		defer closeAPI()
+	}
 	g.Go(func() error { return httpapi.Serve(gctx, l, h) })
 
 	view := &liveView{w: env.Stdout, ansi: !o.NoLive && isTerminal(env.Stdout), window: liveWindowName(cfg.Aggregator.Windows)}
