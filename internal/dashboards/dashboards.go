@@ -234,12 +234,12 @@ func serviceOverview() (dashboard.Dashboard, error) {
 			{kind: "table", title: "Slowest methods", w: 24, h: 10,
 				description: "The 20 methods with the highest TP99 over the whole range; calls and errors are exact, percentiles merged from centroids.",
 				targets: []cog.Builder[variants.Dataquery]{chTable("A",
-					"SELECT app AS app_name, method AS method_name, sumIf(count, i = 1) AS calls,"+
-						" calls / (toUInt32($__toTime) - toUInt32($__fromTime)) AS qps,"+
-						" sumIf(errors, i = 1) / calls AS error_rate,"+
-						" "+tpLevels+" AS q, q[1] AS tp50_us, q[2] AS tp90_us, q[3] AS tp99_us, q[4] AS tp999_us, max(max_us) AS max_us_"+
+					"SELECT app_name, method_name, calls, calls / (toUInt32($__toTime) - toUInt32($__fromTime)) AS qps, errors_ / calls AS error_rate,"+
+						" q[1] AS tp50_us, q[2] AS tp90_us, q[3] AS tp99_us, q[4] AS tp999_us, max_us_ FROM ("+
+						"SELECT app AS app_name, method AS method_name, sumIf(count, i = 1) AS calls, sumIf(errors, i = 1) AS errors_,"+
+						" "+tpLevels+" AS q, max(max_us) AS max_us_"+
 						" FROM "+centroids("app, method, count, errors, max_us", sel)+
-						" GROUP BY app_name, method_name ORDER BY tp99_us DESC, app_name, method_name LIMIT 20")}},
+						" GROUP BY app_name, method_name) ORDER BY tp99_us DESC, app_name, method_name LIMIT 20")}},
 		})
 }
 
@@ -274,11 +274,12 @@ func methodDetail() (dashboard.Dashboard, error) {
 			{kind: "table", title: "By group and IDC", w: 24, h: 8,
 				description: "Totals over the range; percentiles merged from centroids.",
 				targets: []cog.Builder[variants.Dataquery]{chTable("A",
-					"SELECT group_name AS group_, idc AS idc_, sumIf(count, i = 1) AS calls, sumIf(errors, i = 1) AS errors_,"+
-						" errors_ / calls AS error_rate, "+tpLevels+" AS q,"+
-						" q[1] AS tp50_us, q[2] AS tp90_us, q[3] AS tp99_us, q[4] AS tp999_us, max(max_us) AS max_us_"+
+					"SELECT group_, idc_, calls, errors_, errors_ / calls AS error_rate,"+
+						" q[1] AS tp50_us, q[2] AS tp90_us, q[3] AS tp99_us, q[4] AS tp999_us, max_us_ FROM ("+
+						"SELECT group_name AS group_, idc AS idc_, sumIf(count, i = 1) AS calls, sumIf(errors, i = 1) AS errors_,"+
+						" "+tpLevels+" AS q, max(max_us) AS max_us_"+
 						" FROM "+centroids("group_name, idc, count, errors, max_us", sel)+
-						" GROUP BY group_, idc_ ORDER BY group_, idc_")}},
+						" GROUP BY group_, idc_) ORDER BY group_, idc_")}},
 		})
 }
 
