@@ -408,7 +408,7 @@ func (r Report) overviewSVG() string {
 	const rowH, labelW, barW = 22.0, 150.0, 280.0
 	h := rowH*float64(len(r.Rows)) + 24
 	fmt.Fprintf(&b, "<svg class=\"overview\" viewBox=\"0 0 %g %g\" role=\"img\" aria-label=\"peak utilisation per row\"><rect width=\"%g\" height=\"%g\" fill=\"%s\"/>",
-		labelW+barW+60, h, labelW+barW+60, h, ColorChartBG)
+		labelW+barW+80, h, labelW+barW+80, h, ColorChartBG)
 	scale := 1.0
 	for _, row := range r.Rows {
 		for _, u := range []float64{row.CPU.UtilPeak, row.Memory.UtilPeak} {
