@@ -120,10 +120,16 @@ type Manager struct {
 	log    *slog.Logger
 
 	onChange NotifyFunc
+	logs     *LogCounter
 
 	mu     sync.Mutex
 	active map[string]map[string]*Alert // rule name → group fingerprint → alert
 }
+
+// SetLogCounter makes the log measures read c. Without one, log rules see
+// no lines. Call it before Run; c's rules are set by its owner
+// (LogCounter.SetRules).
+func (m *Manager) SetLogCounter(c *LogCounter) { m.logs = c }
 
 // OnStateChange makes Tick hand f a copy of every alert whose state changed
 // in the evaluation (pending, firing, resolved, and inactive for a pending
@@ -212,6 +218,37 @@ func (m *Manager) eval(now time.Time) (send, changes []Alert) {
 type group struct {
 	labels map[string]string
 	stat   aggregator.WindowStat
+}
+
+// evalGroup is one group's measured value; ok is false when the window
+// holds no data. lines are a log group's first lines.
+type evalGroup struct {
+	labels map[string]string
+	value  float64
+	ok     bool
+	lines  []string
+}
+
+// evalGroups measures every group of r.
+func (m *Manager) evalGroups(r *Rule, now time.Time) []evalGroup {
+	if r.Measure.isLog() {
+		if m.logs == nil {
+			return nil
+		}
+		gs := m.logs.groups(r, now)
+		out := make([]evalGroup, len(gs))
+		for i, g := range gs {
+			out[i] = evalGroup{labels: g.labels, value: float64(g.n) / r.Window.Seconds(), ok: g.n > 0, lines: g.lines}
+		}
+		return out
+	}
+	gs := r.groups(m.src)
+	out := make([]evalGroup, len(gs))
+	for i, g := range gs {
+		v, ok := r.value(g.stat)
+		out[i] = evalGroup{labels: g.labels, value: v, ok: ok}
+	}
+	return out
 }
 
 func labelOf(k aggregator.Key, name string) string {
@@ -346,8 +383,8 @@ func (m *Manager) evalRule(r *Rule, now time.Time, changes *[]Alert) []Alert {
 		m.active[r.Name] = alerts
 	}
 	holding := map[string]bool{}
-	for _, g := range r.groups(m.src) {
-		v, ok := r.value(g.stat)
+	for _, g := range m.evalGroups(r, now) {
+		v, ok := g.value, g.ok
 		if !ok || !r.Op.compare(v, r.Threshold) {
 			continue
 		}
@@ -363,6 +400,11 @@ func (m *Manager) evalRule(r *Rule, now time.Time, changes *[]Alert) []Alert {
 		a.LastTrueAt = now
 		a.KeepFiringSince = time.Time{}
 		m.render(r, a, g.labels)
+		if len(g.lines) > 0 {
+			if _, set := a.Annotations["lines"]; !set {
+				a.Annotations["lines"] = strings.Join(g.lines, "\n")
+			}
+		}
 		if created {
 			*changes = append(*changes, a.copy())
 		}

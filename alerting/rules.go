@@ -36,12 +36,56 @@ const (
 	AvgLatency Measure = "avg_latency"
 )
 
-var supportedMeasures = []Measure{TP50, TP90, TP99, TP999, QPS, ErrorRate, AvgLatency}
+// The log measures count matching log lines (LogCounter) and are reported
+// in lines per second over the window: log_pattern_rate the lines whose
+// message matches the rule's pattern, kernel_error_rate the kernel lines
+// (stream kmsg) of the rule's classes, one alert per class and group, and
+// app_error_rate the application lines (any stream but kmsg) at level
+// ERROR, FATAL or CRITICAL.
+const (
+	LogPatternRate  Measure = "log_pattern_rate"
+	KernelErrorRate Measure = "kernel_error_rate"
+	AppErrorRate    Measure = "app_error_rate"
+)
 
-// unsupportedMeasures are planned measures over resource and log-pattern
-// data that the evaluator cannot read yet.
+var supportedMeasures = []Measure{TP50, TP90, TP99, TP999, QPS, ErrorRate, AvgLatency, LogPatternRate, KernelErrorRate, AppErrorRate}
+
+// unsupportedMeasures are planned measures over resource data that the
+// evaluator cannot read yet.
 var unsupportedMeasures = []string{
-	"cpu_usage", "memory_usage", "disk_io", "network_io", "log_pattern_rate", "kernel_error_rate",
+	"cpu_usage", "memory_usage", "disk_io", "network_io",
+}
+
+// KernelClasses are the kernel error classes a kernel_error_rate rule may
+// name, as the node collector's kernel error filter tags them.
+var KernelClasses = []string{"crc", "io", "ext4", "memory"}
+
+// isLog reports whether m counts log lines.
+func (m Measure) isLog() bool {
+	switch m {
+	case LogPatternRate, KernelErrorRate, AppErrorRate:
+		return true
+	}
+	return false
+}
+
+// labelNames are the labels a rule of measure m may select and group by.
+func (m Measure) labelNames() []string {
+	if m.isLog() {
+		return LogLabelNames
+	}
+	return LabelNames
+}
+
+// defaultBy is the by clause of a rule of measure m that gives none.
+func (m Measure) defaultBy() []string {
+	switch m {
+	case KernelErrorRate:
+		return []string{"host"}
+	case LogPatternRate, AppErrorRate:
+		return []string{"system", "app"}
+	}
+	return LabelNames
 }
 
 // isLatency reports whether m is a latency measure (milliseconds).
@@ -53,9 +97,13 @@ func (m Measure) isLatency() bool {
 	return false
 }
 
-// LabelNames are the labels a selector and a by clause may name, from the
-// coarsest to the finest level.
+// LabelNames are the labels a selector and a by clause of a call measure
+// may name, from the coarsest to the finest level.
 var LabelNames = []string{"system", "app", "group", "idc", "method"}
+
+// LogLabelNames are the labels a selector and a by clause of a log measure
+// may name.
+var LogLabelNames = []string{"system", "app", "group", "idc", "host", "container", "stream", "level"}
 
 // Op is a comparison between a measure's value and a rule's threshold.
 type Op string
@@ -155,6 +203,11 @@ type Rule struct {
 	By          []string
 	Labels      map[string]string
 	Annotations map[string]string
+	// Pattern is the regular expression of a log_pattern_rate rule,
+	// unanchored, matched against each line's message.
+	Pattern *regexp.Regexp
+	// Classes are the kernel error classes of a kernel_error_rate rule.
+	Classes []string
 
 	File string // where the rule was loaded from
 	Line int
@@ -163,7 +216,7 @@ type Rule struct {
 }
 
 // perKey reports whether the rule is evaluated per aggregator key.
-func (r *Rule) perKey() bool { return len(r.By) == len(LabelNames) }
+func (r *Rule) perKey() bool { return !r.Measure.isLog() && len(r.By) == len(LabelNames) }
 
 // ValidationError is one problem with one field of a rules file.
 type ValidationError struct {
@@ -308,6 +361,11 @@ func (p *parser) rule1(n *yaml.Node) *Rule {
 			p.rule = r.Name
 		}
 	}
+	// The measure decides which labels and fields the rule may use.
+	if mn, ok := fields["measure"]; ok {
+		p.measure(mn, r)
+	}
+	r.By = r.Measure.defaultBy()
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		switch k.Value {
@@ -316,9 +374,23 @@ func (p *parser) rule1(n *yaml.Node) *Rule {
 				p.errorf(v, "name", "must be a non-empty string")
 			}
 		case "selector":
-			r.Matchers = p.selector(v)
+			r.Matchers = p.selector(v, r.Measure.labelNames())
 		case "measure":
-			p.measure(v, r)
+			// Read above.
+		case "pattern":
+			if r.Measure != LogPatternRate {
+				p.errorf(k, "pattern", "only a log_pattern_rate rule has a pattern")
+			} else if re, err := regexp.Compile(v.Value); v.Kind != yaml.ScalarNode || err != nil || v.Value == "" {
+				p.errorf(v, "pattern", "bad regular expression %q: %v", v.Value, err)
+			} else {
+				r.Pattern = re
+			}
+		case "classes":
+			if r.Measure != KernelErrorRate {
+				p.errorf(k, "classes", "only a kernel_error_rate rule has classes")
+			} else {
+				r.Classes = p.classes(v)
+			}
 		case "window":
 			r.Window = p.duration(v, "window")
 			if v.Kind == yaml.ScalarNode && r.Window <= 0 {
@@ -337,13 +409,13 @@ func (p *parser) rule1(n *yaml.Node) *Rule {
 		case "keep_firing_for":
 			r.KeepFiringFor = p.duration(v, "keep_firing_for")
 		case "by":
-			r.By = p.by(v)
+			r.By = p.by(v, r.Measure.labelNames())
 		case "labels":
 			r.Labels, r.labelTmpl = p.templates(v, "labels")
 		case "annotations":
 			r.Annotations, r.annTmpl = p.templates(v, "annotations")
 		default:
-			p.errorf(k, k.Value, "unknown key (known: name, selector, measure, window, op, threshold, for, keep_firing_for, by, labels, annotations)")
+			p.errorf(k, k.Value, "unknown key (known: name, selector, measure, pattern, classes, window, op, threshold, for, keep_firing_for, by, labels, annotations)")
 		}
 	}
 	if _, ok := fields["name"]; !ok {
@@ -362,6 +434,12 @@ func (p *parser) rule1(n *yaml.Node) *Rule {
 	if _, ok := fields["op"]; !ok {
 		p.errorf(n, "op", "required")
 	}
+	if _, ok := fields["pattern"]; !ok && r.Measure == LogPatternRate {
+		p.errorf(n, "pattern", "required for log_pattern_rate: a regular expression over the log message")
+	}
+	if r.Measure == KernelErrorRate && r.Classes == nil {
+		r.Classes = KernelClasses
+	}
 	if v, ok := fields["threshold"]; !ok {
 		p.errorf(n, "threshold", "required")
 	} else {
@@ -373,7 +451,7 @@ func (p *parser) rule1(n *yaml.Node) *Rule {
 	return r
 }
 
-func (p *parser) selector(n *yaml.Node) []*Matcher {
+func (p *parser) selector(n *yaml.Node, labels []string) []*Matcher {
 	if n.Kind != yaml.MappingNode {
 		p.errorf(n, "selector", "must be a mapping of label to matcher, e.g. app: \"=~pay.*\"")
 		return nil
@@ -382,8 +460,8 @@ func (p *parser) selector(n *yaml.Node) []*Matcher {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		field := "selector." + k.Value
-		if !slices.Contains(LabelNames, k.Value) {
-			p.errorf(k, field, "unknown label (known: %s)", strings.Join(LabelNames, ", "))
+		if !slices.Contains(labels, k.Value) {
+			p.errorf(k, field, "unknown label (known: %s)", strings.Join(labels, ", "))
 			continue
 		}
 		if v.Kind != yaml.ScalarNode {
@@ -408,7 +486,7 @@ func (p *parser) measure(n *yaml.Node, r *Rule) {
 	case slices.Contains(supportedMeasures, m):
 		r.Measure = m
 	case slices.Contains(unsupportedMeasures, n.Value):
-		p.errorf(n, "measure", "measure %q is not supported yet (resource and log-pattern measures are planned)", n.Value)
+		p.errorf(n, "measure", "measure %q is not supported yet (resource measures are planned)", n.Value)
 	default:
 		names := make([]string, len(supportedMeasures))
 		for i, m := range supportedMeasures {
@@ -452,7 +530,7 @@ func (p *parser) threshold(n *yaml.Node, m Measure) float64 {
 	return 0
 }
 
-func (p *parser) by(n *yaml.Node) []string {
+func (p *parser) by(n *yaml.Node, labels []string) []string {
 	var names []string
 	switch n.Kind {
 	case yaml.ScalarNode:
@@ -466,18 +544,48 @@ func (p *parser) by(n *yaml.Node) []string {
 		return nil
 	}
 	var out []string
-	for _, l := range LabelNames {
+	for _, l := range labels {
 		if slices.Contains(names, l) {
 			out = append(out, l)
 		}
 	}
 	for _, name := range names {
-		if !slices.Contains(LabelNames, name) {
-			p.errorf(n, "by", "unknown label %q (known: %s)", name, strings.Join(LabelNames, ", "))
+		if !slices.Contains(labels, name) {
+			p.errorf(n, "by", "unknown label %q (known: %s)", name, strings.Join(labels, ", "))
 		}
 	}
 	if len(names) == 0 {
 		p.errorf(n, "by", "must name at least one label")
+	}
+	return out
+}
+
+func (p *parser) classes(n *yaml.Node) []string {
+	var names []string
+	switch n.Kind {
+	case yaml.ScalarNode:
+		names = []string{n.Value}
+	case yaml.SequenceNode:
+		for _, c := range n.Content {
+			names = append(names, c.Value)
+		}
+	default:
+		p.errorf(n, "classes", "must be a class or a list of classes")
+		return nil
+	}
+	if len(names) == 0 {
+		p.errorf(n, "classes", "must name at least one class (known: %s)", strings.Join(KernelClasses, ", "))
+	}
+	var out []string
+	for _, c := range KernelClasses {
+		if slices.Contains(names, c) {
+			out = append(out, c)
+		}
+	}
+	for _, name := range names {
+		if !slices.Contains(KernelClasses, name) {
+			p.errorf(n, "classes", "unknown kernel error class %q (known: %s)", name, strings.Join(KernelClasses, ", "))
+		}
 	}
 	return out
 }

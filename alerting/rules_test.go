@@ -58,7 +58,7 @@ func TestParseBad(t *testing.T) {
 		file string
 		want []string // each must appear in the error
 	}{
-		{"unknown_measure", []string{`testdata/unknown_measure.bad.yaml:3: rule "Bad": field "measure": unknown measure "tp98" (known: tp50, tp90, tp99, tp999, qps, error_rate, avg_latency)`}},
+		{"unknown_measure", []string{`testdata/unknown_measure.bad.yaml:3: rule "Bad": field "measure": unknown measure "tp98" (known: tp50, tp90, tp99, tp999, qps, error_rate, avg_latency, log_pattern_rate, kernel_error_rate, app_error_rate)`}},
 		{"unsupported_measure", []string{`unsupported_measure.bad.yaml:3: rule "Disk": field "measure": measure "disk_io" is not supported yet`}},
 		{"bad_regex", []string{`bad_regex.bad.yaml:4: rule "Bad": field "selector.app": bad regular expression "pay(.*"`}},
 		{"for_without_window", []string{`for_without_window.bad.yaml:6: rule "NoWindow": field "for": needs a window`}},
@@ -77,6 +77,14 @@ func TestParseBad(t *testing.T) {
 		}},
 		{"top_level", []string{`top_level.bad.yaml:1: field "groups": unknown key (known: rules)`}},
 		{"yaml_syntax", []string{`yaml_syntax.bad.yaml:`, "did not find expected"}},
+		{"log_no_pattern", []string{`log_no_pattern.bad.yaml:2: rule "NoPattern": field "pattern": required for log_pattern_rate`}},
+		{"log_bad_pattern", []string{`log_bad_pattern.bad.yaml:4: rule "BadPattern": field "pattern": bad regular expression "time(out"`}},
+		{"log_bad_class", []string{`log_bad_class.bad.yaml:4: rule "BadClass": field "classes": unknown kernel error class "disk" (known: crc, io, ext4, memory)`}},
+		{"log_fields_on_calls", []string{
+			`log_fields_on_calls.bad.yaml:4: rule "Mixed": field "pattern": only a log_pattern_rate rule has a pattern`,
+			`log_fields_on_calls.bad.yaml:5: rule "Mixed": field "classes": only a kernel_error_rate rule has classes`,
+			`log_fields_on_calls.bad.yaml:6: rule "Mixed": field "selector.host": unknown label (known: system, app, group, idc, method)`,
+		}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			rules, err := LoadFile(filepath.Join("testdata", tc.file+".bad.yaml"))
@@ -119,5 +127,28 @@ func TestRuleSetLoadKeepsPreviousOnError(t *testing.T) {
 	}
 	if len(rs.Rules()) != 3 {
 		t.Fatalf("rules changed after a bad load")
+	}
+}
+
+func TestParseLogRules(t *testing.T) {
+	rules, err := LoadFile("testdata/logs_good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rules) != 4 {
+		t.Fatalf("got %d rules", len(rules))
+	}
+	k, d, p, a := rules[0], rules[1], rules[2], rules[3]
+	if k.Measure != KernelErrorRate || strings.Join(k.Classes, ",") != "crc,io,ext4,memory" || strings.Join(k.By, ",") != "host" {
+		t.Errorf("kernel rule %+v", k)
+	}
+	if strings.Join(d.Classes, ",") != "io,ext4" || len(d.Matchers) != 1 || !d.Matchers[0].Matches("db-7") {
+		t.Errorf("disk rule %+v", d)
+	}
+	if p.Pattern == nil || !p.Pattern.MatchString("request Timed out") || strings.Join(p.By, ",") != "app,host" || len(p.Matchers) != 2 {
+		t.Errorf("pattern rule %+v", p)
+	}
+	if a.Measure != AppErrorRate || strings.Join(a.By, ",") != "system,app" {
+		t.Errorf("app error rule %+v", a)
 	}
 }

@@ -27,6 +27,9 @@ type Config struct {
 	ResendInterval time.Duration `yaml:"resend_interval"`
 	// GroupID is the Kafka consumer group reading the stats topic.
 	GroupID string `yaml:"group_id"`
+	// LogsGroupID is the Kafka consumer group reading the logs topic for
+	// the log rules; empty means GroupID + "-logs".
+	LogsGroupID string `yaml:"logs_group_id"`
 }
 
 // WebhookConfig is one webhook receiver.
@@ -69,6 +72,9 @@ func (c Config) Validate() error {
 	if c.GroupID == "" {
 		errs = append(errs, schemas.Fieldf("group_id", "must not be empty"))
 	}
+	if c.LogsGroupID != "" && c.LogsGroupID == c.GroupID {
+		errs = append(errs, schemas.Fieldf("logs_group_id", "must differ from group_id %q", c.GroupID))
+	}
 	for i, u := range c.Alertmanagers {
 		if err := checkURL(u); err != nil {
 			errs = append(errs, schemas.Fieldf(fmt.Sprintf("alertmanagers[%d]", i), "%v", err))
@@ -89,4 +95,12 @@ func checkURL(s string) error {
 		return fmt.Errorf("%q is not an http or https URL", s)
 	}
 	return nil
+}
+
+// logsGroup is the consumer group of the logs topic.
+func (c Config) logsGroup() string {
+	if c.LogsGroupID != "" {
+		return c.LogsGroupID
+	}
+	return c.GroupID + "-logs"
 }

@@ -14,6 +14,8 @@ type metrics struct {
 	rules       prometheus.Gauge
 	evaluations prometheus.Counter
 	notified    prometheus.Counter
+	logMessages *prometheus.CounterVec
+	logLines    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -41,11 +43,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		notified: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tpflow_alert_notifications_total", Help: "Alerts handed to the senders.",
 		}),
+		logMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tpflow_alert_log_messages_total", Help: "Logs messages read by the alert role, by result (ok, or bad: skipped in part or whole).",
+		}, []string{"result"}),
+		logLines: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tpflow_alert_log_lines_total", Help: "Log lines the alert role matched against its log rules.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.messages, m.badMessages, m.panes, m.reloads, m.rules, m.evaluations, m.notified} {
+	for _, c := range []prometheus.Collector{m.messages, m.badMessages, m.panes, m.reloads, m.rules, m.evaluations, m.notified, m.logMessages, m.logLines} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -74,4 +82,20 @@ func (m *metrics) sender(name string, sent, failed, dropped func() uint64) {
 			Name: c.name, Help: c.help, ConstLabels: labels,
 		}, func() float64 { return float64(f()) }))
 	}
+}
+
+// logCounter registers the log counter's drop counters.
+func (m *metrics) logCounter(c interface {
+	Late() uint64
+	Dropped() uint64
+}) {
+	if m.reg == nil {
+		return
+	}
+	_ = m.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "tpflow_alert_log_lines_late_total", Help: "Log lines older than every log rule's window when they arrived.",
+	}, func() float64 { return float64(c.Late()) }))
+	_ = m.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "tpflow_alert_log_lines_dropped_total", Help: "Log lines not counted because a rule had its most groups.",
+	}, func() float64 { return float64(c.Dropped()) }))
 }

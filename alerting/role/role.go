@@ -37,6 +37,20 @@ import (
 // are committed.
 const commitInterval = time.Second
 
+// Option configures Run beyond its configuration.
+type Option func(*options)
+
+type options struct {
+	classify func(msg string) []string
+}
+
+// WithKernelClassifier gives the kernel_error_rate rules the classes of a
+// kernel message: the node collector's kernel error filter, so that both
+// agree on what a class is. Without it kernel rules count nothing.
+func WithKernelClassifier(f func(msg string) []string) Option {
+	return func(o *options) { o.classify = f }
+}
+
 // ErrNoRules is returned by Run when no rules file is configured.
 var ErrNoRules = errors.New("no alert rules files configured (alert.rules_files or --rules)")
 
@@ -49,7 +63,11 @@ var ErrNoRules = errors.New("no alert rules files configured (alert.rules_files 
 // keeps the previous rules with a warning. Alert state is restored from
 // cfg.StateFile at start and saved after each evaluation. reg and log may
 // be nil.
-func Run(ctx context.Context, kcfg kafka.Config, aggCfg aggregator.Config, cfg Config, reg prometheus.Registerer, log *slog.Logger) error {
+func Run(ctx context.Context, kcfg kafka.Config, aggCfg aggregator.Config, cfg Config, reg prometheus.Registerer, log *slog.Logger, opts ...Option) error {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -67,15 +85,18 @@ func Run(ctx context.Context, kcfg kafka.Config, aggCfg aggregator.Config, cfg C
 	if _, err := Check(cfg.RulesFiles...); err != nil {
 		return fmt.Errorf("cannot start alert role: %w", err)
 	}
+	counter := alerting.NewLogCounter(alerting.DefaultLogCounterConfig(), o.classify)
+	m.logCounter(counter)
 	rl := newReloader(cfg.RulesFiles, rules, aggCfg, m, log)
+	rl.onLoad = counter.SetRules
 	if err := rl.load(); err != nil {
 		return fmt.Errorf("cannot start alert role: %w", err)
 	}
-	opts := []aggregator.Option{aggregator.WithLogger(log)}
+	aggOpts := []aggregator.Option{aggregator.WithLogger(log)}
 	if reg != nil {
-		opts = append(opts, aggregator.WithRegisterer(reg))
+		aggOpts = append(aggOpts, aggregator.WithRegisterer(reg))
 	}
-	eng, err := aggregator.New(aggCfg, opts...)
+	eng, err := aggregator.New(aggCfg, aggOpts...)
 	if err != nil {
 		return fmt.Errorf("cannot start alert role: %w", err)
 	}
@@ -99,6 +120,7 @@ func Run(ctx context.Context, kcfg kafka.Config, aggCfg aggregator.Config, cfg C
 	if err != nil {
 		return fmt.Errorf("cannot start alert role: %w", err)
 	}
+	mgr.SetLogCounter(counter)
 	if cfg.StateFile != "" {
 		if err := mgr.RestoreState(cfg.StateFile); err != nil {
 			return fmt.Errorf("cannot start alert role: %w", err)
@@ -122,6 +144,13 @@ func Run(ctx context.Context, kcfg kafka.Config, aggCfg aggregator.Config, cfg C
 		return err
 	}
 	defer cons.Close()
+	logsCons, err := kafka.NewConsumer(kcfg, kcfg.Topic(kafka.TopicLogs), cfg.logsGroup(), log, kafka.WithMetrics(km))
+	if err != nil {
+		return err
+	}
+	defer logsCons.Close()
+	lr := &logReader{counter: counter, m: m, log: log, now: time.Now,
+		dec: codec.DecodeOptions{MaxBytes: kcfg.MaxMessageBytes}, marker: newMarker("logs", log)}
 
 	aprod, err := kafka.NewProducer(kcfg, kcfg.Topic(kafka.TopicAlerts), log, kafka.WithMetrics(km))
 	if err != nil {
@@ -139,7 +168,7 @@ func Run(ctx context.Context, kcfg kafka.Config, aggCfg aggregator.Config, cfg C
 		eng: eng, dlq: dlq, m: m, log: log, now: time.Now,
 		dec:     codec.DecodeOptions{MaxBytes: kcfg.MaxMessageBytes},
 		horizon: horizon(aggCfg),
-		marked:  map[int]kafkago.Message{},
+		marker:  newMarker("stats", log),
 	}
 
 	hup := make(chan os.Signal, 1)
@@ -172,6 +201,8 @@ func Run(ctx context.Context, kcfg kafka.Config, aggCfg aggregator.Config, cfg C
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.consume(gctx, cons) })
 	g.Go(func() error { return r.commitLoop(gctx, cons) })
+	g.Go(func() error { return lr.consume(gctx, logsCons) })
+	g.Go(func() error { return lr.commitLoop(gctx, logsCons) })
 	g.Go(func() error {
 		t := time.NewTicker(cfg.EvalInterval)
 		defer t.Stop()
@@ -278,10 +309,28 @@ type reader struct {
 	ps       aggregator.PaneStat
 	lastWarn time.Time
 
-	mu     sync.Mutex
-	marked map[int]kafkago.Message // per partition, the last message whose panes are in the engine
+	*marker // the messages whose panes are in the engine
 
 	newestEnd atomic.Int64 // the latest end (Unix ms) of a pane added
+}
+
+// marker remembers, per partition, the last message that was handled and
+// commits them.
+type marker struct {
+	topic  string
+	log    *slog.Logger
+	mu     sync.Mutex
+	marked map[int]kafkago.Message
+}
+
+func newMarker(topic string, log *slog.Logger) *marker {
+	return &marker{topic: topic, log: log, marked: map[int]kafkago.Message{}}
+}
+
+func (mk *marker) mark(msg kafkago.Message) {
+	mk.mu.Lock()
+	mk.marked[msg.Partition] = msg
+	mk.mu.Unlock()
 }
 
 // consume reads stats messages until ctx is done.
@@ -300,9 +349,7 @@ func (r *reader) consume(ctx context.Context, c *kafka.Consumer) error {
 			}
 			return err
 		}
-		r.mu.Lock()
-		r.marked[msg.Partition] = msg
-		r.mu.Unlock()
+		r.mark(msg)
 	}
 }
 
@@ -383,7 +430,7 @@ func (r *reader) add(raw []byte, cutoff int64) error {
 
 // commitLoop commits, every commitInterval and once more when ctx is done,
 // the offsets of the messages whose panes are in the engine.
-func (r *reader) commitLoop(ctx context.Context, c *kafka.Consumer) error {
+func (r *marker) commitLoop(ctx context.Context, c *kafka.Consumer) error {
 	t := time.NewTicker(commitInterval)
 	defer t.Stop()
 	for {
@@ -399,7 +446,7 @@ func (r *reader) commitLoop(ctx context.Context, c *kafka.Consumer) error {
 	}
 }
 
-func (r *reader) commit(ctx context.Context, c *kafka.Consumer) {
+func (r *marker) commit(ctx context.Context, c *kafka.Consumer) {
 	r.mu.Lock()
 	msgs := make([]kafkago.Message, 0, len(r.marked))
 	for _, msg := range r.marked {
@@ -411,7 +458,7 @@ func (r *reader) commit(ctx context.Context, c *kafka.Consumer) {
 		return
 	}
 	if err := c.Commit(ctx, msgs...); err != nil {
-		r.log.Warn("cannot commit stats offsets, will retry", "err", err)
+		r.log.Warn("cannot commit offsets, will retry", "topic", r.topic, "err", err)
 		r.mu.Lock()
 		for _, msg := range msgs {
 			if cur, ok := r.marked[msg.Partition]; !ok || cur.Offset < msg.Offset {
@@ -461,6 +508,8 @@ type reloader struct {
 	m      *metrics
 	log    *slog.Logger
 	seen   map[string]fileStamp
+	// onLoad, if set, is called with the rules of each successful load.
+	onLoad func([]*alerting.Rule)
 	// loaded is set once a rule set was loaded: later failures are bad
 	// edits, logged as such.
 	loaded bool
@@ -522,6 +571,9 @@ func (rl *reloader) load() error {
 	rl.loaded = true
 	rl.m.reloads.WithLabelValues("ok").Inc()
 	rs := rl.rules.Rules()
+	if rl.onLoad != nil {
+		rl.onLoad(rs)
+	}
 	rl.m.rules.Set(float64(len(rs)))
 	for _, r := range rs {
 		if r.Window > rl.maxWin {

@@ -362,6 +362,10 @@ func TestConfigValidate(t *testing.T) {
 	f(func(c *Config) { c.RulesFiles = []string{""} }, "rules_files[0]: must not be empty")
 	f(func(c *Config) { c.Alertmanagers = []string{"am:9093"} }, `alertmanagers[0]: "am:9093" is not an http or https URL`)
 	f(func(c *Config) { c.Webhooks = []WebhookConfig{{URL: "ftp://x"}} }, `webhooks[0].url: "ftp://x" is not an http or https URL`)
+	f(func(c *Config) { c.LogsGroupID = c.GroupID }, `logs_group_id: must differ from group_id "tpflow-alert"`)
+	if c := DefaultConfig(); c.logsGroup() != "tpflow-alert-logs" {
+		t.Errorf("default logs group %q", c.logsGroup())
+	}
 }
 
 // counter returns the value of the counter name whose result label is

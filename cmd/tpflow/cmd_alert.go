@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/tpflow/tpflow/alerting/role"
+	"github.com/tpflow/tpflow/collectors/metrics"
 )
 
 func alertCommand() *command {
@@ -59,8 +61,26 @@ func runAlert(ctx context.Context, env *Env, cfg *Config, args []string) error {
 	}
 	reg := newRoleRegistry()
 	return serveRole(ctx, env, cfg, reg, "alert", func(ctx context.Context) error {
-		return role.Run(ctx, cfg.Kafka, cfg.Aggregator, cfg.Alert, reg, env.Logger)
+		return role.Run(ctx, cfg.Kafka, cfg.Aggregator, cfg.Alert, reg, env.Logger, role.WithKernelClassifier(kernelClasses()))
 	})
+}
+
+// kernelClasses classifies kernel messages with the node collector's
+// kernel error filter, so that the collector and the kernel_error_rate
+// rules agree on the classes.
+func kernelClasses() func(string) []string {
+	var mu sync.Mutex
+	f := metrics.NewKernelErrorFilter()
+	return func(msg string) []string {
+		mu.Lock()
+		cs := f.Classes(msg)
+		mu.Unlock()
+		out := make([]string, len(cs))
+		for i, c := range cs {
+			out[i] = string(c)
+		}
+		return out
+	}
 }
 
 // checkAlertRules validates files, or the configured rules files when none

@@ -83,6 +83,7 @@ var keyDocs = map[string]string{
 	"alert.webhooks":        "Webhook receivers in Alertmanager's webhook format, each {url, secret}; a secret signs the body with HMAC-SHA256.",
 	"alert.resend_interval": "How often a firing or resolved alert is sent again.",
 	"alert.group_id":        "Kafka consumer group reading the stats topic.",
+	"alert.logs_group_id":   "Kafka consumer group reading the logs topic for the log rules (log_pattern_rate, kernel_error_rate, app_error_rate); empty means group_id + \"-logs\".",
 
 	"broker":                   "The embedded Kafka-protocol broker of `tpflow broker` and `tpflow run`.",
 	"broker.listen":            "HOST:PORT the broker accepts Kafka clients on (port 0 picks one); --listen overrides for `tpflow broker`.",
