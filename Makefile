@@ -49,7 +49,8 @@ bench-pipeline: deps
 lint:
 	bash scripts/lint.sh
 
-## generate: regenerate the protobuf code and run go generate
+## generate: regenerate the protobuf code and run go generate (which also
+## rebuilds the Grafana provisioning in deploy/grafana from internal/dashboards)
 generate: deps
 	bash scripts/gen-proto.sh
 	$(GO) generate ./...
