@@ -1,15 +1,18 @@
 package role
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -392,4 +395,131 @@ func counter(t *testing.T, reg *prometheus.Registry, name, result string) float6
 		}
 	}
 	return sum
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestRunKeepsRulesOnBadEdits edits the rules file of a running role into
+// each kind of invalid rule: every edit is refused with its file:line
+// error and the rules in force stay, until a valid edit replaces them.
+func TestRunKeepsRulesOnBadEdits(t *testing.T) {
+	kcfg := startBroker(t)
+	srv, received := amStub(t)
+	dir := t.TempDir()
+	path := writeFile(t, dir, "rules.yaml", tp99Rules)
+	cfg := DefaultConfig()
+	cfg.RulesFiles = []string{path}
+	cfg.EvalInterval = 50 * time.Millisecond
+	cfg.Alertmanagers = []string{srv.URL}
+	aggCfg := aggregator.DefaultConfig()
+	paneMs := aggCfg.Pane.Milliseconds()
+	end := time.Now().UnixMilli() / paneMs * paneMs
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	prod, err := kafka.NewProducer(kcfg, kcfg.Topic(kafka.TopicStats), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	if err := prod.Produce(ctx, kafkago.Message{Value: statsBatch(t, paneMs, []int64{end - 2*paneMs, end - paneMs}, map[string]float64{"pay": 900_000})}); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	reg := prometheus.NewRegistry()
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, kcfg, aggCfg, cfg, reg, slog.New(slog.NewTextHandler(logs, nil))) }()
+	waitAlert := func(name string) {
+		t.Helper()
+		for {
+			select {
+			case a := <-received:
+				if a.Labels["alertname"] == name {
+					return
+				}
+			case err := <-done:
+				t.Fatalf("Run returned: %v", err)
+			case <-ctx.Done():
+				t.Fatalf("no %s alert; log:\n%s", name, logs.String())
+			}
+		}
+	}
+	waitAlert("CheckoutTP99High")
+
+	mtime := time.Now()
+	edit := func(content string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mtime = mtime.Add(time.Second)
+		if err := os.Chtimes(path, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, tc := range []struct{ file, want string }{
+		{"unknown_measure", `rules.yaml:3: rule "Bad": field "measure": unknown measure "tp98"`},
+		{"bad_regex", `rules.yaml:4: rule "Bad": field "selector.app": bad regular expression "pay(.*"`},
+		{"for_without_window", `rules.yaml:6: rule "NoWindow": field "for": needs a window`},
+		{"duplicate_name", `rules.yaml:7: rule "Same": field "name": duplicate rule name (first defined on line 2)`},
+	} {
+		bad, err := os.ReadFile(filepath.Join("..", "testdata", tc.file+".bad.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		edit(string(bad))
+		for counter(t, reg, "tpflow_alert_rule_loads_total", "error") < float64(i+1) {
+			if ctx.Err() != nil {
+				t.Fatalf("%s: the edit was not loaded; log:\n%s", tc.file, logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		// The text handler quotes the error.
+		if !strings.Contains(logs.String(), strings.ReplaceAll(tc.want, `"`, `\"`)) {
+			t.Errorf("%s: log lacks %q:\n%s", tc.file, tc.want, logs.String())
+		}
+		if g := gauge(t, reg, "tpflow_alert_rules"); g != 1 {
+			t.Errorf("%s: %v rules in force, want the previous 1", tc.file, g)
+		}
+	}
+	if n := strings.Count(logs.String(), "invalid alert rules; keeping the previous ones"); n != 4 {
+		t.Errorf("%d warnings about kept rules, want 4", n)
+	}
+	edit(strings.ReplaceAll(tp99Rules, "CheckoutTP99High", "Renamed"))
+	waitAlert("Renamed")
+	if got := counter(t, reg, "tpflow_alert_rule_loads_total", "ok"); got != 2 {
+		t.Errorf("good loads %v, want 2", got)
+	}
+	cancel()
+	<-done
+}
+
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no gauge %s", name)
+	return 0
 }
