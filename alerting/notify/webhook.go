@@ -46,7 +46,10 @@ type WebhookConfig struct {
 	Secret string `yaml:"secret"`
 	// Timeout bounds one attempt.
 	Timeout time.Duration `yaml:"timeout"`
-	// MaxAttempts bounds the attempts per message, the first included.
+	// MaxAttempts bounds the attempts per message, the first included; 0,
+	// the default, retries a retriable failure (network error, 5xx, 429)
+	// until the receiver takes the message or the sender stops, while newer
+	// alerts wait in the bounded queue.
 	MaxAttempts int `yaml:"max_attempts"`
 	// MinBackoff is the wait after the first failure; it doubles per
 	// failure up to MaxBackoff.
@@ -63,7 +66,7 @@ type WebhookConfig struct {
 
 // DefaultWebhookConfig returns a configuration without URL.
 func DefaultWebhookConfig() WebhookConfig {
-	return WebhookConfig{Name: "webhook", Timeout: 10 * time.Second, MaxAttempts: 5,
+	return WebhookConfig{Name: "webhook", Timeout: 10 * time.Second, MaxAttempts: 0,
 		MinBackoff: 500 * time.Millisecond, MaxBackoff: 30 * time.Second, QueueSize: 10000, BatchSize: 256}
 }
 
@@ -73,9 +76,9 @@ func (c WebhookConfig) Validate() error {
 	if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
 		return fmt.Errorf("notify: webhook %q: bad url %q: want http(s)://host/path", c.Name, c.URL)
 	}
-	if c.Timeout <= 0 || c.MaxAttempts <= 0 || c.MinBackoff <= 0 || c.MaxBackoff < c.MinBackoff ||
+	if c.Timeout <= 0 || c.MaxAttempts < 0 || c.MinBackoff <= 0 || c.MaxBackoff < c.MinBackoff ||
 		c.QueueSize <= 0 || c.BatchSize <= 0 {
-		return fmt.Errorf("notify: webhook %q: timeout, max_attempts, min_backoff, queue_size and batch_size must be positive and max_backoff ≥ min_backoff", c.Name)
+		return fmt.Errorf("notify: webhook %q: timeout, min_backoff, queue_size and batch_size must be positive, max_attempts not negative and max_backoff ≥ min_backoff", c.Name)
 	}
 	return nil
 }
@@ -226,7 +229,7 @@ func common(as []Alert, get func(Alert) map[string]string) map[string]string {
 }
 
 // Send posts msg, retrying network errors, 5xx and 429 responses with
-// exponential backoff up to MaxAttempts attempts.
+// exponential backoff up to MaxAttempts attempts (without limit for 0).
 func (w *Webhook) Send(ctx context.Context, msg WebhookMessage) error {
 	body, err := json.Marshal(msg)
 	if err != nil {
@@ -239,7 +242,7 @@ func (w *Webhook) Send(ctx context.Context, msg WebhookMessage) error {
 			w.delivered.Add(1)
 			return nil
 		}
-		if errors.Is(err, errPermanent) || attempt >= w.cfg.MaxAttempts {
+		if errors.Is(err, errPermanent) || (w.cfg.MaxAttempts > 0 && attempt >= w.cfg.MaxAttempts) {
 			w.failed.Add(1)
 			return fmt.Errorf("cannot deliver webhook to %s after %d attempts: %w", w.cfg.URL, attempt, err)
 		}
