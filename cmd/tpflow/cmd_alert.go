@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 
@@ -12,11 +13,11 @@ import (
 )
 
 func alertCommand() *command {
-	var rules string
+	var rules, input string
 	return &command{
 		name:    "alert",
 		summary: "evaluate alert rules over the windows; notify Alertmanager and webhooks",
-		args:    "[check RULES.yaml...]",
+		args:    "[check RULES.yaml... | test RULES.yaml... --input PANES.jsonl]",
 		help: `Consumes the stats topic, evaluates the alert rules (a label selector, a
 measure such as tp99, qps or error_rate, a window, a threshold and a "for"
 duration) and moves alerts through pending, firing and resolved, sending
@@ -30,17 +31,78 @@ previous rules. Serves /metrics, /healthz and /readyz on http.listen
 
   check RULES.yaml...  validate rules files offline (default: the
                        configured ones) and print ok, or every problem
-                       as FILE:LINE and exit 1.`,
-		example: "tpflow alert --config tpflow.yaml --rules rules.yaml --brokers kafka-1:9092\ntpflow alert check rules.yaml",
+                       as FILE:LINE and exit 1.
+  test RULES.yaml... --input PANES.jsonl
+                       replay recorded final panes through the rules, as
+                       the role would evaluate them at the end of each
+                       pane (aggregator.pane), and print every state
+                       change (pending, firing, resolved) with its time,
+                       labels and value. Bad input lines are printed as
+                       FILE:LINE on stderr and skipped; the exit status is
+                       then 1. Input format:
+
+` + indent(role.ReplayFormat, "    "),
+		example: "tpflow alert --config tpflow.yaml --rules rules.yaml --brokers kafka-1:9092\ntpflow alert check rules.yaml\ntpflow alert test rules.yaml --input panes.jsonl",
 		common:  true,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&rules, "rules", "", "alert rules `FILE[,...]`, overriding alert.rules_files")
+			fs.StringVar(&input, "input", "", "recorded panes `FILE` (JSON lines) for alert test")
 		},
 		override: overrides(
 			flagOverride{"rules", "alert.rules_files", func(c *Config) { c.Alert.RulesFiles = splitList(rules) }},
 		),
-		role: runAlert,
+		role: func(ctx context.Context, env *Env, cfg *Config, args []string) error {
+			if len(args) > 0 && args[0] == "test" {
+				return testAlertRules(env, cfg, args[1:], input)
+			}
+			if input != "" {
+				return usageError("--input is for alert test")
+			}
+			return runAlert(ctx, env, cfg, args)
+		},
 	}
+}
+
+func indent(s, prefix string) string {
+	return prefix + strings.ReplaceAll(s, "\n", "\n"+prefix)
+}
+
+// testAlertRules replays the panes of input through the rules files and
+// prints the state changes.
+func testAlertRules(env *Env, cfg *Config, files []string, input string) error {
+	if len(files) == 0 {
+		files = cfg.Alert.RulesFiles
+	}
+	if len(files) == 0 {
+		return usageError("test needs a RULES file")
+	}
+	if input == "" {
+		return usageError("test needs --input PANES.jsonl")
+	}
+	rules, err := role.Check(files...)
+	if err != nil {
+		return fmt.Errorf("invalid alert rules:\n%w", err)
+	}
+	f, err := os.Open(input)
+	if err != nil {
+		return fmt.Errorf("cannot open input: %w", err)
+	}
+	defer f.Close()
+	res, err := role.Replay(rules, cfg.Aggregator.Pane, input, f)
+	if err != nil {
+		return err
+	}
+	for _, e := range res.BadLines {
+		fmt.Fprintln(env.Stderr, e)
+	}
+	for _, c := range res.Changes {
+		fmt.Fprintln(env.Stdout, c)
+	}
+	fmt.Fprintf(env.Stdout, "%d panes, %d state changes, %d bad lines\n", res.Panes, len(res.Changes), len(res.BadLines))
+	if len(res.BadLines) > 0 {
+		return fmt.Errorf("%d bad input lines skipped", len(res.BadLines))
+	}
+	return nil
 }
 
 // runAlert is the alert role, or with the argument check the offline rules
@@ -48,7 +110,7 @@ previous rules. Serves /metrics, /healthz and /readyz on http.listen
 func runAlert(ctx context.Context, env *Env, cfg *Config, args []string) error {
 	if len(args) > 0 {
 		if args[0] != "check" {
-			return usageError("unknown subcommand %q (want check)", args[0])
+			return usageError("unknown subcommand %q (want check or test)", args[0])
 		}
 		return checkAlertRules(env, cfg, args[1:])
 	}

@@ -74,3 +74,42 @@ func TestAlertRefusesBadRulesBeforeListening(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, errOut)
 	}
 }
+
+func TestAlertTest(t *testing.T) {
+	rules, input := "../../alerting/role/testdata/incident_rules.yaml", "../../alerting/role/testdata/incident.jsonl"
+	code, out, errOut := runCLI(t, "alert", "test", rules, "--input", input)
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if code != exitError || len(lines) != 4 {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	for i, want := range []string{
+		`2026-01-01T12:00:50Z pending  CheckoutTP99 {alertname="CheckoutTP99", app="checkout", method="pay"} value=9`,
+		`2026-01-01T12:01:00Z firing   CheckoutTP99 {`,
+		`2026-01-01T12:01:40Z resolved CheckoutTP99 {`,
+		"24 panes, 3 state changes, 4 bad lines",
+	} {
+		if !strings.HasPrefix(lines[i], want) {
+			t.Errorf("line %d = %q, want prefix %q", i, lines[i], want)
+		}
+	}
+	// Bad lines are reported with file and line and do not stop the replay.
+	if !strings.Contains(errOut, input+":13: bad pane:") || !strings.Contains(errOut, input+":16: count 3 but 1 latencies") ||
+		!strings.HasSuffix(errOut, "tpflow alert: 4 bad input lines skipped\n") {
+		t.Errorf("stderr %q", errOut)
+	}
+	// A clean input exits 0; a pane length that does not fit the input is
+	// reported per line.
+	clean := writeTemp(t, "clean.jsonl", `{"start":"2026-01-01T12:00:00Z","app":"checkout","method":"pay","latencies_ms":[900]}`+"\n")
+	if code, out, _ := runCLI(t, "alert", "test", rules, "--input", clean); code != exitOK || !strings.Contains(out, "1 panes, 1 state changes, 0 bad lines") {
+		t.Errorf("clean: exit %d, stdout %q", code, out)
+	}
+	cfg := writeTemp(t, "tpflow.yaml", "aggregator:\n  pane: 7s\n  windows: [7s]\n")
+	if code, _, errOut := runCLI(t, "alert", "--config", cfg, "test", rules, "--input", clean); code != exitError || !strings.Contains(errOut, "clean.jsonl:1: start 2026-01-01T12:00:00Z is not aligned to the pane length 7s") {
+		t.Errorf("7s panes: exit %d, stderr %q", code, errOut)
+	}
+	for _, args := range [][]string{{"alert", "test", rules}, {"alert", "test", "--input", clean}, {"alert", "check", rules, "--input", clean}} {
+		if code, _, _ := runCLI(t, args...); code != exitUsage {
+			t.Errorf("%v: exit %d, want usage", args, code)
+		}
+	}
+}
