@@ -88,7 +88,7 @@ type jsonDashboard struct {
 }
 
 // generated decodes every generated dashboard from its JSON.
-func generated(t *testing.T) []jsonDashboard {
+func generated(t testing.TB) []jsonDashboard {
 	t.Helper()
 	files, err := Files()
 	if err != nil {
