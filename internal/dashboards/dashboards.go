@@ -412,7 +412,21 @@ func pipelineHealth() (dashboard.Dashboard, error) {
 					prom("C", "sum("+rate("tpflow_resource_late_samples_total")+")", "samples corrected"),
 					prom("D", "sum("+rate("tpflow_resource_late_dropped_samples_total")+")", "samples dropped"),
 				}},
-			{kind: "timeseries", title: "Role CPU and memory (collector budget)", unit: "short", w: 12, h: 8,
+			{kind: "timeseries", title: "Collector ingest", unit: "ops", w: 12, h: 8,
+				description: "What the node collectors read and Kafka acknowledged, over all nodes.",
+				targets: []cog.Builder[variants.Dataquery]{
+					prom("A", "sum("+rate("tpflow_collect_lines_total")+")", "log lines read"),
+					prom("B", "sum("+rate("tpflow_collect_acked_events_total")+")", "events acknowledged"),
+					prom("C", "sum("+rate("tpflow_collect_metric_samples_total")+")", "metric samples"),
+				}},
+			{kind: "timeseries", title: "Collector backlog and errors", unit: "short", w: 12, h: 8,
+				description: "Batches waiting for Kafka per node, failed produce attempts and unparsed lines per second by reason.",
+				targets: []cog.Builder[variants.Dataquery]{
+					prom("A", "sum by (instance) (tpflow_collect_queued_batches)", "queued batches {{instance}}"),
+					prom("B", "sum("+rate("tpflow_collect_produce_errors_total")+")", "produce errors/s"),
+					prom("C", "sum by (reason) ("+rate("tpflow_collect_unparsed_lines_total")+")", "unparsed/s {{reason}}"),
+				}},
+			{kind: "timeseries", title: "Process CPU and memory (collector budget)", unit: "short", w: 12, h: 8,
 				description: "CPU cores and resident memory (GiB) of each tpflow process, by scrape job: the node collector must stay within its small reserved budget.",
 				targets: []cog.Builder[variants.Dataquery]{
 					prom("A", "sum by (job, instance) ("+rate("process_cpu_seconds_total")+")", "cpu {{job}} {{instance}}"),
