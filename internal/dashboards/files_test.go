@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 const deployDir = "../../deploy/grafana"
@@ -162,11 +164,40 @@ func TestDashboardsAreWellFormed(t *testing.T) {
 	}
 	// The provisioned data sources are the ones the panels name.
 	files, _ := Files()
-	ds := string(files["provisioning/datasources/tpflow.yaml"])
-	for _, s := range []string{"uid: " + ClickHouseUID, "type: " + ClickHouseType, "uid: " + PrometheusUID, "type: " + PrometheusType} {
-		if !strings.Contains(ds, s) {
-			t.Errorf("datasources provisioning lacks %q", s)
+	var ds struct {
+		APIVersion  int `yaml:"apiVersion"`
+		Datasources []struct {
+			Name, Type, UID string
+			JSONData        map[string]any `yaml:"jsonData"`
+		} `yaml:"datasources"`
+	}
+	if err := yaml.Unmarshal(files["provisioning/datasources/tpflow.yaml"], &ds); err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]string{}
+	for _, d := range ds.Datasources {
+		types[d.UID] = d.Type
+	}
+	if ds.APIVersion != 1 || len(ds.Datasources) != 2 || types[ClickHouseUID] != ClickHouseType || types[PrometheusUID] != PrometheusType {
+		t.Errorf("datasources provisioning: %+v", ds)
+	}
+	for _, d := range ds.Datasources {
+		if d.Type == ClickHouseType && (d.JSONData["protocol"] != "native" || d.JSONData["defaultDatabase"] == nil) {
+			t.Errorf("ClickHouse data source: jsonData %v lacks the native protocol or the default database", d.JSONData)
 		}
+	}
+	var prov struct {
+		APIVersion int `yaml:"apiVersion"`
+		Providers  []struct {
+			Type    string
+			Options struct{ Path string }
+		} `yaml:"providers"`
+	}
+	if err := yaml.Unmarshal(files["provisioning/dashboards/tpflow.yaml"], &prov); err != nil {
+		t.Fatal(err)
+	}
+	if prov.APIVersion != 1 || len(prov.Providers) != 1 || prov.Providers[0].Type != "file" || prov.Providers[0].Options.Path == "" {
+		t.Errorf("dashboards provisioning: %+v", prov)
 	}
 }
 
