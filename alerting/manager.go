@@ -124,6 +124,65 @@ type Manager struct {
 
 	mu     sync.Mutex
 	active map[string]map[string]*Alert // rule name → group fingerprint → alert
+	// seen holds, per qps or calls rule, the groups that had calls and
+	// when they last had, so that a group whose calls stop measures 0.
+	seen map[string]map[string]seenGroup
+	// hist holds, per compare_to rule and group, the values measured, to
+	// compare a window with the same window compare_to earlier.
+	hist map[string]map[string]*history
+}
+
+// absentRetention is how long a group that stopped sending calls still
+// measures 0 for qps and calls rules; after it the group is forgotten and
+// its alert resolves.
+const absentRetention = 24 * time.Hour
+
+type seenGroup struct {
+	labels map[string]string
+	last   time.Time
+}
+
+// history is one group's values at most one per step, oldest first.
+type history struct {
+	at []time.Time
+	v  []float64
+}
+
+// historyPoints bounds a history: the step is CompareTo / historyPoints
+// (at least the evaluation interval).
+const historyPoints = 1440
+
+func (h *history) add(now time.Time, v float64, step, keep time.Duration) {
+	if n := len(h.at); n > 0 && now.Sub(h.at[n-1]) < step {
+		return
+	}
+	h.at = append(h.at, now)
+	h.v = append(h.v, v)
+	i := 0
+	for i < len(h.at) && now.Sub(h.at[i]) > keep {
+		i++
+	}
+	h.at, h.v = h.at[i:], h.v[i:]
+}
+
+// at returns the value recorded nearest to t, if one is within tol.
+func (h *history) value(t time.Time, tol time.Duration) (float64, bool) {
+	i, _ := slices.BinarySearchFunc(h.at, t, func(a, b time.Time) int { return a.Compare(b) })
+	best, ok := 0.0, false
+	bestD := tol + 1
+	for _, j := range []int{i - 1, i} {
+		if j < 0 || j >= len(h.at) {
+			continue
+		}
+		d := h.at[j].Sub(t)
+		if d < 0 {
+			d = -d
+		}
+		if d <= tol && d < bestD {
+			best, ok, bestD = h.v[j], true, d
+		}
+	}
+	return best, ok
 }
 
 // SetLogCounter makes the log measures read c. Without one, log rules see
@@ -151,7 +210,7 @@ func NewManager(cfg Config, rules *RuleSet, src WindowSource, notify NotifyFunc,
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Manager{cfg: cfg, rules: rules, src: src, notify: notify, now: now, log: log,
-		active: map[string]map[string]*Alert{}}, nil
+		active: map[string]map[string]*Alert{}, seen: map[string]map[string]seenGroup{}, hist: map[string]map[string]*history{}}, nil
 }
 
 // Run evaluates the rules every Interval until ctx ends, sends what needs
@@ -211,6 +270,16 @@ func (m *Manager) eval(now time.Time) (send, changes []Alert) {
 			delete(m.active, name)
 		}
 	}
+	for name := range m.seen {
+		if !live[name] {
+			delete(m.seen, name)
+		}
+	}
+	for name := range m.hist {
+		if !live[name] {
+			delete(m.hist, name)
+		}
+	}
 	return send, changes
 }
 
@@ -248,7 +317,80 @@ func (m *Manager) evalGroups(r *Rule, now time.Time) []evalGroup {
 		v, ok := r.value(g.stat)
 		out[i] = evalGroup{labels: g.labels, value: v, ok: ok}
 	}
+	if r.Measure == QPS || r.Measure == Calls {
+		out = m.withAbsent(r, out, now)
+	}
+	if r.CompareTo > 0 {
+		m.compare(r, out, now)
+	}
 	return out
+}
+
+// withAbsent adds the groups of r that had calls within absentRetention
+// but have none in the window now, measuring 0, and remembers the groups
+// that have calls.
+func (m *Manager) withAbsent(r *Rule, gs []evalGroup, now time.Time) []evalGroup {
+	seen := m.seen[r.Name]
+	if seen == nil {
+		seen = map[string]seenGroup{}
+		m.seen[r.Name] = seen
+	}
+	present := make(map[string]bool, len(gs))
+	for _, g := range gs {
+		if g.ok {
+			fp := fingerprint(g.labels)
+			present[fp] = true
+			seen[fp] = seenGroup{labels: g.labels, last: now}
+		}
+	}
+	for fp, sg := range seen {
+		switch {
+		case present[fp]:
+		case now.Sub(sg.last) > absentRetention:
+			delete(seen, fp)
+		default:
+			gs = append(gs, evalGroup{labels: maps.Clone(sg.labels), value: 0, ok: true})
+		}
+	}
+	return gs
+}
+
+// compare records each group's value and replaces it with its ratio to the
+// value of the same window r.CompareTo earlier; a group without an earlier
+// value, or an earlier value of 0, is not measured.
+func (m *Manager) compare(r *Rule, gs []evalGroup, now time.Time) {
+	hs := m.hist[r.Name]
+	if hs == nil {
+		hs = map[string]*history{}
+		m.hist[r.Name] = hs
+	}
+	step := max(m.cfg.Interval, r.CompareTo/historyPoints)
+	live := make(map[string]bool, len(gs))
+	for i := range gs {
+		g := &gs[i]
+		if !g.ok {
+			continue
+		}
+		fp := fingerprint(g.labels)
+		live[fp] = true
+		h := hs[fp]
+		if h == nil {
+			h = &history{}
+			hs[fp] = h
+		}
+		past, ok := h.value(now.Add(-r.CompareTo), step)
+		h.add(now, g.value, step, r.CompareTo+step)
+		if !ok || past == 0 {
+			g.ok = false
+			continue
+		}
+		g.value /= past
+	}
+	for fp, h := range hs {
+		if !live[fp] && len(h.at) > 0 && now.Sub(h.at[len(h.at)-1]) > r.CompareTo+step {
+			delete(hs, fp)
+		}
+	}
 }
 
 func labelOf(k aggregator.Key, name string) string {
@@ -359,6 +501,8 @@ func (r *Rule) value(ws aggregator.WindowStat) (v float64, ok bool) {
 		return ws.QPS, true
 	case ErrorRate:
 		return ws.ErrorRate, true
+	case Calls:
+		return float64(ws.Count), true
 	}
 	panic("BUG: unknown measure " + string(r.Measure))
 }

@@ -34,6 +34,10 @@ const (
 	QPS        Measure = "qps"
 	ErrorRate  Measure = "error_rate"
 	AvgLatency Measure = "avg_latency"
+	// Calls is the number of calls in the window; with qps, a group seen
+	// before that has no calls now measures 0 (see DESIGN.md), so
+	// "calls == 0" is an absent-data rule.
+	Calls Measure = "calls"
 )
 
 // The log measures count matching log lines (LogCounter) and are reported
@@ -48,7 +52,7 @@ const (
 	AppErrorRate    Measure = "app_error_rate"
 )
 
-var supportedMeasures = []Measure{TP50, TP90, TP99, TP999, QPS, ErrorRate, AvgLatency, LogPatternRate, KernelErrorRate, AppErrorRate}
+var supportedMeasures = []Measure{TP50, TP90, TP99, TP999, QPS, ErrorRate, AvgLatency, Calls, LogPatternRate, KernelErrorRate, AppErrorRate}
 
 // unsupportedMeasures are planned measures over resource data that the
 // evaluator cannot read yet.
@@ -208,6 +212,10 @@ type Rule struct {
 	Pattern *regexp.Regexp
 	// Classes are the kernel error classes of a kernel_error_rate rule.
 	Classes []string
+	// CompareTo, when set, makes the measured value the ratio of the
+	// window's value to the value of the same window CompareTo earlier
+	// (e.g. 24h or 168h), and Threshold a ratio.
+	CompareTo time.Duration
 
 	File string // where the rule was loaded from
 	Line int
@@ -385,6 +393,12 @@ func (p *parser) rule1(n *yaml.Node) *Rule {
 			} else {
 				r.Pattern = re
 			}
+		case "compare_to":
+			if r.Measure.isLog() {
+				p.errorf(k, "compare_to", "log measures cannot be compared with an earlier window")
+			} else if r.CompareTo = p.duration(v, "compare_to"); v.Kind == yaml.ScalarNode && r.CompareTo <= 0 {
+				p.errorf(v, "compare_to", "must be positive, e.g. 24h or 168h")
+			}
 		case "classes":
 			if r.Measure != KernelErrorRate {
 				p.errorf(k, "classes", "only a kernel_error_rate rule has classes")
@@ -415,7 +429,7 @@ func (p *parser) rule1(n *yaml.Node) *Rule {
 		case "annotations":
 			r.Annotations, r.annTmpl = p.templates(v, "annotations")
 		default:
-			p.errorf(k, k.Value, "unknown key (known: name, selector, measure, pattern, classes, window, op, threshold, for, keep_firing_for, by, labels, annotations)")
+			p.errorf(k, k.Value, "unknown key (known: name, selector, measure, pattern, classes, compare_to, window, op, threshold, for, keep_firing_for, by, labels, annotations)")
 		}
 	}
 	if _, ok := fields["name"]; !ok {
@@ -442,6 +456,8 @@ func (p *parser) rule1(n *yaml.Node) *Rule {
 	}
 	if v, ok := fields["threshold"]; !ok {
 		p.errorf(n, "threshold", "required")
+	} else if r.CompareTo > 0 {
+		r.Threshold = p.threshold(v, QPS) // a ratio
 	} else {
 		r.Threshold = p.threshold(v, r.Measure)
 	}
