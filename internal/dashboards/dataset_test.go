@@ -5,9 +5,12 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"testing"
 	"time"
 
+	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
+	"github.com/tpflow/tpflow/pipeline/codec"
 )
 
 // The known dataset the panel SQL runs over, and its ground truth: the raw
@@ -25,7 +28,8 @@ type callKey struct{ system, app, group, idc, method string }
 type callPane struct {
 	key    callKey
 	start  time.Time
-	lat    []float64 // µs, sorted
+	lat    []float64 // µs, whole, in arrival order
+	ok     []bool
 	errors uint64
 }
 
@@ -99,17 +103,17 @@ func makeDataset() dataset {
 				continue // a pane without calls
 			}
 			n := 20 + rng.IntN(300)
-			p := callPane{key: k, start: s, lat: make([]float64, n)}
+			p := callPane{key: k, start: s, lat: make([]float64, n), ok: make([]bool, n)}
 			// The level drifts over time so that per-pane percentiles
 			// differ from merged ones.
 			drift := 1 + 0.5*math.Sin(float64(s.Unix())/300)
 			for i := range p.lat {
-				p.lat[i] = math.Round(medianUs(k)*drift*math.Exp(rng.NormFloat64()*0.7)*10) / 10
-				if rng.IntN(50) == 0 {
+				p.lat[i] = math.Max(1, math.Round(medianUs(k)*drift*math.Exp(rng.NormFloat64()*0.7)))
+				p.ok[i] = rng.IntN(50) != 0
+				if !p.ok[i] {
 					p.errors++
 				}
 			}
-			slices.Sort(p.lat)
 			d.calls = append(d.calls, p)
 		}
 	}
@@ -203,7 +207,8 @@ func makeAlerts() []clickhouse.AlertRow {
 }
 
 // compress builds the digest of a pane's sorted latencies the way the
-// aggregator does when a pane closes: consecutive values form a centroid
+// aggregator does when a pane closes (BenchmarkDedupe uses it to make many
+// panes quickly; the tests take their panes from the engine itself): consecutive values form a centroid
 // while its weight stays within the t-digest size bound 4·n·q·(1−q)/δ at
 // the centroid's centre, so the tails are singletons.
 func compress(sorted []float64, delta float64) (means, weights []float64) {
@@ -224,20 +229,19 @@ func compress(sorted []float64, delta float64) (means, weights []float64) {
 	return means, weights
 }
 
-// rows returns what the sink would have stored: the final rows plus older
-// versions and duplicates that FINAL must remove.
-func (d dataset) rows() (panes []clickhouse.PaneRow, res []clickhouse.ResourcePaneRow, metrics []clickhouse.MetricRow, alerts []clickhouse.AlertRow) {
-	for i, p := range d.calls {
-		means, weights := compress(p.lat, 100)
-		var sum float64
-		for _, v := range p.lat {
-			sum += v
+// rows returns what the sink would have stored: the panes the aggregator
+// engine makes of the raw calls, the other rows as they would be, plus
+// older versions and duplicates that FINAL must remove.
+func (d dataset) rows(tb testing.TB) (panes []clickhouse.PaneRow, res []clickhouse.ResourcePaneRow, metrics []clickhouse.MetricRow, alerts []clickhouse.AlertRow) {
+	for i, st := range enginePanes(tb, d.calls) {
+		row := clickhouse.PaneRow{PaneStart: time.UnixMilli(st.Start), PaneSeconds: uint32(st.PaneMs / 1000),
+			System: st.Key.System, App: st.Key.App, Group: st.Key.Group, IDC: st.Key.IDC, Method: st.Key.Method,
+			Count: st.Count, Errors: st.Errors, SumUs: float64(st.SumUs), MinUs: float64(st.MinUs), MaxUs: float64(st.MaxUs),
+			P50Us: st.P50, P90Us: st.P90, P99Us: st.P99, P999Us: st.P999, Version: st.Version}
+		for _, c := range st.Centroids {
+			row.CentroidMeans = append(row.CentroidMeans, float64(c.Mean))
+			row.CentroidWeights = append(row.CentroidWeights, float64(c.Weight))
 		}
-		n := len(p.lat)
-		row := clickhouse.PaneRow{PaneStart: p.start, PaneSeconds: paneSec, System: p.key.system, App: p.key.app, Group: p.key.group,
-			IDC: p.key.idc, Method: p.key.method, Count: uint64(n), Errors: p.errors, SumUs: sum, MinUs: p.lat[0], MaxUs: p.lat[n-1],
-			P50Us: p.lat[n/2], P90Us: p.lat[n*9/10], P99Us: p.lat[n*99/100], P999Us: p.lat[n*999/1000],
-			CentroidMeans: means, CentroidWeights: weights, Version: uint64(n) + 10}
 		if i%7 == 0 {
 			// An earlier, partial version of the pane.
 			old := row
@@ -274,4 +278,94 @@ func (d dataset) rows() (panes []clickhouse.PaneRow, res []clickhouse.ResourcePa
 	}
 	alerts = append(slices.Clone(d.alerts), d.alerts[:4]...) // some sent twice
 	return panes, res, metrics, alerts
+}
+
+// enginePanes feeds the calls, pane by pane in time order, through a real
+// aggregator engine with the default configuration and returns the final
+// panes it emits: the digests in ClickHouse are the ones production stores.
+func enginePanes(tb testing.TB, calls []callPane) []aggregator.PaneStat {
+	tb.Helper()
+	now := t0.Add(-time.Hour)
+	eng, err := aggregator.New(aggregator.DefaultConfig(), aggregator.WithClock(func() time.Time { return now }))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	byStart := map[int64][]callPane{}
+	var starts []int64
+	for _, p := range calls {
+		if byStart[p.start.Unix()] == nil {
+			starts = append(starts, p.start.Unix())
+		}
+		byStart[p.start.Unix()] = append(byStart[p.start.Unix()], p)
+	}
+	slices.Sort(starts)
+	var out []aggregator.PaneStat
+	var offset int64
+	events := 0
+	for _, st := range starts {
+		now = time.Unix(st+paneSec, 0)
+		b := newBatch()
+		for _, p := range byStart[st] {
+			for i, l := range p.lat {
+				// Spread the calls over the pane.
+				ts := p.start.UnixMilli() + int64(i)*paneSec*1000/int64(len(p.lat))
+				b.add(p.key, ts, uint32(l), p.ok[i])
+			}
+			events += len(p.lat)
+		}
+		if is := eng.Ingest(0, offset, b.b); is.Accepted != len(b.b.Calls) {
+			tb.Fatalf("engine accepted %+v of %d calls", is, len(b.b.Calls))
+		}
+		offset++
+		ps, _ := eng.Flush()
+		out = append(out, ps...)
+	}
+	now = now.Add(time.Hour)
+	ps, _ := eng.Flush()
+	out = append(out, ps...)
+	var n uint64
+	for _, p := range out {
+		if p.Correction {
+			tb.Fatalf("unexpected correction of %+v", p.Key)
+		}
+		n += p.Count
+	}
+	if n != uint64(events) {
+		tb.Fatalf("engine panes hold %d calls, %d were ingested", n, events)
+	}
+	return out
+}
+
+// batch builds a codec.Batch of calls, as a collector would send one.
+type batch struct {
+	b      *codec.Batch
+	sym    map[string]uint32
+	series map[callKey]uint32
+}
+
+func newBatch() *batch {
+	return &batch{b: &codec.Batch{Symbols: []string{""}, LabelOffsets: []uint32{0}}, sym: map[string]uint32{"": 0}, series: map[callKey]uint32{}}
+}
+
+func (b *batch) ref(s string) uint32 {
+	if r, ok := b.sym[s]; ok {
+		return r
+	}
+	b.sym[s] = uint32(len(b.b.Symbols))
+	b.b.Symbols = append(b.b.Symbols, s)
+	return b.sym[s]
+}
+
+func (b *batch) add(k callKey, tsMs int64, latUs uint32, ok bool) {
+	si, found := b.series[k]
+	if !found {
+		// Label names in order, as the codec writes them.
+		b.b.LabelRefs = append(b.b.LabelRefs, b.ref("app"), b.ref(k.app), b.ref("group"), b.ref(k.group),
+			b.ref("idc"), b.ref(k.idc), b.ref("system"), b.ref(k.system))
+		b.b.LabelOffsets = append(b.b.LabelOffsets, uint32(len(b.b.LabelRefs)))
+		si = uint32(len(b.b.Series))
+		b.b.Series = append(b.b.Series, codec.Series{Labels: uint32(len(b.b.LabelOffsets) - 2), Method: b.ref(k.method)})
+		b.series[k] = si
+	}
+	b.b.Calls = append(b.b.Calls, codec.Call{TsUnixMs: tsMs, Series: si, LatencyUs: latUs, OK: ok})
 }

@@ -200,7 +200,7 @@ func (a *agg) add(p callPane) {
 	a.calls += float64(len(p.lat))
 	a.errors += float64(p.errors)
 	a.lat = append(a.lat, p.lat...)
-	a.maxUs = max(a.maxUs, p.lat[len(p.lat)-1])
+	a.maxUs = max(a.maxUs, slices.Max(p.lat))
 }
 
 // groupCalls aggregates the selected panes in range by key.
@@ -583,7 +583,7 @@ func TestPanelSQLOnClickHouse(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := makeDataset()
-	panes, res, metrics, alerts := d.rows()
+	panes, res, metrics, alerts := d.rows(t)
 	wr := clickhouse.NewWriter(conn, cfg, nil)
 	if err := wr.WritePanes(ctx, panes); err != nil {
 		t.Fatal(err)
