@@ -9,7 +9,7 @@ BIN     ?= bin/tpflow
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: run test bench bench-pipeline lint generate build deps
+.PHONY: run test bench bench-pipeline bench-report lint generate build deps
 
 ## deps: install the Debian packages and Go modules the build and tests need
 deps:
@@ -44,6 +44,12 @@ bench:
 ## (about 7 minutes). BENCH_PIPELINE_FLAGS adds flags, e.g. '-duration 10s -skip-raw'
 bench-pipeline: deps
 	$(GO) run ./benchmarks/pipeline $(BENCH_PIPELINE_FLAGS)
+
+## bench-report: the one-day TP99 panel query of one app's 50 methods over
+## 10 000 keys of panes, generated inside a private ClickHouse (about 2
+## minutes). BENCH_REPORT_FLAGS adds flags, e.g. '-runs 11 -centroids 64'
+bench-report: deps
+	$(GO) run ./benchmarks/report $(BENCH_REPORT_FLAGS)
 
 ## lint: gofmt, go vet and staticcheck
 lint:
