@@ -81,6 +81,7 @@ type panel struct {
 	w, h        uint32
 	targets     []cog.Builder[variants.Dataquery]
 	interval    string // minimum $__interval
+	link        string // a data link of a table's cells, title|url
 }
 
 func (p panel) build() cog.Builder[dashboard.Panel] {
@@ -106,6 +107,9 @@ func (p panel) build() cog.Builder[dashboard.Panel] {
 		b := table.NewPanelBuilder().Title(p.title).Description(p.description).Span(p.w).Height(p.h).Datasource(ClickHouseRef)
 		if p.unit != "" {
 			b.Unit(p.unit)
+		}
+		if title, url, ok := strings.Cut(p.link, "|"); ok {
+			b.DataLinks([]cog.Builder[dashboard.DashboardLink]{dashboard.NewDashboardLinkBuilder(title).Url(url)})
 		}
 		for _, t := range p.targets {
 			b.WithTarget(t)
@@ -232,6 +236,7 @@ func serviceOverview() (dashboard.Dashboard, error) {
 						"SELECT "+bucket("pane_start")+" AS time, "+tpLevels+" AS q FROM "+
 						centroids("pane_start", sel)+" GROUP BY time) ORDER BY time")}},
 			{kind: "table", title: "Slowest methods", w: 24, h: 10,
+				link:        "Method detail|/d/tpflow-method-detail?${system:queryparam}&var-app=${__data.fields.app_name}&var-method=${__data.fields.method_name}&${__url_time_range}",
 				description: "The 20 methods with the highest TP99 over the whole range; calls and errors are exact, percentiles merged from centroids.",
 				targets: []cog.Builder[variants.Dataquery]{chTable("A",
 					"SELECT app_name, method_name, calls, calls / (toUInt32($__toTime) - toUInt32($__fromTime)) AS qps, errors_ / calls AS error_rate,"+
