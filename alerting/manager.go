@@ -121,6 +121,7 @@ type Manager struct {
 
 	onChange NotifyFunc
 	logs     *LogCounter
+	res      *ResourceStore
 
 	mu     sync.Mutex
 	active map[string]map[string]*Alert // rule name → group fingerprint → alert
@@ -189,6 +190,10 @@ func (h *history) value(t time.Time, tol time.Duration) (float64, bool) {
 // no lines. Call it before Run; c's rules are set by its owner
 // (LogCounter.SetRules).
 func (m *Manager) SetLogCounter(c *LogCounter) { m.logs = c }
+
+// SetResourceStore makes the resource measures read s. Without one,
+// resource rules see no containers. Call it before Run.
+func (m *Manager) SetResourceStore(s *ResourceStore) { m.res = s }
 
 // OnStateChange makes Tick hand f a copy of every alert whose state changed
 // in the evaluation (pending, firing, resolved, and inactive for a pending
@@ -310,6 +315,12 @@ func (m *Manager) evalGroups(r *Rule, now time.Time) []evalGroup {
 			out[i] = evalGroup{labels: g.labels, value: float64(g.n) / r.Window.Seconds(), ok: g.n > 0, lines: g.lines}
 		}
 		return out
+	}
+	if r.Measure.isResource() {
+		if m.res == nil {
+			return nil
+		}
+		return m.res.groups(r)
 	}
 	gs := r.groups(m.src)
 	out := make([]evalGroup, len(gs))

@@ -52,13 +52,12 @@ const (
 	AppErrorRate    Measure = "app_error_rate"
 )
 
-var supportedMeasures = []Measure{TP50, TP90, TP99, TP999, QPS, ErrorRate, AvgLatency, Calls, LogPatternRate, KernelErrorRate, AppErrorRate}
+var supportedMeasures = []Measure{TP50, TP90, TP99, TP999, QPS, ErrorRate, AvgLatency, Calls,
+	LogPatternRate, KernelErrorRate, AppErrorRate, CPUUsage, MemoryUsage, MemoryUtilization}
 
 // unsupportedMeasures are planned measures over resource data that the
 // evaluator cannot read yet.
-var unsupportedMeasures = []string{
-	"cpu_usage", "memory_usage", "disk_io", "network_io",
-}
+var unsupportedMeasures = []string{"disk_io", "network_io"}
 
 // KernelClasses are the kernel error classes a kernel_error_rate rule may
 // name, as the node collector's kernel error filter tags them.
@@ -75,8 +74,11 @@ func (m Measure) isLog() bool {
 
 // labelNames are the labels a rule of measure m may select and group by.
 func (m Measure) labelNames() []string {
-	if m.isLog() {
+	switch {
+	case m.isLog():
 		return LogLabelNames
+	case m.isResource():
+		return ResourceLabelNames
 	}
 	return LabelNames
 }
@@ -88,6 +90,8 @@ func (m Measure) defaultBy() []string {
 		return []string{"host"}
 	case LogPatternRate, AppErrorRate:
 		return []string{"system", "app"}
+	case CPUUsage, MemoryUsage, MemoryUtilization:
+		return ResourceLabelNames
 	}
 	return LabelNames
 }
@@ -224,7 +228,9 @@ type Rule struct {
 }
 
 // perKey reports whether the rule is evaluated per aggregator key.
-func (r *Rule) perKey() bool { return !r.Measure.isLog() && len(r.By) == len(LabelNames) }
+func (r *Rule) perKey() bool {
+	return !r.Measure.isLog() && !r.Measure.isResource() && len(r.By) == len(LabelNames)
+}
 
 // ValidationError is one problem with one field of a rules file.
 type ValidationError struct {
@@ -394,8 +400,8 @@ func (p *parser) rule1(n *yaml.Node) *Rule {
 				r.Pattern = re
 			}
 		case "compare_to":
-			if r.Measure.isLog() {
-				p.errorf(k, "compare_to", "log measures cannot be compared with an earlier window")
+			if r.Measure.isLog() || r.Measure.isResource() {
+				p.errorf(k, "compare_to", "only call measures can be compared with an earlier window")
 			} else if r.CompareTo = p.duration(v, "compare_to"); v.Kind == yaml.ScalarNode && r.CompareTo <= 0 {
 				p.errorf(v, "compare_to", "must be positive, e.g. 24h or 168h")
 			}

@@ -102,7 +102,7 @@ func TestCompareToValidation(t *testing.T) {
 	for _, tc := range []struct{ rule, want string }{
 		{"measure: qps\n    compare_to: -1h", `field "compare_to": bad duration "-1h"`},
 		{"measure: qps\n    compare_to: 0s", `field "compare_to": must be positive`},
-		{"measure: app_error_rate\n    compare_to: 24h", `field "compare_to": log measures cannot be compared`},
+		{"measure: app_error_rate\n    compare_to: 24h", `field "compare_to": only call measures can be compared`},
 		{"measure: tp99\n    compare_to: 24h\n    threshold: 250ms", `field "threshold": bad threshold "250ms": want a number`},
 	} {
 		doc := "rules:\n  - name: R\n    window: 1m\n    op: \"<\"\n    " + tc.rule + "\n"

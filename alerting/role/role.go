@@ -121,6 +121,8 @@ func Run(ctx context.Context, kcfg kafka.Config, aggCfg aggregator.Config, cfg C
 		return fmt.Errorf("cannot start alert role: %w", err)
 	}
 	mgr.SetLogCounter(counter)
+	resources := alerting.NewResourceStore(horizon(aggCfg))
+	mgr.SetResourceStore(resources)
 	if cfg.StateFile != "" {
 		if err := mgr.RestoreState(cfg.StateFile); err != nil {
 			return fmt.Errorf("cannot start alert role: %w", err)
@@ -165,7 +167,7 @@ func Run(ctx context.Context, kcfg kafka.Config, aggCfg aggregator.Config, cfg C
 
 	started := time.Now()
 	r := &reader{
-		eng: eng, dlq: dlq, m: m, log: log, now: time.Now,
+		eng: eng, res: resources, dlq: dlq, m: m, log: log, now: time.Now,
 		dec:     codec.DecodeOptions{MaxBytes: kcfg.MaxMessageBytes},
 		horizon: horizon(aggCfg),
 		marker:  newMarker("stats", log),
@@ -297,6 +299,7 @@ func horizon(c aggregator.Config) time.Duration {
 // reader feeds the stats topic into the engine and commits what it holds.
 type reader struct {
 	eng     *aggregator.Engine
+	res     *alerting.ResourceStore
 	dlq     *kafka.DLQ
 	m       *metrics
 	log     *slog.Logger
@@ -305,6 +308,7 @@ type reader struct {
 	horizon time.Duration
 
 	batch    codec.Batch
+	rp       tpflowpb.ResourcePane
 	pb       tpflowpb.PaneStat
 	ps       aggregator.PaneStat
 	lastWarn time.Time
@@ -366,6 +370,11 @@ func (r *reader) handle(ctx context.Context, msg kafkago.Message) error {
 				bad = fmt.Errorf("cannot decode pane at %s/%d@%d: %w", msg.Topic, msg.Partition, msg.Offset, err)
 			}
 		}
+		for _, raw := range r.batch.ResourcePanes {
+			if err := r.addResource(raw, cutoff); err != nil {
+				bad = fmt.Errorf("cannot decode resource pane at %s/%d@%d: %w", msg.Topic, msg.Partition, msg.Offset, err)
+			}
+		}
 	}
 	if bad == nil {
 		return nil
@@ -422,9 +431,45 @@ func (r *reader) add(raw []byte, cutoff int64) error {
 		return nil
 	}
 	r.m.panes.WithLabelValues("added").Inc()
-	if end := p.PaneStartUnixMs + int64(p.PaneMs); end > r.newestEnd.Load() {
+	r.noteEnd(p.PaneStartUnixMs + int64(p.PaneMs))
+	return nil
+}
+
+// noteEnd records the end of a pane read, for the warm-up after a start.
+func (r *reader) noteEnd(end int64) {
+	if end > r.newestEnd.Load() {
 		r.newestEnd.Store(end)
 	}
+}
+
+// addResource converts one encoded ResourcePane of r.batch and stores it
+// if a resource measure reads its metric.
+func (r *reader) addResource(raw []byte, cutoff int64) error {
+	p := &r.rp
+	if err := proto.Unmarshal(raw, p); err != nil {
+		return errors.Join(codec.ErrMalformed, err)
+	}
+	b := &r.batch
+	if int(p.Labels) >= b.NumLabelSets() || int(p.Name) >= len(b.Symbols) {
+		return codec.ErrBadReference
+	}
+	if p.PaneStartUnixMs+int64(p.PaneMs) < cutoff {
+		r.m.panes.WithLabelValues("stale").Inc()
+		return nil
+	}
+	ok := r.res.Add(alerting.ResourcePane{
+		Key: alerting.ResourceKey{
+			System: b.Label(p.Labels, schemas.LabelSystem), App: b.Label(p.Labels, schemas.LabelApp),
+			Group: b.Label(p.Labels, schemas.LabelGroup), IDC: b.Label(p.Labels, schemas.LabelIDC),
+			Host: b.Label(p.Labels, schemas.LabelHost), Container: b.Label(p.Labels, schemas.LabelContainer),
+			Name: b.Symbol(p.Name),
+		},
+		Start: p.PaneStartUnixMs, PaneMs: int64(p.PaneMs), Version: p.Version, Count: p.Count, Sum: p.Sum,
+	})
+	if ok {
+		r.m.panes.WithLabelValues("resource").Inc()
+	}
+	r.noteEnd(p.PaneStartUnixMs + int64(p.PaneMs))
 	return nil
 }
 

@@ -523,3 +523,74 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("no gauge %s", name)
 	return 0
 }
+
+// TestRunResourceRule reads resource panes from stats: a container near
+// its memory limit fires memory_utilization per container.
+func TestRunResourceRule(t *testing.T) {
+	kcfg := startBroker(t)
+	srv, received := amStub(t)
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.RulesFiles = []string{writeFile(t, dir, "rules.yaml", `rules:
+  - name: MemoryNearLimit
+    measure: memory_utilization
+    window: 1m
+    op: ">"
+    threshold: 0.9
+    annotations: {summary: "{{ $labels.container }} at {{ $value }}"}
+`)}
+	cfg.EvalInterval = 50 * time.Millisecond
+	cfg.Alertmanagers = []string{srv.URL}
+	aggCfg := aggregator.DefaultConfig()
+	paneMs := aggCfg.Pane.Milliseconds()
+	start := time.Now().UnixMilli()/paneMs*paneMs - paneMs
+
+	var b codec.Builder
+	for _, c := range []struct {
+		container string
+		used      float64
+	}{{"api", 950}, {"worker", 500}} {
+		ls := b.LabelSet([]schemas.Label{{Name: schemas.LabelApp, Value: "pay"}, {Name: schemas.LabelHost, Value: "n1"},
+			{Name: schemas.LabelContainer, Value: c.container}})
+		for name, v := range map[string]float64{"container_memory_working_set_bytes": c.used, "container_memory_limit_bytes": 1000, "container_processes": 3} {
+			if err := b.AddResourcePane(&tpflowpb.ResourcePane{Labels: ls, Name: b.Symbol(name), PaneStartUnixMs: start,
+				PaneMs: uint32(paneMs), Version: 2, Count: 2, Sum: 2 * v, Max: v, P95: v}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	prod, err := kafka.NewProducer(kcfg, kcfg.Topic(kafka.TopicStats), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	if err := prod.Produce(ctx, kafkago.Message{Value: b.AppendTo(nil)}); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, kcfg, aggCfg, cfg, reg, nil) }()
+	select {
+	case a := <-received:
+		if a.Labels["container"] != "api" || a.Labels["app"] != "pay" || a.Annotations["summary"] != "api at 0.95" {
+			t.Errorf("alert %v %v", a.Labels, a.Annotations)
+		}
+	case err := <-done:
+		t.Fatalf("Run returned: %v", err)
+	case <-ctx.Done():
+		t.Fatal("no alert")
+	}
+	// Only api; the process count is not kept.
+	select {
+	case a := <-received:
+		t.Errorf("second alert %v", a.Labels)
+	case <-time.After(300 * time.Millisecond):
+	}
+	cancel()
+	<-done
+	if got := counter(t, reg, "tpflow_alert_panes_total", "resource"); got != 4 {
+		t.Errorf("resource panes kept %v, want 4", got)
+	}
+}
