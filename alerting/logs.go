@@ -62,9 +62,6 @@ func DefaultLogCounterConfig() LogCounterConfig {
 	return LogCounterConfig{MaxGroups: 10000, Samples: 5, SampleBytes: 240}
 }
 
-// bucketLen is the time resolution of the counts.
-const bucketLen = time.Second
-
 // LogCounter counts, per log rule and group of its by labels, the lines
 // that match the rule in one-second buckets of event time, and keeps the
 // first lines of each bucket. Lines older than the rule's window are not
@@ -91,6 +88,7 @@ type logGroup struct {
 	buckets []logBucket // ordered by start
 }
 
+// logBucket is one second of a group's lines.
 type logBucket struct {
 	start   int64 // Unix seconds
 	n       uint64
