@@ -130,7 +130,8 @@ type Manager struct {
 	seen map[string]map[string]seenGroup
 	// hist holds, per compare_to rule and group, the values measured, to
 	// compare a window with the same window compare_to earlier.
-	hist map[string]map[string]*history
+	hist       map[string]map[string]*history
+	histLabels map[string]map[string]map[string]string // the labels of each history, for the state file
 }
 
 // absentRetention is how long a group that stopped sending calls still
@@ -215,7 +216,8 @@ func NewManager(cfg Config, rules *RuleSet, src WindowSource, notify NotifyFunc,
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Manager{cfg: cfg, rules: rules, src: src, notify: notify, now: now, log: log,
-		active: map[string]map[string]*Alert{}, seen: map[string]map[string]seenGroup{}, hist: map[string]map[string]*history{}}, nil
+		active: map[string]map[string]*Alert{}, seen: map[string]map[string]seenGroup{}, hist: map[string]map[string]*history{},
+		histLabels: map[string]map[string]map[string]string{}}, nil
 }
 
 // Run evaluates the rules every Interval until ctx ends, sends what needs
@@ -283,6 +285,7 @@ func (m *Manager) eval(now time.Time) (send, changes []Alert) {
 	for name := range m.hist {
 		if !live[name] {
 			delete(m.hist, name)
+			delete(m.histLabels, name)
 		}
 	}
 	return send, changes
@@ -374,7 +377,9 @@ func (m *Manager) compare(r *Rule, gs []evalGroup, now time.Time) {
 	if hs == nil {
 		hs = map[string]*history{}
 		m.hist[r.Name] = hs
+		m.histLabels[r.Name] = map[string]map[string]string{}
 	}
+	hl := m.histLabels[r.Name]
 	step := max(m.cfg.Interval, r.CompareTo/historyPoints)
 	live := make(map[string]bool, len(gs))
 	for i := range gs {
@@ -388,6 +393,7 @@ func (m *Manager) compare(r *Rule, gs []evalGroup, now time.Time) {
 		if h == nil {
 			h = &history{}
 			hs[fp] = h
+			hl[fp] = maps.Clone(g.labels)
 		}
 		past, ok := h.value(now.Add(-r.CompareTo), step)
 		h.add(now, g.value, step, r.CompareTo+step)
@@ -400,6 +406,7 @@ func (m *Manager) compare(r *Rule, gs []evalGroup, now time.Time) {
 	for fp, h := range hs {
 		if !live[fp] && len(h.at) > 0 && now.Sub(h.at[len(h.at)-1]) > r.CompareTo+step {
 			delete(hs, fp)
+			delete(hl, fp)
 		}
 	}
 }

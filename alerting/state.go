@@ -16,6 +16,23 @@ type stateFile struct {
 	Version int          `json:"version"`
 	SavedAt time.Time    `json:"saved_at"`
 	Alerts  []stateAlert `json:"alerts"`
+	// Seen and History keep what absent groups and compare_to need across
+	// restarts; files without them restore no such memory.
+	Seen    []stateSeen    `json:"seen,omitempty"`
+	History []stateHistory `json:"history,omitempty"`
+}
+
+type stateSeen struct {
+	Rule   string            `json:"rule"`
+	Labels map[string]string `json:"labels"`
+	Last   time.Time         `json:"last"`
+}
+
+type stateHistory struct {
+	Rule   string            `json:"rule"`
+	Labels map[string]string `json:"labels"`
+	At     []time.Time       `json:"at"`
+	Values []float64         `json:"values"`
 }
 
 type stateAlert struct {
@@ -47,6 +64,16 @@ func (m *Manager) SaveState(path string) error {
 				ResolvedAt: a.ResolvedAt, LastSentAt: a.LastSentAt, KeepFiringSince: a.KeepFiringSince,
 				ValidUntil: a.ValidUntil,
 			})
+		}
+	}
+	for rule, gs := range m.seen {
+		for _, g := range gs {
+			sf.Seen = append(sf.Seen, stateSeen{Rule: rule, Labels: g.labels, Last: g.last})
+		}
+	}
+	for rule, hs := range m.hist {
+		for fp, h := range hs {
+			sf.History = append(sf.History, stateHistory{Rule: rule, Labels: m.histLabels[rule][fp], At: h.at, Values: h.v})
 		}
 	}
 	data, err := json.MarshalIndent(sf, "", "  ")
@@ -138,6 +165,27 @@ func (m *Manager) RestoreState(path string) error {
 			ActiveAt: s.ActiveAt, FiredAt: s.FiredAt, LastTrueAt: s.LastTrueAt, ResolvedAt: s.ResolvedAt,
 			LastSentAt: s.LastSentAt, KeepFiringSince: s.KeepFiringSince, ValidUntil: s.ValidUntil,
 		}
+	}
+	for _, s := range sf.Seen {
+		if !live[s.Rule] {
+			continue
+		}
+		if m.seen[s.Rule] == nil {
+			m.seen[s.Rule] = map[string]seenGroup{}
+		}
+		m.seen[s.Rule][fingerprint(s.Labels)] = seenGroup{labels: s.Labels, last: s.Last}
+	}
+	for _, s := range sf.History {
+		if !live[s.Rule] || len(s.At) != len(s.Values) {
+			continue
+		}
+		fp := fingerprint(s.Labels)
+		if m.hist[s.Rule] == nil {
+			m.hist[s.Rule] = map[string]*history{}
+			m.histLabels[s.Rule] = map[string]map[string]string{}
+		}
+		m.hist[s.Rule][fp] = &history{at: s.At, v: s.Values}
+		m.histLabels[s.Rule][fp] = s.Labels
 	}
 	return nil
 }

@@ -115,3 +115,40 @@ func TestCompareToValidation(t *testing.T) {
 		}
 	}
 }
+
+// TestTrafficMemorySurvivesRestart saves the state, restores it into a new
+// manager and checks that an app that stopped while the role was down is
+// absent and that the comparison with an hour earlier goes on.
+func TestTrafficMemorySurvivesRestart(t *testing.T) {
+	src := newFakeSource()
+	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	m := newTestManager(t, src, c, trafficRules)
+	pay := aggregator.Key{System: "shop", App: "pay", Method: "charge"}
+	cart := aggregator.Key{System: "shop", App: "cart", Method: "add"}
+	for range 6 {
+		src.set(pay, repeat(1000, 600)...)
+		src.set(cart, repeat(1000, 120)...)
+		m.Eval(c.now())
+		c.advance(10 * time.Minute)
+	}
+	path := t.TempDir() + "/state.json"
+	if err := m.SaveState(path); err != nil {
+		t.Fatal(err)
+	}
+	m2 := newTestManager(t, src, c, trafficRules)
+	if err := m2.RestoreState(path); err != nil {
+		t.Fatal(err)
+	}
+	src.set(cart)
+	src.set(pay, repeat(1000, 240)...)
+	m2.Eval(c.now())
+	var firing []string
+	for _, a := range m2.Alerts() {
+		if a.State == StateFiring {
+			firing = append(firing, a.Rule+"/"+a.Labels["app"])
+		}
+	}
+	if s := strings.Join(firing, " "); s != "Absent/cart TrafficDrop/cart TrafficDrop/pay TrafficFloor/cart" {
+		t.Fatalf("after a restart firing %q", s)
+	}
+}
