@@ -50,7 +50,8 @@ skipped), a final pane of one key:
 start is RFC 3339 or Unix milliseconds, aligned to the pane length;
 latencies are latencies_ms (one per call, count defaults to their number)
 or the pane's digest as centroid_means (µs) and centroid_weights. Lines
-may come in any order; a bad line is reported as FILE:LINE and skipped.`
+may come in any order; a bad line is reported as FILE:LINE and skipped.
+Only call measures are replayed: log and resource rules see no data.`
 
 // ReplayChange is one alert state change found by Replay.
 type ReplayChange struct {
