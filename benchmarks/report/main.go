@@ -127,6 +127,9 @@ func run(d dataset, runs int, repo, dsn, workDir string) (err error) {
 		{"TP99 per 5m, by method", stats(d.benchApp, 5*time.Minute, "method")},
 		{"TP99 per 1m, by method", stats(d.benchApp, time.Minute, "method")},
 	}
+	variants = append(variants, variant{"TP99 per 1m, app, ClickHouse's t-digest merge instead of exact", func() (int, error) {
+		return tdigestPanel(ctx, conn, d.panelQuery(d.benchApp, time.Minute, nil))
+	}})
 	if d.rollupCentroids > 0 {
 		variants = append(variants,
 			variant{fmt.Sprintf("TP99 per 5m, app, over 5-min panes of %d centroids", d.rollupCentroids), stats(d.rollupApp(), 5*time.Minute)},
@@ -166,6 +169,26 @@ func callsOnly(ctx context.Context, conn driver.Conn, d dataset) (int, error) {
 	rows, err := conn.Query(ctx, fmt.Sprintf("SELECT intDiv(toUInt32(pane_start) - ?, 60) AS b, sum(count), sum(errors) FROM %s.call_panes FINAL"+
 		" WHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?) AND system = ? AND app = ? GROUP BY b ORDER BY b", d.database),
 		q.From.Unix(), q.From.Unix(), q.To.Unix(), q.Selector.System, q.Selector.App)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		n++
+	}
+	return n, rows.Err()
+}
+
+// tdigestPanel runs the panel query with quantilesTDigestWeighted in place
+// of the exact merge, for comparison; it is not what the API runs.
+func tdigestPanel(ctx context.Context, conn driver.Conn, q clickhouse.CallStatsQuery) (int, error) {
+	query, args, err := q.SQL()
+	if err != nil {
+		return 0, err
+	}
+	query = strings.Replace(query, "quantilesExactWeightedArray", "quantilesTDigestWeightedArray", 1)
+	rows, err := conn.Query(ctx, query, args...)
 	if err != nil {
 		return 0, err
 	}
