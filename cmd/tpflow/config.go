@@ -11,6 +11,7 @@ import (
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/aggregator/stream"
 	"github.com/tpflow/tpflow/alerting/role"
+	"github.com/tpflow/tpflow/collectors/agent"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/pipeline/sink"
@@ -37,6 +38,9 @@ type Config struct {
 	Sink sink.Config `yaml:"sink"`
 	// Alert configures the alert role's rules, receivers and state.
 	Alert role.Config `yaml:"alert"`
+	// Collect configures the node collector: log sources, topology,
+	// metrics and batching.
+	Collect agent.Config `yaml:"collect"`
 	// Broker configures the embedded Kafka-protocol broker.
 	Broker kafka.BrokerConfig `yaml:"broker"`
 	// HTTP configures the metrics, health and API listener of every role.
@@ -54,6 +58,7 @@ func DefaultConfig() Config {
 		ClickHouse: clickhouse.DefaultConfig(),
 		Sink:       sink.DefaultConfig(),
 		Alert:      role.DefaultConfig(),
+		Collect:    agent.DefaultConfig(),
 		Broker:     kafka.DefaultBrokerConfig(),
 		HTTP:       DefaultHTTPConfig(),
 		Log:        DefaultLogConfig(),
@@ -71,6 +76,7 @@ func (c Config) Validate() error {
 		schemas.PrefixField("clickhouse", checkDSNDatabase(c.ClickHouse)),
 		schemas.PrefixField("sink", c.Sink.Validate()),
 		schemas.PrefixField("alert", c.Alert.Validate()),
+		schemas.PrefixField("collect", c.Collect.Validate()),
 		schemas.PrefixField("broker", c.Broker.Validate()),
 		schemas.PrefixField("http", c.HTTP.Validate()),
 		schemas.PrefixField("log", c.Log.Validate()),
