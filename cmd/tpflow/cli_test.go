@@ -85,7 +85,7 @@ func TestUnknownCommand(t *testing.T) {
 }
 
 // unimplementedRoles are the roles that still exit 2.
-var unimplementedRoles = []string{"collect"}
+var unimplementedRoles = []string{}
 
 func TestUnimplementedRolesExit2(t *testing.T) {
 	for _, name := range unimplementedRoles {

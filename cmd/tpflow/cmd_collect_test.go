@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tpflow/tpflow/pipeline/kafka"
+)
+
+const badCollect = `collect:
+  sources:
+    - name: app
+      globs: [relative/*.log]
+      parser: protobuf
+    - name: app
+      preset: podman
+      sample: 2
+      min_level: LOUD
+  batch:
+    max_age: 0s
+`
+
+// TestCollectRefusesBadConfig checks that every impossible collect value is
+// reported with its file and line before anything starts.
+func TestCollectRefusesBadConfig(t *testing.T) {
+	bad := writeTemp(t, "bad.yaml", badCollect)
+	code, out, errOut := runCLI(t, "collect", "--config", bad, "--listen", "127.0.0.1:1")
+	if code == exitOK || out != "" {
+		t.Fatalf("exit %d, stdout %q", code, out)
+	}
+	for _, want := range []string{
+		bad + ":4: collect.sources[0].globs[0]: must be an absolute path",
+		bad + ":5: collect.sources[0].parser: unknown parser \"protobuf\"",
+		bad + ":6: collect.sources[1].name: \"app\" is also the name of sources[0]",
+		bad + ":7: collect.sources[1].preset: unknown preset \"podman\"",
+		bad + ":8: collect.sources[1].sample: must be in (0, 1]",
+		bad + ":9: collect.sources[1].min_level: unknown level \"LOUD\"",
+		bad + ":11: collect.batch.max_age: must be 1ms to 1m",
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+	// A topology file that does not parse is refused with its line too.
+	topo := writeTemp(t, "topology.yaml", "rules:\n  - match: {pod: \"[\"}\n    labels: {app: x}\n")
+	code, _, errOut = runCLI(t, "collect", "--topology", topo, "--listen", "127.0.0.1:1")
+	if code == exitOK || !strings.Contains(errOut, topo+":2: invalid topology") {
+		t.Errorf("bad topology: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestCollectRoleServesMetrics runs the collect role against the embedded
+// broker and reads its /readyz and /metrics: the lines of a log file are
+// counted as acknowledged events.
+func TestCollectRoleServesMetrics(t *testing.T) {
+	bc := kafka.DefaultBrokerConfig()
+	bc.Listen = "127.0.0.1:0"
+	br, err := kafka.StartBroker(context.Background(), bc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Close()
+	dir := t.TempDir()
+	var lines strings.Builder
+	for i := range 50 {
+		fmt.Fprintf(&lines, `{"ts":%d,"method":"Cart.add","latency_ms":%d,"ok":true}`+"\n", time.Now().UnixMilli(), i)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app.log"), []byte(lines.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	listen := freeAddr(t)
+	cfg := writeTemp(t, "tpflow.yaml", fmt.Sprintf(`kafka:
+  brokers: [%q]
+collect:
+  sources:
+    - {name: app, globs: [%q]}
+  host: node-1
+  state_file: %q
+  metrics_enabled: false
+  metrics: {kmsg: ""}
+  tail: {start: beginning}
+  batch: {max_age: 20ms}
+`, br.Addr(), filepath.Join(dir, "*.log"), filepath.Join(dir, "state.json")))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var errOut bytes.Buffer
+	go func() { done <- run(ctx, []string{"collect", "--config", cfg, "--listen", listen}, io.Discard, &errOut) }()
+	get := func(path string) string {
+		resp, err := http.Get("http://" + listen + path)
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return ""
+		}
+		return string(b)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(get("/metrics"), "tpflow_collect_acked_events_total 100") {
+		if time.Now().After(deadline) {
+			t.Fatalf("50 lines (50 calls + 50 log events) not acknowledged in 30 s:\n%s\n%s", get("/metrics"), errOut.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if get("/readyz") != "ok\n" || get("/healthz") != "ok\n" {
+		t.Error("readyz or healthz not ok")
+	}
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Errorf("exit %d: %s", code, errOut.String())
+	}
+}
