@@ -93,12 +93,14 @@ func LoadCheckpoints(path string) (*Checkpoints, error) {
 // inode: an ack with a longer fingerprint (the file grew) or a different
 // fingerprint of the same length (the inode was reused) replaces the stored
 // identity; an ack with a shorter fingerprint (an older line of a file that
-// has grown since) keeps the longer identity.
+// has grown since, so at an offset no smaller than the stored one) keeps
+// the longer identity. A smaller offset is a restart at 0 after a
+// copytruncate: its identity, however short, replaces the stored one.
 func (c *Checkpoints) Ack(id Identity, offset int64) {
 	k := devIno2{id.Dev, id.Ino}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.files[k]; ok && old.FPLen > id.FPLen {
+	if old, ok := c.files[k]; ok && old.FPLen > id.FPLen && offset >= old.Offset {
 		id = old.Identity
 	}
 	c.files[k] = Checkpoint{Identity: id, Offset: offset}

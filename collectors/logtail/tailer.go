@@ -57,10 +57,11 @@ type Stats struct {
 	Rewrites     int64 // restarts at offset 0 because the fingerprint changed (inode reuse, rewrite in place)
 	WatchErrors  int64 // errors from the file system watcher; polling covers them
 	Checks       int64 // wake-ups that looked at the path: events, polls, deadlines
+	CatchUps     int64 // rotated files read for bytes a rotation took away unread (see rotated.go)
 }
 
 type counters struct {
-	lines, bytes, partial, truncated, dropped, opens, rotations, truncations, rewrites, watchErrors, checks atomic.Int64
+	lines, bytes, partial, truncated, dropped, opens, rotations, truncations, rewrites, watchErrors, checks, catchUps atomic.Int64
 }
 
 // Tailer follows the file at one path across rotation. Run is called once;
@@ -126,6 +127,7 @@ func (t *Tailer) Stats() Stats {
 		Truncated: t.c.truncated.Load(), DroppedBytes: t.c.dropped.Load(), Opens: t.c.opens.Load(),
 		Rotations: t.c.rotations.Load(), Truncations: t.c.truncations.Load(),
 		Rewrites: t.c.rewrites.Load(), WatchErrors: t.c.watchErrors.Load(), Checks: t.c.checks.Load(),
+		CatchUps: t.c.catchUps.Load(),
 	}
 }
 
@@ -288,6 +290,9 @@ func (t *Tailer) changed(fi os.FileInfo, poll bool) (bool, error) {
 	if size < t.readOff {
 		t.c.truncations.Add(1)
 		t.log.Debug("file truncated, reading from 0", "size", size, "offset", t.readOff)
+		if err := t.catchUpCopy(t.fileID, t.lineStart); err != nil {
+			return false, err
+		}
 		return true, t.restart()
 	}
 	grow := t.fileID.FPLen < FingerprintBytes && size > int64(t.fileID.FPLen)
@@ -301,6 +306,9 @@ func (t *Tailer) changed(fi os.FileInfo, poll bool) (bool, error) {
 	if n != t.fileID.FPLen || fp != t.fileID.FP {
 		t.c.rewrites.Add(1)
 		t.log.Debug("file fingerprint changed, reading from 0", "file", t.fileID)
+		if err := t.catchUpCopy(t.fileID, t.lineStart); err != nil {
+			return false, err
+		}
 		return true, t.restart()
 	}
 	if grow {
@@ -356,6 +364,12 @@ func (t *Tailer) open() (bool, error) {
 	if err != nil {
 		f.Close()
 		return false, err
+	}
+	if first && t.cp != nil {
+		if err := t.catchUpRotated(id); err != nil {
+			f.Close()
+			return false, err
+		}
 	}
 	if _, err := f.Seek(off, io.SeekStart); err != nil {
 		f.Close()

@@ -536,12 +536,20 @@ func TestShortFileFingerprintGrows(t *testing.T) {
 	if g[0].ID.FPLen != 2 || g[21].ID.FPLen != FingerprintBytes || !g[0].ID.sameInode(g[21].ID) {
 		t.Fatalf("identities %v then %v", g[0].ID, g[21].ID)
 	}
-	// Acks carrying either identity are one checkpoint with the long one.
+	// Acks carrying either identity are one checkpoint with the long one:
+	// an ack of an earlier line with the short identity, coming later at
+	// no smaller offset (the lines of one batch), keeps it.
 	cp := NewCheckpoints("")
 	cp.Ack(g[21].ID, g[21].End)
-	cp.Ack(g[0].ID, g[0].End)
-	if all := cp.All(); len(all) != 1 || all[0].Identity != g[21].ID {
+	cp.Ack(g[0].ID, g[21].End)
+	if all := cp.All(); len(all) != 1 || all[0].Identity != g[21].ID || all[0].Offset != g[21].End {
 		t.Fatalf("checkpoints %v", all)
+	}
+	// A short identity at a smaller offset is the file restarted at 0
+	// (copytruncate): it replaces the long one.
+	cp.Ack(g[0].ID, g[0].End)
+	if all := cp.All(); len(all) != 1 || all[0].Identity != g[0].ID || all[0].Offset != g[0].End {
+		t.Fatalf("checkpoints after a restart %v", all)
 	}
 }
 
