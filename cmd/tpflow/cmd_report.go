@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
+
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/report"
 )
@@ -145,6 +147,10 @@ func runReport(ctx context.Context, env *Env, cfg *Config, o reportOptions) erro
 	rows, err := report.Capacity(ctx, conn, q)
 	if errors.Is(err, report.ErrEmpty) {
 		return fmt.Errorf("nothing to report: %w", err)
+	}
+	var ex *proto.Exception
+	if errors.As(err, &ex) && ex.Code == 60 { // UNKNOWN_TABLE
+		return fmt.Errorf("%w (database %s has no tpflow tables yet: tpflow sink --migrate creates them)", err, q.Database)
 	}
 	if err != nil {
 		return err

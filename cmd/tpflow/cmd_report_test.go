@@ -151,6 +151,12 @@ func TestReportCapacityCLI(t *testing.T) {
 		t.Errorf("empty range wrote %s", empty)
 	}
 
+	// A database without the tables says how to create them.
+	code, _, errOut = runCLI(t, "report", "capacity", "--clickhouse", "clickhouse://"+srv.Addr()+"/nothing_here")
+	if code != exitError || !strings.Contains(errOut, "database nothing_here has no tpflow tables yet: tpflow sink --migrate creates them") {
+		t.Errorf("no tables: exit %d, stderr %q", code, errOut)
+	}
+
 	// Progress goes to stderr once a report takes longer than the bound.
 	o := reportOptions{by: "idc", from: rng[1], to: rng[3], format: "md", target: "0.7", now: time.Now}
 	var stdout, stderr bytes.Buffer
