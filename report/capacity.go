@@ -7,6 +7,7 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -192,7 +193,7 @@ func Capacity(ctx context.Context, conn driver.Conn, q CapacityQuery) ([]Row, er
 	}
 	rows := map[string]*Row{}
 	get := func(depth int, labels []string) *Row {
-		k := fmt.Sprint(depth, labels)
+		k := strconv.Itoa(depth) + "\x00" + strings.Join(labels, "\x00")
 		r := rows[k]
 		if r == nil {
 			r = &Row{Depth: depth, CPU: unknownResource(), Memory: unknownResource(), TP99Us: math.NaN()}
