@@ -2,10 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"net"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tpflow/tpflow/collectors/agent"
+	"github.com/tpflow/tpflow/pipeline/httpapi"
 )
 
 func collectCommand() *command {
@@ -35,7 +40,8 @@ in-sync replicas. A file's offset is saved in collect.state_file only
 after Kafka acknowledged the batch holding its lines: a crash or kill -9
 re-reads, never loses. While Kafka is unreachable reading stops
 (collect.batch.max_in_flight batches wait) and resumes when it returns.
-Serves /metrics, /healthz and /readyz on http.listen (--listen).`,
+Serves /metrics, /healthz, /readyz (ready once Kafka answered) and
+/debug/pprof/ on http.listen (--listen).`,
 		example: "tpflow collect --config /etc/tpflow/tpflow.yaml --brokers kafka-1:9092,kafka-2:9092\n" +
 			"tpflow collect --config tpflow.yaml --state-file /var/lib/tpflow/collect.json --host node-7",
 		common: true,
@@ -55,16 +61,35 @@ Serves /metrics, /healthz and /readyz on http.listen (--listen).`,
 	}
 }
 
-// runCollect is the collect role.
+// runCollect is the collect role. /readyz answers once Kafka has answered;
+// /debug/pprof/ profiles the agent in place.
 func runCollect(ctx context.Context, env *Env, cfg *Config, _ []string) error {
 	reg := newRoleRegistry()
 	a, err := agent.New(cfg.Collect, cfg.Kafka, agent.WithLogger(env.Logger), agent.WithRegisterer(reg))
 	if err != nil {
 		return err
 	}
-	env.Logger.Info("collecting", "host", a.Host(), "sources", len(cfg.Collect.Sources), "state_file", cfg.Collect.StateFile)
-	if err := serveRole(ctx, env, cfg, reg, "collector", a.Run); err != nil {
-		return fmt.Errorf("collect: %w", err)
+	l, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen for HTTP (choose another address with --listen): %w", err)
 	}
-	return nil
+	defer l.Close()
+	env.Logger.Info("collecting", "host", a.Host(), "sources", len(cfg.Collect.Sources), "state_file", cfg.Collect.StateFile, "http", l.Addr().String())
+	h := httpapi.Handler(httpapi.Options{Gatherer: reg, Checks: map[string]httpapi.Check{"kafka": a.Ready}})
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return httpapi.Serve(gctx, l, h) })
+	g.Go(func() error {
+		if err := a.Run(gctx); err != nil {
+			return err
+		}
+		if ctx.Err() == nil {
+			return errors.New("collector stopped")
+		}
+		return nil
+	})
+	err = g.Wait()
+	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		return nil
+	}
+	return err
 }

@@ -92,7 +92,9 @@ collect:
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	var errOut bytes.Buffer
-	go func() { done <- run(ctx, []string{"collect", "--config", cfg, "--listen", listen}, io.Discard, &errOut) }()
+	go func() {
+		done <- run(ctx, []string{"collect", "--config", cfg, "--listen", listen}, io.Discard, &errOut)
+	}()
 	get := func(path string) string {
 		resp, err := http.Get("http://" + listen + path)
 		if err != nil {
@@ -112,7 +114,7 @@ collect:
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if get("/readyz") != "ok\n" || get("/healthz") != "ok\n" {
+	if get("/readyz") != "ready\n" || get("/healthz") != "ok\n" {
 		t.Error("readyz or healthz not ok")
 	}
 	cancel()

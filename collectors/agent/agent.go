@@ -15,9 +15,11 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/tpflow/tpflow/collectors/logtail"
 	"github.com/tpflow/tpflow/collectors/parse"
@@ -48,6 +50,8 @@ type Agent struct {
 
 	fmu   sync.Mutex
 	files map[string]*tailed // by path
+
+	connected atomic.Bool // Kafka answered and the topics exist
 
 	kmsgMu    sync.Mutex
 	kmsgAcked uint64 // next kernel record sequence not yet acknowledged
@@ -159,6 +163,18 @@ func New(cfg Config, kcfg kafka.Config, opts ...Option) (*Agent, error) {
 	return a, nil
 }
 
+// ErrNotConnected is returned by Ready until Kafka has answered.
+var ErrNotConnected = errors.New("not connected to Kafka yet")
+
+// Ready reports whether Run has reached Kafka and is reading; it is the
+// readiness check of the collect role.
+func (a *Agent) Ready(context.Context) error {
+	if !a.connected.Load() {
+		return ErrNotConnected
+	}
+	return nil
+}
+
 // Host returns the host label.
 func (a *Agent) Host() string { return a.host }
 
@@ -257,6 +273,7 @@ func (a *Agent) connect(ctx context.Context) error {
 					err = errors.New("calls topic has no partitions")
 				} else {
 					a.calls = n
+					a.connected.Store(true)
 					return nil
 				}
 			}
@@ -271,59 +288,85 @@ func (a *Agent) connect(ctx context.Context) error {
 	}
 }
 
-// sendLoop produces the cut batches in order and acknowledges their
-// offsets once Kafka has every message of a batch. A failed produce is
-// retried with backoff until it succeeds or ctx is done; meanwhile the
-// queue fills and the tailers block.
+// sendLoop produces the cut batches, up to MaxInFlight at once, and
+// acknowledges their offsets in batch order once Kafka has every message
+// of a batch and of every batch before it. A failed produce is retried
+// with backoff until it succeeds or ctx is done; meanwhile the queue fills
+// and the tailers block. At most MaxInFlight batches are being produced
+// and MaxInFlight more wait in the queue.
 func (a *Agent) sendLoop(ctx context.Context, calls, logs *kafka.Producer) {
+	type pending struct {
+		sb   *sendBatch
+		done chan bool
+	}
+	sem := make(chan struct{}, a.cfg.Batch.MaxInFlight)
+	order := make(chan pending, a.cfg.Batch.MaxInFlight)
+	acked := make(chan struct{})
+	go func() {
+		defer close(acked)
+		failed := false
+		for p := range order {
+			if ok := <-p.done; !ok || failed {
+				failed = true // stopping: later batches stay unacknowledged too
+				continue
+			}
+			for _, k := range p.sb.acks {
+				a.cp.Ack(k.id, k.off)
+			}
+			if p.sb.kmsgSeq > 0 {
+				a.kmsgMu.Lock()
+				a.kmsgAcked = max(a.kmsgAcked, p.sb.kmsgSeq)
+				a.kmsgMu.Unlock()
+			}
+			a.m.batches.Inc()
+			a.m.ackedEvents.Add(float64(p.sb.events))
+		}
+	}()
 	for sb := range a.b.q {
 		a.m.inFlight.Set(float64(len(a.b.q)))
+		sem <- struct{}{}
+		p := pending{sb: sb, done: make(chan bool, 1)}
+		order <- p
+		go func() {
+			defer func() { <-sem }()
+			p.done <- a.produceRetry(ctx, calls, logs, sb)
+		}()
+	}
+	close(order)
+	<-acked
+}
+
+// produceRetry produces the calls and the logs of one batch, each retried
+// with backoff until Kafka has them; false means ctx ended first.
+func (a *Agent) produceRetry(ctx context.Context, calls, logs *kafka.Producer, sb *sendBatch) bool {
+	one := func(p *kafka.Producer, msgs []kafkago.Message) bool {
 		backoff := 50 * time.Millisecond
-		for {
-			err := a.produce(ctx, calls, logs, sb)
+		for len(msgs) > 0 {
+			err := p.Produce(ctx, msgs...)
 			if err == nil {
-				break
+				return true
 			}
 			if ctx.Err() != nil {
-				return
+				return false
 			}
 			a.m.produceErrors.Inc()
-			a.log.Warn("cannot produce batch, retrying", "err", err, "retry_in", backoff)
+			a.log.Warn("cannot produce batch, retrying", "topic", p.Topic(), "err", err, "retry_in", backoff)
 			select {
 			case <-ctx.Done():
-				return
+				return false
 			case <-time.After(backoff):
 			}
 			backoff = min(2*backoff, 5*time.Second)
 		}
-		for _, k := range sb.acks {
-			a.cp.Ack(k.id, k.off)
-		}
-		if sb.kmsgSeq > 0 {
-			a.kmsgMu.Lock()
-			a.kmsgAcked = max(a.kmsgAcked, sb.kmsgSeq)
-			a.kmsgMu.Unlock()
-		}
-		a.m.batches.Inc()
-		a.m.ackedEvents.Add(float64(sb.events))
+		return true
 	}
-}
-
-// produce sends whichever of the batch's messages are not stored yet.
-func (a *Agent) produce(ctx context.Context, calls, logs *kafka.Producer, sb *sendBatch) error {
-	if len(sb.calls) > 0 {
-		if err := calls.Produce(ctx, sb.calls...); err != nil {
-			return err
-		}
-		sb.calls = nil
+	if len(sb.calls) == 0 {
+		return one(logs, sb.logs)
 	}
-	if len(sb.logs) > 0 {
-		if err := logs.Produce(ctx, sb.logs...); err != nil {
-			return err
-		}
-		sb.logs = nil
-	}
-	return nil
+	callsOK := make(chan bool, 1)
+	go func() { callsOK <- one(calls, sb.calls) }()
+	logsOK := one(logs, sb.logs)
+	return <-callsOK && logsOK
 }
 
 // flushLoop cuts batches by age and completes multiline records that

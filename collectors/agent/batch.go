@@ -9,7 +9,6 @@ import (
 	"github.com/tpflow/tpflow/collectors/logtail"
 	"github.com/tpflow/tpflow/pipeline/codec"
 	"github.com/tpflow/tpflow/pipeline/kafka"
-	"github.com/tpflow/tpflow/schemas"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
 )
 
@@ -99,10 +98,10 @@ func (b *batcher) reset() {
 type logEvent struct {
 	tsNano    int64
 	labels    uint32
-	stream    string
-	level     string
+	stream    uint32 // symbols of the logs builder
+	level     uint32
 	message   string // may alias a reusable buffer: AddLog copies it
-	source    string
+	source    uint32
 	sourceID  uint64
 	offset    uint64
 	unparsed  bool
@@ -113,8 +112,8 @@ type logEvent struct {
 // encoded, which the caller prevents by passing valid UTF-8.
 func (b *batcher) addLog(e *logEvent) error {
 	b.ev = tpflowpb.LogEvent{
-		TsUnixNano: e.tsNano, Labels: e.labels, Stream: b.logs.Symbol(e.stream),
-		Level: b.logs.Symbol(e.level), Message: e.message, Source: b.logs.Symbol(e.source),
+		TsUnixNano: e.tsNano, Labels: e.labels, Stream: e.stream,
+		Level: e.level, Message: e.message, Source: e.source,
 		SourceId: e.sourceID, Offset: e.offset, Unparsed: e.unparsed, Truncated: e.truncated,
 	}
 	if err := b.logs.AddLog(&b.ev); err != nil {
@@ -124,8 +123,8 @@ func (b *batcher) addLog(e *logEvent) error {
 	return nil
 }
 
-// partition returns the builder of the calls partition of k.
-func (b *batcher) partition(k callKey) *callPart {
+// partition returns the index and the builder of the calls partition of k.
+func (b *batcher) partition(k callKey) (int, *callPart) {
 	p, ok := b.partOf[k]
 	if !ok {
 		if len(b.partOf) >= 1<<16 {
@@ -138,12 +137,11 @@ func (b *batcher) partition(k callKey) *callPart {
 	if cp.key == nil {
 		cp.key = kafka.CallKey(k.system, k.app, k.method)
 	}
-	return cp
+	return p, cp
 }
 
-// addCall adds one call with the given labels.
-func (b *batcher) addCall(cp *callPart, labels []schemas.Label, method string, c codec.Call) {
-	ls := cp.b.LabelSet(labels)
+// addCall adds one call with a label set of cp's builder.
+func (b *batcher) addCall(cp *callPart, ls uint32, method string, c codec.Call) {
 	c.Series = cp.b.Series(ls, method)
 	cp.b.AddCall(c)
 	b.added()

@@ -45,6 +45,19 @@ type fileState struct {
 	lsGen      uint64
 	lastID     logtail.Identity
 	lastEnd    int64
+	srcID      logtail.Identity // identity of srcIDv
+	srcIDv     uint64
+	callLS     []callLSCache // by calls partition
+	sourceSym  uint32        // symbols in batch generation lsGen
+	syms       [len(symNames)]uint32
+}
+
+// callLSCache remembers the label set of the last call of one calls
+// partition in one batch generation.
+type callLSCache struct {
+	gen                    uint64
+	system, app, group, ic string
+	ls                     uint32
 }
 
 // streamState holds one stream's joiner and multiline record.
@@ -291,7 +304,7 @@ func (fs *fileState) emit(st *streamState, id logtail.Identity, off int64, rec [
 	if truncated {
 		src.mTruncated.Inc()
 	}
-	now := a.now()
+	var now time.Time // read only when a line has no time of its own
 	unparsed := unwrapFailed
 	level := ""
 	if fs.parser != nil && !unwrapFailed {
@@ -304,13 +317,23 @@ func (fs *fileState) emit(st *streamState, id logtail.Identity, off int64, rec [
 			if err := fs.mapper.Map(&fs.rec, &fs.call); err == nil {
 				c := &fs.call
 				if c.TS == 0 {
+					if ts == 0 && now.IsZero() {
+						now = a.now()
+					}
 					c.TS = tsMillis(ts, now)
 				}
 				lbl := fs.callLabels
 				lbl[0].Value, lbl[1].Value = or(c.System, fs.base.System), or(c.App, fs.base.App)
 				lbl[2].Value, lbl[3].Value = or(c.Group, fs.base.Group), or(c.IDC, fs.base.IDC)
-				cp := b.partition(callKey{lbl[0].Value, lbl[1].Value, c.Method})
-				b.addCall(cp, lbl, c.Method, codec.Call{TsUnixMs: c.TS, LatencyUs: c.LatencyUS, Status: c.Status, OK: c.OK})
+				pi, cp := b.partition(callKey{lbl[0].Value, lbl[1].Value, c.Method})
+				if len(fs.callLS) != len(b.parts) {
+					fs.callLS = make([]callLSCache, len(b.parts))
+				}
+				lc := &fs.callLS[pi]
+				if lc.gen != b.gen || lc.system != lbl[0].Value || lc.app != lbl[1].Value || lc.group != lbl[2].Value || lc.ic != lbl[3].Value {
+					*lc = callLSCache{gen: b.gen, system: lbl[0].Value, app: lbl[1].Value, group: lbl[2].Value, ic: lbl[3].Value, ls: cp.b.LabelSet(lbl)}
+				}
+				b.addCall(cp, lc.ls, c.Method, codec.Call{TsUnixMs: c.TS, LatencyUs: c.LatencyUS, Status: c.Status, OK: c.OK})
 				a.m.calls.Inc()
 			}
 		}
@@ -321,7 +344,10 @@ func (fs *fileState) emit(st *streamState, id logtail.Identity, off int64, rec [
 	}
 	if fs.lsGen != b.gen {
 		fs.logLS, fs.lsGen = b.logs.LabelSet(fs.labels), b.gen
+		fs.sourceSym = b.logs.Symbol(fs.path)
+		clear(fs.syms[:])
 	}
+	streamSym, levelSym := fs.sym(st.name), fs.sym(level)
 	var msg string
 	if utf8.Valid(rec) {
 		if len(rec) > 0 {
@@ -332,11 +358,17 @@ func (fs *fileState) emit(st *streamState, id logtail.Identity, off int64, rec [
 		unparsed = true
 	}
 	if ts == 0 {
+		if now.IsZero() {
+			now = a.now()
+		}
 		ts = now.UnixNano()
 	}
+	if id != fs.srcID {
+		fs.srcID, fs.srcIDv = id, sourceID(id)
+	}
 	e := logEvent{
-		tsNano: ts, labels: fs.logLS, stream: st.name, level: level, message: msg,
-		source: fs.path, sourceID: sourceID(id), offset: uint64(off), unparsed: unparsed, truncated: truncated,
+		tsNano: ts, labels: fs.logLS, stream: streamSym, level: levelSym, message: msg,
+		source: fs.sourceSym, sourceID: fs.srcIDv, offset: uint64(off), unparsed: unparsed, truncated: truncated,
 	}
 	if err := b.addLog(&e); err != nil {
 		a.m.unparsed.WithLabelValues(src.cfg.Name, "encode").Inc()
@@ -344,6 +376,27 @@ func (fs *fileState) emit(st *streamState, id logtail.Identity, off int64, rec [
 	}
 	a.m.logs.Inc()
 	return nil
+}
+
+// symNames are the stream and level names a file's events use; their
+// symbols are looked up once per batch.
+var symNames = [...]string{StreamFile, parse.StreamStdout, parse.StreamStderr, "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
+
+// sym returns the symbol of a stream or level name in the current batch;
+// the caller has made fs's cache current.
+func (fs *fileState) sym(name string) uint32 {
+	if name == "" {
+		return 0
+	}
+	for i, n := range symNames {
+		if n == name {
+			if fs.syms[i] == 0 {
+				fs.syms[i] = fs.a.b.logs.Symbol(name)
+			}
+			return fs.syms[i]
+		}
+	}
+	return fs.a.b.logs.Symbol(name)
 }
 
 func or(v, def string) string {
@@ -378,16 +431,14 @@ func sourceID(id logtail.Identity) uint64 {
 	return h.Sum64()
 }
 
-var levelFields = []string{"level", "lvl", "severity", "loglevel", "log_level"}
-
-// level reads the record's level field and names it as min_level does.
+// level reads the record's level field (level, lvl, severity, loglevel
+// or log_level, the first present) and names it as min_level does.
 func (fs *fileState) level() string {
-	for _, k := range levelFields {
-		f, ok := fs.rec.Get(k)
-		if !ok {
-			continue
+	for i := range fs.rec.Fields {
+		switch string(fs.rec.Fields[i].Key) {
+		case "level", "lvl", "severity", "loglevel", "log_level":
+			return normLevel(fs.rec.Fields[i].Value)
 		}
-		return normLevel(f.Value)
 	}
 	return ""
 }

@@ -349,8 +349,8 @@ func (a *Agent) kmsgLoop(ctx context.Context) {
 			ls, gen = b.logs.LabelSet(labels), b.gen
 		}
 		msg := strings.ToValidUTF8(rec.Message, "\uFFFD")
-		e := logEvent{tsNano: ts, labels: ls, stream: StreamKmsg, level: LevelError, message: msg,
-			source: SourceKmsg, offset: rec.Seq}
+		e := logEvent{tsNano: ts, labels: ls, stream: b.logs.Symbol(StreamKmsg), level: b.logs.Symbol(LevelError), message: msg,
+			source: b.logs.Symbol(SourceKmsg), offset: rec.Seq}
 		if err := b.addLog(&e); err == nil {
 			a.m.logs.Inc()
 		}

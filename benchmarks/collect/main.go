@@ -1,0 +1,522 @@
+// Command collect is the resource budget benchmark of the collect role: a
+// real `tpflow collect` process follows a log file written by this process
+// and ships to a `tpflow broker` process, so neither the writer's nor the
+// broker's CPU is counted against the collector.
+//
+//	go run ./benchmarks/collect [-rounds 3] [-duration 30s] [-rate 10000] [-ceiling-lines 2000000]
+//
+// Each round measures:
+//
+//   - budget: the writer appends perf-json lines at -rate lines/s; after a
+//     3 s warm-up the collector's CPU time (utime+stime of /proc/PID/stat)
+//     over -duration, as a share of one core, and its peak RSS (VmHWM) over
+//     the round. Node metrics and /dev/kmsg are read as in production.
+//   - ceiling: -ceiling-lines perf-json lines are written first, then the
+//     collector starts with GOMAXPROCS=1, pinned to one CPU with taskset
+//     (the broker to the other), and reads them from the beginning: tail,
+//     parse, batch and produce, until Kafka acknowledged every call and log
+//     event (tpflow_collect_acked_events_total). Lines per second of wall
+//     time from the process start, and CPU seconds per line.
+//
+// It prints every round and the medians. It is a main package without
+// tests so that `go test ./...` never runs it.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	rounds       int
+	duration     time.Duration
+	rate         int
+	ceilingLines int
+	skipBudget   bool
+	skipCeiling  bool
+	keep         bool
+	profile      string
+	profBudget   string
+	batch        string
+	budgetProcs  int
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of each measurement")
+	flag.DurationVar(&o.duration, "duration", 30*time.Second, "measured time of a budget round")
+	flag.IntVar(&o.rate, "rate", 10000, "lines per second written in a budget round")
+	flag.IntVar(&o.ceilingLines, "ceiling-lines", 2000000, "lines read in a ceiling round")
+	flag.BoolVar(&o.skipBudget, "skip-budget", false, "skip the budget rounds")
+	flag.BoolVar(&o.skipCeiling, "skip-ceiling", false, "skip the ceiling rounds")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work directory")
+	flag.StringVar(&o.profBudget, "profile-budget", "", "write a CPU profile of the collector over the first budget round's measurement to `FILE`")
+	flag.IntVar(&o.budgetProcs, "budget-gomaxprocs", 1, "GOMAXPROCS of the collector in the budget rounds (0: the Go default); a DaemonSet with a CPU limit under one core gets 1 from the Go runtime")
+	flag.StringVar(&o.batch, "batch", "", "collect.batch settings in YAML flow style, e.g. '{max_age: 1s}' (default: the defaults)")
+	flag.StringVar(&o.profile, "profile", "", "write a 3 s CPU profile of the collector in the first ceiling round to `FILE`")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-collect:", err)
+		os.Exit(1)
+	}
+}
+
+// proc is a started child process.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  string
+}
+
+func startProc(dir, name string, env []string, argv ...string) (*proc, error) {
+	logPath := filepath.Join(dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{}), log: logPath}
+	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
+	return p, nil
+}
+
+func (p *proc) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func (p *proc) tail() string {
+	b, _ := os.ReadFile(p.log)
+	if len(b) > 3000 {
+		b = b[len(b)-3000:]
+	}
+	return string(b)
+}
+
+// cpuTicks returns utime+stime of pid in clock ticks.
+func cpuTicks(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	f := strings.Fields(s[i+2:])
+	// Fields after the command: state is f[0]; utime is field 14 of the
+	// line, f[11]; stime f[12].
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("cannot parse /proc/%d/stat", pid)
+	}
+	return ut + st, nil
+}
+
+const ticksPerSecond = 100 // USER_HZ on Linux
+
+// statusKB returns a kB field of /proc/PID/status (VmRSS, VmHWM).
+func statusKB(pid int, field string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			v, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return v
+		}
+	}
+	return 0
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitPort(addr string, p *proc) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s does not accept connections:\n%s", addr, p.tail())
+}
+
+// metric reads one unlabelled counter from a role's /metrics.
+func metric(listen, name string) (float64, error) {
+	resp, err := http.Get("http://" + listen + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(rest, 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s in /metrics", name)
+}
+
+var methods = func() []string {
+	var m []string
+	for i := range 50 {
+		m = append(m, fmt.Sprintf("CartService.op%02d", i))
+	}
+	return m
+}()
+
+// appendLine appends one perf-json line of about 170 bytes.
+func appendLine(b []byte, i int, now time.Time) []byte {
+	b = append(b, `{"ts":"`...)
+	b = now.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+	b = append(b, `","app":"cart","method":"`...)
+	b = append(b, methods[i%len(methods)]...)
+	b = append(b, `","latency_ms":`...)
+	b = strconv.AppendFloat(b, float64(i%997)/10, 'f', 1, 64)
+	b = append(b, `,"status":200,"ok":true,"level":"info","msg":"request served","req":`...)
+	b = strconv.AppendInt(b, int64(i), 10)
+	b = append(b, "}\n"...)
+	return b
+}
+
+func collectConfig(dir, brokerAddr, prefix, batch string, ceiling bool) string {
+	metrics := "metrics_enabled: true\n  metrics: {interval: 10s}"
+	if ceiling {
+		metrics = "metrics_enabled: false\n  metrics: {kmsg: \"\"}"
+	}
+	cfg := fmt.Sprintf(`kafka:
+  brokers: [%q]
+  topic_prefix: %q
+  partitions: {calls: 4, logs: 1, metrics: 1, stats: 1, alerts: 1, dlq: 1}
+  max_message_bytes: 2097152
+log:
+  level: warn
+collect:
+  host: bench-node
+  state_file: %q
+  tail: {start: beginning}
+  sources:
+    - {name: app, globs: [%q], container: none}
+  %s
+`, brokerAddr, prefix, filepath.Join(dir, "state.json"), filepath.Join(dir, "logs", "*.log"), metrics)
+	if batch != "" {
+		cfg += "  batch: " + batch + "\n"
+	}
+	return cfg
+}
+
+type budgetResult struct {
+	cpuPct float64 // of one core
+	hwmMiB float64
+	rssMiB float64 // at the end
+	lines  int
+}
+
+type ceilingResult struct {
+	linesPerSec   float64
+	cpuSecPerLine float64
+	hwmMiB        float64
+}
+
+func run(o options) error {
+	work, err := os.MkdirTemp("", "bench-collect-")
+	if err != nil {
+		return err
+	}
+	if !o.keep {
+		defer os.RemoveAll(work)
+	}
+	bin := filepath.Join(work, "tpflow")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/tpflow").CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	pin := func(cpu int, argv ...string) []string {
+		if _, err := exec.LookPath("taskset"); err == nil && runtime.NumCPU() >= 2 {
+			return append([]string{"taskset", "-c", strconv.Itoa(cpu)}, argv...)
+		}
+		return argv
+	}
+	brokerAddr := freeAddr()
+	broker, err := startProc(work, "broker", nil, pin(0, bin, "broker", "--listen", brokerAddr)...)
+	if err != nil {
+		return err
+	}
+	defer broker.stop()
+	if err := waitPort(brokerAddr, broker); err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	fmt.Printf("machine: %s, %d CPUs (%s), %s; broker pinned to CPU 0\n", host, runtime.NumCPU(), cpuModel(), runtime.Version())
+
+	var budgets []budgetResult
+	var ceilings []ceilingResult
+	for r := range o.rounds {
+		if !o.skipBudget {
+			b, err := budgetRound(o, work, bin, brokerAddr, r)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("round %d budget: %d lines at %d lines/s over %s: CPU %.2f%% of one core, peak RSS %.1f MiB (%.1f MiB at the end)\n",
+				r+1, b.lines, o.rate, o.duration, b.cpuPct, b.hwmMiB, b.rssMiB)
+			budgets = append(budgets, b)
+		}
+		if !o.skipCeiling {
+			c, err := ceilingRound(o, work, bin, brokerAddr, r, pin)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("round %d ceiling: %d lines on one core: %.0f lines/s, %.2f µs CPU per line, peak RSS %.1f MiB\n",
+				r+1, o.ceilingLines, c.linesPerSec, c.cpuSecPerLine*1e6, c.hwmMiB)
+			ceilings = append(ceilings, c)
+		}
+	}
+	med := func(v []float64) float64 {
+		slices.Sort(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	if len(budgets) > 0 {
+		var cpu, hwm []float64
+		for _, b := range budgets {
+			cpu, hwm = append(cpu, b.cpuPct), append(hwm, b.hwmMiB)
+		}
+		fmt.Printf("median budget over %d rounds: CPU %.2f%% of one core (target <= 5%%), peak RSS %.1f MiB (target <= 64 MiB)\n", len(budgets), med(cpu), med(hwm))
+	}
+	if len(ceilings) > 0 {
+		var lps, cpl, hwm []float64
+		for _, c := range ceilings {
+			lps, cpl, hwm = append(lps, c.linesPerSec), append(cpl, c.cpuSecPerLine*1e6), append(hwm, c.hwmMiB)
+		}
+		fmt.Printf("median ceiling over %d rounds: %.0f lines/s on one core (target >= 300000), %.2f µs CPU per line, peak RSS %.1f MiB\n", len(ceilings), med(lps), med(cpl), med(hwm))
+	}
+	return nil
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(rest), ":"))
+		}
+	}
+	return "unknown CPU"
+}
+
+func roundDir(work, kind string, r int) (string, error) {
+	dir := filepath.Join(work, fmt.Sprintf("%s-%d", kind, r))
+	return dir, os.MkdirAll(filepath.Join(dir, "logs"), 0o755)
+}
+
+func startCollector(o options, dir, bin, brokerAddr, prefix string, ceiling bool, env []string, argv func(...string) []string) (*proc, string, error) {
+	cfg := filepath.Join(dir, "tpflow.yaml")
+	if err := os.WriteFile(cfg, []byte(collectConfig(dir, brokerAddr, prefix, o.batch, ceiling)), 0o644); err != nil {
+		return nil, "", err
+	}
+	listen := freeAddr()
+	p, err := startProc(dir, "collect", env, argv(bin, "collect", "--config", cfg, "--listen", listen)...)
+	return p, listen, err
+}
+
+func budgetRound(o options, work, bin, brokerAddr string, r int) (budgetResult, error) {
+	dir, err := roundDir(work, "budget", r)
+	if err != nil {
+		return budgetResult{}, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "logs", "app.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return budgetResult{}, err
+	}
+	defer f.Close()
+	var env []string
+	if o.budgetProcs > 0 {
+		env = append(env, fmt.Sprintf("GOMAXPROCS=%d", o.budgetProcs))
+	}
+	col, listen, err := startCollector(o, dir, bin, brokerAddr, fmt.Sprintf("budget%d.", r), false, env, func(a ...string) []string { return a })
+	if err != nil {
+		return budgetResult{}, err
+	}
+	defer col.stop()
+	pid := col.cmd.Process.Pid
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	written := make(chan int, 1)
+	go func() {
+		start := time.Now()
+		buf := make([]byte, 0, 64<<10)
+		n := 0
+		for ctx.Err() == nil {
+			now := time.Now()
+			due := int(now.Sub(start).Seconds() * float64(o.rate))
+			buf = buf[:0]
+			for ; n < due; n++ {
+				buf = appendLine(buf, n, now)
+			}
+			if len(buf) > 0 {
+				if _, err := f.Write(buf); err != nil {
+					break
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		written <- n
+	}()
+	time.Sleep(3 * time.Second) // start-up and warm-up
+	if _, err := metric(listen, "tpflow_collect_acked_events_total"); err != nil {
+		return budgetResult{}, fmt.Errorf("collector not serving: %v\n%s", err, col.tail())
+	}
+	t0, err := cpuTicks(pid)
+	if err != nil {
+		return budgetResult{}, err
+	}
+	w0 := time.Now()
+	if o.profBudget != "" && r == 0 {
+		go fetchProfile(listen, o.profBudget, o.duration-time.Second)
+	}
+	time.Sleep(o.duration)
+	t1, err := cpuTicks(pid)
+	if err != nil {
+		return budgetResult{}, fmt.Errorf("collector gone: %v\n%s", err, col.tail())
+	}
+	wall := time.Since(w0)
+	res := budgetResult{
+		cpuPct: 100 * float64(t1-t0) / ticksPerSecond / wall.Seconds(),
+		hwmMiB: float64(statusKB(pid, "VmHWM")) / 1024,
+		rssMiB: float64(statusKB(pid, "VmRSS")) / 1024,
+	}
+	cancel()
+	res.lines = <-written
+	// Every line must have been shipped: a collector that falls behind
+	// would look cheap.
+	want := float64(2 * res.lines) // a call and a log event per line
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, err := metric(listen, "tpflow_collect_acked_events_total")
+		if err == nil && got >= want {
+			break
+		}
+		if time.Now().After(deadline) {
+			return res, fmt.Errorf("budget round: %v of %v events acknowledged\n%s", got, want, col.tail())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return res, nil
+}
+
+func ceilingRound(o options, work, bin, brokerAddr string, r int, pin func(int, ...string) []string) (ceilingResult, error) {
+	dir, err := roundDir(work, "ceiling", r)
+	if err != nil {
+		return ceilingResult{}, err
+	}
+	f, err := os.Create(filepath.Join(dir, "logs", "app.log"))
+	if err != nil {
+		return ceilingResult{}, err
+	}
+	bw := bufio.NewWriterSize(f, 1<<20)
+	var buf []byte
+	now := time.Now()
+	for i := range o.ceilingLines {
+		buf = appendLine(buf[:0], i, now)
+		if _, err := bw.Write(buf); err != nil {
+			return ceilingResult{}, err
+		}
+	}
+	if err := errors.Join(bw.Flush(), f.Close()); err != nil {
+		return ceilingResult{}, err
+	}
+	start := time.Now()
+	col, listen, err := startCollector(o, dir, bin, brokerAddr, fmt.Sprintf("ceiling%d.", r), true,
+		[]string{"GOMAXPROCS=1"}, func(a ...string) []string { return pin(1, a...) })
+	if err != nil {
+		return ceilingResult{}, err
+	}
+	defer col.stop()
+	pid := col.cmd.Process.Pid
+	if o.profile != "" && r == 0 {
+		go func() {
+			time.Sleep(500 * time.Millisecond)
+			fetchProfile(listen, o.profile, 3*time.Second)
+		}()
+	}
+	want := float64(2 * o.ceilingLines)
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		got, err := metric(listen, "tpflow_collect_acked_events_total")
+		if err == nil && got >= want {
+			break
+		}
+		select {
+		case <-col.done:
+			return ceilingResult{}, fmt.Errorf("collector exited:\n%s", col.tail())
+		default:
+		}
+		if time.Now().After(deadline) {
+			return ceilingResult{}, fmt.Errorf("ceiling round: %v of %v events acknowledged in 5 minutes", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	wall := time.Since(start)
+	ticks, err := cpuTicks(pid)
+	if err != nil {
+		return ceilingResult{}, err
+	}
+	res := ceilingResult{
+		linesPerSec:   float64(o.ceilingLines) / wall.Seconds(),
+		cpuSecPerLine: float64(ticks) / ticksPerSecond / float64(o.ceilingLines),
+		hwmMiB:        float64(statusKB(pid, "VmHWM")) / 1024,
+	}
+	return res, nil
+}
+
+// fetchProfile writes a CPU profile of d of the role at listen to path.
+func fetchProfile(listen, path string, d time.Duration) {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", listen, int(d.Seconds())))
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	pf, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer pf.Close()
+	_, _ = io.Copy(pf, resp.Body)
+}
