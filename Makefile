@@ -9,7 +9,7 @@ BIN     ?= bin/tpflow
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: run test bench bench-pipeline bench-report lint generate build deps
+.PHONY: run test bench bench-pipeline bench-report bench-collect lint generate build deps
 
 ## deps: install the Debian packages and Go modules the build and tests need
 deps:
@@ -44,6 +44,13 @@ bench:
 ## (about 7 minutes). BENCH_PIPELINE_FLAGS adds flags, e.g. '-duration 10s -skip-raw'
 bench-pipeline: deps
 	$(GO) run ./benchmarks/pipeline $(BENCH_PIPELINE_FLAGS)
+
+## bench-collect: the collect role's budget (CPU share and peak RSS at 10 000
+## perf-json lines/s) and its one-core ceiling, a real collect process
+## against a broker process, 3 rounds (about 3 minutes).
+## BENCH_COLLECT_FLAGS adds flags, e.g. '-rounds 5 -duration 60s'
+bench-collect:
+	$(GO) run ./benchmarks/collect $(BENCH_COLLECT_FLAGS)
 
 ## bench-report: the one-day TP99 panel query of one app's 50 methods over
 ## 10 000 keys of panes, generated inside a private ClickHouse (about 2
