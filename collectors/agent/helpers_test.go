@@ -261,3 +261,12 @@ func contains(lines []logLine, sub string) *logLine {
 	}
 	return nil
 }
+
+func fileSize(t testing.TB, p string) int64 {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
