@@ -218,6 +218,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		a.log.Warn("no shared file watcher, polling only", "err", err)
 	} else {
+		watcher.SetPause(a.cfg.Tail.MinReadInterval)
 		wg.Go(func() { _ = watcher.Run(ctx) })
 		a.m.watcher.Store(watcher)
 	}

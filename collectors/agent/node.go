@@ -324,7 +324,7 @@ func (a *Agent) kmsgLoop(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(200 * time.Millisecond):
+			case <-time.After(time.Second):
 			}
 			continue
 		}

@@ -35,6 +35,10 @@ type Config struct {
 	MaxLineBytes int `yaml:"max_line_bytes"`
 	// ReadBufferBytes is the size of one read from the file.
 	ReadBufferBytes int `yaml:"read_buffer_bytes"`
+	// MinReadInterval is the least time between two reads woken by file
+	// events: a writer's many small writes are read together, at the cost
+	// of up to this much latency. 0 reads on every event.
+	MinReadInterval time.Duration `yaml:"min_read_interval"`
 }
 
 // DefaultConfig returns the defaults of a node collector.
@@ -71,6 +75,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxLineBytes < 1 {
 		add("max_line_bytes", "must be at least 1, got %d", c.MaxLineBytes)
+	}
+	if c.MinReadInterval < 0 || c.MinReadInterval > time.Second {
+		add("min_read_interval", "must be 0 to 1s, got %s", c.MinReadInterval)
 	}
 	if c.ReadBufferBytes < 512 {
 		add("read_buffer_bytes", "must be at least 512, got %d", c.ReadBufferBytes)

@@ -164,7 +164,9 @@ func (t *Tailer) Run(ctx context.Context) error {
 	defer timer.Stop()
 
 	poll := true
+	var lastStep time.Time
 	for {
+		lastStep = t.now()
 		if err := t.step(poll); err != nil {
 			return err
 		}
@@ -182,6 +184,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 			wake = timer.C
 		}
 		// Events for other files in the directory do not cost a step.
+		byEvent := false
 		for woke := false; !woke; {
 			select {
 			case <-ctx.Done():
@@ -192,6 +195,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 					continue
 				}
 				woke = filepath.Clean(ev.Name) == t.path
+				byEvent = woke
 			case err, ok := <-werrs:
 				if !ok {
 					werrs = nil
@@ -200,7 +204,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 				t.c.watchErrors.Add(1)
 				t.log.Warn("file watcher error, polling covers it", "err", err)
 			case <-shared:
-				woke = true
+				woke, byEvent = true, true
 			case <-tick.C:
 				poll, woke = true, true
 			case <-wake:
@@ -211,6 +215,17 @@ func (t *Tailer) Run(ctx context.Context) error {
 			select {
 			case <-timer.C:
 			default:
+			}
+		}
+		if byEvent && t.cfg.MinReadInterval > 0 {
+			// Let a writer's next small writes join this read.
+			if d := t.cfg.MinReadInterval - t.now().Sub(lastStep); d > 0 {
+				timer.Reset(d)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-timer.C:
+				}
 			}
 		}
 	}

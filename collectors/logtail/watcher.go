@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/fsnotify/fsnotify"
 )
@@ -26,6 +27,7 @@ type Watcher struct {
 	subs map[string]map[*wakeup]struct{} // clean path → its subscribers
 
 	events, errors atomic.Int64
+	pause          time.Duration
 }
 
 type wakeup struct{ c chan struct{} }
@@ -43,6 +45,12 @@ func NewWatcher(log *slog.Logger) (*Watcher, error) {
 	return &Watcher{w: w, log: log, dirs: map[string]int{}, subs: map[string]map[*wakeup]struct{}{}}, nil
 }
 
+// SetPause makes Run wait d after each round of events before it takes the
+// next. Meanwhile the kernel queues new events and merges repeats (a
+// writer's many writes to one file become one event), which saves a
+// wake-up per write. Call it before Run.
+func (w *Watcher) SetPause(d time.Duration) { w.pause = d }
+
 // Run dispatches events until ctx is done, then closes the watcher.
 // Tailers still subscribed fall back to polling.
 func (w *Watcher) Run(ctx context.Context) error {
@@ -57,6 +65,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 			w.events.Add(1)
 			w.dispatch(filepath.Clean(ev.Name))
+			if w.pause > 0 {
+				w.drain()
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(w.pause):
+				}
+			}
 		case err, ok := <-w.w.Errors:
 			if !ok {
 				return nil
@@ -86,6 +102,22 @@ func (w *Watcher) Dirs() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.dirs)
+}
+
+// drain dispatches the events already waiting.
+func (w *Watcher) drain() {
+	for {
+		select {
+		case ev, ok := <-w.w.Events:
+			if !ok {
+				return
+			}
+			w.events.Add(1)
+			w.dispatch(filepath.Clean(ev.Name))
+		default:
+			return
+		}
+	}
 }
 
 func (w *Watcher) dispatch(path string) {
