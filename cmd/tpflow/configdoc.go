@@ -99,6 +99,7 @@ var keyDocs = map[string]string{
 	"collect.tail.rotate_wait":       "How long a renamed or deleted file is still read after its last growth.",
 	"collect.tail.max_line_bytes":    "Longest line kept; the rest is dropped and the line flagged truncated.",
 	"collect.tail.read_buffer_bytes": "Size of one read from a file.",
+	"collect.tail.min_read_interval": "Least time between two reads woken by file events, so that many small writes are read at once (0-1s).",
 	"collect.metrics":                "Where node, container and kernel statistics come from.",
 	"collect.metrics.cgroup_root":    "The cgroup mount (a host mount inside a container).",
 	"collect.metrics.cgroup_version": "auto, v1 or v2.",
