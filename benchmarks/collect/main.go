@@ -3,7 +3,7 @@
 // and ships to a `tpflow broker` process, so neither the writer's nor the
 // broker's CPU is counted against the collector.
 //
-//	go run ./benchmarks/collect [-rounds 3] [-duration 30s] [-rate 10000] [-ceiling-lines 2000000]
+//	go run ./benchmarks/collect [-rounds 3] [-duration 30s] [-rate 10000] [-idle 10s] [-ceiling-lines 2000000]
 //
 // Each round measures:
 //
@@ -11,6 +11,10 @@
 //     3 s warm-up the collector's CPU time (utime+stime of /proc/PID/stat)
 //     over -duration, as a share of one core, and its peak RSS (VmHWM) over
 //     the round. Node metrics and /dev/kmsg are read as in production.
+//     The collector runs with GOMAXPROCS=1, as the Go runtime sets it under
+//     a DaemonSet CPU limit below one core.
+//   - baseline: the same collector with nothing written for -idle, in the
+//     same round: its fixed cost (timers, metric samples, kernel log).
 //   - ceiling: -ceiling-lines perf-json lines are written first, then the
 //     collector starts with GOMAXPROCS=1, pinned to one CPU with taskset
 //     (the broker to the other), and reads them from the beginning: tail,
@@ -54,6 +58,7 @@ type options struct {
 	profBudget   string
 	batch        string
 	budgetProcs  int
+	idle         time.Duration
 }
 
 func main() {
@@ -67,6 +72,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory")
 	flag.StringVar(&o.profBudget, "profile-budget", "", "write a CPU profile of the collector over the first budget round's measurement to `FILE`")
 	flag.IntVar(&o.budgetProcs, "budget-gomaxprocs", 1, "GOMAXPROCS of the collector in the budget rounds (0: the Go default); a DaemonSet with a CPU limit under one core gets 1 from the Go runtime")
+	flag.DurationVar(&o.idle, "idle", 10*time.Second, "measured time of the baseline in each round: the same collector with no lines written (0 skips it)")
 	flag.StringVar(&o.batch, "batch", "", "collect.batch settings in YAML flow style, e.g. '{max_age: 1s}' (default: the defaults)")
 	flag.StringVar(&o.profile, "profile", "", "write a 3 s CPU profile of the collector in the first ceiling round to `FILE`")
 	flag.Parse()
@@ -285,9 +291,19 @@ func run(o options) error {
 	host, _ := os.Hostname()
 	fmt.Printf("machine: %s, %d CPUs (%s), %s; broker pinned to CPU 0\n", host, runtime.NumCPU(), cpuModel(), runtime.Version())
 
-	var budgets []budgetResult
+	var budgets, idles []budgetResult
 	var ceilings []ceilingResult
 	for r := range o.rounds {
+		if !o.skipBudget && o.idle > 0 {
+			idleOpts := o
+			idleOpts.rate, idleOpts.duration = 0, o.idle
+			b, err := budgetRound(idleOpts, work, bin, brokerAddr, r+1000)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("round %d baseline: no lines over %s: CPU %.2f%% of one core, peak RSS %.1f MiB\n", r+1, o.idle, b.cpuPct, b.hwmMiB)
+			idles = append(idles, b)
+		}
 		if !o.skipBudget {
 			b, err := budgetRound(o, work, bin, brokerAddr, r)
 			if err != nil {
@@ -320,6 +336,14 @@ func run(o options) error {
 			cpu, hwm = append(cpu, b.cpuPct), append(hwm, b.hwmMiB)
 		}
 		fmt.Printf("median budget over %d rounds: CPU %.2f%% of one core (target <= 5%%), peak RSS %.1f MiB (target <= 64 MiB)\n", len(budgets), med(cpu), med(hwm))
+		if len(idles) > 0 {
+			var icpu, ihwm []float64
+			for _, b := range idles {
+				icpu, ihwm = append(icpu, b.cpuPct), append(ihwm, b.hwmMiB)
+			}
+			fmt.Printf("median baseline (same collector, no lines) over %d rounds: CPU %.2f%% of one core, peak RSS %.1f MiB; the lines cost %.2f%% of a core, %.2f µs each\n",
+				len(idles), med(icpu), med(ihwm), med(cpu)-med(icpu), (med(cpu)-med(icpu))/100/float64(o.rate)*1e6)
+		}
 	}
 	if len(ceilings) > 0 {
 		var lps, cpl, hwm []float64
