@@ -24,9 +24,9 @@ type Metrics struct {
 // DefaultMetrics returns the names collectors/metrics gives the container
 // gauges: CPU used in cores (container_cpu_usage_cores), the memory the
 // kernel will not reclaim (container_memory_working_set_bytes, what
-// Kubernetes evicts on) and the cgroup memory limit. The collector reads no
-// CPU quota yet; container_cpu_limit_cores is what a collector or importer
-// that knows it should publish, and until then CPU utilisation is unknown.
+// Kubernetes evicts on), the cgroup memory limit, and the CFS quota in
+// cores (container_cpu_limit_cores). A limit of 0 means none; a row whose
+// containers have no limit has no utilisation.
 func DefaultMetrics() Metrics {
 	return Metrics{
 		CPUUsed:     "container_cpu_usage_cores",

@@ -21,6 +21,9 @@ type CgroupStats struct {
 	Periods        uint64 // CFS enforcement periods
 	Throttled      uint64 // periods in which the cgroup was throttled
 	ThrottledNanos uint64 // time spent throttled
+	// CPULimitCores is the CFS quota over its period (v1 cpu.cfs_quota_us /
+	// cpu.cfs_period_us, v2 cpu.max); 0 when unlimited or not readable.
+	CPULimitCores float64
 
 	MemoryUsage      uint64 // bytes charged, page cache included
 	MemoryWorkingSet uint64 // usage minus inactive file cache (what the OOM killer sees, as kubelet computes it)
@@ -96,6 +99,7 @@ func (r CgroupReader) ReadV2(path string) (CgroupStats, error) {
 	if err := missing("cpu.stat", err); err != nil {
 		return s, err
 	}
+	s.CPULimitCores = cpuMaxV2(join(dir, "cpu.max"))
 	if v, _, err := readUint(join(dir, "memory.current")); err == nil {
 		s.MemoryUsage = v
 	} else if err := missing("memory.current", err); err != nil {
@@ -233,6 +237,7 @@ func (r CgroupReader) ReadV1(path string) (CgroupStats, error) {
 	} else if err := missing("cpu/cpu.stat", err); err != nil {
 		return s, err
 	}
+	s.CPULimitCores = cpuQuotaV1(join(r.Root, "cpu", path))
 	if v, _, err := readUint(join(r.Root, "memory", path, "memory.usage_in_bytes")); err == nil {
 		s.MemoryUsage = v
 		found++
@@ -361,6 +366,7 @@ func (s CgroupStats) Samples(prev *CgroupStats) []Sample {
 		{Name: "container_cpu_cfs_periods_total", Value: float64(s.Periods), Kind: Counter},
 		{Name: "container_cpu_cfs_throttled_periods_total", Value: float64(s.Throttled), Kind: Counter},
 		{Name: "container_cpu_cfs_throttled_seconds_total", Value: float64(s.ThrottledNanos) / 1e9, Kind: Counter},
+		{Name: "container_cpu_limit_cores", Value: s.CPULimitCores, Kind: Gauge},
 		{Name: "container_memory_usage_bytes", Value: float64(s.MemoryUsage), Kind: Gauge},
 		{Name: "container_memory_working_set_bytes", Value: float64(s.MemoryWorkingSet), Kind: Gauge},
 		{Name: "container_memory_rss_bytes", Value: float64(s.MemoryRSS), Kind: Gauge},
@@ -378,4 +384,44 @@ func (s CgroupStats) Samples(prev *CgroupStats) []Sample {
 		}
 	}
 	return out
+}
+
+// cpuMaxV2 reads a v2 cpu.max ("max 100000" or "150000 100000") as cores.
+// A missing or unreadable file means no limit known: the CPU controller
+// may not be enabled for the cgroup, which the other files already report.
+func cpuMaxV2(path string) float64 {
+	b, err := readFile(path)
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 || f[0] == "max" {
+		return 0
+	}
+	return quotaCores(f[0], f[1])
+}
+
+// cpuQuotaV1 reads cpu.cfs_quota_us (-1 = unlimited) over
+// cpu.cfs_period_us in the v1 cpu controller directory dir.
+func cpuQuotaV1(dir string) float64 {
+	q, err := readFile(join(dir, "cpu.cfs_quota_us"))
+	if err != nil {
+		return 0
+	}
+	p, err := readFile(join(dir, "cpu.cfs_period_us"))
+	if err != nil {
+		return 0
+	}
+	return quotaCores(strings.TrimSpace(string(q)), strings.TrimSpace(string(p)))
+}
+
+// quotaCores is quota/period in cores, 0 for a negative, zero or
+// malformed value.
+func quotaCores(quota, period string) float64 {
+	q, err1 := strconv.ParseInt(quota, 10, 64)
+	p, err2 := strconv.ParseInt(period, 10, 64)
+	if err1 != nil || err2 != nil || q <= 0 || p <= 0 {
+		return 0
+	}
+	return float64(q) / float64(p)
 }

@@ -22,7 +22,7 @@ func TestCgroupV2(t *testing.T) {
 	}
 	want := CgroupStats{At: t0,
 		CPUUsageNanos: 8123456000, CPUUserNanos: 6e9, CPUSystemNanos: 2123456000,
-		Periods: 1200, Throttled: 37, ThrottledNanos: 1850000000,
+		Periods: 1200, Throttled: 37, ThrottledNanos: 1850000000, CPULimitCores: 1.5,
 		MemoryUsage: 268435456, MemoryWorkingSet: 268435456 - 67108864, MemoryRSS: 150994944, MemoryCache: 104857600, MemoryLimit: 536870912,
 		IOReadBytes: 1048576 + 524288, IOWriteBytes: 4194304, IOReadOps: 384, IOWriteOps: 1024, Pids: 42}
 	if !cgEqual(s, want) {
@@ -33,7 +33,7 @@ func TestCgroupV2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s2.MemoryLimit != 0 || s2.MemoryWorkingSet != 0 || s2.CPUUsageNanos != 1e6 || s2.IOReadBytes != 10 || s2.Pids != 0 {
+	if s2.MemoryLimit != 0 || s2.CPULimitCores != 0 || s2.MemoryWorkingSet != 0 || s2.CPUUsageNanos != 1e6 || s2.IOReadBytes != 10 || s2.Pids != 0 {
 		t.Errorf("second container: %+v", s2)
 	}
 	if !slices.Equal(s2.Missing, []string{"pids.current"}) || s2.Malformed != 4 {
@@ -93,7 +93,7 @@ func TestCgroupV1(t *testing.T) {
 	}
 	want := CgroupStats{At: s.At,
 		CPUUsageNanos: 8123456789, CPUUserNanos: 6e9, CPUSystemNanos: 2.12e9,
-		Periods: 1200, Throttled: 37, ThrottledNanos: 1850000000,
+		Periods: 1200, Throttled: 37, ThrottledNanos: 1850000000, CPULimitCores: 2,
 		MemoryUsage: 268435456, MemoryWorkingSet: 268435456 - 67108864, MemoryRSS: 150994944, MemoryCache: 104857600, MemoryLimit: 536870912,
 		IOReadBytes: 1048576 + 524288, IOWriteBytes: 4194304, IOReadOps: 384, IOWriteOps: 1024, Pids: 42}
 	if !cgEqual(s, want) || len(s.Missing) != 0 || s.Malformed != 0 {
@@ -103,7 +103,7 @@ func TestCgroupV1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s2.MemoryLimit != 0 || s2.MemoryRSS != 4096 || s2.CPUUsageNanos != 5e6 {
+	if s2.MemoryLimit != 0 || s2.CPULimitCores != 0 || s2.MemoryRSS != 4096 || s2.CPUUsageNanos != 5e6 {
 		t.Errorf("second container: %+v", s2)
 	}
 	wantMissing := []string{"cpuacct/cpuacct.stat", "blkio/blkio.throttle.io_service_bytes", "blkio/blkio.throttle.io_serviced", "pids/pids.current"}
@@ -296,5 +296,19 @@ func TestConfig(t *testing.T) {
 	}
 	if _, err := DetectCgroupVersion("testdata/proc"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("DetectCgroupVersion(proc) = %v", err)
+	}
+}
+
+func TestQuotaCores(t *testing.T) {
+	for _, c := range []struct {
+		q, p string
+		want float64
+	}{
+		{"150000", "100000", 1.5}, {"50000", "100000", 0.5}, {"-1", "100000", 0},
+		{"0", "100000", 0}, {"100000", "0", 0}, {"x", "100000", 0}, {"100000", "", 0},
+	} {
+		if got := quotaCores(c.q, c.p); got != c.want {
+			t.Errorf("quotaCores(%q, %q) = %v, want %v", c.q, c.p, got, c.want)
+		}
 	}
 }

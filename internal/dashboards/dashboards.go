@@ -317,7 +317,7 @@ func resources() (dashboard.Dashboard, error) {
 		"CPU and memory of the containers per group and IDC, from the aggregator's resource panes; throttling from the raw cgroup counters.",
 		vars, []panel{
 			{kind: "timeseries", title: "CPU cores used by group / IDC", unit: "short", w: 12, h: 8, interval: "1m",
-				description: "Sum over the containers of each pane's average cores, averaged over the panes of the interval. The collector reports no CPU quota, so there is no limit line; see the throttling table.",
+				description: "Sum over the containers of each pane's average cores, averaged over the panes of the interval. The quota (container_cpu_limit_cores) is not drawn on this panel yet; see the throttling table.",
 				targets: []cog.Builder[variants.Dataquery]{chSeries("A",
 					"SELECT time, series, avg(cores) AS cpu_cores FROM ("+
 						"SELECT "+bucket("pane_start")+" AS time, "+series+" AS series, pane_start, sum(avg) AS cores"+
