@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/tpflow/tpflow/alerting/notify"
+	"github.com/tpflow/tpflow/alerting/notify/amtest"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 	"github.com/tpflow/tpflow/pipeline/codec"
@@ -28,83 +28,12 @@ import (
 	"github.com/tpflow/tpflow/schemas"
 )
 
-// startAlertmanager runs prometheus-alertmanager on a free loopback port
-// and returns its base URL. A missing binary fails under CI.
-func startAlertmanager(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("prometheus-alertmanager")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("prometheus-alertmanager not installed (scripts/install-deps.sh installs it): %v", err)
-		}
-		t.Skipf("prometheus-alertmanager not installed; run scripts/install-deps.sh (with CI set this fails): %v", err)
-	}
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "alertmanager.yml")
-	if err := os.WriteFile(cfg, []byte("route:\n  receiver: none\nreceivers:\n  - name: none\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for range 3 { // a free port may be taken between probe and bind
-		addr := freeAddr(t)
-		cmd := exec.Command(bin, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"),
-			"--web.listen-address="+addr, "--cluster.listen-address=", "--log.level=warn")
-		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("cannot start %s: %v", bin, err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		stop := func() {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		base := "http://" + addr
-		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			select {
-			case <-exited:
-				deadline = time.Time{}
-				continue
-			default:
-			}
-			if resp, err := http.Get(base + "/-/ready"); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					t.Cleanup(stop)
-					return base
-				}
-			}
-		}
-		stop()
-	}
-	t.Fatal("cannot start alertmanager")
-	return ""
-}
-
-type amAlert struct {
-	Labels      map[string]string `json:"labels"`
-	Annotations map[string]string `json:"annotations"`
-	StartsAt    time.Time         `json:"startsAt"`
-	EndsAt      time.Time         `json:"endsAt"`
-	Status      struct {
-		State string `json:"state"`
-	} `json:"status"`
-}
-
 // activeAlerts returns the alerts named name that base lists as active.
-func activeAlerts(t *testing.T, base, name string) []amAlert {
+func activeAlerts(t *testing.T, base, name string) []amtest.Alert {
 	t.Helper()
-	resp, err := http.Get(base + "/api/v2/alerts?active=true&silenced=false&inhibited=false")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var all []amAlert
-	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
-		t.Fatal(err)
-	}
-	var out []amAlert
-	for _, a := range all {
-		if a.Labels["alertname"] == name && a.Status.State == "active" && (a.EndsAt.IsZero() || a.EndsAt.After(time.Now())) {
+	var out []amtest.Alert
+	for _, a := range amtest.List(t, base, "?active=true&silenced=false&inhibited=false", name) {
+		if a.Status.State == "active" && (a.EndsAt.IsZero() || a.EndsAt.After(time.Now())) {
 			out = append(out, a)
 		}
 	}
@@ -234,7 +163,7 @@ func TestAlertEndToEnd(t *testing.T) {
 	binary(t)
 	const pane, lateness = 2 * time.Second, time.Second
 	ch := chtest.Start(t)
-	am := startAlertmanager(t)
+	am := amtest.Start(t)
 	hook := &hookReceiver{secret: "s3cret"}
 	hookSrv := httptest.NewServer(hook)
 	defer hookSrv.Close()
@@ -318,7 +247,7 @@ alert:
 		time.Sleep(time.Until(boundary))
 		traffic.slow.Store(true)
 		t0 := time.Now()
-		var got []amAlert
+		var got []amtest.Alert
 		for time.Since(t0) < 30*time.Second {
 			if got = activeAlerts(t, am, "CheckoutTP99"); len(got) > 0 {
 				break

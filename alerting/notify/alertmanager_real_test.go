@@ -2,13 +2,6 @@ package notify_test
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +9,7 @@ import (
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/alerting"
 	"github.com/tpflow/tpflow/alerting/notify"
+	"github.com/tpflow/tpflow/alerting/notify/amtest"
 )
 
 // scriptedSource serves one key whose TP99 the test sets.
@@ -51,125 +45,8 @@ func (s *scriptedSource) Windows(match func(aggregator.Key) bool, d time.Duratio
 	return []aggregator.KeyWindow{{Key: s.key, WindowStat: s.stat()}}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startAlertmanager runs prometheus-alertmanager on a free loopback port
-// with a private storage path and stops it when the test ends. It returns
-// the base URL.
-func startAlertmanager(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("prometheus-alertmanager")
-	if err != nil {
-		bin = "/usr/bin/prometheus-alertmanager"
-		if _, err := os.Stat(bin); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("prometheus-alertmanager not installed (scripts/install-deps.sh installs it): %v", err)
-			}
-			t.Skipf("prometheus-alertmanager not installed; run scripts/install-deps.sh (with CI set this fails): %v", err)
-		}
-	}
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "alertmanager.yml")
-	if err := os.WriteFile(cfg, []byte("route:\n  receiver: none\n  group_wait: 1s\nreceivers:\n  - name: none\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var lastErr error
-	for range 3 { // a free port may be taken between probe and bind
-		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		cmd := exec.Command(bin, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"),
-			"--web.listen-address="+addr, "--cluster.listen-address=", "--log.level=warn")
-		logf, err := os.Create(filepath.Join(dir, "alertmanager.log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("cannot start %s: %v", bin, err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait(); logf.Close() }()
-		stop := func() {
-			_ = cmd.Process.Signal(os.Interrupt)
-			select {
-			case <-exited:
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-		}
-		base := "http://" + addr
-		deadline := time.Now().Add(30 * time.Second)
-		for time.Now().Before(deadline) {
-			select {
-			case err := <-exited:
-				exited <- err
-				lastErr = fmt.Errorf("alertmanager exited: %v", err)
-			default:
-			}
-			if lastErr != nil {
-				break
-			}
-			resp, err := http.Get(base + "/-/ready")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					t.Cleanup(stop)
-					return base
-				}
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		stop()
-		if lastErr == nil {
-			lastErr = fmt.Errorf("alertmanager at %s not ready after 30s", base)
-		}
-		log, _ := os.ReadFile(filepath.Join(dir, "alertmanager.log"))
-		t.Logf("alertmanager failed to start: %v\n%s", lastErr, log)
-	}
-	t.Fatalf("cannot start alertmanager: %v", lastErr)
-	return ""
-}
-
-type gettableAlert struct {
-	Labels      map[string]string `json:"labels"`
-	Annotations map[string]string `json:"annotations"`
-	StartsAt    time.Time         `json:"startsAt"`
-	EndsAt      time.Time         `json:"endsAt"`
-	Status      struct {
-		State string `json:"state"`
-	} `json:"status"`
-}
-
-func listAlerts(t *testing.T, base, name string) []gettableAlert {
-	t.Helper()
-	resp, err := http.Get(base + "/api/v2/alerts")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var all []gettableAlert
-	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
-		t.Fatal(err)
-	}
-	var out []gettableAlert
-	for _, a := range all {
-		if a.Labels["alertname"] == name {
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
 func TestRealAlertmanagerTP99Incident(t *testing.T) {
-	base := startAlertmanager(t)
+	base := amtest.Start(t)
 
 	rules, err := alerting.ParseRules("incident.yaml", []byte(`
 rules:
@@ -230,14 +107,14 @@ rules:
 	for range 2 { // the incident starts: pending
 		step(600)
 	}
-	if n := len(listAlerts(t, base, "CheckoutTP99")); n != 0 {
+	if n := len(amtest.List(t, base, "", "CheckoutTP99")); n != 0 {
 		t.Fatalf("a pending alert reached Alertmanager (%d)", n)
 	}
 	fireAt := time.Now()
 	step(650) // 20 s after it started: firing
-	var got []gettableAlert
+	var got []amtest.Alert
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if got = listAlerts(t, base, "CheckoutTP99"); len(got) > 0 {
+		if got = amtest.List(t, base, "", "CheckoutTP99"); len(got) > 0 {
 			break
 		}
 	}
@@ -265,7 +142,7 @@ rules:
 	resolveAt := time.Now()
 	step(90)
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		got = listAlerts(t, base, "CheckoutTP99")
+		got = amtest.List(t, base, "", "CheckoutTP99")
 		if len(got) == 0 || (!got[0].EndsAt.IsZero() && got[0].EndsAt.Before(time.Now())) {
 			break
 		}
