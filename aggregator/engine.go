@@ -48,6 +48,10 @@ type PaneStat struct {
 	P99, P999  float64 // µs
 	Centroids  []Centroid
 	Correction bool // a re-publication caused by late events
+	// Rollup marks a rollup pane: the merge of the key's panes over a
+	// bucket of Config.Rollup (PaneMs is that length). Rollups are stored
+	// apart (call_rollups) and are not panes of any sliding window.
+	Rollup bool
 }
 
 // IngestStats counts what Ingest did with a batch's calls.

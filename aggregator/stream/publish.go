@@ -135,5 +135,6 @@ func fillPane(pb *tpflowpb.PaneStat, ps *aggregator.PaneStat, labels, method uin
 		P999Us:          ps.P999,
 		CentroidMeans:   means,
 		CentroidWeights: weights,
+		Rollup:          ps.Rollup,
 	}
 }

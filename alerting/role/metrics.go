@@ -29,7 +29,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		panes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tpflow_alert_panes_total",
-			Help: "Final panes read from stats, by result: added to the windows, resource (a resource pane a resource measure reads), stale (older than every window) or rejected (other pane length).",
+			Help: "Final panes read from stats, by result: added to the windows, resource (a resource pane a resource measure reads), rollup (a 5-minute rollup, skipped), stale (older than every window) or rejected (other pane length).",
 		}, []string{"result"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tpflow_alert_rule_loads_total", Help: "Loads of the alert rules files, by result (ok or error).",

@@ -397,6 +397,11 @@ func (r *reader) add(raw []byte, cutoff int64) error {
 	if int(p.Labels) >= b.NumLabelSets() || int(p.Method) >= len(b.Symbols) || len(p.CentroidMeans) != len(p.CentroidWeights) {
 		return codec.ErrBadReference
 	}
+	if p.Rollup {
+		// 5-minute rollups are for storage; windows are built from panes.
+		r.m.panes.WithLabelValues("rollup").Inc()
+		return nil
+	}
 	if p.PaneStartUnixMs+int64(p.PaneMs) < cutoff {
 		r.m.panes.WithLabelValues("stale").Inc()
 		return nil

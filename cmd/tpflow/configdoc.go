@@ -66,6 +66,7 @@ var keyDocs = map[string]string{
 	"clickhouse.max_retry_backoff":             "Cap on the exponential backoff between insert retries.",
 	"clickhouse.retention_days":                "TTL of each table in days, set when the table is created; 0 keeps rows for ever.",
 	"clickhouse.retention_days.call_panes":     "Days call panes are kept.",
+	"clickhouse.retention_days.call_rollups":   "Days 5-minute call rollups are kept (they serve ranges of hours and days).",
 	"clickhouse.retention_days.logs":           "Days log lines are kept.",
 	"clickhouse.retention_days.metric_samples": "Days metric samples are kept.",
 	"clickhouse.retention_days.resource_panes": "Days resource panes are kept.",

@@ -39,6 +39,7 @@ type Config struct {
 // Retention holds a number of days per table; 0 means no TTL.
 type Retention struct {
 	CallPanes     int `yaml:"call_panes"`
+	CallRollups   int `yaml:"call_rollups"`
 	Logs          int `yaml:"logs"`
 	MetricSamples int `yaml:"metric_samples"`
 	ResourcePanes int `yaml:"resource_panes"`
@@ -95,6 +96,7 @@ func (c Config) Validate() error {
 		days int
 	}{
 		{"call_panes", c.RetentionDays.CallPanes},
+		{"call_rollups", c.RetentionDays.CallRollups},
 		{"logs", c.RetentionDays.Logs},
 		{"metric_samples", c.RetentionDays.MetricSamples},
 		{"resource_panes", c.RetentionDays.ResourcePanes},

@@ -63,6 +63,12 @@ func (w *Writer) WritePanes(ctx context.Context, rows []PaneRow) error {
 	return write(ctx, w, "call_panes", paneColumns, rows, (*PaneRow).check, appendPane)
 }
 
+// WriteRollups stores rows in call_rollups: panes of the 5-minute rollup,
+// with the same columns and identity as call_panes.
+func (w *Writer) WriteRollups(ctx context.Context, rows []PaneRow) error {
+	return write(ctx, w, "call_rollups", paneColumns, rows, (*PaneRow).check, appendPane)
+}
+
 // WriteLogs stores rows in logs. See Writer for when it returns.
 func (w *Writer) WriteLogs(ctx context.Context, rows []LogRow) error {
 	return write(ctx, w, "logs", logColumns, rows, (*LogRow).check, appendLog)

@@ -30,10 +30,7 @@ type converter interface {
 func newConverter(topic string) converter {
 	switch topic {
 	case kafka.TopicStats:
-		return &statsBuf{
-			panes:     rowBuf[clickhouse.PaneRow]{conv: panesOf, insert: (*clickhouse.Writer).WritePanes},
-			resources: rowBuf[clickhouse.ResourcePaneRow]{conv: resourcePanesOf, insert: (*clickhouse.Writer).WriteResourcePanes},
-		}
+		return newStatsBuf()
 	case kafka.TopicLogs:
 		return &rowBuf[clickhouse.LogRow]{conv: logsOf, insert: (*clickhouse.Writer).WriteLogs}
 	case kafka.TopicMetrics:
@@ -69,6 +66,17 @@ func (r *rowBuf[R]) add(b *codec.Batch, msg int) error {
 
 func (r *rowBuf[R]) rows() int { return len(r.buf) }
 
+// drop removes the trailing rows of message msg, the last one added.
+func (r *rowBuf[R]) drop(msg int) {
+	n := len(r.buf)
+	for n > 0 && r.msgOf[n-1] == msg {
+		n--
+	}
+	clear(r.buf[n:])
+	r.buf = r.buf[:n]
+	r.msgOf = r.msgOf[:n]
+}
+
 func (r *rowBuf[R]) write(ctx context.Context, w *clickhouse.Writer) ([]int, error) {
 	if len(r.buf) == 0 {
 		return nil, nil
@@ -92,45 +100,63 @@ func (r *rowBuf[R]) reset() {
 }
 
 // statsBuf is the converter of the stats topic, whose batches carry call
-// panes (call_panes) and resource panes (resource_panes).
+// panes (call_panes), rollup panes (call_rollups) and resource panes
+// (resource_panes).
 type statsBuf struct {
 	panes     rowBuf[clickhouse.PaneRow]
+	rollups   rowBuf[clickhouse.PaneRow]
 	resources rowBuf[clickhouse.ResourcePaneRow]
 }
 
-// add converts both kinds of b, or neither: a batch that fails leaves no
-// rows of either behind, as the DLQ gets the whole message.
-func (s *statsBuf) add(b *codec.Batch, msg int) error {
-	n := len(s.panes.buf) // one msgOf entry per row
-	if err := s.panes.add(b, msg); err != nil {
-		return err
+func newStatsBuf() *statsBuf {
+	return &statsBuf{
+		panes:     rowBuf[clickhouse.PaneRow]{conv: paneRows(false), insert: (*clickhouse.Writer).WritePanes},
+		rollups:   rowBuf[clickhouse.PaneRow]{conv: paneRows(true), insert: (*clickhouse.Writer).WriteRollups},
+		resources: rowBuf[clickhouse.ResourcePaneRow]{conv: resourcePanesOf, insert: (*clickhouse.Writer).WriteResourcePanes},
 	}
-	if err := s.resources.add(b, msg); err != nil {
-		clear(s.panes.buf[n:])
-		s.panes.buf = s.panes.buf[:n]
-		s.panes.msgOf = s.panes.msgOf[:n]
-		return err
+}
+
+// statsPart is one kind of row of the stats topic.
+type statsPart interface {
+	converter
+	drop(msg int)
+}
+
+func (s *statsBuf) parts() []statsPart { return []statsPart{&s.panes, &s.rollups, &s.resources} }
+
+// add converts every kind of b, or none: a batch that fails leaves no rows
+// of any kind behind, as the DLQ gets the whole message.
+func (s *statsBuf) add(b *codec.Batch, msg int) error {
+	parts := s.parts()
+	for i, p := range parts {
+		if err := p.add(b, msg); err != nil {
+			for _, done := range parts[:i] {
+				done.drop(msg)
+			}
+			return err
+		}
 	}
 	return nil
 }
 
-func (s *statsBuf) rows() int { return s.panes.rows() + s.resources.rows() }
+func (s *statsBuf) rows() int { return s.panes.rows() + s.rollups.rows() + s.resources.rows() }
 
 func (s *statsBuf) write(ctx context.Context, w *clickhouse.Writer) ([]int, error) {
-	bad, err := s.panes.write(ctx, w)
-	if err != nil {
-		return nil, err
+	var bad []int
+	for _, p := range s.parts() {
+		b, err := p.write(ctx, w)
+		if err != nil {
+			return nil, err
+		}
+		bad = append(bad, b...)
 	}
-	rbad, err := s.resources.write(ctx, w)
-	if err != nil {
-		return nil, err
-	}
-	return append(bad, rbad...), nil
+	return bad, nil
 }
 
 func (s *statsBuf) reset() {
-	s.panes.reset()
-	s.resources.reset()
+	for _, p := range s.parts() {
+		p.reset()
+	}
 }
 
 // labelsOf reads the four grouping labels of label set ls.
@@ -156,8 +182,17 @@ func refsOK(b *codec.Batch, ls uint32, syms ...uint32) bool {
 
 var errBadRef = codec.ErrBadReference
 
-// panesOf converts the PaneStats of b.
-func panesOf(dst []clickhouse.PaneRow, b *codec.Batch) ([]clickhouse.PaneRow, error) {
+// paneRows returns the converter of b's PaneStats that are rollups
+// (rollup) or panes (!rollup). Both converters check every PaneStat, so a
+// bad one fails the batch whichever kind it is.
+func paneRows(rollup bool) func(dst []clickhouse.PaneRow, b *codec.Batch) ([]clickhouse.PaneRow, error) {
+	return func(dst []clickhouse.PaneRow, b *codec.Batch) ([]clickhouse.PaneRow, error) {
+		return panesOf(dst, b, rollup)
+	}
+}
+
+// panesOf converts the PaneStats of b whose rollup flag is rollup.
+func panesOf(dst []clickhouse.PaneRow, b *codec.Batch, rollup bool) ([]clickhouse.PaneRow, error) {
 	var p tpflowpb.PaneStat
 	for _, raw := range b.Panes {
 		if err := proto.Unmarshal(raw, &p); err != nil {
@@ -165,6 +200,9 @@ func panesOf(dst []clickhouse.PaneRow, b *codec.Batch) ([]clickhouse.PaneRow, er
 		}
 		if !refsOK(b, p.Labels, p.Method) || len(p.CentroidMeans) != len(p.CentroidWeights) {
 			return dst, errBadRef
+		}
+		if p.Rollup != rollup {
+			continue
 		}
 		sys, app, grp, idc := labelsOf(b, p.Labels)
 		dst = append(dst, clickhouse.PaneRow{

@@ -39,7 +39,7 @@ func TestPanesOf(t *testing.T) {
 	if err := codec.Decode(bld.AppendTo(nil), &b); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := panesOf(nil, &b)
+	rows, err := panesOf(nil, &b, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestPanesOf(t *testing.T) {
 	if err := codec.Decode(bld.AppendTo(nil), &b); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := panesOf(nil, &b); !errors.Is(err, codec.ErrBadReference) {
+	if _, err := panesOf(nil, &b, false); !errors.Is(err, codec.ErrBadReference) {
 		t.Errorf("mismatched centroids: got %v", err)
 	}
 }

@@ -663,8 +663,12 @@ type PaneStat struct {
 	// percentiles.
 	CentroidMeans   []float64 `protobuf:"fixed64,15,rep,packed,name=centroid_means,json=centroidMeans,proto3" json:"centroid_means,omitempty"`
 	CentroidWeights []float64 `protobuf:"fixed64,16,rep,packed,name=centroid_weights,json=centroidWeights,proto3" json:"centroid_weights,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// rollup marks a rollup pane: the merge of one key's panes over a longer
+	// bucket (pane_ms, 5 minutes), stored apart from the panes (call_rollups)
+	// and not fed to sliding windows.
+	Rollup        bool `protobuf:"varint,17,opt,name=rollup,proto3" json:"rollup,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PaneStat) Reset() {
@@ -807,6 +811,13 @@ func (x *PaneStat) GetCentroidWeights() []float64 {
 		return x.CentroidWeights
 	}
 	return nil
+}
+
+func (x *PaneStat) GetRollup() bool {
+	if x != nil {
+		return x.Rollup
+	}
+	return false
 }
 
 // ResourcePane is the final (or corrected) summary of one resource metric of
@@ -1092,7 +1103,7 @@ const file_tpflow_proto_rawDesc = "" +
 	"\x06labels\x18\x02 \x01(\rR\x06labels\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\rR\x04name\x12\x14\n" +
 	"\x05value\x18\x04 \x01(\x01R\x05value\x12)\n" +
-	"\x04kind\x18\x05 \x01(\x0e2\x15.tpflow.v1.MetricKindR\x04kind\"\xbd\x03\n" +
+	"\x04kind\x18\x05 \x01(\x0e2\x15.tpflow.v1.MetricKindR\x04kind\"\xd5\x03\n" +
 	"\bPaneStat\x12\x16\n" +
 	"\x06labels\x18\x01 \x01(\rR\x06labels\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\rR\x06method\x12+\n" +
@@ -1110,7 +1121,8 @@ const file_tpflow_proto_rawDesc = "" +
 	"\x06p99_us\x18\r \x01(\x01R\x05p99Us\x12\x17\n" +
 	"\ap999_us\x18\x0e \x01(\x01R\x06p999Us\x12%\n" +
 	"\x0ecentroid_means\x18\x0f \x03(\x01R\rcentroidMeans\x12)\n" +
-	"\x10centroid_weights\x18\x10 \x03(\x01R\x0fcentroidWeights\"\xe6\x01\n" +
+	"\x10centroid_weights\x18\x10 \x03(\x01R\x0fcentroidWeights\x12\x16\n" +
+	"\x06rollup\x18\x11 \x01(\bR\x06rollup\"\xe6\x01\n" +
 	"\fResourcePane\x12\x16\n" +
 	"\x06labels\x18\x01 \x01(\rR\x06labels\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\rR\x04name\x12+\n" +

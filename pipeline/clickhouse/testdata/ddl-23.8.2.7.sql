@@ -122,3 +122,30 @@ ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(ts)
 ORDER BY (rule, fingerprint, ts, state);
 
+-- call_rollups
+CREATE TABLE IF NOT EXISTS tpflow.call_rollups
+(
+    pane_start       DateTime CODEC(DoubleDelta, ZSTD(1)),
+    pane_seconds     UInt32,
+    system           LowCardinality(String),
+    app              LowCardinality(String),
+    group_name       LowCardinality(String),
+    idc              LowCardinality(String),
+    method           LowCardinality(String),
+    count            UInt64,
+    errors           UInt64,
+    sum_us           Float64,
+    min_us           Float64,
+    max_us           Float64,
+    p50_us           Float64,
+    p90_us           Float64,
+    p99_us           Float64,
+    p999_us          Float64,
+    centroid_means   Array(Float64) CODEC(ZSTD(1)),
+    centroid_weights Array(Float64) CODEC(ZSTD(1)),
+    version          UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMMDD(pane_start)
+ORDER BY (system, app, group_name, idc, method, pane_start);
+
