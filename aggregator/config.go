@@ -38,6 +38,12 @@ type Config struct {
 	// RawBufferLimit is the number of raw latencies an open pane buffers
 	// before it switches to a live digest.
 	RawBufferLimit int `yaml:"raw_buffer_limit"`
+	// Rollup is the rollup bucket: 5m merges every key's final panes into
+	// one rollup pane per 5 minutes (stored in call_rollups, read for
+	// ranges of hours and days); 0 turns rollups off.
+	Rollup time.Duration `yaml:"rollup"`
+	// RollupCompression is the t-digest compression of rollup panes.
+	RollupCompression float64 `yaml:"rollup_compression"`
 }
 
 // DefaultConfig returns the documented defaults.
@@ -52,6 +58,8 @@ func DefaultConfig() Config {
 		Compression:       100,
 		WindowCompression: 50,
 		RawBufferLimit:    4096,
+		Rollup:            RollupLength,
+		RollupCompression: 50,
 	}
 }
 
@@ -100,6 +108,15 @@ func (c Config) Validate() error {
 	}
 	if c.RawBufferLimit < 0 {
 		add("raw_buffer_limit", "must not be negative, got %d", c.RawBufferLimit)
+	}
+	switch {
+	case c.Rollup != 0 && c.Rollup != RollupLength:
+		add("rollup", "must be %s (the length call_rollups' readers expect) or 0 (off), got %s", RollupLength, c.Rollup)
+	case c.Rollup != 0 && c.Pane >= time.Second && c.Rollup%c.Pane != 0:
+		add("rollup", "the pane %s does not divide the rollup %s; pick a pane that does, or set rollup: 0", c.Pane, c.Rollup)
+	}
+	if c.Rollup != 0 && (c.RollupCompression < 20 || c.RollupCompression > 5000) {
+		add("rollup_compression", "must be between 20 and 5000, got %g", c.RollupCompression)
 	}
 	return errors.Join(errs...)
 }

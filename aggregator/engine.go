@@ -601,12 +601,19 @@ func mergePanes(a, b pane, delta float64) pane {
 
 // stat summarises f; the PaneStat gets cents, which the caller hands over.
 func (e *Engine) stat(ks *keyState, f *pane, correction bool, cents []Centroid) PaneStat {
+	return paneStat(ks.key, f, e.paneMs, correction, false, cents)
+}
+
+// paneStat summarises the pane f of key k, of length lengthMs; the
+// PaneStat gets cents, which the caller hands over.
+func paneStat(k Key, f *pane, lengthMs int64, correction, rollup bool, cents []Centroid) PaneStat {
 	return PaneStat{
-		Key: ks.key, Start: f.start, PaneMs: e.paneMs, Version: f.count,
+		Key: k, Start: f.start, PaneMs: lengthMs, Version: f.count,
 		Count: f.count, Errors: f.errors, SumUs: f.sum, MinUs: f.min, MaxUs: f.max,
 		P50: f.quantile(0.5), P90: f.quantile(0.9), P99: f.quantile(0.99), P999: f.quantile(0.999),
 		Centroids:  cents,
 		Correction: correction,
+		Rollup:     rollup,
 	}
 }
 

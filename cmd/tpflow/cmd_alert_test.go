@@ -103,7 +103,7 @@ func TestAlertTest(t *testing.T) {
 	if code, out, _ := runCLI(t, "alert", "test", rules, "--input", clean); code != exitOK || !strings.Contains(out, "1 panes, 1 state changes, 0 bad lines") {
 		t.Errorf("clean: exit %d, stdout %q", code, out)
 	}
-	cfg := writeTemp(t, "tpflow.yaml", "aggregator:\n  pane: 7s\n  windows: [7s]\n")
+	cfg := writeTemp(t, "tpflow.yaml", "aggregator:\n  pane: 7s\n  windows: [7s]\n  rollup: 0s\n")
 	if code, _, errOut := runCLI(t, "alert", "--config", cfg, "test", rules, "--input", clean); code != exitError || !strings.Contains(errOut, "clean.jsonl:1: start 2026-01-01T12:00:00Z is not aligned to the pane length 7s") {
 		t.Errorf("7s panes: exit %d, stderr %q", code, errOut)
 	}

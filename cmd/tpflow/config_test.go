@@ -87,6 +87,7 @@ func TestBadConfigs(t *testing.T) {
 			`:11: log.format: must be text or json, got "xml"`,
 			`: aggregator.windows[0]: window 1m0s is shorter than pane 2m0s (default)`,
 			`: aggregator.windows[1]: window 5m0s is not a multiple of pane 2m0s (default)`,
+			`: aggregator.rollup: the pane 2m0s does not divide the rollup 5m0s; pick a pane that does, or set rollup: 0 (default)`,
 		}},
 		{"sections", []string{
 			`:2: aggregate.group_id: must not be empty`,
@@ -410,13 +411,13 @@ func TestSplitPath(t *testing.T) {
 }
 
 func TestLookupLineFollowsAliases(t *testing.T) {
-	data := []byte("common: &w [1m, 4m]\naggregator:\n  pane: 2m\n  windows: *w\n")
+	data := []byte("common: &w [30s, 4m]\naggregator:\n  pane: 1m\n  windows: *w\n")
 	cfg, err := loadConfig("alias.yaml", data, nil)
 	if err == nil {
 		t.Fatalf("loaded %+v; want the unknown key and the bad window", cfg)
 	}
 	want := "alias.yaml:1: unknown key \"common\"\n" +
-		"alias.yaml:1: aggregator.windows[0]: window 1m0s is shorter than pane 2m0s"
+		"alias.yaml:1: aggregator.windows[0]: window 30s is shorter than pane 1m0s"
 	if err.Error() != want {
 		t.Errorf("got\n%s\nwant\n%s", err, want)
 	}

@@ -25,6 +25,8 @@ var keyDocs = map[string]string{
 	"aggregator.max_keys":           "Cap on live keys; further keys fold into the method \"__other__\" of their app.",
 	"aggregator.compression":        "T-digest compression of emitted pane digests (20-5000; higher is more accurate).",
 	"aggregator.raw_buffer_limit":   "Raw latencies an open pane buffers before it switches to a live digest.",
+	"aggregator.rollup":             "Rollup bucket: 5m also merges every key's final panes into one pane per 5 minutes, stored in call_rollups and read by dashboards and the API for long ranges; 0 turns it off.",
+	"aggregator.rollup_compression": "t-digest compression of the 5-minute rollup panes (fewer centroids make day-long TP queries faster).",
 	"aggregator.window_compression": "T-digest compression of the in-memory pane copies behind sliding windows (20 up to compression; lower uses less memory).",
 
 	"aggregate":                "The aggregate role: its Kafka consumer group and how often it publishes panes.",
