@@ -74,6 +74,9 @@ type keyState struct {
 	ring   []pane              // final panes, ascending by start
 	// corrected marks ring panes changed by late events since last flush.
 	corrected []int64
+	// rolls are the rollup buckets being built or open to corrections,
+	// ascending by start.
+	rolls []rollup
 }
 
 const inlineID = 80
@@ -120,6 +123,10 @@ type Engine struct {
 	nkeys      int
 	labelCache []labelKey // per-batch label set resolution, reused
 	otherFolds uint64
+
+	rollMs      int64                 // rollup bucket length; 0: off
+	rollPending map[int64][]*keyState // bucket start -> keys whose rollup is not emitted
+	rollDirty   []*keyState           // keys with an emitted rollup changed by late events
 }
 
 // Option configures an Engine.
@@ -159,6 +166,9 @@ func New(cfg Config, opts ...Option) (*Engine, error) {
 		keys:    make(map[uint64]*keyState),
 		seed:    maphash.MakeSeed(),
 		pending: make(map[int64][]*keyState),
+		rollMs:  cfg.Rollup.Milliseconds(),
+
+		rollPending: make(map[int64][]*keyState),
 	}
 	e.retainMs = max(slices.Max(cfg.Windows).Milliseconds(), e.graceMs+e.paneMs)
 	// Slots for the panes open at once: lateness/pane + 3, rounded up to a
@@ -231,7 +241,7 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 			st.Overflow++
 		}
 		if curLate {
-			e.late(ks, curStart, c, &st)
+			e.late(ks, curStart, c, &st, p, offset)
 			continue
 		}
 		op := &ks.open[curSlot]
@@ -403,12 +413,15 @@ func (e *Engine) openPaneFor(ks *keyState, start int64, slot *openPane) *openPan
 
 // late handles an event whose pane is already final: within the grace it
 // corrects the pane, beyond it it is dropped. Both are counted.
-func (e *Engine) late(ks *keyState, start int64, c *codec.Call, st *IngestStats) {
+func (e *Engine) late(ks *keyState, start int64, c *codec.Call, st *IngestStats, p *Partition, offset int64) {
 	if start+e.paneMs+e.graceMs <= e.watermark {
 		st.Dropped++
 		return
 	}
 	st.Late++
+	if e.rollMs > 0 {
+		e.rollLate(ks, start, c, p, offset)
+	}
 	i, found := slices.BinarySearchFunc(ks.ring, start, func(p pane, s int64) int {
 		return cmpInt64(p.start, s)
 	})
@@ -443,10 +456,12 @@ func (e *Engine) RemovePartition(partition int32) {
 }
 
 // Flush advances the watermark, finalises every pane it has passed and
-// returns them, with pending corrections, in pane-start order. commit holds,
-// per partition, the offset up to which (exclusive) every event is in a pane
-// that is returned now or was returned before: once the returned panes are
-// published, committing these offsets loses nothing.
+// returns them, with pending corrections, in pane-start order, followed by
+// the rollups (Rollup set) whose buckets became final or were corrected.
+// commit holds, per partition, the offset up to which (exclusive) every
+// event is in a pane and a rollup that is returned now or was returned
+// before: once the returned panes are published, committing these offsets
+// loses nothing.
 func (e *Engine) Flush() (panes []PaneStat, commit map[int32]int64) {
 	nowT := e.now()
 	e.mu.Lock()
@@ -486,6 +501,9 @@ func (e *Engine) Flush() (panes []PaneStat, commit map[int32]int64) {
 				f := op.close(e.cfg.Compression, &e.work)
 				e.release(ks, op)
 				i, found := slices.BinarySearchFunc(ks.ring, s, func(p pane, x int64) int { return cmpInt64(p.start, x) })
+				if e.rollMs > 0 {
+					e.rollAdd(ks, &f)
+				}
 				if found {
 					// A late event created the pane first: merge.
 					ks.ring[i] = mergePanes(ks.ring[i], f, e.cfg.WindowCompression)
@@ -499,10 +517,17 @@ func (e *Engine) Flush() (panes []PaneStat, commit map[int32]int64) {
 				ks.ring = slices.Insert(ks.ring, i, f)
 			}
 			delete(e.pending, s)
-			e.progress.Published(s)
+			if e.rollMs > 0 {
+				e.progress.PublishedInto(s, e.rollStart(s))
+			} else {
+				e.progress.Published(s)
+			}
 		}
 		e.finalEnd = newEnd
 		e.trim()
+	}
+	if e.rollMs > 0 {
+		panes = e.emitRollups(panes)
 	}
 	commit = e.progress.Commit()
 	e.m.panesEmitted.Add(float64(len(panes)))
@@ -552,7 +577,10 @@ func (e *Engine) trim() {
 			if n > 0 {
 				ks.ring = slices.Delete(ks.ring, 0, n)
 			}
-			if len(ks.ring) == 0 && len(ks.corrected) == 0 && !ks.hasOpen() {
+			if e.rollMs > 0 {
+				ks.trimRolls(e.finalEnd - e.rollMs - e.graceMs)
+			}
+			if len(ks.ring) == 0 && len(ks.corrected) == 0 && len(ks.rolls) == 0 && !ks.hasOpen() {
 				e.nkeys--
 			} else {
 				ks.next = keep

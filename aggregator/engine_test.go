@@ -59,9 +59,12 @@ func (c *clock) now() time.Time { return c.t }
 
 var t0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 
+// newTestEngine returns an engine of the default config with rollups off
+// (the pane tests count panes; rollup_test.go turns them on), changed by mod.
 func newTestEngine(t *testing.T, mod func(*Config)) (*Engine, *clock) {
 	t.Helper()
 	cfg := DefaultConfig()
+	cfg.Rollup = 0
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -134,6 +137,7 @@ func TestOutOfOrderWithinLatenessLandsInItsPane(t *testing.T) {
 func TestLateEventsWithinGraceCorrectBeyondGraceAreCounted(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	cfg := DefaultConfig()
+	cfg.Rollup = 0
 	cfg.Grace = 20 * time.Second
 	clk := &clock{t: t0}
 	e, err := New(cfg, WithClock(clk.now), WithRegisterer(reg))

@@ -3,15 +3,16 @@ package aggregator
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	eventsIn     prometheus.Counter
-	late         prometheus.Counter
-	lateDropped  prometheus.Counter
-	future       prometheus.Counter
-	overflow     prometheus.Counter
-	overflowKeys prometheus.Counter
-	panesEmitted prometheus.Counter
-	liveKeys     prometheus.Gauge
-	watermarkLag prometheus.Gauge
+	eventsIn       prometheus.Counter
+	late           prometheus.Counter
+	lateDropped    prometheus.Counter
+	future         prometheus.Counter
+	overflow       prometheus.Counter
+	overflowKeys   prometheus.Counter
+	panesEmitted   prometheus.Counter
+	rollupsEmitted prometheus.Counter
+	liveKeys       prometheus.Gauge
+	watermarkLag   prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -22,15 +23,16 @@ func newMetrics() *metrics {
 		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "tpflow", Subsystem: "aggregator", Name: name, Help: help})
 	}
 	return &metrics{
-		eventsIn:     c("events_total", "Call events aggregated into open panes."),
-		late:         c("late_events_total", "Events that arrived after their pane was final, within the grace: they produce a corrected pane."),
-		lateDropped:  c("late_dropped_events_total", "Events that arrived after their pane's grace ended: dropped."),
-		future:       c("future_events_total", "Events dated further ahead of the wall clock than the allowed clock skew: dropped."),
-		overflow:     c("overflow_events_total", "Events of keys beyond the key cap, folded into the __other__ method."),
-		overflowKeys: c("overflow_keys_total", "Key lookups that found the key cap reached."),
-		panesEmitted: c("panes_emitted_total", "Pane statistics emitted, corrections included."),
-		liveKeys:     g("live_keys", "Keys held in memory."),
-		watermarkLag: g("watermark_lag_seconds", "Wall clock minus the global watermark."),
+		eventsIn:       c("events_total", "Call events aggregated into open panes."),
+		late:           c("late_events_total", "Events that arrived after their pane was final, within the grace: they produce a corrected pane."),
+		lateDropped:    c("late_dropped_events_total", "Events that arrived after their pane's grace ended: dropped."),
+		future:         c("future_events_total", "Events dated further ahead of the wall clock than the allowed clock skew: dropped."),
+		overflow:       c("overflow_events_total", "Events of keys beyond the key cap, folded into the __other__ method."),
+		overflowKeys:   c("overflow_keys_total", "Key lookups that found the key cap reached."),
+		panesEmitted:   c("panes_emitted_total", "Pane statistics emitted, corrections and rollups included."),
+		rollupsEmitted: c("rollups_emitted_total", "5-minute rollup panes emitted, corrections included."),
+		liveKeys:       g("live_keys", "Keys held in memory."),
+		watermarkLag:   g("watermark_lag_seconds", "Wall clock minus the global watermark."),
 	}
 }
 
@@ -38,5 +40,5 @@ func (m *metrics) register(r prometheus.Registerer) {
 	if r == nil {
 		return
 	}
-	r.MustRegister(m.eventsIn, m.late, m.lateDropped, m.future, m.overflow, m.overflowKeys, m.panesEmitted, m.liveKeys, m.watermarkLag)
+	r.MustRegister(m.eventsIn, m.late, m.lateDropped, m.future, m.overflow, m.overflowKeys, m.panesEmitted, m.rollupsEmitted, m.liveKeys, m.watermarkLag)
 }

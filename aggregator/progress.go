@@ -24,6 +24,10 @@ type Partition struct {
 	lastSeen time.Time // wall clock of the last message with events
 	last     int64     // offset of the last message read
 	first    map[int64]int64
+	// held is, per rollup bucket not yet published, the first offset of
+	// this partition that fed it: its panes were published, but the
+	// bucket's rollup was not (see DESIGN.md).
+	held map[int64]int64
 }
 
 // NewProgress returns the progress of an engine configured by cfg.
@@ -42,7 +46,7 @@ func NewProgress(cfg Config) *Progress {
 func (g *Progress) Read(partition int32, offset int64, now time.Time, events bool) *Partition {
 	p := g.parts[partition]
 	if p == nil {
-		p = &Partition{maxTs: math.MinInt64, last: -1, first: make(map[int64]int64)}
+		p = &Partition{maxTs: math.MinInt64, last: -1, first: make(map[int64]int64), held: make(map[int64]int64)}
 		g.parts[partition] = p
 	}
 	p.last = offset
@@ -105,6 +109,34 @@ func (g *Progress) Published(start int64) {
 	}
 }
 
+// PublishedInto is Published for a pane whose events also go into the
+// rollup bucket starting at bucket: its first offsets keep holding the
+// commit back, now for the bucket, until Released(bucket).
+func (g *Progress) PublishedInto(start, bucket int64) {
+	for _, p := range g.parts {
+		if off, ok := p.first[start]; ok {
+			p.HoldsRollup(bucket, off)
+			delete(p.first, start)
+		}
+	}
+}
+
+// HoldsRollup records that the message at offset holds an event of the
+// rollup bucket starting at bucket, which is not published yet.
+func (p *Partition) HoldsRollup(bucket, offset int64) {
+	if cur, ok := p.held[bucket]; !ok || offset < cur {
+		p.held[bucket] = offset
+	}
+}
+
+// Released forgets the offsets held for the rollup bucket starting at
+// bucket: its rollup is being published.
+func (g *Progress) Released(bucket int64) {
+	for _, p := range g.parts {
+		delete(p.held, bucket)
+	}
+}
+
 // Commit returns, per partition, the offset below which every message read
 // is in published panes only.
 func (g *Progress) Commit() map[int32]int64 {
@@ -112,6 +144,9 @@ func (g *Progress) Commit() map[int32]int64 {
 	for id, p := range g.parts {
 		c := p.last + 1
 		for _, off := range p.first {
+			c = min(c, off)
+		}
+		for _, off := range p.held {
 			c = min(c, off)
 		}
 		commit[id] = c

@@ -4,6 +4,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/tpflow/tpflow/pipeline/codec"
 )
 
 // RollupLength is the length of a rollup bucket: every key's final panes
@@ -58,4 +60,102 @@ func MergeRollup(ps []PaneStat, start int64, d time.Duration, delta float64) Pan
 		k = ps[0].Key
 	}
 	return paneStat(k, &r, d.Milliseconds(), false, true, slices.Clone(r.cents))
+}
+
+// rollStart returns the start of the rollup bucket holding time ts.
+func (e *Engine) rollStart(ts int64) int64 {
+	r := ts % e.rollMs
+	if r < 0 {
+		r += e.rollMs
+	}
+	return ts - r
+}
+
+// rollAt returns ks's rollup bucket starting at b, creating it (and
+// queueing it for emission) when it does not exist.
+func (e *Engine) rollAt(ks *keyState, b int64) *rollup {
+	i, found := slices.BinarySearchFunc(ks.rolls, b, func(r rollup, x int64) int { return cmpInt64(r.start, x) })
+	if !found {
+		ks.rolls = slices.Insert(ks.rolls, i, rollup{pane: newRollupPane(b)})
+		e.rollPending[b] = append(e.rollPending[b], ks)
+	}
+	return &ks.rolls[i]
+}
+
+// rollAdd merges the just finalised pane f of ks into its rollup bucket.
+func (e *Engine) rollAdd(ks *keyState, f *pane) {
+	r := e.rollAt(ks, e.rollStart(f.start))
+	r.absorb(f, e.cfg.RollupCompression, &e.work)
+}
+
+// rollLate adds a late event, read from partition p at offset, of ks's
+// final pane starting at start to the pane's rollup bucket. A bucket not
+// emitted yet holds the offset back until it is; an emitted one is
+// re-emitted as a correction by the next Flush, which also returns the
+// commit offsets that pass the event.
+func (e *Engine) rollLate(ks *keyState, start int64, c *codec.Call, p *Partition, offset int64) {
+	b := e.rollStart(start)
+	r := e.rollAt(ks, b)
+	r.addLate(c.LatencyUs, c.OK, e.cfg.RollupCompression)
+	if !r.emitted {
+		p.HoldsRollup(b, offset)
+		return
+	}
+	if !r.dirty {
+		r.dirty = true
+		e.rollDirty = append(e.rollDirty, ks)
+	}
+}
+
+// emitRollups appends to panes the corrections of emitted rollups and the
+// rollups of every bucket that the final edge has passed, and releases the
+// offsets those buckets held.
+func (e *Engine) emitRollups(panes []PaneStat) []PaneStat {
+	for _, ks := range e.rollDirty {
+		for i := range ks.rolls {
+			if r := &ks.rolls[i]; r.dirty {
+				r.dirty = false
+				panes = append(panes, paneStat(ks.key, &r.pane, e.rollMs, true, true, slices.Clone(r.cents)))
+				e.m.rollupsEmitted.Inc()
+			}
+		}
+	}
+	e.rollDirty = e.rollDirty[:0]
+	var ready []int64
+	for b := range e.rollPending {
+		if b+e.rollMs <= e.finalEnd {
+			ready = append(ready, b)
+		}
+	}
+	slices.Sort(ready)
+	for _, b := range ready {
+		for _, ks := range e.rollPending[b] {
+			i, found := slices.BinarySearchFunc(ks.rolls, b, func(r rollup, x int64) int { return cmpInt64(r.start, x) })
+			if !found || ks.rolls[i].emitted {
+				continue
+			}
+			r := &ks.rolls[i]
+			r.emitted = true
+			panes = append(panes, paneStat(ks.key, &r.pane, e.rollMs, false, true, slices.Clone(r.cents)))
+			e.m.rollupsEmitted.Inc()
+		}
+		delete(e.rollPending, b)
+		e.progress.Released(b)
+	}
+	return panes
+}
+
+// trimRolls drops the emitted, unchanged rollups of buckets ending at or
+// before cut: late events can no longer reach them.
+func (ks *keyState) trimRolls(cut int64) {
+	n := 0
+	for _, r := range ks.rolls {
+		if r.emitted && !r.dirty && r.start <= cut {
+			continue
+		}
+		ks.rolls[n] = r
+		n++
+	}
+	clear(ks.rolls[n:])
+	ks.rolls = ks.rolls[:n]
 }

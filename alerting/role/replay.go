@@ -110,6 +110,7 @@ func Replay(rules []*alerting.Rule, pane time.Duration, file string, in io.Reade
 		return res, nil
 	}
 	cfg := aggregator.DefaultConfig()
+	cfg.Rollup = 0 // replay reads windows only
 	cfg.Pane = pane
 	cfg.Grace = 0
 	var longest time.Duration
