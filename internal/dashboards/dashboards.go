@@ -8,6 +8,7 @@ package dashboards
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/grafana/grafana-foundation-sdk/go/cog"
@@ -58,17 +59,65 @@ func bucket(col string) string {
 	return "toDateTime(intDiv(toUInt32(" + col + "), $__interval_s) * $__interval_s)"
 }
 
+// RollupSeconds is the length of a call_rollups pane (aggregator.RollupLength):
+// pane_start is a multiple of it since the Unix epoch.
+const RollupSeconds = 300
+
+// Rollup gates: when a panel may read call_rollups. A time series may when
+// its bucket is a multiple of the rollup, so that each rollup lies in one
+// bucket; a table over the whole range may when the range is longer than
+// an hour (shorter ranges hold at most 360 panes per key, cheap to read,
+// and keep the panes' finer digests).
+var (
+	seriesGate = "$__interval_s % " + rollupS + " = 0"
+	tableGate  = "toUInt32($__toTime) - toUInt32($__fromTime) > 3600"
+)
+
+var rollupS = strconv.Itoa(RollupSeconds)
+
+// callRows is the row source of every call panel: the columns cols of the
+// call panes in the time range that match where, read from call_rollups
+// where 5-minute rollups cover them and from call_panes elsewhere, both
+// deduplicated by FINAL.
+//
+// The rollups used are the ones that lie wholly in the range (start at or
+// after the first multiple of 5 minutes in it, end by its end) and match
+// where; lo and hi are the start of the oldest and the end of the newest
+// of them (the rollup horizon). Rollups are read for lo <= pane_start < hi
+// and panes for the rest of the range: the partial 5 minutes at either end,
+// the panes newer than the newest rollup (rollups are written once their
+// bucket is final, after the panes) and any time before rollups existed.
+// When gate is false, or no rollup is in the range, lo and hi are in 1970
+// and the whole range comes from call_panes; the rollup branch's range is
+// then empty, so ClickHouse prunes every partition of call_rollups.
+func callRows(cols, where, gate string) string {
+	first := "toDateTime(intDiv(toUInt32($__fromTime) + " + strconv.Itoa(RollupSeconds-1) + ", " + rollupS + ") * " + rollupS + ")"
+	covered := "(SELECT AGG FROM call_rollups WHERE " + gate + " AND pane_start >= " + first +
+		" AND pane_start <= $__toTime - " + rollupS + where + ")"
+	lo := strings.Replace(covered, "AGG", "min(pane_start)", 1)
+	hi := strings.Replace(covered, "AGG", "max(pane_start) + "+rollupS, 1)
+	return "(SELECT " + cols + " FROM call_rollups FINAL WHERE pane_start >= " + lo + " AND pane_start < " + hi + where +
+		" UNION ALL SELECT " + cols + " FROM call_panes FINAL WHERE $__timeFilter(pane_start)" +
+		" AND (pane_start < " + lo + " OR pane_start >= " + hi + ")" + where + ")"
+}
+
 // centroids is the row source of every latency quantile: the stored
-// centroids of the selected panes, one row per centroid, deduplicated by
-// FINAL before the ARRAY JOIN. i is the centroid's index in its pane, so
-// that pane columns (count, errors) are summed once per pane with
-// sumIf(col, i = 1). Weights are rounded to whole calls because
+// centroids of the selected panes (callRows), one row per centroid,
+// deduplicated by FINAL before the ARRAY JOIN. i is the centroid's index in
+// its pane, so that pane columns (count, errors) are summed once per pane
+// with sumIf(col, i = 1). Weights are rounded to whole calls because
 // quantilesExactWeighted takes integer weights.
-func centroids(cols, where string) string {
-	return "(SELECT " + cols + ", centroid_means, centroid_weights FROM call_panes FINAL" +
-		" WHERE $__timeFilter(pane_start)" + where + ")" +
+func centroids(cols, where, gate string) string {
+	return callRows(cols+", centroid_means, centroid_weights", where, gate) +
 		" ARRAY JOIN centroid_means AS mean, arrayMap(x -> toUInt64(round(x)), centroid_weights) AS w, arrayEnumerate(centroid_means) AS i"
 }
+
+// seriesPoints is the maxDataPoints of every ClickHouse time series: Grafana
+// divides the range by it and rounds (rangeutil roundInterval), so a day
+// (288 s) gets a 5m $__interval and every longer range a multiple of 5m
+// (10m, 15m, 20m, 30m, 1h, ...), which lets the panels read call_rollups.
+// Ranges up to 17.5 h get 2m or less and read call_panes.
+const seriesPoints = 300
 
 const tpLevels = "quantilesExactWeighted(0.5, 0.9, 0.99, 0.999)(mean, w)"
 
@@ -97,7 +146,7 @@ func (p panel) build() cog.Builder[dashboard.Panel] {
 		if p.targets[0].(interface{ isPrometheus() bool }).isPrometheus() {
 			b.Datasource(PrometheusRef)
 		} else {
-			b.Datasource(ClickHouseRef)
+			b.Datasource(ClickHouseRef).MaxDataPoints(seriesPoints)
 		}
 		for _, t := range p.targets {
 			b.WithTarget(t)
@@ -221,20 +270,20 @@ func serviceOverview() (dashboard.Dashboard, error) {
 				description: "Calls in each interval divided by its length (the minimum interval is 1m, a multiple of the pane).",
 				targets: []cog.Builder[variants.Dataquery]{chSeries("A",
 					"SELECT "+bucket("pane_start")+" AS time, app AS series, sum(count) / $__interval_s AS qps"+
-						" FROM call_panes FINAL WHERE $__timeFilter(pane_start)"+sel+
+						" FROM "+callRows("pane_start, app, count", sel, seriesGate)+
 						" GROUP BY time, series ORDER BY time, series")}},
 			{kind: "timeseries", title: "Error rate by app", unit: "percentunit", w: 12, h: 8, interval: "1m",
 				description: "Failed calls over all calls in each interval.",
 				targets: []cog.Builder[variants.Dataquery]{chSeries("A",
 					"SELECT "+bucket("pane_start")+" AS time, app AS series, sum(errors) / sum(count) AS error_rate"+
-						" FROM call_panes FINAL WHERE $__timeFilter(pane_start)"+sel+
+						" FROM "+callRows("pane_start, app, count, errors", sel, seriesGate)+
 						" GROUP BY time, series ORDER BY time, series")}},
 			{kind: "timeseries", title: "Latency TP50 / TP90 / TP99 / TP999", unit: "µs", w: 24, h: 9, interval: "1m",
 				description: "Percentiles of every selected call in each interval, merged from the panes' centroids (quantilesExactWeighted over ARRAY JOIN).",
 				targets: []cog.Builder[variants.Dataquery]{chSeries("A",
 					"SELECT time, q[1] AS tp50, q[2] AS tp90, q[3] AS tp99, q[4] AS tp999 FROM ("+
 						"SELECT "+bucket("pane_start")+" AS time, "+tpLevels+" AS q FROM "+
-						centroids("pane_start", sel)+" GROUP BY time) ORDER BY time")}},
+						centroids("pane_start", sel, seriesGate)+" GROUP BY time) ORDER BY time")}},
 			{kind: "table", title: "Slowest methods", w: 24, h: 10,
 				link:        "Method detail|/d/tpflow-method-detail?${system:queryparam}&var-app=${__data.fields.app_name}&var-method=${__data.fields.method_name}&${__url_time_range}",
 				description: "The 20 methods with the highest TP99 over the whole range; calls and errors are exact, percentiles merged from centroids.",
@@ -243,7 +292,7 @@ func serviceOverview() (dashboard.Dashboard, error) {
 						" q[1] AS tp50_us, q[2] AS tp90_us, q[3] AS tp99_us, q[4] AS tp999_us, max_us_ FROM ("+
 						"SELECT app AS app_name, method AS method_name, sumIf(count, i = 1) AS calls, sumIf(errors, i = 1) AS errors_,"+
 						" "+tpLevels+" AS q, max(max_us) AS max_us_"+
-						" FROM "+centroids("app, method, count, errors, max_us", sel)+
+						" FROM "+centroids("app, method, count, errors, max_us", sel, tableGate)+
 						" GROUP BY app_name, method_name) ORDER BY tp99_us DESC, app_name, method_name LIMIT 20")}},
 		})
 }
@@ -264,18 +313,18 @@ func methodDetail() (dashboard.Dashboard, error) {
 			{kind: "timeseries", title: "Calls per second by group / IDC", unit: "reqps", w: 12, h: 8, interval: "1m",
 				targets: []cog.Builder[variants.Dataquery]{chSeries("A",
 					"SELECT "+bucket("pane_start")+" AS time, "+series+" AS series, sum(count) / $__interval_s AS qps"+
-						" FROM call_panes FINAL WHERE $__timeFilter(pane_start)"+sel+
+						" FROM "+callRows("pane_start, group_name, idc, count", sel, seriesGate)+
 						" GROUP BY time, series ORDER BY time, series")}},
 			{kind: "timeseries", title: "TP99 by group / IDC", unit: "µs", w: 12, h: 8, interval: "1m",
 				targets: []cog.Builder[variants.Dataquery]{chSeries("A",
 					"SELECT "+bucket("pane_start")+" AS time, "+series+" AS series, quantileExactWeighted(0.99)(mean, w) AS tp99"+
-						" FROM "+centroids("pane_start, group_name, idc", sel)+
+						" FROM "+centroids("pane_start, group_name, idc", sel, seriesGate)+
 						" GROUP BY time, series ORDER BY time, series")}},
 			{kind: "timeseries", title: "Latency TP50 / TP90 / TP99 / TP999", unit: "µs", w: 24, h: 8, interval: "1m",
 				targets: []cog.Builder[variants.Dataquery]{chSeries("A",
 					"SELECT time, q[1] AS tp50, q[2] AS tp90, q[3] AS tp99, q[4] AS tp999 FROM ("+
 						"SELECT "+bucket("pane_start")+" AS time, "+tpLevels+" AS q FROM "+
-						centroids("pane_start", sel)+" GROUP BY time) ORDER BY time")}},
+						centroids("pane_start", sel, seriesGate)+" GROUP BY time) ORDER BY time")}},
 			{kind: "table", title: "By group and IDC", w: 24, h: 8,
 				description: "Totals over the range; percentiles merged from centroids.",
 				targets: []cog.Builder[variants.Dataquery]{chTable("A",
@@ -283,7 +332,7 @@ func methodDetail() (dashboard.Dashboard, error) {
 						" q[1] AS tp50_us, q[2] AS tp90_us, q[3] AS tp99_us, q[4] AS tp999_us, max_us_ FROM ("+
 						"SELECT group_name AS group_, idc AS idc_, sumIf(count, i = 1) AS calls, sumIf(errors, i = 1) AS errors_,"+
 						" "+tpLevels+" AS q, max(max_us) AS max_us_"+
-						" FROM "+centroids("group_name, idc, count, errors, max_us", sel)+
+						" FROM "+centroids("group_name, idc, count, errors, max_us", sel, tableGate)+
 						" GROUP BY group_, idc_) ORDER BY group_, idc_")}},
 		})
 }
@@ -441,7 +490,7 @@ func pipelineHealth() (dashboard.Dashboard, error) {
 				description: "Calls in ClickHouse by event time (call panes, deduplicated): what dashboards and reports see.",
 				targets: []cog.Builder[variants.Dataquery]{chSeries("A",
 					"SELECT "+bucket("pane_start")+" AS time, sum(count) / $__interval_s AS calls_per_second"+
-						" FROM call_panes FINAL WHERE $__timeFilter(pane_start) GROUP BY time ORDER BY time")}},
+						" FROM "+callRows("pane_start, count", "", seriesGate)+" GROUP BY time ORDER BY time")}},
 			{kind: "stat", title: "Newest pane age", unit: "s", w: 24, h: 5,
 				description: "Seconds from the newest call and resource pane start in the range to the end of the range: the end-to-end delay, pane length included (huge when the range holds no pane).",
 				targets: []cog.Builder[variants.Dataquery]{chTable("A",

@@ -229,34 +229,63 @@ func compress(sorted []float64, delta float64) (means, weights []float64) {
 	return means, weights
 }
 
-// rows returns what the sink would have stored: the panes the aggregator
-// engine makes of the raw calls, the other rows as they would be, plus
-// older versions and duplicates that FINAL must remove.
-func (d dataset) rows(tb testing.TB) (panes []clickhouse.PaneRow, res []clickhouse.ResourcePaneRow, metrics []clickhouse.MetricRow, alerts []clickhouse.AlertRow) {
-	for i, st := range enginePanes(tb, d.calls) {
-		row := clickhouse.PaneRow{PaneStart: time.UnixMilli(st.Start), PaneSeconds: uint32(st.PaneMs / 1000),
-			System: st.Key.System, App: st.Key.App, Group: st.Key.Group, IDC: st.Key.IDC, Method: st.Key.Method,
-			Count: st.Count, Errors: st.Errors, SumUs: float64(st.SumUs), MinUs: float64(st.MinUs), MaxUs: float64(st.MaxUs),
-			P50Us: st.P50, P90Us: st.P90, P99Us: st.P99, P999Us: st.P999, Version: st.Version}
-		for _, c := range st.Centroids {
-			row.CentroidMeans = append(row.CentroidMeans, float64(c.Mean))
-			row.CentroidWeights = append(row.CentroidWeights, float64(c.Weight))
-		}
+// rollupsWritten is the rollup horizon of the dataset: the rollups of the
+// 5-minute buckets from here on are not in call_rollups yet (they lag
+// behind the panes), so a range that reaches past it needs call_panes.
+var rollupsWritten = t0.Add(25 * time.Minute)
+
+// paneRow is the row the sink stores for a PaneStat.
+func paneRow(st aggregator.PaneStat) clickhouse.PaneRow {
+	row := clickhouse.PaneRow{PaneStart: time.UnixMilli(st.Start), PaneSeconds: uint32(st.PaneMs / 1000),
+		System: st.Key.System, App: st.Key.App, Group: st.Key.Group, IDC: st.Key.IDC, Method: st.Key.Method,
+		Count: st.Count, Errors: st.Errors, SumUs: float64(st.SumUs), MinUs: float64(st.MinUs), MaxUs: float64(st.MaxUs),
+		P50Us: st.P50, P90Us: st.P90, P99Us: st.P99, P999Us: st.P999, Version: st.Version}
+	for _, c := range st.Centroids {
+		row.CentroidMeans = append(row.CentroidMeans, float64(c.Mean))
+		row.CentroidWeights = append(row.CentroidWeights, float64(c.Weight))
+	}
+	return row
+}
+
+// withOldVersions returns rows plus what FINAL must remove: an earlier,
+// partial and wrong version of every 7th row and a re-published copy of
+// every 11th.
+func withOldVersions(rows []clickhouse.PaneRow) []clickhouse.PaneRow {
+	var out []clickhouse.PaneRow
+	for i, row := range rows {
 		if i%7 == 0 {
-			// An earlier, partial version of the pane.
 			old := row
 			old.Count, old.Version = row.Count/2, row.Version-1
 			old.Errors = min(row.Errors+5, old.Count)
 			old.MaxUs *= 10
 			old.CentroidMeans = []float64{row.MaxUs * 50}
 			old.CentroidWeights = []float64{float64(old.Count)}
-			panes = append(panes, old)
+			out = append(out, old)
 		}
-		panes = append(panes, row)
+		out = append(out, row)
 		if i%11 == 0 {
-			panes = append(panes, row) // re-published
+			out = append(out, row) // re-published
 		}
 	}
+	return out
+}
+
+// rows returns what the sink would have stored: the panes and the rollups
+// the aggregator engine makes of the raw calls (rollups up to
+// rollupsWritten), the other rows as they would be, plus older versions
+// and duplicates that FINAL must remove.
+func (d dataset) rows(tb testing.TB) (panes, rollups []clickhouse.PaneRow, res []clickhouse.ResourcePaneRow, metrics []clickhouse.MetricRow, alerts []clickhouse.AlertRow) {
+	ps, rs := enginePanes(tb, d.calls)
+	for _, st := range ps {
+		panes = append(panes, paneRow(st))
+	}
+	panes = withOldVersions(panes)
+	for _, st := range rs {
+		if st.Start < rollupsWritten.UnixMilli() {
+			rollups = append(rollups, paneRow(st))
+		}
+	}
+	rollups = withOldVersions(rollups)
 	for i, p := range d.res {
 		row := clickhouse.ResourcePaneRow{PaneStart: p.start, PaneSeconds: paneSec, System: p.key.system, App: p.key.app, Group: p.key.group,
 			IDC: p.key.idc, Host: p.key.host, Container: p.key.container, Name: p.name, Count: p.count, Avg: p.avg, Max: p.max, P95: p.p95,
@@ -277,13 +306,16 @@ func (d dataset) rows(tb testing.TB) (panes []clickhouse.PaneRow, res []clickhou
 		}
 	}
 	alerts = append(slices.Clone(d.alerts), d.alerts[:4]...) // some sent twice
-	return panes, res, metrics, alerts
+	return panes, rollups, res, metrics, alerts
 }
 
 // enginePanes feeds the calls, pane by pane in time order, through a real
 // aggregator engine with the default configuration and returns the final
-// panes it emits: the digests in ClickHouse are the ones production stores.
-func enginePanes(tb testing.TB, calls []callPane) []aggregator.PaneStat {
+// panes and the 5-minute rollups it emits: the digests in ClickHouse are
+// the ones production stores. An engine that emits no rollups (rollups
+// off) gets them built from its panes by aggregator.MergeRollup, the
+// engine's own merge.
+func enginePanes(tb testing.TB, calls []callPane) (panes, rollups []aggregator.PaneStat) {
 	tb.Helper()
 	now := t0.Add(-time.Hour)
 	eng, err := aggregator.New(aggregator.DefaultConfig(), aggregator.WithClock(func() time.Time { return now }))
@@ -323,15 +355,58 @@ func enginePanes(tb testing.TB, calls []callPane) []aggregator.PaneStat {
 	now = now.Add(time.Hour)
 	ps, _ := eng.Flush()
 	out = append(out, ps...)
-	var n uint64
+	var n, nr uint64
 	for _, p := range out {
 		if p.Correction {
 			tb.Fatalf("unexpected correction of %+v", p.Key)
 		}
+		if p.Rollup {
+			if p.PaneMs != aggregator.RollupLength.Milliseconds() || p.Start%p.PaneMs != 0 {
+				tb.Fatalf("rollup of %+v: %d ms at %d", p.Key, p.PaneMs, p.Start)
+			}
+			rollups = append(rollups, p)
+			nr += p.Count
+			continue
+		}
+		panes = append(panes, p)
 		n += p.Count
 	}
 	if n != uint64(events) {
 		tb.Fatalf("engine panes hold %d calls, %d were ingested", n, events)
+	}
+	if len(rollups) == 0 {
+		rollups = mergeRollups(panes)
+		tb.Logf("the engine emits no rollups: %d built with aggregator.MergeRollup", len(rollups))
+	} else if nr != uint64(events) {
+		tb.Fatalf("engine rollups hold %d calls, %d were ingested", nr, events)
+	}
+	return panes, rollups
+}
+
+// mergeRollups builds the 5-minute rollups of final panes with
+// aggregator.MergeRollup at the default rollup compression, each key's
+// panes merged in time order as the engine does.
+func mergeRollups(panes []aggregator.PaneStat) []aggregator.PaneStat {
+	type bk struct {
+		k     aggregator.Key
+		start int64
+	}
+	rl := aggregator.RollupLength.Milliseconds()
+	groups := map[bk][]aggregator.PaneStat{}
+	var order []bk
+	for _, p := range panes {
+		b := bk{p.Key, p.Start / rl * rl}
+		if groups[b] == nil {
+			order = append(order, b)
+		}
+		groups[b] = append(groups[b], p)
+	}
+	delta := aggregator.DefaultConfig().RollupCompression
+	out := make([]aggregator.PaneStat, 0, len(order))
+	for _, b := range order {
+		ps := groups[b]
+		slices.SortFunc(ps, func(x, y aggregator.PaneStat) int { return int(x.Start - y.Start) })
+		out = append(out, aggregator.MergeRollup(ps, b.start, aggregator.RollupLength, delta))
 	}
 	return out
 }

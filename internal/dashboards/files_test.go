@@ -53,9 +53,11 @@ func TestCommittedFilesAreFresh(t *testing.T) {
 // jsonPanel is the part of a generated panel the tests read, decoded from
 // the JSON Grafana loads.
 type jsonPanel struct {
-	Type       string `json:"type"`
-	Title      string `json:"title"`
-	Datasource struct {
+	Type          string   `json:"type"`
+	Title         string   `json:"title"`
+	MaxDataPoints *float64 `json:"maxDataPoints"`
+	Interval      string   `json:"interval"`
+	Datasource    struct {
 		Type string `json:"type"`
 		UID  string `json:"uid"`
 	} `json:"datasource"`
