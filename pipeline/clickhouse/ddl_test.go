@@ -96,7 +96,7 @@ func TestDDLVersionsAndNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"call_panes", "logs", "metric_samples", "resource_panes", "alerts"}
+	want := []string{"call_panes", "logs", "metric_samples", "resource_panes", "alerts", "call_rollups"}
 	if len(ms) != len(want) {
 		t.Fatalf("%d migrations, want %d", len(ms), len(want))
 	}

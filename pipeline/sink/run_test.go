@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -89,6 +90,27 @@ func TestRunAllTopics(t *testing.T) {
 		PaneMs: 10000, Version: 1, Count: 4, CentroidMeans: []float64{1, 2}, CentroidWeights: []float64{2, 2}}); err != nil {
 		t.Fatal(err)
 	}
+	// The same message carries the pane's 5-minute rollup: it goes to
+	// call_rollups, not call_panes.
+	if err := b.AddPane(&tpflowpb.PaneStat{Labels: ls, Method: b.Symbol("M"), PaneStartUnixMs: now.Truncate(5 * time.Minute).UnixMilli(),
+		PaneMs: 300000, Version: 4, Count: 4, CentroidMeans: []float64{1, 2}, CentroidWeights: []float64{2, 2}, Rollup: true}); err != nil {
+		t.Fatal(err)
+	}
+	produce(kafka.TopicStats, b.AppendTo(nil))
+	// A good pane beside a broken rollup: the whole message goes to the DLQ
+	// and neither row is stored.
+	b.Reset()
+	ls = labels()
+	for _, ps := range []*tpflowpb.PaneStat{
+		{Labels: ls, Method: b.Symbol("N"), PaneStartUnixMs: now.Truncate(10 * time.Second).UnixMilli(), PaneMs: 10000, Version: 1, Count: 1,
+			CentroidMeans: []float64{1}, CentroidWeights: []float64{1}},
+		{Labels: ls, Method: b.Symbol("N"), PaneStartUnixMs: now.Truncate(5 * time.Minute).UnixMilli(), PaneMs: 300000, Version: 1, Count: 1,
+			CentroidMeans: []float64{1, 2}, CentroidWeights: []float64{1}, Rollup: true},
+	} {
+		if err := b.AddPane(ps); err != nil {
+			t.Fatal(err)
+		}
+	}
 	produce(kafka.TopicStats, b.AppendTo(nil))
 
 	runCtx, stop := context.WithCancel(ctx)
@@ -100,7 +122,7 @@ func TestRunAllTopics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	want := map[string]uint64{"logs": 3, "metric_samples": 2, "alerts": 1, "call_panes": 1}
+	want := map[string]uint64{"logs": 3, "metric_samples": 2, "alerts": 1, "call_panes": 1, "call_rollups": 1}
 	got := map[string]uint64{}
 	for ctx.Err() == nil {
 		for table := range want {
@@ -122,6 +144,17 @@ func TestRunAllTopics(t *testing.T) {
 	m, err := r.ReadMessage(ctx)
 	if err != nil || string(m.Value) != "garbage" {
 		t.Fatalf("DLQ: %q, %v", m.Value, err)
+	}
+	if m, err = r.ReadMessage(ctx); err != nil || !bytes.Contains(m.Value, []byte("N")) {
+		t.Fatalf("DLQ: %q, %v; want the message with the broken rollup", m.Value, err)
+	}
+	var rolled struct {
+		seconds uint32
+		count   uint64
+	}
+	if err := conn.QueryRow(ctx, "SELECT pane_seconds, count FROM "+ccfg.Database+".call_rollups").Scan(&rolled.seconds, &rolled.count); err != nil ||
+		rolled.seconds != 300 || rolled.count != 4 {
+		t.Fatalf("call_rollups row %+v, %v; want the 300 s rollup of 4 calls", rolled, err)
 	}
 	stop()
 	if err := <-done; err != nil {
