@@ -19,8 +19,13 @@ var callLabelColumns = map[string]string{
 // CallStatsQuery asks for calls, errors and latency quantiles of the
 // selected keys' panes whose start lies in [From, To), per step and per
 // value of the By labels.
+//
+// Where the bucket grid allows it, the answer is read from call_rollups
+// (one merged 5-minute pane per key, RollupSeconds long) rather than from
+// the 10-s panes of call_panes: see RollupsAllowed and SQL for the rule and
+// for how a range that reaches past the newest rollup stays complete.
 type CallStatsQuery struct {
-	// Database holds call_panes.
+	// Database holds call_panes and call_rollups.
 	Database string
 	Selector Selector
 	From, To time.Time
@@ -32,6 +37,44 @@ type CallStatsQuery struct {
 	By []string
 	// Quantiles are levels in (0, 1], for example 0.99 for TP99.
 	Quantiles []float64
+	// PanesOnly reads call_panes alone, as a query whose grid does not
+	// allow rollups does: for comparisons and benchmarks.
+	PanesOnly bool
+}
+
+// RollupSeconds is the length of a call_rollups pane; rollup pane starts
+// are multiples of it since the Unix epoch (aggregator.RollupLength).
+const RollupSeconds = 300
+
+// Source is the set of tables a CallStats was read from.
+type Source uint8
+
+// The tables of a Source.
+const (
+	SourceRollups Source = 1 << iota // call_rollups
+	SourcePanes                      // call_panes
+)
+
+// String returns the tables of s joined by "+": "call_rollups",
+// "call_panes", "call_rollups+call_panes", or "" for none.
+func (s Source) String() string {
+	var ts []string
+	if s&SourceRollups != 0 {
+		ts = append(ts, "call_rollups")
+	}
+	if s&SourcePanes != 0 {
+		ts = append(ts, "call_panes")
+	}
+	return strings.Join(ts, "+")
+}
+
+// SourceOf returns the union of the sources of stats.
+func SourceOf(stats []CallStats) Source {
+	var s Source
+	for i := range stats {
+		s |= stats[i].Source
+	}
+	return s
 }
 
 // CallStats is one bucket of one group of a CallStatsQuery.
@@ -47,13 +90,42 @@ type CallStats struct {
 	Weight uint64
 	// Quantiles are in µs, in the order asked; NaN when Weight is 0.
 	Quantiles []float64
+	// Source says which tables the bucket's rows came from.
+	Source Source
 }
 
-// SQL returns the statement QueryCallStats runs and its arguments. As
-// TPQuery, it reads call_panes FINAL and merges the stored centroids with
+// RollupsAllowed reports whether q may read call_rollups: PanesOnly is
+// false, From is a multiple of RollupSeconds since the Unix epoch, and so
+// is Step (any Step when it is 0, since the one bucket starts at From).
+// Then every rollup pane that starts in [From, To) and ends by To lies in
+// one bucket, and merging its digest there gives that bucket what its
+// 10-s panes would. To need not be aligned: a last rollup that would reach
+// past To is not read, its 10-s panes are.
+func (q CallStatsQuery) RollupsAllowed() bool {
+	return !q.PanesOnly && q.From.Unix()%RollupSeconds == 0 && q.From.Nanosecond() == 0 &&
+		int64(q.Step/time.Second)%RollupSeconds == 0
+}
+
+// SQL returns the statement QueryCallStats runs and its arguments. It
+// reads panes FINAL and merges the stored centroids with
 // quantilesExactWeighted; here through the -Array combinator (each pane's
 // means and weights arrays are fed element by element), which needs no
 // ARRAY JOIN and so lets count and errors be summed in the same pass.
+//
+// When RollupsAllowed, the rows come from two tables in one statement, a
+// UNION ALL inside the FROM: every rollup of the selected keys in the range
+// (ending by To), and the 10-s panes of call_panes whose key has no rollup
+// for their 5-minute bucket (a NOT IN over the (key, start) pairs of those
+// same rollups, through the primary key). So each key's bucket is read
+// from its rollup where there is one and from its panes where there is not
+// yet (rollups lag the panes by the bucket plus the aggregator's lateness),
+// not any more, or not at all (rollups off, or a back-fill that has not
+// reached it): a range up to now is complete, and without rollups the
+// answer is call_panes' alone. The filters are PREWHERE, so panes whose
+// bucket a rollup covers cost a read of their key columns, not of their
+// centroids. Each row carries its table as a bit (SourceRollups,
+// SourcePanes) that the buckets OR together.
+//
 // Label values are bound as arguments, never spliced into the statement.
 func (q CallStatsQuery) SQL() (string, []any, error) {
 	if !identRe.MatchString(q.Database) {
@@ -77,10 +149,10 @@ func (q CallStatsQuery) SQL() (string, []any, error) {
 		}
 		cols = append(cols, c)
 	}
-	from := q.From.Unix()
+	from, to := q.From.Unix(), q.To.Unix()
 	step := int64(q.Step / time.Second)
 	if step == 0 {
-		step = q.To.Unix() - from + 1
+		step = to - from + 1
 	}
 	labelList := ""
 	for _, c := range cols {
@@ -89,12 +161,33 @@ func (q CallStatsQuery) SQL() (string, []any, error) {
 	var b strings.Builder
 	args := []any{from, step, step, from}
 	b.WriteString("SELECT toUInt32(intDiv(toUInt32(pane_start) - ?, ?) * ? + ?) AS bucket" + labelList)
-	fmt.Fprintf(&b, ", sum(count), sum(errors), toUInt64(sum(arraySum(w))), quantilesExactWeightedArray(%s)(centroid_means, w)"+
-		" FROM (SELECT pane_start%s, count, errors, centroid_means, arrayMap(x -> toUInt64(round(x)), centroid_weights) AS w"+
-		" FROM %s.call_panes FINAL"+
-		" WHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?)", levels, labelList, q.Database)
-	args = append(args, from, q.To.Unix())
-	q.Selector.where(&b, &args)
+	fmt.Fprintf(&b, ", sum(count), sum(errors), toUInt64(sum(arraySum(w))), quantilesExactWeightedArray(%s)(centroid_means, w), groupBitOr(src) FROM (", levels)
+	// branch selects one table's rows; the conditions are on sorting key
+	// columns only, so filtering before FINAL's merge (PREWHERE) keeps
+	// whole rows: every version of a row passes or none does.
+	branch := func(table string, src Source, end int64, cond func()) {
+		fmt.Fprintf(&b, "SELECT pane_start%s, count, errors, centroid_means, arrayMap(x -> toUInt64(round(x)), centroid_weights) AS w, toUInt8(%d) AS src"+
+			" FROM %s.%s FINAL PREWHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?)", labelList, src, q.Database, table)
+		args = append(args, from, end)
+		q.Selector.where(&b, &args)
+		cond()
+	}
+	if q.RollupsAllowed() {
+		// Rollups that end by To: those starting before To rounded down.
+		rollTo := to - to%RollupSeconds
+		branch("call_rollups", SourceRollups, rollTo, func() {})
+		b.WriteString(" UNION ALL ")
+		branch("call_panes", SourcePanes, to, func() {
+			fmt.Fprintf(&b, " AND (system, app, group_name, idc, method, toDateTime(intDiv(toUInt32(pane_start), %d) * %d)) NOT IN"+
+				" (SELECT system, app, group_name, idc, method, pane_start FROM %s.call_rollups"+
+				" WHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?)", RollupSeconds, RollupSeconds, q.Database)
+			args = append(args, from, rollTo)
+			q.Selector.where(&b, &args)
+			b.WriteString(")")
+		})
+	} else {
+		branch("call_panes", SourcePanes, to, func() {})
+	}
 	b.WriteString(") GROUP BY bucket" + labelList)
 	b.WriteString(" ORDER BY ")
 	for _, c := range cols {
@@ -120,17 +213,19 @@ func QueryCallStats(ctx context.Context, conn driver.Conn, q CallStatsQuery) ([]
 	for rows.Next() {
 		var (
 			bucket uint32
+			src    uint8
 			s      = CallStats{Labels: make([]string, len(q.By))}
 		)
 		dest := []any{&bucket}
 		for i := range s.Labels {
 			dest = append(dest, &s.Labels[i])
 		}
-		dest = append(dest, &s.Count, &s.Errors, &s.Weight, &s.Quantiles)
+		dest = append(dest, &s.Count, &s.Errors, &s.Weight, &s.Quantiles, &src)
 		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("cannot scan call stats: %w", err)
 		}
 		s.Start = time.Unix(int64(bucket), 0).UTC()
+		s.Source = Source(src)
 		if s.Weight == 0 {
 			for i := range s.Quantiles {
 				s.Quantiles[i] = math.NaN()
