@@ -24,6 +24,14 @@ import (
 //	GET /api/v1/capacity  the rows of a capacity report
 //	GET /api/v1/topology  systems → apps → groups → IDCs seen in a range
 //
+// /api/v1/tp reads the 5-minute rollups (call_rollups) when from and step
+// are multiples of 5 minutes since the Unix epoch (for example from=
+// 2026-11-02T00:00:00Z&step=5m, or a whole day with no step), each key's
+// 5-minute bucket from its rollup where there is one and from its 10-s
+// panes where there is none yet; otherwise it reads the 10-s panes
+// (call_panes). Its "source" says which: "call_rollups", "call_panes" or
+// "call_rollups+call_panes" (call_panes when there are no points).
+//
 // A malformed parameter is answered 400 with {"error": reason}; a failed
 // query 502. API is safe for concurrent use.
 type API struct {
@@ -144,12 +152,14 @@ var labelParams = []string{"system", "app", "group", "idc"}
 
 // TPResponse is the answer of /api/v1/tp.
 type TPResponse struct {
-	From        time.Time  `json:"from"`
-	To          time.Time  `json:"to"`
-	StepSeconds int64      `json:"step_seconds"`
-	Quantiles   []float64  `json:"quantiles"`
-	By          []string   `json:"by"`
-	Series      []TPSeries `json:"series"`
+	From        time.Time `json:"from"`
+	To          time.Time `json:"to"`
+	StepSeconds int64     `json:"step_seconds"`
+	Quantiles   []float64 `json:"quantiles"`
+	By          []string  `json:"by"`
+	// Source is the tables the points were read from; see API.
+	Source string     `json:"source"`
+	Series []TPSeries `json:"series"`
 }
 
 // TPSeries is the points of one value of the by labels.
@@ -222,7 +232,11 @@ func (a *API) tp(r *http.Request) (TPResponse, error) {
 	if err != nil {
 		return TPResponse{}, err
 	}
-	res := TPResponse{From: from, To: to, StepSeconds: int64(step / time.Second), Quantiles: qs, By: by, Series: []TPSeries{}}
+	res := TPResponse{From: from, To: to, StepSeconds: int64(step / time.Second), Quantiles: qs, By: by, Series: []TPSeries{},
+		Source: clickhouse.SourceOf(stats).String()}
+	if res.Source == "" {
+		res.Source = clickhouse.SourcePanes.String()
+	}
 	if step == 0 {
 		res.StepSeconds = int64(to.Sub(from) / time.Second)
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 )
 
@@ -362,4 +363,106 @@ func TestMount(t *testing.T) {
 			t.Errorf("%s served by %q, want %q", path, b, want)
 		}
 	}
+}
+
+// TestAPITPRollups adds the 5-minute rollups of the first half of the known
+// dataset, built from its panes as the aggregator builds them: a 5m step
+// reads them, the rest of the range comes from the panes, and the answer
+// keeps every call; a 1m step reads the panes alone.
+func TestAPITPRollups(t *testing.T) {
+	srv, raw, cfg := apiServer(t)
+	conn, err := clickhouse.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	panes, _ := callRows()
+	var rollups []clickhouse.PaneRow
+	for len(panes) > 0 {
+		// callRows lists each key's panes in order: 30 make a rollup.
+		n := 0
+		for n < len(panes) && panes[n].Method == panes[0].Method && panes[n].App == panes[0].App && panes[n].Group == panes[0].Group &&
+			panes[n].PaneStart.Before(panes[0].PaneStart.Add(aggregator.RollupLength)) {
+			n++
+		}
+		if panes[0].PaneStart.Before(fixFrom.Add(aggregator.RollupLength)) {
+			var ps []aggregator.PaneStat
+			for _, r := range panes[:n] {
+				ps = append(ps, paneStat(r))
+			}
+			r := aggregator.MergeRollup(ps, fixFrom.UnixMilli(), aggregator.RollupLength, aggregator.DefaultConfig().RollupCompression)
+			rollups = append(rollups, rowOf(panes[0], r))
+		}
+		panes = panes[n:]
+	}
+	if len(rollups) != len(fixCalls) {
+		t.Fatalf("%d rollups, want one per key", len(rollups))
+	}
+	if err := clickhouse.NewWriter(conn, cfg, nil).WriteRollups(context.Background(), rollups); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		step, source string
+		points       int
+	}{
+		{"5m", "call_rollups+call_panes", 2},
+		{"", "call_rollups+call_panes", 1},
+		{"1m", "call_panes", 10},
+	} {
+		var res TPResponse
+		path := "/api/v1/tp?app=api&q=0.99&step=" + c.step + "&" + rangeQuery()
+		if code, body := get(t, srv, path, &res); code != 200 || len(res.Series) != 1 {
+			t.Fatalf("%s: %d %s", path, code, body)
+		}
+		if res.Source != c.source || len(res.Series[0].Points) != c.points {
+			t.Errorf("step %q: source %q, %d points; want %q, %d", c.step, res.Source, len(res.Series[0].Points), c.source, c.points)
+		}
+		for _, pt := range res.Series[0].Points {
+			var vs []float64
+			for ki, k := range fixCalls {
+				if k.app != "api" {
+					continue
+				}
+				for p, lat := range perPane(raw[ki], ki) {
+					if s := fixFrom.Add(time.Duration(p) * 10 * time.Second); !s.Before(pt.Start) && s.Before(pt.Start.Add(time.Duration(res.StepSeconds)*time.Second)) {
+						vs = append(vs, lat...)
+					}
+				}
+			}
+			exact := exactQuantile(vs, 0.99)
+			if pt.Calls != uint64(len(vs)) || math.Abs(*pt.QuantilesUs[0]-exact)/exact > 0.01 {
+				t.Errorf("step %q at %s: %d calls TP99 %g; want %d calls, TP99 %g within 1%%", c.step, pt.Start, pt.Calls, *pt.QuantilesUs[0], len(vs), exact)
+			}
+		}
+	}
+	// Not aligned to 5 minutes: the panes alone.
+	var res TPResponse
+	from := fixFrom.Add(10 * time.Second)
+	path := "/api/v1/tp?app=api&step=5m&from=" + url.QueryEscape(from.Format(time.RFC3339)) + "&to=" + url.QueryEscape(fixTo.Format(time.RFC3339))
+	if code, body := get(t, srv, path, &res); code != 200 || res.Source != "call_panes" {
+		t.Errorf("%s: %d %s", path, code, body)
+	}
+}
+
+// paneStat is a stored pane as the aggregator holds it.
+func paneStat(r clickhouse.PaneRow) aggregator.PaneStat {
+	p := aggregator.PaneStat{Start: r.PaneStart.UnixMilli(), PaneMs: int64(r.PaneSeconds) * 1000, Count: r.Count, Errors: r.Errors,
+		SumUs: uint64(r.SumUs), MinUs: uint32(r.MinUs), MaxUs: uint32(r.MaxUs)}
+	for i, m := range r.CentroidMeans {
+		p.Centroids = append(p.Centroids, aggregator.Centroid{Mean: float32(m), Weight: uint32(r.CentroidWeights[i])})
+	}
+	return p
+}
+
+// rowOf is the rollup p of the key of r as the sink stores it.
+func rowOf(r clickhouse.PaneRow, p aggregator.PaneStat) clickhouse.PaneRow {
+	out := clickhouse.PaneRow{PaneStart: time.UnixMilli(p.Start).UTC(), PaneSeconds: uint32(p.PaneMs / 1000),
+		System: r.System, App: r.App, Group: r.Group, IDC: r.IDC, Method: r.Method,
+		Count: p.Count, Errors: p.Errors, SumUs: float64(p.SumUs), MinUs: float64(p.MinUs), MaxUs: float64(p.MaxUs),
+		P50Us: p.P50, P90Us: p.P90, P99Us: p.P99, P999Us: p.P999, Version: p.Version}
+	for _, c := range p.Centroids {
+		out.CentroidMeans = append(out.CentroidMeans, float64(c.Mean))
+		out.CentroidWeights = append(out.CentroidWeights, float64(c.Weight))
+	}
+	return out
 }
