@@ -7,6 +7,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 )
 
@@ -21,9 +22,9 @@ type dataset struct {
 	centroids int
 	benchApp  int
 	otherSpan time.Duration
-	// rollupCentroids, when positive, adds app number apps with the
-	// benchmarked app's methods as 5-minute panes of that many centroids.
-	rollupCentroids int
+	// rollups, when true, adds the 5-minute rollups of every generated
+	// pane to call_rollups (see buildRollups).
+	rollups bool
 }
 
 func (d dataset) system(app int) string { return fmt.Sprintf("sys%02d", app/20) }
@@ -83,23 +84,91 @@ func (d dataset) generate(ctx context.Context, conn driver.Conn, logf func(strin
 			total += n
 		}
 	}
-	if d.rollupCentroids > 0 {
-		// The same app's methods as 5-minute panes: what a rollup table
-		// of merged digests would hold. It is a separate app so that the
-		// 10-s panes stay as they are.
-		start := time.Now()
-		n, err := d.insertApp(ctx, conn, d.rollupApp(), d.rollupApp()+1, 24*time.Hour, 5*time.Minute, d.rollupCentroids)
-		if err != nil {
-			return 0, err
-		}
-		logf("rollup app %s: %d 5-min panes of %d centroids in %s", d.app(d.rollupApp()), n, d.rollupCentroids, time.Since(start).Round(time.Millisecond))
-		total += n
-	}
 	return total, nil
 }
 
-// rollupApp is the index of the app that holds 5-minute panes.
-func (d dataset) rollupApp() int { return d.apps }
+// buildRollups writes the 5-minute rollups of the generated panes, as the
+// aggregator would have emitted them: each app's panes are read back from
+// call_panes ordered by key and start, merged per key and bucket with
+// aggregator.MergeRollup at the default rollup compression, and inserted
+// into call_rollups in batches. It returns the rollups written and their
+// centroids.
+func (d dataset) buildRollups(ctx context.Context, conn driver.Conn, w *clickhouse.Writer) (rows, centroids uint64, err error) {
+	delta := aggregator.DefaultConfig().RollupCompression
+	bucketMs := aggregator.RollupLength.Milliseconds()
+	var (
+		out  []clickhouse.PaneRow
+		cur  []aggregator.PaneStat
+		meta clickhouse.PaneRow // labels of cur
+	)
+	flush := func() {
+		if len(cur) == 0 {
+			return
+		}
+		start := cur[0].Start - cur[0].Start%bucketMs
+		r := aggregator.MergeRollup(cur, start, aggregator.RollupLength, delta)
+		out = append(out, rollupRow(meta, r))
+		centroids += uint64(len(r.Centroids))
+		cur = cur[:0]
+	}
+	for app := range d.apps {
+		q, err := conn.Query(ctx, "SELECT pane_start, system, app, group_name, idc, method, count, errors, sum_us, min_us, max_us, centroid_means, centroid_weights"+
+			" FROM "+d.database+".call_panes FINAL WHERE system = ? AND app = ? ORDER BY system, app, group_name, idc, method, pane_start",
+			d.system(app), d.app(app))
+		if err != nil {
+			return 0, 0, fmt.Errorf("cannot read panes of %s: %w", d.app(app), err)
+		}
+		for q.Next() {
+			var r clickhouse.PaneRow
+			if err := q.Scan(&r.PaneStart, &r.System, &r.App, &r.Group, &r.IDC, &r.Method, &r.Count, &r.Errors,
+				&r.SumUs, &r.MinUs, &r.MaxUs, &r.CentroidMeans, &r.CentroidWeights); err != nil {
+				q.Close()
+				return 0, 0, fmt.Errorf("cannot read panes of %s: %w", d.app(app), err)
+			}
+			p := aggregator.PaneStat{Start: r.PaneStart.UnixMilli(), Count: r.Count, Errors: r.Errors,
+				SumUs: uint64(r.SumUs), MinUs: uint32(r.MinUs), MaxUs: uint32(r.MaxUs),
+				Centroids: make([]aggregator.Centroid, len(r.CentroidMeans))}
+			for i, m := range r.CentroidMeans {
+				p.Centroids[i] = aggregator.Centroid{Mean: float32(m), Weight: uint32(r.CentroidWeights[i])}
+			}
+			if len(cur) > 0 && (r.Method != meta.Method || r.Group != meta.Group || r.IDC != meta.IDC ||
+				p.Start-p.Start%bucketMs != cur[0].Start-cur[0].Start%bucketMs) {
+				flush()
+			}
+			if len(cur) == 0 {
+				meta = r
+			}
+			cur = append(cur, p)
+		}
+		err = q.Err()
+		q.Close()
+		if err != nil {
+			return 0, 0, fmt.Errorf("cannot read panes of %s: %w", d.app(app), err)
+		}
+		flush()
+		if len(out) >= 20_000 || app == d.apps-1 {
+			if err := w.WriteRollups(ctx, out); err != nil {
+				return 0, 0, err
+			}
+			rows += uint64(len(out))
+			out = out[:0]
+		}
+	}
+	return rows, centroids, nil
+}
+
+// rollupRow is the rollup r of the key of labels as the sink stores it.
+func rollupRow(labels clickhouse.PaneRow, r aggregator.PaneStat) clickhouse.PaneRow {
+	out := clickhouse.PaneRow{PaneStart: time.UnixMilli(r.Start).UTC(), PaneSeconds: uint32(r.PaneMs / 1000),
+		System: labels.System, App: labels.App, Group: labels.Group, IDC: labels.IDC, Method: labels.Method,
+		Count: r.Count, Errors: r.Errors, SumUs: float64(r.SumUs), MinUs: float64(r.MinUs), MaxUs: float64(r.MaxUs),
+		P50Us: r.P50, P90Us: r.P90, P99Us: r.P99, P999Us: r.P999, Version: r.Version,
+		CentroidMeans: make([]float64, len(r.Centroids)), CentroidWeights: make([]float64, len(r.Centroids))}
+	for i, c := range r.Centroids {
+		out.CentroidMeans[i], out.CentroidWeights[i] = float64(c.Mean), float64(c.Weight)
+	}
+	return out
+}
 
 // panelQuery is the query behind a one-day TP99 panel of the benchmarked
 // app: what /api/v1/tp runs for system, app, step and optional by.

@@ -1,16 +1,20 @@
 // Command report measures the query behind a one-day TP99 panel: the
-// calls of one app's methods per step, with TP99 merged from the stored
-// centroids of a day of 10-s panes (pipeline/clickhouse.QueryCallStats, as
-// /api/v1/tp runs it), on a private clickhouse-server.
+// calls of one app's methods per step, with TP99 merged from stored
+// centroids (pipeline/clickhouse.QueryCallStats, as /api/v1/tp runs it),
+// on a private clickhouse-server: from the 5-minute rollups of
+// call_rollups where the step allows, and from a day of 10-s panes.
 //
 //	go run ./benchmarks/report [-apps 200] [-methods 50] [-centroids 32] [-other-span 1h] [-runs 7]
 //
 // The benchmarked app gets every pane of the day; the other apps get the
 // first -other-span of it (a full day for 10 000 keys is 86 M rows, more
 // than this machine inserts in reasonable time), so the table holds
-// 10 000 keys and the panel reads its own 50 keys' 432 000 panes. A
-// calls-only panel over the same rows (sum of count per minute, no
-// centroids) is the baseline, measured in the same rounds.
+// 10 000 keys and the panel reads its own 50 keys' 432 000 panes. The
+// rollups are built from those panes with aggregator.MergeRollup, as the
+// aggregator emits them (see dataset.buildRollups). A calls-only panel over
+// the 10-s panes (sum of count per minute, no centroids) is the baseline,
+// measured in the same rounds, and so is the exact merge over the 10-s
+// panes (PanesOnly).
 package main
 
 import (
@@ -26,6 +30,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 )
 
@@ -46,7 +51,7 @@ func main() {
 	flag.IntVar(&d.centroids, "centroids", 32, "centroids per pane")
 	flag.IntVar(&d.benchApp, "bench-app", 42, "index of the app whose full day is generated and queried")
 	flag.DurationVar(&d.otherSpan, "other-span", time.Hour, "span of panes generated for every other app")
-	flag.IntVar(&d.rollupCentroids, "rollup-centroids", 100, "centroids per pane of the 5-minute rollup variant; 0 skips it")
+	flag.BoolVar(&d.rollups, "rollups", true, "build the 5-minute rollups of the panes and measure the queries they serve")
 	flag.IntVar(&runs, "runs", 7, "rounds; each runs every query once")
 	flag.StringVar(&repo, "repo", ".", "root of the tpflow repository (for scripts/clickhouse.sh)")
 	flag.StringVar(&dsn, "clickhouse", "", "use this ClickHouse DSN instead of starting a private server")
@@ -88,8 +93,10 @@ func run(d dataset, runs int, repo, dsn, workDir string) (err error) {
 		return err
 	}
 	defer conn.Close()
-	if err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+d.database+".call_panes"); err != nil {
-		return err
+	for _, t := range []string{"call_panes", "call_rollups"} {
+		if err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+d.database+"."+t); err != nil {
+			return err
+		}
 	}
 	if err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+d.database+".schema_migrations"); err != nil {
 		return err
@@ -108,56 +115,88 @@ func run(d dataset, runs int, repo, dsn, workDir string) (err error) {
 	var parts uint64
 	_ = conn.QueryRow(ctx, "SELECT count() FROM system.parts WHERE active AND database = ? AND table = 'call_panes'", d.database).Scan(&parts)
 	logf("call_panes: %d rows (%d keys), %d active parts", total, d.apps*d.methods, parts)
+	var rollups, rollupCents uint64
+	if d.rollups {
+		start := time.Now()
+		if rollups, rollupCents, err = d.buildRollups(ctx, conn, clickhouse.NewWriter(conn, cfg, nil)); err != nil {
+			return err
+		}
+		logf("call_rollups: %d rows, %.1f centroids a row, built in %s", rollups, float64(rollupCents)/float64(max(rollups, 1)),
+			time.Since(start).Round(time.Millisecond))
+		// Let the inserts' parts merge as they would over a day.
+		if err := conn.Exec(ctx, "OPTIMIZE TABLE "+d.database+".call_rollups"); err != nil {
+			logf("OPTIMIZE call_rollups: %v", err)
+		}
+	}
 
 	type variant struct {
 		name string
-		run  func() (int, error)
+		run  func() (int, clickhouse.Source, error)
 	}
-	stats := func(app int, step time.Duration, by ...string) func() (int, error) {
-		q := d.panelQuery(app, step, by)
-		return func() (int, error) {
+	stats := func(q clickhouse.CallStatsQuery) func() (int, clickhouse.Source, error) {
+		return func() (int, clickhouse.Source, error) {
 			res, err := clickhouse.QueryCallStats(ctx, conn, q)
-			return len(res), err
+			return len(res), clickhouse.SourceOf(res), err
 		}
 	}
+	panel := func(step time.Duration, panesOnly bool, by ...string) func() (int, clickhouse.Source, error) {
+		q := d.panelQuery(d.benchApp, step, by)
+		q.PanesOnly = panesOnly
+		return stats(q)
+	}
 	variants := []variant{
-		{"calls per 1m, no centroids (baseline)", func() (int, error) { return callsOnly(ctx, conn, d) }},
-		{"TP99 per 1m, app", stats(d.benchApp, time.Minute)},
-		{"TP99 per 5m, app", stats(d.benchApp, 5*time.Minute)},
-		{"TP99 per 5m, by method", stats(d.benchApp, 5*time.Minute, "method")},
-		{"TP99 per 1m, by method", stats(d.benchApp, time.Minute, "method")},
+		{"calls per 1m, no centroids (baseline)", func() (int, clickhouse.Source, error) {
+			n, err := callsOnly(ctx, conn, d)
+			return n, clickhouse.SourcePanes, err
+		}},
+		{"TP99 per 1m, app", panel(time.Minute, false)},
+		{"TP99 per 5m, app, exact over 10-s panes", panel(5*time.Minute, true)},
+		{"TP99 per 5m, by method, exact over 10-s panes", panel(5*time.Minute, true, "method")},
+		{"TP99 per 1m, by method", panel(time.Minute, false, "method")},
+		{"TP99 per 1m, app, ClickHouse's t-digest merge instead of exact", func() (int, clickhouse.Source, error) {
+			n, err := tdigestPanel(ctx, conn, d.panelQuery(d.benchApp, time.Minute, nil))
+			return n, clickhouse.SourcePanes, err
+		}},
 	}
-	variants = append(variants, variant{"TP99 per 1m, app, ClickHouse's t-digest merge instead of exact", func() (int, error) {
-		return tdigestPanel(ctx, conn, d.panelQuery(d.benchApp, time.Minute, nil))
-	}})
-	if d.rollupCentroids > 0 {
+	if d.rollups {
 		variants = append(variants,
-			variant{fmt.Sprintf("TP99 per 5m, app, over 5-min panes of %d centroids", d.rollupCentroids), stats(d.rollupApp(), 5*time.Minute)},
-			variant{fmt.Sprintf("TP99 per 5m, by method, over 5-min panes of %d centroids", d.rollupCentroids), stats(d.rollupApp(), 5*time.Minute, "method")})
+			variant{"TP99 per 5m, app", panel(5*time.Minute, false)},
+			variant{"TP99 per 5m, by method", panel(5*time.Minute, false, "method")},
+			variant{"TP99 of the whole day, app (no step)", panel(0, false)})
 	}
+	sources := make([]clickhouse.Source, len(variants))
 	times := make([][]time.Duration, len(variants))
 	points := make([]int, len(variants))
 	for r := range runs + 1 {
 		for i, v := range variants {
 			start := time.Now()
-			n, err := v.run()
+			n, src, err := v.run()
 			el := time.Since(start)
 			if err != nil {
 				return fmt.Errorf("%s: %w", v.name, err)
 			}
-			points[i] = n
+			points[i], sources[i] = n, src
 			if r > 0 { // the first round warms the page cache
 				times[i] = append(times[i], el)
 			}
 		}
 	}
-	fmt.Printf("clickhouse-server %s; %d keys (%d apps × %d methods), %d centroids per pane; app %s: %d panes over 24 h; other apps: %s each; %d rows in call_panes\n\n",
+	fmt.Printf("clickhouse-server %s; %d keys (%d apps × %d methods), %d centroids per pane; app %s: %d panes over 24 h; other apps: %s each; %d rows in call_panes\n",
 		version, d.apps*d.methods, d.apps, d.methods, d.centroids, d.app(d.benchApp), 8640*d.methods, d.otherSpan, total)
-	fmt.Printf("| query (one day, app %s, %d methods) | points | median | min | max | ratio to baseline |\n|---|--:|--:|--:|--:|--:|\n", d.app(d.benchApp), d.methods)
+	if d.rollups {
+		var appRows, appCents float64
+		if err := conn.QueryRow(ctx, "SELECT toFloat64(count()), toFloat64(sum(length(centroid_means))) FROM "+d.database+".call_rollups FINAL WHERE system = ? AND app = ?",
+			d.system(d.benchApp), d.app(d.benchApp)).Scan(&appRows, &appCents); err != nil {
+			return err
+		}
+		fmt.Printf("%d rows in call_rollups (rollup compression %g), %.1f centroids a row; app %s: %.0f rollups, %.1f centroids a row\n",
+			rollups, aggregator.DefaultConfig().RollupCompression, float64(rollupCents)/float64(max(rollups, 1)), d.app(d.benchApp), appRows, appCents/max(appRows, 1))
+	}
+	fmt.Printf("\n| query (one day, app %s, %d methods) | source | points | median | min | max | ratio to baseline |\n|---|---|--:|--:|--:|--:|--:|\n", d.app(d.benchApp), d.methods)
 	base := median(times[0])
 	for i, v := range variants {
 		m := median(times[i])
-		fmt.Printf("| %s | %d | %s | %s | %s | %.1f× |\n", v.name, points[i], ms(m), ms(slices.Min(times[i])), ms(slices.Max(times[i])), float64(m)/float64(base))
+		fmt.Printf("| %s | %s | %d | %s | %s | %s | %.2f× |\n", v.name, sources[i], points[i], ms(m), ms(slices.Min(times[i])), ms(slices.Max(times[i])), float64(m)/float64(base))
 	}
 	fmt.Printf("\n%d rounds after one warm-up round; each round runs every query once, in this order.\n", runs)
 	return nil

@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"math"
 	"os"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
@@ -13,9 +17,10 @@ import (
 func TestMain(m *testing.M) { os.Exit(chtest.RunMain(m)) }
 
 // TestPanelQuery is the benchmark's query on a small dataset (5 methods,
-// 8 centroids per pane): the generator writes what it says, and the
-// per-minute TP99 of QueryCallStats (the -Array combinator) equals that of
-// QueryTP (ARRAY JOIN) over the same minute.
+// 8 centroids per pane): the generator writes what it says, the per-minute
+// TP99 of QueryCallStats (the -Array combinator) equals that of QueryTP
+// (ARRAY JOIN) over the same minute, and the 5-minute panel is served by
+// the rollups with the counts of the 10-s panes and their TP99 within 1 %.
 func TestPanelQuery(t *testing.T) {
 	s := chtest.Shared(t)
 	cfg := clickhouse.DefaultConfig()
@@ -31,12 +36,12 @@ func TestPanelQuery(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := dataset{database: cfg.Database, day: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC), apps: 3, methods: 5, centroids: 8,
-		benchApp: 1, otherSpan: 10 * time.Minute, rollupCentroids: 20}
+		benchApp: 1, otherSpan: 10 * time.Minute, rollups: true}
 	total, err := d.generate(ctx, conn, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := uint64(5*8640 + 2*5*60 + 5*288)
+	want := uint64(5*8640 + 2*5*60)
 	var n uint64
 	if err := conn.QueryRow(ctx, "SELECT count() FROM "+cfg.Database+".call_panes").Scan(&n); err != nil || n != total || total != want {
 		t.Fatalf("call_panes has %d rows (%v), generate said %d, want %d", n, err, total, want)
@@ -68,8 +73,63 @@ func TestPanelQuery(t *testing.T) {
 			t.Errorf("minute %d: QueryCallStats %d calls TP99 %g, QueryTP %d calls TP99 %g", i, p.Weight, p.Quantiles[0], tp.Count, tp.Quantiles[0])
 		}
 	}
-	by, err := clickhouse.QueryCallStats(ctx, conn, d.panelQuery(d.rollupApp(), 5*time.Minute, []string{"method"}))
-	if err != nil || len(by) != 5*288 {
-		t.Errorf("rollup app by method: %d points, %v", len(by), err)
+
+	w := clickhouse.NewWriter(conn, cfg, nil)
+	rollups, cents, err := d.buildRollups(ctx, conn, w)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if want := uint64(5*288 + 2*5*2); rollups != want {
+		t.Fatalf("%d rollups, want %d", rollups, want)
+	}
+	if n := scalar[uint64](t, conn, "SELECT count() FROM "+cfg.Database+".call_rollups"); n != rollups {
+		t.Fatalf("call_rollups has %d rows, buildRollups said %d", n, rollups)
+	}
+	// 30 panes of 8 centroids, merged at compression 50.
+	if per := float64(cents) / float64(rollups); per >= 30*8 || per < 8 {
+		t.Errorf("%.1f centroids a rollup", per)
+	}
+	for _, by := range [][]string{nil, {"method"}} {
+		q := d.panelQuery(d.benchApp, 5*time.Minute, by)
+		roll, err := clickhouse.QueryCallStats(ctx, conn, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.PanesOnly = true
+		panes, err := clickhouse.QueryCallStats(ctx, conn, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(roll) != 288*max(1, 5*len(by)) || len(panes) != len(roll) {
+			t.Fatalf("by %v: %d points from rollups, %d from panes", by, len(roll), len(panes))
+		}
+		if s := clickhouse.SourceOf(roll); s != clickhouse.SourceRollups {
+			t.Errorf("by %v: served by %s, want call_rollups", by, s)
+		}
+		if s := clickhouse.SourceOf(panes); s != clickhouse.SourcePanes {
+			t.Errorf("by %v, panes only: served by %s", by, s)
+		}
+		var worst float64
+		for i, r := range roll {
+			p := panes[i]
+			if !slices.Equal(r.Labels, p.Labels) || !r.Start.Equal(p.Start) || r.Count != p.Count || r.Errors != p.Errors || r.Weight != p.Weight {
+				t.Fatalf("by %v point %d: rollups %+v, panes %+v", by, i, r, p)
+			}
+			e := math.Abs(r.Quantiles[0]-p.Quantiles[0]) / p.Quantiles[0]
+			worst = max(worst, e)
+			if e > 0.01 {
+				t.Errorf("by %v %v %s: TP99 %g from rollups, %g from panes", by, r.Labels, r.Start, r.Quantiles[0], p.Quantiles[0])
+			}
+		}
+		t.Logf("by %v: %d points, TP99 from rollups at most %.3f%% off the exact merge of the panes", by, len(roll), 100*worst)
+	}
+}
+
+func scalar[T any](t *testing.T, conn driver.Conn, q string, args ...any) T {
+	t.Helper()
+	var v T
+	if err := conn.QueryRow(context.Background(), q, args...).Scan(&v); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return v
 }
