@@ -285,10 +285,11 @@ func truthCounts(t *testing.T, files ...string) (keyCount, map[loadgen.Key]loadg
 	return counts, recs, total
 }
 
-// stored returns sum(count) per key from call_panes FINAL.
-func (p *pipeline) stored(ctx context.Context) (keyCount, error) {
+// stored returns sum(count) per key from table (call_panes or
+// call_rollups) FINAL.
+func (p *pipeline) stored(ctx context.Context, table string) (keyCount, error) {
 	rows, err := p.conn.Query(ctx, fmt.Sprintf(
-		"SELECT system, app, group_name, idc, method, sum(count) FROM %s.call_panes FINAL GROUP BY system, app, group_name, idc, method", p.database))
+		"SELECT system, app, group_name, idc, method, sum(count) FROM %s.%s FINAL GROUP BY system, app, group_name, idc, method", p.database, table))
 	if err != nil {
 		return nil, err
 	}
@@ -305,16 +306,22 @@ func (p *pipeline) stored(ctx context.Context) (keyCount, error) {
 	return out, rows.Err()
 }
 
-// waitCounts polls ClickHouse until every key's count equals want, and
-// fails with the difference after timeout.
+// waitCounts polls ClickHouse until every key's count in call_panes equals
+// want, and fails with the difference after timeout.
 func (p *pipeline) waitCounts(want keyCount, timeout time.Duration) time.Duration {
+	p.t.Helper()
+	return p.waitTable("call_panes", want, timeout)
+}
+
+// waitTable is waitCounts for table.
+func (p *pipeline) waitTable(table string, want keyCount, timeout time.Duration) time.Duration {
 	p.t.Helper()
 	start := time.Now()
 	var got keyCount
 	var err error
 	for time.Since(start) < timeout {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		got, err = p.stored(ctx)
+		got, err = p.stored(ctx, table)
 		cancel()
 		if err == nil && equalCounts(got, want) {
 			return time.Since(start)
@@ -335,8 +342,8 @@ func (p *pipeline) waitCounts(want keyCount, timeout time.Duration) time.Duratio
 	if len(diffs) > 10 {
 		diffs = append(diffs[:10], fmt.Sprintf("... %d more", len(diffs)-10))
 	}
-	p.t.Fatalf("counts in ClickHouse differ from the truth after %s (last error %v):\n%s\naggregate log:\n%s\nsink log:\n%s",
-		timeout, err, strings.Join(diffs, "\n"), p.agg.tail(), p.sink.tail())
+	p.t.Fatalf("counts in %s differ from the truth after %s (last error %v):\n%s\naggregate log:\n%s\nsink log:\n%s",
+		table, timeout, err, strings.Join(diffs, "\n"), p.agg.tail(), p.sink.tail())
 	return 0
 }
 
@@ -466,10 +473,13 @@ func TestEndToEndFailures(t *testing.T) {
 	begin := time.Now()
 	p := startPipeline(t)
 
-	// Phase 1: kill -9 the aggregator and then the sink mid-stream.
+	// Phase 1: kill -9 the aggregator and then the sink mid-stream. The
+	// events are dated an hour back, so that their 5-minute buckets close
+	// as soon as the load stops: the rollups must then hold every call too,
+	// although the aggregator died in the middle of a bucket.
 	t1 := filepath.Join(p.dir, "truth1.jsonl")
-	lg := p.loadgen("loadgen1", "--keys", "40", "--duration", "6s", "--rate", "20000", "--seed", "2", "--truth", t1)
-	time.Sleep(2 * time.Second)
+	lg := p.loadgen("loadgen1", "--keys", "40", "--duration", "6s", "--rate", "20000", "--seed", "2", "--truth", t1, "--backdate", "1h")
+	time.Sleep(4 * time.Second) // panes were published and their offsets committed
 	p.agg.restart()
 	time.Sleep(1500 * time.Millisecond)
 	p.sink.restart()
@@ -477,6 +487,8 @@ func TestEndToEndFailures(t *testing.T) {
 	want, _, total := truthCounts(t, t1)
 	d := p.waitCounts(want, 60*time.Second)
 	t.Logf("phase 1 (aggregate and sink killed): %d calls exact, settled %s after load", total, d)
+	d = p.waitTable("call_rollups", want, 60*time.Second)
+	t.Logf("phase 1: the 5-minute rollups hold the same %d calls, %s after the panes", total, d)
 
 	// Phase 2: kill -9 the broker between loads, restart it on its data dir.
 	p.broker.restart()

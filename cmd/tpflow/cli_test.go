@@ -172,6 +172,7 @@ func TestBadFlagsAndArguments(t *testing.T) {
 		{[]string{"loadgen", "--rate", "many"}, "tpflow loadgen: invalid value \"many\" for flag -rate: parse error\nRun 'tpflow loadgen --help' for usage.\n"},
 		{[]string{"loadgen", "--duration", "-1s"}, "tpflow loadgen: --duration must not be negative, got -1s\nRun 'tpflow loadgen --help' for usage.\n"},
 		{[]string{"loadgen", "--methods", "0"}, "tpflow loadgen: --methods must be at least 1, got 0\nRun 'tpflow loadgen --help' for usage.\n"},
+		{[]string{"loadgen", "--backdate", "-1h"}, "tpflow loadgen: --backdate must not be negative, got -1h0m0s\nRun 'tpflow loadgen --help' for usage.\n"},
 		{[]string{"sink", "--migrate=maybe"}, "tpflow sink: invalid boolean value \"maybe\" for -migrate: parse error\nRun 'tpflow sink --help' for usage.\n"},
 		{[]string{"config"}, "tpflow config: missing subcommand: print-defaults or check\nRun 'tpflow config --help' for usage.\n"},
 		{[]string{"config", "lint"}, "tpflow config: unknown subcommand \"lint\" (want print-defaults or check)\nRun 'tpflow config --help' for usage.\n"},

@@ -26,6 +26,8 @@ type loadgenOptions struct {
 	Truth string
 	// Incident scripts a latency anomaly of one key.
 	Incident loadgen.Incident
+	// Backdate dates every event this long before the wall clock.
+	Backdate time.Duration
 }
 
 func loadgenCommand() *command {
@@ -35,7 +37,7 @@ func loadgenCommand() *command {
 		summary: "produce synthetic calls to Kafka at a given rate, with the exact truth per key",
 		help: `Produces synthetic call events (lognormal latencies over many keys, 1 %
 errors) to the calls topic, in event batches of 1000 calls keyed as the
-collector keys them, with event time now. With --truth it writes the exact
+collector keys them, with event time now (or --backdate before now). With --truth it writes the exact
 count, errors and nearest-rank TP50/90/99/99.9 of every key it produced as
 JSON Lines, for comparison with what the pipeline stores. An incident
 multiplies one key's latencies during a window of time.`,
@@ -54,6 +56,7 @@ multiplies one key's latencies during a window of time.`,
 			fs.DurationVar(&o.Incident.Start, "incident-start", 0, "when the incident starts, from the generator's start")
 			fs.DurationVar(&o.Incident.Length, "incident-length", 0, "how long the incident lasts; 0 means no incident")
 			fs.Float64Var(&o.Incident.Factor, "incident-factor", 10, "latency multiplier during the incident")
+			fs.DurationVar(&o.Backdate, "backdate", 0, "date every event this long before now, e.g. 1h to fill closed 5-minute buckets at once")
 		},
 		role: func(ctx context.Context, env *Env, cfg *Config, args []string) error {
 			switch {
@@ -63,6 +66,8 @@ multiplies one key's latencies during a window of time.`,
 				return usageError("--duration must not be negative, got %s", o.Duration)
 			case o.Count < 0:
 				return usageError("--count must not be negative, got %d", o.Count)
+			case o.Backdate < 0:
+				return usageError("--backdate must not be negative, got %s", o.Backdate)
 			case o.Methods < 1:
 				return usageError("--methods must be at least 1, got %d", o.Methods)
 			case o.Incident.Length > 0 && (o.Incident.Key < 0 || o.Incident.Key >= o.Methods):
@@ -79,7 +84,7 @@ multiplies one key's latencies during a window of time.`,
 func runLoadgen(ctx context.Context, env *Env, cfg *Config, o loadgenOptions, args []string) error {
 	st, err := loadgen.Run(ctx, cfg.Kafka, loadgen.Options{
 		Count: o.Count, Duration: o.Duration, Rate: o.Rate, Keys: o.Methods, Seed: o.Seed,
-		TruthFile: o.Truth, Incident: o.Incident,
+		TruthFile: o.Truth, Incident: o.Incident, Backdate: o.Backdate,
 	}, env.Logger)
 	fmt.Fprintf(env.Stdout, "produced %d calls in %d messages in %s (%.0f calls/s)\n",
 		st.Calls, st.Messages, st.Elapsed.Round(time.Millisecond), float64(st.Calls)/max(st.Elapsed.Seconds(), 1e-9))

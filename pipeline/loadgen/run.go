@@ -35,6 +35,9 @@ type Options struct {
 	TruthFile string
 	// Incident scripts a latency anomaly of one key.
 	Incident Incident
+	// Backdate dates every call this long before the wall clock (metric
+	// samples keep the wall clock).
+	Backdate time.Duration
 	// Producer names this process in the batches.
 	Producer string
 	// Containers, when positive, also produces metric samples to the
@@ -195,7 +198,7 @@ loop:
 		if o.Count > 0 {
 			n = min(n, o.Count-produced)
 		}
-		ms := now.UnixMilli()
+		ms := now.Add(-o.Backdate).UnixMilli()
 		for range n {
 			k, lat, ok := g.Next(now)
 			if m, full := p.add(k, lat, ok, ms); full {
