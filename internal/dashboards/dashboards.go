@@ -90,14 +90,24 @@ var rollupS = strconv.Itoa(RollupSeconds)
 // When gate is false, or no rollup is in the range, lo and hi are in 1970
 // and the whole range comes from call_panes; the rollup branch's range is
 // then empty, so ClickHouse prunes every partition of call_rollups.
+//
+// The time conditions are a PREWHERE: with FINAL, 18.16 reads every column
+// of every row the primary key selects before it applies WHERE, and with
+// method free (all of an app's methods) the key cannot narrow pane_start,
+// so the pane branch of a one-day range would read a day of centroids to
+// keep the last minutes. pane_start is part of the pane's identity, so
+// filtering before FINAL's merge drops all versions of a pane together.
 func callRows(cols, where, gate string) string {
 	first := "toDateTime(intDiv(toUInt32($__fromTime) + " + strconv.Itoa(RollupSeconds-1) + ", " + rollupS + ") * " + rollupS + ")"
 	covered := "(SELECT AGG FROM call_rollups WHERE " + gate + " AND pane_start >= " + first +
 		" AND pane_start <= $__toTime - " + rollupS + where + ")"
 	lo := strings.Replace(covered, "AGG", "min(pane_start)", 1)
 	hi := strings.Replace(covered, "AGG", "max(pane_start) + "+rollupS, 1)
-	return "(SELECT " + cols + " FROM call_rollups FINAL WHERE pane_start >= " + lo + " AND pane_start < " + hi + where +
-		" UNION ALL SELECT " + cols + " FROM call_panes FINAL WHERE $__timeFilter(pane_start)" +
+	if where != "" {
+		where = " WHERE " + strings.TrimPrefix(where, " AND ")
+	}
+	return "(SELECT " + cols + " FROM call_rollups FINAL PREWHERE pane_start >= " + lo + " AND pane_start < " + hi + where +
+		" UNION ALL SELECT " + cols + " FROM call_panes FINAL PREWHERE $__timeFilter(pane_start)" +
 		" AND (pane_start < " + lo + " OR pane_start >= " + hi + ")" + where + ")"
 }
 
@@ -341,6 +351,7 @@ func methodDetail() (dashboard.Dashboard, error) {
 // and the aggregator keeps them in resource_panes (gauges only).
 const (
 	MetricCPUCores        = "container_cpu_usage_cores"
+	MetricCPULimit        = "container_cpu_limit_cores"
 	MetricMemWorkingSet   = "container_memory_working_set_bytes"
 	MetricMemLimit        = "container_memory_limit_bytes"
 	MetricCFSPeriods      = "container_cpu_cfs_periods_total"
@@ -363,15 +374,26 @@ func resources() (dashboard.Dashboard, error) {
 	series := "concat(group_name, ' / ', idc)"
 	q := func(s string) string { return "'" + s + "'" }
 	return newDashboard("tpflow-resources", "tpflow / Resources",
-		"CPU and memory of the containers per group and IDC, from the aggregator's resource panes; throttling from the raw cgroup counters.",
+		"CPU (used, limit, utilisation of the limit) and memory of the containers per group and IDC, from the aggregator's resource panes; throttling from the raw cgroup counters.",
 		vars, []panel{
-			{kind: "timeseries", title: "CPU cores used by group / IDC", unit: "short", w: 12, h: 8, interval: "1m",
-				description: "Sum over the containers of each pane's average cores, averaged over the panes of the interval. The quota (container_cpu_limit_cores) is not drawn on this panel yet; see the throttling table.",
+			{kind: "timeseries", title: "CPU cores used vs. limit by group / IDC", unit: "short", w: 12, h: 8, interval: "1m",
+				description: "Sum over the containers of each pane's average cores used, and of the CPU quotas (container_cpu_limit_cores) of the containers that have one (a limit of 0 means none and is left out), averaged over the panes of the interval.",
 				targets: []cog.Builder[variants.Dataquery]{chSeries("A",
-					"SELECT time, series, avg(cores) AS cpu_cores FROM ("+
-						"SELECT "+bucket("pane_start")+" AS time, "+series+" AS series, pane_start, sum(avg) AS cores"+
-						" FROM resource_panes FINAL WHERE $__timeFilter(pane_start) AND name = "+q(MetricCPUCores)+sel+
+					"SELECT time, series, avg(used) AS cpu_cores, avg(lim) AS limit_cores FROM ("+
+						"SELECT "+bucket("pane_start")+" AS time, "+series+" AS series, pane_start,"+
+						" sumIf(avg, name = "+q(MetricCPUCores)+") AS used,"+
+						" sumIf(avg, name = "+q(MetricCPULimit)+" AND avg > 0) AS lim"+
+						" FROM resource_panes FINAL WHERE $__timeFilter(pane_start) AND name IN ("+q(MetricCPUCores)+", "+q(MetricCPULimit)+")"+sel+
 						" GROUP BY time, series, pane_start) GROUP BY time, series ORDER BY time, series")}},
+			{kind: "timeseries", title: "CPU utilisation of the limit by group / IDC", unit: "percentunit", w: 12, h: 8, interval: "1m",
+				description: "Cores used over cores allowed, for the containers that have a CPU quota: Σ used / Σ limit over their panes in the interval (containers without a limit, or without a usage reading in a pane, are left out of that pane). Above 100 % the quota is exceeded on average, which the throttling table shows.",
+				targets: []cog.Builder[variants.Dataquery]{chSeries("A",
+					"SELECT time, series, sum(used) / sum(lim) AS cpu_utilisation FROM ("+
+						"SELECT "+bucket("pane_start")+" AS time, "+series+" AS series, pane_start, host, container,"+
+						" sumIf(avg, name = "+q(MetricCPUCores)+") AS used, countIf(name = "+q(MetricCPUCores)+") AS readings,"+
+						" sumIf(avg, name = "+q(MetricCPULimit)+") AS lim"+
+						" FROM resource_panes FINAL WHERE $__timeFilter(pane_start) AND name IN ("+q(MetricCPUCores)+", "+q(MetricCPULimit)+")"+sel+
+						" GROUP BY time, series, pane_start, host, container) WHERE lim > 0 AND readings > 0 GROUP BY time, series ORDER BY time, series")}},
 			{kind: "timeseries", title: "Memory working set vs. limit by group / IDC", unit: "bytes", w: 12, h: 8, interval: "1m",
 				description: "Sum over the containers of each pane's average working set and of their limits (containers without a limit are left out of the limit), averaged over the panes of the interval.",
 				targets: []cog.Builder[variants.Dataquery]{chSeries("A",

@@ -130,6 +130,10 @@ func makeDataset() dataset {
 				limit = 9223372036854771712 // no limit (cgroup v1)
 			}
 			cpuLevel := 0.2 + rng.Float64()*2
+			cpuLimit := float64(1+c) * 0.75 // cores
+			if hosts%4 == 0 {
+				cpuLimit = 0 // no CFS quota
+			}
 			throttled := hosts%3 != 0
 			var periods, thr, thrSec float64
 			for s := first; s.Before(last); s = s.Add(paneSec * time.Second) {
@@ -141,7 +145,17 @@ func makeDataset() dataset {
 					mem[i] = float64(int64((1 + c) * (200 + rng.IntN(100)) << 20))
 					lim[i] = limit
 				}
+				cpuLim := make([]float64, n)
+				for i := range n {
+					cpuLim[i] = cpuLimit
+				}
 				d.res = append(d.res, resPaneOf(rk, MetricCPUCores, s, cpu), resPaneOf(rk, MetricMemWorkingSet, s, mem), resPaneOf(rk, MetricMemLimit, s, lim))
+				if s.Unix()%60 != 0 || hosts%2 == 0 {
+					// Some containers miss a limit reading now and then:
+					// their usage in that pane is then left out of the
+					// utilisation too.
+					d.res = append(d.res, resPaneOf(rk, MetricCPULimit, s, cpuLim))
+				}
 				for i := range n {
 					ts := s.Add(time.Duration(i*paneSec/n) * time.Second)
 					periods += 100

@@ -28,7 +28,7 @@ type result struct {
 	rows [][]any
 }
 
-func runSQL(t *testing.T, conn driver.Conn, sql string) result {
+func runSQL(t testing.TB, conn driver.Conn, sql string) result {
 	t.Helper()
 	rows, err := conn.Query(context.Background(), sql)
 	if err != nil {
@@ -60,7 +60,7 @@ func runSQL(t *testing.T, conn driver.Conn, sql string) result {
 	return out
 }
 
-func cell(t *testing.T, v any) any {
+func cell(t testing.TB, v any) any {
 	switch x := v.(type) {
 	case string:
 		return x
@@ -310,7 +310,8 @@ func (w *world) expectations() map[string]func() expectation {
 			}
 			return e
 		},
-		"tpflow-resources/CPU cores used by group / IDC":               w.expectCPU,
+		"tpflow-resources/CPU cores used vs. limit by group / IDC":     w.expectCPU,
+		"tpflow-resources/CPU utilisation of the limit by group / IDC": w.expectCPUUtilisation,
 		"tpflow-resources/Memory working set vs. limit by group / IDC": w.expectMemory,
 		"tpflow-resources/Top containers by CPU":                       w.expectTopContainers,
 		"tpflow-resources/CPU throttling":                              w.expectThrottling,
@@ -396,7 +397,47 @@ func (w *world) perPaneThenBucket(names []string, vals func(resPane) []float64, 
 }
 
 func (w *world) expectCPU() expectation {
-	return w.perPaneThenBucket([]string{MetricCPUCores}, func(p resPane) []float64 { return []float64{p.avg} }, "time", "series", "cpu_cores")
+	return w.perPaneThenBucket([]string{MetricCPUCores, MetricCPULimit}, func(p resPane) []float64 {
+		if p.name == MetricCPUCores {
+			return []float64{p.avg, 0}
+		}
+		return []float64{0, p.avg} // 0 when the container has no limit
+	}, "time", "series", "cpu_cores", "limit_cores")
+}
+
+// expectCPUUtilisation sums, per bucket and series, the cores used and the
+// limits of the container panes that have both a usage and a non-zero
+// limit, and divides.
+func (w *world) expectCPUUtilisation() expectation {
+	type ck struct {
+		b      float64
+		s      string
+		pstart int64
+		host   string
+	}
+	used := map[ck]float64{}
+	for _, p := range w.selectedRes(MetricCPUCores) {
+		used[ck{w.bucket(p.start), series(p.key.group, p.key.idc), p.start.Unix(), p.key.host + "/" + p.key.container}] = p.avg
+	}
+	type bk struct {
+		b float64
+		s string
+	}
+	num, den := map[bk]float64{}, map[bk]float64{}
+	for _, p := range w.selectedRes(MetricCPULimit) {
+		k := ck{w.bucket(p.start), series(p.key.group, p.key.idc), p.start.Unix(), p.key.host + "/" + p.key.container}
+		u, ok := used[k]
+		if !ok || p.avg <= 0 {
+			continue
+		}
+		num[bk{k.b, k.s}] += u
+		den[bk{k.b, k.s}] += p.avg
+	}
+	e := expectation{keys: 2, want: result{cols: []string{"time", "series", "cpu_utilisation"}}}
+	for b := range num {
+		e.want.rows = append(e.want.rows, []any{b.b, b.s, num[b] / den[b]})
+	}
+	return e
 }
 
 func (w *world) expectMemory() expectation {
