@@ -10,13 +10,16 @@ import (
 // The resource measures read the resource panes the aggregators publish
 // from container metrics: cpu_usage is the average of
 // container_cpu_usage_cores over the window (cores), memory_usage the
-// average of container_memory_working_set_bytes (bytes) and
+// average of container_memory_working_set_bytes (bytes),
 // memory_utilization the average working set over the average limit
-// (container_memory_limit_bytes), a ratio in [0, 1]. A group of several
-// containers adds their averages up (cores, bytes), and its utilisation is
-// the sum of working sets over the sum of limits.
+// (container_memory_limit_bytes) and cpu_utilization the average cores used
+// over the average CFS quota (container_cpu_limit_cores), ratios in [0, 1]
+// (CPU can exceed 1 briefly within a sample). A group of several containers
+// adds their averages up (cores, bytes), and its utilisation is the sum of
+// usage over the sum of limits.
 const (
 	CPUUsage          Measure = "cpu_usage"
+	CPUUtilization    Measure = "cpu_utilization"
 	MemoryUsage       Measure = "memory_usage"
 	MemoryUtilization Measure = "memory_utilization"
 )
@@ -24,9 +27,26 @@ const (
 // The metric names the resource measures read.
 const (
 	MetricCPUCores    = "container_cpu_usage_cores"
+	MetricCPULimit    = "container_cpu_limit_cores"
 	MetricMemoryBytes = "container_memory_working_set_bytes"
 	MetricMemoryLimit = "container_memory_limit_bytes"
 )
+
+// resourceMetrics returns the metric a resource measure averages and, for
+// a utilisation, the limit metric it divides by ("" otherwise).
+func (m Measure) resourceMetrics() (used, limit string) {
+	switch m {
+	case CPUUsage:
+		return MetricCPUCores, ""
+	case CPUUtilization:
+		return MetricCPUCores, MetricCPULimit
+	case MemoryUsage:
+		return MetricMemoryBytes, ""
+	case MemoryUtilization:
+		return MetricMemoryBytes, MetricMemoryLimit
+	}
+	panic("BUG: not a resource measure: " + string(m))
+}
 
 // ResourceLabelNames are the labels a selector and a by clause of a
 // resource measure may name.
@@ -35,7 +55,7 @@ var ResourceLabelNames = []string{"system", "app", "group", "idc", "host", "cont
 // isResource reports whether m reads resource panes.
 func (m Measure) isResource() bool {
 	switch m {
-	case CPUUsage, MemoryUsage, MemoryUtilization:
+	case CPUUsage, CPUUtilization, MemoryUsage, MemoryUtilization:
 		return true
 	}
 	return false
@@ -95,7 +115,7 @@ func NewResourceStore(keep time.Duration) *ResourceStore {
 // reports whether it did.
 func (s *ResourceStore) Add(p ResourcePane) bool {
 	switch p.Key.Name {
-	case MetricCPUCores, MetricMemoryBytes, MetricMemoryLimit:
+	case MetricCPUCores, MetricCPULimit, MetricMemoryBytes, MetricMemoryLimit:
 	default:
 		return false
 	}
@@ -151,10 +171,7 @@ type resourceGroup struct {
 // groups measures r per group of its by labels over the window ending at
 // the newest pane.
 func (s *ResourceStore) groups(r *Rule) []evalGroup {
-	name := MetricCPUCores
-	if r.Measure != CPUUsage {
-		name = MetricMemoryBytes
-	}
+	name, limit := r.Measure.resourceMetrics()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	from := s.end - r.Window.Milliseconds()
@@ -183,10 +200,10 @@ func (s *ResourceStore) groups(r *Rule) []evalGroup {
 			continue
 		}
 		var lim float64
-		if r.Measure == MemoryUtilization {
+		if limit != "" {
 			// A container without a limit has no utilisation.
 			lk := k
-			lk.Name = MetricMemoryLimit
+			lk.Name = limit
 			if lim, ok = avg(lk); !ok || lim <= 0 {
 				continue
 			}
@@ -210,7 +227,7 @@ func (s *ResourceStore) groups(r *Rule) []evalGroup {
 	for _, fp := range order {
 		g := byFP[fp]
 		eg := evalGroup{labels: maps.Clone(g.labels), value: g.value, ok: true}
-		if r.Measure == MemoryUtilization {
+		if limit != "" {
 			eg.value = g.value / g.lim
 		}
 		out = append(out, eg)

@@ -2,6 +2,7 @@ package alerting
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +24,12 @@ rules:
     by: [app]
     annotations:
       summary: "{{ $labels.app }} uses {{ $value }} of its memory"
+  - name: CPUNearQuota
+    measure: cpu_utilization
+    window: 20s
+    op: ">"
+    threshold: 0.8
+    by: [container]
 `
 
 func TestResourceRules(t *testing.T) {
@@ -43,11 +50,14 @@ func TestResourceRules(t *testing.T) {
 	if st.Add(ResourcePane{Key: ResourceKey{Name: "container_processes"}, Start: t0, PaneMs: pane, Count: 1}) {
 		t.Error("a metric no measure reads was kept")
 	}
-	// api: 2 cores on average over the last two panes; worker 1 core.
+	// api: 2 cores on average over the last two panes of a 2.25-core
+	// quota (0.889); worker 1 core of 4 (0.25).
 	// Memory: api 900 of 1000, worker 950 of 1000 → 1850/2000 = 0.925.
 	for i := int64(0); i < 3; i++ {
 		add("api", MetricCPUCores, i, 1, 3)
+		add("api", MetricCPULimit, i, 2.25)
 		add("worker", MetricCPUCores, i, 1)
+		add("worker", MetricCPULimit, i, 4)
 		add("api", MetricMemoryBytes, i, 900)
 		add("api", MetricMemoryLimit, i, 1000)
 		add("worker", MetricMemoryBytes, i, 950)
@@ -67,8 +77,12 @@ func TestResourceRules(t *testing.T) {
 		if a.Rule == "ContainerCPU" && (a.Value != 2 || len(a.Labels) != 7) {
 			t.Errorf("ContainerCPU %v %v", a.Value, a.Labels)
 		}
+		if a.Rule == "CPUNearQuota" && math.Abs(a.Value-2/2.25) > 1e-9 {
+			t.Errorf("CPUNearQuota value %v, want %v", a.Value, 2/2.25)
+		}
 	}
-	if s := strings.Join(got, " "); s != "AppMemory//pay uses 0.925 of its memory ContainerCPU/api/" && s != "ContainerCPU/api/ AppMemory//pay uses 0.925 of its memory" {
+	slices.Sort(got)
+	if s := strings.Join(got, " "); s != "AppMemory//pay uses 0.925 of its memory CPUNearQuota/api/ ContainerCPU/api/" {
 		t.Errorf("alerts %q", s)
 	}
 	// Panes older than the store keeps are dropped as newer ones arrive.

@@ -53,7 +53,7 @@ const (
 )
 
 var supportedMeasures = []Measure{TP50, TP90, TP99, TP999, QPS, ErrorRate, AvgLatency, Calls,
-	LogPatternRate, KernelErrorRate, AppErrorRate, CPUUsage, MemoryUsage, MemoryUtilization}
+	LogPatternRate, KernelErrorRate, AppErrorRate, CPUUsage, CPUUtilization, MemoryUsage, MemoryUtilization}
 
 // unsupportedMeasures are planned measures over resource data that the
 // evaluator cannot read yet.
@@ -90,7 +90,7 @@ func (m Measure) defaultBy() []string {
 		return []string{"host"}
 	case LogPatternRate, AppErrorRate:
 		return []string{"system", "app"}
-	case CPUUsage, MemoryUsage, MemoryUtilization:
+	case CPUUsage, CPUUtilization, MemoryUsage, MemoryUtilization:
 		return ResourceLabelNames
 	}
 	return LabelNames

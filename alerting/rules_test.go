@@ -58,7 +58,7 @@ func TestParseBad(t *testing.T) {
 		file string
 		want []string // each must appear in the error
 	}{
-		{"unknown_measure", []string{`testdata/unknown_measure.bad.yaml:3: rule "Bad": field "measure": unknown measure "tp98" (known: tp50, tp90, tp99, tp999, qps, error_rate, avg_latency, calls, log_pattern_rate, kernel_error_rate, app_error_rate, cpu_usage, memory_usage, memory_utilization)`}},
+		{"unknown_measure", []string{`testdata/unknown_measure.bad.yaml:3: rule "Bad": field "measure": unknown measure "tp98" (known: tp50, tp90, tp99, tp999, qps, error_rate, avg_latency, calls, log_pattern_rate, kernel_error_rate, app_error_rate, cpu_usage, cpu_utilization, memory_usage, memory_utilization)`}},
 		{"unsupported_measure", []string{`unsupported_measure.bad.yaml:3: rule "Disk": field "measure": measure "disk_io" is not supported yet`}},
 		{"bad_regex", []string{`bad_regex.bad.yaml:4: rule "Bad": field "selector.app": bad regular expression "pay(.*"`}},
 		{"for_without_window", []string{`for_without_window.bad.yaml:6: rule "NoWindow": field "for": needs a window`}},
