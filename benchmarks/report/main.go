@@ -165,6 +165,7 @@ func run(d dataset, runs int, repo, dsn, workDir string) (err error) {
 			variant{"TP99 of the whole day, app (no step)", panel(0, false)})
 	}
 	sources := make([]clickhouse.Source, len(variants))
+	loadBefore := loadavg()
 	times := make([][]time.Duration, len(variants))
 	points := make([]int, len(variants))
 	for r := range runs + 1 {
@@ -198,7 +199,8 @@ func run(d dataset, runs int, repo, dsn, workDir string) (err error) {
 		m := median(times[i])
 		fmt.Printf("| %s | %s | %d | %s | %s | %s | %.2f× |\n", v.name, sources[i], points[i], ms(m), ms(slices.Min(times[i])), ms(slices.Max(times[i])), float64(m)/float64(base))
 	}
-	fmt.Printf("\n%d rounds after one warm-up round; each round runs every query once, in this order.\n", runs)
+	fmt.Printf("\n%d rounds after one warm-up round; each round runs every query once, in this order. Load average (1, 5, 15 min) before: %s, after: %s.\n",
+		runs, loadBefore, loadavg())
 	return nil
 }
 
@@ -237,6 +239,20 @@ func tdigestPanel(ctx context.Context, conn driver.Conn, q clickhouse.CallStatsQ
 		n++
 	}
 	return n, rows.Err()
+}
+
+// loadavg returns the machine's load averages, which say how much other
+// work shared the CPUs with the measurement.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func median(ds []time.Duration) time.Duration {
