@@ -42,6 +42,14 @@ type Option func(*options)
 
 type options struct {
 	classify func(msg string) []string
+	alerts   func(list func() []alerting.Alert)
+}
+
+// WithAlerts hands f, once the role has started, a function that lists the
+// current pending, firing and resolved alerts (alerting.Manager.Alerts),
+// for a process that shows them, such as tpflow run's live view.
+func WithAlerts(f func(list func() []alerting.Alert)) Option {
+	return func(o *options) { o.alerts = f }
 }
 
 // WithKernelClassifier gives the kernel_error_rate rules the classes of a
@@ -164,6 +172,9 @@ func Run(ctx context.Context, kcfg kafka.Config, aggCfg aggregator.Config, cfg C
 		return fmt.Errorf("cannot start alert role: %w", err)
 	}
 	mgr.OnStateChange(pub.enqueue)
+	if o.alerts != nil {
+		o.alerts(mgr.Alerts)
+	}
 
 	started := time.Now()
 	r := &reader{
@@ -273,7 +284,7 @@ func newSenders(cfg Config, m *metrics, log *slog.Logger) ([]sender, error) {
 		out = append(out, wh)
 	}
 	if len(out) == 0 {
-		log.Warn("no alertmanagers or webhooks configured: alerts are evaluated but not sent")
+		log.Warn("no alertmanagers or webhooks configured: alerts are evaluated and their state changes written to the alerts topic, but not sent")
 	}
 	return out, nil
 }
