@@ -4,12 +4,16 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tpflow/tpflow/alerting/role"
 	"github.com/tpflow/tpflow/collectors/metrics"
+	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
 func alertCommand() *command {
@@ -114,17 +118,29 @@ func runAlert(ctx context.Context, env *Env, cfg *Config, args []string) error {
 		}
 		return checkAlertRules(env, cfg, args[1:])
 	}
-	// A missing or broken rules file fails before anything listens.
+	reg := newRoleRegistry()
+	run, err := newAlertPart(cfg, cfg.Kafka, reg, env.Logger)
+	if err != nil {
+		return err
+	}
+	return serveRole(ctx, env, cfg, reg, "alert", run)
+}
+
+// newAlertPart checks the rules files of the alert section, so that a
+// missing or broken one fails before anything listens, and returns the
+// alert role as a function that runs until ctx is done (role.Run with the
+// aggregator and alert sections and the kernel classifier).
+func newAlertPart(cfg *Config, kcfg kafka.Config, reg prometheus.Registerer, log *slog.Logger, opts ...role.Option) (func(ctx context.Context) error, error) {
 	if len(cfg.Alert.RulesFiles) == 0 {
-		return role.ErrNoRules
+		return nil, role.ErrNoRules
 	}
 	if _, err := role.Check(cfg.Alert.RulesFiles...); err != nil {
-		return fmt.Errorf("invalid alert rules:\n%w", err)
+		return nil, fmt.Errorf("invalid alert rules:\n%w", err)
 	}
-	reg := newRoleRegistry()
-	return serveRole(ctx, env, cfg, reg, "alert", func(ctx context.Context) error {
-		return role.Run(ctx, cfg.Kafka, cfg.Aggregator, cfg.Alert, reg, env.Logger, role.WithKernelClassifier(kernelClasses()))
-	})
+	opts = append([]role.Option{role.WithKernelClassifier(kernelClasses())}, opts...)
+	return func(ctx context.Context) error {
+		return role.Run(ctx, kcfg, cfg.Aggregator, cfg.Alert, reg, log, opts...)
+	}, nil
 }
 
 // kernelClasses classifies kernel messages with the node collector's
