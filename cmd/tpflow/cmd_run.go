@@ -5,11 +5,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +21,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tpflow/tpflow/aggregator"
+	"github.com/tpflow/tpflow/alerting"
+	"github.com/tpflow/tpflow/alerting/role"
+	"github.com/tpflow/tpflow/collectors/agent"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/demo"
 	"github.com/tpflow/tpflow/pipeline/httpapi"
@@ -35,6 +42,10 @@ type runOptions struct {
 	NoLive bool
 	// DemoConfig configures the generator; its flags are --demo-*.
 	DemoConfig demo.Config
+	// DemoLogRate and DemoLogRotate configure the demo's log lines for
+	// the in-process node collector (DATA-DIR/demo-logs).
+	DemoLogRate   int
+	DemoLogRotate time.Duration
 }
 
 // Embedded broker bounds of `tpflow run`: a laptop must not fill its disk.
@@ -46,43 +57,74 @@ const (
 func runCommand() *command {
 	o := runOptions{DemoConfig: demo.DefaultConfig()}
 	d := demo.DefaultConfig()
+	dl := demo.DefaultLogConfig("")
 	return &command{
 		name:    "run",
 		summary: "run every role in one process with an embedded broker (laptop, demo, tests)",
 		help: `Runs the whole pipeline in one process: unless --brokers (or kafka.brokers)
 names a cluster, an embedded Kafka-protocol broker on a free loopback port
 keeping its data in DATA-DIR/broker for ` + runBrokerRetention.String() + ` or 1 GiB per partition;
-the aggregator; and, when ClickHouse answers at clickhouse.dsn, the sink.
+the aggregator; when ClickHouse answers at clickhouse.dsn, the sink; and,
+when alert.rules_files names rules (or with --demo), the alert role.
 Without ClickHouse the panes are kept in memory only (one warning line).
 /metrics, /healthz, /readyz and /api/v1/windows (with ClickHouse also
 /api/v1/tp, /api/v1/capacity and /api/v1/topology) are served on --listen, and
-the slowest methods by TP99 are shown live on stdout, redrawn every pane
-(one line per refresh when stdout is not a terminal, or with --no-live).
+the slowest methods by TP99 and the firing alerts (rule, labels, value,
+since) are shown live on stdout, redrawn every pane (one line per refresh
+when stdout is not a terminal, or with --no-live).
 Ctrl-C stops every part and flushes.
 
-With --demo a built-in generator produces call events (event time = now)
-of ` + fmt.Sprint(d.Apps) + ` apps with about ` + fmt.Sprint(d.MethodsPerApp) + ` methods each in several systems,
-groups and IDCs, with lognormal latencies, at --demo-rate events/s. Its
-schedule is deterministic from --demo-seed and counted from the start:
+The alert role evaluates the rules as ` + "`tpflow alert`" + ` does and writes every
+state change to the alerts topic (with ClickHouse: the alerts table and the
+alerts dashboard); Alertmanagers and webhooks (alert.alertmanagers,
+alert.webhooks) are notified when configured, none is needed.
+
+With --demo the traffic comes two ways:
+  - a built-in generator produces call events (event time = now) of ` + fmt.Sprint(d.Apps) + `
+    apps with about ` + fmt.Sprint(d.MethodsPerApp) + ` methods each in several systems, groups and IDCs,
+    with lognormal latencies, at --demo-rate events/s, straight to the
+    calls topic (the volume);
+  - --demo-log-rate calls/s of two other apps (` + strings.Join(demo.LogApps(), ", ") + `,
+    system ` + demo.LogSystem + `) are written as perf-json log lines to
+    DATA-DIR/demo-logs/<app>.log, renamed to .1 every --demo-log-rotate
+    (default ` + dl.Rotate.String() + `; ` + fmt.Sprint(dl.Keep) + ` rotated files are kept, older ones deleted), and
+    an in-process node collector tails them with a topology file that
+    labels them (DATA-DIR/demo-logs/topology.yaml) and samples this node's
+    /proc and cgroups (not the kernel log), as ` + "`tpflow collect`" + ` does.
+  No call is counted twice: the generator's apps are in other systems.
+The generator's schedule is deterministic from --demo-seed and counted
+from the start:
   - latency incident: one method's latencies ×` + fmt.Sprint(d.IncidentFactor) + ` for ` + d.IncidentFor.String() + `, starting
     --demo-incident-after (default ` + d.IncidentAfter.String() + `);
   - error burst: one other app fails ` + fmt.Sprint(d.ErrorBurstRate*100) + `% of its calls for ` + d.ErrorFor.String() + `,
     starting --demo-error-after (default ` + d.ErrorAfter.String() + `);
   - both repeat every ` + d.Every.String() + `.
-The start-up log names the incident method and the error app.`,
+Unless alert.rules_files names rules, --demo alerts with its own rules
+(written to DATA-DIR/` + demoRulesFile + `): DemoLatencyIncident on the TP99 of
+the incident method and DemoErrorBurst on the error rate of the error
+app, each over a window of 3 panes for 1 pane, so that with the default
+10s panes and 30s allowed lateness an alert fires about a minute after
+its fault starts and resolves after it ends.
+The start-up log names the incident method, the error app, the rules and
+the split of the traffic.`,
 		example: "tpflow run --demo\ntpflow run --demo --clickhouse clickhouse://127.0.0.1:9000/tpflow --data-dir .data\ntpflow run --brokers kafka-1:9092 --no-live",
 		common:  true,
 		flags: func(fs *flag.FlagSet) {
-			fs.BoolVar(&o.Demo, "demo", false, "also generate synthetic call traffic with a scripted incident")
-			fs.StringVar(&o.DataDir, "data-dir", ".data", "`DIR` for the embedded broker's data (DIR/broker)")
+			fs.BoolVar(&o.Demo, "demo", false, "also generate call traffic (direct and through a node collector) with a scripted incident, and alert on it")
+			fs.StringVar(&o.DataDir, "data-dir", ".data", "`DIR` for the embedded broker's data (DIR/broker), the demo logs (DIR/demo-logs) and rules")
 			fs.BoolVar(&o.NoLive, "no-live", false, "print one line per refresh instead of the full-screen view")
 			fs.IntVar(&o.DemoConfig.Rate, "demo-rate", d.Rate, "demo call events per second")
 			fs.Uint64Var(&o.DemoConfig.Seed, "demo-seed", d.Seed, "demo topology and schedule seed")
 			fs.DurationVar(&o.DemoConfig.IncidentAfter, "demo-incident-after", d.IncidentAfter, "start of the first demo latency incident after start")
 			fs.DurationVar(&o.DemoConfig.ErrorAfter, "demo-error-after", d.ErrorAfter, "start of the first demo error burst after start")
+			fs.IntVar(&o.DemoLogRate, "demo-log-rate", dl.Rate, "demo calls per second written as log lines for the node collector")
+			fs.DurationVar(&o.DemoLogRotate, "demo-log-rotate", dl.Rotate, "how often the demo log files are rotated")
 		},
 		role: func(ctx context.Context, env *Env, cfg *Config, args []string) error {
 			if err := o.DemoConfig.Validate(); err != nil {
+				return usageError("%v", err)
+			}
+			if err := o.demoLogConfig().Validate(); err != nil {
 				return usageError("%v", err)
 			}
 			return runAllRoles(ctx, env, cfg, o, args)
@@ -135,11 +177,35 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 	}
 
 	var gen *demo.Generator
+	var logs *demo.LogWriter
+	var collector *agent.Agent
+	collectReg := prometheus.NewRegistry()
 	start := time.Now()
 	if o.Demo {
 		if gen, err = demo.New(o.DemoConfig, start); err != nil {
 			return err
 		}
+		if logs, collector, err = runDemoCollector(cfg, kcfg, o, start,
+			prometheus.WrapRegistererWith(prometheus.Labels{"part": "collect"}, collectReg), log); err != nil {
+			return err
+		}
+		defer logs.Close()
+		_, incApp, incMethod := gen.IncidentTarget()
+		_, errApp := gen.ErrorTarget()
+		log.Info("demo traffic: the generator produces to the calls topic directly, the log lines reach it through the node collector",
+			"generator", fmt.Sprintf("%d calls/s of %d apps", o.DemoConfig.Rate, o.DemoConfig.Apps),
+			"collector", fmt.Sprintf("%d calls/s of %s (system %s) from %s", o.DemoLogRate, strings.Join(demo.LogApps(), ", "), demo.LogSystem, logs.Glob()),
+			"incident", incApp+"/"+incMethod, "error_burst", errApp)
+	}
+
+	// The alert role has an aggregator engine and Kafka clients of its
+	// own: its metrics are kept apart, labelled part="alert", and served
+	// with the others.
+	alertReg := prometheus.NewRegistry()
+	alerts, runAlerts, err := runAlertPart(cfg, kcfg, gen, o.DataDir,
+		prometheus.WrapRegistererWith(prometheus.Labels{"part": "alert"}, alertReg), log)
+	if err != nil {
+		return err
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -182,6 +248,28 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 		g.Go(func() error {
 			return demo.Run(gctx, kcfg, gen, time.Now, reg, log.With("part", "demo"))
 		})
+		g.Go(func() error {
+			if err := demo.RunLogs(gctx, logs, time.Now, reg, log.With("part", "demo-logs")); err != nil {
+				return fmt.Errorf("demo logs: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			err := collector.Run(gctx)
+			if err != nil && gctx.Err() == nil {
+				return fmt.Errorf("collector: %w", err)
+			}
+			return nil
+		})
+	}
+	if runAlerts != nil {
+		g.Go(func() error {
+			err := runAlerts(gctx)
+			if err != nil && gctx.Err() == nil {
+				return fmt.Errorf("alert: %w", err)
+			}
+			return nil
+		})
 	}
 	checks := map[string]httpapi.Check{
 		"kafka": func(ctx context.Context) error {
@@ -192,7 +280,7 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 	if chErr == nil {
 		checks["clickhouse"] = func(ctx context.Context) error { return dialDSN(ctx, ccfg.DSN) }
 	}
-	h := httpapi.Handler(httpapi.Options{Gatherer: reg, Checks: checks, Windows: eng, WindowLengths: cfg.Aggregator.Windows})
+	h := httpapi.Handler(httpapi.Options{Gatherer: prometheus.Gatherers{reg, alertReg, collectReg}, Checks: checks, Windows: eng, WindowLengths: cfg.Aggregator.Windows})
 	if chErr == nil {
 		var closeAPI func()
 		h, closeAPI = openQueryAPI(ctx, h, cfg, log)
@@ -200,9 +288,9 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 	}
 	g.Go(func() error { return httpapi.Serve(gctx, l, h) })
 
-	view := &liveView{w: env.Stdout, ansi: !o.NoLive && isTerminal(env.Stdout), window: liveWindowName(cfg.Aggregator.Windows)}
+	view := &liveView{w: env.Stdout, ansi: !o.NoLive && isTerminal(env.Stdout), window: liveWindowName(cfg.Aggregator.Windows), alerting: runAlerts != nil}
 	g.Go(func() error {
-		return runLive(gctx, view, eng, cfg.Aggregator, func(now time.Time) string {
+		return runLive(gctx, view, eng, alerts.list, cfg.Aggregator, func(now time.Time) string {
 			s := fmt.Sprintf("sink=%q", sinkState)
 			if gen != nil {
 				s += " demo=" + demoState(gen, now)
@@ -218,8 +306,114 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 	return err
 }
 
+// demoLogConfig is the demo log writer's configuration in the data
+// directory.
+func (o runOptions) demoLogConfig() demo.LogConfig {
+	c := demo.DefaultLogConfig(filepath.Join(o.DataDir, "demo-logs"))
+	c.Rate, c.Rotate, c.Seed = o.DemoLogRate, o.DemoLogRotate, o.DemoConfig.Seed
+	return c
+}
+
+// runDemoCollector prepares the demo's log lines and the node collector
+// that tails them: the log writer's files in DATA-DIR/demo-logs (emptied of
+// an earlier run's), a topology file there that labels them, and an agent
+// with the collect section's tail, batch and node metrics settings that
+// follows them from the beginning, keeping its offsets in memory and
+// reading no kernel log.
+func runDemoCollector(cfg *Config, kcfg kafka.Config, o runOptions, start time.Time, reg prometheus.Registerer, log *slog.Logger) (*demo.LogWriter, *agent.Agent, error) {
+	lc := o.demoLogConfig()
+	dir, err := filepath.Abs(lc.Dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot prepare the demo logs: %w", err)
+	}
+	lc.Dir = dir
+	w, err := demo.NewLogWriter(lc, start)
+	if err != nil {
+		return nil, nil, err
+	}
+	topo := filepath.Join(dir, "topology.yaml")
+	if err := os.WriteFile(topo, demo.LogTopology(), 0o644); err != nil {
+		w.Close()
+		return nil, nil, fmt.Errorf("cannot write the demo topology: %w", err)
+	}
+	c := cfg.Collect
+	c.Sources = []agent.Source{{Name: "demo", Globs: []string{w.Glob()}, Container: agent.ContainerNone}}
+	c.Topology = topo
+	c.StateFile = ""
+	c.Tail.Start = "beginning"
+	c.Rediscover = min(c.Rediscover, time.Second)
+	c.Metrics.Kmsg = ""
+	a, err := agent.New(c, kcfg, agent.WithLogger(log.With("part", "collect")), agent.WithRegisterer(reg))
+	if err != nil {
+		w.Close()
+		return nil, nil, err
+	}
+	log.Info("node collector started", "host", a.Host(), "logs", w.Glob(), "topology", topo, "node_metrics", c.MetricsEnabled)
+	return w, a, nil
+}
+
+// demoRulesFile is where `tpflow run --demo` writes its alert rules, in
+// the data directory.
+const demoRulesFile = "demo-rules.yaml"
+
+// runAlertPart returns the alert role of `tpflow run`, or a nil function
+// when there are no rules: the configured rules files, else with the demo
+// generator gen its rules (written to dataDir/demo-rules.yaml so that the
+// role loads them like any rules file). The returned alertList shows the
+// role's alerts once it has started.
+func runAlertPart(cfg *Config, kcfg kafka.Config, gen *demo.Generator, dataDir string, reg prometheus.Registerer, log *slog.Logger) (*alertList, func(context.Context) error, error) {
+	al := &alertList{}
+	acfg := *cfg
+	switch {
+	case len(cfg.Alert.RulesFiles) > 0:
+		log.Info("alert role started", "rules_files", cfg.Alert.RulesFiles, "alertmanagers", len(cfg.Alert.Alertmanagers), "webhooks", len(cfg.Alert.Webhooks))
+	case gen != nil:
+		path := filepath.Join(dataDir, demoRulesFile)
+		if err := os.MkdirAll(dataDir, 0o755); err != nil {
+			return nil, nil, fmt.Errorf("cannot write the demo alert rules: %w", err)
+		}
+		if err := os.WriteFile(path, gen.Rules(cfg.Aggregator.Pane), 0o644); err != nil {
+			return nil, nil, fmt.Errorf("cannot write the demo alert rules: %w", err)
+		}
+		acfg.Alert.RulesFiles = []string{path}
+		p := gen.RulesParams(cfg.Aggregator.Pane)
+		log.Info("alert role started with the demo rules", "file", path,
+			"latency_rule", fmt.Sprintf("DemoLatencyIncident: TP99 of %s/%s > %s over %s for %s", p.IncidentApp, p.IncidentMethod, p.TP99Threshold, p.Window, p.For),
+			"error_rule", fmt.Sprintf("DemoErrorBurst: error_rate of %s > %s over %s for %s", p.ErrorApp, p.ErrorThreshold, p.Window, p.For))
+	default:
+		log.Info("no alert rules configured (alert.rules_files): alert role not started")
+		return al, nil, nil
+	}
+	if len(cfg.Alert.Alertmanagers) == 0 && len(cfg.Alert.Webhooks) == 0 {
+		log.Info("no alert receivers configured (alert.alertmanagers, alert.webhooks): alert state changes go to the alerts topic and the live view only")
+	}
+	run, err := newAlertPart(&acfg, kcfg, reg, log.With("part", "alert"), role.WithAlerts(al.set))
+	if err != nil {
+		return nil, nil, err
+	}
+	return al, run, nil
+}
+
+// alertList holds the alert role's listing function once it has started.
+type alertList struct {
+	f atomic.Pointer[func() []alerting.Alert]
+}
+
+func (l *alertList) set(f func() []alerting.Alert) { l.f.Store(&f) }
+
+// list returns the role's alerts, none before it started.
+func (l *alertList) list() []alerting.Alert {
+	if l == nil {
+		return nil
+	}
+	if f := l.f.Load(); f != nil {
+		return (*f)()
+	}
+	return nil
+}
+
 // runLive refreshes view once per pane until ctx is done.
-func runLive(ctx context.Context, view *liveView, src httpapi.WindowSource, acfg aggregator.Config, status func(time.Time) string) error {
+func runLive(ctx context.Context, view *liveView, src httpapi.WindowSource, alerts func() []alerting.Alert, acfg aggregator.Config, status func(time.Time) string) error {
 	d := liveWindow(acfg.Windows)
 	t := time.NewTicker(acfg.Pane)
 	defer t.Stop()
@@ -234,7 +428,7 @@ func runLive(ctx context.Context, view *liveView, src httpapi.WindowSource, acfg
 				ws[i] = httpapi.FromKeyWindow(kw, d)
 			}
 			httpapi.SortByP99(ws)
-			if err := view.render(now, ws, status(now)); err != nil {
+			if err := view.render(now, ws, alerts(), status(now)); err != nil {
 				return fmt.Errorf("cannot write the live view: %w", err)
 			}
 		}

@@ -3,11 +3,14 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/tpflow/tpflow/alerting"
 	"github.com/tpflow/tpflow/pipeline/httpapi"
 )
 
@@ -21,7 +24,10 @@ type liveView struct {
 	w      io.Writer
 	ansi   bool
 	window string // "1m", shown in the title
-	b      strings.Builder
+	// alerting says whether an alert role runs: then the firing alerts
+	// are shown, or that there are none.
+	alerting bool
+	b        strings.Builder
 }
 
 // isTerminal reports whether w is a character device, such as a terminal.
@@ -36,13 +42,20 @@ func isTerminal(w io.Writer) bool {
 
 // render draws one refresh. ws must be sorted by TP99, slowest first
 // (httpapi.SortByP99); status is a short line about the pipeline (rates,
-// lag, sink state) shown under the title.
-func (v *liveView) render(now time.Time, ws []httpapi.Window, status string) error {
+// lag, sink state) shown under the title; alerts are the alert role's
+// alerts, of which the firing ones are shown.
+func (v *liveView) render(now time.Time, ws []httpapi.Window, alerts []alerting.Alert, status string) error {
 	v.b.Reset()
+	var firing []alerting.Alert
+	for _, a := range alerts {
+		if a.State == alerting.StateFiring {
+			firing = append(firing, a)
+		}
+	}
 	if !v.ansi {
-		v.renderLine(now, ws, status)
+		v.renderLine(now, ws, firing, status)
 	} else {
-		v.renderTable(now, ws, status)
+		v.renderTable(now, ws, firing, status)
 	}
 	_, err := io.WriteString(v.w, v.b.String())
 	return err
@@ -69,7 +82,25 @@ func clip(s string, n int) string {
 	return string(r[:n-1]) + "…"
 }
 
-func (v *liveView) renderTable(now time.Time, ws []httpapi.Window, status string) {
+// alertLabels prints an alert's labels but alertname as {k="v",...},
+// sorted by name.
+func alertLabels(a alerting.Alert) string {
+	var b strings.Builder
+	b.WriteString("{")
+	for _, k := range slices.Sorted(maps.Keys(a.Labels)) {
+		if k == "alertname" {
+			continue
+		}
+		if b.Len() > 1 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, "%s=%q", k, a.Labels[k])
+	}
+	b.WriteString("}")
+	return b.String()
+}
+
+func (v *liveView) renderTable(now time.Time, ws []httpapi.Window, firing []alerting.Alert, status string) {
 	b := &v.b
 	b.WriteString("\x1b[H\x1b[2J") // home, clear screen
 	fmt.Fprintf(b, "tpflow — slowest methods by TP99 over the last %s    %s\n", v.window, now.Format("15:04:05"))
@@ -95,12 +126,22 @@ func (v *liveView) renderTable(now time.Time, ws []httpapi.Window, status string
 	if len(ws) > 0 {
 		fmt.Fprintf(b, "\n%d keys; window %s – %s\n", len(ws), ws[0].Start.Local().Format("15:04:05"), ws[0].End.Local().Format("15:04:05"))
 	}
+	if v.alerting {
+		if len(firing) == 0 {
+			b.WriteString("\nFiring alerts: none\n")
+		} else {
+			fmt.Fprintf(b, "\nFiring alerts: %d\n%-24s %10s %-9s %s\n", len(firing), "RULE", "VALUE", "SINCE", "LABELS")
+		}
+		for _, a := range firing {
+			fmt.Fprintf(b, "%-24s %10.4g %-9s %s\n", clip(a.Rule, 24), a.Value, a.FiredAt.Local().Format("15:04:05"), alertLabels(a))
+		}
+	}
 	b.WriteString("Ctrl-C stops and flushes.\n")
 }
 
 // renderLine writes one line: the time, the number of keys and the three
-// slowest methods with their TP99.
-func (v *liveView) renderLine(now time.Time, ws []httpapi.Window, status string) {
+// slowest methods with their TP99, then every firing alert.
+func (v *liveView) renderLine(now time.Time, ws []httpapi.Window, firing []alerting.Alert, status string) {
 	b := &v.b
 	fmt.Fprintf(b, "%s window=%s keys=%d", now.Format(time.RFC3339), v.window, len(ws))
 	if status != "" {
@@ -114,6 +155,12 @@ func (v *liveView) renderLine(now time.Time, ws []httpapi.Window, status string)
 			break
 		}
 		fmt.Fprintf(b, " %s/%s tp99=%sms qps=%.1f err=%.2f%%", w.App, w.Method, ms(w.P99Us), w.QPS, w.ErrorRate*100)
+	}
+	if v.alerting {
+		fmt.Fprintf(b, " firing=%d", len(firing))
+	}
+	for _, a := range firing {
+		fmt.Fprintf(b, " alert=%s%s value=%.4g since=%s", a.Rule, alertLabels(a), a.Value, a.FiredAt.Format(time.RFC3339))
 	}
 	b.WriteString("\n")
 }

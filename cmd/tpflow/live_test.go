@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpflow/tpflow/alerting"
 	"github.com/tpflow/tpflow/pipeline/httpapi"
 )
 
@@ -29,7 +30,7 @@ func TestLiveTable(t *testing.T) {
 	var buf bytes.Buffer
 	v := &liveView{w: &buf, ansi: true, window: "1m"}
 	now := time.Date(2026, 1, 2, 3, 5, 7, 0, time.UTC)
-	if err := v.render(now, liveWindows(30), "events/s 10000"); err != nil {
+	if err := v.render(now, liveWindows(30), nil, "events/s 10000"); err != nil {
 		t.Fatal(err)
 	}
 	out := buf.String()
@@ -61,7 +62,7 @@ func TestLiveTable(t *testing.T) {
 		t.Errorf("rows not in the given (TP99 desc) order:\n%s", out)
 	}
 	buf.Reset()
-	if err := v.render(now, nil, ""); err != nil {
+	if err := v.render(now, nil, nil, ""); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(buf.String(), "waiting for the first final pane") {
@@ -74,7 +75,7 @@ func TestLiveLines(t *testing.T) {
 	v := &liveView{w: &buf, window: "1m"}
 	now := time.Date(2026, 1, 2, 3, 5, 7, 0, time.UTC)
 	for i := 0; i < 2; i++ {
-		if err := v.render(now, liveWindows(5), "events/s 10000"); err != nil {
+		if err := v.render(now, liveWindows(5), nil, "events/s 10000"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -89,6 +90,59 @@ func TestLiveLines(t *testing.T) {
 	want := "2026-01-02T03:05:07Z window=1m keys=5 events/s 10000 slowest: order-trade/createOrderWithAVeryLongMethodName tp99=245ms qps=12.5 err=1.50% appb/methodB tp99=4.00ms qps=12.5 err=1.50% appc/methodC tp99=3.00ms qps=12.5 err=1.50%"
 	if lines[0] != want {
 		t.Fatalf("line\n got %q\nwant %q", lines[0], want)
+	}
+}
+
+// liveAlerts returns one alert of each state: only the firing one is shown.
+func liveAlerts() []alerting.Alert {
+	fired := time.Date(2026, 1, 2, 3, 4, 50, 0, time.UTC)
+	var as []alerting.Alert
+	for _, st := range []alerting.State{alerting.StatePending, alerting.StateFiring, alerting.StateResolved} {
+		as = append(as, alerting.Alert{
+			Rule: "Demo" + st.String(), State: st, Value: 812.25, FiredAt: fired,
+			Labels: map[string]string{"alertname": "Demo" + st.String(), "app": "order-trade", "method": "getOrder"},
+		})
+	}
+	return as
+}
+
+func TestLiveAlerts(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Date(2026, 1, 2, 3, 5, 7, 0, time.UTC)
+	v := &liveView{w: &buf, window: "1m", alerting: true}
+	if err := v.render(now, liveWindows(1), liveAlerts(), ""); err != nil {
+		t.Fatal(err)
+	}
+	want := ` firing=1 alert=Demofiring{app="order-trade",method="getOrder"} value=812.2 since=2026-01-02T03:04:50Z` + "\n"
+	if !strings.HasSuffix(buf.String(), want) {
+		t.Errorf("line\n got %q\nwant suffix %q", buf.String(), want)
+	}
+	buf.Reset()
+	if err := v.render(now, liveWindows(1), liveAlerts()[:1], ""); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(buf.String(), " firing=0\n") {
+		t.Errorf("no firing alert: %q", buf.String())
+	}
+
+	buf.Reset()
+	v = &liveView{w: &buf, ansi: true, window: "1m", alerting: true}
+	if err := v.render(now, liveWindows(1), liveAlerts(), ""); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	since := time.Date(2026, 1, 2, 3, 4, 50, 0, time.UTC).Local().Format("15:04:05")
+	if !strings.Contains(out, "Firing alerts: 1\n") || !strings.Contains(out, "Demofiring") || !strings.Contains(out, since) ||
+		!strings.Contains(out, `{app="order-trade",method="getOrder"}`) || strings.Contains(out, "Demopending") || strings.Contains(out, "Demoresolved") {
+		t.Errorf("table alerts wrong:\n%s", out)
+	}
+	buf.Reset()
+	v.alerting = false
+	if err := v.render(now, liveWindows(1), nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), "Firing alerts") {
+		t.Errorf("alerts section without an alert role:\n%s", buf.String())
 	}
 }
 

@@ -1,0 +1,251 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tpflow/tpflow/collectors/parse"
+	"github.com/tpflow/tpflow/pipeline/codec"
+	"github.com/tpflow/tpflow/pipeline/demo"
+	"github.com/tpflow/tpflow/pipeline/httpapi"
+	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/schemas/tpflowpb"
+)
+
+// TestRunDemoCollectorAndAlerts runs `tpflow run --demo` with 2 s panes, a
+// log rotation every 5 s and the incident 2 s after the start, and checks
+// that (a) the calls of the collector-fed apps reach the aggregator's
+// windows, exactly as many per method as the log files hold lines before
+// the window's end, across a rotation, and (b) the demo rule fires on the
+// incident: in the --no-live output and as a FIRING change on the alerts
+// topic.
+func TestRunDemoCollectorAndAlerts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole pipeline for ~20 s")
+	}
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "tpflow.yaml")
+	if err := os.WriteFile(cfgPath, []byte(`aggregator:
+  pane: 2s
+  windows: [10s, 1m]
+  allowed_lateness: 2s
+  idle_timeout: 4s
+alert:
+  eval_interval: 500ms
+collect:
+  metrics:
+    interval: 1s
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	listen := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	start := time.Now()
+	const incidentAfter = 2 * time.Second
+	go func() {
+		done <- run(ctx, []string{"run", "--demo", "--no-live", "--config", cfgPath, "--listen", listen,
+			"--clickhouse", "clickhouse://" + freeAddr(t) + "/tpflow", "--data-dir", dir,
+			"--demo-rate", "2000", "--demo-incident-after", incidentAfter.String(), "--demo-error-after", "1h",
+			"--demo-log-rate", "200", "--demo-log-rotate", "5s"}, &stdout, &stderr)
+	}()
+	exited := func() {
+		t.Helper()
+		select {
+		case code := <-done:
+			t.Fatalf("run exited early with %d:\n%s", code, stderr.String())
+		default:
+		}
+	}
+	base := "http://" + listen
+	logDir := filepath.Join(dir, "demo-logs")
+
+	// (a) Once a rotation has happened and a window ends after it, the
+	// 1-minute window (which reaches back before the start) must count
+	// every line written before its end.
+	var resp httpapi.WindowsResponse
+	deadline := time.Now().Add(25 * time.Second)
+	for {
+		exited()
+		_, rotated := os.Stat(filepath.Join(logDir, "gateway-edge.log.1"))
+		code, body, err := httpGet(base + "/api/v1/windows?window=1m")
+		if rotated == nil && err == nil && code == 200 {
+			if err := json.Unmarshal(body, &resp); err != nil {
+				t.Fatalf("bad JSON %v: %s", err, body)
+			}
+			if resp.Windows != nil && len(resp.Windows) > 0 && resp.Windows[0].End.After(start.Add(6*time.Second)) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no window after the first rotation within 25 s (%d windows, err %v)\nstderr:\n%s", len(resp.Windows), err, stderr.String())
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	end := resp.Windows[0].End
+	got := map[string]int{}
+	for _, w := range resp.Windows {
+		if w.System != demo.LogSystem {
+			continue
+		}
+		if w.IDC != demo.LogIDC || w.Group != demo.LogGroup(w.App) || w.End != end {
+			t.Errorf("collector window with wrong labels or end: %+v", w)
+		}
+		got[w.App+" "+w.Method] += int(w.Count)
+	}
+	want, files := countLogLines(t, logDir, end.UnixMilli())
+	if files < 2*len(demo.LogApps()) {
+		t.Fatalf("%d log files, want the current and a rotated one per app", files)
+	}
+	if len(want) < 4 || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("collector calls in the 1m window ending %s:\n got %v\nwant %v (lines in the files)", end.Format(time.RFC3339Nano), got, want)
+	}
+	total := 0
+	for _, n := range want {
+		total += n
+	}
+	t.Logf("collector: %d calls in the windows = lines written before %s, over %d files", total, end.Sub(start).Round(time.Millisecond), files)
+	for _, a := range demo.LogApps() {
+		for _, w := range resp.Windows {
+			if w.App == a && w.System != demo.LogSystem {
+				t.Errorf("collector app %s also came from the generator: %+v", a, w)
+			}
+		}
+	}
+
+	// (b) The demo rule fires on the incident.
+	gen, err := demo.New(demo.DefaultConfig(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	incSystem, incApp, incMethod := gen.IncidentTarget()
+	re := regexp.MustCompile(`alert=DemoLatencyIncident\{app="` + regexp.QuoteMeta(incApp) + `",method="` + regexp.QuoteMeta(incMethod) +
+		`",severity="warning",source="demo",system="` + regexp.QuoteMeta(incSystem) + `"\} value=([0-9.e+]+) since=(\S+)`)
+	var m []string
+	for deadline := time.Now().Add(25 * time.Second); m == nil; {
+		exited()
+		m = re.FindStringSubmatch(stdout.String())
+		if m == nil && time.Now().After(deadline) {
+			t.Fatalf("the demo incident did not fire within 25 s; stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	since, err := time.Parse(time.RFC3339, m[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var value float64
+	fmt.Sscan(m[1], &value)
+	thr := gen.RulesParams(2 * time.Second).TP99Threshold
+	if value <= float64(thr.Milliseconds()) {
+		t.Errorf("firing value %g ms not above the threshold %s", value, thr)
+	}
+	t.Logf("DemoLatencyIncident fired at most %s after the incident started (value %g ms > %s)",
+		since.Sub(start.Add(incidentAfter)).Round(time.Second), value, thr)
+	if strings.Contains(stdout.String(), "alert=DemoErrorBurst") {
+		t.Errorf("the error burst rule fired without an error burst:\n%s", stdout.String())
+	}
+
+	// The state change is on the alerts topic.
+	addr := regexp.MustCompile(`embedded broker started" role=run addr=(\S+)`).FindStringSubmatch(stderr.String())
+	if addr == nil {
+		t.Fatalf("no broker address in the log:\n%s", stderr.String())
+	}
+	kcfg := kafka.DefaultConfig()
+	kcfg.Brokers = []string{addr[1]}
+	states := alertsOnTopic(t, kcfg, "DemoLatencyIncident")
+	if !strings.Contains(states, "ALERT_STATE_PENDING") || !strings.Contains(states, "ALERT_STATE_FIRING") {
+		t.Errorf("alerts topic states of DemoLatencyIncident: %s", states)
+	}
+
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("run exited with %d after cancel:\n%s", code, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not stop within 20 s of cancel")
+	}
+	for _, want := range []string{"alert role started with the demo rules", "node collector started", "the log lines reach it through the node collector"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("start-up log lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+// countLogLines counts the perf-json calls of every file in dir with an
+// event time before endMs, by "app method".
+func countLogLines(t *testing.T, dir string, endMs int64) (map[string]int, int) {
+	t.Helper()
+	lp, err := parse.New(parse.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, _ := filepath.Glob(filepath.Join(dir, "*.log*"))
+	out := map[string]int{}
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			var c parse.Call
+			if err := lp.ParseCall(sc.Bytes(), &c); err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+			if c.TS < endMs {
+				out[c.App+" "+c.Method]++
+			}
+		}
+		f.Close()
+	}
+	return out, len(paths)
+}
+
+// alertsOnTopic returns the states of rule's changes on the alerts topic,
+// in order, comma-separated.
+func alertsOnTopic(t *testing.T, kcfg kafka.Config, rule string) string {
+	t.Helper()
+	cons, err := kafka.NewConsumer(kcfg, kcfg.Topic(kafka.TopicAlerts), "test-alerts-reader", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var states []string
+	for !strings.Contains(strings.Join(states, ","), "FIRING") {
+		msg, err := cons.Fetch(ctx)
+		if err != nil {
+			t.Fatalf("alerts topic (states so far %v): %v", states, err)
+		}
+		var b codec.Batch
+		if err := (codec.DecodeOptions{}).Decode(msg.Value, &b); err != nil {
+			t.Fatal(err)
+		}
+		for _, raw := range b.Alerts {
+			var a tpflowpb.Alert
+			if err := proto.Unmarshal(raw, &a); err != nil {
+				t.Fatal(err)
+			}
+			if a.Rule == rule {
+				states = append(states, a.State.String())
+			}
+		}
+	}
+	return strings.Join(states, ",")
+}
