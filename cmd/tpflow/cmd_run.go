@@ -94,17 +94,17 @@ With --demo the traffic comes two ways:
   No call is counted twice: the generator's apps are in other systems.
 The generator's schedule is deterministic from --demo-seed and counted
 from the start:
-  - latency incident: one method's latencies ×` + fmt.Sprint(d.IncidentFactor) + ` for ` + d.IncidentFor.String() + `, starting
-    --demo-incident-after (default ` + d.IncidentAfter.String() + `);
-  - error burst: one other app fails ` + fmt.Sprint(d.ErrorBurstRate*100) + `% of its calls for ` + d.ErrorFor.String() + `,
-    starting --demo-error-after (default ` + d.ErrorAfter.String() + `);
+  - latency incident: one method's latencies ×` + fmt.Sprint(d.IncidentFactor) + ` for --demo-incident-for
+    (default ` + d.IncidentFor.String() + `), starting --demo-incident-after (default ` + d.IncidentAfter.String() + `);
+  - error burst: one other app fails ` + fmt.Sprint(d.ErrorBurstRate*100) + `% of its calls for --demo-error-for
+    (default ` + d.ErrorFor.String() + `), starting --demo-error-after (default ` + d.ErrorAfter.String() + `);
   - both repeat every ` + d.Every.String() + `.
 Unless alert.rules_files names rules, --demo alerts with its own rules
 (written to DATA-DIR/` + demoRulesFile + `): DemoLatencyIncident on the TP99 of
 the incident method and DemoErrorBurst on the error rate of the error
 app, each over a window of 3 panes for 1 pane, so that with the default
-10s panes and 30s allowed lateness an alert fires about a minute after
-its fault starts and resolves after it ends.
+10s panes, 30s allowed lateness and 10s evaluations an alert fires about
+a minute after its fault starts and resolves about a minute after it ends.
 The start-up log names the incident method, the error app, the rules and
 the split of the traffic.`,
 		example: "tpflow run --demo\ntpflow run --demo --clickhouse clickhouse://127.0.0.1:9000/tpflow --data-dir .data\ntpflow run --brokers kafka-1:9092 --no-live",
@@ -116,7 +116,9 @@ the split of the traffic.`,
 			fs.IntVar(&o.DemoConfig.Rate, "demo-rate", d.Rate, "demo call events per second")
 			fs.Uint64Var(&o.DemoConfig.Seed, "demo-seed", d.Seed, "demo topology and schedule seed")
 			fs.DurationVar(&o.DemoConfig.IncidentAfter, "demo-incident-after", d.IncidentAfter, "start of the first demo latency incident after start")
+			fs.DurationVar(&o.DemoConfig.IncidentFor, "demo-incident-for", d.IncidentFor, "length of each demo latency incident")
 			fs.DurationVar(&o.DemoConfig.ErrorAfter, "demo-error-after", d.ErrorAfter, "start of the first demo error burst after start")
+			fs.DurationVar(&o.DemoConfig.ErrorFor, "demo-error-for", d.ErrorFor, "length of each demo error burst")
 			fs.IntVar(&o.DemoLogRate, "demo-log-rate", dl.Rate, "demo calls per second written as log lines for the node collector")
 			fs.DurationVar(&o.DemoLogRotate, "demo-log-rotate", dl.Rotate, "how often the demo log files are rotated")
 		},

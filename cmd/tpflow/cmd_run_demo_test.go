@@ -54,11 +54,11 @@ collect:
 	var stdout, stderr syncBuffer
 	done := make(chan int, 1)
 	start := time.Now()
-	const incidentAfter = 2 * time.Second
+	const incidentAfter, incidentFor = 2 * time.Second, 5 * time.Second
 	go func() {
 		done <- run(ctx, []string{"run", "--demo", "--no-live", "--config", cfgPath, "--listen", listen,
 			"--clickhouse", "clickhouse://" + freeAddr(t) + "/tpflow", "--data-dir", dir,
-			"--demo-rate", "2000", "--demo-incident-after", incidentAfter.String(), "--demo-error-after", "1h",
+			"--demo-rate", "2000", "--demo-incident-after", incidentAfter.String(), "--demo-incident-for", incidentFor.String(), "--demo-error-after", "1h",
 			"--demo-log-rate", "200", "--demo-log-rotate", "5s"}, &stdout, &stderr)
 	}()
 	exited := func() {
@@ -85,7 +85,7 @@ collect:
 			if err := json.Unmarshal(body, &resp); err != nil {
 				t.Fatalf("bad JSON %v: %s", err, body)
 			}
-			if resp.Windows != nil && len(resp.Windows) > 0 && resp.Windows[0].End.After(start.Add(6*time.Second)) {
+			if len(resp.Windows) > 0 && resp.Windows[0].End.After(start.Add(6*time.Second)) {
 				break
 			}
 		}
@@ -165,9 +165,18 @@ collect:
 	}
 	kcfg := kafka.DefaultConfig()
 	kcfg.Brokers = []string{addr[1]}
-	states := alertsOnTopic(t, kcfg, "DemoLatencyIncident")
-	if !strings.Contains(states, "ALERT_STATE_PENDING") || !strings.Contains(states, "ALERT_STATE_FIRING") {
-		t.Errorf("alerts topic states of DemoLatencyIncident: %s", states)
+	// Pending, firing, and once the incident is over, resolved.
+	states := alertsOnTopic(t, kcfg, "DemoLatencyIncident", "RESOLVED")
+	if want := "ALERT_STATE_PENDING,ALERT_STATE_FIRING,ALERT_STATE_RESOLVED"; states != want {
+		t.Errorf("alerts topic states of DemoLatencyIncident: %s, want %s", states, want)
+	}
+	t.Logf("DemoLatencyIncident resolved %s after the incident ended", time.Since(start.Add(incidentAfter+incidentFor)).Round(time.Second))
+	// The live view, refreshed every pane, shows firing alerts only.
+	time.Sleep(3 * time.Second)
+	exited()
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if last := lines[len(lines)-1]; !strings.Contains(last, " firing=0") || strings.Contains(last, "alert=") {
+		t.Errorf("resolved alert still shown: %s", last)
 	}
 
 	cancel()
@@ -217,18 +226,19 @@ func countLogLines(t *testing.T, dir string, endMs int64) (map[string]int, int) 
 }
 
 // alertsOnTopic returns the states of rule's changes on the alerts topic,
-// in order, comma-separated.
-func alertsOnTopic(t *testing.T, kcfg kafka.Config, rule string) string {
+// in order, comma-separated, once one with a state containing until is
+// read.
+func alertsOnTopic(t *testing.T, kcfg kafka.Config, rule, until string) string {
 	t.Helper()
 	cons, err := kafka.NewConsumer(kcfg, kcfg.Topic(kafka.TopicAlerts), "test-alerts-reader", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cons.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
 	var states []string
-	for !strings.Contains(strings.Join(states, ","), "FIRING") {
+	for !strings.Contains(strings.Join(states, ","), until) {
 		msg, err := cons.Fetch(ctx)
 		if err != nil {
 			t.Fatalf("alerts topic (states so far %v): %v", states, err)

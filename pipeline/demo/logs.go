@@ -127,7 +127,6 @@ type LogWriter struct {
 	rng     *rand.Rand
 	files   []*os.File // by logApps index
 	rotated time.Time
-	buf     []byte
 	cum     [][]float64 // per app, the methods' cumulative weights
 	lines   *prometheus.CounterVec
 	rotates prometheus.Counter
