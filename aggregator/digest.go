@@ -53,13 +53,20 @@ func compressSorted(dst []Centroid, vals []uint32, delta float64) []Centroid {
 // recompress merges adjacent centroids of the sorted list cs in place under
 // the size bound for their total weight n and returns the shortened list.
 func recompress(cs []Centroid, n, delta float64) []Centroid {
+	return recompressFrom(cs, 0, n, delta)
+}
+
+// recompressFrom is recompress for a run of centroids that starts after
+// weight before of a digest of total weight n.
+func recompressFrom(cs []Centroid, before, n, delta float64) []Centroid {
 	if len(cs) == 0 {
 		return cs
 	}
 	out := cs[:0]
 	cur := cs[0]
 	curSum := float64(cur.Mean) * float64(cur.Weight)
-	before := 0.0 // weight of the centroids already written to out
+	// before is the weight of the centroids already written to out, and of
+	// the digest's centroids ahead of cs.
 	for _, c := range cs[1:] {
 		w := float64(cur.Weight) + float64(c.Weight)
 		if w <= maxWeight(before+w/2, n, delta) {

@@ -13,8 +13,23 @@ import (
 // readers of call_rollups (dashboards, the query API) rely on this length.
 const RollupLength = 5 * time.Minute
 
-// rollup is one key's rollup bucket: the merge of its final panes, at the
-// rollup compression, and whether it was emitted and changed since.
+// rollupHold is how much finer than rollup_compression a bucket's digest is
+// kept while it is built: the emitted digest is compressed once, from the
+// finer one, and keeps the finer centroids around the anchor quantiles.
+const rollupHold = 4
+
+// rollupAnchors are the quantiles dashboards, alerts and reports ask for.
+// Around each one's rank the emitted digest keeps the centroids of the
+// finer digest (singletons in the tails), so that a rollup read alone
+// gives them as exactly as its panes did; anchorMargin is how many ranks
+// on either side are kept too. See DESIGN.md for the measured effect.
+var rollupAnchors = [...]float64{0.5, 0.9, 0.99, 0.999}
+
+const anchorMargin = 2
+
+// rollup is one key's rollup bucket: the merge of its final panes, at
+// rollupHold × the rollup compression, and whether it was emitted and
+// changed since.
 type rollup struct {
 	pane
 	emitted bool
@@ -22,8 +37,8 @@ type rollup struct {
 }
 
 // absorb merges the final pane f (its summary and digest) into the rollup
-// pane r, compressing the merged digest to delta. r's centroid slice is
-// reused; f is not retained.
+// pane r, compressing the merged digest to delta (the rollup compression ×
+// rollupHold). r's centroid slice is reused; f is not retained.
 func (r *pane) absorb(f *pane, delta float64, w *work) {
 	r.count += f.count
 	r.errors += f.errors
@@ -40,11 +55,58 @@ func newRollupPane(start int64) pane {
 	return pane{start: start, min: math.MaxUint32}
 }
 
+// anchored returns the digest cs, of total weight n, compressed to delta
+// except for the centroids that cover a rank within anchorMargin of an
+// anchor quantile's rank (⌈q·n⌉, the nearest rank), which are kept as they
+// are. The centroids between anchors are compressed under the size bound
+// of their position in the whole digest.
+func anchored(cs []Centroid, n uint64, delta float64) []Centroid {
+	out := make([]Centroid, 0, min(len(cs), int(2*delta)+32))
+	if n == 0 {
+		return append(out, cs...)
+	}
+	var ranks [len(rollupAnchors)]uint64
+	for i, q := range rollupAnchors {
+		ranks[i] = max(1, uint64(math.Ceil(q*float64(n))))
+	}
+	var seg []Centroid
+	var cum, segBefore uint64
+	flush := func() {
+		out = append(out, recompressFrom(seg, float64(segBefore), float64(n), delta)...)
+		seg = seg[:0]
+	}
+	for _, c := range cs {
+		lo, hi := cum+1, cum+uint64(c.Weight)
+		keep := false
+		for _, r := range ranks {
+			if hi+anchorMargin >= r && lo <= r+anchorMargin {
+				keep = true
+				break
+			}
+		}
+		if keep {
+			flush()
+			out = append(out, c)
+			segBefore = hi
+		} else {
+			seg = append(seg, c)
+		}
+		cum = hi
+	}
+	flush()
+	return out
+}
+
+// emit returns the centroids a rollup publishes: its digest anchored and
+// compressed to delta.
+func (r *pane) emit(delta float64) []Centroid { return anchored(r.cents, r.count, delta) }
+
 // MergeRollup merges the final panes ps of one key into the rollup pane of
 // the bucket of length d starting at start, at compression delta, exactly
 // as the engine builds it: panes in the order given, each merged into the
-// running digest and compressed. It is for tools that build rollups of
-// stored panes (benchmarks, back-fills); ps must all lie in the bucket.
+// running digest, which is anchored and compressed to delta at the end. It
+// is for tools that build rollups of stored panes (benchmarks, back-fills);
+// ps must all lie in the bucket.
 func MergeRollup(ps []PaneStat, start int64, d time.Duration, delta float64) PaneStat {
 	var w work
 	r := newRollupPane(start)
@@ -53,13 +115,13 @@ func MergeRollup(ps []PaneStat, start int64, d time.Duration, delta float64) Pan
 			start: ps[i].Start, count: ps[i].Count, errors: ps[i].Errors, sum: ps[i].SumUs,
 			min: ps[i].MinUs, max: ps[i].MaxUs, cents: ps[i].Centroids,
 		}
-		r.absorb(&f, delta, &w)
+		r.absorb(&f, delta*rollupHold, &w)
 	}
 	var k Key
 	if len(ps) > 0 {
 		k = ps[0].Key
 	}
-	return paneStat(k, &r, d.Milliseconds(), false, true, slices.Clone(r.cents))
+	return paneStat(k, &r, d.Milliseconds(), false, true, r.emit(delta))
 }
 
 // rollStart returns the start of the rollup bucket holding time ts.
@@ -85,7 +147,7 @@ func (e *Engine) rollAt(ks *keyState, b int64) *rollup {
 // rollAdd merges the just finalised pane f of ks into its rollup bucket.
 func (e *Engine) rollAdd(ks *keyState, f *pane) {
 	r := e.rollAt(ks, e.rollStart(f.start))
-	r.absorb(f, e.cfg.RollupCompression, &e.work)
+	r.absorb(f, e.cfg.RollupCompression*rollupHold, &e.work)
 }
 
 // rollLate adds a late event, read from partition p at offset, of ks's
@@ -96,7 +158,7 @@ func (e *Engine) rollAdd(ks *keyState, f *pane) {
 func (e *Engine) rollLate(ks *keyState, start int64, c *codec.Call, p *Partition, offset int64) {
 	b := e.rollStart(start)
 	r := e.rollAt(ks, b)
-	r.addLate(c.LatencyUs, c.OK, e.cfg.RollupCompression)
+	r.addLate(c.LatencyUs, c.OK, e.cfg.RollupCompression*rollupHold)
 	if !r.emitted {
 		p.HoldsRollup(b, offset)
 		return
@@ -115,7 +177,7 @@ func (e *Engine) emitRollups(panes []PaneStat) []PaneStat {
 		for i := range ks.rolls {
 			if r := &ks.rolls[i]; r.dirty {
 				r.dirty = false
-				panes = append(panes, paneStat(ks.key, &r.pane, e.rollMs, true, true, slices.Clone(r.cents)))
+				panes = append(panes, paneStat(ks.key, &r.pane, e.rollMs, true, true, r.emit(e.cfg.RollupCompression)))
 				e.m.rollupsEmitted.Inc()
 			}
 		}
@@ -136,7 +198,7 @@ func (e *Engine) emitRollups(panes []PaneStat) []PaneStat {
 			}
 			r := &ks.rolls[i]
 			r.emitted = true
-			panes = append(panes, paneStat(ks.key, &r.pane, e.rollMs, false, true, slices.Clone(r.cents)))
+			panes = append(panes, paneStat(ks.key, &r.pane, e.rollMs, false, true, r.emit(e.cfg.RollupCompression)))
 			e.m.rollupsEmitted.Inc()
 		}
 		delete(e.rollPending, b)

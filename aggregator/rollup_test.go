@@ -357,3 +357,73 @@ func TestRollupAccuracy(t *testing.T) {
 		})
 	}
 }
+
+// stepQuantile is ClickHouse's quantileExactWeighted over a digest: the
+// mean of the first centroid whose cumulative weight reaches q·W. It is how
+// dashboards and the query API read stored centroids.
+func stepQuantile(cs []Centroid, q float64) float64 {
+	var total float64
+	for _, c := range cs {
+		total += float64(c.Weight)
+	}
+	cum := 0.0
+	for _, c := range cs {
+		cum += float64(c.Weight)
+		if cum >= q*total {
+			return float64(c.Mean)
+		}
+	}
+	return float64(cs[len(cs)-1].Mean)
+}
+
+// TestRollupAnchorsReadInSQL builds rollups of 200 buckets of lognormal
+// latencies for three traffic levels, from pane digests as the aggregator
+// publishes them, and reads each rollup's emitted centroids the way
+// ClickHouse's quantileExactWeighted does. Around the anchor quantiles the
+// emitted digest keeps the finer centroids, so the worst bucket must stay
+// within 1 % (TP99) and 2 % (TP50, TP90, TP999) of the exact nearest-rank
+// value, with no more centroids than the size bound allows.
+func TestRollupAnchorsReadInSQL(t *testing.T) {
+	delta := DefaultConfig().RollupCompression
+	for _, perPane := range []int{30, 170, 2000} {
+		r := rand.New(rand.NewPCG(1, uint64(perPane)))
+		var worst [len(rollupAnchors)]float64
+		var cents int
+		const buckets = 200
+		for range buckets {
+			var ps []PaneStat
+			var all []uint32
+			for p := range 30 {
+				vals := make([]uint32, perPane)
+				for i := range vals {
+					vals[i] = uint32(max(1, math.Exp(6+r.NormFloat64())))
+				}
+				all = append(all, vals...)
+				slices.Sort(vals)
+				var sum uint64
+				for _, v := range vals {
+					sum += uint64(v)
+				}
+				ps = append(ps, PaneStat{Key: kA, Start: int64(p) * 10_000, Count: uint64(len(vals)), SumUs: sum,
+					MinUs: vals[0], MaxUs: vals[len(vals)-1], Centroids: compressSorted(nil, vals, DefaultConfig().Compression)})
+			}
+			ro := MergeRollup(ps, 0, RollupLength, delta)
+			slices.Sort(all)
+			cents += len(ro.Centroids)
+			for i, q := range rollupAnchors {
+				worst[i] = max(worst[i], math.Abs(stepQuantile(ro.Centroids, q)/exactQuantile(all, q)-1))
+			}
+		}
+		t.Logf("%6d calls a bucket: %3d centroids a rollup; worst TP50 %.3f %%, TP90 %.3f %%, TP99 %.3f %%, TP999 %.3f %%",
+			30*perPane, cents/buckets, 100*worst[0], 100*worst[1], 100*worst[2], 100*worst[3])
+		for i, q := range rollupAnchors {
+			bound := 0.02
+			if q == 0.99 {
+				bound = 0.01
+			}
+			if worst[i] > bound {
+				t.Errorf("%d calls a bucket: TP%g off by %.3f %% in the worst bucket, bound %.0f %%", 30*perPane, 100*q, 100*worst[i], 100*bound)
+			}
+		}
+	}
+}
