@@ -45,6 +45,7 @@ func main() {
 		repo    string
 		dsn     string
 		workDir string
+		reuse   bool
 	)
 	flag.IntVar(&d.apps, "apps", 200, "apps (keys = apps × methods)")
 	flag.IntVar(&d.methods, "methods", 50, "methods per app")
@@ -56,14 +57,19 @@ func main() {
 	flag.StringVar(&repo, "repo", ".", "root of the tpflow repository (for scripts/clickhouse.sh)")
 	flag.StringVar(&dsn, "clickhouse", "", "use this ClickHouse DSN instead of starting a private server")
 	flag.StringVar(&workDir, "workdir", "", "`DIR` for the private server; default a new temporary directory")
+	flag.BoolVar(&reuse, "reuse", false, "with -clickhouse: measure the dataset an earlier run left there (same flags) instead of generating it")
 	flag.Parse()
-	if err := run(d, runs, repo, dsn, workDir); err != nil {
+	if reuse && dsn == "" {
+		logf("-reuse needs -clickhouse")
+		os.Exit(2)
+	}
+	if err := run(d, runs, repo, dsn, workDir, reuse); err != nil {
 		logf("%v", err)
 		os.Exit(1)
 	}
 }
 
-func run(d dataset, runs int, repo, dsn, workDir string) (err error) {
+func run(d dataset, runs int, repo, dsn, workDir string, reuse bool) (err error) {
 	ctx := context.Background()
 	if dsn == "" {
 		if workDir == "" {
@@ -93,40 +99,34 @@ func run(d dataset, runs int, repo, dsn, workDir string) (err error) {
 		return err
 	}
 	defer conn.Close()
-	for _, t := range []string{"call_panes", "call_rollups"} {
-		if err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+d.database+"."+t); err != nil {
+	if !reuse {
+		for _, t := range []string{"call_panes", "call_rollups"} {
+			if err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+d.database+"."+t); err != nil {
+				return err
+			}
+		}
+		if err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+d.database+".schema_migrations"); err != nil {
 			return err
 		}
-	}
-	if err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+d.database+".schema_migrations"); err != nil {
-		return err
-	}
-	if _, err := clickhouse.Migrate(ctx, conn, cfg); err != nil {
-		return err
+		if _, err := clickhouse.Migrate(ctx, conn, cfg); err != nil {
+			return err
+		}
 	}
 	var version string
 	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
 		return err
 	}
-	total, err := d.generate(ctx, conn, logf)
-	if err != nil {
-		return err
-	}
-	var parts uint64
-	_ = conn.QueryRow(ctx, "SELECT count() FROM system.parts WHERE active AND database = ? AND table = 'call_panes'", d.database).Scan(&parts)
-	logf("call_panes: %d rows (%d keys), %d active parts", total, d.apps*d.methods, parts)
-	var rollups, rollupCents uint64
-	if d.rollups {
-		start := time.Now()
-		if rollups, rollupCents, err = d.buildRollups(ctx, conn, clickhouse.NewWriter(conn, cfg, nil)); err != nil {
+	var total, rollups, rollupCents uint64
+	if reuse {
+		if err := conn.QueryRow(ctx, "SELECT count() FROM "+d.database+".call_panes").Scan(&total); err != nil {
 			return err
 		}
-		logf("call_rollups: %d rows, %.1f centroids a row, built in %s", rollups, float64(rollupCents)/float64(max(rollups, 1)),
-			time.Since(start).Round(time.Millisecond))
-		// Let the inserts' parts merge as they would over a day.
-		if err := conn.Exec(ctx, "OPTIMIZE TABLE "+d.database+".call_rollups"); err != nil {
-			logf("OPTIMIZE call_rollups: %v", err)
+		if err := conn.QueryRow(ctx, "SELECT count(), sum(length(centroid_means)) FROM "+d.database+".call_rollups").Scan(&rollups, &rollupCents); err != nil {
+			return err
 		}
+		logf("reusing call_panes: %d rows, call_rollups: %d rows", total, rollups)
+	} else if err := d.fill(ctx, conn, cfg, &total, &rollups, &rollupCents); err != nil {
+		return err
 	}
 
 	type variant struct {
@@ -201,6 +201,31 @@ func run(d dataset, runs int, repo, dsn, workDir string) (err error) {
 	}
 	fmt.Printf("\n%d rounds after one warm-up round; each round runs every query once, in this order. Load average (1, 5, 15 min) before: %s, after: %s.\n",
 		runs, loadBefore, loadavg())
+	return nil
+}
+
+// fill generates the dataset and, when d.rollups, its rollups.
+func (d dataset) fill(ctx context.Context, conn driver.Conn, cfg clickhouse.Config, total, rollups, rollupCents *uint64) error {
+	var err error
+	if *total, err = d.generate(ctx, conn, logf); err != nil {
+		return err
+	}
+	var parts uint64
+	_ = conn.QueryRow(ctx, "SELECT count() FROM system.parts WHERE active AND database = ? AND table = 'call_panes'", d.database).Scan(&parts)
+	logf("call_panes: %d rows (%d keys), %d active parts", *total, d.apps*d.methods, parts)
+	if !d.rollups {
+		return nil
+	}
+	start := time.Now()
+	if *rollups, *rollupCents, err = d.buildRollups(ctx, conn, clickhouse.NewWriter(conn, cfg, nil)); err != nil {
+		return err
+	}
+	logf("call_rollups: %d rows, %.1f centroids a row, built in %s", *rollups, float64(*rollupCents)/float64(max(*rollups, 1)),
+		time.Since(start).Round(time.Millisecond))
+	// Let the inserts' parts merge as they would over a day.
+	if err := conn.Exec(ctx, "OPTIMIZE TABLE "+d.database+".call_rollups"); err != nil {
+		logf("OPTIMIZE call_rollups: %v", err)
+	}
 	return nil
 }
 

@@ -259,6 +259,10 @@ func TestCallStatsReadsRollupsWhereTheyAre(t *testing.T) {
 			if !slices.Equal(r.Labels, p.Labels) || !r.Start.Equal(p.Start) || r.Count != p.Count || r.Errors != p.Errors || r.Weight != p.Weight {
 				t.Errorf("by %v: rollups %+v, panes %+v", by, r, p)
 			}
+			// Rollup means are merged at whole µs.
+			if q := r.Quantiles[0]; q != math.Round(q) {
+				t.Errorf("by %v: TP99 %g from rollups is not a whole µs", by, q)
+			}
 		}
 		if by == nil {
 			d.checkExact(t, "rollups", q, roll)
