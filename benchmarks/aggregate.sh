@@ -12,7 +12,7 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 for i in $(seq "$rounds"); do
 	GOMAXPROCS=1 go test -run '^$' -benchmem -count 1 -benchtime 4000000x \
-		-bench 'TDigestAdd|AggregatePreDecoded|DecodeAndAggregate' ./benchmarks/ |
+		-bench 'TDigestAdd|AggregatePreDecoded|AggregateNoRollups|DecodeAndAggregate' ./benchmarks/ |
 		grep '^Benchmark' | tee -a "$out"
 done
 echo
@@ -29,6 +29,7 @@ END {
 	f = med["BenchmarkTDigestAdd"]
 	if (f > 0) {
 		printf "ratio AggregatePreDecoded / TDigestAdd = %.2f (target <= 1.5)\n", med["BenchmarkAggregatePreDecoded"] / f
+		if (med["BenchmarkAggregateNoRollups"] > 0) printf "ratio AggregatePreDecoded / AggregateNoRollups = %.2f (the cost of 5-minute rollups)\n", med["BenchmarkAggregatePreDecoded"] / med["BenchmarkAggregateNoRollups"]
 		printf "DecodeAndAggregate = %.2f M events/s on one core (target >= 2)\n", 1000 / med["BenchmarkDecodeAndAggregate"]
 	}
 }' "$out"

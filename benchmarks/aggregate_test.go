@@ -86,10 +86,16 @@ type driver struct {
 	panes int
 }
 
-func newDriver(tb testing.TB) *driver {
+// newDriver returns a driver of an engine with the default config, with
+// 5-minute rollups on or off.
+func newDriver(tb testing.TB, rollups bool) *driver {
 	d := &driver{base: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC).UnixMilli()}
 	d.now = time.UnixMilli(d.base)
-	e, err := aggregator.New(aggregator.DefaultConfig(), aggregator.WithClock(func() time.Time { return d.now }))
+	cfg := aggregator.DefaultConfig()
+	if !rollups {
+		cfg.Rollup = 0
+	}
+	e, err := aggregator.New(cfg, aggregator.WithClock(func() time.Time { return d.now }))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -117,21 +123,27 @@ func (d *driver) warm(w *workload) {
 }
 
 var (
-	warmOnce   sync.Once
-	warmWork   *workload
-	warmDriver *driver
+	warmMu      sync.Mutex
+	warmWork    *workload
+	warmDrivers = map[bool]*driver{}
 )
 
-// warmed returns the workload and an engine already run through more than a
-// 5-minute window, built once per process: the benchmark framework calls a
-// benchmark several times while it sizes b.N, and -count repeats it.
-func warmed(b *testing.B) (*workload, *driver) {
-	warmOnce.Do(func() {
+// warmed returns the workload and an engine (rollups on or off) already run
+// through more than a 5-minute window, built once per process: the
+// benchmark framework calls a benchmark several times while it sizes b.N,
+// and -count repeats it.
+func warmed(b *testing.B, rollups bool) (*workload, *driver) {
+	warmMu.Lock()
+	defer warmMu.Unlock()
+	if warmWork == nil {
 		warmWork = newWorkload(b)
-		warmDriver = newDriver(b)
-		warmDriver.warm(warmWork)
-	})
-	return warmWork, warmDriver
+	}
+	if warmDrivers[rollups] == nil {
+		d := newDriver(b, rollups)
+		d.warm(warmWork)
+		warmDrivers[rollups] = d
+	}
+	return warmWork, warmDrivers[rollups]
 }
 
 // BenchmarkTDigestAdd is the floor: one bare Add into an influxdata t-digest
@@ -152,10 +164,16 @@ func BenchmarkTDigestAdd(b *testing.B) {
 }
 
 // BenchmarkAggregatePreDecoded is the engine's cost per event on decoded
-// batches over 10 000 live keys with a Zipf(1.1) key mix, pane closing and
-// flushing included. One op is one event.
-func BenchmarkAggregatePreDecoded(b *testing.B) {
-	w, d := warmed(b)
+// batches over 10 000 live keys with a Zipf(1.1) key mix, pane closing,
+// 5-minute rollups and flushing included. One op is one event.
+func BenchmarkAggregatePreDecoded(b *testing.B) { benchPreDecoded(b, true) }
+
+// BenchmarkAggregateNoRollups is BenchmarkAggregatePreDecoded with rollups
+// off: the same-run baseline of what rollups cost.
+func BenchmarkAggregateNoRollups(b *testing.B) { benchPreDecoded(b, false) }
+
+func benchPreDecoded(b *testing.B, rollups bool) {
+	w, d := warmed(b, rollups)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for done := 0; done < b.N; done += batchCalls {
@@ -167,7 +185,7 @@ func BenchmarkAggregatePreDecoded(b *testing.B) {
 // BenchmarkDecodeAndAggregate is the full path from EventBatch bytes to
 // updated panes. One op is one event.
 func BenchmarkDecodeAndAggregate(b *testing.B) {
-	w, d := warmed(b)
+	w, d := warmed(b, true)
 	var batch codec.Batch
 	var bytes int
 	for _, e := range w.encoded {
@@ -194,8 +212,12 @@ func TestMemoryBound(t *testing.T) {
 		t.Skip("fills 10 000 keys with six minutes of traffic")
 	}
 	const limit = 512 << 20
-	for _, mix := range []string{"zipf", "uniform"} {
-		t.Run(mix, func(t *testing.T) {
+	for _, c := range []struct {
+		mix     string
+		rollups bool
+	}{{"zipf", true}, {"uniform", true}, {"uniform", false}} {
+		mix := c.mix
+		t.Run(fmt.Sprintf("%s/rollups=%v", mix, c.rollups), func(t *testing.T) {
 			w := newWorkload(t)
 			if mix == "uniform" {
 				for n, b := range w.batches {
@@ -208,15 +230,15 @@ func TestMemoryBound(t *testing.T) {
 			runtime.GC()
 			var before runtime.MemStats
 			runtime.ReadMemStats(&before)
-			d := newDriver(t)
+			d := newDriver(t, c.rollups)
 			d.warm(w)
 			runtime.GC()
 			var after runtime.MemStats
 			runtime.ReadMemStats(&after)
 			keys := d.e.LiveKeys()
 			held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
-			t.Logf("%s: %d live keys, heap held %.1f MiB, %.0f B/key, %d panes emitted",
-				mix, keys, float64(held)/(1<<20), float64(held)/float64(keys), d.panes)
+			t.Logf("%s, rollups %v: %d live keys, heap held %.1f MiB, %.0f B/key, %d panes emitted",
+				mix, c.rollups, keys, float64(held)/(1<<20), float64(held)/float64(keys), d.panes)
 			if keys < numKeys*9/10 {
 				t.Fatalf("only %d live keys; the workload must hold ~%d", keys, numKeys)
 			}
