@@ -93,6 +93,7 @@ func commands() []*command {
 		sinkCommand(),
 		alertCommand(),
 		reportCommand(),
+		rollupCommand(),
 		apiCommand(),
 		brokerCommand(),
 		loadgenCommand(),
