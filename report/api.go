@@ -24,13 +24,16 @@ import (
 //	GET /api/v1/capacity  the rows of a capacity report
 //	GET /api/v1/topology  systems → apps → groups → IDCs seen in a range
 //
-// /api/v1/tp reads the 5-minute rollups (call_rollups) when from and step
-// are multiples of 5 minutes since the Unix epoch (for example from=
-// 2026-11-02T00:00:00Z&step=5m, or a whole day with no step), each key's
-// 5-minute bucket from its rollup where there is one and from its 10-s
-// panes where there is none yet; otherwise it reads the 10-s panes
-// (call_panes). Its "source" says which: "call_rollups", "call_panes" or
-// "call_rollups+call_panes" (call_panes when there are no points).
+// /api/v1/tp cuts the range into steps. A step that is a multiple of 5
+// minutes is aligned to its multiples since the Unix epoch, as Grafana's
+// are (from=now-24h&step=5m gives points at :00, :05, …; the first point
+// starts before from and holds what lies from from on). Such a query, or
+// one without a step, reads the 5-minute rollups (call_rollups) for the
+// buckets that lie wholly in the range, each key's bucket from its rollup
+// where there is one and from its 10-s panes where there is none yet;
+// other steps read the 10-s panes (call_panes). Its "source" says which:
+// "call_rollups", "call_panes" or "call_rollups+call_panes" (call_panes
+// when there are no points).
 //
 // A malformed parameter is answered 400 with {"error": reason}; a failed
 // query 502. API is safe for concurrent use.
@@ -170,7 +173,8 @@ type TPSeries struct {
 
 // TPPoint is one step of a TPSeries. QuantilesUs are in µs, in the order of
 // TPResponse.Quantiles, merged from the stored centroids of the step's
-// panes; null without calls.
+// panes; null without calls. QPS divides by the part of the step inside
+// the range.
 type TPPoint struct {
 	Start       time.Time  `json:"start"`
 	Calls       uint64     `json:"calls"`
@@ -254,7 +258,11 @@ func (a *API) tp(r *http.Request) (TPResponse, error) {
 		if end.After(to) {
 			end = to
 		}
-		pt := TPPoint{Start: s.Start, Calls: s.Count, Errors: s.Errors, QPS: float64(s.Count) / end.Sub(s.Start).Seconds()}
+		begin := s.Start
+		if begin.Before(from) {
+			begin = from
+		}
+		pt := TPPoint{Start: s.Start, Calls: s.Count, Errors: s.Errors, QPS: float64(s.Count) / end.Sub(begin).Seconds()}
 		if s.Count > 0 {
 			pt.ErrorRatio = float64(s.Errors) / float64(s.Count)
 		}

@@ -435,12 +435,30 @@ func TestAPITPRollups(t *testing.T) {
 			}
 		}
 	}
-	// Not aligned to 5 minutes: the panes alone.
+	// from 10 s after a 5-minute boundary, step 5m: the points are still on
+	// the 5-minute grid; the first one holds the calls from from on, read
+	// from the panes (its rollup reaches before from), and its QPS divides
+	// by the 290 s inside the range.
 	var res TPResponse
 	from := fixFrom.Add(10 * time.Second)
 	path := "/api/v1/tp?app=api&step=5m&from=" + url.QueryEscape(from.Format(time.RFC3339)) + "&to=" + url.QueryEscape(fixTo.Format(time.RFC3339))
-	if code, body := get(t, srv, path, &res); code != 200 || res.Source != "call_panes" {
-		t.Errorf("%s: %d %s", path, code, body)
+	if code, body := get(t, srv, path, &res); code != 200 || res.Source != "call_panes" || len(res.Series) != 1 || len(res.Series[0].Points) == 0 {
+		t.Fatalf("%s: %d %s", path, code, body)
+	}
+	pt := res.Series[0].Points[0]
+	var calls int
+	for ki, k := range fixCalls {
+		if k.app != "api" {
+			continue
+		}
+		for p, lat := range perPane(raw[ki], ki) {
+			if s := fixFrom.Add(time.Duration(p) * 10 * time.Second); !s.Before(from) && s.Before(fixFrom.Add(5*time.Minute)) {
+				calls += len(lat)
+			}
+		}
+	}
+	if !pt.Start.Equal(fixFrom) || pt.Calls != uint64(calls) || math.Abs(pt.QPS-float64(calls)/290) > 1e-9 {
+		t.Errorf("first point %+v; want start %s, %d calls, QPS %g", pt, fixFrom, calls, float64(calls)/290)
 	}
 }
 

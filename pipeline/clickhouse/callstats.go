@@ -30,8 +30,12 @@ type CallStatsQuery struct {
 	Selector Selector
 	From, To time.Time
 	// Step cuts [From, To) into buckets [From+i·Step, From+(i+1)·Step); a
-	// pane belongs to the bucket its start falls in. 0 makes one bucket of
-	// the whole range. It must be a whole number of seconds.
+	// pane belongs to the bucket its start falls in. When Step is a
+	// multiple of RollupSeconds the buckets are instead aligned to
+	// multiples of Step since the Unix epoch (as Grafana's are), so that
+	// the first one may start before From and hold only what lies from
+	// From on. 0 makes one bucket of the whole range. It must be a whole
+	// number of seconds.
 	Step time.Duration
 	// By lists labels to group by: system, app, group, idc, method.
 	By []string
@@ -95,15 +99,23 @@ type CallStats struct {
 }
 
 // RollupsAllowed reports whether q may read call_rollups: PanesOnly is
-// false, From is a multiple of RollupSeconds since the Unix epoch, and so
-// is Step (any Step when it is 0, since the one bucket starts at From).
-// Then every rollup pane that starts in [From, To) and ends by To lies in
-// one bucket, and merging its digest there gives that bucket what its
-// 10-s panes would. To need not be aligned: a last rollup that would reach
-// past To is not read, its 10-s panes are.
+// false and Step is a multiple of RollupSeconds (or 0: one bucket). Then
+// the buckets are aligned to multiples of Step since the epoch, every
+// rollup pane lies in one bucket, and merging its digest there gives that
+// bucket what its 10-s panes would. Only rollups that lie wholly in
+// [From, To) are read: at an unaligned From or To the partial 5 minutes
+// come from the 10-s panes.
 func (q CallStatsQuery) RollupsAllowed() bool {
-	return !q.PanesOnly && q.From.Unix()%RollupSeconds == 0 && q.From.Nanosecond() == 0 &&
-		int64(q.Step/time.Second)%RollupSeconds == 0
+	return !q.PanesOnly && int64(q.Step/time.Second)%RollupSeconds == 0
+}
+
+// origin returns the start of the bucket grid: From, or the multiple of
+// Step at or before it when Step is a multiple of RollupSeconds.
+func (q CallStatsQuery) origin(from, step int64) int64 {
+	if q.Step > 0 && step%RollupSeconds == 0 {
+		return from - ((from%step)+step)%step
+	}
+	return from
 }
 
 // SQL returns the statement QueryCallStats runs and its arguments. It
@@ -164,38 +176,41 @@ func (q CallStatsQuery) SQL() (string, []any, error) {
 		labelList += ", " + c
 	}
 	var b strings.Builder
-	args := []any{from, step, step, from}
+	origin := q.origin(from, step)
+	args := []any{origin, step, step, origin}
 	b.WriteString("SELECT toUInt32(intDiv(toUInt32(pane_start) - ?, ?) * ? + ?) AS bucket" + labelList)
 	fmt.Fprintf(&b, ", sum(count), sum(errors), toUInt64(sum(arraySum(w))), quantilesExactWeightedArray(%s)(m, w), groupBitOr(src) FROM (", levels)
 	// branch selects one table's rows; the conditions are on sorting key
 	// columns only, so filtering before FINAL's merge (PREWHERE) keeps
 	// whole rows: every version of a row passes or none does.
-	branch := func(table string, src Source, end int64, cond func()) {
+	branch := func(table string, src Source, start, end int64, cond func()) {
 		means := "centroid_means"
 		if src == SourceRollups {
 			means = "arrayMap(x -> round(x), centroid_means)"
 		}
 		fmt.Fprintf(&b, "SELECT pane_start%s, count, errors, %s AS m, arrayMap(x -> toUInt64(round(x)), centroid_weights) AS w, toUInt8(%d) AS src"+
 			" FROM %s.%s FINAL PREWHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?)", labelList, means, src, q.Database, table)
-		args = append(args, from, end)
+		args = append(args, start, end)
 		q.Selector.where(&b, &args)
 		cond()
 	}
 	if q.RollupsAllowed() {
-		// Rollups that end by To: those starting before To rounded down.
-		rollTo := to - to%RollupSeconds
-		branch("call_rollups", SourceRollups, rollTo, func() {})
+		// Rollups that lie in [From, To): those starting from From (rollup
+		// starts are aligned, so one that starts by From lies after it)
+		// and before To rounded down.
+		rollFrom, rollTo := from, to-to%RollupSeconds
+		branch("call_rollups", SourceRollups, rollFrom, rollTo, func() {})
 		b.WriteString(" UNION ALL ")
-		branch("call_panes", SourcePanes, to, func() {
+		branch("call_panes", SourcePanes, from, to, func() {
 			fmt.Fprintf(&b, " AND (system, app, group_name, idc, method, toDateTime(intDiv(toUInt32(pane_start), %d) * %d)) NOT IN"+
 				" (SELECT system, app, group_name, idc, method, pane_start FROM %s.call_rollups"+
 				" WHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?)", RollupSeconds, RollupSeconds, q.Database)
-			args = append(args, from, rollTo)
+			args = append(args, rollFrom, rollTo)
 			q.Selector.where(&b, &args)
 			b.WriteString(")")
 		})
 	} else {
-		branch("call_panes", SourcePanes, to, func() {})
+		branch("call_panes", SourcePanes, from, to, func() {})
 	}
 	b.WriteString(") GROUP BY bucket" + labelList)
 	b.WriteString(" ORDER BY ")

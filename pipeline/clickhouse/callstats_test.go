@@ -185,12 +185,17 @@ func (d rollupData) checkExact(t *testing.T, what string, q CallStatsQuery, res 
 		step = q.To.Sub(q.From)
 	}
 	i := 0
-	for start := q.From; start.Before(q.To); start = start.Add(step) {
-		end := start.Add(step)
+	// The grid starts at From, or at the multiple of Step before it.
+	first := time.Unix(q.origin(q.From.Unix(), int64(step/time.Second)), 0).UTC()
+	for start := first; start.Before(q.To); start = start.Add(step) {
+		from, end := start, start.Add(step)
+		if from.Before(q.From) {
+			from = q.From
+		}
 		if end.After(q.To) {
 			end = q.To
 		}
-		calls, errs, tp := d.exact(q.Selector, start, end)
+		calls, errs, tp := d.exact(q.Selector, from, end)
 		if calls == 0 {
 			continue
 		}
@@ -324,12 +329,32 @@ func TestCallStatsReadsRollupsWhereTheyAre(t *testing.T) {
 	q.PanesOnly = false
 	d.checkExact(t, "cold", q, cold)
 
-	// Unaligned from or step never read rollups.
-	for _, uq := range []CallStatsQuery{
+	// An unaligned from with a step of 5 minutes (or none): the grid is
+	// aligned to the step, the first bucket holds what lies from From on,
+	// read from the panes, and the buckets after it from the rollups.
+	for _, aq := range []CallStatsQuery{
 		{From: d.base.Add(10 * time.Second), To: d.base.Add(40 * time.Minute), Step: 5 * time.Minute},
+		{From: d.base.Add(130 * time.Second), To: d.base.Add(38 * time.Minute), Step: 10 * time.Minute},
+		{From: d.base.Add(time.Minute), To: d.base.Add(40 * time.Minute)},
+	} {
+		aq.Database, aq.Selector, aq.Quantiles = cfg.Database, api, []float64{0.99}
+		if !aq.RollupsAllowed() {
+			t.Errorf("from %s step %s: rollups not allowed", aq.From, aq.Step)
+		}
+		res := queryStats(t, conn, aq)
+		d.checkExact(t, "unaligned from", aq, res)
+		if len(res) == 0 || res[0].Source&SourcePanes == 0 || SourceOf(res)&SourceRollups == 0 {
+			t.Errorf("from %s step %s: sources %v, want the first bucket from the panes and rollups after", aq.From, aq.Step, sources(res))
+		}
+		if aq.Step > 0 && !res[0].Start.Equal(aq.From.Truncate(aq.Step)) {
+			t.Errorf("from %s step %s: first bucket at %s, want the step's multiple before from", aq.From, aq.Step, res[0].Start)
+		}
+	}
+
+	// A step that is not a multiple of 5 minutes never reads rollups.
+	for _, uq := range []CallStatsQuery{
 		{From: d.base, To: d.base.Add(40 * time.Minute), Step: time.Minute},
 		{From: d.base, To: d.base.Add(40 * time.Minute), Step: 450 * time.Second},
-		{From: d.base.Add(time.Minute), To: d.base.Add(40 * time.Minute)},
 	} {
 		uq.Database, uq.Selector, uq.Quantiles = cfg.Database, api, []float64{0.99}
 		if uq.RollupsAllowed() {
