@@ -53,8 +53,8 @@ bench-collect:
 	$(GO) run ./benchmarks/collect $(BENCH_COLLECT_FLAGS)
 
 ## bench-report: the one-day TP99 panel query of one app's 50 methods over
-## 10 000 keys of panes, generated inside a private ClickHouse (about 2
-## minutes). BENCH_REPORT_FLAGS adds flags, e.g. '-runs 11 -centroids 64'
+## 10 000 keys of panes and their 5-minute rollups, generated inside a
+## private ClickHouse (about 5 minutes). BENCH_REPORT_FLAGS adds flags, e.g. '-runs 11 -centroids 64'
 bench-report: deps
 	$(GO) run ./benchmarks/report $(BENCH_REPORT_FLAGS)
 
