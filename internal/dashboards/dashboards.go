@@ -76,39 +76,37 @@ var (
 var rollupS = strconv.Itoa(RollupSeconds)
 
 // callRows is the row source of every call panel: the columns cols of the
-// call panes in the time range that match where, read from call_rollups
-// where 5-minute rollups cover them and from call_panes elsewhere, both
-// deduplicated by FINAL.
+// call panes in the time range that match where, each key's 5-minute
+// bucket read from its rollup in call_rollups where there is one and from
+// its 10-s panes in call_panes where there is not, both deduplicated by
+// FINAL. Centroid means of rollups are rounded to whole µs, the resolution
+// latencies are recorded at: about half as many distinct values for
+// quantilesExactWeighted to hash, most of a day-long query's time.
 //
 // The rollups used are the ones that lie wholly in the range (start at or
 // after the first multiple of 5 minutes in it, end by its end) and match
-// where; lo and hi are the start of the oldest and the end of the newest
-// of them (the rollup horizon). Rollups are read for lo <= pane_start < hi
-// and panes for the rest of the range: the partial 5 minutes at either end,
-// the panes newer than the newest rollup (rollups are written once their
-// bucket is final, after the panes) and any time before rollups existed.
-// When gate is false, or no rollup is in the range, lo and hi are in 1970
-// and the whole range comes from call_panes; the rollup branch's range is
-// then empty, so ClickHouse prunes every partition of call_rollups.
+// where. The panes branch leaves out the panes whose (key, bucket) such a
+// rollup covers (a NOT IN over the same rollups), so the partial 5 minutes
+// at either end, the buckets a rollup does not cover yet (rollups are
+// written once their bucket is final, after the panes; aggregators of
+// other keys may be later) and any time before rollups existed come from
+// the panes, key by key. When gate is false the rollup branch and the NOT
+// IN set are empty and the whole range comes from call_panes.
 //
-// The time conditions are a PREWHERE: with FINAL, 18.16 reads every column
-// of every row the primary key selects before it applies WHERE, and with
+// The conditions are a PREWHERE: with FINAL, 18.16 reads every column of
+// every row the primary key selects before it applies WHERE, and with
 // method free (all of an app's methods) the key cannot narrow pane_start,
 // so the pane branch of a one-day range would read a day of centroids to
-// keep the last minutes. pane_start is part of the pane's identity, so
-// filtering before FINAL's merge drops all versions of a pane together.
+// keep the last minutes. pane_start and the key are the pane's identity,
+// so filtering before FINAL's merge drops all versions of a pane together.
 func callRows(cols, where, gate string) string {
 	first := "toDateTime(intDiv(toUInt32($__fromTime) + " + strconv.Itoa(RollupSeconds-1) + ", " + rollupS + ") * " + rollupS + ")"
-	covered := "(SELECT AGG FROM call_rollups WHERE " + gate + " AND pane_start >= " + first +
-		" AND pane_start <= $__toTime - " + rollupS + where + ")"
-	lo := strings.Replace(covered, "AGG", "min(pane_start)", 1)
-	hi := strings.Replace(covered, "AGG", "max(pane_start) + "+rollupS, 1)
-	if where != "" {
-		where = " WHERE " + strings.TrimPrefix(where, " AND ")
-	}
-	return "(SELECT " + cols + " FROM call_rollups FINAL PREWHERE pane_start >= " + lo + " AND pane_start < " + hi + where +
-		" UNION ALL SELECT " + cols + " FROM call_panes FINAL PREWHERE $__timeFilter(pane_start)" +
-		" AND (pane_start < " + lo + " OR pane_start >= " + hi + ")" + where + ")"
+	inRange := gate + " AND pane_start >= " + first + " AND pane_start <= $__toTime - " + rollupS + where
+	rollCols := strings.Replace(cols, "centroid_means", "arrayMap(x -> round(x), centroid_means) AS centroid_means", 1)
+	return "(SELECT " + rollCols + " FROM call_rollups FINAL PREWHERE " + inRange +
+		" UNION ALL SELECT " + cols + " FROM call_panes FINAL PREWHERE $__timeFilter(pane_start)" + where +
+		" AND (system, app, group_name, idc, method, toDateTime(intDiv(toUInt32(pane_start), " + rollupS + ") * " + rollupS + ")) NOT IN" +
+		" (SELECT system, app, group_name, idc, method, pane_start FROM call_rollups WHERE " + inRange + "))"
 }
 
 // centroids is the row source of every latency quantile: the stored
