@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -31,6 +32,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/tpflow/tpflow/aggregator"
+	"github.com/tpflow/tpflow/internal/dashboards"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 )
 
@@ -162,7 +164,11 @@ func run(d dataset, runs int, repo, dsn, workDir string, reuse bool) (err error)
 		variants = append(variants,
 			variant{"TP99 per 5m, app", panel(5*time.Minute, false)},
 			variant{"TP99 per 5m, by method", panel(5*time.Minute, false, "method")},
-			variant{"TP99 of the whole day, app (no step)", panel(0, false)})
+			variant{"TP99 of the whole day, app (no step)", panel(0, false)},
+			variant{"Grafana's TP50/90/99/999 panel (service overview), its own SQL expanded for the day at 5m", func() (int, clickhouse.Source, error) {
+				n, err := grafanaPanel(ctx, conn, d)
+				return n, clickhouse.SourceRollups | clickhouse.SourcePanes, err
+			}})
 	}
 	sources := make([]clickhouse.Source, len(variants))
 	loadBefore := loadavg()
@@ -232,9 +238,14 @@ func (d dataset) fill(ctx context.Context, conn driver.Conn, cfg clickhouse.Conf
 // callsOnly is the baseline: the traffic panel over the same panes.
 func callsOnly(ctx context.Context, conn driver.Conn, d dataset) (int, error) {
 	q := d.panelQuery(d.benchApp, time.Minute, nil)
-	rows, err := conn.Query(ctx, fmt.Sprintf("SELECT intDiv(toUInt32(pane_start) - ?, 60) AS b, sum(count), sum(errors) FROM %s.call_panes FINAL"+
+	return countRows(ctx, conn, fmt.Sprintf("SELECT intDiv(toUInt32(pane_start) - ?, 60) AS b, sum(count), sum(errors) FROM %s.call_panes FINAL"+
 		" WHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?) AND system = ? AND app = ? GROUP BY b ORDER BY b", d.database),
 		q.From.Unix(), q.From.Unix(), q.To.Unix(), q.Selector.System, q.Selector.App)
+}
+
+// countRows runs query and returns the number of rows it answers.
+func countRows(ctx context.Context, conn driver.Conn, query string, args ...any) (int, error) {
+	rows, err := conn.Query(ctx, query, args...)
 	if err != nil {
 		return 0, err
 	}
@@ -246,6 +257,29 @@ func callsOnly(ctx context.Context, conn driver.Conn, d dataset) (int, error) {
 	return n, rows.Err()
 }
 
+// grafanaPanel runs the service overview's latency panel as Grafana would
+// for the benchmarked app over the day: the panel's SQL from the generated
+// dashboard, expanded with a 5m interval (what Grafana picks for a day at
+// the panel's max data points; internal/dashboards tests that) and every
+// group and IDC selected. It returns the rows.
+func grafanaPanel(ctx context.Context, conn driver.Conn, d dataset) (int, error) {
+	sql, err := dashboards.PanelSQL("tpflow-service-overview", "Latency TP50 / TP90 / TP99 / TP999")
+	if err != nil {
+		return 0, err
+	}
+	all := func(vals ...string) dashboards.Var { return dashboards.Var{Values: vals, Multi: true} }
+	sql, err = dashboards.Expand(sql, dashboards.Env{From: d.day, To: d.day.Add(24 * time.Hour), Interval: 5 * time.Minute,
+		Vars: map[string]dashboards.Var{"system": all(d.system(d.benchApp)), "app": all(d.app(d.benchApp)),
+			"group": all("g0", "g1", "g2"), "idc": all("idc0", "idc1")}})
+	if err != nil {
+		return 0, err
+	}
+	// Grafana's data source names the database; here the tables do.
+	return countRows(ctx, conn, tableRe.ReplaceAllString(sql, d.database+".$1"))
+}
+
+var tableRe = regexp.MustCompile(`\b(call_panes|call_rollups)\b`)
+
 // tdigestPanel runs the panel query with quantilesTDigestWeighted in place
 // of the exact merge, for comparison; it is not what the API runs.
 func tdigestPanel(ctx context.Context, conn driver.Conn, q clickhouse.CallStatsQuery) (int, error) {
@@ -253,17 +287,7 @@ func tdigestPanel(ctx context.Context, conn driver.Conn, q clickhouse.CallStatsQ
 	if err != nil {
 		return 0, err
 	}
-	query = strings.Replace(query, "quantilesExactWeightedArray", "quantilesTDigestWeightedArray", 1)
-	rows, err := conn.Query(ctx, query, args...)
-	if err != nil {
-		return 0, err
-	}
-	defer rows.Close()
-	n := 0
-	for rows.Next() {
-		n++
-	}
-	return n, rows.Err()
+	return countRows(ctx, conn, strings.Replace(query, "quantilesExactWeightedArray", "quantilesTDigestWeightedArray", 1), args...)
 }
 
 // loadavg returns the machine's load averages, which say how much other

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"strings"
 )
 
 // Header starts every generated YAML file.
@@ -80,4 +81,40 @@ func Files() (map[string][]byte, error) {
 		out[path.Join("dashboards", d.File)] = buf.Bytes()
 	}
 	return out, nil
+}
+
+// PanelSQL returns the SQL of the first query of the panel titled title on
+// the generated dashboard uid, as Grafana reads it from the JSON (before
+// Expand), for benchmarks that run a panel's own query.
+func PanelSQL(uid, title string) (string, error) {
+	files, err := Files()
+	if err != nil {
+		return "", err
+	}
+	for name, data := range files {
+		if !strings.HasPrefix(name, "dashboards/") {
+			continue
+		}
+		var d struct {
+			UID    string `json:"uid"`
+			Panels []struct {
+				Title   string `json:"title"`
+				Targets []struct {
+					RawSQL string `json:"rawSql"`
+				} `json:"targets"`
+			} `json:"panels"`
+		}
+		if err := json.Unmarshal(data, &d); err != nil {
+			return "", fmt.Errorf("cannot read generated %s: %w", name, err)
+		}
+		if d.UID != uid {
+			continue
+		}
+		for _, p := range d.Panels {
+			if p.Title == title && len(p.Targets) > 0 {
+				return p.Targets[0].RawSQL, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no panel %q on dashboard %s", title, uid)
 }
