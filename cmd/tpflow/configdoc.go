@@ -90,7 +90,7 @@ var keyDocs = map[string]string{
 
 	"collect":                        "The collect role (node agent): log sources, topology labels, offsets, metrics and batching.",
 	"collect.sources":                "Log sources, each {name, preset (kubernetes|docker), base, globs, roots, parser (perf-json|nginx|apache|none|custom), parse, container (auto|docker|cri|none), multiline, sample, min_level}; empty means one kubernetes source with the perf-json parser.",
-	"collect.topology":               "YAML file of rules from namespace, pod and container names to system, app, group, idc and env (see collectors/topology); empty leaves them empty.",
+	"collect.topology":               "YAML file of rules from namespace, pod and container names and file paths (match: {file: \"billing.log*\"}) to system, app, group, idc and env (see collectors/topology); empty leaves them empty.",
 	"collect.host":                   "The host label; empty means the host name; --host overrides.",
 	"collect.state_file":             "Absolute path of the file keeping acknowledged offsets across restarts; empty keeps them in memory; --state-file overrides.",
 	"collect.save_interval":          "How often the state file is written.",

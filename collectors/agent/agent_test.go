@@ -12,14 +12,15 @@ import (
 
 // TestAgentShipsLinesCallsKernelErrorsAndSamples runs the agent against
 // the embedded broker: perf-json lines become calls and log events with
-// the topology's labels, kernel error records become ERROR log events,
+// the topology's labels (a file rule labels the plain file), kernel error records become ERROR log events,
 // and node and container samples go to the metrics topic.
 func TestAgentShipsLinesCallsKernelErrorsAndSamples(t *testing.T) {
 	br := startBroker(t)
 	k := kafkaConfig(br.Addr())
 	dir := t.TempDir()
 	topo := filepath.Join(t.TempDir(), "topology.yaml")
-	if err := os.WriteFile(topo, []byte("default: {system: shop, idc: dc1, env: prod}\nrules:\n  - match: {container: \"?*\"}\n    labels: {app: cart, group: blue}\n"), 0o644); err != nil {
+	if err := os.WriteFile(topo, []byte("default: {system: shop, idc: dc1, env: prod}\nrules:\n  - match: {container: \"?*\"}\n    labels: {app: cart, group: blue}\n"+
+		"  - match: {file: \"app.log*\"}\n    labels: {app: legacy, group: g9}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	kmsgFile := filepath.Join(t.TempDir(), "kmsg")
@@ -74,7 +75,8 @@ func TestAgentShipsLinesCallsKernelErrorsAndSamples(t *testing.T) {
 		switch l.stream {
 		case StreamFile:
 			fileLines++
-			want := map[string]string{"system": "shop", "app": "", "group": "", "idc": "dc1", "env": "prod", "host": "node-1", "namespace": "", "pod": "", "container": ""}
+			// A plain file: app and group from the topology's file rule.
+			want := map[string]string{"system": "shop", "app": "legacy", "group": "g9", "idc": "dc1", "env": "prod", "host": "node-1", "namespace": "", "pod": "", "container": ""}
 			for k, v := range want {
 				if l.labels[k] != v {
 					t.Errorf("file line label %s = %q, want %q (%v)", k, l.labels[k], v, l.labels)

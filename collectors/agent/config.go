@@ -41,7 +41,8 @@ type Config struct {
 	// kubernetes preset and the perf-json parser.
 	Sources []Source `yaml:"sources"`
 	// Topology is a YAML file of rules from namespace, pod and container
-	// names to system, app, group, idc and env (see collectors/topology);
+	// names and file paths to system, app, group, idc and env (see
+	// collectors/topology);
 	// empty leaves those labels empty.
 	Topology string `yaml:"topology"`
 	// Host is the host label; empty means the node's host name.

@@ -105,7 +105,7 @@ func (a *Agent) newFileState(src *source, t logtail.Target) *fileState {
 	if container == "" && t.ContainerID != "" {
 		container = shortID(t.ContainerID)
 	}
-	fs.base = a.topo.Resolve(topology.Source{Namespace: t.Namespace, Pod: t.Pod, Container: container})
+	fs.base = a.topo.Resolve(topology.Source{Namespace: t.Namespace, Pod: t.Pod, Container: container, File: t.Path})
 	fs.labels = []schemas.Label{
 		{Name: schemas.LabelSystem, Value: fs.base.System},
 		{Name: schemas.LabelApp, Value: fs.base.App},

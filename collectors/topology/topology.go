@@ -1,6 +1,6 @@
 // Package topology labels a node's containers with the system, app, group,
 // IDC and environment they belong to, from a static YAML file of rules
-// matched against namespace, pod and container names.
+// matched against namespace, pod and container names and the log file.
 //
 // The file:
 //
@@ -10,10 +10,15 @@
 //	    labels: {system: pay, app: gateway, group: g1}
 //	  - match: {pod: "cart-*", container: app}
 //	    labels: {app: cart, group: blue}
+//	  - match: {file: "/var/log/legacy/billing/*.log*"}
+//	    labels: {system: pay, app: billing}
 //
 // Rules are tried in order and the first whose every pattern matches wins;
 // its labels are laid over the default. A pattern is a path.Match glob; an
-// absent pattern matches anything, including an empty name.
+// absent pattern matches anything, including an empty name. A file pattern
+// with a slash is matched against the file's whole path, one without
+// against its base name ("billing.log*"), so files outside Kubernetes and
+// Docker can be labelled too.
 package topology
 
 import (
@@ -22,6 +27,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -55,6 +61,7 @@ type Match struct {
 	Namespace string `yaml:"namespace"`
 	Pod       string `yaml:"pod"`
 	Container string `yaml:"container"`
+	File      string `yaml:"file"`
 }
 
 // Rule assigns Labels to the containers its Match matches.
@@ -71,9 +78,11 @@ type Topology struct {
 	Rules   []Rule `yaml:"rules"`
 }
 
-// Source names a container (or, all empty, the node itself).
+// Source names a container (or, all empty, the node itself) and, for a
+// log file, the file's path.
 type Source struct {
 	Namespace, Pod, Container string
+	File                      string
 }
 
 // Resolve returns the labels of s: the first matching rule's labels over
@@ -98,7 +107,12 @@ func (m Match) matches(s Source) bool {
 		ok, err := path.Match(pat, name)
 		return err == nil && ok
 	}
-	return one(m.Namespace, s.Namespace) && one(m.Pod, s.Pod) && one(m.Container, s.Container)
+	file := s.File
+	if !strings.Contains(m.File, "/") {
+		file = path.Base(file)
+	}
+	return one(m.Namespace, s.Namespace) && one(m.Pod, s.Pod) && one(m.Container, s.Container) &&
+		(m.File == "" || s.File != "" && one(m.File, file))
 }
 
 // Load reads and parses the topology file at p. Errors name the file and
@@ -151,7 +165,7 @@ func Parse(b []byte) (*Topology, error) {
 		if i < len(lines) {
 			r.line = lines[i]
 		}
-		for _, pat := range []string{r.Match.Namespace, r.Match.Pod, r.Match.Container} {
+		for _, pat := range []string{r.Match.Namespace, r.Match.Pod, r.Match.Container, r.Match.File} {
 			if _, err := path.Match(pat, ""); err != nil {
 				errs = append(errs, fmt.Errorf("%d: %w: rules[%d]: bad pattern %q: %v", r.line, ErrInvalid, i, pat, err))
 			}

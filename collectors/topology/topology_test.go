@@ -16,6 +16,10 @@ rules:
     labels: {app: cart, group: blue}
   - match: {pod: "cart-*"}
     labels: {app: cart-sidecar}
+  - match: {file: "/var/log/legacy/*/billing.log*"}
+    labels: {system: pay, app: billing}
+  - match: {file: "audit-*.log"}
+    labels: {app: audit}
 `
 
 func TestResolve(t *testing.T) {
@@ -34,6 +38,13 @@ func TestResolve(t *testing.T) {
 	f(Source{Namespace: "web", Pod: "cart-1", Container: "istio"}, Labels{System: "shop", App: "cart-sidecar", IDC: "dc1", Env: "prod"})
 	f(Source{Namespace: "web", Pod: "search-1", Container: "app"}, Labels{System: "shop", IDC: "dc1", Env: "prod"})
 	f(Source{}, Labels{System: "shop", IDC: "dc1", Env: "prod"})
+	// File rules: with a slash against the whole path, without against the
+	// base name; a source without a file never matches one.
+	f(Source{File: "/var/log/legacy/eu/billing.log.1"}, Labels{System: "pay", App: "billing", IDC: "dc1", Env: "prod"})
+	f(Source{File: "/var/log/legacy/eu/x/billing.log"}, Labels{System: "shop", IDC: "dc1", Env: "prod"})
+	f(Source{File: "/srv/audit-7.log"}, Labels{System: "shop", App: "audit", IDC: "dc1", Env: "prod"})
+	f(Source{File: "/srv/audit-7.log.1"}, Labels{System: "shop", IDC: "dc1", Env: "prod"})
+	f(Source{Pod: "audit-7.log"}, Labels{System: "shop", IDC: "dc1", Env: "prod"})
 	var none *Topology
 	if got := none.Resolve(Source{Pod: "x"}); got != (Labels{}) {
 		t.Errorf("nil topology resolved to %+v", got)
@@ -51,6 +62,7 @@ func TestParseErrors(t *testing.T) {
 	f("default: {sytem: x}\n", "1: invalid topology")
 	f("rules:\n  - match: {pod: a}\n    labels: {app: a}\n  - match: {pod: \"[\"}\n    labels: {app: b}\n", "4: invalid topology: rules[1]: bad pattern")
 	f("rules:\n  - match: {}\n    labels: {app: a}\n", "2: invalid topology: rules[0]: match has no pattern")
+	f("rules:\n  - match: {file: \"/x/[.log\"}\n    labels: {app: a}\n", "2: invalid topology: rules[0]: bad pattern")
 	f("rules:\n  - match: {pod: a}\n", "2: invalid topology: rules[0]: no labels")
 	f("rules: [\n", "1: invalid topology")
 	f("rules:\n  - match: {pod: a}\n    labels: {app: a}\n    extra: 1\n", "4: invalid topology")

@@ -112,12 +112,19 @@ func LogApps() []string {
 func LogGroup(app string) string { return app + "-" + LogEnv + "-" + LogIDC }
 
 // LogTopology returns a collector topology file for the log writer's
-// files: its default gives system, idc and env; app and group come from
-// the lines.
+// files: its default gives system, idc and env, and a rule per app matches
+// the app's file (and its rotated copies) by name, so that the lines' log
+// events carry app and group too (calls take them from the lines).
 func LogTopology() []byte {
-	return []byte("# The topology of `tpflow run --demo`'s node collector: the demo log\n" +
-		"# files are plain files, so the default labels them all.\n" +
-		"default: {system: " + LogSystem + ", idc: " + LogIDC + ", env: " + LogEnv + "}\n")
+	var b strings.Builder
+	b.WriteString("# The topology of `tpflow run --demo`'s node collector: the demo log\n" +
+		"# files are plain files, labelled by their names.\n" +
+		"default: {system: " + LogSystem + ", idc: " + LogIDC + ", env: " + LogEnv + "}\n" +
+		"rules:\n")
+	for _, app := range LogApps() {
+		fmt.Fprintf(&b, "  - match: {file: %q}\n    labels: {app: %s, group: %s}\n", app+".log*", app, LogGroup(app))
+	}
+	return []byte(b.String())
 }
 
 // LogWriter writes the log apps' calls as perf-json lines, one file per

@@ -110,4 +110,13 @@ func TestLogWriter(t *testing.T) {
 	if l := topo.Resolve(topology.Source{}); l.System != LogSystem || l.IDC != LogIDC || l.Env != LogEnv {
 		t.Errorf("topology labels %+v", l)
 	}
+	// Each app's file and its rotated copies carry the app and its group.
+	for _, app := range LogApps() {
+		for _, name := range []string{app + ".log", app + ".log.1"} {
+			l := topo.Resolve(topology.Source{File: filepath.Join(dir, name)})
+			if l.App != app || l.Group != LogGroup(app) || l.System != LogSystem {
+				t.Errorf("%s: topology labels %+v", name, l)
+			}
+		}
+	}
 }
