@@ -235,20 +235,25 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 }
 
-// Tick evaluates once at m's now, hands what needs sending to the notify
-// function and saves the state file if one is configured.
+// Tick evaluates once at m's now, saves the state file if one is
+// configured, and then hands the state changes and what needs sending to
+// their functions. Saving first means a process killed while it notifies
+// restarts knowing the alerts it was notifying about: it keeps their start
+// times and resolves them later, instead of starting them afresh and
+// leaving the first ones firing at the receivers. The cost is that a kill
+// in that window delays a notification to the next resend.
 func (m *Manager) Tick(ctx context.Context) {
 	send, changes := m.eval(m.now())
+	if m.cfg.StateFile != "" {
+		if err := m.SaveState(m.cfg.StateFile); err != nil {
+			m.log.Warn("cannot save alert state", "path", m.cfg.StateFile, "err", err)
+		}
+	}
 	if len(changes) > 0 && m.onChange != nil {
 		m.onChange(ctx, changes)
 	}
 	if len(send) > 0 && m.notify != nil {
 		m.notify(ctx, send)
-	}
-	if m.cfg.StateFile != "" {
-		if err := m.SaveState(m.cfg.StateFile); err != nil {
-			m.log.Warn("cannot save alert state", "path", m.cfg.StateFile, "err", err)
-		}
 	}
 }
 

@@ -237,7 +237,27 @@ func TestRestartKeepsFiringWithoutRenotifying(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "alerts.json")
 
 	var notified [][]Alert
-	notify := func(_ context.Context, as []Alert) { notified = append(notified, as) }
+	var unsaved []string
+	notify := func(_ context.Context, as []Alert) {
+		notified = append(notified, as)
+		// A process killed while it notifies restarts from the state
+		// file: it must already hold the firing alert being sent.
+		if as[0].State != StateFiring {
+			return
+		}
+		var rs RuleSet
+		rs.Set(mustParse(t, lifecycleRule))
+		probe, err := NewManager(DefaultConfig(), &rs, src, nil, c.now, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := probe.RestoreState(path); err != nil {
+			t.Fatal(err)
+		}
+		if got := probe.Alerts(); len(got) != 1 || got[0].State != StateFiring || !got[0].ActiveAt.Equal(as[0].ActiveAt) {
+			unsaved = append(unsaved, fmt.Sprintf("%+v", got))
+		}
+	}
 	start := func() *Manager {
 		var rs RuleSet
 		rs.Set(mustParse(t, lifecycleRule))
@@ -260,6 +280,9 @@ func TestRestartKeepsFiringWithoutRenotifying(t *testing.T) {
 	}
 	if len(notified) != 1 || notified[0][0].State != StateFiring {
 		t.Fatalf("notified %+v", notified)
+	}
+	if len(unsaved) > 0 {
+		t.Fatalf("the state file did not hold the firing alert while it was notified: %v", unsaved)
 	}
 	fired := notified[0][0]
 	if ents, err := os.ReadDir(filepath.Dir(path)); err != nil || len(ents) != 1 {
