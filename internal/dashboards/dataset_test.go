@@ -335,9 +335,7 @@ func (d dataset) rows(tb testing.TB) (panes, rollups []clickhouse.PaneRow, res [
 // enginePanes feeds the calls, pane by pane in time order, through a real
 // aggregator engine with the default configuration and returns the final
 // panes and the 5-minute rollups it emits: the digests in ClickHouse are
-// the ones production stores. An engine that emits no rollups (rollups
-// off) gets them built from its panes by aggregator.MergeRollup, the
-// engine's own merge.
+// the ones production stores.
 func enginePanes(tb testing.TB, calls []callPane) (panes, rollups []aggregator.PaneStat) {
 	tb.Helper()
 	now := t0.Add(-time.Hour)
@@ -397,41 +395,10 @@ func enginePanes(tb testing.TB, calls []callPane) (panes, rollups []aggregator.P
 	if n != uint64(events) {
 		tb.Fatalf("engine panes hold %d calls, %d were ingested", n, events)
 	}
-	if len(rollups) == 0 {
-		rollups = mergeRollups(panes)
-		tb.Logf("the engine emits no rollups: %d built with aggregator.MergeRollup", len(rollups))
-	} else if nr != uint64(events) {
+	if nr != uint64(events) {
 		tb.Fatalf("engine rollups hold %d calls, %d were ingested", nr, events)
 	}
 	return panes, rollups
-}
-
-// mergeRollups builds the 5-minute rollups of final panes with
-// aggregator.MergeRollup at the default rollup compression, each key's
-// panes merged in time order as the engine does.
-func mergeRollups(panes []aggregator.PaneStat) []aggregator.PaneStat {
-	type bk struct {
-		k     aggregator.Key
-		start int64
-	}
-	rl := aggregator.RollupLength.Milliseconds()
-	groups := map[bk][]aggregator.PaneStat{}
-	var order []bk
-	for _, p := range panes {
-		b := bk{p.Key, p.Start / rl * rl}
-		if groups[b] == nil {
-			order = append(order, b)
-		}
-		groups[b] = append(groups[b], p)
-	}
-	delta := aggregator.DefaultConfig().RollupCompression
-	out := make([]aggregator.PaneStat, 0, len(order))
-	for _, b := range order {
-		ps := groups[b]
-		slices.SortFunc(ps, func(x, y aggregator.PaneStat) int { return int(x.Start - y.Start) })
-		out = append(out, aggregator.MergeRollup(ps, b.start, aggregator.RollupLength, delta))
-	}
-	return out
 }
 
 // batch builds a codec.Batch of calls, as a collector would send one.
