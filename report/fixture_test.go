@@ -14,6 +14,7 @@ import (
 
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
+	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest/chdb"
 )
 
 func TestMain(m *testing.M) { os.Exit(chtest.RunMain(m)) }
@@ -21,21 +22,7 @@ func TestMain(m *testing.M) { os.Exit(chtest.RunMain(m)) }
 // setup opens a migrated database of its own on the shared server.
 func setup(tb testing.TB) (driver.Conn, clickhouse.Config) {
 	tb.Helper()
-	s := chtest.Shared(tb)
-	cfg := clickhouse.DefaultConfig()
-	cfg.DSN = s.DSN()
-	cfg.Database = s.Database()
-	cfg.MaxRetryBackoff = 500 * time.Millisecond
-	ctx := context.Background()
-	conn, err := clickhouse.Open(ctx, cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = conn.Close() })
-	if _, err := clickhouse.Migrate(ctx, conn, cfg); err != nil {
-		tb.Fatal(err)
-	}
-	return conn, cfg
+	return chdb.Shared(tb)
 }
 
 // The known dataset: 10 minutes of 10-s panes from fixFrom.

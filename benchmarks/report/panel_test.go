@@ -12,6 +12,7 @@ import (
 
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
+	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest/chdb"
 )
 
 func TestMain(m *testing.M) { os.Exit(chtest.RunMain(m)) }
@@ -22,19 +23,8 @@ func TestMain(m *testing.M) { os.Exit(chtest.RunMain(m)) }
 // (ARRAY JOIN) over the same minute, and the 5-minute panel is served by
 // the rollups with the counts of the 10-s panes and their TP99 within 1 %.
 func TestPanelQuery(t *testing.T) {
-	s := chtest.Shared(t)
-	cfg := clickhouse.DefaultConfig()
-	cfg.DSN = s.DSN()
-	cfg.Database = s.Database()
+	conn, cfg := chdb.Shared(t)
 	ctx := context.Background()
-	conn, err := clickhouse.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := clickhouse.Migrate(ctx, conn, cfg); err != nil {
-		t.Fatal(err)
-	}
 	d := dataset{database: cfg.Database, day: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC), apps: 3, methods: 5, centroids: 8,
 		benchApp: 1, otherSpan: 10 * time.Minute, rollups: true}
 	total, err := d.generate(ctx, conn, t.Logf)

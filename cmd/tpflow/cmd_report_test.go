@@ -13,6 +13,7 @@ import (
 
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
+	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest/chdb"
 )
 
 func TestReportBadArguments(t *testing.T) {
@@ -42,18 +43,8 @@ func TestReportBadArguments(t *testing.T) {
 // limits, and one method's calls, over 5 minutes from `from`.
 func reportData(t *testing.T, dsn string) (clickhouse.Config, time.Time) {
 	t.Helper()
-	cfg := clickhouse.DefaultConfig()
-	cfg.DSN = dsn
-	cfg.Database = "tpflow"
+	conn, cfg := chdb.Open(t, dsn, "tpflow")
 	ctx := context.Background()
-	conn, err := clickhouse.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := clickhouse.Migrate(ctx, conn, cfg); err != nil {
-		t.Fatal(err)
-	}
 	from := time.Date(2026, 11, 2, 8, 0, 0, 0, time.UTC)
 	var res []clickhouse.ResourcePaneRow
 	var calls []clickhouse.PaneRow

@@ -14,6 +14,7 @@ import (
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
+	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest/chdb"
 	"github.com/tpflow/tpflow/pipeline/rollup"
 	"github.com/tpflow/tpflow/pipeline/rollup/rolluptest"
 )
@@ -121,17 +122,7 @@ func sameCounts(t *testing.T, what string, got, want map[string]string) {
 func TestRollupBackfillCLI(t *testing.T) {
 	srv := chtest.Start(t)
 	ctx := context.Background()
-	cfg := clickhouse.DefaultConfig()
-	cfg.DSN = srv.DSN()
-	cfg.Database = "tpflow"
-	conn, err := clickhouse.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := clickhouse.Migrate(ctx, conn, cfg); err != nil {
-		t.Fatal(err)
-	}
+	conn, cfg := chdb.Open(t, srv.DSN(), "tpflow")
 	from := time.Date(2026, 11, 2, 8, 0, 0, 0, time.UTC)
 	keys := []aggregator.Key{
 		{System: "pay", App: "api", Group: "g1", IDC: "bj", Method: "Charge"},

@@ -15,7 +15,7 @@ import (
 
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
-	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
+	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest/chdb"
 )
 
 // BenchmarkDedupe compares the two ways 18.16 can read the current version
@@ -25,19 +25,8 @@ import (
 // in an older version, in 20 insert batches). Both forms must return the
 // same rows.
 func BenchmarkDedupe(b *testing.B) {
-	s := chtest.Shared(b)
-	cfg := clickhouse.DefaultConfig()
-	cfg.DSN = s.DSN()
-	cfg.Database = s.Database()
+	conn, cfg := chdb.Shared(b)
 	ctx := context.Background()
-	conn, err := clickhouse.Open(ctx, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := clickhouse.Migrate(ctx, conn, cfg); err != nil {
-		b.Fatal(err)
-	}
 	const keys, hours = 100, 6
 	start := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
 	panes := hours * 3600 / paneSec
@@ -179,19 +168,7 @@ func deref(p any) any { return reflect.ValueOf(p).Elem().Interface() }
 // reads the same granules among 10 000 keys (make bench-report generates
 // 10 000 keys and times the query API's form of the same panel).
 func BenchmarkRollupTP(b *testing.B) {
-	s := chtest.Shared(b)
-	cfg := clickhouse.DefaultConfig()
-	cfg.DSN = s.DSN()
-	cfg.Database = s.Database()
-	ctx := context.Background()
-	conn, err := clickhouse.Open(ctx, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := clickhouse.Migrate(ctx, conn, cfg); err != nil {
-		b.Fatal(err)
-	}
+	conn, cfg := chdb.Shared(b)
 	day := time.Date(2026, 1, 6, 0, 0, 0, 0, time.UTC)
 	writeRollupBench(b, conn, cfg, day)
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
+	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest/chdb"
 )
 
 func TestMain(m *testing.M) { os.Exit(chtest.RunMain(m)) }
@@ -664,19 +665,8 @@ type rangeCase struct {
 // with every rollup's counts and weights doubled, which only a panel that
 // reads no rollup survives.
 func TestPanelSQLOnClickHouse(t *testing.T) {
-	s := chtest.Shared(t)
-	cfg := clickhouse.DefaultConfig()
-	cfg.DSN = s.DSN()
-	cfg.Database = s.Database()
+	conn, cfg := chdb.Shared(t)
 	ctx := context.Background()
-	conn, err := clickhouse.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := clickhouse.Migrate(ctx, conn, cfg); err != nil {
-		t.Fatal(err)
-	}
 	d := makeDataset()
 	panes, rollups, res, metrics, alerts := d.rows(t)
 	wr := clickhouse.NewWriter(conn, cfg, nil)

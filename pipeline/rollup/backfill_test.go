@@ -15,6 +15,7 @@ import (
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
+	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest/chdb"
 	"github.com/tpflow/tpflow/pipeline/rollup"
 	"github.com/tpflow/tpflow/pipeline/rollup/rolluptest"
 )
@@ -26,20 +27,7 @@ var t0 = time.Date(2026, 11, 2, 8, 0, 0, 0, time.UTC)
 // setup opens a migrated database of the test's own on the shared server.
 func setup(tb testing.TB) (driver.Conn, clickhouse.Config, *clickhouse.Writer) {
 	tb.Helper()
-	s := chtest.Shared(tb)
-	cfg := clickhouse.DefaultConfig()
-	cfg.DSN = s.DSN()
-	cfg.Database = s.Database()
-	cfg.MaxRetryBackoff = 500 * time.Millisecond
-	ctx := context.Background()
-	conn, err := clickhouse.Open(ctx, cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = conn.Close() })
-	if _, err := clickhouse.Migrate(ctx, conn, cfg); err != nil {
-		tb.Fatal(err)
-	}
+	conn, cfg := chdb.Shared(tb)
 	return conn, cfg, clickhouse.NewWriter(conn, cfg, nil)
 }
 
