@@ -60,6 +60,7 @@ type batcher struct {
 	gen     uint64
 	kmsgSeq uint64
 	ev      tpflowpb.LogEvent
+	flag    [1]string
 }
 
 func newBatcher(cfg BatchConfig, nparts int, producer, host string) *batcher {
@@ -106,6 +107,7 @@ type logEvent struct {
 	offset    uint64
 	unparsed  bool
 	truncated bool
+	flag      string // a parse.Reason or ""
 }
 
 // addLog adds one log event; it fails only when the message cannot be
@@ -115,6 +117,10 @@ func (b *batcher) addLog(e *logEvent) error {
 		TsUnixNano: e.tsNano, Labels: e.labels, Stream: e.stream,
 		Level: e.level, Message: e.message, Source: e.source,
 		SourceId: e.sourceID, Offset: e.offset, Unparsed: e.unparsed, Truncated: e.truncated,
+	}
+	if e.flag != "" {
+		b.flag[0] = e.flag
+		b.ev.Flags = b.flag[:]
 	}
 	if err := b.logs.AddLog(&b.ev); err != nil {
 		return err

@@ -64,6 +64,9 @@ type Config struct {
 	// Batch says when event batches are cut and how many may wait for
 	// Kafka.
 	Batch BatchConfig `yaml:"batch"`
+	// CallTime is the event time a call may have around the wall clock; a
+	// line whose call is outside is kept as a flagged log event only.
+	CallTime parse.TimeRange `yaml:"call_time"`
 }
 
 // BatchConfig bounds event batches and the produce queue.
@@ -125,6 +128,7 @@ func DefaultConfig() Config {
 		Metrics:        m,
 		MetricsEnabled: true,
 		Batch:          BatchConfig{MaxBytes: 1 << 20, MaxEvents: 10000, MaxAge: 200 * time.Millisecond, MaxInFlight: 4},
+		CallTime:       parse.DefaultTimeRange(),
 	}
 }
 
@@ -158,6 +162,7 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, schemas.PrefixField("tail", c.Tail.Validate()))
 	errs = append(errs, schemas.PrefixField("metrics", c.Metrics.Validate()))
+	errs = append(errs, schemas.PrefixField("call_time", c.CallTime.Validate()))
 	b := c.Batch
 	if b.MaxBytes < 4096 || b.MaxBytes > 64<<20 {
 		add("batch.max_bytes", "must be 4096 to 67108864, got %d", b.MaxBytes)

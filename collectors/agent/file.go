@@ -304,9 +304,10 @@ func (fs *fileState) emit(st *streamState, id logtail.Identity, off int64, rec [
 	if truncated {
 		src.mTruncated.Inc()
 	}
-	var now time.Time // read only when a line has no time of its own
+	var now time.Time // read only when a call or a line has no time of its own
 	unparsed := unwrapFailed
 	level := ""
+	var flag string // why a value of the line was dropped: a parse.Reason
 	if fs.parser != nil && !unwrapFailed {
 		if err := fs.parser.Parse(rec, &fs.rec); err != nil {
 			unparsed = true
@@ -314,14 +315,22 @@ func (fs *fileState) emit(st *streamState, id logtail.Identity, off int64, rec [
 		} else {
 			level = fs.level()
 			fs.call = parse.Call{}
-			if err := fs.mapper.Map(&fs.rec, &fs.call); err == nil {
+			err := fs.mapper.Map(&fs.rec, &fs.call)
+			if err == nil {
 				c := &fs.call
-				if c.TS == 0 {
-					if ts == 0 && now.IsZero() {
-						now = a.now()
-					}
+				// A call's time comes from the line, or, when the mapping
+				// names no timestamp field, from the container runtime
+				// or the arrival; it must be in the accepted range.
+				now = a.now()
+				if !c.HasTS {
 					c.TS = tsMillis(ts, now)
 				}
+				flag = a.cfg.CallTime.Check(c.TS, now.UnixMilli())
+			} else {
+				flag = parse.ErrorReason(err)
+			}
+			if err == nil && flag == "" {
+				c := &fs.call
 				lbl := fs.callLabels
 				lbl[0].Value, lbl[1].Value = or(c.System, fs.base.System), or(c.App, fs.base.App)
 				lbl[2].Value, lbl[3].Value = or(c.Group, fs.base.Group), or(c.IDC, fs.base.IDC)
@@ -336,9 +345,14 @@ func (fs *fileState) emit(st *streamState, id logtail.Identity, off int64, rec [
 				b.addCall(cp, lc.ls, c.Method, codec.Call{TsUnixMs: c.TS, LatencyUs: c.LatencyUS, Status: c.Status, OK: c.OK})
 				a.m.calls.Inc()
 			}
+			if flag != "" {
+				a.m.badValues.WithLabelValues(src.cfg.Name, flag).Inc()
+			}
 		}
 	}
-	if !fs.keep(level) {
+	// A flagged line is kept whatever min_level and sampling say: it is
+	// the only trace of the call that was not emitted.
+	if flag == "" && !fs.keep(level) {
 		src.mDropped.Inc()
 		return nil
 	}
@@ -369,6 +383,7 @@ func (fs *fileState) emit(st *streamState, id logtail.Identity, off int64, rec [
 	e := logEvent{
 		tsNano: ts, labels: fs.logLS, stream: streamSym, level: levelSym, message: msg,
 		source: fs.sourceSym, sourceID: fs.srcIDv, offset: uint64(off), unparsed: unparsed, truncated: truncated,
+		flag: flag,
 	}
 	if err := b.addLog(&e); err != nil {
 		a.m.unparsed.WithLabelValues(src.cfg.Name, "encode").Inc()

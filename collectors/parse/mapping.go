@@ -1,6 +1,7 @@
 package parse
 
 import (
+	"errors"
 	"math"
 	"strconv"
 	"strings"
@@ -11,7 +12,8 @@ import (
 // encodes as a CallEvent. Empty label strings mean the line did not carry
 // them; the role fills them from the topology.
 type Call struct {
-	TS        int64  // event time, Unix milliseconds
+	TS        int64  // event time, Unix milliseconds; valid only when HasTS
+	HasTS     bool   // the line carried a valid time (1970-01-01T00:00:00Z is TS 0 with HasTS)
 	Method    string // application method, e.g. "CartService.add"
 	LatencyUS uint32 // latency in microseconds, saturated at math.MaxUint32
 	Status    uint32 // application or HTTP-style status code, 0 if unknown
@@ -158,6 +160,12 @@ func mapErr(err error, detail string) error {
 	return &Error{Format: "mapping", Offset: -1, Err: err, Detail: detail}
 }
 
+// badCall is the error of a line that names a call (it has a method and a
+// latency field) with a value that cannot be right; reason says which.
+func badCall(err error, reason, detail string) error {
+	return &Error{Format: "mapping", Offset: -1, Err: err, Detail: detail, Reason: reason}
+}
+
 func (x *Mapper) str(b []byte) string {
 	if s, ok := x.intern[string(b)]; ok {
 		return s
@@ -203,13 +211,25 @@ func (x *Mapper) Map(r *Record, c *Call) error {
 		if !ok {
 			continue
 		}
-		v, ok := parseFloat(f)
-		if !ok || v < 0 || math.IsNaN(v) {
-			return mapErr(ErrBadValue, "latency field "+strconv.Quote(l.Field)+" is not a non-negative number")
+		if len(c.Method) > MaxMethodBytes {
+			return badCall(ErrBadValue, ReasonMethodTooLong, "method is "+strconv.Itoa(len(c.Method))+" bytes, limit "+strconv.Itoa(MaxMethodBytes))
+		}
+		v, st := readFloat(f)
+		switch {
+		case st == numNaN:
+			return badCall(ErrBadValue, ReasonNotANumber, "latency field "+strconv.Quote(l.Field)+" is NaN or infinite")
+		case st == numOverflow:
+			return badCall(ErrBadValue, ReasonLatencyOverflow, "latency field "+strconv.Quote(l.Field)+" overflows a float64")
+		case st != numOK:
+			return badCall(ErrBadValue, ReasonInvalidLatency, "latency field "+strconv.Quote(l.Field)+" is not a number")
+		case v < 0:
+			return badCall(ErrBadValue, ReasonNegativeLatency, "latency field "+strconv.Quote(l.Field)+" is negative")
 		}
 		us := math.Round(v * x.units[i])
 		if us > math.MaxUint32 {
-			us = math.MaxUint32
+			// A call cannot last 71 minutes in a µs uint32: saturating
+			// would put a made-up value into the tail percentiles.
+			return badCall(ErrBadValue, ReasonLatencyOverflow, "latency field "+strconv.Quote(l.Field)+" exceeds 4294967295 µs")
 		}
 		c.LatencyUS = uint32(us)
 		found = true
@@ -224,7 +244,7 @@ func (x *Mapper) Map(r *Record, c *Call) error {
 		if f, ok := r.Get(m.Status); ok && f.Kind != KindNull {
 			n, ok := parseUint(f.Value)
 			if !ok || n > math.MaxUint32 {
-				return mapErr(ErrBadValue, "status field "+strconv.Quote(m.Status)+" is not a status code")
+				return badCall(ErrBadValue, ReasonInvalidStatus, "status field "+strconv.Quote(m.Status)+" is not a status code")
 			}
 			c.Status = uint32(n)
 			c.OK = c.Status < m.ErrorStatus
@@ -234,7 +254,7 @@ func (x *Mapper) Map(r *Record, c *Call) error {
 		if f, ok := r.Get(m.OK); ok && f.Kind != KindNull {
 			b, ok := parseBool(f.Value)
 			if !ok {
-				return mapErr(ErrBadValue, "ok field "+strconv.Quote(m.OK)+" is not a boolean")
+				return badCall(ErrBadValue, ReasonInvalidStatus, "ok field "+strconv.Quote(m.OK)+" is not a boolean")
 			}
 			c.OK = b
 		}
@@ -242,14 +262,14 @@ func (x *Mapper) Map(r *Record, c *Call) error {
 	// Timestamp.
 	if m.Timestamp != "" {
 		f, ok := r.Get(m.Timestamp)
-		if !ok {
-			return mapErr(ErrMissingField, "no timestamp field "+strconv.Quote(m.Timestamp))
+		if !ok || f.Kind == KindNull {
+			return badCall(ErrMissingField, ReasonMissingTime, "no timestamp field "+strconv.Quote(m.Timestamp))
 		}
 		ts, ok := x.parseTS(f)
 		if !ok {
-			return mapErr(ErrBadValue, "timestamp field "+strconv.Quote(m.Timestamp)+" does not match format "+strconv.Quote(m.TimestampFormat))
+			return badCall(ErrBadValue, ReasonInvalidTime, "timestamp field "+strconv.Quote(m.Timestamp)+" does not match format "+strconv.Quote(m.TimestampFormat))
 		}
-		c.TS = ts
+		c.TS, c.HasTS = ts, true
 	}
 	// Labels.
 	c.System = x.label(r, m.System)
@@ -321,23 +341,44 @@ func unixAuto(b []byte) (int64, bool) {
 	}
 }
 
+// numStatus says why readFloat could not return a finite number.
+type numStatus uint8
+
+const (
+	numOK       numStatus = iota
+	numSyntax             // not a number, or not a number kind
+	numNaN                // NaN or ±Inf written out
+	numOverflow           // a finite literal beyond float64, such as 1e400
+)
+
 func parseFloat(f Field) (float64, bool) {
+	v, st := readFloat(f)
+	return v, st == numOK
+}
+
+// readFloat reads a finite float64 from a number or string field.
+func readFloat(f Field) (float64, numStatus) {
 	if f.Kind != KindNumber && f.Kind != KindString {
-		return 0, false
+		return 0, numSyntax
 	}
 	b := f.Value
 	if n, ok := parseUint(b); ok && n < 1<<53 {
-		return float64(n), true
+		return float64(n), numOK
 	}
 	if len(b) == 0 || len(b) > 64 {
-		return 0, false
+		return 0, numSyntax
 	}
 	var tmp [64]byte
 	v, err := strconv.ParseFloat(string(append(tmp[:0], b...)), 64)
-	if err != nil || math.IsInf(v, 0) {
-		return 0, false
+	switch {
+	case err != nil && errors.Is(err, strconv.ErrRange) && math.IsInf(v, 0):
+		return 0, numOverflow
+	case err != nil:
+		return 0, numSyntax
+	case math.IsNaN(v) || math.IsInf(v, 0):
+		return 0, numNaN
 	}
-	return v, true
+	return v, numOK
 }
 
 // parseUint reads a decimal integer of at most 19 digits.
@@ -365,26 +406,33 @@ func parseBool(b []byte) (bool, bool) {
 	return false, false
 }
 
-// parseRFC3339 reads RFC 3339 time into Unix milliseconds.
+// parseRFC3339 reads RFC 3339 time into Unix milliseconds. Any year 0000
+// to 9999 parses: whether a time is plausible is TimeRange's business.
 func parseRFC3339(b []byte) (int64, bool) {
-	ns, ok := parseRFC3339Nano(b)
+	sec, frac, ok := parseRFC3339Parts(b)
 	if !ok {
 		return 0, false
 	}
-	ms := ns / 1e6
-	if ns < 0 && ns%1e6 != 0 {
-		ms-- // floor
-	}
-	return ms, true
+	return sec*1000 + int64(frac/1e6), true
 }
 
 // parseRFC3339Nano reads RFC 3339 time (fraction optional, "Z" or ±hh:mm)
 // into Unix nanoseconds without allocating. Years are 1678 to 2261, the
 // range of int64 nanoseconds.
 func parseRFC3339Nano(b []byte) (int64, bool) {
+	sec, frac, ok := parseRFC3339Parts(b)
+	// time.Unix(0, math.MinInt64) is in 1677, MaxInt64 in 2262.
+	if !ok || sec < -9223372036 || sec > 9223372035 {
+		return 0, false
+	}
+	return sec*1e9 + int64(frac), true
+}
+
+// parseRFC3339Parts reads RFC 3339 time into Unix seconds and nanoseconds.
+func parseRFC3339Parts(b []byte) (sec int64, nsec int, ok bool) {
 	// 2006-01-02T15:04:05[.frac](Z|±hh:mm)
 	if len(b) < 20 || b[4] != '-' || b[7] != '-' || (b[10] != 'T' && b[10] != 't' && b[10] != ' ') || b[13] != ':' || b[16] != ':' {
-		return 0, false
+		return 0, 0, false
 	}
 	num := func(s []byte) (int, bool) {
 		n := 0
@@ -403,7 +451,7 @@ func parseRFC3339Nano(b []byte) (int64, bool) {
 	mm, ok5 := num(b[14:16])
 	ss, ok6 := num(b[17:19])
 	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || mon < 1 || mon > 12 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60 {
-		return 0, false
+		return 0, 0, false
 	}
 	i := 19
 	frac := 0
@@ -418,14 +466,14 @@ func parseRFC3339Nano(b []byte) (int64, bool) {
 			i++
 		}
 		if digits == 0 {
-			return 0, false
+			return 0, 0, false
 		}
 		for d := digits; d < 9; d++ {
 			frac *= 10
 		}
 	}
 	if i >= len(b) {
-		return 0, false
+		return 0, 0, false
 	}
 	offset := 0
 	switch b[i] {
@@ -433,12 +481,12 @@ func parseRFC3339Nano(b []byte) (int64, bool) {
 		i++
 	case '+', '-':
 		if len(b)-i != 6 || b[i+3] != ':' {
-			return 0, false
+			return 0, 0, false
 		}
 		oh, ok1 := num(b[i+1 : i+3])
 		om, ok2 := num(b[i+4 : i+6])
 		if !ok1 || !ok2 || oh > 23 || om > 59 {
-			return 0, false
+			return 0, 0, false
 		}
 		offset = oh*3600 + om*60
 		if b[i] == '-' {
@@ -446,14 +494,14 @@ func parseRFC3339Nano(b []byte) (int64, bool) {
 		}
 		i += 6
 	default:
-		return 0, false
+		return 0, 0, false
 	}
 	if i != len(b) {
-		return 0, false
+		return 0, 0, false
 	}
 	t := time.Date(year, time.Month(mon), day, hh, mm, ss, 0, time.UTC)
-	if t.Day() != day || year < 1678 || year > 2261 {
-		return 0, false // e.g. February 30, or out of int64 nanoseconds
+	if t.Day() != day {
+		return 0, 0, false // e.g. February 30
 	}
-	return (t.Unix()-int64(offset))*1e9 + int64(frac), true
+	return t.Unix() - int64(offset), frac, true
 }

@@ -3,6 +3,7 @@ package parse
 import (
 	"bytes"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -190,15 +191,19 @@ func TestMapping(t *testing.T) {
 		want Call
 	}{
 		{`{"ts":"2026-11-27T10:00:00.123Z","app":"cart","method":"CartService.add","latency_ms":12.5,"ok":true}`,
-			Call{TS: ms, Method: "CartService.add", LatencyUS: 12500, OK: true, App: "cart"}},
+			Call{TS: ms, HasTS: true, Method: "CartService.add", LatencyUS: 12500, OK: true, App: "cart"}},
 		{`{"ts":1795773600123,"app":"cart","method":"CartService.add","latency_us":800,"status":503,"system":"mall","group":"g1","idc":"lf"}`,
-			Call{TS: ms, Method: "CartService.add", LatencyUS: 800, Status: 503, OK: false, System: "mall", App: "cart", Group: "g1", IDC: "lf"}},
+			Call{TS: ms, HasTS: true, Method: "CartService.add", LatencyUS: 800, Status: 503, OK: false, System: "mall", App: "cart", Group: "g1", IDC: "lf"}},
 		{`{"ts":"2026-11-27T18:00:00.123+08:00","method":"m","latency_ms":"0.0004","status":"404"}`,
-			Call{TS: ms, Method: "m", LatencyUS: 0, Status: 404, OK: true}},
-		{`{"ts":1795773600.123,"method":"m","latency_ms":1e12,"ok":false,"status":200}`,
-			Call{TS: ms, Method: "m", LatencyUS: 4294967295, Status: 200, OK: false}},
+			Call{TS: ms, HasTS: true, Method: "m", LatencyUS: 0, Status: 404, OK: true}},
+		{`{"ts":1795773600.123,"method":"m","latency_ms":4294967.295,"ok":false,"status":200}`,
+			Call{TS: ms, HasTS: true, Method: "m", LatencyUS: 4294967295, Status: 200, OK: false}},
+		{`{"ts":"1970-01-01T00:00:00Z","method":"m","latency_ms":1}`,
+			Call{TS: 0, HasTS: true, Method: "m", LatencyUS: 1000, OK: true}},
+		{`{"ts":"2999-01-01T00:00:00Z","method":"m","latency_ms":1}`,
+			Call{TS: time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli(), HasTS: true, Method: "m", LatencyUS: 1000, OK: true}},
 		{`{"ts":"1795773600123","method":"m","latency_us":1,"ok":"1","app":null}`,
-			Call{TS: ms, Method: "m", LatencyUS: 1, OK: true}},
+			Call{TS: ms, HasTS: true, Method: "m", LatencyUS: 1, OK: true}},
 	}
 	var c Call
 	for _, tc := range good {
@@ -210,29 +215,42 @@ func TestMapping(t *testing.T) {
 			t.Errorf("ParseCall(%s) =\n %+v, want\n %+v", tc.in, c, tc.want)
 		}
 	}
+	long := strings.Repeat("m", MaxMethodBytes+1)
 	bad := []struct {
 		in, want string
 		err      error
+		reason   string
 	}{
-		{`{"ts":1795773600123,"latency_ms":1}`, `no method field "method"`, ErrMissingField},
-		{`{"ts":1795773600123,"method":"","latency_ms":1}`, `no method field`, ErrMissingField},
-		{`{"ts":1795773600123,"method":"m"}`, `no latency field`, ErrMissingField},
-		{`{"method":"m","latency_ms":1}`, `no timestamp field "ts"`, ErrMissingField},
-		{`{"ts":1795773600123,"method":"m","latency_ms":-1}`, `latency field "latency_ms"`, ErrBadValue},
-		{`{"ts":1795773600123,"method":"m","latency_ms":"fast"}`, `latency field`, ErrBadValue},
-		{`{"ts":1795773600123,"method":"m","latency_ms":true}`, `latency field`, ErrBadValue},
-		{`{"ts":1795773600123,"method":"m","latency_ms":1e400}`, `latency field`, ErrBadValue},
-		{`{"ts":1795773600123,"method":"m","latency_ms":1,"status":"OK"}`, `status field`, ErrBadValue},
-		{`{"ts":1795773600123,"method":"m","latency_ms":1,"ok":"maybe"}`, `ok field`, ErrBadValue},
-		{`{"ts":"yesterday","method":"m","latency_ms":1}`, `timestamp field "ts" does not match format "auto"`, ErrBadValue},
-		{`{"ts":"2026-02-30T10:00:00Z","method":"m","latency_ms":1}`, `timestamp field`, ErrBadValue},
-		{`{"ts":"2026-11-27T10:00:00","method":"m","latency_ms":1}`, `timestamp field`, ErrBadValue},
-		{`not json`, `json: syntax error`, ErrSyntax},
+		{`{"ts":1795773600123,"latency_ms":1}`, `no method field "method"`, ErrMissingField, ""},
+		{`{"ts":1795773600123,"method":"","latency_ms":1}`, `no method field`, ErrMissingField, ""},
+		{`{"ts":1795773600123,"method":"m"}`, `no latency field`, ErrMissingField, ""},
+		{`{"method":"m","latency_ms":1}`, `no timestamp field "ts"`, ErrMissingField, ReasonMissingTime},
+		{`{"ts":null,"method":"m","latency_ms":1}`, `no timestamp field "ts"`, ErrMissingField, ReasonMissingTime},
+		{`{"ts":1795773600123,"method":"m","latency_ms":-1}`, `latency field "latency_ms"`, ErrBadValue, ReasonNegativeLatency},
+		{`{"ts":1795773600123,"method":"m","latency_ms":"-0.5"}`, `is negative`, ErrBadValue, ReasonNegativeLatency},
+		{`{"ts":1795773600123,"method":"m","latency_ms":"fast"}`, `latency field`, ErrBadValue, ReasonInvalidLatency},
+		{`{"ts":1795773600123,"method":"m","latency_ms":true}`, `latency field`, ErrBadValue, ReasonInvalidLatency},
+		{`{"ts":1795773600123,"method":"m","latency_ms":1e400}`, `overflows`, ErrBadValue, ReasonLatencyOverflow},
+		{`{"ts":1795773600123,"method":"m","latency_ms":-1e400}`, `overflows`, ErrBadValue, ReasonLatencyOverflow},
+		{`{"ts":1795773600123,"method":"m","latency_ms":1e12}`, `exceeds 4294967295`, ErrBadValue, ReasonLatencyOverflow},
+		{`{"ts":1795773600123,"method":"m","latency_ms":"NaN"}`, `NaN`, ErrBadValue, ReasonNotANumber},
+		{`{"ts":1795773600123,"method":"m","latency_ms":"+Inf"}`, `NaN or infinite`, ErrBadValue, ReasonNotANumber},
+		{`{"ts":1795773600123,"method":"m","latency_ms":1,"status":"OK"}`, `status field`, ErrBadValue, ReasonInvalidStatus},
+		{`{"ts":1795773600123,"method":"m","latency_ms":1,"ok":"maybe"}`, `ok field`, ErrBadValue, ReasonInvalidStatus},
+		{`{"ts":1795773600123,"method":"` + long + `","latency_ms":1}`, `limit 1024`, ErrBadValue, ReasonMethodTooLong},
+		{`{"ts":"yesterday","method":"m","latency_ms":1}`, `timestamp field "ts" does not match format "auto"`, ErrBadValue, ReasonInvalidTime},
+		{`{"ts":"2026-02-30T10:00:00Z","method":"m","latency_ms":1}`, `timestamp field`, ErrBadValue, ReasonInvalidTime},
+		{`{"ts":"2026-11-27T10:00:00","method":"m","latency_ms":1}`, `timestamp field`, ErrBadValue, ReasonInvalidTime},
+		{`{"ts":1e400,"method":"m","latency_ms":1}`, `timestamp field`, ErrBadValue, ReasonInvalidTime},
+		{`not json`, `json: syntax error`, ErrSyntax, ""},
 	}
 	for _, tc := range bad {
 		err := perf.ParseCall([]byte(tc.in), &c)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, tc.err) {
-			t.Errorf("ParseCall(%s) = %v, want an error with %q wrapping %v", tc.in, err, tc.want, tc.err)
+			t.Errorf("ParseCall(%.80s) = %v, want an error with %q wrapping %v", tc.in, err, tc.want, tc.err)
+		}
+		if got := ErrorReason(err); got != tc.reason {
+			t.Errorf("ErrorReason(ParseCall(%.80s)) = %q, want %q", tc.in, got, tc.reason)
 		}
 	}
 
@@ -240,8 +258,8 @@ func TestMapping(t *testing.T) {
 		preset, line string
 		want         Call
 	}{
-		{"nginx", nginxLine, Call{TS: time.Date(2026, 11, 27, 2, 0, 0, 0, time.UTC).UnixMilli(), Method: "GET /api/cart/items", LatencyUS: 13000, Status: 200, OK: true}},
-		{"apache", apacheLine, Call{TS: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC).UnixMilli(), Method: "POST /checkout", LatencyUS: 250123, Status: 503, OK: false}},
+		{"nginx", nginxLine, Call{TS: time.Date(2026, 11, 27, 2, 0, 0, 0, time.UTC).UnixMilli(), HasTS: true, Method: "GET /api/cart/items", LatencyUS: 13000, Status: 200, OK: true}},
+		{"apache", apacheLine, Call{TS: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC).UnixMilli(), HasTS: true, Method: "POST /checkout", LatencyUS: 250123, Status: 503, OK: false}},
 	} {
 		cfg, err := PresetConfig(tc.preset)
 		if err != nil {
@@ -536,5 +554,44 @@ func TestMultiline(t *testing.T) {
 	}
 	if _, err := NewMultiline(MultilineConfig{Start: "(", Timeout: time.Second, MaxLines: 1}, 10, clock); err == nil {
 		t.Error("bad pattern accepted")
+	}
+}
+
+func TestTimeRange(t *testing.T) {
+	r := DefaultTimeRange()
+	if err := r.Validate(); err != nil {
+		t.Fatalf("DefaultTimeRange().Validate() = %v", err)
+	}
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC).UnixMilli()
+	for _, tc := range []struct {
+		ts   int64
+		want string
+	}{
+		{now, ""},
+		{now - r.MaxPast.Milliseconds(), ""},
+		{now - r.MaxPast.Milliseconds() - 1, ReasonTooOld},
+		{now + r.MaxFuture.Milliseconds(), ""},
+		{now + r.MaxFuture.Milliseconds() + 1, ReasonTooFarFuture},
+		{0, ReasonTooOld}, // 1970-01-01T00:00:00Z
+		{time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli(), ReasonTooFarFuture},
+		{math.MinInt64, ReasonTooOld},
+		{math.MaxInt64, ReasonTooFarFuture},
+	} {
+		if got := r.Check(tc.ts, now); got != tc.want {
+			t.Errorf("Check(%d, now) = %q, want %q", tc.ts, got, tc.want)
+		}
+	}
+	if got := r.Check(math.MaxInt64, math.MinInt64); got != ReasonTooFarFuture {
+		t.Errorf("Check(max, min) = %q", got)
+	}
+	for _, bad := range []TimeRange{{MaxPast: 0, MaxFuture: time.Minute}, {MaxPast: time.Hour, MaxFuture: 2 * time.Hour}} {
+		err := bad.Validate()
+		if err == nil {
+			t.Errorf("%v: Validate() = nil", bad)
+		}
+	}
+	err := TimeRange{MaxPast: time.Second, MaxFuture: 0}.Validate()
+	if err == nil || !strings.Contains(err.Error(), "max_past") || !strings.Contains(err.Error(), "max_future") {
+		t.Errorf("Validate() = %v, want both keys named", err)
 	}
 }

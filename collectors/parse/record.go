@@ -74,6 +74,9 @@ type Error struct {
 	Offset int    // byte offset in the line, -1 when not meaningful
 	Err    error  // one of the sentinels above
 	Detail string
+	// Reason is set when the line names a call (method and latency) but a
+	// value cannot be right: one of the Reason constants.
+	Reason string
 }
 
 // Error implements error.

@@ -454,10 +454,15 @@ type LogEvent struct {
 	Source     uint32                 `protobuf:"varint,6,opt,name=source,proto3" json:"source,omitempty"` // symbol: file path or device
 	// source_id identifies the file across renames: device, inode and a
 	// fingerprint of its first bytes. With offset it is the line's identity.
-	SourceId      uint64 `protobuf:"varint,7,opt,name=source_id,json=sourceId,proto3" json:"source_id,omitempty"`
-	Offset        uint64 `protobuf:"varint,8,opt,name=offset,proto3" json:"offset,omitempty"`
-	Unparsed      bool   `protobuf:"varint,9,opt,name=unparsed,proto3" json:"unparsed,omitempty"`
-	Truncated     bool   `protobuf:"varint,10,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	SourceId  uint64 `protobuf:"varint,7,opt,name=source_id,json=sourceId,proto3" json:"source_id,omitempty"`
+	Offset    uint64 `protobuf:"varint,8,opt,name=offset,proto3" json:"offset,omitempty"`
+	Unparsed  bool   `protobuf:"varint,9,opt,name=unparsed,proto3" json:"unparsed,omitempty"`
+	Truncated bool   `protobuf:"varint,10,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	// flags name what the collector dropped or altered in the line, one
+	// reason each (negative_latency, too_old, invalid_time, ...): a line
+	// that names a call with a value that cannot be right is kept as a log
+	// event with its reason here, and no call is emitted.
+	Flags         []string `protobuf:"bytes,11,rep,name=flags,proto3" json:"flags,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -560,6 +565,13 @@ func (x *LogEvent) GetTruncated() bool {
 		return x.Truncated
 	}
 	return false
+}
+
+func (x *LogEvent) GetFlags() []string {
+	if x != nil {
+		return x.Flags
+	}
+	return nil
 }
 
 // MetricSample is one resource measurement.
@@ -1083,7 +1095,7 @@ const file_tpflow_proto_rawDesc = "" +
 	"\n" +
 	"latency_us\x18\x03 \x01(\rR\tlatencyUs\x12\x16\n" +
 	"\x06status\x18\x04 \x01(\rR\x06status\x12\x0e\n" +
-	"\x02ok\x18\x05 \x01(\bR\x02ok\"\x93\x02\n" +
+	"\x02ok\x18\x05 \x01(\bR\x02ok\"\xa9\x02\n" +
 	"\bLogEvent\x12 \n" +
 	"\fts_unix_nano\x18\x01 \x01(\x03R\n" +
 	"tsUnixNano\x12\x16\n" +
@@ -1096,7 +1108,8 @@ const file_tpflow_proto_rawDesc = "" +
 	"\x06offset\x18\b \x01(\x04R\x06offset\x12\x1a\n" +
 	"\bunparsed\x18\t \x01(\bR\bunparsed\x12\x1c\n" +
 	"\ttruncated\x18\n" +
-	" \x01(\bR\ttruncated\"\x99\x01\n" +
+	" \x01(\bR\ttruncated\x12\x14\n" +
+	"\x05flags\x18\v \x03(\tR\x05flags\"\x99\x01\n" +
 	"\fMetricSample\x12\x1c\n" +
 	"\n" +
 	"ts_unix_ms\x18\x01 \x01(\x03R\btsUnixMs\x12\x16\n" +
