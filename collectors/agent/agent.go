@@ -108,6 +108,9 @@ func New(cfg Config, kcfg kafka.Config, opts ...Option) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("cannot start collector: %w", err)
 	}
+	if err := cfg.CheckBudget(kcfg); err != nil {
+		return nil, fmt.Errorf("cannot start collector: %w", err)
+	}
 	a := &Agent{cfg: cfg, kcfg: kcfg, log: slog.New(slog.DiscardHandler), now: time.Now, files: map[string]*tailed{}}
 	for _, o := range opts {
 		o(a)

@@ -172,6 +172,34 @@ func (b *batcher) setAck(fs *fileState, id logtail.Identity, off int64) {
 	b.acks = append(b.acks, ack{id, off})
 }
 
+// recordRoom bounds what one event adds to a builder beyond the bytes of
+// its message, method, source path and label names and values: field tags
+// and lengths, the fixed fields, a flag, and the symbol and label set
+// entries those strings need.
+const recordRoom = 512
+
+// fits reports whether a log event needing logBytes and a call needing
+// callBytes (0: none) can be added without the logs message or any calls
+// message going over the byte budget. The caller cuts the batch first when
+// they cannot: a batch is never over budget, so a Kafka message is never
+// over kafka.max_message_bytes.
+func (b *batcher) fits(logBytes, callBytes int) bool {
+	if b.logs.Size()+logBytes > b.cfg.MaxBytes {
+		return false
+	}
+	if callBytes > 0 {
+		for i := range b.parts {
+			if b.parts[i].key != nil && b.parts[i].b.Size()+callBytes > b.cfg.MaxBytes {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// empty reports whether the pending batch holds no event.
+func (b *batcher) empty() bool { return b.events == 0 }
+
 // full reports whether the batch must be cut now.
 func (b *batcher) full() bool {
 	if b.events >= b.cfg.MaxEvents || b.logs.Size() >= b.cfg.MaxBytes {

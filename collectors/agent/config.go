@@ -11,6 +11,7 @@ import (
 	"github.com/tpflow/tpflow/collectors/logtail"
 	"github.com/tpflow/tpflow/collectors/metrics"
 	"github.com/tpflow/tpflow/collectors/parse"
+	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas"
 )
 
@@ -71,7 +72,11 @@ type Config struct {
 
 // BatchConfig bounds event batches and the produce queue.
 type BatchConfig struct {
-	// MaxBytes cuts a batch at this encoded size (before compression).
+	// MaxBytes is the byte budget of one message of a batch, encoded and
+	// before compression: a record is added only if it keeps the message
+	// within it, and a record larger than it is cut. With
+	// room for compression's worst case and the record framing it must fit
+	// kafka.max_message_bytes (see CheckBudget).
 	MaxBytes int `yaml:"max_bytes"`
 	// MaxEvents cuts a batch at this many events.
 	MaxEvents int `yaml:"max_events"`
@@ -127,7 +132,7 @@ func DefaultConfig() Config {
 		Tail:           tail,
 		Metrics:        m,
 		MetricsEnabled: true,
-		Batch:          BatchConfig{MaxBytes: 1 << 20, MaxEvents: 10000, MaxAge: 200 * time.Millisecond, MaxInFlight: 4},
+		Batch:          BatchConfig{MaxBytes: DefaultBatchBytes, MaxEvents: 10000, MaxAge: 200 * time.Millisecond, MaxInFlight: 4},
 		CallTime:       parse.DefaultTimeRange(),
 	}
 }
@@ -175,6 +180,57 @@ func (c Config) Validate() error {
 	}
 	if b.MaxInFlight < 1 || b.MaxInFlight > 1024 {
 		add("batch.max_in_flight", "must be 1 to 1024, got %d", b.MaxInFlight)
+	}
+	return errors.Join(errs...)
+}
+
+// DefaultBatchBytes is batch.max_bytes by default: 1 MiB less 16 KiB, so
+// that a full batch with zstd's, lz4's or gzip's worst-case expansion and
+// its record framing fits the default kafka.max_message_bytes of 1 MiB.
+const DefaultBatchBytes = 1<<20 - 16<<10
+
+// recordFraming bounds the bytes a Kafka record adds to its value: key,
+// headers, lengths and attributes.
+const recordFraming = 1024
+
+// CompressionRoom is the most that compression codec may add to n bytes
+// that do not compress (kafka.Compression* names): snappy n/6+32, lz4
+// n/255 plus its frame and block headers, zstd n/256 plus its frame, gzip
+// 5 bytes per 16 KiB block plus its header; none adds nothing.
+func CompressionRoom(codec string, n int) int {
+	switch codec {
+	case kafka.CompressionSnappy:
+		return n/6 + 64
+	case kafka.CompressionLZ4:
+		return n/255 + n/(64<<10)*4 + 64
+	case kafka.CompressionZstd:
+		return n/256 + 512
+	case kafka.CompressionGzip:
+		return n/(16<<10)*5 + 64
+	}
+	return 0
+}
+
+// CheckBudget reports, naming the keys, whether a batch message of
+// batch.max_bytes, grown by compression's worst case and record framing,
+// can exceed kafka.max_message_bytes, and whether a line of
+// tail.max_line_bytes can exceed half the budget (the rest is for the
+// events around it).
+func (c Config) CheckBudget(k kafka.Config) error {
+	var errs []error
+	b := c.Batch.MaxBytes
+	if need := b + CompressionRoom(k.Compression, b) + recordFraming; need > k.MaxMessageBytes {
+		best := b
+		for best > 4096 && best+CompressionRoom(k.Compression, best)+recordFraming > k.MaxMessageBytes {
+			best -= 1024
+		}
+		errs = append(errs, schemas.Fieldf("batch.max_bytes",
+			"%d plus room for %s compression's worst case and record framing is %d, over kafka.max_message_bytes %d: lower batch.max_bytes to at most %d or raise kafka.max_message_bytes",
+			b, k.Compression, need, k.MaxMessageBytes, best))
+	}
+	if c.Tail.MaxLineBytes > b/2 {
+		errs = append(errs, schemas.Fieldf("tail.max_line_bytes",
+			"%d is over half of batch.max_bytes %d: lower tail.max_line_bytes or raise batch.max_bytes", c.Tail.MaxLineBytes, b))
 	}
 	return errors.Join(errs...)
 }

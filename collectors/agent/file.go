@@ -39,6 +39,7 @@ type fileState struct {
 	sampleAcc float64
 
 	labels     []schemas.Label // log labels
+	labelBytes int             // bytes of the labels' names and values and of the path
 	callLabels []schemas.Label // system, app, group, idc, env, host; the first four overridden per call
 	base       topology.Labels
 	logLS      uint32 // label set of labels in batch generation lsGen
@@ -118,6 +119,10 @@ func (a *Agent) newFileState(src *source, t logtail.Target) *fileState {
 		{Name: schemas.LabelContainer, Value: container},
 	}
 	fs.callLabels = append([]schemas.Label(nil), fs.labels[:6]...)
+	fs.labelBytes = len(t.Path)
+	for _, l := range fs.labels {
+		fs.labelBytes += len(l.Name) + len(l.Value)
+	}
 	return fs
 }
 
@@ -308,6 +313,7 @@ func (fs *fileState) emit(st *streamState, id logtail.Identity, off int64, rec [
 	unparsed := unwrapFailed
 	level := ""
 	var flag string // why a value of the line was dropped: a parse.Reason
+	haveCall := false
 	if fs.parser != nil && !unwrapFailed {
 		if err := fs.parser.Parse(rec, &fs.rec); err != nil {
 			unparsed = true
@@ -329,26 +335,46 @@ func (fs *fileState) emit(st *streamState, id logtail.Identity, off int64, rec [
 			} else {
 				flag = parse.ErrorReason(err)
 			}
-			if err == nil && flag == "" {
-				c := &fs.call
-				lbl := fs.callLabels
-				lbl[0].Value, lbl[1].Value = or(c.System, fs.base.System), or(c.App, fs.base.App)
-				lbl[2].Value, lbl[3].Value = or(c.Group, fs.base.Group), or(c.IDC, fs.base.IDC)
-				pi, cp := b.partition(callKey{lbl[0].Value, lbl[1].Value, c.Method})
-				if len(fs.callLS) != len(b.parts) {
-					fs.callLS = make([]callLSCache, len(b.parts))
-				}
-				lc := &fs.callLS[pi]
-				if lc.gen != b.gen || lc.system != lbl[0].Value || lc.app != lbl[1].Value || lc.group != lbl[2].Value || lc.ic != lbl[3].Value {
-					*lc = callLSCache{gen: b.gen, system: lbl[0].Value, app: lbl[1].Value, group: lbl[2].Value, ic: lbl[3].Value, ls: cp.b.LabelSet(lbl)}
-				}
-				b.addCall(cp, lc.ls, c.Method, codec.Call{TsUnixMs: c.TS, LatencyUs: c.LatencyUS, Status: c.Status, OK: c.OK})
-				a.m.calls.Inc()
-			}
-			if flag != "" {
-				a.m.badValues.WithLabelValues(src.cfg.Name, flag).Inc()
-			}
+			haveCall = err == nil && flag == ""
 		}
+	}
+	// Make room before anything of this record is added: cut the batch if
+	// the record could take a message over budget, and cut a record that
+	// cannot fit even an empty batch.
+	valid := utf8.Valid(rec)
+	msgBytes := len(rec)
+	if !valid {
+		msgBytes = 3 * len(rec) // each invalid byte may become U+FFFD
+	}
+	callBytes := 0
+	if haveCall {
+		c := &fs.call
+		callBytes = len(c.Method) + len(c.System) + len(c.App) + len(c.Group) + len(c.IDC) + fs.labelBytes + recordRoom
+	}
+	if !b.fits(msgBytes+fs.labelBytes+recordRoom, callBytes) && !b.empty() {
+		if err := b.cut(a.readCtx); err != nil {
+			return err
+		}
+	}
+	maxMsg := b.cfg.MaxBytes - b.logs.Size() - fs.labelBytes - recordRoom
+	if haveCall {
+		c := &fs.call
+		lbl := fs.callLabels
+		lbl[0].Value, lbl[1].Value = or(c.System, fs.base.System), or(c.App, fs.base.App)
+		lbl[2].Value, lbl[3].Value = or(c.Group, fs.base.Group), or(c.IDC, fs.base.IDC)
+		pi, cp := b.partition(callKey{lbl[0].Value, lbl[1].Value, c.Method})
+		if len(fs.callLS) != len(b.parts) {
+			fs.callLS = make([]callLSCache, len(b.parts))
+		}
+		lc := &fs.callLS[pi]
+		if lc.gen != b.gen || lc.system != lbl[0].Value || lc.app != lbl[1].Value || lc.group != lbl[2].Value || lc.ic != lbl[3].Value {
+			*lc = callLSCache{gen: b.gen, system: lbl[0].Value, app: lbl[1].Value, group: lbl[2].Value, ic: lbl[3].Value, ls: cp.b.LabelSet(lbl)}
+		}
+		b.addCall(cp, lc.ls, c.Method, codec.Call{TsUnixMs: c.TS, LatencyUs: c.LatencyUS, Status: c.Status, OK: c.OK})
+		a.m.calls.Inc()
+	}
+	if flag != "" {
+		a.m.badValues.WithLabelValues(src.cfg.Name, flag).Inc()
 	}
 	// A flagged line is kept whatever min_level and sampling say: it is
 	// the only trace of the call that was not emitted.
@@ -363,13 +389,26 @@ func (fs *fileState) emit(st *streamState, id logtail.Identity, off int64, rec [
 	}
 	streamSym, levelSym := fs.sym(st.name), fs.sym(level)
 	var msg string
-	if utf8.Valid(rec) {
+	if valid {
 		if len(rec) > 0 {
 			msg = unsafe.String(&rec[0], len(rec)) // AddLog copies it before rec changes
 		}
 	} else {
 		msg = strings.ToValidUTF8(string(rec), "\uFFFD")
 		unparsed = true
+	}
+	if len(msg) > maxMsg {
+		// Larger than a whole batch: cut here, at a character boundary, so
+		// the record is stored rather than refused downstream.
+		n := max(maxMsg, 0)
+		for n > 0 && !utf8.RuneStart(msg[n]) {
+			n--
+		}
+		msg = msg[:n]
+		if !truncated {
+			truncated = true
+			src.mTruncated.Inc()
+		}
 	}
 	if ts == 0 {
 		if now.IsZero() {

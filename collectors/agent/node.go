@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -283,11 +283,61 @@ func (a *Agent) saveKmsgState() error {
 		return nil
 	}
 	b, _ := json.Marshal(s)
-	tmp := a.cfg.StateFile + kmsgSuffix + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
+	return writeFileAtomic(a.cfg.StateFile+kmsgSuffix, b)
+}
+
+// writeFileAtomic replaces path with data so that a crash at any point
+// leaves the old file or the new one: a temporary file with a unique name
+// in the same directory, fsynced, renamed over path, and the directory
+// fsynced so the rename itself survives.
+func writeFileAtomic(path string, data []byte) error {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
 	}
-	return os.Rename(tmp, a.cfg.StateFile+kmsgSuffix)
+	f, err := os.CreateTemp(dir, base+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("cannot save %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("cannot save %s: %w", path, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("cannot save %s: %w", path, err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("cannot save %s: sync directory: %w", path, err)
+	}
+	return nil
+}
+
+// kmsgLabelBytes is the bytes of the names and values of labels.
+func kmsgLabelBytes(labels []schemas.Label) int {
+	n := 0
+	for _, l := range labels {
+		n += len(l.Name) + len(l.Value)
+	}
+	return n
 }
 
 // kmsgLoop reads kernel records from the start of the ring (or of the
@@ -295,12 +345,14 @@ func (a *Agent) saveKmsgState() error {
 // turns each that matches a kernel error class into an ERROR log event.
 func (a *Agent) kmsgLoop(ctx context.Context) {
 	path := a.cfg.Metrics.Kmsg
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	// Reads wait in the runtime's poller and end when ctx does: a stop
+	// never waits for the next kernel message.
+	f, closeKmsg, err := metrics.OpenKmsg(ctx, path)
 	if err != nil {
 		a.log.Warn("cannot read kernel messages", "path", path, "err", err)
 		return
 	}
-	defer f.Close()
+	defer func() { _ = closeKmsg() }()
 	a.kmsgMu.Lock()
 	skip := a.kmsgAcked
 	a.kmsgMu.Unlock()
@@ -318,7 +370,10 @@ func (a *Agent) kmsgLoop(ctx context.Context) {
 			bad = r.Malformed
 		}
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, fs.ErrClosed) {
+			if ctx.Err() != nil {
+				return
+			}
+			if !errors.Is(err, io.EOF) && !errors.Is(err, fs.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
 				a.log.Warn("cannot read kernel messages", "err", err)
 			}
 			select {
@@ -343,12 +398,18 @@ func (a *Agent) kmsgLoop(ctx context.Context) {
 		if !boot.IsZero() {
 			ts = boot.Add(time.Duration(rec.Usec) * time.Microsecond).UnixNano()
 		}
+		msg := strings.ToValidUTF8(rec.Message, "\uFFFD")
 		a.bmu.Lock()
 		b := a.b
+		if !b.fits(len(msg)+len(SourceKmsg)+kmsgLabelBytes(labels)+recordRoom, 0) && !b.empty() {
+			if err := b.cut(ctx); err != nil {
+				a.bmu.Unlock()
+				return
+			}
+		}
 		if gen != b.gen {
 			ls, gen = b.logs.LabelSet(labels), b.gen
 		}
-		msg := strings.ToValidUTF8(rec.Message, "\uFFFD")
 		e := logEvent{tsNano: ts, labels: ls, stream: b.logs.Symbol(StreamKmsg), level: b.logs.Symbol(LevelError), message: msg,
 			source: b.logs.Symbol(SourceKmsg), offset: rec.Seq}
 		if err := b.addLog(&e); err == nil {

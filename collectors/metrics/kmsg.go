@@ -3,13 +3,36 @@ package metrics
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"strconv"
 	"syscall"
+	"time"
 )
+
+// OpenKmsg opens /dev/kmsg (or a file of records) for reading. The device
+// is non-blocking and in the runtime's poller, so a Read with no record
+// pending waits in the poller rather than in the kernel; when ctx is done,
+// the pending and every later Read return os.ErrDeadlineExceeded at once.
+// A reader of the device therefore never holds up a shutdown. Call the
+// returned close function when done.
+func OpenKmsg(ctx context.Context, path string) (f *os.File, closeFn func() error, err error) {
+	f, err = os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot open kernel log %s: %w", path, err)
+	}
+	// A regular file is not pollable and refuses deadlines; its reads
+	// never block either (io.EOF at its end).
+	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Unix(1, 0)) })
+	return f, func() error {
+		stop()
+		return f.Close()
+	}, nil
+}
 
 // KmsgRecord is one record of /dev/kmsg: "priority,seq,usec,flags;message".
 type KmsgRecord struct {
@@ -67,8 +90,10 @@ func NewKmsgReader(r io.Reader) *KmsgReader {
 }
 
 // Next returns the next record. It returns io.EOF at the end of a file and,
-// on /dev/kmsg opened non-blocking, when no record is pending
-// (syscall.EAGAIN is turned into io.EOF). An error EPIPE from /dev/kmsg
+// on /dev/kmsg opened non-blocking outside the runtime's poller, when no
+// record is pending (syscall.EAGAIN is turned into io.EOF); on a device
+// from OpenKmsg it waits for a record until the read deadline
+// (os.ErrDeadlineExceeded). An error EPIPE from /dev/kmsg
 // means records were overwritten before they were read; Next counts it in
 // Malformed and carries on.
 func (k *KmsgReader) Next() (KmsgRecord, error) {
