@@ -41,7 +41,7 @@ func TestAgentAwkwardInput(t *testing.T) {
 	// CRI: a line split in three fragments on stdout, a whole one on stderr
 	// in between.
 	cri := strings.Join([]string{
-		`2026-11-27T10:00:00.000000001Z stdout P {"ts":"2026-11-27T10:00:00Z","method":"Cri.join",`,
+		`2026-11-27T10:00:00.000000001Z stdout P {"ts":"` + recentTS + `","method":"Cri.join",`,
 		`2026-11-27T10:00:00.000000002Z stderr F warning: disk almost full`,
 		`2026-11-27T10:00:00.000000003Z stdout P "latency_ms":5,`,
 		`2026-11-27T10:00:00.000000004Z stdout F "ok":true}`,
@@ -50,7 +50,7 @@ func TestAgentAwkwardInput(t *testing.T) {
 	}, "\n")
 	appendFile(t, filepath.Join(dir, "cri", "c.log"), cri)
 	// Docker: stdout and stderr lines with escapes.
-	docker := `{"log":"{\"ts\":\"2026-11-27T10:00:00Z\",\"method\":\"Docker.m\",\"latency_ms\":2,\"ok\":false}\n","stream":"stdout","time":"2026-11-27T10:00:01.5Z"}` + "\n" +
+	docker := `{"log":"{\"ts\":\"` + recentTS + `\",\"method\":\"Docker.m\",\"latency_ms\":2,\"ok\":false}\n","stream":"stdout","time":"2026-11-27T10:00:01.5Z"}` + "\n" +
 		`{"log":"tab\there \"quoted\"\n","stream":"stderr","time":"2026-11-27T10:00:02Z"}` + "\n" +
 		`{"log":"broken` + "\n"
 	appendFile(t, filepath.Join(dir, "docker", "d.log"), docker)
@@ -80,7 +80,7 @@ func TestAgentAwkwardInput(t *testing.T) {
 	all := logs.logs()
 
 	// CRI.
-	if l := contains(all, `"method":"Cri.join"`); l == nil || l.msg != `{"ts":"2026-11-27T10:00:00Z","method":"Cri.join","latency_ms":5,"ok":true}` || l.stream != "stdout" || l.unparsed {
+	if l := contains(all, `"method":"Cri.join"`); l == nil || l.msg != `{"ts":"`+recentTS+`","method":"Cri.join","latency_ms":5,"ok":true}` || l.stream != "stdout" || l.unparsed {
 		t.Errorf("joined CRI line: %+v", l)
 	} else if l.tsNano != time.Date(2026, 11, 27, 10, 0, 0, 1, time.UTC).UnixNano() {
 		t.Errorf("joined CRI line time %d, want the first fragment's", l.tsNano)

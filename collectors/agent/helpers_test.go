@@ -249,8 +249,15 @@ func appendFile(t testing.TB, path, s string) {
 	}
 }
 
+// recentTS and recentSecond are the test binary's start, for lines whose
+// calls must fall in the accepted time range (collect.call_time).
+var (
+	recentSecond = time.Now().UTC().Format("2006-01-02T15:04:05")
+	recentTS     = recentSecond + "Z"
+)
+
 func perfLine(i int, method string, latencyMS int, ok bool) string {
-	return fmt.Sprintf(`{"ts":"2026-11-27T10:00:00.%03dZ","method":%q,"latency_ms":%d,"ok":%t,"level":"info","id":%d}`, i%1000, method, latencyMS, ok, i)
+	return fmt.Sprintf(`{"ts":"%s.%03dZ","method":%q,"latency_ms":%d,"ok":%t,"level":"info","id":%d}`, recentSecond, i%1000, method, latencyMS, ok, i)
 }
 
 func contains(lines []logLine, sub string) *logLine {

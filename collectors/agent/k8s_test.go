@@ -27,7 +27,7 @@ func TestAgentKubernetesPreset(t *testing.T) {
 	cfg := testConfig(t, base)
 	cfg.Topology = topo
 	cfg.Sources = []Source{{Name: "k8s", Preset: PresetKubernetes, Base: base}}
-	appendFile(t, filepath.Join(podDir, "0.log"), `2026-11-27T10:00:00.5Z stdout F {"ts":"2026-11-27T10:00:00Z","method":"Cart.add","latency_ms":4,"ok":true,"level":"warn"}`+"\n")
+	appendFile(t, filepath.Join(podDir, "0.log"), `2026-11-27T10:00:00.5Z stdout F {"ts":"`+recentTS+`","method":"Cart.add","latency_ms":4,"ok":true,"level":"warn"}`+"\n")
 	logs, _ := readTopic(t, k, kafka.TopicLogs)
 	calls, _ := readTopic(t, k, kafka.TopicCalls)
 	r := runAgent(t, cfg, k)
