@@ -96,17 +96,24 @@ func TestDDLVersionsAndNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"call_panes", "logs", "metric_samples", "resource_panes", "alerts", "call_rollups"}
+	want := []struct {
+		version     uint32
+		name, table string
+	}{
+		{1, "call_panes", "call_panes"}, {2, "logs", "logs"}, {3, "metric_samples", "metric_samples"},
+		{4, "resource_panes", "resource_panes"}, {5, "alerts", "alerts"}, {6, "call_rollups", "call_rollups"},
+		{9, "logs_flags", "logs"},
+	}
 	if len(ms) != len(want) {
 		t.Fatalf("%d migrations, want %d", len(ms), len(want))
 	}
 	for i, m := range ms {
-		if m.Version != uint32(i+1) || m.Name != want[i] {
-			t.Errorf("migration %d = %d %s, want %d %s", i, m.Version, m.Name, i+1, want[i])
+		if m.Version != want[i].version || m.Name != want[i].name {
+			t.Errorf("migration %d = %d %s, want %d %s", i, m.Version, m.Name, want[i].version, want[i].name)
 		}
 		for _, s := range m.Statements {
-			if !strings.Contains(s, "db1."+want[i]) {
-				t.Errorf("statement of %s does not name db1.%s: %s", m.Name, want[i], s)
+			if !strings.Contains(s, "db1."+want[i].table) {
+				t.Errorf("statement of %s does not name db1.%s: %s", m.Name, want[i].table, s)
 			}
 		}
 	}

@@ -60,6 +60,9 @@ type LogRow struct {
 	Offset    uint64
 	Unparsed  bool
 	Truncated bool
+	// Flags name what the collector dropped or altered in the line
+	// (LogEvent.flags); the column comes with migration 9.
+	Flags []string
 }
 
 // MetricRow is one sample: a row of metric_samples. A sample sent again
@@ -285,7 +288,7 @@ const (
 	paneColumns = "pane_start, pane_seconds, system, app, group_name, idc, method, count, errors, " +
 		"sum_us, min_us, max_us, p50_us, p90_us, p99_us, p999_us, centroid_means, centroid_weights, version"
 	logColumns = "ts, ts_ns, system, app, group_name, idc, env, host, namespace, pod, container, " +
-		"stream, level, message, source, source_id, offset, unparsed, truncated"
+		"stream, level, message, source, source_id, offset, unparsed, truncated, flags"
 	metricColumns   = "ts, system, app, group_name, idc, env, host, namespace, pod, container, name, value, kind"
 	resourceColumns = "pane_start, pane_seconds, system, app, group_name, idc, host, container, name, " +
 		"count, avg, max, p95, version"
@@ -307,7 +310,7 @@ func appendPane(b driver.Batch, r *PaneRow) error {
 
 func appendLog(b driver.Batch, r *LogRow) error {
 	return b.Append(r.TS, uint32(r.TS.Nanosecond()), r.System, r.App, r.Group, r.IDC, r.Env, r.Host, r.Namespace,
-		r.Pod, r.Container, r.Stream, r.Level, r.Message, r.Source, r.SourceID, r.Offset, b2u(r.Unparsed), b2u(r.Truncated))
+		r.Pod, r.Container, r.Stream, r.Level, r.Message, r.Source, r.SourceID, r.Offset, b2u(r.Unparsed), b2u(r.Truncated), nonNilS(r.Flags))
 }
 
 func appendMetric(b driver.Batch, r *MetricRow) error {
@@ -338,4 +341,11 @@ func appendAlert(b driver.Batch, r *AlertRow) error {
 	return b.Append(r.TS, r.Rule, r.State, r.Value, r.System, r.App, r.Group, r.IDC,
 		nonNil(r.LabelNames), nonNil(r.LabelValues), nonNil(r.AnnotationNames), nonNil(r.AnnotationValues),
 		r.Fingerprint, dateTime(r.ActiveAt), dateTime(r.FiredAt), dateTime(r.ResolvedAt))
+}
+
+func nonNilS(v []string) []string {
+	if v == nil {
+		return []string{}
+	}
+	return v
 }

@@ -69,6 +69,10 @@ type Batch struct {
 	ResourcePanes [][]byte
 	// Producer names the process that built the batch.
 	Producer string
+	// BadRecords lists the records that failed their check, in kind and
+	// index order, when decoded with DecodeOptions.KeepBadRecords; they
+	// are still in Logs, Panes, Alerts and ResourcePanes.
+	BadRecords []RecordError
 
 	raw []byte // the whole encoded batch after a successful Decode
 }
@@ -93,7 +97,35 @@ func (b *Batch) Reset() {
 	b.Alerts = b.Alerts[:0]
 	b.ResourcePanes = b.ResourcePanes[:0]
 	b.Producer = ""
+	clear(b.BadRecords)
+	b.BadRecords = b.BadRecords[:0]
 	b.raw = nil
+}
+
+// Kinds of RecordError.Kind.
+const (
+	RecordLog          = "log"
+	RecordPane         = "pane"
+	RecordAlert        = "alert"
+	RecordResourcePane = "resource_pane"
+)
+
+// RecordError is one record of a batch that failed its check.
+type RecordError struct {
+	Kind  string // RecordLog, RecordPane, RecordAlert or RecordResourcePane
+	Index int    // among the batch's records of that kind
+	Err   error  // wraps a sentinel of the package
+}
+
+// BadRecord returns the error of record i of kind, or nil if it passed
+// its check.
+func (b *Batch) BadRecord(kind string, i int) error {
+	for _, r := range b.BadRecords {
+		if r.Kind == kind && r.Index == i {
+			return r.Err
+		}
+	}
+	return nil
 }
 
 // Len returns the number of events in b: calls, metrics, logs, panes,

@@ -19,6 +19,13 @@ type DecodeOptions struct {
 	// MaxBytes is the largest accepted input in bytes; zero or negative
 	// means DefaultMaxBytes.
 	MaxBytes int
+	// KeepBadRecords makes a log, pane, alert or resource pane that fails
+	// its check (wire structure, references) leave the rest of the batch
+	// valid: Decode keeps it in place, lists it in Batch.BadRecords and
+	// succeeds, so that a consumer can store the others and dead-letter it
+	// alone. The batch's own tables (symbols, label sets, series) and its
+	// calls and metrics still fail the whole batch.
+	KeepBadRecords bool
 }
 
 // Decode decodes buf into b with the default options. See
@@ -149,7 +156,7 @@ func (o DecodeOptions) Decode(buf []byte, b *Batch) error {
 		return fmt.Errorf("schema_version %d, want %d: %w", version, schemas.SchemaVersion, ErrUnknownVersion)
 	}
 	b.SchemaVersion = uint32(version)
-	if err := b.check(); err != nil {
+	if err := b.check(o.KeepBadRecords); err != nil {
 		return err
 	}
 	b.raw = buf
@@ -158,7 +165,7 @@ func (o DecodeOptions) Decode(buf []byte, b *Batch) error {
 
 // check validates every reference once all tables are known (fields may come
 // in any order).
-func (b *Batch) check() error {
+func (b *Batch) check(keepBad bool) error {
 	if len(b.Symbols) == 0 {
 		b.Symbols = append(b.Symbols, "")
 	} else if b.Symbols[0] != "" {
@@ -207,24 +214,24 @@ func (b *Batch) check() error {
 			return fmt.Errorf("metric %d: name symbol %d out of range (%d symbols): %w", i, mt.Name, nsym, ErrBadReference)
 		}
 	}
-	for i, v := range b.Logs {
-		if err := checkMessage(v, logFields[:], nsym, nsets); err != nil {
-			return fmt.Errorf("log %d: %w", i, err)
-		}
-	}
-	for i, v := range b.Panes {
-		if err := checkMessage(v, paneFields[:], nsym, nsets); err != nil {
-			return fmt.Errorf("pane %d: %w", i, err)
-		}
-	}
-	for i, v := range b.Alerts {
-		if err := checkMessage(v, alertFields[:], nsym, nsets); err != nil {
-			return fmt.Errorf("alert %d: %w", i, err)
-		}
-	}
-	for i, v := range b.ResourcePanes {
-		if err := checkMessage(v, resourcePaneFields[:], nsym, nsets); err != nil {
-			return fmt.Errorf("resource pane %d: %w", i, err)
+	for _, k := range []struct {
+		kind, name string
+		recs       [][]byte
+		fields     []fieldKind
+	}{
+		{RecordLog, "log", b.Logs, logFields[:]},
+		{RecordPane, "pane", b.Panes, paneFields[:]},
+		{RecordAlert, "alert", b.Alerts, alertFields[:]},
+		{RecordResourcePane, "resource pane", b.ResourcePanes, resourcePaneFields[:]},
+	} {
+		for i, v := range k.recs {
+			if err := checkMessage(v, k.fields, nsym, nsets); err != nil {
+				err = fmt.Errorf("%s %d: %w", k.name, i, err)
+				if !keepBad {
+					return err
+				}
+				b.BadRecords = append(b.BadRecords, RecordError{Kind: k.kind, Index: i, Err: err})
+			}
 		}
 	}
 	return nil

@@ -374,3 +374,46 @@ func TestDecodeAllocs(t *testing.T) {
 		t.Fatalf("decoded %d calls, want 1000", len(b.Calls))
 	}
 }
+
+// TestDecodeKeepBadRecords decodes a batch with a log whose bytes are not
+// a message and a log with a symbol out of range between good ones: by
+// default the batch fails; with KeepBadRecords it decodes and names
+// exactly the two bad records.
+func TestDecodeKeepBadRecords(t *testing.T) {
+	var bld Builder
+	ls := bld.LabelSet([]schemas.Label{{Name: "app", Value: "a"}})
+	for i := range 3 {
+		if err := bld.AddLog(&tpflowpb.LogEvent{Labels: ls, Message: fmt.Sprint("good ", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := bld.AppendTo(nil)
+	buf = append(buf, fieldLogs<<3|2, 2, 0xff, 0xff)     // log 3: a truncated varint
+	buf = append(buf, fieldLogs<<3|2, 2, 3<<3|0, 100)    // log 4: stream symbol 100
+	buf = append(buf, fieldLogs<<3|2, 3, 5<<3|2, 1, 'x') // log 5: good
+	var b Batch
+	if err := Decode(buf, &b); err == nil {
+		t.Fatal("Decode accepted a batch with bad logs")
+	}
+	if err := (DecodeOptions{KeepBadRecords: true}).Decode(buf, &b); err != nil {
+		t.Fatalf("Decode with KeepBadRecords: %v", err)
+	}
+	if len(b.Logs) != 6 || len(b.BadRecords) != 2 {
+		t.Fatalf("%d logs, bad %+v; want 6 logs and 2 bad", len(b.Logs), b.BadRecords)
+	}
+	if r := b.BadRecords[0]; r.Kind != RecordLog || r.Index != 3 || !errors.Is(r.Err, ErrTruncated) {
+		t.Errorf("first bad record %+v, want log 3 truncated", r)
+	}
+	if r := b.BadRecords[1]; r.Kind != RecordLog || r.Index != 4 || !errors.Is(r.Err, ErrBadReference) {
+		t.Errorf("second bad record %+v, want log 4 with a bad reference", r)
+	}
+	for i := range 6 {
+		if err := b.BadRecord(RecordLog, i); (err != nil) != (i == 3 || i == 4) {
+			t.Errorf("BadRecord(log, %d) = %v", i, err)
+		}
+	}
+	// Reset forgets them.
+	if err := (DecodeOptions{KeepBadRecords: true}).Decode(bld.AppendTo(nil), &b); err != nil || len(b.BadRecords) != 0 {
+		t.Errorf("a good batch after a bad one: %v, bad %+v", err, b.BadRecords)
+	}
+}

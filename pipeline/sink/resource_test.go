@@ -34,10 +34,11 @@ func TestResourcePanesOf(t *testing.T) {
 	if err := codec.Decode(bld.AppendTo(nil), &b); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := resourcePanesOf(nil, &b)
-	if err != nil {
+	var row clickhouse.ResourcePaneRow
+	if _, err := resourcePaneRow(&b, 0, &row); err != nil {
 		t.Fatal(err)
 	}
+	rows := []clickhouse.ResourcePaneRow{row}
 	want := clickhouse.ResourcePaneRow{
 		PaneStart: time.UnixMilli(1_700_000_010_000).UTC(), PaneSeconds: 10,
 		System: "s", App: "a", Group: "g", IDC: "i", Host: "h", Container: "c", Name: "cpu_cores",
@@ -47,8 +48,8 @@ func TestResourcePanesOf(t *testing.T) {
 		t.Errorf("got %+v\nwant %+v", rows, want)
 	}
 
-	// A stats batch with both kinds fills both buffers; one whose resource
-	// pane is broken leaves no row of either kind behind.
+	// A stats batch with both kinds fills both buffers; a batch whose
+	// resource pane is broken reports it alone and keeps its good pane.
 	if err := bld.AddPane(&tpflowpb.PaneStat{Labels: ls, Method: bld.Symbol("M"), PaneStartUnixMs: 1_700_000_010_000, PaneMs: 10000, Count: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -56,8 +57,8 @@ func TestResourcePanesOf(t *testing.T) {
 		t.Fatal(err)
 	}
 	conv := newConverter(kafka.TopicStats)
-	if err := conv.add(&b, 0); err != nil || conv.rows() != 2 {
-		t.Fatalf("add: %v, %d rows, want 2", err, conv.rows())
+	if bad := conv.add(&b, 0); len(bad) != 0 || conv.rows() != 2 {
+		t.Fatalf("add: %v, %d rows, want 2", bad, conv.rows())
 	}
 	raw := []byte{0x10, 0x07} // name symbol 7: out of range of a fresh batch
 	if err := codec.Decode([]byte("\x08\x01"), &b); err != nil {
@@ -65,8 +66,12 @@ func TestResourcePanesOf(t *testing.T) {
 	}
 	b.ResourcePanes = append(b.ResourcePanes, raw)
 	b.Panes = append(b.Panes, []byte{0x08, 0x00})
-	if err := conv.add(&b, 1); !errors.Is(err, codec.ErrBadReference) || conv.rows() != 2 {
-		t.Errorf("bad resource pane: %v, %d rows, want ErrBadReference and the 2 earlier rows", err, conv.rows())
+	bad := conv.add(&b, 1)
+	if len(bad) != 1 || conv.rows() != 3 {
+		t.Fatalf("bad resource pane: %+v, %d rows, want 1 bad record and 3 rows", bad, conv.rows())
+	}
+	if r := bad[0]; r.kind != "resource_pane" || r.msg != 1 || r.rec != 0 || !errors.Is(r.err, codec.ErrBadReference) || string(r.raw) != string(raw) {
+		t.Errorf("bad record %+v, want resource pane 0 of message 1 with ErrBadReference and its bytes", r)
 	}
 }
 

@@ -1,7 +1,6 @@
 package sink
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
@@ -97,8 +97,8 @@ func TestRunAllTopics(t *testing.T) {
 		t.Fatal(err)
 	}
 	produce(kafka.TopicStats, b.AppendTo(nil))
-	// A good pane beside a broken rollup: the whole message goes to the DLQ
-	// and neither row is stored.
+	// A good pane beside a broken rollup: the pane is stored and only the
+	// rollup goes to the DLQ.
 	b.Reset()
 	ls = labels()
 	for _, ps := range []*tpflowpb.PaneStat{
@@ -122,7 +122,7 @@ func TestRunAllTopics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	want := map[string]uint64{"logs": 3, "metric_samples": 2, "alerts": 1, "call_panes": 1, "call_rollups": 1}
+	want := map[string]uint64{"logs": 3, "metric_samples": 2, "alerts": 1, "call_panes": 2, "call_rollups": 1}
 	got := map[string]uint64{}
 	for ctx.Err() == nil {
 		for table := range want {
@@ -145,8 +145,12 @@ func TestRunAllTopics(t *testing.T) {
 	if err != nil || string(m.Value) != "garbage" {
 		t.Fatalf("DLQ: %q, %v", m.Value, err)
 	}
-	if m, err = r.ReadMessage(ctx); err != nil || !bytes.Contains(m.Value, []byte("N")) {
-		t.Fatalf("DLQ: %q, %v; want the message with the broken rollup", m.Value, err)
+	if m, err = r.ReadMessage(ctx); err != nil || dlqHeader(m, HeaderRecordKind) != "pane" || dlqHeader(m, HeaderRecordIndex) != "1" {
+		t.Fatalf("DLQ: %q %v, %v; want the broken rollup, pane 1 of its batch", m.Value, m.Headers, err)
+	}
+	var rollup tpflowpb.PaneStat
+	if err := proto.Unmarshal(m.Value, &rollup); err != nil || !rollup.Rollup || len(rollup.CentroidMeans) != 2 {
+		t.Fatalf("DLQ record %+v, %v; want the rollup with 2 means", &rollup, err)
 	}
 	var rolled struct {
 		seconds uint32
@@ -160,4 +164,13 @@ func TestRunAllTopics(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("Run: %v", err)
 	}
+}
+
+func dlqHeader(m kafkago.Message, key string) string {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
 }

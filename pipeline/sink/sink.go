@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"strconv"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -119,8 +121,8 @@ func Run(ctx context.Context, kcfg kafka.Config, ccfg clickhouse.Config, cfg Con
 		defer c.Close()
 		l := &loop{
 			topic: t, c: c, conv: newConverter(t), w: w, dlq: dlq, log: log, m: m,
-			maxRows: ccfg.BatchRows, maxAge: ccfg.BatchAge,
-			dec: codec.DecodeOptions{MaxBytes: kcfg.MaxMessageBytes},
+			maxRows: ccfg.BatchRows, maxAge: ccfg.BatchAge, maxBytes: kcfg.MaxMessageBytes,
+			dec: codec.DecodeOptions{MaxBytes: math.MaxInt, KeepBadRecords: true},
 		}
 		g.Go(func() error { return l.run(gctx) })
 	}
@@ -166,7 +168,10 @@ type loop struct {
 	m       *metrics
 	maxRows int
 	maxAge  time.Duration
-	dec     codec.DecodeOptions
+	// maxBytes is kafka.max_message_bytes: a larger message is counted
+	// but stored.
+	maxBytes int
+	dec      codec.DecodeOptions
 
 	batch  codec.Batch
 	msgs   []kafkago.Message // consumed since the last commit, in order
@@ -221,17 +226,51 @@ func (l *loop) stopErr(ctx context.Context, err error) error {
 	return err
 }
 
-// add converts msg into buffered rows; an undecodable one goes to the DLQ.
+// add converts msg into buffered rows. A message that does not decode as
+// a batch (its symbols, label sets or framing broken) goes to the DLQ
+// whole; a batch with records that do not convert has its other records
+// buffered and only those records dead-lettered. A message larger than
+// kafka.max_message_bytes is decoded all the same (it is in memory
+// already) and counted.
 func (l *loop) add(ctx context.Context, msg kafkago.Message) error {
-	err := l.dec.Decode(msg.Value, &l.batch)
-	if err == nil {
-		err = l.conv.add(&l.batch, len(l.msgs)-1)
+	if len(msg.Value) > l.maxBytes {
+		l.m.oversized.WithLabelValues(l.topic).Inc()
 	}
-	if err != nil {
+	if err := l.dec.Decode(msg.Value, &l.batch); err != nil {
 		l.m.bad.WithLabelValues(l.topic).Inc()
 		return l.dlq.Send(ctx, msg, pipeline.Permanent(err))
 	}
+	if err := l.sendBad(ctx, l.conv.add(&l.batch, len(l.msgs)-1)); err != nil {
+		return err
+	}
 	l.m.messages.WithLabelValues(l.topic).Inc()
+	return nil
+}
+
+// DLQ headers of a dead-lettered record (besides the DLQ's own, which name
+// the source topic, partition and offset of its batch).
+const (
+	HeaderRecordKind  = "dlq-record-kind"  // log, metric, pane, resource_pane, alert
+	HeaderRecordIndex = "dlq-record-index" // index among the batch's records of that kind
+)
+
+// sendBad dead-letters records one by one: each DLQ message holds the
+// record's encoded bytes (its symbol and label references point into the
+// source batch, which the headers locate), or for a metric a batch of its
+// own.
+func (l *loop) sendBad(ctx context.Context, bad []badRecord) error {
+	for _, r := range bad {
+		src := l.msgs[r.msg]
+		m := src
+		m.Value = r.raw
+		m.Headers = append(append([]kafkago.Header(nil), src.Headers...),
+			kafkago.Header{Key: HeaderRecordKind, Value: []byte(r.kind)},
+			kafkago.Header{Key: HeaderRecordIndex, Value: []byte(strconv.Itoa(r.rec))})
+		l.m.badRecords.WithLabelValues(l.topic, r.kind).Inc()
+		if err := l.dlq.Send(ctx, m, pipeline.Permanent(fmt.Errorf("%s %d of the batch: %w", r.kind, r.rec, r.err))); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -246,18 +285,10 @@ func (l *loop) flush(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cannot insert %d rows from %s: %w", n, l.topic, err)
 	}
-	// Rows the schema refuses send their whole source message to the DLQ:
-	// the other rows are stored, and an idempotent re-insert of them from
-	// the DLQ is harmless.
-	sent := map[int]bool{}
-	for _, mi := range bad {
-		if sent[mi] {
-			continue
-		}
-		sent[mi] = true
-		if err := l.dlq.Send(ctx, l.msgs[mi], pipeline.Permanent(errors.New("rows rejected by ClickHouse validation"))); err != nil {
-			return err
-		}
+	// Rows ClickHouse refuses send their records to the DLQ; the other
+	// rows are stored.
+	if err := l.sendBad(ctx, bad); err != nil {
+		return err
 	}
 	if err := l.c.Commit(ctx, l.msgs...); err != nil {
 		if ctx.Err() != nil {

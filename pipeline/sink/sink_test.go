@@ -39,9 +39,13 @@ func TestPanesOf(t *testing.T) {
 	if err := codec.Decode(bld.AppendTo(nil), &b); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := panesOf(nil, &b, false)
-	if err != nil {
+	var row clickhouse.PaneRow
+	if _, err := paneRow(false)(&b, 0, &row); err != nil {
 		t.Fatal(err)
+	}
+	rows := []clickhouse.PaneRow{row}
+	if skip, err := paneRow(true)(&b, 0, &row); !skip || err != nil {
+		t.Errorf("a pane read as a rollup: skip %v, %v", skip, err)
 	}
 	want := clickhouse.PaneRow{
 		PaneStart: time.UnixMilli(1_700_000_010_000).UTC(), PaneSeconds: 10,
@@ -60,7 +64,7 @@ func TestPanesOf(t *testing.T) {
 	if err := codec.Decode(bld.AppendTo(nil), &b); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := panesOf(nil, &b, false); !errors.Is(err, codec.ErrBadReference) {
+	if _, err := paneRow(false)(&b, 0, &row); !errors.Is(err, codec.ErrBadReference) {
 		t.Errorf("mismatched centroids: got %v", err)
 	}
 }

@@ -146,3 +146,6 @@ ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMMDD(pane_start)
 ORDER BY (system, app, group_name, idc, method, pane_start);
 
+-- logs_flags
+ALTER TABLE tpflow.logs ADD COLUMN flags Array(String);
+

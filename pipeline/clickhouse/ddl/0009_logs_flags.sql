@@ -1,0 +1,1 @@
+ALTER TABLE {{.DB}}.logs ADD COLUMN flags Array(String)
