@@ -1,0 +1,349 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/tpflow/tpflow/pipeline/clickhouse"
+	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
+	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/schemas/tpflowpb"
+)
+
+// hostile is one line of the hostile corpus and the counter it raises:
+// tpflow_collect_bad_values_total{reason} (its log event flagged with the
+// reason) when bad is set, else tpflow_collect_unparsed_lines_total{reason}.
+type hostile struct {
+	name, line, bad, unparsed string
+	truncated                 bool
+}
+
+func hostileLines() []hostile {
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	perf := func(ts, method, latency string) string {
+		s := `{`
+		if ts != "" {
+			s += `"ts":` + ts + `,`
+		}
+		return s + `"method":"` + method + `","latency_ms":` + latency + `,"ok":true}`
+	}
+	q := func(s string) string { return `"` + s + `"` }
+	huge := perf(q(now), "Huge.m", "1")
+	huge = huge[:len(huge)-1] + `,"pad":"` + strings.Repeat("p", 10<<20) + `"}`
+	return []hostile{
+		{name: "nul", line: "\x00\x00\x00" + perf(q(now), "Nul.m", "1"), unparsed: "syntax"},
+		{name: "nul-in-string", line: perf(q(now), "Nul\x00.m", "1"), unparsed: "syntax"},
+		{name: "invalid-utf8", line: perf(q(now), "Bad\xff\xfe.m", "1"), unparsed: "invalid_utf8"},
+		{name: "nan", line: perf(q(now), "NaN.m", q("NaN")), bad: "not_a_number"},
+		{name: "nan-literal", line: perf(q(now), "NaN.lit", "NaN"), unparsed: "syntax"},
+		{name: "negative", line: perf(q(now), "Neg.m", "-5"), bad: "negative_latency"},
+		{name: "1e400", line: perf(q(now), "Over.m", "1e400"), bad: "latency_overflow"},
+		{name: "1970", line: perf(q("1970-01-01T00:00:00Z"), "Epoch.m", "1"), bad: "too_old"},
+		{name: "2999", line: perf(q("2999-01-01T00:00:00Z"), "Future.m", "1"), bad: "too_far_future"},
+		{name: "unparsable-time", line: perf(q("yesterday"), "When.m", "1"), bad: "invalid_time"},
+		{name: "no-time", line: perf("", "NoTime.m", "1"), bad: "missing_time"},
+		{name: "100kB-method", line: perf(q(now), strings.Repeat("M", 100<<10), "1"), bad: "method_too_long"},
+		{name: "10MiB", line: huge, unparsed: "syntax", truncated: true},
+		{name: "cr-only", line: "\r", unparsed: "syntax"},
+		{name: "cr-separated", line: perf(q(now), "Cr.a", "1") + "\r" + perf(q(now), "Cr.b", "1") + "\r", unparsed: "syntax"},
+		{name: "deep-nesting", line: `{"a":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, unparsed: "syntax"},
+	}
+}
+
+// criLines frames line as a container runtime does: whole when short, in
+// 16 KiB partial fragments when long.
+func criLines(line string) string {
+	const frag = 16 << 10
+	ts := time.Now().UTC().Format(time.RFC3339Nano)
+	var b strings.Builder
+	for len(line) > frag {
+		b.WriteString(ts + " stdout P " + line[:frag] + "\n")
+		line = line[frag:]
+	}
+	b.WriteString(ts + " stdout F " + line + "\n")
+	return b.String()
+}
+
+// scrape returns the samples of the role's /metrics by name and labels as
+// written (`name{a="x",b="y"}`).
+func scrape(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape %s: %v", addr, err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if l == "" || l[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(l, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(l[i+1:], 64)
+		if err == nil {
+			out[l[:i]] = v
+		}
+	}
+	return out
+}
+
+var goodMethodRE = regexp.MustCompile(`"method":"(Good\.[a-z]+\.[0-9]+)"`)
+
+// TestCollectHostileCorpus runs `tpflow broker`, `tpflow collect` and
+// `tpflow sink` as processes with the shipped defaults and a private
+// ClickHouse, writes the hostile corpus between good lines to a raw file
+// and a CRI-framed one, and checks: every good line is a call on the calls
+// topic and a row of ClickHouse's logs table; no hostile line is a call;
+// every line is a row of logs (the 10 MiB ones cut); the flags column and
+// the collector's /metrics count every bad line under its reason; and the
+// DLQ topic stays empty.
+func TestCollectHostileCorpus(t *testing.T) {
+	binary(t)
+	ch := chtest.Start(t)
+	dir := t.TempDir()
+	brokerAddr := freeAddr(t)
+	u, err := url.Parse(ch.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const db = "tpflow_hostile"
+	u.Path = "/" + db
+	for _, d := range []string{"raw", "cri"} {
+		if err := os.MkdirAll(filepath.Join(dir, "logs", d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfgFile := filepath.Join(dir, "tpflow.yaml")
+	cfg := fmt.Sprintf(`kafka:
+  brokers: [%q]
+clickhouse:
+  dsn: %q
+collect:
+  host: node-e2e
+  state_file: %q
+  sources:
+    - {name: raw, globs: [%q]}
+    - {name: cri, globs: [%q], container: cri}
+`, brokerAddr, u.String(), filepath.Join(dir, "collect-state.json"),
+		filepath.Join(dir, "logs", "raw", "*.log"), filepath.Join(dir, "logs", "cri", "*.log"))
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	broker := start(t, dir, "broker", "broker", "--config", cfgFile, "--listen", brokerAddr, "--data-dir", filepath.Join(dir, "broker"))
+	waitAddr(t, brokerAddr, broker)
+	collectAddr, sinkAddr := freeAddr(t), freeAddr(t)
+	collector := start(t, dir, "collect", "collect", "--config", cfgFile, "--listen", collectAddr)
+	sink := start(t, dir, "sink", "sink", "--config", cfgFile, "--listen", sinkAddr)
+	waitReady(t, collectAddr, collector)
+
+	kcfg := kafka.DefaultConfig()
+	kcfg.Brokers = []string{brokerAddr}
+	var mu sync.Mutex
+	callMethods := map[string]int{}
+	rctx, stopReading := context.WithCancel(context.Background())
+	var rwg sync.WaitGroup
+	readEvents(rctx, t, kcfg, kafka.TopicCalls, &rwg, func(b *tpflowpb.EventBatch) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range b.Calls {
+			callMethods[b.Symbols[b.Series[c.Series].Method]]++
+		}
+	})
+	defer func() { stopReading(); rwg.Wait() }()
+
+	// The files appear after the collector started: read from their start.
+	corpus := hostileLines()
+	const rounds = 2
+	good := map[string]bool{}
+	lines := 0
+	for _, src := range []string{"raw", "cri"} {
+		var b strings.Builder
+		n := 0
+		for range rounds {
+			for _, h := range corpus {
+				m := fmt.Sprintf("Good.%s.%d", src, n)
+				n++
+				good[m] = true
+				g := fmt.Sprintf(`{"ts":"%s","method":%q,"latency_ms":%d,"ok":true}`, time.Now().UTC().Format(time.RFC3339Nano), m, n)
+				for _, l := range []string{g, h.line} {
+					if src == "cri" {
+						b.WriteString(criLines(l))
+					} else {
+						b.WriteString(l + "\n")
+					}
+					lines++
+				}
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, "logs", src, "app.log"), []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ccfg := clickhouse.DefaultConfig()
+	ccfg.DSN = ch.DSN()
+	ccfg.Database = db
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	conn, err := clickhouse.Open(ctx, ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var stored uint64
+	for ctx.Err() == nil {
+		if !collector.alive() || !sink.alive() {
+			t.Fatalf("a role exited:\ncollect:\n%s\nsink:\n%s", collector.tail(), sink.tail())
+		}
+		if err := conn.QueryRow(ctx, "SELECT count() FROM "+db+".logs FINAL WHERE host = 'node-e2e' AND stream != 'kmsg'").Scan(&stored); err == nil && stored >= uint64(lines) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if stored != uint64(lines) {
+		t.Fatalf("logs holds %d rows of the files, want %d (one per line)\ncollect:\n%s\nsink:\n%s", stored, lines, collector.tail(), sink.tail())
+	}
+	// Every good line is a row.
+	rows, err := conn.Query(ctx, "SELECT message FROM "+db+".logs FINAL WHERE position(message, '\"method\":\"Good.') > 0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goodRows := map[string]int{}
+	for rows.Next() {
+		var msg string
+		if err := rows.Scan(&msg); err != nil {
+			t.Fatal(err)
+		}
+		if sm := goodMethodRE.FindStringSubmatch(msg); sm != nil {
+			goodRows[sm[1]]++
+		}
+	}
+	rows.Close()
+	for g := range good {
+		if goodRows[g] != 1 {
+			t.Errorf("good line %s: %d rows in logs, want 1", g, goodRows[g])
+		}
+	}
+	// Every good line is a call, and nothing else is.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := 0
+		for g := range good {
+			if callMethods[g] > 0 {
+				n++
+			}
+		}
+		mu.Unlock()
+		if n == len(good) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mu.Lock()
+	for g := range good {
+		if callMethods[g] != 1 {
+			t.Errorf("good line %s: %d calls, want 1", g, callMethods[g])
+		}
+	}
+	for m := range callMethods {
+		if !good[m] {
+			t.Errorf("hostile line became call %.60q", m)
+		}
+	}
+	mu.Unlock()
+
+	// Flags in ClickHouse and counters on /metrics, by reason.
+	wantBad, wantUnparsed, wantTrunc := map[string]int{}, map[string]int{}, 0
+	for _, h := range corpus {
+		if h.bad != "" {
+			wantBad[h.bad] += rounds
+		}
+		if h.unparsed != "" {
+			wantUnparsed[h.unparsed] += rounds
+		}
+		if h.truncated {
+			wantTrunc += rounds
+		}
+	}
+	frows, err := conn.Query(ctx, "SELECT arrayJoin(flags) AS f, count() FROM "+db+".logs FINAL GROUP BY f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := map[string]uint64{}
+	for frows.Next() {
+		var f string
+		var n uint64
+		if err := frows.Scan(&f, &n); err != nil {
+			t.Fatal(err)
+		}
+		flags[f] = n
+	}
+	frows.Close()
+	for reason, n := range wantBad {
+		if flags[reason] != uint64(2*n) {
+			t.Errorf("logs rows flagged %s: %d, want %d", reason, flags[reason], 2*n)
+		}
+	}
+	if len(flags) != len(wantBad) {
+		t.Errorf("flags in logs %v, want only %v (twice each)", flags, wantBad)
+	}
+	m := scrape(t, collectAddr)
+	for _, src := range []string{"raw", "cri"} {
+		for reason, n := range wantBad {
+			k := fmt.Sprintf(`tpflow_collect_bad_values_total{reason=%q,source=%q}`, reason, src)
+			if m[k] != float64(n) {
+				t.Errorf("%s = %v, want %d", k, m[k], n)
+			}
+		}
+		for reason, n := range wantUnparsed {
+			k := fmt.Sprintf(`tpflow_collect_unparsed_lines_total{reason=%q,source=%q}`, reason, src)
+			if m[k] != float64(n) {
+				t.Errorf("%s = %v, want %d", k, m[k], n)
+			}
+		}
+		k := fmt.Sprintf(`tpflow_collect_truncated_lines_total{source=%q}`, src)
+		if m[k] != float64(wantTrunc) {
+			t.Errorf("%s = %v, want %d", k, m[k], wantTrunc)
+		}
+	}
+
+	// The DLQ is empty: the sink stored every record it was given.
+	for p := range kcfg.Partitions[kafka.TopicDLQ] {
+		dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
+		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: kcfg.Brokers, Topic: kcfg.Topic(kafka.TopicDLQ), Partition: p, MaxWait: 100 * time.Millisecond})
+		if msg, err := r.FetchMessage(dctx); err == nil {
+			t.Errorf("a DLQ message: %.200q %v", msg.Value, msg.Headers)
+		}
+		r.Close()
+		dcancel()
+	}
+	sm := scrape(t, sinkAddr)
+	for k, v := range sm {
+		if (strings.HasPrefix(k, "tpflow_sink_bad_records_total") || strings.HasPrefix(k, "tpflow_sink_bad_messages_total")) && v != 0 {
+			t.Errorf("sink %s = %v, want 0", k, v)
+		}
+	}
+	if t.Failed() {
+		t.Logf("collect:\n%s\nsink:\n%s", collector.tail(), sink.tail())
+	}
+}
