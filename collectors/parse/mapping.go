@@ -46,8 +46,10 @@ type Mapping struct {
 	OK string `yaml:"ok"`
 	// ErrorStatus is the lowest status code that counts as a failure.
 	ErrorStatus uint32 `yaml:"error_status"`
-	// Timestamp is the field holding the event time. Empty means the line
-	// has none and Call.TS stays 0 for the caller to fill with arrival time.
+	// Timestamp is the field holding the event time; a line without it is
+	// refused (ReasonMissingTime). Empty means lines carry no time: Call.HasTS
+	// stays false for the caller to fill with the container runtime's time
+	// or the arrival time.
 	Timestamp string `yaml:"timestamp"`
 	// TimestampFormat is one of auto (RFC 3339 text, or a Unix number whose
 	// unit is guessed from its magnitude), rfc3339, unix_s, unix_ms,

@@ -32,7 +32,11 @@
 // Errors wrap one of the sentinels ErrTruncated, ErrMalformed,
 // ErrUnknownVersion, ErrOversized and ErrBadReference with the position that
 // failed; Reason maps an error to a short label for dead-letter counters.
-// Decode never panics, whatever the input.
+// Decode never panics, whatever the input. With
+// DecodeOptions.KeepBadRecords a log, pane, alert or resource pane that
+// fails its check no longer fails the batch: it is listed in
+// Batch.BadRecords, so that a consumer stores the others and dead-letters
+// it alone.
 //
 // # Aliasing and ownership
 //
