@@ -265,8 +265,8 @@ func TestAgentHostileCorpus(t *testing.T) {
 	}
 	for _, sr := range []*sizedReader{logs, calls} {
 		sr.mu.Lock()
-		if sr.maxValue > k.MaxMessageBytes {
-			t.Errorf("a message of %d bytes, over kafka.max_message_bytes %d", sr.maxValue, k.MaxMessageBytes)
+		if sr.maxValue > cfg.Batch.MaxBytes {
+			t.Errorf("a message of %d bytes, over batch.max_bytes %d", sr.maxValue, cfg.Batch.MaxBytes)
 		}
 		if len(sr.refused) > 0 {
 			t.Errorf("%d messages the sink would refuse: %v", len(sr.refused), sr.refused[0])
@@ -308,4 +308,73 @@ func TestAgentHostileCorpus(t *testing.T) {
 			t.Errorf("%d log events flagged %s, want %d", flagged[reason], reason, 2*n)
 		}
 	}
+}
+
+// TestBatchBudget writes lines of random sizes up to 300 KiB, a third of
+// them invalid UTF-8 (which grows by up to three times on its way to
+// U+FFFD), and a 10 MiB line among them, through an agent with the shipped
+// defaults: no message on Kafka is over batch.max_bytes, and every line
+// arrives, the 10 MiB one cut.
+func TestBatchBudget(t *testing.T) {
+	br := startBroker(t)
+	k := kafka.DefaultConfig()
+	k.Brokers = []string{br.Addr()}
+	k.Partitions = map[string]int{kafka.TopicCalls: 2, kafka.TopicLogs: 1, kafka.TopicMetrics: 1, kafka.TopicStats: 1, kafka.TopicAlerts: 1, kafka.TopicDLQ: 1}
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.Host = "node-1"
+	cfg.Sources = []Source{{Name: "app", Globs: []string{filepath.Join(dir, "*.log")}, Parser: ParserNone}}
+	cfg.Tail.Start = "beginning"
+	cfg.StateFile = filepath.Join(t.TempDir(), "state.json")
+	cfg.MetricsEnabled = false
+	cfg.Metrics.Kmsg = ""
+
+	rng := uint64(1)
+	next := func(n uint64) uint64 { rng = rng*6364136223846793005 + 1442695040888963407; return (rng >> 33) % n }
+	var b strings.Builder
+	const n = 200
+	for i := range n {
+		if i == n/2 {
+			fmt.Fprintf(&b, "line %d %s\n", i, strings.Repeat("h", 10<<20))
+			continue
+		}
+		size := int(next(300 << 10))
+		fill := "x"
+		if i%3 == 0 {
+			fill = "\xff"
+		}
+		fmt.Fprintf(&b, "line %d %s\n", i, strings.Repeat(fill, size))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app.log"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logs := readSized(t, k, kafka.TopicLogs)
+	r := runAgent(t, cfg, k)
+	waitFor(t, "every line", func() bool { l, _ := logs.snapshot(); return len(l) >= n })
+	r.stop(t)
+	l, _ := logs.snapshot()
+	seen := map[string]bool{}
+	for _, e := range l {
+		f := strings.Fields(e.Message[:min(len(e.Message), 20)])
+		if len(f) >= 2 {
+			seen[f[1]] = true
+		}
+		if strings.HasPrefix(e.Message, fmt.Sprintf("line %d ", n/2)) && !e.Truncated {
+			t.Errorf("the 10 MiB line arrived whole (%d bytes) or unflagged", len(e.Message))
+		}
+	}
+	for i := range n {
+		if !seen[fmt.Sprint(i)] {
+			t.Errorf("line %d missing", i)
+		}
+	}
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
+	if logs.maxValue > cfg.Batch.MaxBytes {
+		t.Errorf("a message of %d bytes, over batch.max_bytes %d", logs.maxValue, cfg.Batch.MaxBytes)
+	}
+	if len(logs.refused) > 0 {
+		t.Errorf("%d messages the sink would refuse: %s", len(logs.refused), logs.refused[0])
+	}
+	t.Logf("largest message %d bytes of a %d budget", logs.maxValue, cfg.Batch.MaxBytes)
 }
