@@ -25,6 +25,7 @@ import (
 	"github.com/tpflow/tpflow/collectors/parse"
 	"github.com/tpflow/tpflow/collectors/topology"
 	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/schemas"
 )
 
 // Agent is one node's collector. Run is called once.
@@ -109,7 +110,7 @@ func New(cfg Config, kcfg kafka.Config, opts ...Option) (*Agent, error) {
 		return nil, fmt.Errorf("cannot start collector: %w", err)
 	}
 	if err := cfg.CheckBudget(kcfg); err != nil {
-		return nil, fmt.Errorf("cannot start collector: %w", err)
+		return nil, fmt.Errorf("cannot start collector: %w", schemas.PrefixField("collect", err))
 	}
 	a := &Agent{cfg: cfg, kcfg: kcfg, log: slog.New(slog.DiscardHandler), now: time.Now, files: map[string]*tailed{}}
 	for _, o := range opts {

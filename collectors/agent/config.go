@@ -225,12 +225,12 @@ func (c Config) CheckBudget(k kafka.Config) error {
 			best -= 1024
 		}
 		errs = append(errs, schemas.Fieldf("batch.max_bytes",
-			"%d plus room for %s compression's worst case and record framing is %d, over kafka.max_message_bytes %d: lower batch.max_bytes to at most %d or raise kafka.max_message_bytes",
+			"%d plus room for %s compression's worst case and record framing is %d, over kafka.max_message_bytes %d: lower it to at most %d or raise kafka.max_message_bytes",
 			b, k.Compression, need, k.MaxMessageBytes, best))
 	}
 	if c.Tail.MaxLineBytes > b/2 {
 		errs = append(errs, schemas.Fieldf("tail.max_line_bytes",
-			"%d is over half of batch.max_bytes %d: lower tail.max_line_bytes or raise batch.max_bytes", c.Tail.MaxLineBytes, b))
+			"%d is over half of batch.max_bytes %d: lower it or raise batch.max_bytes", c.Tail.MaxLineBytes, b))
 	}
 	return errors.Join(errs...)
 }
