@@ -32,7 +32,7 @@ run: deps build
 ## test: install deps, then run every test once (no cache): the packages with
 ## goroutines (aggregator, collectors, pipeline, alerting, cmd/tpflow) under
 ## the race detector, the rest (e2e, benchmarks, report, schemas) without it
-## (scripts/test.sh; about 12 minutes on 2 cores)
+## (scripts/test.sh; about 7 minutes on 2 cores)
 test: deps
 	GO=$(GO) bash scripts/test.sh
 
