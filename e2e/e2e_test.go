@@ -260,38 +260,43 @@ func (p *pipeline) kafkaConfig() kafka.Config {
 
 // offsets returns the sum over topic's partitions of their end offsets,
 // and of the offsets group committed on them (a partition without a
-// commit counts 0).
-func (p *pipeline) offsets(topic, group string) (end, committed int64, err error) {
+// commit counts 0), and how many partitions have a commit.
+func (p *pipeline) offsets(topic, group string) (end, committed int64, parts int, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c := &kafkago.Client{Addr: kafkago.TCP(p.brokerAddr)}
+	// A transport of its own: the shared one keeps connections to a broker
+	// that may have been killed since.
+	tr := &kafkago.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &kafkago.Client{Addr: kafkago.TCP(p.brokerAddr), Transport: tr}
 	name := p.kafkaConfig().Topic(topic)
 	n := p.kafkaConfig().Partitions[topic]
 	reqs := make([]kafkago.OffsetRequest, n)
-	parts := make([]int, n)
+	ids := make([]int, n)
 	for i := range n {
-		reqs[i], parts[i] = kafkago.LastOffsetOf(i), i
+		reqs[i], ids[i] = kafkago.LastOffsetOf(i), i
 	}
 	lo, err := c.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{name: reqs}})
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	for _, po := range lo.Topics[name] {
 		if po.Error != nil {
-			return 0, 0, po.Error
+			return 0, 0, 0, po.Error
 		}
 		end += po.LastOffset
 	}
-	of, err := c.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{name: parts}})
+	of, err := c.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{name: ids}})
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	for _, po := range of.Topics[name] {
-		if po.Error == nil && po.CommittedOffset > 0 {
+		if po.Error == nil && po.CommittedOffset >= 0 {
 			committed += po.CommittedOffset
+			parts++
 		}
 	}
-	return end, committed, nil
+	return end, committed, parts, nil
 }
 
 // storedTotal returns sum(count) of table FINAL over every key.
@@ -435,7 +440,7 @@ func TestEndToEnd(t *testing.T) {
 	// Poison in the middle of the stream: once the first calls are on the
 	// topic and while the load generator still produces.
 	p.waitFor("the first calls on the calls topic", 30*time.Second, func() bool {
-		end, _, err := p.offsets(kafka.TopicCalls, aggregateGroup)
+		end, _, _, err := p.offsets(kafka.TopicCalls, aggregateGroup)
 		return err == nil && end > 0
 	})
 	kcfg := p.kafkaConfig()
@@ -550,14 +555,18 @@ func TestEndToEndFailures(t *testing.T) {
 	// as soon as the load stops: the rollups must then hold every call too,
 	// although the aggregator died in the middle of a bucket.
 	t1 := filepath.Join(p.dir, "truth1.jsonl")
-	lg := p.loadgen("loadgen1", "--keys", "40", "--duration", "8s", "--rate", "20000", "--seed", "2", "--truth", t1, "--backdate", "1h")
+	// The load lasts long enough for the first panes to be stored while it
+	// goes on: on two busy cores that takes up to 10 s after its start.
+	lg := p.loadgen("loadgen1", "--keys", "40", "--duration", "14s", "--rate", "20000", "--seed", "2", "--truth", t1, "--backdate", "1h")
 	// The aggregator dies after it published panes (the sink stored some)
-	// and committed offsets of calls, so that its successor resumes from a
-	// commit with panes of the same keys already stored.
+	// and committed offsets of every calls partition, so that its successor
+	// resumes from a commit and publishes panes that are already stored
+	// again. (Those commits stay at the first offsets while the load runs:
+	// the open 5-minute rollup bucket holds events from the start.)
 	p.waitFor("panes stored and calls offsets committed by the aggregator", 30*time.Second, func() bool {
-		_, committed, err := p.offsets(kafka.TopicCalls, aggregateGroup)
+		_, _, parts, err := p.offsets(kafka.TopicCalls, aggregateGroup)
 		stored, serr := p.storedTotal("call_panes")
-		return err == nil && serr == nil && committed > 0 && stored > 0
+		return err == nil && serr == nil && parts == p.kafkaConfig().Partitions[kafka.TopicCalls] && stored > 0
 	})
 	if !lg.alive() {
 		t.Fatal("the load generator finished before the aggregator was killed")
@@ -566,7 +575,7 @@ func TestEndToEndFailures(t *testing.T) {
 	// The sink dies after it committed offsets of stats, so that its
 	// successor resumes from a commit, while calls still flow.
 	p.waitFor("stats offsets committed by the sink", 30*time.Second, func() bool {
-		_, committed, err := p.offsets(kafka.TopicStats, sinkGroup)
+		_, committed, _, err := p.offsets(kafka.TopicStats, sinkGroup)
 		return err == nil && committed > 0
 	})
 	if !lg.alive() {
@@ -592,13 +601,15 @@ func TestEndToEndFailures(t *testing.T) {
 
 	// Phase 3: ClickHouse down for a while mid-stream.
 	t3 := filepath.Join(p.dir, "truth3.jsonl")
-	callsEnd, _, err := p.offsets(kafka.TopicCalls, aggregateGroup)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var callsEnd int64
+	p.waitFor("the end offsets of calls", 30*time.Second, func() bool {
+		var err error
+		callsEnd, _, _, err = p.offsets(kafka.TopicCalls, aggregateGroup)
+		return err == nil
+	})
 	lg = p.loadgen("loadgen3", "--keys", "40", "--duration", "5s", "--rate", "20000", "--seed", "4", "--truth", t3)
 	p.waitFor("the third load's first calls on the calls topic", 30*time.Second, func() bool {
-		end, _, err := p.offsets(kafka.TopicCalls, aggregateGroup)
+		end, _, _, err := p.offsets(kafka.TopicCalls, aggregateGroup)
 		return err == nil && end > callsEnd
 	})
 	if !lg.alive() {
