@@ -29,9 +29,12 @@ run: deps build
 	echo "ClickHouse on 127.0.0.1:$$port (data in .data/clickhouse; stop it with scripts/clickhouse.sh stop .data/clickhouse)"; \
 	exec ./$(BIN) run --demo --clickhouse "clickhouse://127.0.0.1:$$port/tpflow" --data-dir .data $(RUN_FLAGS)
 
-## test: install deps, then run every test once (no cache), up to 15 minutes
+## test: install deps, then run every test once (no cache): the packages with
+## goroutines (aggregator, collectors, pipeline, alerting, cmd/tpflow) under
+## the race detector, the rest (e2e, benchmarks, report, schemas) without it
+## (scripts/test.sh; about 7 minutes on 2 cores)
 test: deps
-	$(GO) test -timeout 15m -count=1 ./...
+	GO=$(GO) bash scripts/test.sh
 
 ## bench: the aggregator benchmarks in 6 interleaved rounds on one core (medians
 ## and the ratio to the t-digest floor), then the codec benchmarks

@@ -64,6 +64,7 @@ func kmsgEvents(t *testing.T, b *codec.Builder, file, host string, now time.Time
 // topic to the alert role (a process) and checks that kernel_error_rate
 // fires one alert per class and node, each with its offending lines, and
 // that an undecodable logs message and application lines change nothing.
+// The lines are on the topic before the role starts, as after a restart.
 func TestAlertKernelErrors(t *testing.T) {
 	binary(t)
 	hook := &hookReceiver{secret: "k3rnel"}
@@ -106,7 +107,6 @@ alert:
 	broker := start(t, dir, "broker", "broker", "--config", cfgFile, "--listen", brokerAddr, "--data-dir", filepath.Join(dir, "broker"))
 	p := &pipeline{t: t, broker: broker}
 	p.waitPort(brokerAddr)
-	alert := start(t, dir, "alert", "alert", "--config", cfgFile, "--listen", freeAddr(t))
 
 	kcfg := kafka.DefaultConfig()
 	kcfg.Brokers = []string{brokerAddr}
@@ -122,9 +122,6 @@ alert:
 	}
 	defer prod.Close()
 
-	// Wait until the role's logs consumer has joined (a new group starts at
-	// the oldest message, so an early message is not lost either).
-	time.Sleep(2 * time.Second)
 	now := time.Now()
 	lines := map[string][]string{}
 	var msgs []kafkago.Message
@@ -143,6 +140,10 @@ alert:
 	if err := prod.Produce(ctx, msgs...); err != nil {
 		t.Fatal(err)
 	}
+	// The role starts after the lines are on the topic: its new logs group
+	// starts at the oldest message, so lines produced before it joined
+	// are not lost.
+	alert := start(t, dir, "alert", "alert", "--config", cfgFile, "--listen", freeAddr(t))
 
 	want := map[string][]string{ // host/class → the fixture lines of that class
 		"node-a/crc":    {"ata1.00: status: { DRDY ERR } error: { ICRC ABRT }"},

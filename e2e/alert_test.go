@@ -79,6 +79,56 @@ func (h *hookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.alerts = append(h.alerts, msg.Alerts...)
 }
 
+// received returns how many alerts the receiver has accepted so far.
+func (h *hookReceiver) received() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.alerts)
+}
+
+// since returns the alerts named name accepted after the first n.
+func (h *hookReceiver) since(n int, name string) []notify.WebhookAlert {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []notify.WebhookAlert
+	for _, a := range h.alerts[n:] {
+		if a.Labels["alertname"] == name {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// metric returns the sum of the samples of series that the role listening
+// on addr serves on /metrics: series is a metric name (every label set
+// counts) or a name with its labels as the exposition format writes them;
+// -1 when the role does not answer.
+func metric(addr, series string) float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return -1
+	}
+	var sum float64
+	for _, line := range strings.Split(string(body), "\n") {
+		key, value, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if name, _, _ := strings.Cut(key, "{"); key == series || name == series {
+			var v float64
+			if _, err := fmt.Sscan(value, &v); err == nil {
+				sum += v
+			}
+		}
+	}
+	return sum
+}
+
 // counts returns, per alert start and status, how many notifications
 // arrived for alertname name.
 func (h *hookReceiver) counts(name string) map[string]int {
@@ -157,8 +207,15 @@ const alertRules = `rules:
 // in Alertmanager with its labels and annotations and resolves after it;
 // the time from the incident's first pane to Alertmanager listing the
 // alert is measured; the alert role is killed with SIGKILL while an alert
-// fires without a second notification or a lost resolve; every state change
-// lands in ClickHouse's alerts table.
+// fires, and the webhook receiver gets no second firing notification from
+// the restarted role and exactly one resolve; every state change lands in
+// ClickHouse's alerts table.
+//
+// The third incident is the negative control: the role is killed and its
+// state file removed before it restarts. The receiver then does get a
+// second firing notification (a new start), while Alertmanager, which keeps
+// the earliest startsAt of an alert it already holds, still lists the
+// first start: only the receiver side can tell a kept state from a lost one.
 func TestAlertEndToEnd(t *testing.T) {
 	binary(t)
 	const pane, lateness = 2 * time.Second, time.Second
@@ -180,6 +237,7 @@ func TestAlertEndToEnd(t *testing.T) {
 	const db = "tpflow_alert_e2e"
 	u.Path = "/" + db
 	brokerAddr := freeAddr(t)
+	stateFile := filepath.Join(dir, "alert-state.json")
 	cfgFile := filepath.Join(dir, "tpflow.yaml")
 	cfg := fmt.Sprintf(`aggregator:
   pane: %s
@@ -200,7 +258,7 @@ alert:
   alertmanagers: [%q]
   webhooks: [{url: %q, secret: s3cret}]
   resend_interval: 10m
-`, pane, lateness, brokerAddr, u.String(), rules, filepath.Join(dir, "alert-state.json"), am, hookSrv.URL)
+`, pane, lateness, brokerAddr, u.String(), rules, stateFile, am, hookSrv.URL)
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +267,8 @@ alert:
 	p.waitPort(brokerAddr)
 	p.agg = start(t, dir, "aggregate", "aggregate", "--config", cfgFile, "--listen", freeAddr(t), "--flush-interval", "100ms")
 	p.sink = start(t, dir, "sink", "sink", "--config", cfgFile, "--listen", freeAddr(t))
-	alert := start(t, dir, "alert", "alert", "--config", cfgFile, "--listen", freeAddr(t))
+	alertAddr := freeAddr(t)
+	alert := start(t, dir, "alert", "alert", "--config", cfgFile, "--listen", alertAddr)
 
 	kcfg := kafka.DefaultConfig()
 	kcfg.Brokers = []string{brokerAddr}
@@ -230,16 +289,33 @@ alert:
 		t.Helper()
 		t.Fatalf(format+"\nalert log:\n%s\naggregate log:\n%s", append(args, alert.tail(), p.agg.tail())...)
 	}
-	// Normal traffic first, so that every role is up and the alert role
-	// evaluates.
-	time.Sleep(3*pane + lateness)
+	// waitFor polls cond until it holds or fails after timeout.
+	waitFor := func(what string, timeout time.Duration, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(timeout); !cond(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				fail("%s: not within %s", what, timeout)
+			}
+		}
+	}
+	// Normal traffic first, until every role is up and the alert role
+	// evaluates windows of it.
+	waitFor("the alert role evaluating panes of normal traffic", 60*time.Second, func() bool {
+		return metric(alertAddr, `tpflow_alert_panes_total{result="added"}`) > 0 && metric(alertAddr, "tpflow_alert_evaluations_total") > 0
+	})
 	if n := len(activeAlerts(t, am, "CheckoutTP99")); n != 0 {
 		fail("%d alerts before the incident", n)
 	}
+	if n := hook.received(); n != 0 {
+		fail("%d webhook notifications before the incident", n)
+	}
 
-	const incidents = 3
+	// The second incident restarts the role with its state file, the
+	// third without it.
+	const incidents, restartKept, restartLost = 3, 1, 2
 	var fired, paneFired, resolved []time.Duration
 	var starts []time.Time
+	var lostStart time.Time // the start the role without state gave the alert
 	for i := range incidents {
 		// The incident starts on a pane boundary, so its first pane holds
 		// only slow calls of pay.
@@ -270,15 +346,51 @@ alert:
 		}
 		starts = append(starts, a.StartsAt)
 
-		if i == 1 {
-			// Kill the alert role while the alert fires and keep the
-			// incident going: the restarted role restores the alert and
-			// neither notifies it again nor lets it resolve.
-			alert.restart()
-			time.Sleep(12 * time.Second)
+		if i == restartKept || i == restartLost {
+			// Kill the alert role while the alert fires, once the webhook
+			// has its firing notification, and keep the incident going.
+			waitFor(fmt.Sprintf("incident %d: the webhook's firing notification", i), 10*time.Second, func() bool {
+				return hook.counts("CheckoutTP99")[fmt.Sprintf("%d firing", a.StartsAt.UnixMilli())] == 1
+			})
+			before := hook.received()
+			alert.kill()
+			if i == restartLost {
+				if err := os.Remove(stateFile); err != nil {
+					t.Fatal(err)
+				}
+			}
+			alert.start()
+			// The restarted role evaluates the ongoing incident 30 times (3 s):
+			// a role that did not know the alert would have notified it by
+			// then (it fires on its second evaluation).
+			waitFor(fmt.Sprintf("incident %d: 30 evaluations of the restarted alert role", i), 60*time.Second, func() bool {
+				return metric(alertAddr, "tpflow_alert_evaluations_total") >= 30
+			})
 			got = activeAlerts(t, am, "CheckoutTP99")
 			if len(got) != 1 || !got[0].StartsAt.Equal(a.StartsAt) {
-				fail("after the restart Alertmanager lists %+v; want the alert that started at %s", got, a.StartsAt)
+				fail("incident %d: after the restart Alertmanager lists %+v; want the alert that started at %s", i, got, a.StartsAt)
+			}
+			if i == restartKept {
+				// The restored alert is neither notified again nor resolved.
+				if after := hook.since(before, "CheckoutTP99"); len(after) != 0 {
+					fail("incident %d: the restarted role sent %d notifications while the alert kept firing: %+v", i, len(after), after)
+				}
+				if n := metric(alertAddr, "tpflow_alert_notifications_total"); n != 0 {
+					fail("incident %d: the restarted role handed %v alerts to its senders; want 0", i, n)
+				}
+			} else {
+				// Without its state the role starts the alert afresh: the
+				// receiver sees a second firing notification with a later
+				// start, which Alertmanager's list does not show.
+				var after []notify.WebhookAlert
+				waitFor(fmt.Sprintf("incident %d: a second firing notification from the role that lost its state", i), 10*time.Second, func() bool {
+					after = hook.since(before, "CheckoutTP99")
+					return len(after) > 0
+				})
+				if len(after) != 1 || after[0].Status != "firing" || !after[0].StartsAt.After(a.StartsAt) {
+					fail("incident %d: after losing its state the role sent %+v; want one firing notification starting after %s", i, after, a.StartsAt)
+				}
+				lostStart = after[0].StartsAt
 			}
 		}
 
@@ -307,23 +419,27 @@ alert:
 	}
 
 	// The webhook saw each incident once firing and once resolved, all
-	// signed: no duplicate after the restart, no lost resolve.
+	// signed: no duplicate after the restart, exactly one resolve. The
+	// alert the role lost with its state file fired once and was never
+	// resolved by tpflow (the receiver lets it expire at its endsAt); the
+	// one the role started afresh fired and resolved once.
+	want := map[string]int{}
+	for i, s := range starts {
+		want[fmt.Sprintf("%d firing", s.UnixMilli())] = 1
+		if i != restartLost {
+			want[fmt.Sprintf("%d resolved", s.UnixMilli())] = 1
+		}
+	}
+	want[fmt.Sprintf("%d firing", lostStart.UnixMilli())] = 1
+	want[fmt.Sprintf("%d resolved", lostStart.UnixMilli())] = 1
 	var counts map[string]int
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if counts = hook.counts("CheckoutTP99"); len(counts) == 2*incidents {
+		if counts = hook.counts("CheckoutTP99"); len(counts) == len(want) {
 			break
 		}
 	}
-	for _, s := range starts {
-		for _, st := range []string{"firing", "resolved"} {
-			k := fmt.Sprintf("%d %s", s.UnixMilli(), st)
-			if counts[k] != 1 {
-				t.Errorf("webhook got %d %q notifications; want 1 (all: %v)", counts[k], k, counts)
-			}
-		}
-	}
-	if len(counts) != 2*incidents {
-		t.Errorf("webhook notifications %v; want one firing and one resolved per incident", counts)
+	if fmt.Sprint(counts) != fmt.Sprint(want) {
+		t.Errorf("webhook notifications per start and status %v; want %v", counts, want)
 	}
 	if hook.badSig != 0 {
 		t.Errorf("%d webhook bodies with a bad signature", hook.badSig)
@@ -358,7 +474,7 @@ alert:
 			rows = append(rows, r)
 		}
 		qr.Close()
-		if len(rows) >= 3*incidents {
+		if len(rows) >= 3*incidents+2 {
 			break
 		}
 	}
@@ -369,8 +485,11 @@ alert:
 			t.Errorf("alerts row %+v", r)
 		}
 	}
-	want := strings.Repeat("pending firing resolved ", incidents)
-	if got := strings.Join(states, " ") + " "; got != want {
-		t.Errorf("alerts table states %q; want %q\nsink log:\n%s", got, want, p.sink.tail())
+	// The role that lost its state started a new alert; the lost one has
+	// no resolved row.
+	wantStates := strings.Repeat("pending firing resolved ", restartLost) + "pending firing " +
+		strings.Repeat("pending firing resolved ", incidents-restartLost)
+	if got := strings.Join(states, " ") + " "; got != wantStates {
+		t.Errorf("alerts table states %q; want %q\nsink log:\n%s", got, wantStates, p.sink.tail())
 	}
 }

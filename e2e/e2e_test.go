@@ -258,6 +258,76 @@ func (p *pipeline) kafkaConfig() kafka.Config {
 	return k
 }
 
+// offsets returns the sum over topic's partitions of their end offsets,
+// and of the offsets group committed on them (a partition without a
+// commit counts 0), and how many partitions have a commit.
+func (p *pipeline) offsets(topic, group string) (end, committed int64, parts int, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// A transport of its own: the shared one keeps connections to a broker
+	// that may have been killed since.
+	tr := &kafkago.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &kafkago.Client{Addr: kafkago.TCP(p.brokerAddr), Transport: tr}
+	name := p.kafkaConfig().Topic(topic)
+	n := p.kafkaConfig().Partitions[topic]
+	reqs := make([]kafkago.OffsetRequest, n)
+	ids := make([]int, n)
+	for i := range n {
+		reqs[i], ids[i] = kafkago.LastOffsetOf(i), i
+	}
+	lo, err := c.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{name: reqs}})
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	for _, po := range lo.Topics[name] {
+		if po.Error != nil {
+			return 0, 0, 0, po.Error
+		}
+		end += po.LastOffset
+	}
+	of, err := c.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{name: ids}})
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	for _, po := range of.Topics[name] {
+		if po.Error == nil && po.CommittedOffset >= 0 {
+			committed += po.CommittedOffset
+			parts++
+		}
+	}
+	return end, committed, parts, nil
+}
+
+// storedTotal returns sum(count) of table FINAL over every key.
+func (p *pipeline) storedTotal(table string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	counts, err := p.stored(ctx, table)
+	var n uint64
+	for _, c := range counts {
+		n += c
+	}
+	return n, err
+}
+
+// waitFor polls cond every 50 ms and fails the test with what and the
+// roles' logs if it does not hold within timeout.
+func (p *pipeline) waitFor(what string, timeout time.Duration, cond func() bool) {
+	p.t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s: not within %s\naggregate log:\n%s\nsink log:\n%s", what, timeout, p.agg.tail(), p.sink.tail())
+		}
+	}
+}
+
+// Consumer groups of the roles (their defaults).
+const (
+	aggregateGroup = "tpflow-aggregate"
+	sinkGroup      = "tpflow-sink"
+)
+
 // loadgen runs the load generator and returns its process.
 func (p *pipeline) loadgen(name string, args ...string) *proc {
 	return start(p.t, p.dir, name, append([]string{"loadgen", "--config", p.cfgFile}, args...)...)
@@ -367,8 +437,12 @@ func TestEndToEnd(t *testing.T) {
 	truth := filepath.Join(p.dir, "truth.jsonl")
 	lg := p.loadgen("loadgen", "--keys", "8", "--count", "200000", "--rate", "50000", "--seed", "1", "--truth", truth)
 
-	// Poison in the middle of the stream.
-	time.Sleep(time.Second)
+	// Poison in the middle of the stream: once the first calls are on the
+	// topic and while the load generator still produces.
+	p.waitFor("the first calls on the calls topic", 30*time.Second, func() bool {
+		end, _, _, err := p.offsets(kafka.TopicCalls, aggregateGroup)
+		return err == nil && end > 0
+	})
 	kcfg := p.kafkaConfig()
 	kcfg.MaxMessageBytes = 1 << 20 // the injector may send what the roles refuse
 	prod, err := kafka.NewProducer(kcfg, kcfg.Topic(kafka.TopicCalls), nil)
@@ -389,6 +463,9 @@ func TestEndToEnd(t *testing.T) {
 	defer cancel()
 	if err := prod.Produce(ctx, poison...); err != nil {
 		t.Fatal(err)
+	}
+	if !lg.alive() {
+		t.Fatal("the load generator finished before the poison was produced: it is not in the middle of the stream")
 	}
 	lg.wait(60 * time.Second)
 	produced := time.Since(begin)
@@ -478,10 +555,32 @@ func TestEndToEndFailures(t *testing.T) {
 	// as soon as the load stops: the rollups must then hold every call too,
 	// although the aggregator died in the middle of a bucket.
 	t1 := filepath.Join(p.dir, "truth1.jsonl")
-	lg := p.loadgen("loadgen1", "--keys", "40", "--duration", "6s", "--rate", "20000", "--seed", "2", "--truth", t1, "--backdate", "1h")
-	time.Sleep(4 * time.Second) // panes were published and their offsets committed
+	// The load lasts long enough for the first panes to be stored while it
+	// goes on: on two busy cores that takes up to 10 s after its start.
+	lg := p.loadgen("loadgen1", "--keys", "40", "--duration", "14s", "--rate", "20000", "--seed", "2", "--truth", t1, "--backdate", "1h")
+	// The aggregator dies after it published panes (the sink stored some)
+	// and committed offsets of every calls partition, so that its successor
+	// resumes from a commit and publishes panes that are already stored
+	// again. (Those commits stay at the first offsets while the load runs:
+	// the open 5-minute rollup bucket holds events from the start.)
+	p.waitFor("panes stored and calls offsets committed by the aggregator", 30*time.Second, func() bool {
+		_, _, parts, err := p.offsets(kafka.TopicCalls, aggregateGroup)
+		stored, serr := p.storedTotal("call_panes")
+		return err == nil && serr == nil && parts == p.kafkaConfig().Partitions[kafka.TopicCalls] && stored > 0
+	})
+	if !lg.alive() {
+		t.Fatal("the load generator finished before the aggregator was killed")
+	}
 	p.agg.restart()
-	time.Sleep(1500 * time.Millisecond)
+	// The sink dies after it committed offsets of stats, so that its
+	// successor resumes from a commit, while calls still flow.
+	p.waitFor("stats offsets committed by the sink", 30*time.Second, func() bool {
+		_, committed, _, err := p.offsets(kafka.TopicStats, sinkGroup)
+		return err == nil && committed > 0
+	})
+	if !lg.alive() {
+		t.Fatal("the load generator finished before the sink was killed")
+	}
 	p.sink.restart()
 	lg.wait(60 * time.Second)
 	want, _, total := truthCounts(t, t1)
@@ -502,8 +601,20 @@ func TestEndToEndFailures(t *testing.T) {
 
 	// Phase 3: ClickHouse down for a while mid-stream.
 	t3 := filepath.Join(p.dir, "truth3.jsonl")
+	var callsEnd int64
+	p.waitFor("the end offsets of calls", 30*time.Second, func() bool {
+		var err error
+		callsEnd, _, _, err = p.offsets(kafka.TopicCalls, aggregateGroup)
+		return err == nil
+	})
 	lg = p.loadgen("loadgen3", "--keys", "40", "--duration", "5s", "--rate", "20000", "--seed", "4", "--truth", t3)
-	time.Sleep(time.Second)
+	p.waitFor("the third load's first calls on the calls topic", 30*time.Second, func() bool {
+		end, _, _, err := p.offsets(kafka.TopicCalls, aggregateGroup)
+		return err == nil && end > callsEnd
+	})
+	if !lg.alive() {
+		t.Fatal("the load generator finished before ClickHouse was stopped")
+	}
 	p.ch.Stop()
 	time.Sleep(outage)
 	p.ch.Start()

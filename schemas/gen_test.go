@@ -85,7 +85,10 @@ func TestGeneratedCodeIsCurrent(t *testing.T) {
 // typo cannot silently write the generated code somewhere unexpected.
 func TestGenScriptRejectsExtraArgs(t *testing.T) {
 	if _, err := exec.LookPath("bash"); err != nil {
-		t.Skip("bash not found")
+		if os.Getenv("CI") != "" {
+			t.Fatalf("bash is required with CI set: %v", err)
+		}
+		t.Skipf("bash not found (%v); set CI to make this a failure", err)
 	}
 	root, err := filepath.Abs("..")
 	if err != nil {

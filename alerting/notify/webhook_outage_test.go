@@ -80,7 +80,14 @@ func TestWebhookOutage(t *testing.T) {
 	srv.Close() // the port now refuses connections
 	down := time.Now()
 	send("A1", "A2") // taken at once and retried
-	time.Sleep(500 * time.Millisecond)
+	// A1 and A2 must have left the queue and failed once before the next
+	// six arrive, or the queue would hold eight and drop other ones.
+	for deadline := time.Now().Add(5 * time.Second); (w.Queued() != 0 || w.Retries() == 0) && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if q, r := w.Queued(), w.Retries(); q != 0 || r == 0 {
+		t.Fatalf("A1 and A2 not taken and retried 5s after the receiver went down: %d queued, %d retries", q, r)
+	}
 	send("A3", "A4", "A5", "A6", "A7", "A8") // 6 for a queue of 4: A3 and A4 are dropped
 	if w.Dropped() != 2 {
 		t.Errorf("dropped %d, want 2", w.Dropped())

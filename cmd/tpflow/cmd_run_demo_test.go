@@ -171,12 +171,24 @@ collect:
 		t.Errorf("alerts topic states of DemoLatencyIncident: %s, want %s", states, want)
 	}
 	t.Logf("DemoLatencyIncident resolved %s after the incident ended", time.Since(start.Add(incidentAfter+incidentFor)).Round(time.Second))
-	// The live view, refreshed every pane, shows firing alerts only.
-	time.Sleep(3 * time.Second)
-	exited()
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	if last := lines[len(lines)-1]; !strings.Contains(last, " firing=0") || strings.Contains(last, "alert=") {
-		t.Errorf("resolved alert still shown: %s", last)
+	// The live view, refreshed every pane, shows firing alerts only: the
+	// second line it prints after the resolved change was read (so surely
+	// rendered after the resolution) shows none.
+	printed := strings.Count(stdout.String(), "\n")
+	var after string
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		exited()
+		if lines := strings.Split(stdout.String(), "\n"); len(lines) > printed+2 {
+			after = lines[printed+1]
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the live view printed no line within 15 s of the resolution; stdout:\n%s", stdout.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(after, " firing=0") || strings.Contains(after, "alert=") {
+		t.Errorf("resolved alert still shown: %s", after)
 	}
 
 	cancel()

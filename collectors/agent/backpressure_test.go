@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
@@ -57,7 +59,19 @@ func TestAgentWaitsForKafka(t *testing.T) {
 	br.Close()
 	before := acked()
 	write(100, 5000) // far more than two batches of 200 events
-	time.Sleep(3 * time.Second)
+	// The agent has read the new lines, failed to produce them, and its
+	// queue is full: max_in_flight batches are being retried and
+	// max_in_flight more wait, so the tailers block.
+	waitFor(t, "the batch queue full and a produce failed", func() bool {
+		return len(r.a.b.q) == cfg.Batch.MaxInFlight && testutil.ToFloat64(r.a.m.produceErrors) > 0
+	})
+	if got := acked(); got != before {
+		t.Fatalf("offsets moved from %d to %d while Kafka was down", before, got)
+	}
+	// A blocked agent stays within the bound and acknowledges nothing
+	// while the retries go on.
+	retries := testutil.ToFloat64(r.a.m.produceErrors)
+	waitFor(t, "more produce retries", func() bool { return testutil.ToFloat64(r.a.m.produceErrors) > retries })
 	if got := acked(); got != before {
 		t.Fatalf("offsets moved from %d to %d while Kafka was down", before, got)
 	}
