@@ -66,8 +66,8 @@ func TestDDLFeaturesByVersion(t *testing.T) {
 	f("19.3.4", Features{LowCardinality: true})
 	f("19.6.1", Features{LowCardinality: true, TTL: true})
 	f("19.10.1", Features{LowCardinality: true, TTL: true, Codecs: true})
-	f("20.1.2.4", Features{LowCardinality: true, TTL: true, Codecs: true, DateTime64: true})
-	f("25.3.1.2703", Features{LowCardinality: true, TTL: true, Codecs: true, DateTime64: true})
+	f("20.1.2.4", Features{LowCardinality: true, TTL: true, Codecs: true, DateTime64: true, AddColumnIfNotExists: true})
+	f("25.3.1.2703", Features{LowCardinality: true, TTL: true, Codecs: true, DateTime64: true, AddColumnIfNotExists: true})
 }
 
 func TestDDLBaselineHasNoModernSyntax(t *testing.T) {
@@ -96,17 +96,25 @@ func TestDDLVersionsAndNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"call_panes", "logs", "metric_samples", "resource_panes", "alerts", "call_rollups"}
+	want := []struct {
+		version uint32
+		name    string
+		table   string // every statement names it
+	}{
+		{1, "call_panes", "call_panes"}, {2, "logs", "logs"}, {3, "metric_samples", "metric_samples"},
+		{4, "resource_panes", "resource_panes"}, {5, "alerts", "alerts"}, {6, "call_rollups", "call_rollups"},
+		{8, "late_marks", "call_"},
+	}
 	if len(ms) != len(want) {
 		t.Fatalf("%d migrations, want %d", len(ms), len(want))
 	}
 	for i, m := range ms {
-		if m.Version != uint32(i+1) || m.Name != want[i] {
-			t.Errorf("migration %d = %d %s, want %d %s", i, m.Version, m.Name, i+1, want[i])
+		if m.Version != want[i].version || m.Name != want[i].name {
+			t.Errorf("migration %d = %d %s, want %d %s", i, m.Version, m.Name, want[i].version, want[i].name)
 		}
 		for _, s := range m.Statements {
-			if !strings.Contains(s, "db1."+want[i]) {
-				t.Errorf("statement of %s does not name db1.%s: %s", m.Name, want[i], s)
+			if !strings.Contains(s, "db1."+want[i].table) {
+				t.Errorf("statement of %s does not name db1.%s: %s", m.Name, want[i].table, s)
 			}
 		}
 	}
