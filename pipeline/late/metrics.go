@@ -1,0 +1,34 @@
+package late
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	paneEvents, rollupEvents prometheus.Counter
+	skipped, invalid, bad    prometheus.Counter
+	retries                  prometheus.Counter
+	sinkWaits                prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "tpflow", Subsystem: "late", Name: name, Help: help})
+	}
+	m := &metrics{
+		paneEvents:   c("pane_events_merged_total", "Late events merged into stored panes (call_panes)."),
+		rollupEvents: c("rollup_events_merged_total", "Late events merged into stored rollups (call_rollups)."),
+		skipped:      c("redelivered_rows_total", "Stored rows a redelivered late message was already merged into: skipped."),
+		invalid:      c("invalid_time_events_total", "Late events whose pane start ClickHouse cannot store (before 1970 or after 2106): not merged."),
+		bad:          c("dlq_messages_total", "Late messages sent to the DLQ: undecodable, or refused by ClickHouse as invalid."),
+		retries:      c("merge_retries_total", "Failed attempts at merging a late message, retried."),
+		sinkWaits:    c("sink_waits_total", "Checks that found the sink behind the stats produced before a late message: the merge waited."),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, col := range []prometheus.Collector{m.paneEvents, m.rollupEvents, m.skipped, m.invalid, m.bad, m.retries, m.sinkWaits} {
+		if err := reg.Register(col); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
