@@ -32,20 +32,50 @@ func floorTo(ts, length int64) (int64, bool) {
 	return ts - ts%length, true
 }
 
-// acc collects the late events of one stored pane of one message.
+// acc collects the late events of one stored pane of one message, in the
+// order of the message.
 type acc struct {
 	key     aggregator.Key
 	startMs int64
-	lats    []uint32
-	errors  uint64
+	evs     []accEvent
 }
 
-// eventsPane returns the pane of a's events, of length lengthMs: exact
+type accEvent struct {
+	lat       uint32
+	ok        bool
+	partition int32
+	offset    int64
+}
+
+// fresh returns the events of a not yet in a row with the late mark
+// partition/offset (-1, -1: none): an event read from the mark's calls
+// partition at or below its offset is in the row already. It also returns
+// the mark of the row once they are merged.
+func (a *acc) fresh(partition int32, offset int64) (evs []accEvent, mp int32, mo int64) {
+	mp, mo = partition, offset
+	for _, e := range a.evs {
+		if e.partition == partition && e.offset <= offset {
+			continue
+		}
+		evs = append(evs, e)
+		mp, mo = e.partition, e.offset
+	}
+	return evs, mp, mo
+}
+
+// eventsPane returns the pane of evs of key k, of length lengthMs: exact
 // singleton centroids (equal latencies share one).
-func (a *acc) pane(lengthMs int64) aggregator.PaneStat {
-	lats := slices.Clone(a.lats)
+func eventsPane(k aggregator.Key, startMs, lengthMs int64, evs []accEvent) aggregator.PaneStat {
+	lats := make([]uint32, len(evs))
+	var errs uint64
+	for i, e := range evs {
+		lats[i] = e.lat
+		if !e.ok {
+			errs++
+		}
+	}
 	slices.Sort(lats)
-	ps := aggregator.PaneStat{Key: a.key, Start: a.startMs, PaneMs: lengthMs, Count: uint64(len(lats)), Errors: a.errors,
+	ps := aggregator.PaneStat{Key: k, Start: startMs, PaneMs: lengthMs, Count: uint64(len(lats)), Errors: errs,
 		MinUs: lats[0], MaxUs: lats[len(lats)-1]}
 	for _, v := range lats {
 		ps.SumUs += uint64(v)
@@ -87,10 +117,10 @@ func clampU32(f float64) uint32 {
 	return uint32(math.Round(f))
 }
 
-// merge returns the row that holds stored (when ok) and a's events, with
-// the late mark of the message at partition/offset, at compression delta.
-func merge(stored *clickhouse.MergedPane, ok bool, a *acc, lengthMs int64, delta float64, partition int32, offset int64) clickhouse.MergedPane {
-	fresh := a.pane(lengthMs)
+// merge returns the row that holds stored (when ok) and evs, events of a's
+// pane, with the late mark partition/offset, at compression delta.
+func merge(stored *clickhouse.MergedPane, ok bool, a *acc, evs []accEvent, lengthMs int64, delta float64, partition int32, offset int64) clickhouse.MergedPane {
+	fresh := eventsPane(a.key, a.startMs, lengthMs, evs)
 	ps := []aggregator.PaneStat{fresh}
 	if ok {
 		ps = []aggregator.PaneStat{storedPane(a.key, stored), fresh}

@@ -207,7 +207,7 @@ func (h *merger) handle(ctx context.Context, msg kafkago.Message) error {
 	for {
 		err := h.barrier(ctx)
 		if err == nil {
-			err = h.apply(ctx, int32(msg.Partition), msg.Offset, panes, rolls)
+			err = h.apply(ctx, panes, rolls)
 		}
 		switch {
 		case err == nil:
@@ -231,11 +231,13 @@ func (h *merger) handle(ctx context.Context, msg kafkago.Message) error {
 
 // group collects the events by stored pane and, for those whose rollup
 // the late path owns, by stored rollup. Events whose pane cannot be
-// stored (before 1970 or after 2106) are counted and left out.
+// stored (before 1970 or after 2106) or without a source are counted and
+// left out.
 func (h *merger) group(evs []event) (panes, rolls []*acc) {
 	byPane := map[clickhouse.PaneID]*acc{}
 	byRoll := map[clickhouse.PaneID]*acc{}
-	add := func(m map[clickhouse.PaneID]*acc, out *[]*acc, k aggregator.Key, start int64, c *codec.Call) {
+	add := func(m map[clickhouse.PaneID]*acc, out *[]*acc, ev *event, start int64) {
+		k := ev.key
 		id := clickhouse.PaneID{System: k.System, App: k.App, Group: k.Group, IDC: k.IDC, Method: k.Method, Start: start / 1000}
 		a := m[id]
 		if a == nil {
@@ -243,31 +245,32 @@ func (h *merger) group(evs []event) (panes, rolls []*acc) {
 			m[id] = a
 			*out = append(*out, a)
 		}
-		a.lats = append(a.lats, c.LatencyUs)
-		if !c.OK {
-			a.errors++
-		}
+		a.evs = append(a.evs, accEvent{lat: ev.call.LatencyUs, ok: ev.call.OK, partition: ev.partition, offset: ev.offset})
 	}
 	rollMs := aggregator.RollupLength.Milliseconds()
 	for i := range evs {
 		ev := &evs[i]
+		if !ev.src {
+			h.m.noSource.Inc()
+			continue
+		}
 		start, ok := floorTo(ev.call.TsUnixMs, h.paneMs)
 		if !ok {
 			h.m.invalid.Inc()
 			continue
 		}
-		add(byPane, &panes, ev.key, start, &ev.call)
+		add(byPane, &panes, ev, start)
 		if ev.rollup {
 			b, _ := floorTo(ev.call.TsUnixMs, rollMs)
-			add(byRoll, &rolls, ev.key, b, &ev.call)
+			add(byRoll, &rolls, ev, b)
 		}
 	}
 	return panes, rolls
 }
 
-// apply merges the grouped events of the message at partition/offset into
-// the stored panes, then the stored rollups.
-func (h *merger) apply(ctx context.Context, partition int32, offset int64, panes, rolls []*acc) error {
+// apply merges the grouped events of a message into the stored panes, then
+// the stored rollups.
+func (h *merger) apply(ctx context.Context, panes, rolls []*acc) error {
 	for _, t := range []struct {
 		rollups  bool
 		accs     []*acc
@@ -292,13 +295,19 @@ func (h *merger) apply(ctx context.Context, partition int32, offset int64, panes
 		events := 0
 		for i, a := range t.accs {
 			r, ok := stored[ids[i]]
-			if ok && r.LatePartition == partition && r.LateOffset >= offset {
-				// Merged before this message was committed: a redelivery.
-				h.m.skipped.Inc()
+			if !ok {
+				r.LatePartition, r.LateOffset = -1, -1
+			}
+			evs, mp, mo := a.fresh(r.LatePartition, r.LateOffset)
+			if skipped := len(a.evs) - len(evs); skipped > 0 {
+				// In the row already: a redelivered or re-produced message.
+				h.m.skipped.Add(float64(skipped))
+			}
+			if len(evs) == 0 {
 				continue
 			}
-			rows = append(rows, merge(&r, ok, a, t.lengthMs, t.delta, partition, offset))
-			events += len(a.lats)
+			rows = append(rows, merge(&r, ok, a, evs, t.lengthMs, t.delta, mp, mo))
+			events += len(evs)
 		}
 		if len(rows) == 0 {
 			continue

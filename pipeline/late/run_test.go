@@ -50,7 +50,7 @@ func TestRunWaitsForTheSinkThenMerges(t *testing.T) {
 		}
 	}
 	produce(kafka.TopicStats, kafkago.Message{Key: []byte("k"), Value: []byte("a pane the sink has not stored")})
-	produce(kafka.TopicLate, Encode([]aggregator.LateEvent{lateEv(keyA, t0, 10, true, true), lateEv(keyA, t0.Add(time.Second), 20, true, true)}, 1<<20, 2)...)
+	produce(kafka.TopicLate, Encode([]aggregator.LateEvent{lateEv(keyA, t0, 10, true, true, 1), lateEv(keyA, t0.Add(time.Second), 20, true, true, 1)}, 1<<20, 2)...)
 
 	reg := prometheus.NewRegistry()
 	cfg := Config{GroupID: GroupIDFor("sinks"), SinkGroupID: "sinks", Aggregator: aggregator.DefaultConfig()}
