@@ -9,10 +9,10 @@ import (
 )
 
 // MergedPane is a row of call_panes or call_rollups as the late merger reads
-// and writes it: the pane and its late mark, the late topic partition and
-// offset of the last late message merged into it (-1 and -1 for a row
-// nobody merged into; migration 0008). A late message at or below the mark
-// is already in the row.
+// and writes it: the pane and its late mark, the calls partition and
+// offset of the last late event merged into it (-1 and -1 for a row the
+// late merger never wrote; migration 0008). A late event read from that
+// partition at or below that offset is already in the row.
 type MergedPane struct {
 	PaneRow
 	LatePartition int32
