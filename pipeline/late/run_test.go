@@ -18,7 +18,8 @@ import (
 // broker and ClickHouse. A stats message is on the topic that the sink
 // group has not stored yet: the late message behind it must wait (the
 // merger counts the wait and writes nothing), and be merged once the sink
-// group commits past the stats message.
+// group commits past the stats message. A garbage message on the late
+// topic goes to the DLQ and stops nothing.
 func TestRunWaitsForTheSinkThenMerges(t *testing.T) {
 	ch := chtest.Shared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -50,6 +51,7 @@ func TestRunWaitsForTheSinkThenMerges(t *testing.T) {
 		}
 	}
 	produce(kafka.TopicStats, kafkago.Message{Key: []byte("k"), Value: []byte("a pane the sink has not stored")})
+	produce(kafka.TopicLate, kafkago.Message{Key: []byte("garbage"), Value: []byte("not an event batch")})
 	produce(kafka.TopicLate, Encode([]aggregator.LateEvent{lateEv(keyA, t0, 10, true, true, 1), lateEv(keyA, t0.Add(time.Second), 20, true, true, 1)}, 1<<20, 2)...)
 
 	reg := prometheus.NewRegistry()
@@ -89,6 +91,24 @@ func TestRunWaitsForTheSinkThenMerges(t *testing.T) {
 		r, ok := stored(t, conn, ccfg.Database, true, keyA, t0)
 		return ok && r.Count == 2
 	})
+	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: kcfg.Brokers, Topic: kcfg.Topic(kafka.TopicDLQ), Partition: 0, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	dm, err := r.ReadMessage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	class := ""
+	for _, h := range dm.Headers {
+		if h.Key == kafka.HeaderReasonClass {
+			class = string(h.Value)
+		}
+	}
+	if string(dm.Key) != "garbage" || class == "" {
+		t.Errorf("DLQ holds %q with reason class %q, want the garbage message with a reason", dm.Key, class)
+	}
+	if got := counter(t, reg, "tpflow_late_dlq_messages_total"); got != 1 {
+		t.Errorf("late messages sent to the DLQ: %v, want 1", got)
+	}
 }
 
 func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
