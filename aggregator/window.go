@@ -43,15 +43,19 @@ func (e *Engine) Window(k Key, d time.Duration) (ws WindowStat, ok bool) {
 // Rollup merges the windows of every key for which match returns true, for
 // example all methods of one app: TP is computed over the union of their
 // centroids.
+//
+// The centroids are copied under the engine's lock and the quantiles
+// computed after it is released.
 func (e *Engine) Rollup(match func(Key) bool, d time.Duration) WindowStat {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	acc := e.newAcc(d)
+	acc.cents = nil // not the engine's scratch: used unlocked
 	e.each(func(ks *keyState) {
 		if match(ks.key) {
 			acc.add(ks)
 		}
 	})
+	e.mu.Unlock()
 	return acc.finish()
 }
 
