@@ -54,9 +54,28 @@ type PaneStat struct {
 	Rollup bool
 }
 
-// IngestStats counts what Ingest did with a batch's calls.
+// IngestStats counts what Ingest did with a batch's calls. LatePath counts
+// the events that arrived after their pane's grace and were handed to the
+// late path (see LateEvent).
 type IngestStats struct {
-	Accepted, Late, Dropped, Future, Overflow int
+	Accepted, Late, Dropped, Future, Overflow, LatePath int
+}
+
+// LateEvent is a call that arrived after its pane's grace: the engine no
+// longer owns the pane, and the late path merges the event into the stored
+// pane (see DESIGN.md, "Late path"). Partition and Offset are where it was
+// read. Rollup says the event's rollup bucket is past the grace too, so the
+// late path merges it into the stored rollup as well; otherwise the engine
+// added it to the bucket it still holds.
+type LateEvent struct {
+	Key       Key
+	TsUnixMs  int64
+	LatencyUs uint32
+	Status    uint32
+	OK        bool
+	Partition int32
+	Offset    int64
+	Rollup    bool
 }
 
 // keyState is one key's panes. The fields the hot path touches come first
@@ -127,6 +146,8 @@ type Engine struct {
 	rollMs      int64                 // rollup bucket length; 0: off
 	rollPending map[int64][]*keyState // bucket start -> keys whose rollup is not emitted
 	rollDirty   []*keyState           // keys with an emitted rollup changed by late events
+
+	lateOut []LateEvent // events past their pane's grace, for the next flush
 }
 
 // Option configures an Engine.
@@ -241,7 +262,7 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 			st.Overflow++
 		}
 		if curLate {
-			e.late(ks, curStart, c, &st, p, offset)
+			e.late(ks, curStart, c, &st, p, partition, offset)
 			continue
 		}
 		op := &ks.open[curSlot]
@@ -260,8 +281,8 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 	if st.Late > 0 {
 		e.m.late.Add(float64(st.Late))
 	}
-	if st.Dropped > 0 {
-		e.m.lateDropped.Add(float64(st.Dropped))
+	if st.LatePath > 0 {
+		e.m.latePath.Add(float64(st.LatePath))
 	}
 	if st.Future > 0 {
 		e.m.future.Add(float64(st.Future))
@@ -412,10 +433,17 @@ func (e *Engine) openPaneFor(ks *keyState, start int64, slot *openPane) *openPan
 }
 
 // late handles an event whose pane is already final: within the grace it
-// corrects the pane, beyond it it is dropped. Both are counted.
-func (e *Engine) late(ks *keyState, start int64, c *codec.Call, st *IngestStats, p *Partition, offset int64) {
+// corrects the pane, beyond it it goes to the late path (and to the rollup
+// bucket, if that is still within its grace). Both are counted.
+func (e *Engine) late(ks *keyState, start int64, c *codec.Call, st *IngestStats, p *Partition, partition int32, offset int64) {
 	if start+e.paneMs+e.graceMs <= e.watermark {
-		st.Dropped++
+		st.LatePath++
+		roll := e.rollMs > 0 && e.rollStart(start)+e.rollMs+e.graceMs <= e.watermark
+		if e.rollMs > 0 && !roll {
+			e.rollLate(ks, start, c, p, offset)
+		}
+		e.lateOut = append(e.lateOut, LateEvent{Key: ks.key, TsUnixMs: c.TsUnixMs, LatencyUs: c.LatencyUs,
+			Status: c.Status, OK: c.OK, Partition: partition, Offset: offset, Rollup: roll})
 		return
 	}
 	st.Late++
@@ -455,17 +483,29 @@ func (e *Engine) RemovePartition(partition int32) {
 	e.mu.Unlock()
 }
 
-// Flush advances the watermark, finalises every pane it has passed and
+// Flush is FlushLate for callers without a late path: the late events are
+// discarded and counted (late_dropped_events_total).
+func (e *Engine) Flush() (panes []PaneStat, commit map[int32]int64) {
+	panes, commit, late := e.FlushLate()
+	if len(late) > 0 {
+		e.m.lateDropped.Add(float64(len(late)))
+	}
+	return panes, commit
+}
+
+// FlushLate advances the watermark, finalises every pane it has passed and
 // returns them, with pending corrections, in pane-start order, followed by
-// the rollups (Rollup set) whose buckets became final or were corrected.
+// the rollups (Rollup set) whose buckets became final or were corrected,
+// and the events that arrived past their pane's grace since the last flush.
 // commit holds, per partition, the offset up to which (exclusive) every
 // event is in a pane and a rollup that is returned now or was returned
-// before: once the returned panes are published, committing these offsets
-// loses nothing.
-func (e *Engine) Flush() (panes []PaneStat, commit map[int32]int64) {
+// before, or in late: once the returned panes and late events are
+// published, committing these offsets loses nothing.
+func (e *Engine) FlushLate() (panes []PaneStat, commit map[int32]int64, late []LateEvent) {
 	nowT := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	late, e.lateOut = e.lateOut, nil
 	e.watermark = e.progress.Advance(nowT, len(e.pending) > 0)
 	// Corrections first: they belong to older panes.
 	for _, ks := range e.corrected {
@@ -535,7 +575,7 @@ func (e *Engine) Flush() (panes []PaneStat, commit map[int32]int64) {
 	if e.watermark != math.MinInt64 {
 		e.m.watermarkLag.Set(float64(nowT.UnixMilli()-e.watermark) / 1000)
 	}
-	return panes, commit
+	return panes, commit, late
 }
 
 // openAt returns the open pane of ks at start, or nil.

@@ -170,12 +170,30 @@ func TestLateEventsWithinGraceCorrectBeyondGraceAreCounted(t *testing.T) {
 	// Watermark to 95 s: pane 0's grace (ends 30 s) is long over.
 	e.Ingest(0, 3, batchOf(ev{kA, base + 125_000, 5, true}))
 	e.Flush()
-	st = e.Ingest(0, 4, batchOf(ev{kA, base + 3_000, 7, true}, ev{kA, base + 4_000, 7, true}))
-	if st.Dropped != 2 || st.Late != 0 {
-		t.Fatalf("ingest stats %+v, want two dropped", st)
+	st = e.Ingest(0, 4, batchOf(ev{kA, base + 3_000, 7, true}, ev{kA, base + 4_000, 7, false}))
+	if st.LatePath != 2 || st.Late != 0 || st.Dropped != 0 {
+		t.Fatalf("ingest stats %+v, want two for the late path", st)
 	}
-	if got := testutil.ToFloat64(e.m.lateDropped); got != 2 {
-		t.Errorf("late_dropped_events_total = %v, want 2", got)
+	panes, _, late := e.FlushLate()
+	if len(panes) != 0 || len(late) != 2 {
+		t.Fatalf("flush = %d panes, late %+v; want no pane and two late events", len(panes), late)
+	}
+	for i, l := range late {
+		if l.Key != kA || l.TsUnixMs != base+3_000+int64(i)*1000 || l.LatencyUs != 7 || l.OK != (i == 0) || l.Partition != 0 || l.Offset != 4 {
+			t.Errorf("late[%d] = %+v, want key A, ts +%d s, 7 µs, ok %v, read at 0/4", i, l, 3+i, i == 0)
+		}
+	}
+	if _, _, again := e.FlushLate(); len(again) != 0 {
+		t.Fatalf("late events returned twice: %+v", again)
+	}
+	if got := testutil.ToFloat64(e.m.latePath); got != 2 {
+		t.Errorf("late_path_events_total = %v, want 2", got)
+	}
+	// A caller without a late path (Flush) drops them, counted.
+	e.Ingest(0, 5, batchOf(ev{kA, base + 5_000, 7, true}))
+	e.Flush()
+	if got := testutil.ToFloat64(e.m.lateDropped); got != 1 {
+		t.Errorf("late_dropped_events_total = %v, want 1", got)
 	}
 	if got := testutil.ToFloat64(e.m.late); got != 1 {
 		t.Errorf("late_events_total = %v, want 1", got)

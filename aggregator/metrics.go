@@ -6,6 +6,7 @@ type metrics struct {
 	eventsIn       prometheus.Counter
 	late           prometheus.Counter
 	lateDropped    prometheus.Counter
+	latePath       prometheus.Counter
 	future         prometheus.Counter
 	overflow       prometheus.Counter
 	overflowKeys   prometheus.Counter
@@ -25,7 +26,8 @@ func newMetrics() *metrics {
 	return &metrics{
 		eventsIn:       c("events_total", "Call events aggregated into open panes."),
 		late:           c("late_events_total", "Events that arrived after their pane was final, within the grace: they produce a corrected pane."),
-		lateDropped:    c("late_dropped_events_total", "Events that arrived after their pane's grace ended: dropped."),
+		lateDropped:    c("late_dropped_events_total", "Events that arrived after their pane's grace ended and were dropped because the engine's caller has no late path."),
+		latePath:       c("late_path_events_total", "Events that arrived after their pane's grace ended: handed to the late path, which merges them into the stored panes."),
 		future:         c("future_events_total", "Events dated further ahead of the wall clock than the allowed clock skew: dropped."),
 		overflow:       c("overflow_events_total", "Events of keys beyond the key cap, folded into the __other__ method."),
 		overflowKeys:   c("overflow_keys_total", "Key lookups that found the key cap reached."),
@@ -40,5 +42,5 @@ func (m *metrics) register(r prometheus.Registerer) {
 	if r == nil {
 		return
 	}
-	r.MustRegister(m.eventsIn, m.late, m.lateDropped, m.future, m.overflow, m.overflowKeys, m.panesEmitted, m.rollupsEmitted, m.liveKeys, m.watermarkLag)
+	r.MustRegister(m.eventsIn, m.late, m.lateDropped, m.latePath, m.future, m.overflow, m.overflowKeys, m.panesEmitted, m.rollupsEmitted, m.liveKeys, m.watermarkLag)
 }

@@ -31,9 +31,10 @@ func splitRollups(ps []PaneStat) (panes, rolls []PaneStat) {
 
 // TestRollupsAgainstBruteForce feeds random events over many keys and three
 // partitions for 17 minutes: out of order within the lateness, late within
-// the grace (corrections) and beyond it (dropped). The latest version of
+// the grace (corrections) and beyond it (to the late path, and to the
+// bucket while the bucket is within its grace). The latest version of
 // every rollup must hold exactly the events the engine accepted for its key
-// and 5-minute bucket, each rollup version must outrank the one before, and
+// and 5-minute bucket, the late path exactly the others, each rollup version must outrank the one before, and
 // its percentiles must be the exact ones while the bucket is small enough
 // to stay all singletons, and within 2 % in rank otherwise.
 func TestRollupsAgainstBruteForce(t *testing.T) {
@@ -52,12 +53,17 @@ func TestRollupsAgainstBruteForce(t *testing.T) {
 			exact := map[rollID]*acc{}
 			latest := map[rollID]PaneStat{}
 			paneCounts := map[rollID]map[int64]uint64{} // latest count of each pane of a bucket
+			rollOnly := map[rollID]uint64{}             // late-path events the engine's bucket holds
+			wantLate, gotLate := map[bool]int{}, map[bool]int{}
 			keys := make([]Key, 12)
 			for i := range keys {
 				keys[i] = Key{System: "s", App: fmt.Sprint("app", i%3), Group: "g", IDC: "idc", Method: fmt.Sprint("m", i)}
 			}
 			collect := func() {
-				ps, _ := e.Flush()
+				ps, _, late := e.FlushLate()
+				for _, l := range late {
+					gotLate[l.Rollup]++
+				}
 				panes, rolls := splitRollups(ps)
 				for _, p := range panes {
 					id := rollID{p.Key, p.Start - p.Start%rollMs}
@@ -92,16 +98,26 @@ func TestRollupsAgainstBruteForce(t *testing.T) {
 					if r.IntN(20) == 0 {
 						back = int64(r.IntN(200_000)) // late, some beyond the grace
 					}
+					if r.IntN(60) == 0 {
+						back = int64(r.IntN(700_000)) // some beyond the bucket's grace
+					}
 					ts := now - back
 					k := keys[r.IntN(len(keys))]
 					lat := uint32(1 + r.IntN(20_000))
 					ok := r.IntN(10) > 0
 					evs = append(evs, ev{k, ts, lat, ok})
 					start := e.paneStart(ts)
-					if start+paneMs <= finalEnd && start+paneMs+graceMs <= wm {
-						continue // dropped: beyond the grace
-					}
 					id := rollID{k, start - start%rollMs}
+					if start+paneMs <= finalEnd && start+paneMs+graceMs <= wm {
+						// Beyond the grace: the late path's, and the
+						// bucket's while that is within its grace.
+						if id.start+rollMs+graceMs <= wm {
+							wantLate[true]++
+							continue
+						}
+						wantLate[false]++
+						rollOnly[id]++
+					}
 					if exact[id] == nil {
 						exact[id] = &acc{}
 					}
@@ -120,6 +136,13 @@ func TestRollupsAgainstBruteForce(t *testing.T) {
 			collect()
 			clk.t = clk.t.Add(10 * time.Minute)
 			collect()
+			if gotLate[true] != wantLate[true] || gotLate[false] != wantLate[false] {
+				t.Fatalf("late path got %d events with rollup and %d without, want %d and %d",
+					gotLate[true], gotLate[false], wantLate[true], wantLate[false])
+			}
+			if wantLate[true] == 0 || wantLate[false] == 0 {
+				t.Fatalf("the stream sent %d events to the late path with rollup and %d without; want some of each", wantLate[true], wantLate[false])
+			}
 			if len(latest) != len(exact) {
 				t.Fatalf("%d rollups emitted, want %d", len(latest), len(exact))
 			}
@@ -145,8 +168,8 @@ func TestRollupsAgainstBruteForce(t *testing.T) {
 				for _, c := range paneCounts[id] {
 					panes += c
 				}
-				if panes != p.Count {
-					t.Fatalf("rollup %v@%d holds %d events, its panes %d", id.key, id.start, p.Count, panes)
+				if panes+rollOnly[id] != p.Count {
+					t.Fatalf("rollup %v@%d holds %d events, its panes %d and late-path events %d", id.key, id.start, p.Count, panes, rollOnly[id])
 				}
 				var w uint64
 				for _, c := range p.Centroids {

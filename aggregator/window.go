@@ -43,15 +43,19 @@ func (e *Engine) Window(k Key, d time.Duration) (ws WindowStat, ok bool) {
 // Rollup merges the windows of every key for which match returns true, for
 // example all methods of one app: TP is computed over the union of their
 // centroids.
+//
+// The centroids are copied under the engine's lock and the quantiles
+// computed after it is released.
 func (e *Engine) Rollup(match func(Key) bool, d time.Duration) WindowStat {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	acc := e.newAcc(d)
+	acc.cents = nil // not the engine's scratch: used unlocked
 	e.each(func(ks *keyState) {
 		if match(ks.key) {
 			acc.add(ks)
 		}
 	})
+	e.mu.Unlock()
 	return acc.finish()
 }
 
@@ -62,27 +66,58 @@ type KeyWindow struct {
 }
 
 // Windows returns the window of length d of every key for which match
-// returns true (every key when match is nil) that has events in it.
+// returns true (every key when match is nil) that has events in it. It
+// holds the engine's lock only to list the keys and, windowsChunk keys at a
+// time, to copy their panes' centroids; the quantiles are computed with the
+// lock released, so ingestion goes on during a query over many keys.
 func (e *Engine) Windows(match func(Key) bool, d time.Duration) []KeyWindow {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	var out []KeyWindow
+	var keys []*keyState
 	e.each(func(ks *keyState) {
-		if match != nil && !match(ks.key) {
-			return
-		}
-		acc := e.newAcc(d)
-		acc.add(ks)
-		if acc.ws.Count > 0 {
-			out = append(out, KeyWindow{Key: ks.key, WindowStat: acc.finish()})
+		if match == nil || match(ks.key) {
+			keys = append(keys, ks)
 		}
 	})
+	e.mu.Unlock()
+	var out []KeyWindow
+	accs := make([]windowAcc, 0, min(len(keys), windowsChunk))
+	for len(keys) > 0 {
+		chunk := keys[:min(len(keys), windowsChunk)]
+		keys = keys[len(chunk):]
+		accs = accs[:0]
+		e.mu.Lock()
+		for _, ks := range chunk {
+			// A key trimmed since it was listed has an empty ring.
+			acc := e.newAcc(d)
+			acc.cents = nil // not the engine's scratch: used unlocked
+			acc.add(ks)
+			if acc.ws.Count > 0 {
+				acc.key = ks.key
+				accs = append(accs, *acc)
+			}
+		}
+		e.mu.Unlock()
+		if testHookWindowsUnlocked != nil {
+			testHookWindowsUnlocked()
+		}
+		for i := range accs {
+			out = append(out, KeyWindow{Key: accs[i].key, WindowStat: accs[i].finish()})
+		}
+	}
 	return out
 }
+
+// windowsChunk is how many keys Windows copies per lock.
+const windowsChunk = 256
+
+// testHookWindowsUnlocked, when set by a test, runs while Windows computes
+// quantiles with the lock released.
+var testHookWindowsUnlocked func()
 
 type windowAcc struct {
 	ws    WindowStat
 	cents []Centroid
+	key   Key
 }
 
 func (e *Engine) newAcc(d time.Duration) *windowAcc {

@@ -22,9 +22,10 @@ type engine[P any] interface {
 	// Ingest feeds the batch read at offset of partition and returns how
 	// many of its events were accepted into open panes.
 	Ingest(partition int32, offset int64, b *codec.Batch) int
-	// Flush returns the final panes and the offsets that may be committed
-	// once they are published.
-	Flush() ([]P, map[int32]int64)
+	// Flush returns the final panes, the offsets that may be committed
+	// once they and the late events are published, and the events that
+	// arrived past their pane's grace.
+	Flush() ([]P, map[int32]int64, []aggregator.LateEvent)
 	// RemovePartition forgets a partition this member no longer owns.
 	RemovePartition(partition int32)
 }
@@ -36,11 +37,31 @@ func (e callsEngine) Ingest(partition int32, offset int64, b *codec.Batch) int {
 	return e.Engine.Ingest(partition, offset, b).Accepted
 }
 
+func (e callsEngine) Flush() ([]aggregator.PaneStat, map[int32]int64, []aggregator.LateEvent) {
+	return e.Engine.FlushLate()
+}
+
 // resourceEngine adapts a resource.Engine to engine.
 type resourceEngine struct{ *resource.Engine }
 
 func (e resourceEngine) Ingest(partition int32, offset int64, b *codec.Batch) int {
 	return e.Engine.Ingest(partition, offset, b).Accepted
+}
+
+func (e resourceEngine) Flush() ([]resource.Pane, map[int32]int64, []aggregator.LateEvent) {
+	panes, commit := e.Engine.Flush()
+	return panes, commit, nil
+}
+
+// producer is what a groupHandler needs of a kafka.Producer.
+type producer interface {
+	// Produce returns once every message is acknowledged.
+	Produce(ctx context.Context, msgs ...kafkago.Message) error
+}
+
+// committer is what a groupHandler needs of a kafka.Session.
+type committer interface {
+	CommitOffsets(offsets map[int]int64) error
 }
 
 // groupHandler is the GroupHandler of one consumer group: it feeds every
@@ -53,9 +74,13 @@ type groupHandler[P any] struct {
 	m    *metrics
 	tm   topicMetrics
 	dlq  *kafka.DLQ
-	prod *kafka.Producer
+	prod producer
 	// encode turns panes into stats messages.
 	encode func(panes []P) ([]kafkago.Message, error)
+	// lateProd and encodeLate publish late events to the late topic; nil
+	// for an engine without a late path.
+	lateProd   producer
+	encodeLate func(events []aggregator.LateEvent) []kafkago.Message
 	// ownerKey returns the key that places a pane's events on a partition
 	// of the consumed topic, or nil for an overflow pane, which mixes
 	// partitions and is always published.
@@ -67,8 +92,20 @@ type groupHandler[P any] struct {
 	// dec refuses messages larger than producers may cut them.
 	dec codec.DecodeOptions
 
-	mu sync.Mutex // guards everything below; held across a flush
-	s  *kafka.Session
+	// fmu serialises flushes, so that panes are published and offsets
+	// committed in order; it guards pending, pendingLate and
+	// pendingCommit. It is taken before mu, and the produce runs with fmu
+	// held but mu released, so Handle never waits for Kafka.
+	fmu sync.Mutex
+	// pending are panes taken from the engine but not yet published;
+	// pendingLate the same for late events; pendingCommit is the commit of
+	// the last Flush that added to them.
+	pending       []P
+	pendingLate   []aggregator.LateEvent
+	pendingCommit map[int32]int64
+
+	mu sync.Mutex // guards everything below; held only briefly
+	s  committer
 	// owned are the partitions of the current generation.
 	owned map[int32]bool
 	// ingested is the last offset fed to the engine per partition, kept
@@ -79,11 +116,7 @@ type groupHandler[P any] struct {
 	// revoked are partitions of an ended generation not yet removed from
 	// the engine; see Assigned.
 	revoked map[int32]bool
-	// pending are panes taken from the engine but not yet published;
-	// pendingCommit is the commit of the last Flush that added to them.
-	pending       []P
-	pendingCommit map[int32]int64
-	batches       map[int]*codec.Batch
+	batches map[int]*codec.Batch
 }
 
 // run consumes with gc until ctx is done, flushing every flushEvery, and
@@ -174,31 +207,35 @@ func (h *groupHandler[P]) Handle(ctx context.Context, s *kafka.Session, msg kafk
 // unpublished panes stay pending for the next flush, uncommitted messages
 // are delivered again, and the ones this engine already holds are skipped.
 func (h *groupHandler[P]) Revoked(ctx context.Context, s *kafka.Session) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if err := h.flushLocked(ctx); err != nil {
+	if err := h.flush(ctx, true); err != nil {
 		h.log.Warn("cannot flush on revocation; messages will be delivered again", "panes", h.what, "generation", s.GenerationID(), "err", err)
 	}
+	h.mu.Lock()
 	h.revoked = h.owned
 	h.owned = nil
 	h.s = nil
+	h.mu.Unlock()
 	return nil
 }
 
 // tick is the periodic flush.
-func (h *groupHandler[P]) tick(ctx context.Context) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.s == nil {
-		return nil // between generations: Revoked flushed already
-	}
-	return h.flushLocked(ctx)
-}
+func (h *groupHandler[P]) tick(ctx context.Context) error { return h.flush(ctx, false) }
 
-// flushLocked takes the final panes from the engine, publishes them with any
-// left over from a failed attempt, and then commits. h.mu is held.
-func (h *groupHandler[P]) flushLocked(ctx context.Context) error {
-	panes, commit := h.eng.Flush()
+// flush takes the final panes and late events from the engine under h.mu,
+// publishes them with any left over from a failed attempt with h.mu
+// released, and only after every produce is acknowledged commits, in
+// order (h.fmu is held throughout). Between generations (no session) a
+// periodic flush does nothing: Revoked flushed already.
+func (h *groupHandler[P]) flush(ctx context.Context, revoking bool) error {
+	h.fmu.Lock()
+	defer h.fmu.Unlock()
+	h.mu.Lock()
+	s := h.s
+	if s == nil && !revoking {
+		h.mu.Unlock()
+		return nil
+	}
+	panes, commit, late := h.eng.Flush()
 	for i := range panes {
 		// A pane of a key whose partition moved to another member is
 		// that member's to publish: it re-reads the events from our last
@@ -209,7 +246,19 @@ func (h *groupHandler[P]) flushLocked(ctx context.Context) error {
 		}
 		h.pending = append(h.pending, panes[i])
 	}
+	// Late events are published whoever owns their partition now: a new
+	// owner re-reading them builds at most a partial pane, whose version
+	// never replaces a row the late path merged into.
+	h.pendingLate = append(h.pendingLate, late...)
 	h.pendingCommit = commit
+	offs := make(map[int]int64, len(commit))
+	for p, off := range commit {
+		if h.owned[p] && off >= 0 {
+			offs[int(p)] = off
+		}
+	}
+	h.mu.Unlock()
+
 	if len(h.pending) > 0 {
 		start := time.Now()
 		if err := h.publish(ctx); err != nil {
@@ -221,16 +270,18 @@ func (h *groupHandler[P]) flushLocked(ctx context.Context) error {
 		clear(h.pending)
 		h.pending = h.pending[:0]
 	}
-	if h.s == nil {
+	if len(h.pendingLate) > 0 {
+		if err := h.publishLate(ctx); err != nil {
+			h.m.publishErrors.Inc()
+			return err
+		}
+		h.m.lateEvents.Add(float64(len(h.pendingLate)))
+		h.pendingLate = nil
+	}
+	if s == nil {
 		return nil
 	}
-	offs := make(map[int]int64, len(h.pendingCommit))
-	for p, off := range h.pendingCommit {
-		if h.owned[p] && off >= 0 {
-			offs[int(p)] = off
-		}
-	}
-	return h.s.CommitOffsets(offs)
+	return s.CommitOffsets(offs)
 }
 
 // publish produces the pending panes and returns once every message is
@@ -242,6 +293,18 @@ func (h *groupHandler[P]) publish(ctx context.Context) error {
 	}
 	if err := h.prod.Produce(ctx, msgs...); err != nil {
 		return fmt.Errorf("cannot publish %d %s: %w", len(h.pending), h.what, err)
+	}
+	return nil
+}
+
+// publishLate produces the pending late events and returns once every
+// message is acknowledged.
+func (h *groupHandler[P]) publishLate(ctx context.Context) error {
+	if h.lateProd == nil {
+		panic("BUG: late events from an engine without a late path")
+	}
+	if err := h.lateProd.Produce(ctx, h.encodeLate(h.pendingLate)...); err != nil {
+		return fmt.Errorf("cannot publish %d late events: %w", len(h.pendingLate), err)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ type metrics struct {
 	calls, resources topicMetrics
 
 	dropped, publishErrors prometheus.Counter
+	lateEvents             prometheus.Counter
 	publishSeconds         prometheus.Histogram
 }
 
@@ -36,6 +37,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			panes:       prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_resource_panes_published_total", Help: "Resource panes produced to the stats topic."}),
 		},
 		dropped:        prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_panes_disowned_total", Help: "Final panes not published because their partition moved to another member."}),
+		lateEvents:     prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_late_events_published_total", Help: "Calls past their pane's grace produced to the late topic, for the late merger."}),
 		publishErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_publish_errors_total", Help: "Failed attempts to produce panes (retried on the next flush)."}),
 		publishSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tpflow_aggregate_publish_seconds", Help: "Time to produce one flush of panes.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)}),
 	}
@@ -43,7 +45,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	mc, mr := &m.calls, &m.resources
-	for _, c := range []*prometheus.Counter{&mc.messages, &mc.accepted, &mc.bad, &mc.redelivered, &mc.panes, &m.dropped, &m.publishErrors,
+	for _, c := range []*prometheus.Counter{&mc.messages, &mc.accepted, &mc.bad, &mc.redelivered, &mc.panes, &m.dropped, &m.publishErrors, &m.lateEvents,
 		&mr.messages, &mr.bad, &mr.redelivered, &mr.accepted, &mr.panes} {
 		if err := reg.Register(*c); err != nil {
 			var are prometheus.AlreadyRegisteredError

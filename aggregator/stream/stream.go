@@ -22,6 +22,7 @@ import (
 	"github.com/tpflow/tpflow/aggregator/resource"
 	"github.com/tpflow/tpflow/pipeline/codec"
 	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/pipeline/late"
 	"github.com/tpflow/tpflow/schemas"
 )
 
@@ -59,9 +60,10 @@ func (c Config) Validate() error {
 
 // Run consumes the calls topic as a member of cfg.GroupID until ctx is done,
 // aggregating into eng, and returns after a final flush. Undecodable
-// messages go to the DLQ. Final panes are produced to the stats topic, and
-// only after that produce succeeded are the offsets that Flush returned
-// committed, so a crash at any point re-delivers, and the re-published
+// messages go to the DLQ. Final panes are produced to the stats topic and
+// calls past their pane's grace to the late topic (for the late merger,
+// pipeline/late), and only after both produces succeeded are the offsets
+// that the flush returned committed, so a crash at any point re-delivers, and the re-published
 // panes replace their earlier copies downstream.
 //
 // Run also consumes the metrics topic in the group cfg.MetricsGroupID()
@@ -98,6 +100,16 @@ func Run(ctx context.Context, kcfg kafka.Config, cfg Config, eng *aggregator.Eng
 		return err
 	}
 	defer prod.Close()
+	lateTopic := kcfg.Topic(kafka.TopicLate)
+	lateProd, err := kafka.NewProducer(kcfg, lateTopic, log, kafka.WithMetrics(km))
+	if err != nil {
+		return err
+	}
+	defer lateProd.Close()
+	lateParts := kcfg.PartitionsFor(kafka.TopicLate)
+	if n, err := kafka.TopicPartitions(ctx, kcfg, lateTopic); err == nil && n[lateTopic] > 0 {
+		lateParts = n[lateTopic]
+	}
 	dlq, err := kafka.NewDLQ(kcfg, codec.Reason, reg, log, kafka.WithMetrics(km))
 	if err != nil {
 		return err
@@ -121,6 +133,10 @@ func Run(ctx context.Context, kcfg kafka.Config, cfg Config, eng *aggregator.Eng
 		eng: callsEngine{eng}, log: log, m: m, tm: m.calls, dlq: dlq, prod: prod,
 		encode: func(panes []aggregator.PaneStat) ([]kafkago.Message, error) {
 			return encode(panes, kcfg.MaxMessageBytes, statsParts)
+		},
+		lateProd: lateProd,
+		encodeLate: func(events []aggregator.LateEvent) []kafkago.Message {
+			return late.Encode(events, kcfg.MaxMessageBytes, lateParts)
 		},
 		ownerKey: callOwnerKey, parts: callsParts, what: "panes",
 		dec:      codec.DecodeOptions{MaxBytes: kcfg.MaxMessageBytes},

@@ -233,6 +233,7 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 			}
 			return nil
 		})
+		g.Go(func() error { return runLateMerger(sinkCtx, cfg, kcfg, ccfg, reg, log.With("part", "late")) })
 		go func() {
 			<-gctx.Done()
 			streamDone.Wait()

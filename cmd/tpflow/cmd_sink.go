@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/tpflow/tpflow/pipeline/sink"
 )
 
@@ -22,7 +24,9 @@ writes them to ClickHouse in batches (clickhouse.batch_rows rows or
 clickhouse.batch_age, whichever comes first), retrying with backoff; a
 retried batch replaces rather than adds. Offsets are committed only after
 the insert succeeded; while ClickHouse is down consumption pauses.
-Undecodable messages go to the dead-letter topic. Schema migrations are
+Undecodable messages go to the dead-letter topic. Alongside, the late
+merger folds calls that reached the aggregator past their pane's grace
+(the late topic) into the stored panes and rollups. Schema migrations are
 applied at start-up; --migrate applies them and exits. Serves /metrics,
 /healthz and /readyz on http.listen (--listen).`,
 		example: "tpflow sink --config tpflow.yaml --clickhouse clickhouse://ch-1:9000/tpflow\ntpflow sink --migrate --clickhouse clickhouse://127.0.0.1:9000/tpflow",
@@ -57,6 +61,9 @@ func runMigrate(ctx context.Context, env *Env, cfg *Config) error {
 func runSink(ctx context.Context, env *Env, cfg *Config) error {
 	reg := newRoleRegistry()
 	return serveRole(ctx, env, cfg, reg, "sink", func(ctx context.Context) error {
-		return sink.Run(ctx, cfg.Kafka, cfg.ClickHouse, cfg.Sink, reg, env.Logger)
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return sink.Run(gctx, cfg.Kafka, cfg.ClickHouse, cfg.Sink, reg, env.Logger) })
+		g.Go(func() error { return runLateMerger(gctx, cfg, cfg.Kafka, cfg.ClickHouse, reg, env.Logger.With("part", "late")) })
+		return g.Wait()
 	})
 }

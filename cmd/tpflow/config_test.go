@@ -39,7 +39,7 @@ func TestBadConfigs(t *testing.T) {
 		}},
 		{"unknown_nested", []string{
 			`:3: kafka.tls: unknown key "enable" (did you mean "enabled"?)`,
-			`:5: kafka.partitions.trace: unknown topic; known topics are logs, calls, metrics, stats, alerts, dlq`,
+			`:5: kafka.partitions.trace: unknown topic; known topics are logs, calls, metrics, stats, alerts, dlq, late`,
 		}},
 		{"wrong_type", []string{
 			`:4: aggregator.pane: cannot parse "ten" as a duration`,

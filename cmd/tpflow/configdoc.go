@@ -43,6 +43,7 @@ var keyDocs = map[string]string{
 	"kafka.partitions.stats":         "Partitions of the stats topic (final panes).",
 	"kafka.partitions.alerts":        "Partitions of the alerts topic.",
 	"kafka.partitions.dlq":           "Partitions of the dead-letter topic.",
+	"kafka.partitions.late":          "Partitions of the late topic (calls past their pane's grace, for the late merger).",
 	"kafka.replication_factor":       "Replication factor of the topics tpflow creates.",
 	"kafka.compression":              "Producer batch compression: none, gzip, snappy, lz4 or zstd.",
 	"kafka.max_message_bytes":        "Largest produced message (one event batch) before compression, in bytes.",

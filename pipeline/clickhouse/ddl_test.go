@@ -66,8 +66,8 @@ func TestDDLFeaturesByVersion(t *testing.T) {
 	f("19.3.4", Features{LowCardinality: true})
 	f("19.6.1", Features{LowCardinality: true, TTL: true})
 	f("19.10.1", Features{LowCardinality: true, TTL: true, Codecs: true})
-	f("20.1.2.4", Features{LowCardinality: true, TTL: true, Codecs: true, DateTime64: true})
-	f("25.3.1.2703", Features{LowCardinality: true, TTL: true, Codecs: true, DateTime64: true})
+	f("20.1.2.4", Features{LowCardinality: true, TTL: true, Codecs: true, DateTime64: true, AddColumnIfNotExists: true})
+	f("25.3.1.2703", Features{LowCardinality: true, TTL: true, Codecs: true, DateTime64: true, AddColumnIfNotExists: true})
 }
 
 func TestDDLBaselineHasNoModernSyntax(t *testing.T) {
@@ -97,12 +97,13 @@ func TestDDLVersionsAndNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []struct {
-		version     uint32
-		name, table string
+		version uint32
+		name    string
+		table   string // every statement names it
 	}{
 		{1, "call_panes", "call_panes"}, {2, "logs", "logs"}, {3, "metric_samples", "metric_samples"},
 		{4, "resource_panes", "resource_panes"}, {5, "alerts", "alerts"}, {6, "call_rollups", "call_rollups"},
-		{9, "logs_flags", "logs"},
+		{8, "late_marks", "call_"}, {9, "logs_flags", "logs"},
 	}
 	if len(ms) != len(want) {
 		t.Fatalf("%d migrations, want %d", len(ms), len(want))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
 )
 
 //go:embed ddl/*.sql
@@ -37,11 +39,17 @@ type Migration struct {
 //     and Delta came in 19.1/19.3, DoubleDelta and Gorilla settled later).
 //   - Table TTL: 19.6.
 //   - DateTime64: 20.1.
+//   - ALTER TABLE ... ADD COLUMN IF NOT EXISTS: 20.1, conservatively
+//     (18.16.1 here refuses it). Without it, Migrate treats a column that
+//     already exists (DUPLICATE_COLUMN, or ILLEGAL_COLUMN "already exists"
+//     as 18.16 says) as added, so a migration that adds
+//     columns is safe to run again on every server.
 type Features struct {
-	LowCardinality bool
-	Codecs         bool
-	TTL            bool
-	DateTime64     bool
+	LowCardinality       bool
+	Codecs               bool
+	TTL                  bool
+	DateTime64           bool
+	AddColumnIfNotExists bool
 }
 
 // ServerVersion is a ClickHouse release as reported by SELECT version().
@@ -72,10 +80,11 @@ func (v ServerVersion) AtLeast(major, minor int) bool {
 // Features returns what v supports; see Features for the thresholds.
 func (v ServerVersion) Features() Features {
 	return Features{
-		LowCardinality: v.AtLeast(19, 3),
-		Codecs:         v.AtLeast(19, 10),
-		TTL:            v.AtLeast(19, 6),
-		DateTime64:     v.AtLeast(20, 1),
+		LowCardinality:       v.AtLeast(19, 3),
+		Codecs:               v.AtLeast(19, 10),
+		TTL:                  v.AtLeast(19, 6),
+		DateTime64:           v.AtLeast(20, 1),
+		AddColumnIfNotExists: v.AtLeast(20, 1),
 	}
 }
 
@@ -117,6 +126,12 @@ func DDL(serverVersion string, opts DDLOptions) ([]Migration, error) {
 				return " CODEC(" + c + ")"
 			}
 			return ""
+		},
+		"addColumn": func() string {
+			if f.AddColumnIfNotExists {
+				return "ADD COLUMN IF NOT EXISTS"
+			}
+			return "ADD COLUMN"
 		},
 		"ttl": func(expr string, days int) string {
 			if !f.TTL || days <= 0 {
@@ -203,7 +218,7 @@ func Migrate(ctx context.Context, conn driver.Conn, cfg Config) ([]uint32, error
 			continue
 		}
 		for i, s := range m.Statements {
-			if err := conn.Exec(ctx, s); err != nil {
+			if err := conn.Exec(ctx, s); err != nil && !columnExists(s, err) {
 				return applied, fmt.Errorf("cannot apply migration %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
 			}
 		}
@@ -213,6 +228,24 @@ func Migrate(ctx context.Context, conn driver.Conn, cfg Config) ([]uint32, error
 		applied = append(applied, m.Version)
 	}
 	return applied, nil
+}
+
+// ClickHouse error codes that an ADD COLUMN of an existing column gets:
+// DUPLICATE_COLUMN, and ILLEGAL_COLUMN on 18.16.
+const (
+	duplicateColumn = 15
+	illegalColumn   = 44
+)
+
+// columnExists reports whether err says that the ADD COLUMN statement stmt
+// added a column that exists already: on servers without ADD COLUMN IF NOT
+// EXISTS this is how a migration run again finds its columns.
+func columnExists(stmt string, err error) bool {
+	var ex *proto.Exception
+	if !errors.As(err, &ex) || !strings.Contains(stmt, " ADD COLUMN ") {
+		return false
+	}
+	return ex.Code == duplicateColumn || ex.Code == illegalColumn && strings.Contains(ex.Message, "already exists")
 }
 
 // record inserts m into tbl. It uses a batch: over the native protocol

@@ -34,10 +34,14 @@ const (
 	TopicStats   = "stats"
 	TopicAlerts  = "alerts"
 	TopicDLQ     = "dlq"
+	// TopicLate carries call events that reached the aggregator after
+	// their pane's grace, keyed like calls; the late merger folds them into
+	// the stored panes.
+	TopicLate = "late"
 )
 
 // TopicNames lists every topic tpflow uses, in a stable order.
-var TopicNames = []string{TopicLogs, TopicCalls, TopicMetrics, TopicStats, TopicAlerts, TopicDLQ}
+var TopicNames = []string{TopicLogs, TopicCalls, TopicMetrics, TopicStats, TopicAlerts, TopicDLQ, TopicLate}
 
 // Compression codec names accepted in Config.Compression.
 const (
@@ -116,6 +120,7 @@ func DefaultPartitions() map[string]int {
 		TopicStats:   4,
 		TopicAlerts:  1,
 		TopicDLQ:     1,
+		TopicLate:    4,
 	}
 }
 

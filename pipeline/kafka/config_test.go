@@ -32,7 +32,7 @@ func TestDefaultConfig(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("default config invalid: %v", err)
 	}
-	want := map[string]int{TopicCalls: 8, TopicLogs: 8, TopicMetrics: 4, TopicStats: 4, TopicAlerts: 1, TopicDLQ: 1}
+	want := map[string]int{TopicCalls: 8, TopicLogs: 8, TopicMetrics: 4, TopicStats: 4, TopicAlerts: 1, TopicDLQ: 1, TopicLate: 4}
 	for _, name := range TopicNames {
 		if got := cfg.PartitionsFor(name); got != want[name] {
 			t.Errorf("PartitionsFor(%s) = %d, want %d", name, got, want[name])

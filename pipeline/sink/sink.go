@@ -154,6 +154,9 @@ func openMigrated(ctx context.Context, ccfg clickhouse.Config, log *slog.Logger)
 	}
 }
 
+// fetchRetry is the pause after a failed fetch before the next.
+const fetchRetry = time.Second
+
 // finalFlushTimeout bounds the last insert when ctx is done.
 const finalFlushTimeout = 10 * time.Second
 
@@ -201,7 +204,14 @@ func (l *loop) run(ctx context.Context) error {
 				}
 				continue
 			}
-			return fmt.Errorf("cannot consume %s: %w", l.topic, err)
+			// The broker is away (an outage, a restart): the reader
+			// reconnects on the next fetch, so wait and carry on.
+			l.log.Warn("cannot consume, retrying", "topic", l.topic, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(fetchRetry):
+			}
+			continue
 		}
 		if len(l.msgs) == 0 {
 			l.oldest = time.Now()

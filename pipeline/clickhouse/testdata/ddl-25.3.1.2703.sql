@@ -149,6 +149,18 @@ ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMMDD(pane_start)
 ORDER BY (system, app, group_name, idc, method, pane_start);
 
+-- late_marks
+ALTER TABLE tpflow.call_panes ADD COLUMN IF NOT EXISTS late_partition Int32 DEFAULT -1;
+
+-- late_marks
+ALTER TABLE tpflow.call_panes ADD COLUMN IF NOT EXISTS late_offset Int64 DEFAULT -1;
+
+-- late_marks
+ALTER TABLE tpflow.call_rollups ADD COLUMN IF NOT EXISTS late_partition Int32 DEFAULT -1;
+
+-- late_marks
+ALTER TABLE tpflow.call_rollups ADD COLUMN IF NOT EXISTS late_offset Int64 DEFAULT -1;
+
 -- logs_flags
 ALTER TABLE tpflow.logs ADD COLUMN flags Array(String);
 
