@@ -20,9 +20,20 @@ type Config struct {
 	AllowedLateness time.Duration `yaml:"allowed_lateness"`
 	// Grace is how long after a pane was finalised a late event still
 	// produces a corrected pane (same identity, higher version). Later
-	// events are dropped and counted.
+	// events go to the late output (FlushResult.Late).
 	Grace time.Duration `yaml:"grace"`
-	// IdleTimeout is how long a partition may send nothing before it stops
+	// FutureTolerance is how far ahead of the wall clock an event may be;
+	// later events are rejected (too_far_future). It must be smaller than
+	// AllowedLateness, so that no event can push a watermark past the wall
+	// clock and make a correct event of another source late. 0 picks a
+	// third of AllowedLateness, at most 10s.
+	FutureTolerance time.Duration `yaml:"future_tolerance"`
+	// MaxEventAge is how far behind the wall clock an event may be; older
+	// events are rejected (too_old): no path (pane, correction, late
+	// output) takes them. It must exceed AllowedLateness + Grace.
+	MaxEventAge time.Duration `yaml:"max_event_age"`
+	// IdleTimeout is how long a partition that is caught up (its last
+	// message read is its high-water mark) may send nothing before it stops
 	// holding the watermark back. When every partition is idle the watermark
 	// follows the wall clock.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
@@ -54,6 +65,7 @@ func DefaultConfig() Config {
 		AllowedLateness:   30 * time.Second,
 		Grace:             5 * time.Minute,
 		IdleTimeout:       30 * time.Second,
+		MaxEventAge:       7 * 24 * time.Hour,
 		MaxKeys:           50000,
 		Compression:       100,
 		WindowCompression: 50,
@@ -93,6 +105,15 @@ func (c Config) Validate() error {
 	}
 	if c.Grace < 0 {
 		add("grace", "must not be negative, got %s", c.Grace)
+	}
+	switch {
+	case c.FutureTolerance < 0:
+		add("future_tolerance", "must not be negative, got %s", c.FutureTolerance)
+	case c.FutureTolerance > 0 && c.FutureTolerance >= c.AllowedLateness:
+		add("future_tolerance", "must be smaller than allowed_lateness (%s), got %s: an event that far ahead would make correct events of other sources late", c.AllowedLateness, c.FutureTolerance)
+	}
+	if c.MaxEventAge <= c.AllowedLateness+c.Grace {
+		add("max_event_age", "must exceed allowed_lateness + grace (%s), got %s", c.AllowedLateness+c.Grace, c.MaxEventAge)
 	}
 	if c.IdleTimeout <= 0 {
 		add("idle_timeout", "must be positive, got %s", c.IdleTimeout)

@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,8 +23,21 @@ import (
 	"github.com/tpflow/tpflow/schemas"
 )
 
-// OtherMethod is the method that events of keys beyond the key cap fold into.
+// OtherMethod is the prefix of the methods that events of keys beyond the
+// key cap fold into: OtherMethod + "/p" + the partition they were read from
+// (OverflowMethod), so that the overflow panes of different members, which
+// read different partitions, never share an identity in storage.
 const OtherMethod = "__other__"
+
+// OverflowMethod returns the overflow method of events read from partition.
+func OverflowMethod(partition int32) string {
+	return OtherMethod + "/p" + strconv.FormatInt(int64(partition), 10)
+}
+
+// IsOverflow reports whether method is an overflow method.
+func IsOverflow(method string) bool {
+	return method == OtherMethod || strings.HasPrefix(method, OtherMethod+"/p")
+}
 
 // Key identifies one aggregation series.
 type Key struct {
@@ -54,19 +69,33 @@ type PaneStat struct {
 	Rollup bool
 }
 
-// IngestStats counts what Ingest did with a batch's calls. LatePath counts
-// the events that arrived after their pane's grace and were handed to the
-// late path (see LateEvent).
+// IngestStats counts what Ingest did with a batch's calls. Every call is
+// counted once in Accepted (into an open pane), Late (a correction within
+// the grace), LateOut (beyond the grace: handed to the late output) or
+// Rejected; Overflow counts the accepted or late calls of fold keys.
 type IngestStats struct {
-	Accepted, Late, Dropped, Future, Overflow, LatePath int
+	Accepted, Late, LateOut, Overflow int
+	// Rejected counts, per Reason, the calls outside the accepted time
+	// range (DESIGN.md, "Time model"); Rejected[ReasonNone] is unused.
+	Rejected [NumReasons]int
 }
 
-// LateEvent is a call that arrived after its pane's grace: the engine no
-// longer owns the pane, and the late path merges the event into the stored
-// pane (see DESIGN.md, "Late path"). Partition and Offset are where it was
-// read. Rollup says the event's rollup bucket is past the grace too, so the
-// late path merges it into the stored rollup as well; otherwise the engine
-// added it to the bucket it still holds.
+// RejectedTotal returns the number of rejected calls.
+func (s IngestStats) RejectedTotal() int {
+	n := 0
+	for _, r := range Reasons {
+		n += s.Rejected[r]
+	}
+	return n
+}
+
+// LateEvent is a call whose pane's grace had ended when it arrived. The
+// engine no longer owns that pane (DESIGN.md, "Owners of a pane"): the late
+// path does. Owner: the aggregate role publishes these (aggregator/stream)
+// and the store side merges them into the stored pane and rollup; the
+// engine only hands them out, from the FlushAll that returns the commit
+// offsets passing them, so they must be published before that commit.
+// (Partition, Offset, Index) identifies the call across re-deliveries.
 type LateEvent struct {
 	Key       Key
 	TsUnixMs  int64
@@ -75,7 +104,20 @@ type LateEvent struct {
 	OK        bool
 	Partition int32
 	Offset    int64
-	Rollup    bool
+	Index     int // position of the call in its batch
+	// Rollup says the event's rollup bucket is past the grace too, so the
+	// late path merges it into the stored rollup as well; otherwise the
+	// engine added it to the bucket it still holds.
+	Rollup bool
+}
+
+// FlushResult is what FlushAll returns: the final panes (corrections and
+// rollups included), the late events to hand to the late path, and the
+// offsets that may be committed once both are published.
+type FlushResult struct {
+	Panes  []PaneStat
+	Late   []LateEvent
+	Commit map[int32]int64
 }
 
 // keyState is one key's panes. The fields the hot path touches come first
@@ -96,6 +138,9 @@ type keyState struct {
 	// rolls are the rollup buckets being built or open to corrections,
 	// ascending by start.
 	rolls []rollup
+	// folds are, for a fold key fed by AddFinal, per ring pane start the
+	// pane of each folded key, by key ID: redeliveries replace, not add.
+	folds map[int64]map[string]foldPart
 }
 
 const inlineID = 80
@@ -123,7 +168,6 @@ type Engine struct {
 	graceMs  int64
 	retainMs int64 // how far behind the final edge ring panes are kept
 	slotMask int64
-	skewMs   int64
 	now      func() time.Time
 	log      *slog.Logger
 	m        *metrics
@@ -147,14 +191,17 @@ type Engine struct {
 	rollPending map[int64][]*keyState // bucket start -> keys whose rollup is not emitted
 	rollDirty   []*keyState           // keys with an emitted rollup changed by late events
 
-	lateOut []LateEvent // events past their pane's grace, for the next flush
+	lateOut    []LateEvent // beyond the grace, for the next FlushAll
+	otherName  string      // the overflow method of the batch being ingested
+	otherNames map[int32]string
+	rejects    rejectLog
 }
 
 // Option configures an Engine.
 type Option func(*Engine)
 
-// WithClock sets the wall clock, used for idle partitions and the future
-// guard. Tests inject a fake one.
+// WithClock sets the wall clock, used for idle partitions and the accepted
+// time range. Tests inject a fake one.
 func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = now } }
 
 // WithLogger sets the logger; the default discards.
@@ -164,11 +211,6 @@ func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
 func WithRegisterer(r prometheus.Registerer) Option {
 	return func(e *Engine) { e.m.register(r) }
 }
-
-// MaxClockSkew is how far ahead of the wall clock an event may be; later
-// events are dropped and counted, so one bad clock cannot push the watermark
-// into the future and make every other event late.
-const MaxClockSkew = 10 * time.Minute
 
 // New returns an Engine for a valid cfg.
 func New(cfg Config, opts ...Option) (*Engine, error) {
@@ -180,7 +222,6 @@ func New(cfg Config, opts ...Option) (*Engine, error) {
 		paneMs:  cfg.Pane.Milliseconds(),
 		lateMs:  cfg.AllowedLateness.Milliseconds(),
 		graceMs: cfg.Grace.Milliseconds(),
-		skewMs:  MaxClockSkew.Milliseconds(),
 		now:     time.Now,
 		log:     slog.New(slog.DiscardHandler),
 		m:       newMetrics(),
@@ -190,6 +231,7 @@ func New(cfg Config, opts ...Option) (*Engine, error) {
 		rollMs:  cfg.Rollup.Milliseconds(),
 
 		rollPending: make(map[int64][]*keyState),
+		otherNames:  make(map[int32]string),
 	}
 	e.retainMs = max(slices.Max(cfg.Windows).Milliseconds(), e.graceMs+e.paneMs)
 	// Slots for the panes open at once: lateness/pane + 3, rounded up to a
@@ -211,13 +253,8 @@ func New(cfg Config, opts ...Option) (*Engine, error) {
 // Config returns the engine's configuration.
 func (e *Engine) Config() Config { return e.cfg }
 
-func (e *Engine) paneStart(ts int64) int64 {
-	r := ts % e.paneMs
-	if r < 0 {
-		r += e.paneMs
-	}
-	return ts - r
-}
+// paneStart returns the start of ts's pane; it never wraps (alignDown).
+func (e *Engine) paneStart(ts int64) int64 { return alignDown(ts, e.paneMs) }
 
 // Ingest aggregates the calls of b, read from partition at offset. It does
 // not retain b or anything that aliases it.
@@ -230,10 +267,16 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 		return st
 	}
 	nowT := e.now()
-	nowMs := nowT.UnixMilli()
+	rng := e.cfg.Range(nowT.UnixMilli())
+	lo, hi := rng.Lo, rng.Hi
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	p := e.progress.Read(partition, offset, nowT, true)
+	e.otherName = e.otherNames[partition]
+	if e.otherName == "" {
+		e.otherName = OverflowMethod(partition)
+		e.otherNames[partition] = e.otherName
+	}
 	e.resolve(b)
 	limit := e.cfg.RawBufferLimit
 	maxTs := int64(math.MinInt64)
@@ -244,11 +287,15 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 	for i := range b.Calls {
 		c := &b.Calls[i]
 		ts := c.TsUnixMs
+		if ts < lo || ts > hi {
+			// Outside the time model's range (DESIGN.md): rejected, and
+			// nothing below (pane starts, the partition's maximum) sees it.
+			r, off := rng.Check(ts)
+			st.Rejected[r]++
+			e.rejects.note(e, r, off, nowT, partition, offset, ts)
+			continue
+		}
 		if ts >= curEnd || ts < curStart {
-			if ts > nowMs+e.skewMs {
-				st.Future++
-				continue
-			}
 			curStart = e.paneStart(ts)
 			curEnd = curStart + e.paneMs
 			curSlot = (curStart / e.paneMs) & e.slotMask
@@ -262,7 +309,7 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 			st.Overflow++
 		}
 		if curLate {
-			e.late(ks, curStart, c, &st, p, partition, offset)
+			e.late(ks, curStart, c, &st, p, offset, i, partition)
 			continue
 		}
 		op := &ks.open[curSlot]
@@ -281,11 +328,13 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 	if st.Late > 0 {
 		e.m.late.Add(float64(st.Late))
 	}
-	if st.LatePath > 0 {
-		e.m.latePath.Add(float64(st.LatePath))
+	if st.LateOut > 0 {
+		e.m.lateOut.Add(float64(st.LateOut))
 	}
-	if st.Future > 0 {
-		e.m.future.Add(float64(st.Future))
+	for _, r := range Reasons {
+		if st.Rejected[r] > 0 {
+			e.m.rejected[r].Add(float64(st.Rejected[r]))
+		}
 	}
 	if st.Overflow > 0 {
 		e.m.overflow.Add(float64(st.Overflow))
@@ -358,7 +407,7 @@ func (e *Engine) keyFor(k Key) *keyState {
 		other = true
 		e.otherFolds++
 		e.m.overflowKeys.Inc()
-		k.Method = OtherMethod
+		k.Method = e.otherName
 		e.idBuf = appendKeyID(e.idBuf[:0], k)
 		if ks, h = e.lookup(); ks != nil {
 			return ks
@@ -366,7 +415,7 @@ func (e *Engine) keyFor(k Key) *keyState {
 		// The fold keys themselves are capped too: past twice the cap,
 		// everything shares one key.
 		if e.nkeys >= 2*e.cfg.MaxKeys {
-			k = Key{System: OtherMethod, App: OtherMethod, Group: OtherMethod, IDC: OtherMethod, Method: OtherMethod}
+			k = Key{System: OtherMethod, App: OtherMethod, Group: OtherMethod, IDC: OtherMethod, Method: e.otherName}
 			e.idBuf = appendKeyID(e.idBuf[:0], k)
 			if ks, h = e.lookup(); ks != nil {
 				return ks
@@ -411,13 +460,20 @@ func appendKeyID(dst []byte, k Key) []byte {
 
 // openPaneFor returns the open pane of ks starting at start, opening it;
 // slot is the pane's slot, which does not hold it.
+//
+// Invariant (one pane per key and start): a key has at most one open pane
+// per start, either in its slot or in more, never both; so Flush emits each
+// (key, pane start) at most once. A pane parked in more stays there until
+// it closes, even once its slot frees: opening the slot for the same start
+// would split the pane in two emissions. Flush checks this in tests
+// (checkInvariants).
 func (e *Engine) openPaneFor(ks *keyState, start int64, slot *openPane) *openPane {
+	if x := ks.more[start]; x != nil {
+		return x
+	}
 	if slot.start != math.MinInt64 {
 		// The slot holds another open pane: the watermark is held back
 		// far enough that more panes are open than slots.
-		if x := ks.more[start]; x != nil {
-			return x
-		}
 		if ks.more == nil {
 			ks.more = make(map[int64]*openPane)
 		}
@@ -433,17 +489,19 @@ func (e *Engine) openPaneFor(ks *keyState, start int64, slot *openPane) *openPan
 }
 
 // late handles an event whose pane is already final: within the grace it
-// corrects the pane, beyond it it goes to the late path (and to the rollup
-// bucket, if that is still within its grace). Both are counted.
-func (e *Engine) late(ks *keyState, start int64, c *codec.Call, st *IngestStats, p *Partition, partition int32, offset int64) {
-	if start+e.paneMs+e.graceMs <= e.watermark {
-		st.LatePath++
-		roll := e.rollMs > 0 && e.rollStart(start)+e.rollMs+e.graceMs <= e.watermark
+// corrects the pane, beyond it it goes to the late output. Both are
+// counted.
+func (e *Engine) late(ks *keyState, start int64, c *codec.Call, st *IngestStats, p *Partition, offset int64, index int, partition int32) {
+	if SatAdd(start, e.paneMs+e.graceMs) <= e.watermark {
+		st.LateOut++
+		roll := e.rollMs > 0 && SatAdd(e.rollStart(start), e.rollMs+e.graceMs) <= e.watermark
 		if e.rollMs > 0 && !roll {
 			e.rollLate(ks, start, c, p, offset)
 		}
-		e.lateOut = append(e.lateOut, LateEvent{Key: ks.key, TsUnixMs: c.TsUnixMs, LatencyUs: c.LatencyUs,
-			Status: c.Status, OK: c.OK, Partition: partition, Offset: offset, Rollup: roll})
+		e.lateOut = append(e.lateOut, LateEvent{
+			Key: ks.key, TsUnixMs: c.TsUnixMs, LatencyUs: c.LatencyUs, Status: c.Status, OK: c.OK,
+			Partition: partition, Offset: offset, Index: index, Rollup: roll,
+		})
 		return
 	}
 	st.Late++
@@ -483,29 +541,35 @@ func (e *Engine) RemovePartition(partition int32) {
 	e.mu.Unlock()
 }
 
-// Flush is FlushLate for callers without a late path: the late events are
-// discarded and counted (late_dropped_events_total).
+// Flush is FlushAll for a caller without a late path: the late events are
+// dropped and counted (late_dropped_events_total).
 func (e *Engine) Flush() (panes []PaneStat, commit map[int32]int64) {
-	panes, commit, late := e.FlushLate()
-	if len(late) > 0 {
-		e.m.lateDropped.Add(float64(len(late)))
+	r := e.FlushAll()
+	if len(r.Late) > 0 {
+		e.m.lateDropped.Add(float64(len(r.Late)))
 	}
-	return panes, commit
+	return r.Panes, r.Commit
 }
 
-// FlushLate advances the watermark, finalises every pane it has passed and
+// FlushLate is FlushAll with its result spread over three values.
+func (e *Engine) FlushLate() (panes []PaneStat, commit map[int32]int64, late []LateEvent) {
+	r := e.FlushAll()
+	return r.Panes, r.Commit, r.Late
+}
+
+// FlushAll advances the watermark, finalises every pane it has passed and
 // returns them, with pending corrections, in pane-start order, followed by
 // the rollups (Rollup set) whose buckets became final or were corrected,
-// and the events that arrived past their pane's grace since the last flush.
-// commit holds, per partition, the offset up to which (exclusive) every
-// event is in a pane and a rollup that is returned now or was returned
-// before, or in late: once the returned panes and late events are
-// published, committing these offsets loses nothing.
-func (e *Engine) FlushLate() (panes []PaneStat, commit map[int32]int64, late []LateEvent) {
+// and the late events taken since the last flush. Commit holds, per
+// partition, the offset up to which (exclusive) every event is in a pane
+// and a rollup that is returned now or was returned before, or in a late
+// event returned now or before: once the returned panes and late events
+// are published, committing these offsets loses nothing.
+func (e *Engine) FlushAll() FlushResult {
 	nowT := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	late, e.lateOut = e.lateOut, nil
+	var panes []PaneStat
 	e.watermark = e.progress.Advance(nowT, len(e.pending) > 0)
 	// Corrections first: they belong to older panes.
 	for _, ks := range e.corrected {
@@ -527,7 +591,7 @@ func (e *Engine) FlushLate() (panes []PaneStat, commit map[int32]int64, late []L
 	if newEnd > e.finalEnd {
 		starts := make([]int64, 0, len(e.pending))
 		for s := range e.pending {
-			if s+e.paneMs <= newEnd {
+			if SatAdd(s, e.paneMs) <= newEnd {
 				starts = append(starts, s)
 			}
 		}
@@ -569,13 +633,40 @@ func (e *Engine) FlushLate() (panes []PaneStat, commit map[int32]int64, late []L
 	if e.rollMs > 0 {
 		panes = e.emitRollups(panes)
 	}
-	commit = e.progress.Commit()
+	if checkInvariants {
+		checkOneEmission(panes)
+	}
+	commit := e.progress.Commit()
+	late := e.lateOut
+	e.lateOut = nil
 	e.m.panesEmitted.Add(float64(len(panes)))
 	e.m.liveKeys.Set(float64(e.nkeys))
 	if e.watermark != math.MinInt64 {
 		e.m.watermarkLag.Set(float64(nowT.UnixMilli()-e.watermark) / 1000)
 	}
-	return panes, commit, late
+	return FlushResult{Panes: panes, Late: late, Commit: commit}
+}
+
+// checkInvariants turns on the checks of invariants that cost time on the
+// hot path; tests set it.
+var checkInvariants = false
+
+// checkOneEmission panics if one Flush returned two panes (or two rollups)
+// of one key and start: the invariant of openPaneFor.
+func checkOneEmission(panes []PaneStat) {
+	type id struct {
+		k      Key
+		start  int64
+		rollup bool
+	}
+	seen := make(map[id]bool, len(panes))
+	for i := range panes {
+		x := id{panes[i].Key, panes[i].Start, panes[i].Rollup}
+		if seen[x] {
+			panic(fmt.Sprintf("BUG: pane %+v start %d emitted twice by one Flush", x.k, x.start))
+		}
+		seen[x] = true
+	}
 }
 
 // openAt returns the open pane of ks at start, or nil.
@@ -605,7 +696,7 @@ func (e *Engine) release(ks *keyState, op *openPane) {
 
 // trim drops ring panes older than the retention and keys with nothing left.
 func (e *Engine) trim() {
-	cut := e.finalEnd - e.retainMs
+	cut := SatSub(e.finalEnd, e.retainMs)
 	for h, head := range e.keys {
 		var keep *keyState
 		for ks := head; ks != nil; {
@@ -617,8 +708,13 @@ func (e *Engine) trim() {
 			if n > 0 {
 				ks.ring = slices.Delete(ks.ring, 0, n)
 			}
+			for st := range ks.folds {
+				if st < cut {
+					delete(ks.folds, st)
+				}
+			}
 			if e.rollMs > 0 {
-				ks.trimRolls(e.finalEnd - e.rollMs - e.graceMs)
+				ks.trimRolls(SatSub(e.finalEnd, e.rollMs+e.graceMs))
 			}
 			if len(ks.ring) == 0 && len(ks.corrected) == 0 && len(ks.rolls) == 0 && !ks.hasOpen() {
 				e.nkeys--
@@ -698,4 +794,24 @@ func (e *Engine) LiveKeys() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.nkeys
+}
+
+// HighWaterMark records the high-water mark of partition reported with its
+// latest message (kafka's Message.HighWaterMark): a partition whose consumer
+// has not read up to it has a backlog and never counts as idle, so the
+// watermark does not follow the wall clock past the backlog's events.
+func (e *Engine) HighWaterMark(partition int32, hwm int64) {
+	e.mu.Lock()
+	e.progress.HighWaterMark(partition, hwm)
+	e.mu.Unlock()
+}
+
+// Fetched records a fetch response of partition, with or without messages,
+// and its high-water mark. A consumer that calls it after every fetch makes
+// its partitions idle only while fetches succeed (see Progress.Advance).
+func (e *Engine) Fetched(partition int32, hwm int64) {
+	now := e.now()
+	e.mu.Lock()
+	e.progress.Fetched(partition, hwm, now)
+	e.mu.Unlock()
 }

@@ -6,8 +6,13 @@ type metrics struct {
 	eventsIn       prometheus.Counter
 	late           prometheus.Counter
 	lateDropped    prometheus.Counter
-	latePath       prometheus.Counter
-	future         prometheus.Counter
+	lateOut        prometheus.Counter
+	rejected       [NumReasons]prometheus.Counter
+	rejectedVec    *prometheus.CounterVec
+	offBy          *prometheus.HistogramVec
+	offByMax       *prometheus.GaugeVec
+	offByObs       [NumReasons]prometheus.Observer
+	offByMaxG      [NumReasons]prometheus.Gauge
 	overflow       prometheus.Counter
 	overflowKeys   prometheus.Counter
 	panesEmitted   prometheus.Counter
@@ -23,12 +28,18 @@ func newMetrics() *metrics {
 	g := func(name, help string) prometheus.Gauge {
 		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "tpflow", Subsystem: "aggregator", Name: name, Help: help})
 	}
-	return &metrics{
-		eventsIn:       c("events_total", "Call events aggregated into open panes."),
-		late:           c("late_events_total", "Events that arrived after their pane was final, within the grace: they produce a corrected pane."),
-		lateDropped:    c("late_dropped_events_total", "Events that arrived after their pane's grace ended and were dropped because the engine's caller has no late path."),
-		latePath:       c("late_path_events_total", "Events that arrived after their pane's grace ended: handed to the late path, which merges them into the stored panes."),
-		future:         c("future_events_total", "Events dated further ahead of the wall clock than the allowed clock skew: dropped."),
+	m := &metrics{
+		eventsIn:    c("events_total", "Call events aggregated into open panes."),
+		late:        c("late_events_total", "Events that arrived after their pane was final, within the grace: they produce a corrected pane."),
+		lateDropped: c("late_dropped_events_total", "Events that arrived after their pane's grace ended and were dropped because the caller has no late path (Flush instead of FlushAll)."),
+		lateOut:     c("late_path_events_total", "Events that arrived after their pane's grace ended: handed to the late path, which merges them into the stored panes (FlushResult.Late)."),
+		rejectedVec: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tpflow", Subsystem: "aggregate", Name: "rejected_events_total",
+			Help: "Events rejected by the time model (aggregator/DESIGN.md), by reason: too_old, too_far_future, invalid_time."}, []string{"reason"}),
+		offBy: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "tpflow", Subsystem: "aggregate", Name: "rejected_off_by_seconds",
+			Help:    "How far outside the accepted time range rejected events were, by reason.",
+			Buckets: []float64{1, 10, 60, 600, 3600, 86400, 30 * 86400, 365 * 86400, 100 * 365 * 86400}}, []string{"reason"}),
+		offByMax: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "tpflow", Subsystem: "aggregate", Name: "rejected_off_by_max_seconds",
+			Help: "The largest distance outside the accepted time range of a rejected event since start, by reason."}, []string{"reason"}),
 		overflow:       c("overflow_events_total", "Events of keys beyond the key cap, folded into the __other__ method."),
 		overflowKeys:   c("overflow_keys_total", "Key lookups that found the key cap reached."),
 		panesEmitted:   c("panes_emitted_total", "Pane statistics emitted, corrections and rollups included."),
@@ -36,11 +47,17 @@ func newMetrics() *metrics {
 		liveKeys:       g("live_keys", "Keys held in memory."),
 		watermarkLag:   g("watermark_lag_seconds", "Wall clock minus the global watermark."),
 	}
+	for _, r := range Reasons {
+		m.rejected[r] = m.rejectedVec.WithLabelValues(r.String())
+		m.offByObs[r] = m.offBy.WithLabelValues(r.String())
+		m.offByMaxG[r] = m.offByMax.WithLabelValues(r.String())
+	}
+	return m
 }
 
 func (m *metrics) register(r prometheus.Registerer) {
 	if r == nil {
 		return
 	}
-	r.MustRegister(m.eventsIn, m.late, m.lateDropped, m.latePath, m.future, m.overflow, m.overflowKeys, m.panesEmitted, m.rollupsEmitted, m.liveKeys, m.watermarkLag)
+	r.MustRegister(m.eventsIn, m.late, m.lateDropped, m.lateOut, m.rejectedVec, m.offBy, m.offByMax, m.overflow, m.overflowKeys, m.panesEmitted, m.rollupsEmitted, m.liveKeys, m.watermarkLag)
 }

@@ -13,6 +13,7 @@ import (
 // for concurrent use: its engine's lock guards it.
 type Progress struct {
 	lateMs    int64
+	futureMs  int64
 	idle      time.Duration
 	parts     map[int32]*Partition
 	watermark int64
@@ -28,12 +29,23 @@ type Partition struct {
 	// this partition that fed it: its panes were published, but the
 	// bucket's rollup was not (see DESIGN.md).
 	held map[int64]int64
+	// hwm is the partition's high-water mark (the offset the next
+	// produced message gets) as last reported; -1 before any report.
+	hwm int64
+	// fetchedAt is the wall clock of the last fetch report (Fetched); zero
+	// when the consumer reports high-water marks with messages only.
+	fetchedAt time.Time
 }
+
+// caughtUp reports whether the partition's consumer has read everything up
+// to the last reported high-water mark (or none was reported).
+func (p *Partition) caughtUp() bool { return p.hwm < 0 || p.last+1 >= p.hwm }
 
 // NewProgress returns the progress of an engine configured by cfg.
 func NewProgress(cfg Config) *Progress {
 	return &Progress{
 		lateMs:    cfg.AllowedLateness.Milliseconds(),
+		futureMs:  cfg.FutureBound().Milliseconds(),
 		idle:      cfg.IdleTimeout,
 		parts:     make(map[int32]*Partition),
 		watermark: math.MinInt64,
@@ -44,16 +56,46 @@ func NewProgress(cfg Config) *Progress {
 // events it also marks the partition active at now. It returns the
 // partition, for the message's events.
 func (g *Progress) Read(partition int32, offset int64, now time.Time, events bool) *Partition {
-	p := g.parts[partition]
-	if p == nil {
-		p = &Partition{maxTs: math.MinInt64, last: -1, first: make(map[int64]int64), held: make(map[int64]int64)}
-		g.parts[partition] = p
-	}
+	p := g.part(partition)
 	p.last = offset
 	if events {
 		p.lastSeen = now
 	}
 	return p
+}
+
+func (g *Progress) part(partition int32) *Partition {
+	p := g.parts[partition]
+	if p == nil {
+		p = &Partition{maxTs: math.MinInt64, last: -1, hwm: -1, first: make(map[int64]int64), held: make(map[int64]int64)}
+		g.parts[partition] = p
+	}
+	return p
+}
+
+// HighWaterMark records the partition's high-water mark as reported with a
+// message (kafka's Message.HighWaterMark): until the consumer has read up to
+// it, the partition has a backlog and is never idle.
+func (g *Progress) HighWaterMark(partition int32, hwm int64) {
+	g.part(partition).hwm = hwm
+}
+
+// Fetched records a fetch response of the partition at now, with its
+// high-water mark, whether or not it held messages. A consumer that calls
+// it makes the partition idle only while such responses keep coming: while
+// fetches fail, the partition holds the watermark back.
+func (g *Progress) Fetched(partition int32, hwm int64, now time.Time) {
+	p := g.part(partition)
+	p.hwm = hwm
+	p.fetchedAt = now
+}
+
+// idleAt reports whether the partition is idle at now (see Advance).
+func (p *Partition) idleAt(now time.Time, idle time.Duration) bool {
+	if now.Sub(p.lastSeen) < idle || !p.caughtUp() {
+		return false
+	}
+	return p.fetchedAt.IsZero() || now.Sub(p.fetchedAt) < idle
 }
 
 // Event records an event time of the partition.
@@ -72,25 +114,33 @@ func (p *Partition) Holds(start, offset int64) {
 }
 
 // Advance moves the watermark to the minimum over active partitions of
-// their highest event time − lateness; partitions idle for the idle time-out
-// do not count, and when all are idle it follows the wall clock (if there
-// is anything to finalise: a partition or open panes). It never moves back,
-// and it returns the watermark (math.MinInt64 before any event).
+// their highest event time − lateness; idle partitions do not count, and
+// when all are idle it follows the wall clock (if there is anything to
+// finalise: a partition or open panes). A partition is idle when it sent
+// no events for the idle time-out and its consumer is caught up: it has
+// read up to the last reported high-water mark, and, if the consumer
+// reports fetches (Fetched), the last one came within the idle time-out.
+// A partition's highest event time counts at most up to the wall clock +
+// the future tolerance, so the watermark never passes the wall clock +
+// future tolerance − lateness (DESIGN.md, "Time model"). It never moves
+// back, and it returns the watermark (math.MinInt64 before any event).
 func (g *Progress) Advance(now time.Time, openPanes bool) int64 {
+	nowMs := now.UnixMilli()
+	ceil := SatAdd(nowMs, g.futureMs)
 	wm := int64(math.MaxInt64)
 	active := 0
 	for _, p := range g.parts {
-		if p.maxTs == math.MinInt64 || now.Sub(p.lastSeen) >= g.idle {
+		if p.maxTs == math.MinInt64 || p.idleAt(now, g.idle) {
 			continue
 		}
 		active++
-		wm = min(wm, p.maxTs-g.lateMs)
+		wm = min(wm, SatSub(min(p.maxTs, ceil), g.lateMs))
 	}
 	if active == 0 {
 		if len(g.parts) == 0 && !openPanes {
 			return g.watermark
 		}
-		wm = now.UnixMilli() - g.lateMs
+		wm = SatSub(nowMs, g.lateMs)
 	}
 	if wm > g.watermark {
 		g.watermark = wm

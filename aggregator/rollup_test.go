@@ -212,6 +212,7 @@ func TestRollupsAgainstBruteForce(t *testing.T) {
 func TestRollupHoldsCommitUntilPublished(t *testing.T) {
 	e, clk := newTestEngine(t, func(c *Config) { c.Rollup = RollupLength })
 	base := t0.UnixMilli()
+	clk.t = t0.Add(320 * time.Second)
 	e.Ingest(0, 0, batchOf(ev{kA, base + 1_000, 10, true}))    // bucket 0
 	e.Ingest(0, 1, batchOf(ev{kA, base + 200_000, 20, true}))  // bucket 0, later pane
 	e.Ingest(0, 2, batchOf(ev{kA, base + 301_000, 30, true}))  // bucket 1
@@ -225,8 +226,8 @@ func TestRollupHoldsCommitUntilPublished(t *testing.T) {
 	if commit[0] != 0 {
 		t.Fatalf("commit = %d, want 0: offsets 0 and 1 are in the unpublished rollup of bucket 0", commit[0])
 	}
-	e.Ingest(0, 4, batchOf(ev{kA, base + 340_000, 50, true}))
 	clk.t = t0.Add(340 * time.Second)
+	e.Ingest(0, 4, batchOf(ev{kA, base + 340_000, 50, true}))
 	ps, commit = e.Flush() // watermark 310 s: bucket 0 is final
 	_, rolls = splitRollups(ps)
 	if len(rolls) != 1 || rolls[0].Start != base || rolls[0].Count != 2 || rolls[0].Key != kA || rolls[0].MaxUs != 20 {
@@ -315,6 +316,7 @@ func TestMergeRollupIsTheEngines(t *testing.T) {
 		for range 200 {
 			evs = append(evs, ev{kA, base + s*1000 + int64(r.IntN(1000)), uint32(50 + r.ExpFloat64()*2000), r.IntN(50) > 0})
 		}
+		clk.t = t0.Add(time.Duration(s+1) * time.Second)
 		e.Ingest(0, s, batchOf(evs...))
 	}
 	clk.t = t0.Add(20 * time.Minute)
@@ -354,6 +356,7 @@ func TestRollupAccuracy(t *testing.T) {
 					all = append(all, lat)
 					evs = append(evs, ev{kA, base + s*1000, lat, true})
 				}
+				clk.t = t0.Add(time.Duration(s+1) * time.Second)
 				e.Ingest(0, s, batchOf(evs...))
 			}
 			clk.t = t0.Add(20 * time.Minute)

@@ -175,22 +175,57 @@ func (a *windowAcc) finish() WindowStat {
 // engine's.
 var ErrPaneLength = errors.New("pane length differs from the engine's")
 
+// ErrRejected is returned by AddFinal for a pane whose start is outside the
+// accepted time range (DESIGN.md, "Time model"); RejectedError says why.
+var ErrRejected = errors.New("pane start outside the accepted time range")
+
+// RejectedError is the error of a pane AddFinal rejected: its reason and
+// distance (ms) outside the accepted range.
+type RejectedError struct {
+	Reason Reason
+	OffBy  int64
+}
+
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("%v: %s by %dms", ErrRejected, e.Reason, e.OffBy)
+}
+
+// Unwrap returns ErrRejected.
+func (e *RejectedError) Unwrap() error { return ErrRejected }
+
 // AddFinal puts a final pane computed elsewhere (read back from the stats
 // topic) into the key's windows, so that an engine can serve windows and
-// rollups of panes it did not aggregate itself, as the alert role does. A
-// pane replaces a lower version of itself and is ignored otherwise; panes
-// older than the windows and the grace are ignored. The window edge moves to
-// the end of the newest pane added. AddFinal does not retain ps.
+// rollups of panes it did not aggregate itself, as the alert role does.
+//
+// It applies the time model to the pane's start, against the engine's wall
+// clock: a pane starting outside the accepted range is rejected with a
+// *RejectedError (so one far-future pane cannot move the window edge past
+// every real pane). Redelivered panes are de-duplicated by (key, start,
+// version): a pane replaces a lower version of itself and is ignored
+// otherwise, also when the key cap folds several keys into one (each
+// folded key's latest version counts once). Panes older than the windows
+// and the grace are ignored. The window edge moves to the end of the newest
+// pane added. AddFinal does not retain ps.
 func (e *Engine) AddFinal(ps PaneStat) error {
 	if ps.PaneMs != e.paneMs || ps.Start%e.paneMs != 0 {
 		return fmt.Errorf("cannot add pane of %v at %d: %w (%d ms)", ps.Key, ps.Start, ErrPaneLength, e.paneMs)
 	}
+	nowT := e.now()
+	if r, off := e.cfg.Range(nowT.UnixMilli()).Check(ps.Start); r != ReasonNone {
+		e.m.rejected[r].Inc()
+		e.mu.Lock()
+		e.rejects.note(e, r, off, nowT, -1, -1, ps.Start)
+		e.mu.Unlock()
+		return fmt.Errorf("cannot add pane of %v at %d: %w", ps.Key, ps.Start, &RejectedError{Reason: r, OffBy: off})
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	end := ps.Start + e.paneMs
-	if e.finalEnd != math.MinInt64 && end <= e.finalEnd-e.retainMs {
+	if e.finalEnd != math.MinInt64 && end <= SatSub(e.finalEnd, e.retainMs) {
 		return nil
 	}
+	src := string(appendKeyID(nil, ps.Key))
+	e.otherName = OtherMethod // this engine's own fold keys, if its cap is hit
 	ks := e.keyFor(ps.Key)
 	f := pane{
 		start: ps.Start, count: ps.Count, errors: ps.Errors, sum: ps.SumUs, min: ps.MinUs, max: ps.MaxUs,
@@ -198,11 +233,32 @@ func (e *Engine) AddFinal(ps PaneStat) error {
 	}
 	i, found := slices.BinarySearchFunc(ks.ring, ps.Start, func(p pane, s int64) int { return cmpInt64(p.start, s) })
 	switch {
+	case ks.other:
+		// Panes of several keys folded by the key cap: each key's latest
+		// version counts once, and the ring pane is their merge.
+		if ks.folds == nil {
+			ks.folds = make(map[int64]map[string]foldPart)
+		}
+		parts := ks.folds[ps.Start]
+		if parts == nil {
+			parts = make(map[string]foldPart)
+			ks.folds[ps.Start] = parts
+		}
+		if old, ok := parts[src]; ok && old.version >= ps.Version {
+			break
+		}
+		parts[src] = foldPart{version: ps.Version, p: f}
+		m := pane{start: ps.Start, min: math.MaxUint32}
+		for _, fp := range parts {
+			m = mergePanes(m, fp.p, e.cfg.WindowCompression)
+		}
+		if found {
+			ks.ring[i] = m
+		} else {
+			ks.ring = slices.Insert(ks.ring, i, m)
+		}
 	case !found:
 		ks.ring = slices.Insert(ks.ring, i, f)
-	case ks.other:
-		// Panes of several keys folded by the key cap: they add up.
-		ks.ring[i] = mergePanes(ks.ring[i], f, e.cfg.WindowCompression)
 	case ps.Version > ks.ring[i].count:
 		ks.ring[i] = f
 	}
@@ -212,4 +268,10 @@ func (e *Engine) AddFinal(ps PaneStat) error {
 	}
 	e.m.liveKeys.Set(float64(e.nkeys))
 	return nil
+}
+
+// foldPart is one folded key's pane in a fold key's ring pane (AddFinal).
+type foldPart struct {
+	version uint64
+	p       pane
 }

@@ -60,7 +60,10 @@ func (p *Pane) Avg() float64 {
 
 // IngestStats counts what Ingest did with a batch's samples.
 type IngestStats struct {
-	Accepted, Late, Dropped, Future, Overflow, Counters int
+	Accepted, Late, Dropped, Overflow, Counters int
+	// Rejected counts, per reason, the samples outside the accepted time
+	// range of aggregator's time model.
+	Rejected [aggregator.NumReasons]int
 }
 
 // keyState holds one key's open panes and the final panes still within the
@@ -80,7 +83,6 @@ type Engine struct {
 	cfg     aggregator.Config
 	paneMs  int64
 	graceMs int64
-	skewMs  int64
 	now     func() time.Time
 	log     *slog.Logger
 	m       *metrics
@@ -126,7 +128,6 @@ func New(cfg aggregator.Config, opts ...Option) (*Engine, error) {
 		cfg:       cfg,
 		paneMs:    cfg.Pane.Milliseconds(),
 		graceMs:   cfg.Grace.Milliseconds(),
-		skewMs:    aggregator.MaxClockSkew.Milliseconds(),
 		now:       time.Now,
 		log:       slog.New(slog.DiscardHandler),
 		m:         newMetrics(),
@@ -150,7 +151,7 @@ func (e *Engine) paneStart(ts int64) int64 {
 	if r < 0 {
 		r += e.paneMs
 	}
-	return ts - r
+	return aggregator.SatSub(ts, r)
 }
 
 // Ingest aggregates the metric samples of b, read from partition at offset.
@@ -160,7 +161,7 @@ func (e *Engine) paneStart(ts int64) int64 {
 func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestStats {
 	var st IngestStats
 	nowT := e.now()
-	nowMs := nowT.UnixMilli()
+	rng := e.cfg.Range(nowT.UnixMilli())
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	p := e.progress.Read(partition, offset, nowT, len(b.Metrics) > 0)
@@ -177,8 +178,9 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 			continue
 		}
 		ts := s.TsUnixMs
-		if ts > nowMs+e.skewMs {
-			st.Future++
+		if ts < rng.Lo || ts > rng.Hi {
+			r, _ := rng.Check(ts)
+			st.Rejected[r]++
 			continue
 		}
 		lk := &e.labels[s.Labels]
@@ -213,7 +215,11 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 	e.m.samples.Add(float64(st.Accepted))
 	e.m.late.Add(float64(st.Late))
 	e.m.lateDropped.Add(float64(st.Dropped))
-	e.m.future.Add(float64(st.Future))
+	for _, r := range aggregator.Reasons {
+		if st.Rejected[r] > 0 {
+			e.m.rejected.WithLabelValues(r.String()).Add(float64(st.Rejected[r]))
+		}
+	}
 	e.m.overflow.Add(float64(st.Overflow))
 	e.m.counters.Add(float64(st.Counters))
 	e.m.liveKeys.Set(float64(len(e.keys)))
@@ -254,7 +260,7 @@ func clone(s string) string {
 // late adds a sample whose pane is final: to the kept pane within the grace,
 // otherwise it is dropped and counted.
 func (e *Engine) late(ks *keyState, start int64, v float64, st *IngestStats) {
-	if start+e.paneMs+e.graceMs <= e.watermark {
+	if aggregator.SatAdd(start, e.paneMs+e.graceMs) <= e.watermark {
 		st.Dropped++
 		return
 	}
@@ -384,4 +390,13 @@ func (e *Engine) LiveKeys() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return len(e.keys)
+}
+
+// HighWaterMark records the high-water mark of partition reported with its
+// latest message: a partition with a backlog never counts as idle (see
+// aggregator.Progress).
+func (e *Engine) HighWaterMark(partition int32, hwm int64) {
+	e.mu.Lock()
+	e.progress.HighWaterMark(partition, hwm)
+	e.mu.Unlock()
 }

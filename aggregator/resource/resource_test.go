@@ -233,12 +233,14 @@ func TestLateAndCommit(t *testing.T) {
 	if st.Accepted != 2 {
 		t.Fatalf("%+v", st)
 	}
+	c.t = time.UnixMilli(base + 15000)
 	e.Ingest(0, 11, batchOf(t, sample{key: k, ts: base + 15000, v: 7}))
 	panes, commit := e.Flush()
 	if len(panes) != 0 || commit[0] != 10 {
 		t.Fatalf("before the watermark: %d panes, commit %d, want 0 and 10", len(panes), commit[0])
 	}
 	// Event time 41 s: watermark 11 s passes the first pane only.
+	c.t = time.UnixMilli(base + 41000)
 	e.Ingest(0, 12, batchOf(t, sample{key: k, ts: base + 41000, v: 2}))
 	panes, commit = e.Flush()
 	if len(panes) != 1 || panes[0].Count != 2 || panes[0].Sum != 4 || panes[0].Max != 3 || panes[0].P95 != 3 {
@@ -254,7 +256,7 @@ func TestLateAndCommit(t *testing.T) {
 		sample{key: k, ts: base + 41000 + int64(time.Hour/time.Millisecond), v: 1},
 		sample{key: k, ts: base + 500, v: 1, kind: tpflowpb.MetricKind_METRIC_KIND_COUNTER},
 	))
-	if st.Late != 1 || st.Future != 1 || st.Counters != 1 || st.Accepted != 0 {
+	if st.Late != 1 || st.Rejected[aggregator.ReasonTooFarFuture] != 1 || st.Counters != 1 || st.Accepted != 0 {
 		t.Fatalf("late batch: %+v", st)
 	}
 	panes, _ = e.Flush()

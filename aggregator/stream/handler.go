@@ -28,6 +28,9 @@ type engine[P any] interface {
 	Flush() ([]P, map[int32]int64, []aggregator.LateEvent)
 	// RemovePartition forgets a partition this member no longer owns.
 	RemovePartition(partition int32)
+	// HighWaterMark reports a partition's high-water mark, from its
+	// latest message: a partition with a backlog is never idle.
+	HighWaterMark(partition int32, hwm int64)
 }
 
 // callsEngine adapts an aggregator.Engine to engine.
@@ -192,6 +195,7 @@ func (h *groupHandler[P]) Handle(ctx context.Context, s *kafka.Session, msg kafk
 		// before this message and re-deliver it for ever.
 		b.Reset()
 	}
+	h.eng.HighWaterMark(p, msg.HighWaterMark)
 	accepted := h.eng.Ingest(p, msg.Offset, b)
 	h.tm.messages.Inc()
 	h.tm.accepted.Add(float64(accepted))

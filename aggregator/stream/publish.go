@@ -87,7 +87,7 @@ func callKey(ps *aggregator.PaneStat) []byte {
 // callOwnerKey is the groupHandler's ownerKey for call panes: the panes of
 // the overflow method mix partitions.
 func callOwnerKey(ps *aggregator.PaneStat) []byte {
-	if ps.Key.Method == aggregator.OtherMethod {
+	if aggregator.IsOverflow(ps.Key.Method) {
 		return nil
 	}
 	return callKey(ps)

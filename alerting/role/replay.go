@@ -119,13 +119,15 @@ func Replay(rules []*alerting.Rule, pane time.Duration, file string, in io.Reade
 	}
 	n := (longest + pane - 1) / pane
 	cfg.Windows = []time.Duration{max(n, 1) * pane}
-	eng, err := aggregator.New(cfg)
+	// The engine's clock is the replay's: each pane is added at its end, so
+	// the time model judges it as the live role would have.
+	var now time.Time
+	eng, err := aggregator.New(cfg, aggregator.WithClock(func() time.Time { return now }))
 	if err != nil {
 		return res, fmt.Errorf("cannot replay: %w", err)
 	}
 	var rs alerting.RuleSet
 	rs.Set(rules)
-	var now time.Time
 	mcfg := alerting.DefaultConfig()
 	mcfg.Interval = pane
 	mcfg.ResendDelay = time.Duration(math.MaxInt64 / 2)
@@ -140,6 +142,7 @@ func Replay(rules []*alerting.Rule, pane time.Duration, file string, in io.Reade
 	})
 	ends := slices.Sorted(maps.Keys(byEnd))
 	for end := ends[0]; end <= ends[len(ends)-1]; end += paneMs {
+		now = time.UnixMilli(end)
 		for _, ps := range byEnd[end] {
 			if err := eng.AddFinal(ps); err != nil {
 				return res, fmt.Errorf("BUG: replay pane rejected: %w", err)

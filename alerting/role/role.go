@@ -438,11 +438,17 @@ func (r *reader) add(raw []byte, cutoff int64) error {
 	}
 	if err := r.eng.AddFinal(*ps); err != nil {
 		// A pane of another length means the aggregators run with another
-		// aggregator.pane: a configuration mismatch, not a bad message.
+		// aggregator.pane: a configuration mismatch, not a bad message. A
+		// pane outside the time model's range (a far-future start) is
+		// rejected so that it cannot move the window edge past real panes.
 		r.m.panes.WithLabelValues("rejected").Inc()
 		if now := r.now(); now.Sub(r.lastWarn) > time.Minute {
 			r.lastWarn = now
-			r.log.Warn("cannot add pane; is aggregator.pane the same as the aggregators'?", "err", err)
+			if errors.Is(err, aggregator.ErrPaneLength) {
+				r.log.Warn("cannot add pane; is aggregator.pane the same as the aggregators'?", "err", err)
+			} else {
+				r.log.Warn("pane rejected", "err", err)
+			}
 		}
 		return nil
 	}
