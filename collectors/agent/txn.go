@@ -267,6 +267,9 @@ func (a *Agent) commit(ctx context.Context, txp *kafka.TxnProducer, tx *kafka.Tx
 		}
 		if err == nil {
 			tx.Add(ctx, rec)
+			if testHookBeforeCommit != nil {
+				testHookBeforeCommit(ctx, seq, tx)
+			}
 			var pos []kafka.Position
 			pos, err = tx.Commit(ctx)
 			tx = nil
@@ -310,6 +313,11 @@ func (a *Agent) commit(ctx context.Context, txp *kafka.TxnProducer, tx *kafka.Tx
 		backoff = min(2*backoff, 5*time.Second)
 	}
 }
+
+// testHookBeforeCommit, when set (by tests only), is called with every
+// transaction's sequence number once all its messages are added, before
+// it is committed.
+var testHookBeforeCommit func(ctx context.Context, seq uint64, tx *kafka.Txn)
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)

@@ -165,6 +165,13 @@ func (t *Txn) Add(ctx context.Context, msgs ...kafkago.Message) {
 	}
 }
 
+// Flush waits until every added message is on the broker (not yet
+// visible to read_committed consumers). An error is reported again by
+// Commit.
+func (t *Txn) Flush(ctx context.Context) error {
+	return t.cl.Flush(ctx)
+}
+
 // Commit waits for every added message and commits the transaction. On
 // any error the transaction is aborted, the producer reconnects on the
 // next Begin (fencing whatever the failed client left open), and the
