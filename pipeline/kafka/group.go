@@ -167,8 +167,8 @@ func NewGroupConsumer(cfg Config, topic, groupID string, logger *slog.Logger, op
 // groupRun is the state of one Run: the client, the current session and
 // the first error that ends the run.
 type groupRun struct {
-	g   *GroupConsumer
-	h   GroupHandler
+	g    *GroupConsumer
+	h    GroupHandler
 	ctx  context.Context // Run's context, for the Revoked flush's values
 	loop context.Context // ends when Run ends or fails
 	cl   *kgo.Client

@@ -7,11 +7,11 @@ import (
 	"log/slog"
 	"time"
 
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
-	kafkago "github.com/segmentio/kafka-go"
 )
 
 // kgoOptions returns the franz-go client options every kgo client of c
