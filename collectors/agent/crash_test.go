@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/tpflow/tpflow/pipeline/codec"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
@@ -246,4 +248,76 @@ func TestCrashBetweenProduceAndCommit(t *testing.T) {
 		t.Errorf("no line of the killed transaction was on the broker twice (aborted, then re-sent)")
 	}
 	t.Logf("%d of the %d lines of the killed transaction were produced twice (aborted copy, committed copy)", resent, second)
+}
+
+// TestBrokerOutageLongerThanTxnTimeout stops the broker for longer than
+// the transaction timeout while the collector has lines to send: the
+// failed transactions are aborted and their batches sent again once the
+// broker is back, and every line arrives once.
+func TestBrokerOutageLongerThanTxnTimeout(t *testing.T) {
+	dataDir := t.TempDir()
+	bc := kafka.DefaultBrokerConfig()
+	bc.Listen = "127.0.0.1:0"
+	bc.DataDir = dataDir
+	bc.MaxMessageBytes = 16 << 20
+	br, err := kafka.StartBroker(context.Background(), bc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := br.Addr()
+	k := kafkaConfig(addr)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.log")
+	write := func(from, n int) {
+		var b strings.Builder
+		for i := from; i < from+n; i++ {
+			b.WriteString(perfLine(i, fmt.Sprintf("M%d", i), 1+i%50, true) + "\n")
+		}
+		appendFile(t, path, b.String())
+	}
+	const first, second = 400, 400
+	write(0, first)
+	r := runAgent(t, crashConfig(dir, filepath.Join(t.TempDir(), "state.json")), k)
+	committed, _ := readCommitted(t, k, kafka.TopicCalls, "outage-check")
+	waitFor(t, "the first lines committed", func() bool { return len(committed.calls()) >= first })
+
+	br.Close()
+	down := time.Now()
+	write(first, second)
+	// The outage lasts longer than the transaction timeout, and the
+	// collector has failed to commit at least once in it.
+	outage := kafka.TxnTimeout + 2*time.Second
+	waitFor(t, "a failed transaction", func() bool { return testutil.ToFloat64(r.a.m.produceErrors) >= 1 })
+	if d := outage - time.Since(down); d > 0 {
+		time.Sleep(d) // the outage itself, not a wait for a condition
+	}
+	bc.Listen = addr
+	br2, err := kafka.StartBroker(context.Background(), bc, nil)
+	if err != nil {
+		t.Fatalf("restart broker on %s: %v", addr, err)
+	}
+	t.Cleanup(br2.Close)
+	t.Logf("broker down for %s; %v failed commits", time.Since(down).Round(time.Millisecond), testutil.ToFloat64(r.a.m.produceErrors))
+
+	end := time.Now().Add(60 * time.Second)
+	for len(committed.calls()) < first+second && time.Now().Before(end) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.stop(t)
+	final, stopFinal := readCommitted(t, k, kafka.TopicCalls, "outage-final")
+	waitFor(t, "the final read", func() bool { return len(final.calls()) >= first+second })
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) && len(final.calls()) <= first+second {
+		time.Sleep(50 * time.Millisecond)
+	}
+	stopFinal()
+	got := countMethods(final.calls())
+	for i := range first + second {
+		if m := fmt.Sprintf("M%d", i); got[m] != 1 {
+			t.Errorf("%s delivered %d times, want 1", m, got[m])
+		}
+	}
+	if len(got) != first+second {
+		t.Errorf("%d distinct methods, want %d", len(got), first+second)
+	}
 }

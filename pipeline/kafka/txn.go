@@ -121,6 +121,8 @@ type Txn struct {
 	err error
 	pos []Position
 	n   int
+
+	first time.Time // when the first message was added
 }
 
 // Begin opens a transaction.
@@ -141,6 +143,9 @@ func (p *TxnProducer) Begin() (*Txn, error) {
 // Commit in the order they were added. Add does not retain msgs, but
 // keeps their Key and Value until Commit or Abort returns.
 func (t *Txn) Add(ctx context.Context, msgs ...kafkago.Message) {
+	if t.first.IsZero() && len(msgs) > 0 {
+		t.first = time.Now()
+	}
 	for _, m := range msgs {
 		i := t.n
 		t.n++
@@ -172,15 +177,23 @@ func (t *Txn) Flush(ctx context.Context) error {
 	return t.cl.Flush(ctx)
 }
 
-// Commit waits for every added message and commits the transaction. On
-// any error the transaction is aborted, the producer reconnects on the
+// Commit waits for every added message and commits the transaction. The
+// wait ends at the transaction timeout (counted from the first Add): by
+// then the broker aborts the transaction anyway. On any error the
+// transaction is aborted, the producer reconnects on the
 // next Begin (fencing whatever the failed client left open), and the
 // messages must be sent again in a new transaction. An error from the
 // commit request itself leaves the outcome unknown: the caller finds out
 // what committed from the data (see the collector's offsets record).
 func (t *Txn) Commit(ctx context.Context) ([]Position, error) {
-	ferr := t.cl.Flush(ctx)
+	fctx, cancel := context.WithDeadline(ctx, t.first.Add(TxnTimeout))
+	if t.first.IsZero() {
+		fctx, cancel = context.WithTimeout(ctx, TxnTimeout)
+	}
+	ferr := t.cl.Flush(fctx)
+	cancel()
 	if ferr != nil {
+		// Records still buffered fail when the client closes.
 		t.p.reset()
 	}
 	t.wg.Wait()
@@ -191,7 +204,9 @@ func (t *Txn) Commit(ctx context.Context) ([]Position, error) {
 		err = fmt.Errorf("cannot flush transaction: %w", ferr)
 	}
 	if err == nil {
-		err = t.cl.EndTransaction(ctx, kgo.TryCommit)
+		ectx, cancel := context.WithTimeout(ctx, t.p.cfg.WriteTimeout)
+		err = t.cl.EndTransaction(ectx, kgo.TryCommit)
+		cancel()
 		if err == nil {
 			t.p.commits.Inc()
 			return t.pos, nil
