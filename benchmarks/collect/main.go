@@ -3,7 +3,7 @@
 // and ships to a `tpflow broker` process, so neither the writer's nor the
 // broker's CPU is counted against the collector.
 //
-//	go run ./benchmarks/collect [-rounds 3] [-duration 30s] [-rate 10000] [-idle 10s] [-ceiling-lines 2000000] [-bin PATH]
+//	go run ./benchmarks/collect [-rounds 3] [-duration 30s] [-rate 10000] [-idle 10s] [-ceiling-lines 2000000]
 //
 // Each round measures:
 //
@@ -59,7 +59,6 @@ type options struct {
 	batch        string
 	budgetProcs  int
 	idle         time.Duration
-	bin          string
 }
 
 func main() {
@@ -75,7 +74,6 @@ func main() {
 	flag.IntVar(&o.budgetProcs, "budget-gomaxprocs", 1, "GOMAXPROCS of the collector in the budget rounds (0: the Go default); a DaemonSet with a CPU limit under one core gets 1 from the Go runtime")
 	flag.DurationVar(&o.idle, "idle", 10*time.Second, "measured time of the baseline in each round: the same collector with no lines written (0 skips it)")
 	flag.StringVar(&o.batch, "batch", "", "collect.batch settings in YAML flow style, e.g. '{max_age: 1s}' (default: the defaults)")
-	flag.StringVar(&o.bin, "bin", "", "run this tpflow `BINARY` (e.g. one built from another commit, for a before/after comparison) instead of building ./cmd/tpflow")
 	flag.StringVar(&o.profile, "profile", "", "write a 3 s CPU profile of the collector in the first ceiling round to `FILE`")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -271,12 +269,9 @@ func run(o options) error {
 	if !o.keep {
 		defer os.RemoveAll(work)
 	}
-	bin := o.bin
-	if bin == "" {
-		bin = filepath.Join(work, "tpflow")
-		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/tpflow").CombinedOutput(); err != nil {
-			return fmt.Errorf("go build: %v\n%s", err, out)
-		}
+	bin := filepath.Join(work, "tpflow")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/tpflow").CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %v\n%s", err, out)
 	}
 	pin := func(cpu int, argv ...string) []string {
 		if _, err := exec.LookPath("taskset"); err == nil && runtime.NumCPU() >= 2 {

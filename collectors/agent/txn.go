@@ -204,7 +204,7 @@ func (a *Agent) sendLoop(ctx context.Context, txp *kafka.TxnProducer) {
 			return
 		}
 		group := []*sendBatch{first}
-		tx := a.beginAdd(ctx, txp, nil, first)
+		tx := a.begin(ctx, txp, first)
 		size := first.size()
 		age := time.NewTimer(txnMaxAge)
 		closed := false
@@ -217,7 +217,9 @@ func (a *Agent) sendLoop(ctx context.Context, txp *kafka.TxnProducer) {
 					break collect
 				}
 				group = append(group, sb)
-				tx = a.beginAdd(ctx, txp, tx, sb)
+				if tx != nil {
+					tx.Add(ctx, sb.messages(a.kcfg)...)
+				}
 				size += sb.size()
 			case <-age.C:
 				break collect
@@ -231,14 +233,13 @@ func (a *Agent) sendLoop(ctx context.Context, txp *kafka.TxnProducer) {
 	}
 }
 
-// beginAdd adds sb's messages to tx, beginning tx if it is nil. A failed
-// Begin returns nil; commit starts over then.
-func (a *Agent) beginAdd(ctx context.Context, txp *kafka.TxnProducer, tx *kafka.Txn, sb *sendBatch) *kafka.Txn {
-	if tx == nil {
-		var err error
-		if tx, err = txp.Begin(); err != nil {
-			return nil
-		}
+// begin opens a transaction with sb's messages. A failed Begin returns
+// nil: the group's batches are then only collected, and commit starts
+// over with all of them.
+func (a *Agent) begin(ctx context.Context, txp *kafka.TxnProducer, sb *sendBatch) *kafka.Txn {
+	tx, err := txp.Begin()
+	if err != nil {
+		return nil
 	}
 	tx.Add(ctx, sb.messages(a.kcfg)...)
 	return tx
