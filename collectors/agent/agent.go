@@ -4,8 +4,10 @@
 // (collectors/parse), labels them from the topology file
 // (collectors/topology) and the log paths, reads cgroup, /proc, statfs
 // and kernel messages (collectors/metrics), and produces event batches to
-// the calls, logs and metrics topics. File offsets are acknowledged only
-// after Kafka has the batch that holds their lines; see DESIGN.md.
+// the calls, logs and metrics topics. Calls and logs are committed in Kafka
+// transactions together with the file offsets they advance, so a crash
+// re-sends nothing that Kafka's read_committed consumers have; see
+// DESIGN.md.
 package agent
 
 import (
@@ -19,7 +21,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/tpflow/tpflow/collectors/logtail"
 	"github.com/tpflow/tpflow/collectors/parse"
@@ -57,6 +58,8 @@ type Agent struct {
 	kmsgMu    sync.Mutex
 	kmsgAcked uint64 // next kernel record sequence not yet acknowledged
 	kmsgBoot  string
+
+	txn txnState // the last committed transaction
 }
 
 // tailed is one running Tailer.
@@ -182,9 +185,10 @@ func (a *Agent) Ready(context.Context) error {
 // Host returns the host label.
 func (a *Agent) Host() string { return a.host }
 
-// Run collects until ctx is done. It waits for Kafka before it starts
-// reading; on shutdown it stops reading, sends what was read for up to
-// 10 s more, and saves the offsets Kafka acknowledged.
+// Run collects until ctx is done. It waits for Kafka and resumes from the
+// offsets committed there before it starts reading; on shutdown it stops
+// reading, commits what was read for up to 10 s more, and saves the
+// offsets Kafka committed.
 func (a *Agent) Run(ctx context.Context) error {
 	a.readCtx = ctx
 	if err := a.connect(ctx); err != nil {
@@ -197,16 +201,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cannot register Kafka metrics: %w", err)
 	}
-	calls, err := kafka.NewProducer(a.kcfg, a.kcfg.Topic(kafka.TopicCalls), a.log, kafka.WithMetrics(km))
+	txp, err := kafka.NewTxnProducer(a.kcfg, a.transactionalID(), a.log, kafka.WithMetrics(km))
 	if err != nil {
 		return err
 	}
-	defer calls.Close()
-	logs, err := kafka.NewProducer(a.kcfg, a.kcfg.Topic(kafka.TopicLogs), a.log, kafka.WithMetrics(km))
-	if err != nil {
-		return err
+	defer txp.Close()
+	// The committed offsets are the acknowledged state: they are read
+	// before any file is.
+	if err := a.recoverOffsets(ctx); err != nil {
+		return nil // ctx ended
 	}
-	defer logs.Close()
 	a.b = newBatcher(a.cfg.Batch, a.calls, "tpflow-collect/"+a.host, a.host)
 
 	sendCtx, cancelSend := context.WithCancel(context.WithoutCancel(ctx))
@@ -214,7 +218,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	sent := make(chan struct{})
 	go func() {
 		defer close(sent)
-		a.sendLoop(sendCtx, calls, logs)
+		a.sendLoop(sendCtx, txp)
 	}()
 
 	var wg sync.WaitGroup
@@ -293,87 +297,6 @@ func (a *Agent) connect(ctx context.Context) error {
 	}
 }
 
-// sendLoop produces the cut batches, up to MaxInFlight at once, and
-// acknowledges their offsets in batch order once Kafka has every message
-// of a batch and of every batch before it. A failed produce is retried
-// with backoff until it succeeds or ctx is done; meanwhile the queue fills
-// and the tailers block. At most MaxInFlight batches are being produced
-// and MaxInFlight more wait in the queue.
-func (a *Agent) sendLoop(ctx context.Context, calls, logs *kafka.Producer) {
-	type pending struct {
-		sb   *sendBatch
-		done chan bool
-	}
-	sem := make(chan struct{}, a.cfg.Batch.MaxInFlight)
-	order := make(chan pending, a.cfg.Batch.MaxInFlight)
-	acked := make(chan struct{})
-	go func() {
-		defer close(acked)
-		failed := false
-		for p := range order {
-			if ok := <-p.done; !ok || failed {
-				failed = true // stopping: later batches stay unacknowledged too
-				continue
-			}
-			for _, k := range p.sb.acks {
-				a.cp.Ack(k.id, k.off)
-			}
-			if p.sb.kmsgSeq > 0 {
-				a.kmsgMu.Lock()
-				a.kmsgAcked = max(a.kmsgAcked, p.sb.kmsgSeq)
-				a.kmsgMu.Unlock()
-			}
-			a.m.batches.Inc()
-			a.m.ackedEvents.Add(float64(p.sb.events))
-		}
-	}()
-	for sb := range a.b.q {
-		a.m.inFlight.Set(float64(len(a.b.q)))
-		sem <- struct{}{}
-		p := pending{sb: sb, done: make(chan bool, 1)}
-		order <- p
-		go func() {
-			defer func() { <-sem }()
-			p.done <- a.produceRetry(ctx, calls, logs, sb)
-		}()
-	}
-	close(order)
-	<-acked
-}
-
-// produceRetry produces the calls and the logs of one batch, each retried
-// with backoff until Kafka has them; false means ctx ended first.
-func (a *Agent) produceRetry(ctx context.Context, calls, logs *kafka.Producer, sb *sendBatch) bool {
-	one := func(p *kafka.Producer, msgs []kafkago.Message) bool {
-		backoff := 50 * time.Millisecond
-		for len(msgs) > 0 {
-			err := p.Produce(ctx, msgs...)
-			if err == nil {
-				return true
-			}
-			if ctx.Err() != nil {
-				return false
-			}
-			a.m.produceErrors.Inc()
-			a.log.Warn("cannot produce batch, retrying", "topic", p.Topic(), "err", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
-				return false
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 5*time.Second)
-		}
-		return true
-	}
-	if len(sb.calls) == 0 {
-		return one(logs, sb.logs)
-	}
-	callsOK := make(chan bool, 1)
-	go func() { callsOK <- one(calls, sb.calls) }()
-	logsOK := one(logs, sb.logs)
-	return <-callsOK && logsOK
-}
-
 // flushLoop cuts batches by age and completes multiline records that
 // timed out.
 func (a *Agent) flushLoop(ctx context.Context) {
@@ -435,6 +358,9 @@ func (a *Agent) save() error {
 	}
 	if err := a.cp.Save(); err != nil {
 		return err
+	}
+	if err := a.saveHint(); err != nil {
+		return fmt.Errorf("cannot save the offsets position to %s: %w", a.cfg.StateFile+txnSuffix, err)
 	}
 	return a.saveKmsgState()
 }

@@ -360,7 +360,8 @@ func (c Config) client() (*kafkago.Client, error) {
 	return &kafkago.Client{Addr: kafkago.TCP(c.Brokers...), Timeout: c.WriteTimeout, Transport: tr}, nil
 }
 
-// EnsureTopics creates every tpflow topic that does not exist yet, with the
+// EnsureTopics creates every tpflow topic (TopicNames, and the collectors'
+// offsets topic TopicCollectOffsets, compacted) that does not exist yet, with the
 // configured partition count and replication factor and a max.message.bytes
 // large enough for MaxMessageBytes. Existing topics are left as they are: a
 // topic with fewer partitions than configured is logged by the caller's
@@ -386,6 +387,16 @@ func EnsureTopics(ctx context.Context, cfg Config) error {
 			},
 		})
 	}
+	offsets := kafkago.TopicConfig{
+		Topic:             cfg.Topic(TopicCollectOffsets),
+		NumPartitions:     CollectOffsetsPartitions,
+		ReplicationFactor: cfg.ReplicationFactor,
+		ConfigEntries: []kafkago.ConfigEntry{
+			{ConfigName: "max.message.bytes", ConfigValue: fmt.Sprint(cfg.MaxMessageBytes + messageOverhead)},
+			{ConfigName: "cleanup.policy", ConfigValue: "compact"},
+		},
+	}
+	req.Topics = append(req.Topics, offsets)
 	resp, err := cl.CreateTopics(ctx, req)
 	if err != nil {
 		return fmt.Errorf("cannot create topics: %w", err)
@@ -394,6 +405,21 @@ func EnsureTopics(ctx context.Context, cfg Config) error {
 	for topic, terr := range resp.Errors {
 		if terr == nil || errors.Is(terr, kafkago.TopicAlreadyExists) {
 			continue
+		}
+		if topic == offsets.Topic && errors.Is(terr, kafkago.InvalidConfiguration) {
+			// A broker without compaction keeps the offsets topic
+			// under its retention; collectors re-commit their
+			// offsets while they run, so what they need survives.
+			offsets.ConfigEntries = offsets.ConfigEntries[:1]
+			r2, err := cl.CreateTopics(ctx, &kafkago.CreateTopicsRequest{Topics: []kafkago.TopicConfig{offsets}})
+			if err == nil {
+				terr = r2.Errors[offsets.Topic]
+			} else {
+				terr = err
+			}
+			if terr == nil || errors.Is(terr, kafkago.TopicAlreadyExists) {
+				continue
+			}
 		}
 		errs = append(errs, fmt.Errorf("cannot create topic %s: %w", topic, terr))
 	}

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // GroupHandler is what a GroupConsumer drives, once per consumer group
@@ -39,15 +39,24 @@ type GroupHandler interface {
 // Session is one consumer group generation as a GroupHandler sees it. Its
 // methods are safe for concurrent use.
 type Session struct {
-	gen    *kafkago.Generation
-	topic  string
-	parts  []int
-	start  map[int]int64
-	commit func(map[int]int64) error
+	gen   int32
+	topic string
+	parts []int
+	start map[int]int64
+
+	// work is the context of the generation's Handle calls; cancel ends
+	// it when a rebalance waits for this member or Run ends.
+	work   context.Context
+	cancel context.CancelFunc
+
+	mu       sync.RWMutex
+	done     bool // Revoked returned: commits are refused
+	assigned bool // Assigned was called
+	commit   func(map[int]int64) error
 }
 
 // GenerationID returns the coordinator's generation number.
-func (s *Session) GenerationID() int32 { return s.gen.ID }
+func (s *Session) GenerationID() int32 { return s.gen }
 
 // Topic returns the consumed topic.
 func (s *Session) Topic() string { return s.topic }
@@ -59,12 +68,18 @@ func (s *Session) Partitions() []int { return s.parts }
 // StartOffset returns the offset this generation starts reading partition
 // from: the committed offset, or kafka-go's FirstOffset (-2) when the
 // group has never committed one.
-func (s *Session) StartOffset(partition int) int64 { return s.start[partition] }
+func (s *Session) StartOffset(partition int) int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if off, ok := s.start[partition]; ok {
+		return off
+	}
+	return kafkago.FirstOffset
+}
 
 // Commit commits, for each partition among msgs, one past the highest
-// offset in msgs. It fails once the generation is over (the coordinator
-// rejects its generation ID), which is how a late commit for a partition
-// that has moved is kept out.
+// offset in msgs. It fails once the generation is over, which is how a
+// late commit for a partition that has moved is kept out.
 func (s *Session) Commit(msgs ...kafkago.Message) error {
 	offs := make(map[int]int64)
 	for _, m := range msgs {
@@ -75,28 +90,37 @@ func (s *Session) Commit(msgs ...kafkago.Message) error {
 	return s.CommitOffsets(offs)
 }
 
+// errGenerationOver is returned by a commit after the session's Revoked
+// returned.
+var errGenerationOver = errors.New("the generation is over")
+
 // CommitOffsets commits offsets, a map from partition to the next offset to
 // read (one past the last processed message).
 func (s *Session) CommitOffsets(offsets map[int]int64) error {
 	if len(offsets) == 0 {
 		return nil
 	}
-	if err := s.commit(offsets); err != nil {
-		return fmt.Errorf("cannot commit offsets of %s in generation %d: %w", s.topic, s.gen.ID, err)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	err := errGenerationOver
+	if !s.done {
+		err = s.commit(offsets)
+	}
+	if err != nil {
+		return fmt.Errorf("cannot commit offsets of %s in generation %d: %w", s.topic, s.gen, err)
 	}
 	return nil
 }
 
-// GroupConsumer consumes one topic in a consumer group through kafka-go's
-// lower-level ConsumerGroup API, so that its handler learns when partitions
+// GroupConsumer consumes one topic in a consumer group with franz-go's
+// kgo client, read_committed, so that its handler learns when partitions
 // are assigned and revoked and can flush and commit before they move (see
-// DESIGN.md). Each partition is read by its own kafka-go Reader.
+// DESIGN.md).
 type GroupConsumer struct {
 	cfg    Config
 	topic  string
 	group  string
 	logger *slog.Logger
-	dialer *kafkago.Dialer
 
 	// revokeTimeout bounds Revoked when Run's context is already done.
 	revokeTimeout time.Duration
@@ -122,13 +146,12 @@ func NewGroupConsumer(cfg Config, topic, groupID string, logger *slog.Logger, op
 	if topic == "" || groupID == "" {
 		return nil, fmt.Errorf("cannot create group consumer: topic %q and group %q must both be set", topic, groupID)
 	}
-	d, err := cfg.Dialer()
-	if err != nil {
+	if _, err := cfg.kgoOptions(logger); err != nil {
 		return nil, fmt.Errorf("cannot create group consumer for %s: %w", topic, err)
 	}
 	o := applyOptions(opts)
 	return &GroupConsumer{
-		cfg: cfg, topic: topic, group: groupID, logger: logger, dialer: d,
+		cfg: cfg, topic: topic, group: groupID, logger: logger,
 		revokeTimeout: 20 * time.Second,
 		heartbeat:     cfg.heartbeat(),
 		session:       cfg.SessionTimeout,
@@ -141,157 +164,248 @@ func NewGroupConsumer(cfg Config, topic, groupID string, logger *slog.Logger, op
 	}, nil
 }
 
+// groupRun is the state of one Run: the client, the current session and
+// the first error that ends the run.
+type groupRun struct {
+	g    *GroupConsumer
+	h    GroupHandler
+	ctx  context.Context // Run's context, for the Revoked flush's values
+	loop context.Context // ends when Run ends or fails
+	cl   *kgo.Client
+
+	// smu serialises the session's lifecycle (assign, revoke), which the
+	// client's group goroutine and Run's own shutdown both drive.
+	smu sync.Mutex
+	s   *Session
+
+	fail func(error) // records the first error and ends the poll loop
+}
+
 // Run joins the group and drives h until ctx is done or h returns an
 // error. Every generation ends with h.Revoked, including the last one, so
 // Run flushes before it returns. It returns nil when ctx ends it.
 func (g *GroupConsumer) Run(ctx context.Context, h GroupHandler) error {
-	cg, err := kafkago.NewConsumerGroup(kafkago.ConsumerGroupConfig{
-		ID:                g.group,
-		Brokers:           g.cfg.Brokers,
-		Dialer:            g.dialer,
-		Topics:            []string{g.topic},
-		HeartbeatInterval: g.heartbeat,
-		SessionTimeout:    g.session,
-		RebalanceTimeout:  g.rebalance,
-		JoinGroupBackoff:  time.Second,
-		// A partition added to the topic triggers a rebalance.
-		WatchPartitionChanges: true,
-		StartOffset:           kafkago.FirstOffset,
-		ErrorLogger:           kafkago.LoggerFunc(func(msg string, args ...any) { g.logger.Debug("kafka group: " + fmt.Sprintf(msg, args...)) }),
-	})
+	loopCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		errMu    sync.Mutex
+		firstErr error
+	)
+	r := &groupRun{g: g, h: h, ctx: ctx, loop: loopCtx}
+	r.fail = func(err error) {
+		errMu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		errMu.Unlock()
+		cancel()
+	}
+	kopts, err := g.cfg.kgoOptions(g.logger)
 	if err != nil {
 		return fmt.Errorf("cannot join group %s: %w", g.group, err)
 	}
-	defer cg.Close()
+	kopts = append(kopts,
+		kgo.ConsumerGroup(g.group),
+		kgo.ConsumeTopics(g.topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		groupBalancers(),
+		kgo.SessionTimeout(g.session),
+		kgo.HeartbeatInterval(g.heartbeat),
+		kgo.RebalanceTimeout(g.rebalance),
+		kgo.OnPartitionsAssigned(r.assigned),
+		kgo.AdjustFetchOffsetsFn(r.started),
+		kgo.OnPartitionsRevoked(r.revoked),
+		kgo.OnPartitionsLost(r.revoked),
+		kgo.OnPartitionsCallbackBlocked(r.blocked),
+	)
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return fmt.Errorf("cannot join group %s: %w", g.group, err)
+	}
+	r.cl = cl
+	r.poll(loopCtx)
+
+	// The last generation ends here: Revoked flushes and commits while
+	// this member is still in the generation (a rebalance waiting for
+	// this member's poll stays blocked until then), then Close leaves
+	// the group; its own revocation finds no session left.
+	r.end()
+	cl.AllowRebalance()
+	cl.Close()
+	errMu.Lock()
+	defer errMu.Unlock()
+	return firstErr
+}
+
+// poll fetches and hands the records to the handler until ctx is done.
+// Between a poll and AllowRebalance no rebalance can start
+// (BlockRebalanceOnPoll), so every Handle of a poll returns before the
+// generation's Revoked runs.
+func (r *groupRun) poll(ctx context.Context) {
+	g := r.g
+	var warned time.Time
 	for {
-		gen, err := cg.Next(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+		fs := r.cl.PollFetches(ctx)
+		if ctx.Err() != nil || fs.IsClientClosed() {
+			return
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+				return
 			}
-			if errors.Is(err, kafkago.ErrGroupClosed) {
-				return nil
+			if time.Since(warned) > time.Minute {
+				warned = time.Now()
+				g.logger.Warn("cannot fetch, retrying", "topic", t, "partition", p, "group", g.group, "err", err)
 			}
-			// Join and sync errors are retried by kafka-go with
-			// backoff; they are worth a warning, not an exit.
-			g.logger.Warn("cannot join consumer group, retrying", "group", g.group, "topic", g.topic, "err", err)
+		})
+		r.smu.Lock()
+		s := r.s
+		r.smu.Unlock()
+		if s == nil || !s.assigned {
+			r.cl.AllowRebalance()
 			continue
 		}
-		g.generations.Inc()
-		if err := g.runGeneration(ctx, gen, h); err != nil {
-			return err
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
+		var wg sync.WaitGroup
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			if p.Topic != g.topic || len(p.Records) == 0 {
+				return
+			}
+			wg.Go(func() {
+				if err := r.handle(s, p); err != nil {
+					r.fail(err)
+				}
+			})
+		})
+		wg.Wait()
+		r.cl.AllowRebalance()
 	}
 }
 
-// runGeneration drives one generation and returns once Revoked has run.
-// All of its work happens inside gen.Start, because kafka-go keeps the
-// generation's coordinator connection open (and so commits possible) only
-// until every function started on the generation has returned.
-func (g *GroupConsumer) runGeneration(ctx context.Context, gen *kafkago.Generation, h GroupHandler) error {
+// handle hands one partition's records of a poll to the handler in order.
+func (r *groupRun) handle(s *Session, p kgo.FetchTopicPartition) error {
+	for _, rec := range p.Records {
+		if s.work.Err() != nil {
+			// A rebalance is waiting or Run is ending: the rest is
+			// fetched again from the committed offset.
+			return nil
+		}
+		m := toMessage(rec, p.HighWatermark)
+		r.g.consumed.Inc()
+		r.g.bytes.Add(float64(len(m.Value)))
+		if err := r.h.Handle(s.work, s, m); err != nil {
+			if s.work.Err() != nil && errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return fmt.Errorf("cannot handle %s/%d@%d: %w", r.g.topic, m.Partition, m.Offset, err)
+		}
+	}
+	return nil
+}
+
+// assigned starts a session when the client has joined a generation. The
+// handler's Assigned runs once the start offsets are known (started), or
+// here when this member got no partitions.
+func (r *groupRun) assigned(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	g := r.g
+	_, gen := cl.GroupMetadata()
 	s := &Session{gen: gen, topic: g.topic, start: map[int]int64{}}
-	for _, pa := range gen.Assignments[g.topic] {
-		s.parts = append(s.parts, pa.ID)
-		s.start[pa.ID] = pa.Offset
+	for _, p := range assigned[g.topic] {
+		s.parts = append(s.parts, int(p))
 	}
 	slices.Sort(s.parts)
+	s.work, s.cancel = context.WithCancel(r.loop)
 	s.commit = func(offs map[int]int64) error {
-		err := gen.CommitOffsets(map[string]map[int]int64{g.topic: maps.Clone(offs)})
-		if err != nil {
+		eo := make(map[int32]kgo.EpochOffset, len(offs))
+		for p, o := range offs {
+			eo[int32(p)] = kgo.EpochOffset{Epoch: -1, Offset: o}
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), g.cfg.WriteTimeout)
+		defer cancel()
+		if err := commitSync(cctx, cl, g.topic, eo); err != nil {
 			g.commitErrors.Inc()
 			return err
 		}
 		g.commits.Inc()
 		return nil
 	}
+	r.smu.Lock()
+	defer r.smu.Unlock()
+	r.s = s
+	g.generations.Inc()
 	g.logger.Info("consumer group generation started", "group", g.group, "topic", g.topic,
-		"generation", gen.ID, "partitions", s.parts)
-
-	done := make(chan error, 1)
-	gen.Start(func(genCtx context.Context) {
-		done <- g.generation(ctx, genCtx, s, h)
-	})
-	err := <-done
-	g.logger.Info("consumer group generation ended", "group", g.group, "topic", g.topic, "generation", gen.ID)
-	return err
+		"generation", gen, "partitions", s.parts)
+	if len(s.parts) == 0 {
+		r.callAssigned(s)
+	}
 }
 
-func (g *GroupConsumer) generation(ctx, genCtx context.Context, s *Session, h GroupHandler) error {
-	// work ends when the generation ends, Run's context ends, or a
-	// handler fails.
-	work, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stop := context.AfterFunc(genCtx, func() { cancel(nil) })
-	defer stop()
-
-	var handleErr error
-	if err := h.Assigned(work, s); err != nil {
-		handleErr = fmt.Errorf("cannot start generation %d of %s: %w", s.gen.ID, g.topic, err)
-		cancel(handleErr)
+// started learns the offsets the generation starts from and calls the
+// handler's Assigned before any record is fetched.
+func (r *groupRun) started(_ context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	r.smu.Lock()
+	defer r.smu.Unlock()
+	s := r.s
+	if s == nil || s.assigned {
+		return offsets, nil
 	}
-
-	var wg sync.WaitGroup
-	var once sync.Once
-	fail := func(err error) {
-		once.Do(func() { handleErr = err })
-		cancel(err)
+	s.mu.Lock()
+	for p, o := range offsets[r.g.topic] {
+		s.start[int(p)] = o.EpochOffset().Offset
 	}
-	if handleErr == nil {
-		for _, p := range s.parts {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := g.readPartition(work, s, p, h); err != nil {
-					fail(err)
-				}
-			}()
-		}
-	}
-	wg.Wait()
-
-	// The handler flushes with a context of its own: Run's may be done
-	// already, and the flush is what makes shutdown lose nothing.
-	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), g.revokeTimeout)
-	defer rcancel()
-	if err := h.Revoked(rctx, s); err != nil && handleErr == nil {
-		handleErr = fmt.Errorf("cannot finish generation %d of %s: %w", s.gen.ID, g.topic, err)
-	}
-	return handleErr
+	s.mu.Unlock()
+	r.callAssigned(s)
+	return offsets, nil
 }
 
-func (g *GroupConsumer) readPartition(ctx context.Context, s *Session, p int, h GroupHandler) error {
-	r := kafkago.NewReader(kafkago.ReaderConfig{
-		Brokers:     g.cfg.Brokers,
-		Topic:       g.topic,
-		Partition:   p,
-		Dialer:      g.dialer,
-		MinBytes:    1,
-		MaxBytes:    fetchMaxBytes(g.cfg),
-		MaxWait:     250 * time.Millisecond,
-		ErrorLogger: kafkago.LoggerFunc(func(msg string, args ...any) { g.logger.Warn("kafka reader: " + fmt.Sprintf(msg, args...)) }),
-	})
-	defer r.Close()
-	if err := r.SetOffset(s.start[p]); err != nil {
-		return fmt.Errorf("cannot seek %s/%d to %d: %w", g.topic, p, s.start[p], err)
+// callAssigned runs the handler's Assigned; r.smu is held.
+func (r *groupRun) callAssigned(s *Session) {
+	s.assigned = true
+	if err := r.h.Assigned(s.work, s); err != nil {
+		r.fail(fmt.Errorf("cannot start generation %d of %s: %w", s.gen, r.g.topic, err))
 	}
-	for {
-		m, err := r.FetchMessage(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("cannot fetch from %s/%d: %w", g.topic, p, err)
-		}
-		g.consumed.Inc()
-		g.bytes.Add(float64(len(m.Value)))
-		if err := h.Handle(ctx, s, m); err != nil {
-			if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-				return nil
-			}
-			return fmt.Errorf("cannot handle %s/%d@%d: %w", g.topic, p, m.Offset, err)
-		}
+}
+
+// blocked is called when a rebalance waits for this member's poll: the
+// handlers are told to stop so the revocation can run.
+func (r *groupRun) blocked(context.Context, *kgo.Client) {
+	r.smu.Lock()
+	s := r.s
+	r.smu.Unlock()
+	if s != nil {
+		s.cancel()
 	}
+}
+
+// revoked ends the current session when the client leaves its
+// generation (rebalance, lost session, leaving the group).
+func (r *groupRun) revoked(context.Context, *kgo.Client, map[string][]int32) { r.end() }
+
+// end runs the handler's Revoked for the current session, if it has not
+// run yet, and refuses the session's commits from then on.
+func (r *groupRun) end() {
+	r.smu.Lock()
+	defer r.smu.Unlock()
+	s := r.s
+	if s == nil {
+		return
+	}
+	r.s = nil
+	s.cancel()
+	if s.assigned {
+		// The handler flushes with a context of its own: Run's may be
+		// done already, and the flush is what makes shutdown lose
+		// nothing.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), r.g.revokeTimeout)
+		if err := r.h.Revoked(rctx, s); err != nil {
+			r.fail(fmt.Errorf("cannot finish generation %d of %s: %w", s.gen, r.g.topic, err))
+		}
+		cancel()
+	}
+	s.mu.Lock()
+	s.done = true
+	s.mu.Unlock()
+	r.g.logger.Info("consumer group generation ended", "group", r.g.group, "topic", r.g.topic, "generation", s.gen)
 }

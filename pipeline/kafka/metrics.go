@@ -18,6 +18,8 @@ type Metrics struct {
 	commits          *prometheus.CounterVec
 	commitErrors     *prometheus.CounterVec
 	rebalances       *prometheus.CounterVec
+	txnCommits       prometheus.Counter
+	txnAborts        prometheus.Counter
 }
 
 // NewMetrics creates the transport metrics and registers them on reg; a nil
@@ -42,6 +44,16 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m.commits = vec("tpflow_kafka_commits_total", "Offset commits that the group coordinator accepted.", "topic")
 	m.commitErrors = vec("tpflow_kafka_commit_errors_total", "Offset commits that failed.", "topic")
 	m.rebalances = vec("tpflow_kafka_generations_total", "Consumer group generations this process joined.", "group")
+	counter := func(name, help string) prometheus.Counter {
+		c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+		got, rerr := register(reg, c)
+		if rerr != nil && err == nil {
+			err = rerr
+		}
+		return got
+	}
+	m.txnCommits = counter("tpflow_kafka_transactions_committed_total", "Kafka transactions that committed.")
+	m.txnAborts = counter("tpflow_kafka_transactions_aborted_total", "Kafka transactions that failed and were aborted.")
 	if err != nil {
 		return nil, err
 	}
