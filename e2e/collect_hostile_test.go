@@ -77,9 +77,9 @@ func criLines(line string) string {
 	return b.String()
 }
 
-// scrape returns the samples of the role's /metrics by name and labels as
+// scrapeAll returns the samples of the role's /metrics by name and labels as
 // written (`name{a="x",b="y"}`).
-func scrape(t *testing.T, addr string) map[string]float64 {
+func scrapeAll(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
@@ -307,7 +307,7 @@ collect:
 	if len(flags) != len(wantBad) {
 		t.Errorf("flags in logs %v, want only %v (twice each)", flags, wantBad)
 	}
-	m := scrape(t, collectAddr)
+	m := scrapeAll(t, collectAddr)
 	for _, src := range []string{"raw", "cri"} {
 		for reason, n := range wantBad {
 			k := fmt.Sprintf(`tpflow_collect_bad_values_total{reason=%q,source=%q}`, reason, src)
@@ -337,7 +337,7 @@ collect:
 		r.Close()
 		dcancel()
 	}
-	sm := scrape(t, sinkAddr)
+	sm := scrapeAll(t, sinkAddr)
 	for k, v := range sm {
 		if (strings.HasPrefix(k, "tpflow_sink_bad_records_total") || strings.HasPrefix(k, "tpflow_sink_bad_messages_total")) && v != 0 {
 			t.Errorf("sink %s = %v, want 0", k, v)

@@ -49,8 +49,8 @@ func scrape(t *testing.T, addr string) (map[string]float64, error) {
 	return out, sc.Err()
 }
 
-// metric scrapes one sample, failing the test when it is absent.
-func metric(t *testing.T, addr, name string) float64 {
+// mustMetric scrapes one sample, failing the test when it is absent.
+func mustMetric(t *testing.T, addr, name string) float64 {
 	t.Helper()
 	ms, err := scrape(t, addr)
 	if err != nil {
@@ -168,10 +168,10 @@ func TestLateDataAfterBrokerOutage(t *testing.T) {
 	settle := p.waitCounts(want, 3*time.Minute)
 	t.Logf("%d calls over %d keys stored exactly, %s after the last load generator, %s after the broker came back", total, len(want), settle, time.Since(back))
 
-	dropped := metric(t, aggAddr, "tpflow_aggregator_late_dropped_events_total")
-	toLate := metric(t, aggAddr, "tpflow_aggregator_late_path_events_total")
-	corrections := metric(t, aggAddr, "tpflow_aggregator_late_events_total")
-	merged := metric(t, sinkAddr, "tpflow_late_pane_events_merged_total")
+	dropped := mustMetric(t, aggAddr, "tpflow_aggregator_late_dropped_events_total")
+	toLate := mustMetric(t, aggAddr, "tpflow_aggregator_late_path_events_total")
+	corrections := mustMetric(t, aggAddr, "tpflow_aggregator_late_events_total")
+	merged := mustMetric(t, sinkAddr, "tpflow_late_pane_events_merged_total")
 	t.Logf("aggregator: late_dropped %v, to the late path %v, corrections within the grace %v; late merger merged %v into panes",
 		dropped, toLate, corrections, merged)
 	if dropped != 0 {

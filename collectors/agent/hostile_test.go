@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/tpflow/tpflow/collectors/parse"
 	"github.com/tpflow/tpflow/pipeline/codec"
@@ -99,34 +97,38 @@ func readSized(t *testing.T, k kafka.Config, name string) *sizedReader {
 	var wg sync.WaitGroup
 	sr := &sizedReader{}
 	dec := codec.DecodeOptions{MaxBytes: k.MaxMessageBytes}
-	for p := range k.Partitions[name] {
-		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: k.Brokers, Topic: k.Topic(name), Partition: p, MinBytes: 1, MaxBytes: 32 << 20, MaxWait: 50 * time.Millisecond})
-		wg.Go(func() {
-			defer r.Close()
-			for {
-				m, err := r.FetchMessage(ctx)
-				if err != nil {
-					if ctx.Err() != nil || errors.Is(err, context.Canceled) {
-						return
-					}
-					continue
-				}
-				var b codec.Batch
-				var full *tpflowpb.EventBatch
-				if err = dec.Decode(m.Value, &b); err == nil {
-					full, err = b.Full()
-				}
-				sr.mu.Lock()
-				sr.maxValue = max(sr.maxValue, len(m.Value))
-				if err != nil {
-					sr.refused = append(sr.refused, err.Error())
-				} else {
-					sr.batches = append(sr.batches, full)
-				}
-				sr.mu.Unlock()
-			}
-		})
+	// A read_committed consumer, as the sink's: the collector writes in
+	// transactions, whose commit markers a plain reader would take for
+	// messages.
+	c, err := kafka.NewConsumer(k, k.Topic(name), fmt.Sprintf("%s-sized-%s", t.Name(), name), nil)
+	if err != nil {
+		t.Fatal(err)
 	}
+	wg.Go(func() {
+		defer c.Close()
+		for {
+			m, err := c.Fetch(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				continue
+			}
+			var b codec.Batch
+			var full *tpflowpb.EventBatch
+			if err = dec.Decode(m.Value, &b); err == nil {
+				full, err = b.Full()
+			}
+			sr.mu.Lock()
+			sr.maxValue = max(sr.maxValue, len(m.Value))
+			if err != nil {
+				sr.refused = append(sr.refused, err.Error())
+			} else {
+				sr.batches = append(sr.batches, full)
+			}
+			sr.mu.Unlock()
+		}
+	})
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	return sr
 }
