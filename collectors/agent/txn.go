@@ -14,13 +14,13 @@ import (
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
-// Transactions group cut batches: one ends this long after its first
+// Transactions group cut batches: one ends batch.max_age after its first
 // batch, or once it holds txnBatchesBytes times batch.max_bytes of
-// messages, or when the agent stops.
-const (
-	txnMaxAge       = time.Second
-	txnBatchesBytes = 4
-)
+// messages, or when the agent stops. The age bound is short on purpose: a
+// file's first checkpoint exists only once a transaction with its lines
+// commits, and a file renamed away and then missed by a killed collector
+// is found again at the restart only through that checkpoint.
+const txnBatchesBytes = 4
 
 // txnSuffix names the state file's companion that holds the position of
 // the last committed offsets record, where the recovery scan starts.
@@ -193,7 +193,7 @@ func (a *Agent) recoverOffsets(ctx context.Context) error {
 // calls and logs messages of every batch in a transaction and, last, an
 // offsets record holding the acknowledged state once they are in. A
 // transaction is opened at its first batch and its messages are produced
-// as batches arrive; it is committed txnMaxAge later, when it holds
+// as batches arrive; it is committed batch.max_age later, when it holds
 // txnBatchesBytes×max_bytes, or when the queue is closed. Offsets are
 // acknowledged, in batch order, only after the commit.
 func (a *Agent) sendLoop(ctx context.Context, txp *kafka.TxnProducer) {
@@ -206,7 +206,7 @@ func (a *Agent) sendLoop(ctx context.Context, txp *kafka.TxnProducer) {
 		group := []*sendBatch{first}
 		tx := a.begin(ctx, txp, first)
 		size := first.size()
-		age := time.NewTimer(txnMaxAge)
+		age := time.NewTimer(a.cfg.Batch.MaxAge)
 		closed := false
 	collect:
 		for size < limit {

@@ -408,8 +408,8 @@ func EnsureTopics(ctx context.Context, cfg Config) error {
 		}
 		if topic == offsets.Topic && errors.Is(terr, kafkago.InvalidConfiguration) {
 			// A broker without compaction keeps the offsets topic
-			// under its retention; collectors re-commit their
-			// offsets while they run, so what they need survives.
+			// under its retention; a collector idle for longer than
+			// that resumes from its state file.
 			offsets.ConfigEntries = offsets.ConfigEntries[:1]
 			r2, err := cl.CreateTopics(ctx, &kafkago.CreateTopicsRequest{Topics: []kafkago.TopicConfig{offsets}})
 			if err == nil {
