@@ -61,6 +61,7 @@ type Agent struct {
 	fresh    bool
 	since    time.Time
 	problems map[string]bool // discovery problems logged and not yet resolved
+	rounds   atomic.Int64    // discovery rounds run
 
 	kmsgMu    sync.Mutex
 	kmsgAcked uint64 // next kernel record sequence not yet acknowledged
@@ -522,6 +523,7 @@ func (a *Agent) watchDirs(w *logtail.Watcher, watched map[string]func(), wake ch
 // logs, once its Tailers have opened their files, what they resumed,
 // started fresh and skipped.
 func (a *Agent) discover(ctx context.Context, w *logtail.Watcher, first bool) {
+	defer a.rounds.Add(1)
 	seen := map[string]bool{}
 	now := a.now()
 	type start struct {

@@ -194,3 +194,125 @@ func TestRotatedTwiceBeforeDrained(t *testing.T) {
 		t.Errorf("stats %+v, want 1 catch-up and 1 rotation", st)
 	}
 }
+
+// TestNotifyDirWakesOnNewEntries watches the directories of the kubelet
+// globs: a new pod directory, a new container directory in it and a new
+// log file each signal, a write to a followed file does not.
+func TestNotifyDirWakesOnNewEntries(t *testing.T) {
+	base := t.TempDir()
+	pods := filepath.Join(base, "var/log/pods")
+	old := filepath.Join(pods, "ns_old_1/app")
+	if err := os.MkdirAll(old, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, filepath.Join(old, "0.log"), "x\n")
+	globs := KubernetesGlobs(base)
+	got := GlobDirs(globs)
+	want := []string{pods, filepath.Join(pods, "ns_old_1"), old}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("GlobDirs = %q, want %q (var/log/containers does not exist)", got, want)
+	}
+	w, err := NewWatcher(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	wg.Go(func() { _ = w.Run(ctx) })
+	wake := make(chan struct{}, 1)
+	watch := func() {
+		for _, d := range GlobDirs(globs) {
+			if _, err := w.NotifyDir(d, wake); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	watch()
+	woken := func(what string) {
+		t.Helper()
+		select {
+		case <-wake:
+		case <-time.After(deadline):
+			t.Fatalf("no wake-up for %s", what)
+		}
+	}
+	// A write to a followed file is not a new entry.
+	before := w.Events()
+	appendFile(t, filepath.Join(old, "0.log"), "y\n")
+	waitFor(t, "the write's event", func() bool { return w.Events() > before })
+	select {
+	case <-wake:
+		t.Fatal("a write woke discovery")
+	default:
+	}
+	newPod := filepath.Join(pods, "ns_new_2")
+	if err := os.Mkdir(newPod, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	woken("a new pod directory")
+	watch() // discovery watches the new directories after each round
+	if err := os.Mkdir(filepath.Join(newPod, "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	woken("a new container directory")
+	watch()
+	appendFile(t, filepath.Join(newPod, "app", "0.log"), "z\n")
+	woken("a new log file")
+}
+
+// TestReadRotatedSince opens a path whose earlier files were rotated away
+// while nobody read it: the rotated siblings written since the given time
+// are read from 0, oldest first, before the file at the path; an older
+// one, a compressed one and one with a checkpoint are left alone.
+func TestReadRotatedSince(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "0.log")
+	appendFile(t, p+".20260101-000000", numbered("ancient", 0, 3))
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(p+".20260101-000000", old, old); err != nil {
+		t.Fatal(err)
+	}
+	since := time.Now().Add(-time.Minute)
+	appendFile(t, p+".20261201-000000.gz", "\x1f\x8b\x08compressed\n")
+	appendFile(t, p+".20261201-000001", numbered("r1", 0, 3))
+	appendFile(t, p+".20261201-000002", numbered("r2", 0, 3))
+	mid := time.Now().Add(-30 * time.Second)
+	if err := os.Chtimes(p+".20261201-000001", mid, mid); err != nil {
+		t.Fatal(err)
+	}
+	acked := p + ".20261201-000003"
+	appendFile(t, acked, numbered("acked", 0, 3))
+	cp := NewCheckpoints("")
+	f, err := os.Open(acked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var scratch [FingerprintBytes]byte
+	id, fi, err := identify(f, &scratch)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.Ack(id, fi.Size())
+	appendFile(t, p, numbered("cur", 0, 3))
+
+	cfg := testConfig()
+	cfg.Start = StartEnd // a path the checkpoints do not know, at the first open: from the end
+	s := &sink{}
+	tl, err := NewTailer(p, cfg, cp, s.handle, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var op Opening
+	tl.OnFirstOpen(func(o Opening) { op = o })
+	tl.ReadRotatedSince(since)
+	runTailer(t, tl)
+	waitLines(t, s, 6)
+	appendFile(t, p, "cur 3\n")
+	waitLines(t, s, 7)
+	checkExactlyOnce(t, s.texts(), append(append(wantLines("r1", 0, 3), wantLines("r2", 0, 3)...), "cur 3"))
+	if op.How != OpenEnd || op.Rotated != 2 {
+		t.Errorf("opening %+v, want from the end with 2 rotated files read", op)
+	}
+}

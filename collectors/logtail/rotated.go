@@ -122,13 +122,19 @@ func (t *Tailer) catchUpRotated(id Identity) (int, error) {
 	return read, nil
 }
 
-// readNewRotated reads, when a path the checkpoints have never recorded is
-// first opened, its rotated siblings that have no checkpoint and were
-// written at or after rotatedSince: the file at
-// the path was created while nobody read it and these are its earlier
-// parts. id is the file now at the path.
+// readNewRotated reads, when the path is first opened, its rotated
+// siblings that have no checkpoint and were written at or after
+// rotatedSince: files that were at the path while nobody read it and were
+// rotated away (several rotations while the collector was down, or a new
+// file rotated before discovery found it). A copy of the path's
+// checkpointed file (copytruncate while down) is catchUpRotated's. id is
+// the file now at the path.
 func (t *Tailer) readNewRotated(id Identity) (int, error) {
-	return t.readRotatedSince(t.rotatedSince, id)
+	var copied *Checkpoint
+	if cp, ok := t.cp.Lookup(id); ok {
+		copied = &cp
+	}
+	return t.readRotatedSince(t.rotatedSince, id, copied)
 }
 
 // readMissed reads, when a rotation is noticed, the siblings that were
@@ -141,7 +147,7 @@ func (t *Tailer) readMissed() (int, error) {
 	if t.pathSeen.IsZero() {
 		return 0, nil
 	}
-	return t.readRotatedSince(t.pathSeen.Add(-mtimeSlack), Identity{})
+	return t.readRotatedSince(t.pathSeen.Add(-mtimeSlack), Identity{}, nil)
 }
 
 // mtimeSlack covers the kernel's coarse clock, which stamps file times up
@@ -150,11 +156,12 @@ const mtimeSlack = 50 * time.Millisecond
 
 // readRotatedSince reads, from 0 and oldest first, the rotated siblings
 // written at or after since, have no checkpoint, are not on the inode
-// of skip and have not been read by this Tailer. Names must go on from the
+// of skip, do not begin like copied (a copy of a checkpointed file) and
+// have not been read by this Tailer. Names must go on from the
 // path's with '.', '-' or '_' (app.log.1, 0.log.20260101-120000), and
 // compressed copies are left alone. Each is kept among the drains: a
 // writer may still append to it.
-func (t *Tailer) readRotatedSince(since time.Time, skip Identity) (int, error) {
+func (t *Tailer) readRotatedSince(since time.Time, skip Identity, copied *Checkpoint) (int, error) {
 	type cand struct {
 		p     string
 		mtime time.Time
@@ -185,6 +192,11 @@ func (t *Tailer) readRotatedSince(since time.Time, skip Identity) (int, error) {
 			if t.cp != nil {
 				if _, ok := t.cp.Lookup(sid); ok {
 					return 0, false // read before; catchUpRotated had its say
+				}
+			}
+			if copied != nil {
+				if fp, n, err := fingerprint(f, copied.FPLen, &t.scratch); err != nil || (n == copied.FPLen && fp == copied.FP) {
+					return 0, false
 				}
 			}
 			return 0, !compressed(f)

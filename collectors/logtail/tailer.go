@@ -159,11 +159,11 @@ func NewTailer(path string, cfg Config, cp *Checkpoints, h Handler, log *slog.Lo
 // before Run.
 func (t *Tailer) OnFirstOpen(f func(Opening)) { t.onOpen = f }
 
-// ReadRotatedSince makes the first open of a path the checkpoints have
-// never recorded also read, from 0 and oldest first, the rotated siblings
-// (see rotated.go) that have no checkpoint and were written at or after
-// since: a file that appeared while the collector was down or
-// before discovery found it may have been rotated before it was read. The
+// ReadRotatedSince makes the first open of the path also read, from 0
+// and oldest first, the rotated siblings (see rotated.go) that have no
+// checkpoint and were written at or after since: files that were at the
+// path while nobody read it (the collector was down, or discovery had not
+// found the path yet) and were rotated away before they were read. The
 // zero time (the default) reads none. It must be called before Run.
 func (t *Tailer) ReadRotatedSince(since time.Time) { t.rotatedSince = since }
 
@@ -532,12 +532,11 @@ func (t *Tailer) open() (bool, error) {
 	}
 	rotated := 0
 	if first && t.cp != nil {
-		newPath := !t.cp.knownPath(t.path)
 		if rotated, err = t.catchUpRotated(id); err != nil {
 			f.Close()
 			return false, err
 		}
-		if newPath && !t.rotatedSince.IsZero() {
+		if !t.rotatedSince.IsZero() {
 			n, err := t.readNewRotated(id)
 			if err != nil {
 				f.Close()
