@@ -663,6 +663,7 @@ func (r *startReport) done() {
 		"from_start", r.counts[logtail.OpenFresh],
 		"skipped_to_end", r.counts[logtail.OpenEnd],
 		"absent", r.counts[logtail.OpenAbsent],
+		"failed", r.counts[logtail.OpenFailed],
 		"rotated_read", r.rot)
 }
 
@@ -678,7 +679,7 @@ func (a *Agent) startTailer(ctx context.Context, w *logtail.Watcher, src *source
 	if err != nil {
 		a.log.Warn("cannot follow file", "path", t.Path, "err", err)
 		if rep != nil {
-			rep.opened(logtail.Opening{Path: t.Path, How: logtail.OpenAbsent})
+			rep.opened(logtail.Opening{Path: t.Path, How: logtail.OpenFailed})
 		}
 		return
 	}

@@ -115,13 +115,14 @@ const (
 	OpenFresh   = "fresh"   // from 0: no checkpoint, or one of another file
 	OpenEnd     = "end"     // from its end, as Config.Start end says
 	OpenAbsent  = "absent"  // no file at the path yet; it will be read from 0
+	OpenFailed  = "failed"  // the file could not be opened or read; Run returns the error
 )
 
 // Opening says where a Tailer began reading its path.
 type Opening struct {
 	Path string
 	ID   Identity
-	// How is OpenResumed, OpenFresh, OpenEnd or OpenAbsent.
+	// How is OpenResumed, OpenFresh, OpenEnd, OpenAbsent or OpenFailed.
 	How string
 	// Offset is where reading began; Size the file's size then.
 	Offset, Size int64
@@ -496,9 +497,16 @@ func (t *Tailer) restart() error {
 // else 0 (a file that appeared or was rotated in while nobody read it). A
 // file that is being drained (renamed away and back) is read on where it
 // is.
-func (t *Tailer) open() (bool, error) {
+func (t *Tailer) open() (_ bool, err error) {
 	first := !t.started
 	t.started = true
+	if first && t.onOpen != nil {
+		defer func() {
+			if err != nil {
+				t.onOpen(Opening{Path: t.path, How: OpenFailed})
+			}
+		}()
+	}
 	openedAt := t.now()
 	f, err := os.Open(t.path)
 	if errors.Is(err, fs.ErrNotExist) {
