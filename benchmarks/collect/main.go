@@ -5,9 +5,9 @@
 //
 //	go run ./benchmarks/collect [-rounds 3] [-duration 30s] [-rate 10000] [-idle 10s] [-ceiling-lines 2000000] [-baseline-bin PATH]
 //
-// With -baseline-bin, every round measures that binary first and then the
-// one built here, under the same load on the same machine, and the
-// ratios of the medians are printed.
+// With -baseline-bin, every round measures that binary and the one built
+// here, under the same load on the same machine, alternating which goes
+// first, and the ratios of the medians are printed.
 //
 // Each round measures:
 //
@@ -305,14 +305,19 @@ func run(o options) error {
 	}
 	builds := []*build{{name: "this build", bin: bin}}
 	if o.baselineBin != "" {
-		builds = []*build{{name: "baseline", bin: o.baselineBin}, builds[0]}
+		builds = []*build{{name: "baseline-bin", bin: o.baselineBin}, builds[0]}
 	}
 	for r := range o.rounds {
-		for bi, bd := range builds {
+		order := []int{0, 1}[:len(builds)]
+		if len(builds) == 2 && r%2 == 1 {
+			order = []int{1, 0} // alternate which build goes first, so that neither gains from its place
+		}
+		for _, bi := range order {
+			bd := builds[bi]
 			rr := r + 100*bi // round directories and topic prefixes of each build apart
 			label := fmt.Sprintf("round %d", r+1)
 			if len(builds) > 1 {
-				label += " " + bd.name
+				label += " [" + bd.name + "]"
 			}
 			if !o.skipBudget && o.idle > 0 {
 				idleOpts := o
@@ -389,7 +394,7 @@ func run(o options) error {
 			}
 			return x / y
 		}
-		fmt.Printf("this build / baseline (medians): CPU at %d lines/s %.3f, peak RSS %.3f, ceiling %.3f\n", o.rate, ratio(a.cpu, b.cpu), ratio(a.hwm, b.hwm), ratio(a.lps, b.lps))
+		fmt.Printf("this build / baseline-bin (medians): CPU at %d lines/s %.3f, peak RSS %.3f, ceiling %.3f\n", o.rate, ratio(a.cpu, b.cpu), ratio(a.hwm, b.hwm), ratio(a.lps, b.lps))
 	}
 	return nil
 }

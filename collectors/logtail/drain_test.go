@@ -316,3 +316,32 @@ func TestReadRotatedSince(t *testing.T) {
 		t.Errorf("opening %+v, want from the end with 2 rotated files read", op)
 	}
 }
+
+// TestRenamedAwayAndBack renames the followed file away, puts another file
+// at the path, then renames the first one back: it is taken back from the
+// drains where it was, not read again from 0.
+func TestRenamedAwayAndBack(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "app.log")
+	cfg := testConfig()
+	cfg.RotateWait = time.Hour
+	appendFile(t, p, numbered("a", 0, 10))
+	s := &sink{}
+	tl, _ := start(t, p, cfg, nil, s)
+	waitLines(t, s, 10)
+	if err := os.Rename(p, p+".1"); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, p, numbered("b", 0, 5))
+	waitLines(t, s, 15)
+	if err := os.Rename(p, p+".b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(p+".1", p); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first file back at the path", func() bool { return tl.Stats().Opens == 3 })
+	appendFile(t, p, numbered("a", 10, 15))
+	waitLines(t, s, 20)
+	checkEachOnce(t, s.texts(), append(wantLines("a", 0, 15), wantLines("b", 0, 5)...))
+}
