@@ -3,7 +3,11 @@
 // and ships to a `tpflow broker` process, so neither the writer's nor the
 // broker's CPU is counted against the collector.
 //
-//	go run ./benchmarks/collect [-rounds 3] [-duration 30s] [-rate 10000] [-idle 10s] [-ceiling-lines 2000000]
+//	go run ./benchmarks/collect [-rounds 3] [-duration 30s] [-rate 10000] [-idle 10s] [-ceiling-lines 2000000] [-baseline-bin PATH]
+//
+// With -baseline-bin, every round measures that binary and the one built
+// here, under the same load on the same machine, alternating which goes
+// first, and the ratios of the medians are printed.
 //
 // Each round measures:
 //
@@ -59,6 +63,7 @@ type options struct {
 	batch        string
 	budgetProcs  int
 	idle         time.Duration
+	baselineBin  string
 }
 
 func main() {
@@ -74,6 +79,7 @@ func main() {
 	flag.IntVar(&o.budgetProcs, "budget-gomaxprocs", 1, "GOMAXPROCS of the collector in the budget rounds (0: the Go default); a DaemonSet with a CPU limit under one core gets 1 from the Go runtime")
 	flag.DurationVar(&o.idle, "idle", 10*time.Second, "measured time of the baseline in each round: the same collector with no lines written (0 skips it)")
 	flag.StringVar(&o.batch, "batch", "", "collect.batch settings in YAML flow style, e.g. '{max_age: 1s}' (default: the defaults)")
+	flag.StringVar(&o.baselineBin, "baseline-bin", "", "also measure this tpflow binary (e.g. built from main) in every round, before the one built here, and print the ratios of the medians")
 	flag.StringVar(&o.profile, "profile", "", "write a 3 s CPU profile of the collector in the first ceiling round to `FILE`")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -291,36 +297,56 @@ func run(o options) error {
 	host, _ := os.Hostname()
 	fmt.Printf("machine: %s, %d CPUs (%s), %s; broker pinned to CPU 0\n", host, runtime.NumCPU(), cpuModel(), runtime.Version())
 
-	var budgets, idles []budgetResult
-	var ceilings []ceilingResult
+	type build struct {
+		name, bin               string
+		budgets, idles          []budgetResult
+		ceilings                []ceilingResult
+		cpu, hwm, lps, idleCPUs float64
+	}
+	builds := []*build{{name: "this build", bin: bin}}
+	if o.baselineBin != "" {
+		builds = []*build{{name: "baseline-bin", bin: o.baselineBin}, builds[0]}
+	}
 	for r := range o.rounds {
-		if !o.skipBudget && o.idle > 0 {
-			idleOpts := o
-			idleOpts.rate, idleOpts.duration = 0, o.idle
-			b, err := budgetRound(idleOpts, work, bin, brokerAddr, r+1000)
-			if err != nil {
-				return err
-			}
-			fmt.Printf("round %d baseline: no lines over %s: CPU %.2f%% of one core, peak RSS %.1f MiB\n", r+1, o.idle, b.cpuPct, b.hwmMiB)
-			idles = append(idles, b)
+		order := []int{0, 1}[:len(builds)]
+		if len(builds) == 2 && r%2 == 1 {
+			order = []int{1, 0} // alternate which build goes first, so that neither gains from its place
 		}
-		if !o.skipBudget {
-			b, err := budgetRound(o, work, bin, brokerAddr, r)
-			if err != nil {
-				return err
+		for _, bi := range order {
+			bd := builds[bi]
+			rr := r + 100*bi // round directories and topic prefixes of each build apart
+			label := fmt.Sprintf("round %d", r+1)
+			if len(builds) > 1 {
+				label += " [" + bd.name + "]"
 			}
-			fmt.Printf("round %d budget: %d lines at %d lines/s over %s: CPU %.2f%% of one core, peak RSS %.1f MiB (%.1f MiB at the end)\n",
-				r+1, b.lines, o.rate, o.duration, b.cpuPct, b.hwmMiB, b.rssMiB)
-			budgets = append(budgets, b)
-		}
-		if !o.skipCeiling {
-			c, err := ceilingRound(o, work, bin, brokerAddr, r, pin)
-			if err != nil {
-				return err
+			if !o.skipBudget && o.idle > 0 {
+				idleOpts := o
+				idleOpts.rate, idleOpts.duration = 0, o.idle
+				b, err := budgetRound(idleOpts, work, bd.bin, brokerAddr, rr+1000)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("%s baseline: no lines over %s: CPU %.2f%% of one core, peak RSS %.1f MiB\n", label, o.idle, b.cpuPct, b.hwmMiB)
+				bd.idles = append(bd.idles, b)
 			}
-			fmt.Printf("round %d ceiling: %d lines on one core: %.0f lines/s, %.2f µs CPU per line, peak RSS %.1f MiB\n",
-				r+1, o.ceilingLines, c.linesPerSec, c.cpuSecPerLine*1e6, c.hwmMiB)
-			ceilings = append(ceilings, c)
+			if !o.skipBudget {
+				b, err := budgetRound(o, work, bd.bin, brokerAddr, rr)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("%s budget: %d lines at %d lines/s over %s: CPU %.2f%% of one core, peak RSS %.1f MiB (%.1f MiB at the end)\n",
+					label, b.lines, o.rate, o.duration, b.cpuPct, b.hwmMiB, b.rssMiB)
+				bd.budgets = append(bd.budgets, b)
+			}
+			if !o.skipCeiling {
+				c, err := ceilingRound(o, work, bd.bin, brokerAddr, rr, pin)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("%s ceiling: %d lines on one core: %.0f lines/s, %.2f µs CPU per line, peak RSS %.1f MiB\n",
+					label, o.ceilingLines, c.linesPerSec, c.cpuSecPerLine*1e6, c.hwmMiB)
+				bd.ceilings = append(bd.ceilings, c)
+			}
 		}
 	}
 	med := func(v []float64) float64 {
@@ -330,27 +356,45 @@ func run(o options) error {
 		}
 		return (v[len(v)/2-1] + v[len(v)/2]) / 2
 	}
-	if len(budgets) > 0 {
-		var cpu, hwm []float64
-		for _, b := range budgets {
-			cpu, hwm = append(cpu, b.cpuPct), append(hwm, b.hwmMiB)
+	for _, bd := range builds {
+		if len(builds) > 1 {
+			fmt.Printf("%s (%s):\n", bd.name, bd.bin)
 		}
-		fmt.Printf("median budget over %d rounds: CPU %.2f%% of one core (target <= 5%%), peak RSS %.1f MiB (target <= 64 MiB)\n", len(budgets), med(cpu), med(hwm))
-		if len(idles) > 0 {
-			var icpu, ihwm []float64
-			for _, b := range idles {
-				icpu, ihwm = append(icpu, b.cpuPct), append(ihwm, b.hwmMiB)
+		if len(bd.budgets) > 0 {
+			var cpu, hwm []float64
+			for _, b := range bd.budgets {
+				cpu, hwm = append(cpu, b.cpuPct), append(hwm, b.hwmMiB)
 			}
-			fmt.Printf("median baseline (same collector, no lines) over %d rounds: CPU %.2f%% of one core, peak RSS %.1f MiB; the lines cost %.2f%% of a core, %.2f µs each\n",
-				len(idles), med(icpu), med(ihwm), med(cpu)-med(icpu), (med(cpu)-med(icpu))/100/float64(o.rate)*1e6)
+			bd.cpu, bd.hwm = med(cpu), med(hwm)
+			fmt.Printf("median budget over %d rounds: CPU %.2f%% of one core (target <= 5%%), peak RSS %.1f MiB (target <= 64 MiB)\n", len(bd.budgets), bd.cpu, bd.hwm)
+			if len(bd.idles) > 0 {
+				var icpu, ihwm []float64
+				for _, b := range bd.idles {
+					icpu, ihwm = append(icpu, b.cpuPct), append(ihwm, b.hwmMiB)
+				}
+				bd.idleCPUs = med(icpu)
+				fmt.Printf("median baseline (same collector, no lines) over %d rounds: CPU %.2f%% of one core, peak RSS %.1f MiB; the lines cost %.2f%% of a core, %.2f µs each\n",
+					len(bd.idles), bd.idleCPUs, med(ihwm), bd.cpu-bd.idleCPUs, (bd.cpu-bd.idleCPUs)/100/float64(o.rate)*1e6)
+			}
+		}
+		if len(bd.ceilings) > 0 {
+			var lps, cpl, hwm []float64
+			for _, c := range bd.ceilings {
+				lps, cpl, hwm = append(lps, c.linesPerSec), append(cpl, c.cpuSecPerLine*1e6), append(hwm, c.hwmMiB)
+			}
+			bd.lps = med(lps)
+			fmt.Printf("median ceiling over %d rounds: %.0f lines/s on one core (target >= 300000), %.2f µs CPU per line, peak RSS %.1f MiB\n", len(bd.ceilings), bd.lps, med(cpl), med(hwm))
 		}
 	}
-	if len(ceilings) > 0 {
-		var lps, cpl, hwm []float64
-		for _, c := range ceilings {
-			lps, cpl, hwm = append(lps, c.linesPerSec), append(cpl, c.cpuSecPerLine*1e6), append(hwm, c.hwmMiB)
+	if len(builds) == 2 {
+		b, a := builds[0], builds[1]
+		ratio := func(x, y float64) float64 {
+			if y == 0 {
+				return 0
+			}
+			return x / y
 		}
-		fmt.Printf("median ceiling over %d rounds: %.0f lines/s on one core (target >= 300000), %.2f µs CPU per line, peak RSS %.1f MiB\n", len(ceilings), med(lps), med(cpl), med(hwm))
+		fmt.Printf("this build / baseline-bin (medians): CPU at %d lines/s %.3f, peak RSS %.3f, ceiling %.3f\n", o.rate, ratio(a.cpu, b.cpu), ratio(a.hwm, b.hwm), ratio(a.lps, b.lps))
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"sync"
@@ -54,6 +55,15 @@ type Agent struct {
 	files map[string]*tailed // by path
 
 	connected atomic.Bool // Kafka answered and the topics exist
+
+	// fresh is set for the very first start of an agent: no usable state
+	// file. Only then does tail.start apply, to the files of the first
+	// discovery round. since is when files began to go unread: the state
+	// file's last save on a restart, the start otherwise.
+	fresh    bool
+	since    time.Time
+	problems map[string]bool // discovery problems logged and not yet resolved
+	rounds   atomic.Int64    // discovery rounds run
 
 	kmsgMu    sync.Mutex
 	kmsgAcked uint64 // next kernel record sequence not yet acknowledged
@@ -157,11 +167,19 @@ func New(cfg Config, kcfg kafka.Config, opts ...Option) (*Agent, error) {
 		src.mDropped = a.m.dropped.WithLabelValues(s.Name)
 		a.srcs = append(a.srcs, src)
 	}
+	a.fresh, a.since = true, a.now()
 	if cfg.StateFile != "" {
+		fi, statErr := os.Stat(cfg.StateFile)
 		cp, err := logtail.LoadCheckpoints(cfg.StateFile)
-		if err != nil {
+		switch {
+		case errors.Is(err, logtail.ErrNoState):
+			a.log.Info("first start: no state file, files present now are read from tail.start", "state_file", cfg.StateFile, "start", cfg.Tail.Start)
+		case err != nil:
 			a.log.Warn("starting without saved offsets", "state_file", cfg.StateFile, "err", err)
+		case statErr == nil:
+			a.fresh, a.since = false, fi.ModTime()
 		}
+		cp.Touch() // the next start knows it is not the first
 		a.cp = cp
 		a.loadKmsgState()
 	} else {
@@ -365,32 +383,99 @@ func (a *Agent) save() error {
 	return a.saveKmsgState()
 }
 
-// discoverLoop expands the sources' globs now and every Rediscover, starts
-// a Tailer for each new file and stops the Tailers of paths that have been
-// gone for a minute (a rotated path comes back within RotateWait).
+// discoverLoop expands the sources' globs now, whenever an entry is
+// created, renamed or removed in a directory where they can match, and
+// every Rediscover as the safety net for missed events; it starts a
+// Tailer for each new file and stops the Tailers of paths that have been
+// gone for a minute (a rotated path comes back at once).
 func (a *Agent) discoverLoop(ctx context.Context, w *logtail.Watcher) {
 	first := true
 	tick := time.NewTicker(a.cfg.Rediscover)
 	defer tick.Stop()
+	wake := make(chan struct{}, 1)
+	watched := map[string]func(){}
+	defer func() {
+		for _, cancel := range watched {
+			cancel()
+		}
+	}()
 	for {
+		// Directories are watched before the globs are expanded, so a
+		// file created in between is seen by one or the other.
+		if w != nil {
+			a.watchDirs(w, watched, wake)
+		}
 		a.discover(ctx, w, first)
 		first = false
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-wake:
 		}
 	}
 }
 
+// watchDirs makes w signal wake on entries coming and going in every
+// directory where a source's glob can match, and stops watching those
+// that are gone.
+func (a *Agent) watchDirs(w *logtail.Watcher, watched map[string]func(), wake chan struct{}) {
+	var globs []string
+	for _, src := range a.srcs {
+		globs = append(globs, src.globs...)
+	}
+	want := map[string]bool{}
+	for _, d := range logtail.GlobDirs(globs) {
+		want[d] = true
+		if watched[d] != nil {
+			continue
+		}
+		cancel, err := w.NotifyDir(d, wake)
+		if err != nil {
+			// Logged once and not tried again while the directory exists:
+			// the rescan every rediscover_interval still finds its files.
+			a.problem(false, "cannot watch a log directory, new files in it are found by the periodic rescan only",
+				err, "raise fs.inotify.max_user_watches if it is the limit")
+			cancel = func() {}
+		}
+		watched[d] = cancel
+	}
+	for d, cancel := range watched {
+		if !want[d] {
+			cancel()
+			delete(watched, d)
+		}
+	}
+}
+
+// discover runs one round: it starts a Tailer for every new target and
+// retires those whose path has been gone for a minute. The first round
+// logs, once its Tailers have opened their files, what they resumed,
+// started fresh and skipped.
 func (a *Agent) discover(ctx context.Context, w *logtail.Watcher, first bool) {
+	defer a.rounds.Add(1)
 	seen := map[string]bool{}
 	now := a.now()
+	type start struct {
+		src *source
+		t   logtail.Target
+	}
+	var starts []start
+	problems := map[string]bool{}
+	logged, more := 0, 0
 	for _, src := range a.srcs {
 		targets, errs := logtail.Discover(src.globs, src.roots)
-		if len(errs) > 0 {
-			a.m.discoverErrors.Add(float64(len(errs)))
-			a.log.Debug("paths refused", "source", src.cfg.Name, "count", len(errs), "first", errs[0])
+		for _, err := range errs {
+			problems[err.Error()] = true
+			if a.problems[err.Error()] {
+				continue
+			}
+			if logged++; logged > maxProblemLogs {
+				a.m.discoverErrors.Inc()
+				more++
+				continue
+			}
+			a.problem(true, "discovery problem", err, remedy(err), "source", src.cfg.Name)
 		}
 		for _, t := range targets {
 			if seen[t.Path] {
@@ -401,9 +486,28 @@ func (a *Agent) discover(ctx context.Context, w *logtail.Watcher, first bool) {
 			_, running := a.files[t.Path]
 			a.fmu.Unlock()
 			if !running {
-				a.startTailer(ctx, w, src, t, first)
+				starts = append(starts, start{src, t})
 			}
 		}
+	}
+	if more > 0 {
+		a.log.Warn("more discovery problems, not logged one by one", "count", more)
+	}
+	for p := range a.problems {
+		if !problems[p] {
+			a.log.Info("discovery problem resolved", "problem", p)
+		}
+	}
+	a.problems = problems
+	var rep *startReport
+	if first {
+		rep = &startReport{log: a.log, left: len(starts), fresh: a.fresh, counts: map[string]int{}}
+		if len(starts) == 0 {
+			rep.done()
+		}
+	}
+	for _, s := range starts {
+		a.startTailer(ctx, w, s.src, s.t, first, rep)
 	}
 	a.fmu.Lock()
 	defer a.fmu.Unlock()
@@ -429,16 +533,91 @@ func (a *Agent) discover(ctx context.Context, w *logtail.Watcher, first bool) {
 	a.m.files.Set(float64(len(a.files)))
 }
 
-func (a *Agent) startTailer(ctx context.Context, w *logtail.Watcher, src *source, t logtail.Target, first bool) {
+// maxProblemLogs bounds the discovery problems logged one by one in a
+// round (a node can have hundreds of refused links).
+const maxProblemLogs = 5
+
+// problem logs a discovery problem once, with what to do about it, and
+// counts it; discover logs it again only after it was resolved.
+func (a *Agent) problem(count bool, msg string, err error, remedy string, args ...any) {
+	if count {
+		a.m.discoverErrors.Inc()
+	}
+	a.log.Warn(msg, append([]any{"err", err, "remedy", remedy}, args...)...)
+}
+
+// remedy says what to do about a discovery error.
+func remedy(err error) string {
+	switch {
+	case errors.Is(err, logtail.ErrOutsideRoot):
+		return "the path leads outside the source's roots and is not followed: add the directory it leads to to the source's roots, or remove the link"
+	case errors.Is(err, fs.ErrNotExist):
+		return "nothing is followed there until it exists (a root of a preset may be missing on this node, e.g. /var/lib/docker/containers without Docker): create it, or set the source's roots, globs or preset to what this node has; it is looked for again every rediscover_interval"
+	case errors.Is(err, fs.ErrPermission):
+		return "the collector cannot read it: run it as a user that can, or mount the directory readable"
+	}
+	return "check the source's globs and roots"
+}
+
+// startReport gathers where the Tailers of the first round began reading
+// and logs it once they all have: one INFO line, and one DEBUG line per
+// file.
+type startReport struct {
+	log    *slog.Logger
+	fresh  bool
+	mu     sync.Mutex
+	left   int
+	counts map[string]int
+	rot    int
+}
+
+func (r *startReport) opened(o logtail.Opening) {
+	r.log.Debug("file resumed", "path", o.Path, "how", o.How, "offset", o.Offset, "size", o.Size, "rotated_read", o.Rotated)
+	r.mu.Lock()
+	r.counts[o.How]++
+	r.rot += o.Rotated
+	r.left--
+	last := r.left == 0
+	r.mu.Unlock()
+	if last {
+		r.done()
+	}
+}
+
+func (r *startReport) done() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.log.Info("following files",
+		"first_start", r.fresh,
+		"resumed", r.counts[logtail.OpenResumed],
+		"from_start", r.counts[logtail.OpenFresh],
+		"skipped_to_end", r.counts[logtail.OpenEnd],
+		"absent", r.counts[logtail.OpenAbsent],
+		"failed", r.counts[logtail.OpenFailed],
+		"rotated_read", r.rot)
+}
+
+func (a *Agent) startTailer(ctx context.Context, w *logtail.Watcher, src *source, t logtail.Target, first bool, rep *startReport) {
 	tcfg := a.cfg.Tail
-	if !first {
-		tcfg.Start = logtail.StartBeginning // created after the collector started
+	if !first || !a.fresh {
+		// tail.start is for the files present at the very first start;
+		// any other file was created while nobody read it.
+		tcfg.Start = logtail.StartBeginning
 	}
 	fs := a.newFileState(src, t)
 	tl, err := logtail.NewTailer(t.Path, tcfg, a.cp, fs.handle, a.log)
 	if err != nil {
 		a.log.Warn("cannot follow file", "path", t.Path, "err", err)
+		if rep != nil {
+			rep.opened(logtail.Opening{Path: t.Path, How: logtail.OpenFailed})
+		}
 		return
+	}
+	if !first || !a.fresh {
+		tl.ReadRotatedSince(a.since)
+	}
+	if rep != nil {
+		tl.OnFirstOpen(rep.opened)
 	}
 	if w != nil {
 		tl.UseWatcher(w)

@@ -36,7 +36,7 @@ func BenchmarkReadLines(b *testing.B) {
 		if err := tl.step(true); err != nil {
 			b.Fatal(err)
 		}
-		tl.closeFile()
+		tl.closeAll()
 		if lines != n {
 			b.Fatalf("%d lines, want %d", lines, n)
 		}

@@ -130,6 +130,15 @@ func (c *Checkpoints) markPath(path string) {
 	}
 }
 
+// Touch makes the next Save write the state file even if nothing was
+// acknowledged, so that its existence tells the next start that this is
+// not the first one (see collectors/agent).
+func (c *Checkpoints) Touch() {
+	c.mu.Lock()
+	c.dirty = true
+	c.mu.Unlock()
+}
+
 func (c *Checkpoints) knownPath(path string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()

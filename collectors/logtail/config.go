@@ -19,7 +19,8 @@ type Config struct {
 	// checkpoint is read from: beginning or end. Files that appear later
 	// (after rotation, or created after start), and files at a path the
 	// checkpoints know (rotated while the collector was down), are always
-	// read from 0.
+	// read from 0. The collector applies it only at its very first start
+	// (no state file) and reads every other file from 0.
 	Start string `yaml:"start"`
 	// PollInterval is the period of the stat fallback that catches file
 	// system events the watcher dropped.
@@ -28,7 +29,8 @@ type Config struct {
 	// the end of the file before they are handed over flagged partial.
 	PartialTimeout time.Duration `yaml:"partial_timeout"`
 	// RotateWait is how long a file that was renamed or deleted keeps being
-	// read after its last growth, because writers reopen the path late.
+	// read after its last growth, because writers reopen the path late. It
+	// delays nothing: the new file at the path is read meanwhile.
 	RotateWait time.Duration `yaml:"rotate_wait"`
 	// MaxLineBytes bounds a line; the rest up to the newline is dropped and
 	// the line is flagged truncated.
@@ -47,7 +49,7 @@ func DefaultConfig() Config {
 		Start:           StartEnd,
 		PollInterval:    time.Second,
 		PartialTimeout:  5 * time.Second,
-		RotateWait:      time.Second,
+		RotateWait:      5 * time.Second,
 		MaxLineBytes:    256 << 10,
 		ReadBufferBytes: 64 << 10,
 	}

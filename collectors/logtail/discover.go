@@ -3,6 +3,7 @@ package logtail
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -150,4 +151,45 @@ func linkLabels(p string, t *Target) {
 	if t.ContainerID == "" {
 		t.ContainerID = f[2][i+1:]
 	}
+}
+
+// GlobDirs returns the existing directories in which a new match of the
+// globs can appear: each glob's directory, expanded, and every directory
+// on the way to it from its fixed prefix, where a new entry (a pod's
+// directory, a container's) brings new matches. Watching them finds a new
+// file when it is created instead of at the next rescan. Sorted.
+func GlobDirs(globs []string) []string {
+	set := map[string]bool{}
+	for _, g := range globs {
+		dir := filepath.Dir(filepath.Clean(g))
+		var pats []string
+		for hasMeta(dir) {
+			pats = append(pats, dir)
+			dir = filepath.Dir(dir)
+		}
+		if isDir(dir) {
+			set[dir] = true
+		}
+		for _, p := range pats {
+			matches, _ := filepath.Glob(p) // the pattern was validated with the config
+			for _, m := range matches {
+				if isDir(m) {
+					set[m] = true
+				}
+			}
+		}
+	}
+	out := make([]string, 0, len(set))
+	for d := range set {
+		out = append(out, d)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func hasMeta(p string) bool { return strings.ContainsAny(p, `*?[\`) }
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
 }

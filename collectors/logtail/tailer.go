@@ -76,19 +76,59 @@ type Tailer struct {
 	c    counters
 	wat  *Watcher
 
+	onOpen       func(Opening)
+	rotatedSince time.Time
+
 	// The fields below belong to the Run goroutine.
-	f             *os.File
-	fileID        Identity
-	readOff       int64 // next byte to read from f
-	lineStart     int64 // offset of the current (incomplete) line
-	lineLen       int   // bytes of the current line seen, including dropped ones
-	pending       []byte
-	pendingSince  time.Time
-	draining      bool
-	drainDeadline time.Time
-	started       bool
-	rbuf          []byte
-	scratch       [FingerprintBytes]byte
+	fileRead          // the file at the path
+	drains   []*drain // files renamed away or deleted, still read
+	started  bool
+	pathSeen time.Time        // when the path last showed the open file
+	seen     map[devIno2]bool // files read, see rotated.go
+	rbuf     []byte
+	scratch  [FingerprintBytes]byte
+}
+
+// fileRead is where the Tailer is in one open file.
+type fileRead struct {
+	f            *os.File
+	fileID       Identity
+	readOff      int64 // next byte to read from f
+	lineStart    int64 // offset of the current (incomplete) line
+	lineLen      int   // bytes of the current line seen, including dropped ones
+	pending      []byte
+	pendingSince time.Time
+}
+
+// drain is a file that left the path (renamed or deleted) and is read on
+// through its descriptor, whatever it is called now, until it has been
+// quiet for RotateWait.
+type drain struct {
+	fileRead
+	quietUntil time.Time
+}
+
+// How a Tailer began reading the first file it found at its path, in
+// Opening.How.
+const (
+	OpenResumed = "resumed" // from its checkpoint
+	OpenFresh   = "fresh"   // from 0: no checkpoint, or one of another file
+	OpenEnd     = "end"     // from its end, as Config.Start end says
+	OpenAbsent  = "absent"  // no file at the path yet; it will be read from 0
+	OpenFailed  = "failed"  // the file could not be opened or read; Run returns the error
+)
+
+// Opening says where a Tailer began reading its path.
+type Opening struct {
+	Path string
+	ID   Identity
+	// How is OpenResumed, OpenFresh, OpenEnd, OpenAbsent or OpenFailed.
+	How string
+	// Offset is where reading began; Size the file's size then.
+	Offset, Size int64
+	// Rotated is how many rotated siblings were read first for lines
+	// written while nobody read them.
+	Rotated int
 }
 
 // NewTailer returns a Tailer of path that hands lines to h. cp may be nil
@@ -115,6 +155,19 @@ func NewTailer(path string, cfg Config, cp *Checkpoints, h Handler, log *slog.Lo
 	}, nil
 }
 
+// OnFirstOpen makes Run call f once, from its goroutine, after its first
+// look at the path, to say where it began reading. It must be called
+// before Run.
+func (t *Tailer) OnFirstOpen(f func(Opening)) { t.onOpen = f }
+
+// ReadRotatedSince makes the first open of the path also read, from 0
+// and oldest first, the rotated siblings (see rotated.go) that have no
+// checkpoint and were written at or after since: files that were at the
+// path while nobody read it (the collector was down, or discovery had not
+// found the path yet) and were rotated away before they were read. The
+// zero time (the default) reads none. It must be called before Run.
+func (t *Tailer) ReadRotatedSince(since time.Time) { t.rotatedSince = since }
+
 // UseWatcher makes Run take its file events from w, shared with other
 // Tailers, instead of creating its own watcher. It must be called before
 // Run.
@@ -135,10 +188,18 @@ func (t *Tailer) Stats() Stats {
 // nil when ctx is done. An incomplete line is not flushed then: the next
 // Tailer resumes from the last acknowledged offset and reads it whole.
 func (t *Tailer) Run(ctx context.Context) error {
-	defer t.closeFile()
+	defer t.closeAll()
 	var events <-chan fsnotify.Event
 	var werrs <-chan error
-	var shared <-chan struct{}
+	var shared chan struct{}
+	// While files are drained, every event of the directory wakes the
+	// Tailer: a drained file's events carry its new name.
+	var cancelDir func()
+	defer func() {
+		if cancelDir != nil {
+			cancelDir()
+		}
+	}()
 	if t.wat != nil {
 		c, cancel, err := t.wat.subscribe(t.path)
 		defer cancel()
@@ -171,12 +232,22 @@ func (t *Tailer) Run(ctx context.Context) error {
 			return err
 		}
 		poll = false
+		if shared != nil {
+			if len(t.drains) > 0 && cancelDir == nil {
+				cancelDir, _ = t.wat.subscribeDir(filepath.Dir(t.path), &wakeup{c: shared}, true)
+			} else if len(t.drains) == 0 && cancelDir != nil {
+				cancelDir()
+				cancelDir = nil
+			}
+		}
 		var deadline time.Time
 		if t.lineLen > 0 {
 			deadline = t.pendingSince.Add(t.cfg.PartialTimeout)
 		}
-		if t.draining && (deadline.IsZero() || t.drainDeadline.Before(deadline)) {
-			deadline = t.drainDeadline
+		for _, d := range t.drains {
+			if deadline.IsZero() || d.quietUntil.Before(deadline) {
+				deadline = d.quietUntil
+			}
 		}
 		var wake <-chan time.Time
 		if !deadline.IsZero() {
@@ -194,7 +265,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 					events = nil // polling goes on
 					continue
 				}
-				woke = filepath.Clean(ev.Name) == t.path
+				woke = len(t.drains) > 0 || filepath.Clean(ev.Name) == t.path
 				byEvent = woke
 			case err, ok := <-werrs:
 				if !ok {
@@ -231,10 +302,18 @@ func (t *Tailer) Run(ctx context.Context) error {
 	}
 }
 
-// step reads what is new and checks for truncation and rotation. poll adds
-// the fingerprint check that catches a rewrite the size does not show.
+// step reads what is new in the files being drained and in the file at
+// the path, and checks for truncation and rotation. poll adds the
+// fingerprint check that catches a rewrite the size does not show.
+//
+// A rotation does not wait: the file that left the path moves to the
+// drains and the file now at the path is opened in the same step, so both
+// are read from then on (see DESIGN.md).
 func (t *Tailer) step(poll bool) error {
 	defer t.c.checks.Add(1)
+	if err := t.stepDrains(); err != nil {
+		return err
+	}
 	for range 4 { // bounded: each round either returns or switches files
 		if t.f == nil {
 			opened, err := t.open()
@@ -253,8 +332,7 @@ func (t *Tailer) step(poll bool) error {
 		if restart {
 			continue
 		}
-		grew, err := t.readAll()
-		if err != nil {
+		if _, err := t.readAll(); err != nil {
 			return err
 		}
 		now := t.now()
@@ -263,33 +341,90 @@ func (t *Tailer) step(poll bool) error {
 				return err
 			}
 		}
-		if !t.draining {
-			cur, err := os.Stat(t.path)
-			if err == nil && os.SameFile(cur, fi) {
-				return nil
-			}
-			if err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("cannot stat %s: %w", t.path, err)
-			}
-			// Renamed away or deleted: keep reading what writers still append
-			// through their open descriptors until it is quiet.
-			t.draining = true
-			t.drainDeadline = now.Add(t.cfg.RotateWait)
-			t.c.rotations.Add(1)
-			t.log.Debug("file rotated, draining", "file", t.fileID)
-		}
-		if grew {
-			t.drainDeadline = now.Add(t.cfg.RotateWait)
-		}
-		if now.Before(t.drainDeadline) {
+		seenAt := t.now()
+		cur, err := os.Stat(t.path)
+		if err == nil && os.SameFile(cur, fi) {
+			t.pathSeen = seenAt
 			return nil
 		}
-		if t.lineLen > 0 {
-			if err := t.flushPartial(); err != nil {
-				return err
-			}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("cannot stat %s: %w", t.path, err)
 		}
-		t.closeFile()
+		// Renamed away or deleted: writers may still append through their
+		// open descriptors, so it is read on beside the new file.
+		t.c.rotations.Add(1)
+		t.log.Debug("file rotated, draining it beside the new one", "file", t.fileID)
+		t.drains = append(t.drains, &drain{fileRead: t.fileRead, quietUntil: now.Add(t.cfg.RotateWait)})
+		t.fileRead = fileRead{}
+		if _, err := t.readMissed(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stepDrains reads what is new in each rotated file and closes those that
+// have been quiet for RotateWait, flushing their incomplete last line.
+func (t *Tailer) stepDrains() error {
+	if len(t.drains) == 0 {
+		return nil
+	}
+	cur := t.fileRead
+	defer func() { t.fileRead = cur }()
+	kept := t.drains[:0]
+	var ferr error
+	for _, d := range t.drains {
+		if ferr != nil {
+			kept = append(kept, d)
+			continue
+		}
+		t.fileRead = d.fileRead
+		done, err := t.drainStep(&d.quietUntil)
+		d.fileRead = t.fileRead
+		if err != nil {
+			ferr = err
+		}
+		if done && err == nil {
+			d.f.Close()
+			continue
+		}
+		kept = append(kept, d)
+	}
+	clear(t.drains[len(kept):])
+	t.drains = kept
+	return ferr
+}
+
+// drainStep reads on in a rotated file (swapped into t.fileRead) and
+// reports whether it is done with it.
+func (t *Tailer) drainStep(quietUntil *time.Time) (bool, error) {
+	fi, err := t.f.Stat()
+	if err != nil || fi.Size() < t.readOff {
+		// Truncated under its new name: what it held is gone.
+		return true, t.flushIfPending()
+	}
+	grew, err := t.readAll()
+	if err != nil {
+		return false, err
+	}
+	now := t.now()
+	if grew {
+		*quietUntil = now.Add(t.cfg.RotateWait)
+	}
+	if t.lineLen > 0 && now.Sub(t.pendingSince) >= t.cfg.PartialTimeout {
+		if err := t.flushPartial(); err != nil {
+			return false, err
+		}
+	}
+	if now.Before(*quietUntil) {
+		return false, nil
+	}
+	return true, t.flushIfPending()
+}
+
+func (t *Tailer) flushIfPending() error {
+	if t.lineLen > 0 {
+		return t.flushPartial()
 	}
 	return nil
 }
@@ -359,12 +494,25 @@ func (t *Tailer) restart() error {
 // open opens the file at the path if there is one and picks the offset:
 // the checkpoint when its fingerprint matches, else the configured start
 // for a file present at start-up at a path the checkpoints have never seen,
-// else 0 (a file that appeared or was rotated in while nobody read it).
-func (t *Tailer) open() (bool, error) {
+// else 0 (a file that appeared or was rotated in while nobody read it). A
+// file that is being drained (renamed away and back) is read on where it
+// is.
+func (t *Tailer) open() (_ bool, err error) {
 	first := !t.started
 	t.started = true
+	if first && t.onOpen != nil {
+		defer func() {
+			if err != nil {
+				t.onOpen(Opening{Path: t.path, How: OpenFailed})
+			}
+		}()
+	}
+	openedAt := t.now()
 	f, err := os.Open(t.path)
 	if errors.Is(err, fs.ErrNotExist) {
+		if first && t.onOpen != nil {
+			t.onOpen(Opening{Path: t.path, How: OpenAbsent})
+		}
 		return false, nil
 	}
 	if err != nil {
@@ -375,15 +523,34 @@ func (t *Tailer) open() (bool, error) {
 		f.Close()
 		return false, err
 	}
-	off, err := t.resumeOffset(f, id, fi.Size(), first)
+	for i, d := range t.drains {
+		if d.fileID.sameInode(id) {
+			f.Close()
+			t.fileRead = d.fileRead
+			t.drains = append(t.drains[:i], t.drains[i+1:]...)
+			t.pathSeen = openedAt
+			t.c.opens.Add(1)
+			return true, nil
+		}
+	}
+	off, how, err := t.resumeOffset(f, id, fi.Size(), first)
 	if err != nil {
 		f.Close()
 		return false, err
 	}
+	rotated := 0
 	if first && t.cp != nil {
-		if err := t.catchUpRotated(id); err != nil {
+		if rotated, err = t.catchUpRotated(id); err != nil {
 			f.Close()
 			return false, err
+		}
+		if !t.rotatedSince.IsZero() {
+			n, err := t.readNewRotated(id)
+			if err != nil {
+				f.Close()
+				return false, err
+			}
+			rotated += n
 		}
 	}
 	if _, err := f.Seek(off, io.SeekStart); err != nil {
@@ -396,42 +563,50 @@ func (t *Tailer) open() (bool, error) {
 	}
 	t.f, t.fileID = f, id
 	t.readOff, t.lineStart = off, off
-	t.draining = false
-	t.log.Debug("file opened", "file", id, "offset", off)
+	t.pathSeen = openedAt
+	t.see(id)
+	t.log.Debug("file opened", "file", id, "offset", off, "how", how)
+	if first && t.onOpen != nil {
+		t.onOpen(Opening{Path: t.path, ID: id, How: how, Offset: off, Size: fi.Size(), Rotated: rotated})
+	}
 	return true, nil
 }
 
-func (t *Tailer) resumeOffset(f *os.File, id Identity, size int64, first bool) (int64, error) {
+func (t *Tailer) resumeOffset(f *os.File, id Identity, size int64, first bool) (int64, string, error) {
 	if t.cp != nil {
 		if cp, ok := t.cp.Lookup(id); ok {
 			fp, n, err := fingerprint(f, cp.FPLen, &t.scratch)
 			if err != nil {
-				return 0, err
+				return 0, "", err
 			}
 			switch {
 			case n != cp.FPLen || fp != cp.FP:
 				t.c.rewrites.Add(1) // inode reused by another file
-				return 0, nil
+				return 0, OpenFresh, nil
 			case cp.Offset > size:
 				t.c.truncations.Add(1)
-				return 0, nil
+				return 0, OpenFresh, nil
 			default:
-				return cp.Offset, nil
+				return cp.Offset, OpenResumed, nil
 			}
 		}
 	}
 	if first && t.cfg.Start == StartEnd && (t.cp == nil || !t.cp.knownPath(t.path)) {
-		return size, nil
+		return size, OpenEnd, nil
 	}
-	return 0, nil
+	return 0, OpenFresh, nil
 }
 
-func (t *Tailer) closeFile() {
+// closeAll closes the file at the path and every drained one.
+func (t *Tailer) closeAll() {
 	if t.f != nil {
 		t.f.Close()
 		t.f = nil
 	}
-	t.draining = false
+	for _, d := range t.drains {
+		d.f.Close()
+	}
+	t.drains = nil
 	t.lineLen, t.pending = 0, t.pending[:0]
 }
 

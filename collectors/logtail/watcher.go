@@ -22,9 +22,10 @@ type Watcher struct {
 	w   *fsnotify.Watcher
 	log *slog.Logger
 
-	mu   sync.Mutex
-	dirs map[string]int                  // watched directory → subscribed paths in it
-	subs map[string]map[*wakeup]struct{} // clean path → its subscribers
+	mu      sync.Mutex
+	dirs    map[string]int                  // watched directory → subscriptions in it
+	subs    map[string]map[*wakeup]struct{} // clean path → its subscribers
+	dirSubs map[string]map[*wakeup]bool     // directory → its subscribers; true: every event, false: entries coming and going only
 
 	events, errors atomic.Int64
 	pause          time.Duration
@@ -42,7 +43,7 @@ func NewWatcher(log *slog.Logger) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot create file watcher: %w", err)
 	}
-	return &Watcher{w: w, log: log, dirs: map[string]int{}, subs: map[string]map[*wakeup]struct{}{}}, nil
+	return &Watcher{w: w, log: log, dirs: map[string]int{}, subs: map[string]map[*wakeup]struct{}{}, dirSubs: map[string]map[*wakeup]bool{}}, nil
 }
 
 // SetPause makes Run wait d after each round of events before it takes the
@@ -64,7 +65,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 				return nil
 			}
 			w.events.Add(1)
-			w.dispatch(filepath.Clean(ev.Name))
+			w.dispatch(ev)
 			if w.pause > 0 {
 				w.drain()
 				select {
@@ -82,6 +83,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 			// Events may have been dropped: wake everybody once.
 			w.mu.Lock()
 			for _, s := range w.subs {
+				for wk := range s {
+					wk.notify()
+				}
+			}
+			for _, s := range w.dirSubs {
 				for wk := range s {
 					wk.notify()
 				}
@@ -113,17 +119,29 @@ func (w *Watcher) drain() {
 				return
 			}
 			w.events.Add(1)
-			w.dispatch(filepath.Clean(ev.Name))
+			w.dispatch(ev)
 		default:
 			return
 		}
 	}
 }
 
-func (w *Watcher) dispatch(path string) {
+// entryOps are the events that add, rename or remove a directory entry.
+const entryOps = fsnotify.Create | fsnotify.Rename | fsnotify.Remove
+
+func (w *Watcher) dispatch(ev fsnotify.Event) {
+	path := filepath.Clean(ev.Name)
 	w.mu.Lock()
 	for wk := range w.subs[path] {
 		wk.notify()
+	}
+	if ds := w.dirSubs[filepath.Dir(path)]; ds != nil {
+		entry := ev.Op&entryOps != 0
+		for wk, all := range ds {
+			if all || entry {
+				wk.notify()
+			}
+		}
 	}
 	w.mu.Unlock()
 }
@@ -140,18 +158,15 @@ func (wk *wakeup) notify() {
 // subscribe watches path's directory (once for all its paths) and returns
 // the channel that is signalled on events naming path and the function
 // that ends the subscription.
-func (w *Watcher) subscribe(path string) (<-chan struct{}, func(), error) {
+func (w *Watcher) subscribe(path string) (chan struct{}, func(), error) {
 	path = filepath.Clean(path)
 	dir := filepath.Dir(path)
 	wk := &wakeup{c: make(chan struct{}, 1)}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.dirs[dir] == 0 {
-		if err := w.w.Add(dir); err != nil {
-			return wk.c, func() {}, fmt.Errorf("cannot watch %s: %w", dir, err)
-		}
+	if err := w.addDir(dir); err != nil {
+		return wk.c, func() {}, err
 	}
-	w.dirs[dir]++
 	if w.subs[path] == nil {
 		w.subs[path] = map[*wakeup]struct{}{}
 	}
@@ -165,11 +180,61 @@ func (w *Watcher) subscribe(path string) (<-chan struct{}, func(), error) {
 			if len(w.subs[path]) == 0 {
 				delete(w.subs, path)
 			}
-			if w.dirs[dir]--; w.dirs[dir] <= 0 {
-				delete(w.dirs, dir)
-				_ = w.w.Remove(dir) // fails when the directory is gone, which is fine
-			}
+			w.removeDir(dir)
 		})
 	}
 	return wk.c, cancel, nil
+}
+
+// addDir watches dir unless it is watched already; the caller holds mu.
+func (w *Watcher) addDir(dir string) error {
+	if w.dirs[dir] == 0 {
+		if err := w.w.Add(dir); err != nil {
+			return fmt.Errorf("cannot watch %s: %w", dir, err)
+		}
+	}
+	w.dirs[dir]++
+	return nil
+}
+
+// removeDir drops one subscription of dir; the caller holds mu.
+func (w *Watcher) removeDir(dir string) {
+	if w.dirs[dir]--; w.dirs[dir] <= 0 {
+		delete(w.dirs, dir)
+		_ = w.w.Remove(dir) // fails when the directory is gone, which is fine
+	}
+}
+
+// NotifyDir watches dir and signals c, without blocking, whenever an entry
+// of dir is created, renamed or removed (a new log file, a rotation, a
+// new pod directory), and after a watcher error or overflow. Writes to
+// files do not signal it. cancel ends the subscription.
+func (w *Watcher) NotifyDir(dir string, c chan struct{}) (cancel func(), err error) {
+	return w.subscribeDir(filepath.Clean(dir), &wakeup{c: c}, false)
+}
+
+// subscribeDir signals wk on events in dir: every event with all, else
+// entries coming and going only.
+func (w *Watcher) subscribeDir(dir string, wk *wakeup, all bool) (func(), error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.addDir(dir); err != nil {
+		return func() {}, err
+	}
+	if w.dirSubs[dir] == nil {
+		w.dirSubs[dir] = map[*wakeup]bool{}
+	}
+	w.dirSubs[dir][wk] = all
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			delete(w.dirSubs[dir], wk)
+			if len(w.dirSubs[dir]) == 0 {
+				delete(w.dirSubs, dir)
+			}
+			w.removeDir(dir)
+		})
+	}, nil
 }
