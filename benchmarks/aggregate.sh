@@ -12,7 +12,7 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 for i in $(seq "$rounds"); do
 	GOMAXPROCS=1 go test -run '^$' -benchmem -count 1 -benchtime 4000000x \
-		-bench 'TDigestAdd|AggregatePreDecoded|AggregateNoRollups|DecodeAndAggregate' ./benchmarks/ |
+		-bench 'TDigestAdd|AggregatePreDecoded|AggregateNoRollups|DecodeAndAggregate|AggregateMultiPartition|AggregateOutOfOrder|AggregateLateEvents' ./benchmarks/ |
 		grep '^Benchmark' | tee -a "$out"
 done
 echo

@@ -26,8 +26,9 @@ import (
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
 )
 
-// OtherContainer is the container that samples of keys beyond the key cap
-// fold into, per (system, app, group, idc, metric name).
+// OtherContainer is the prefix of the containers that samples of keys
+// beyond the key cap fold into, per (system, app, group, idc, metric name):
+// aggregator.OverflowMethod of the partition they were read from.
 const OtherContainer = aggregator.OtherMethod
 
 // Key identifies one resource series: one metric of one container.
@@ -194,7 +195,7 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 		}
 		k := lk.key
 		k.Name = b.Symbol(s.Name)
-		ks, other := e.keyFor(k)
+		ks, other := e.keyFor(k, partition)
 		if other {
 			st.Overflow++
 		}
@@ -228,13 +229,13 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 
 // keyFor returns the state of k, creating it; beyond the key cap it returns
 // the fold key of k and true.
-func (e *Engine) keyFor(k Key) (*keyState, bool) {
+func (e *Engine) keyFor(k Key, partition int32) (*keyState, bool) {
 	if ks := e.keys[k]; ks != nil {
 		return ks, ks.other
 	}
 	other := false
 	if len(e.keys) >= e.cfg.MaxKeys {
-		k = Key{System: k.System, App: k.App, Group: k.Group, IDC: k.IDC, Container: OtherContainer, Name: k.Name}
+		k = Key{System: k.System, App: k.App, Group: k.Group, IDC: k.IDC, Container: aggregator.OverflowMethod(partition), Name: k.Name}
 		if ks := e.keys[k]; ks != nil {
 			return ks, true
 		}

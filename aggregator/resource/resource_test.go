@@ -288,7 +288,7 @@ func TestKeyCap(t *testing.T) {
 	panes, _ := e.Flush()
 	var other *Pane
 	for i := range panes {
-		if panes[i].Key.Container == OtherContainer {
+		if aggregator.IsOverflow(panes[i].Key.Container) {
 			other = &panes[i]
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/aggregator/resource"
 	"github.com/tpflow/tpflow/pipeline/codec"
 	"github.com/tpflow/tpflow/pipeline/kafka"
@@ -60,7 +61,7 @@ func metricKey(rp *resource.Pane) []byte { return kafka.MetricKey(rp.Key.Host, r
 // resourceOwnerKey is the groupHandler's ownerKey for resource panes: the
 // panes of the overflow container mix partitions.
 func resourceOwnerKey(rp *resource.Pane) []byte {
-	if rp.Key.Container == resource.OtherContainer {
+	if aggregator.IsOverflow(rp.Key.Container) {
 		return nil
 	}
 	return metricKey(rp)
