@@ -67,7 +67,16 @@ func TestAgentShipsLinesCallsKernelErrorsAndSamples(t *testing.T) {
 	})
 	// More lines after start are followed.
 	appendFile(t, filepath.Join(dir, "app.log"), perfLine(100, "Cart.del", 7, true)+"\n")
-	waitFor(t, "the appended call", func() bool { return len(calls.calls()) >= 101 })
+	// Its call and its log event go to different topics: wait for both.
+	waitFor(t, "the appended call and its log event", func() bool {
+		n := 0
+		for _, l := range logs.logs() {
+			if l.stream == StreamFile {
+				n++
+			}
+		}
+		return len(calls.calls()) >= 101 && n >= 102
+	})
 	r.stop(t)
 
 	var fileLines, kernel int
