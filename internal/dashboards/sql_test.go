@@ -705,7 +705,7 @@ func TestPanelSQLOnClickHouse(t *testing.T) {
 			RollupSeconds, RollupSeconds, lateRollupStart.Unix()),
 		"CREATE TABLE " + db + ".call_rollups_x2 AS " + db + ".call_rollups",
 		"INSERT INTO " + db + ".call_rollups_x2 SELECT pane_start, pane_seconds, system, app, group_name, idc, method, count * 2, errors * 2, sum_us, min_us, max_us * 2," +
-			" p50_us, p90_us, p99_us, p999_us, arrayMap(m -> m * 2, centroid_means), arrayMap(x -> x * 2, centroid_weights), version FROM " + db + ".call_rollups",
+			" p50_us, p90_us, p99_us, p999_us, arrayMap(m -> m * 2, centroid_means), arrayMap(x -> x * 2, centroid_weights), version, late_partition, late_offset FROM " + db + ".call_rollups",
 	} {
 		if err := conn.Exec(ctx, q); err != nil {
 			t.Fatalf("%v\n%s", err, q)
