@@ -127,7 +127,7 @@ func newTestHandler(t *testing.T, clk *testClock, stats, lateP *fakeProducer, j 
 	}
 	h := &groupHandler[aggregator.PaneStat]{
 		eng: callsEngine{eng}, log: slog.New(slog.DiscardHandler), m: m, tm: m.calls, prod: stats,
-		encode: func(panes []aggregator.PaneStat) ([]kafkago.Message, error) { return encode(panes, 1<<20, 1) },
+		encode:   func(panes []aggregator.PaneStat) ([]kafkago.Message, error) { return encode(panes, 1<<20, 1) },
 		lateProd: lateP,
 		encodeLate: func(events []aggregator.LateEvent) []kafkago.Message {
 			return late.Encode(events, 1<<20, 1)

@@ -63,7 +63,9 @@ func runSink(ctx context.Context, env *Env, cfg *Config) error {
 	return serveRole(ctx, env, cfg, reg, "sink", func(ctx context.Context) error {
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return sink.Run(gctx, cfg.Kafka, cfg.ClickHouse, cfg.Sink, reg, env.Logger) })
-		g.Go(func() error { return runLateMerger(gctx, cfg, cfg.Kafka, cfg.ClickHouse, reg, env.Logger.With("part", "late")) })
+		g.Go(func() error {
+			return runLateMerger(gctx, cfg, cfg.Kafka, cfg.ClickHouse, reg, env.Logger.With("part", "late"))
+		})
 		return g.Wait()
 	})
 }
