@@ -37,9 +37,21 @@ type Partition struct {
 	fetchedAt time.Time
 }
 
+// markerSlack is how many offsets past the last message a partition may
+// still have and count as caught up. Collectors write in transactions, and
+// a read_committed consumer never sees the commit marker that each
+// transaction ends with: after a producer's last commit the high-water mark
+// is one past its marker, so the last readable message is at least two
+// below it, and one more for every other producer that committed after it.
+// Up to markerSlack such markers are taken for caught up; a stalled
+// consumer with a backlog that small and silent for idle_timeout leaves its
+// events to the late path, which merges them exactly (DESIGN.md).
+const markerSlack = 16
+
 // caughtUp reports whether the partition's consumer has read everything up
-// to the last reported high-water mark (or none was reported).
-func (p *Partition) caughtUp() bool { return p.hwm < 0 || p.last+1 >= p.hwm }
+// to the last reported high-water mark, less the commit markers a
+// read_committed consumer cannot see (or none was reported).
+func (p *Partition) caughtUp() bool { return p.hwm < 0 || p.last+1+markerSlack >= p.hwm }
 
 // NewProgress returns the progress of an engine configured by cfg.
 func NewProgress(cfg Config) *Progress {

@@ -159,11 +159,12 @@ func TestBacklogIsNotIdle(t *testing.T) {
 	e, clk := newTestEngine(t, nil)
 	base := t0.UnixMilli()
 	store := replacing{}
-	// 20 messages were produced, one a second; the consumer read 10, then
-	// stalled for 2 × idle_timeout + grace.
+	// 40 messages were produced, one a second; the consumer read 10, then
+	// stalled for 2 × idle_timeout + grace, with a backlog well over the
+	// commit markers a read_committed consumer cannot see (markerSlack).
 	for s := int64(0); s < 10; s++ {
 		clk.t = t0.Add(time.Duration(s) * time.Second)
-		reportHighWaterMark(e, 0, 20)
+		reportHighWaterMark(e, 0, 40)
 		e.Ingest(0, s, batchOf(ev{kA, base + s*1000, 10, true}))
 	}
 	for s := int64(10); s < 400; s++ {
@@ -171,15 +172,15 @@ func TestBacklogIsNotIdle(t *testing.T) {
 		ps, _ := e.Flush()
 		store.add(ps...)
 	}
-	for s := int64(10); s < 20; s++ {
-		reportHighWaterMark(e, 0, 20)
+	for s := int64(10); s < 40; s++ {
+		reportHighWaterMark(e, 0, 40)
 		e.Ingest(0, s, batchOf(ev{kA, base + s*1000, 10, true}))
 	}
 	clk.t = clk.t.Add(10 * time.Minute)
 	ps, _ := e.Flush()
 	store.add(ps...)
-	if got := store.count(func(k Key) bool { return k == kA }); got != 20 {
-		t.Fatalf("published %d of 20 events: the stalled partition counted as idle and its backlog came late", got)
+	if got := store.count(func(k Key) bool { return k == kA }); got != 40 {
+		t.Fatalf("published %d of 40 events: the stalled partition counted as idle and its backlog came late", got)
 	}
 }
 

@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
 	"github.com/tpflow/tpflow/pipeline/codec"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
@@ -62,34 +60,35 @@ var idRE = regexp.MustCompile(`"id":(\d+)`)
 // records only, and hands each decoded batch to fn (from one goroutine per
 // partition, so fn must be safe for concurrent use) until ctx is done.
 func readEvents(ctx context.Context, t *testing.T, kcfg kafka.Config, topic string, wg *sync.WaitGroup, fn func(*tpflowpb.EventBatch)) {
-	for p := range kcfg.Partitions[topic] {
-		wg.Go(func() {
-			r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: kcfg.Brokers, Topic: kcfg.Topic(topic), Partition: p,
-				MinBytes: 1, MaxBytes: 32 << 20, MaxWait: 100 * time.Millisecond, IsolationLevel: kafkago.ReadCommitted})
-			defer r.Close()
-			var b codec.Batch
-			for {
-				m, err := r.FetchMessage(ctx)
-				if err != nil {
-					if ctx.Err() != nil {
-						return
-					}
-					time.Sleep(100 * time.Millisecond)
-					continue
-				}
-				err = codec.DecodeOptions{MaxBytes: kcfg.MaxMessageBytes}.Decode(m.Value, &b)
-				var full *tpflowpb.EventBatch
-				if err == nil {
-					full, err = b.Full()
-				}
-				if err != nil {
-					t.Errorf("%s message %d/%d of %d bytes does not decode as the sink decodes it: %v", topic, p, m.Offset, len(m.Value), err)
-					continue
-				}
-				fn(full)
-			}
-		})
+	// A group consumer of the project's (franz-go, read_committed): a
+	// kafka-go reader hands out transaction markers and aborted records.
+	c, err := kafka.NewConsumer(kcfg, kcfg.Topic(topic), fmt.Sprintf("read-events-%s-%d", topic, time.Now().UnixNano()), nil)
+	if err != nil {
+		t.Fatal(err)
 	}
+	wg.Go(func() {
+		defer c.Close()
+		var b codec.Batch
+		for {
+			m, err := c.Fetch(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				continue
+			}
+			err = codec.DecodeOptions{MaxBytes: kcfg.MaxMessageBytes}.Decode(m.Value, &b)
+			var full *tpflowpb.EventBatch
+			if err == nil {
+				full, err = b.Full()
+			}
+			if err != nil {
+				t.Errorf("%s message %d/%d of %d bytes does not decode as the sink decodes it: %v", topic, m.Partition, m.Offset, len(m.Value), err)
+				continue
+			}
+			fn(full)
+		}
+	})
 }
 
 // TestCollectStopWhileReadingKmsg runs `tpflow collect` with the default
