@@ -23,6 +23,6 @@ echo "test.sh: go test -race: $(wc -l <<<"$race") packages"
 raced=$((SECONDS - begin))
 echo "test.sh: go test without -race: $(wc -l <<<"$rest") packages"
 # shellcheck disable=SC2086
-"$GO" test -timeout 15m -count=1 $rest || status=1
+"$GO" test -timeout 25m -count=1 $rest || status=1
 echo "test.sh: race run ${raced}s, other run $((SECONDS - begin - raced))s, total $((SECONDS - begin))s; $([ $status = 0 ] && echo PASS || echo FAIL)"
 exit $status
