@@ -46,6 +46,7 @@ type runOptions struct {
 	// the in-process node collector (DATA-DIR/demo-logs).
 	DemoLogRate   int
 	DemoLogRotate time.Duration
+	DemoLogKeep   int
 }
 
 // Embedded broker bounds of `tpflow run`: a laptop must not fill its disk.
@@ -121,6 +122,7 @@ the split of the traffic.`,
 			fs.DurationVar(&o.DemoConfig.ErrorFor, "demo-error-for", d.ErrorFor, "length of each demo error burst")
 			fs.IntVar(&o.DemoLogRate, "demo-log-rate", dl.Rate, "demo calls per second written as log lines for the node collector")
 			fs.DurationVar(&o.DemoLogRotate, "demo-log-rotate", dl.Rotate, "how often the demo log files are rotated")
+			fs.IntVar(&o.DemoLogKeep, "demo-log-keep", dl.Keep, "how many rotated demo log files are kept per app")
 		},
 		role: func(ctx context.Context, env *Env, cfg *Config, args []string) error {
 			if err := o.DemoConfig.Validate(); err != nil {
@@ -313,7 +315,7 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 // directory.
 func (o runOptions) demoLogConfig() demo.LogConfig {
 	c := demo.DefaultLogConfig(filepath.Join(o.DataDir, "demo-logs"))
-	c.Rate, c.Rotate, c.Seed = o.DemoLogRate, o.DemoLogRotate, o.DemoConfig.Seed
+	c.Rate, c.Rotate, c.Keep, c.Seed = o.DemoLogRate, o.DemoLogRotate, o.DemoLogKeep, o.DemoConfig.Seed
 	return c
 }
 

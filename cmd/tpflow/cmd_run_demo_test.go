@@ -59,7 +59,11 @@ collect:
 		done <- run(ctx, []string{"run", "--demo", "--no-live", "--config", cfgPath, "--listen", listen,
 			"--clickhouse", "clickhouse://" + freeAddr(t) + "/tpflow", "--data-dir", dir,
 			"--demo-rate", "2000", "--demo-incident-after", incidentAfter.String(), "--demo-incident-for", incidentFor.String(), "--demo-error-after", "1h",
-			"--demo-log-rate", "200", "--demo-log-rotate", "5s"}, &stdout, &stderr)
+			"--demo-log-rate", "200", "--demo-log-rotate", "5s",
+			// Every rotated file is kept, so that the lines the collector
+			// counted can be counted from the files however long the
+			// machine takes to reach the checks below.
+			"--demo-log-keep", "100"}, &stdout, &stderr)
 	}()
 	exited := func() {
 		t.Helper()

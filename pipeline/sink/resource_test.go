@@ -117,7 +117,9 @@ func TestResourcePanesEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if int64(len(samples)) != st.Samples || len(samples) < 6*2*10 {
+	// On a loaded machine the generator may tick less often than every
+	// 100 ms; the check below needs one sample per series at least.
+	if int64(len(samples)) != st.Samples || len(samples) < 6*2 {
 		t.Fatalf("%d samples in the file, %d acknowledged", len(samples), st.Samples)
 	}
 
