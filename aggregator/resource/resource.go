@@ -401,3 +401,13 @@ func (e *Engine) HighWaterMark(partition int32, hwm int64) {
 	e.progress.HighWaterMark(partition, hwm)
 	e.mu.Unlock()
 }
+
+// Fetched records a fetch response of partition, with or without messages,
+// and its high-water mark: a consumer that reports every fetch makes its
+// partitions idle only while fetches succeed (see aggregator.Progress).
+func (e *Engine) Fetched(partition int32, hwm int64) {
+	now := e.now()
+	e.mu.Lock()
+	e.progress.Fetched(partition, hwm, now)
+	e.mu.Unlock()
+}
