@@ -63,6 +63,65 @@ func mustMetric(t *testing.T, addr, name string) float64 {
 	return v
 }
 
+// startDefaults starts ClickHouse, broker, aggregate and sink with the
+// shipped default configuration: only the addresses, and extra (more YAML
+// sections, e.g. collect's paths), are set. It returns the pipeline and the
+// aggregate and sink roles' HTTP addresses.
+func startDefaults(t *testing.T, extra string) (p *pipeline, aggAddr, sinkAddr string) {
+	t.Helper()
+	ch := chtest.Start(t)
+	dir := t.TempDir()
+	brokerAddr := freeAddr(t)
+	u, err := url.Parse(ch.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + database
+	cfgFile := filepath.Join(dir, "tpflow.yaml")
+	if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf("kafka:\n  brokers: [%q]\nclickhouse:\n  dsn: %q\n%s", brokerAddr, u.String(), extra)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p = &pipeline{t: t, dir: dir, brokerAddr: brokerAddr, cfgFile: cfgFile, ch: ch, database: database}
+	p.broker = start(t, dir, "broker", "broker", "--config", cfgFile, "--listen", brokerAddr,
+		"--data-dir", filepath.Join(dir, "broker"), "--sync-writes")
+	p.waitPort(brokerAddr)
+	aggAddr, sinkAddr = freeAddr(t), freeAddr(t)
+	p.agg = start(t, dir, "aggregate", "aggregate", "--config", cfgFile, "--listen", aggAddr)
+	p.sink = start(t, dir, "sink", "sink", "--config", cfgFile, "--listen", sinkAddr)
+	ccfg := clickhouse.DefaultConfig()
+	ccfg.DSN = ch.DSN()
+	ccfg.Database = database
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p.conn, err = clickhouse.Open(ctx, ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.conn.Close() })
+	return p, aggAddr, sinkAddr
+}
+
+// watch waits for d, failing the test as soon as one of procs exits.
+func watch(t *testing.T, d time.Duration, procs ...*proc) {
+	t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-deadline.C:
+			return
+		case <-tick.C:
+			for _, r := range procs {
+				if !r.alive() {
+					t.Fatalf("%s exited:\n%s", r.name, r.tail())
+				}
+			}
+		}
+	}
+}
+
 // TestLateDataAfterBrokerOutage runs broker, aggregate and sink with the
 // shipped default configuration (only the addresses are set) and stops
 // the broker for longer than the grace and than twice the idle time-out,
@@ -82,35 +141,8 @@ func TestLateDataAfterBrokerOutage(t *testing.T) {
 	defaults := aggregator.DefaultConfig()
 	outage := max(defaults.Grace, 2*defaults.IdleTimeout) + 2*defaults.IdleTimeout
 
-	ch := chtest.Start(t)
-	dir := t.TempDir()
-	brokerAddr := freeAddr(t)
-	u, err := url.Parse(ch.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + database
-	cfgFile := filepath.Join(dir, "tpflow.yaml")
-	if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf("kafka:\n  brokers: [%q]\nclickhouse:\n  dsn: %q\n", brokerAddr, u.String())), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := &pipeline{t: t, dir: dir, brokerAddr: brokerAddr, cfgFile: cfgFile, ch: ch, database: database}
-	p.broker = start(t, dir, "broker", "broker", "--config", cfgFile, "--listen", brokerAddr,
-		"--data-dir", filepath.Join(dir, "broker"), "--sync-writes")
-	p.waitPort(brokerAddr)
-	aggAddr, sinkAddr := freeAddr(t), freeAddr(t)
-	p.agg = start(t, dir, "aggregate", "aggregate", "--config", cfgFile, "--listen", aggAddr)
-	p.sink = start(t, dir, "sink", "sink", "--config", cfgFile, "--listen", sinkAddr)
-	ccfg := clickhouse.DefaultConfig()
-	ccfg.DSN = ch.DSN()
-	ccfg.Database = database
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	p.conn, err = clickhouse.Open(ctx, ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.conn.Close() })
+	p, aggAddr, sinkAddr := startDefaults(t, "")
+	dir, brokerAddr := p.dir, p.brokerAddr
 
 	// Traffic before the cut; the broker is killed right after it, so part
 	// of it may wait in the broker until the aggregator catches up.
@@ -126,21 +158,7 @@ func TestLateDataAfterBrokerOutage(t *testing.T) {
 	t.Logf("broker stopped for %s (grace %s, idle time-out %s)", outage, defaults.Grace, defaults.IdleTimeout)
 	// The aggregator and the sink stay up through the outage: wait it out
 	// while watching them.
-	deadline := time.NewTimer(outage)
-	tick := time.NewTicker(time.Second)
-	for waiting := true; waiting; {
-		select {
-		case <-deadline.C:
-			waiting = false
-		case <-tick.C:
-			for _, r := range []*proc{p.agg, p.sink} {
-				if !r.alive() {
-					t.Fatalf("%s exited during the outage:\n%s", r.name, r.tail())
-				}
-			}
-		}
-	}
-	tick.Stop()
+	watch(t, outage, p.agg, p.sink)
 	p.broker.start()
 	p.waitPort(brokerAddr)
 	back := time.Now()
@@ -158,6 +176,9 @@ func TestLateDataAfterBrokerOutage(t *testing.T) {
 			t.Fatalf("the aggregator's watermark did not catch up with the wall clock (%s %v, %v):\n%s", lag, ms[lag], err, p.agg.tail())
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	if ms, err := scrape(t, aggAddr); err == nil {
+		t.Logf("the held-back calls are produced %s after the broker came back, watermark lag %.1fs", time.Since(back).Round(time.Millisecond), ms[lag])
 	}
 	held := p.loadgen("held", "--keys", "20", "--duration", "3s", "--rate", "4000", "--seed", "23", "--truth", truth("held"),
 		"--backdate", time.Since(stopped).Round(time.Second).String())
