@@ -127,6 +127,17 @@ func TestFetchFeedHoldsTheWatermarkWhileFetchesFail(t *testing.T) {
 		feed.mu.Unlock()
 		waitFor("a fetch report", func() bool { return feed.count() > n })
 	}
+	// fetchFor lets fetches succeed from `from` for idle_timeout + 1s, in
+	// steps shorter than idle_timeout, and returns the clock at the end.
+	fetchFor := func(from time.Time) time.Time {
+		t.Helper()
+		end := from.Add(cfg.IdleTimeout + time.Second)
+		for at := from; at.Before(end); at = at.Add(cfg.IdleTimeout / 2) {
+			step(at)
+		}
+		step(end)
+		return end
+	}
 	flush := func() int64 {
 		t.Helper()
 		// Commits may fail while the group recovers from the outage;
@@ -139,11 +150,7 @@ func TestFetchFeedHoldsTheWatermarkWhileFetchesFail(t *testing.T) {
 	produce(t0)
 	waitFor("the first message", ingested(0))
 	// Caught up, fetching, silent: idle after idle_timeout of fetches.
-	idleAt := t0.Add(cfg.IdleTimeout + time.Second)
-	for at := t0; at.Before(idleAt); at = at.Add(cfg.IdleTimeout / 2) {
-		step(at)
-	}
-	step(idleAt)
+	idleAt := fetchFor(t0)
 	if wm := flush(); wm != idleAt.UnixMilli()-lateMs {
 		t.Fatalf("caught-up, fetching, silent partition: watermark %d, want the clock − lateness %d", wm, idleAt.UnixMilli()-lateMs)
 	}
@@ -170,11 +177,7 @@ func TestFetchFeedHoldsTheWatermarkWhileFetchesFail(t *testing.T) {
 		t.Fatalf("with the held calls in: watermark %d, want their latest − lateness %d", wm, want)
 	}
 	// Fetching and silent again: idle, and the held calls' panes come out.
-	done := back.Add(cfg.IdleTimeout + time.Second)
-	for at := back; at.Before(done); at = at.Add(cfg.IdleTimeout / 2) {
-		step(at)
-	}
-	step(done)
+	done := fetchFor(back)
 	if wm := flush(); wm != done.UnixMilli()-lateMs {
 		t.Fatalf("fetching and silent after the outage: watermark %d, want %d", wm, done.UnixMilli()-lateMs)
 	}
