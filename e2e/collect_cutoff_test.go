@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -36,22 +35,14 @@ func TestCollectCutOffLongerThanGrace(t *testing.T) {
 	begin := time.Now()
 	binary(t)
 	defaults := aggregator.DefaultConfig()
-	// Past the grace by the lateness and three panes: the calls of the
-	// first ~2 panes of the cut-off are beyond the grace when read.
-	cutoff := defaults.Grace + defaults.AllowedLateness + 3*defaults.Pane
-	const warm, after = 15 * time.Second, 15 * time.Second
+	// Past the grace by the lateness and five panes: the calls of the
+	// first ~20 s of the cut-off are beyond the grace when read (with three
+	// panes, runs saw 3 s to 10 s of them).
+	cutoff := defaults.Grace + defaults.AllowedLateness + 5*defaults.Pane
+	const warm, after = 10 * time.Second, 5 * time.Second
 
 	dir := t.TempDir()
-	logDir := filepath.Join(dir, "logs")
-	if err := os.Mkdir(logDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(logDir, "app.log")
-	// The file exists, empty, before the collector's first start, so the
-	// default tail.start (end) starts it at 0.
-	if err := os.WriteFile(logPath, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	logDir, logPath := emptyLog(t, dir)
 	p, aggAddr, sinkAddr := startDefaults(t, fmt.Sprintf(`collect:
   host: node-x
   state_file: %q
@@ -110,22 +101,10 @@ func TestCollectCutOffLongerThanGrace(t *testing.T) {
 	t.Logf("call_panes: every one of %d keys exact, %d live calls and %d collected lines, %s after the writer stopped",
 		len(want), liveTotal, written, settle)
 
-	dropped := mustMetric(t, aggAddr, "tpflow_aggregator_late_dropped_events_total")
-	toLate := mustMetric(t, aggAddr, "tpflow_aggregator_late_path_events_total")
-	corrections := mustMetric(t, aggAddr, "tpflow_aggregator_late_events_total")
-	merged := mustMetric(t, sinkAddr, "tpflow_late_pane_events_merged_total")
-	t.Logf("aggregator: late_dropped %v, to the late path %v, corrections within the grace %v; late merger merged %v into panes",
-		dropped, toLate, corrections, merged)
-	if dropped != 0 {
-		t.Errorf("the aggregator dropped %v late events", dropped)
-	}
 	// The precondition this test exists for: the restarted collector's
 	// oldest lines were beyond the grace and took the late path.
-	if merged == 0 {
+	if toLate, _ := checkLatePath(t, aggAddr, sinkAddr); toLate == 0 {
 		t.Errorf("no event took the late path: the cut-off of %s did not put the collector's lines beyond the grace", cutoff)
-	}
-	if merged != toLate {
-		t.Errorf("the late merger merged %v events into panes, the aggregator handed it %v", merged, toLate)
 	}
 	for _, r := range []*proc{p.agg, p.sink, p.broker, collector} {
 		if !r.alive() {

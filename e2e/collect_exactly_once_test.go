@@ -95,20 +95,27 @@ func metricValue(addr, name string) (float64, bool) {
 	return 0, false
 }
 
+// emptyLog creates dir/logs/app.log, empty, and returns the directory and
+// the file. The file exists before the collector's first start, so the
+// default tail.start (end) starts it at 0.
+func emptyLog(t *testing.T, dir string) (logDir, logPath string) {
+	t.Helper()
+	logDir = filepath.Join(dir, "logs")
+	if err := os.Mkdir(logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logPath = filepath.Join(logDir, "app.log")
+	if err := os.WriteFile(logPath, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return logDir, logPath
+}
+
 func TestCollectExactlyOnceAcrossKills(t *testing.T) {
 	binary(t)
 	ch := chtest.Start(t)
 	dir := t.TempDir()
-	logDir := filepath.Join(dir, "logs")
-	if err := os.Mkdir(logDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(logDir, "app.log")
-	// The file exists, empty, before the collector's first start, so the
-	// default tail.start (end) starts it at 0.
-	if err := os.WriteFile(logPath, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	logDir, logPath := emptyLog(t, dir)
 	u, err := url.Parse(ch.DSN())
 	if err != nil {
 		t.Fatal(err)
