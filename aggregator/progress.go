@@ -35,6 +35,9 @@ type Partition struct {
 	// fetchedAt is the wall clock of the last fetch report (Fetched); zero
 	// when the consumer reports high-water marks with messages only.
 	fetchedAt time.Time
+	// fetchingSince is when the current run of fetch reports began: the
+	// first report after none for idle_timeout (or ever).
+	fetchingSince time.Time
 }
 
 // markerSlack is how many offsets past the last message a partition may
@@ -94,11 +97,17 @@ func (g *Progress) HighWaterMark(partition int32, hwm int64) {
 
 // Fetched records a fetch response of the partition at now, with its
 // high-water mark, whether or not it held messages. A consumer that calls
-// it makes the partition idle only while such responses keep coming: while
-// fetches fail, the partition holds the watermark back.
+// it makes the partition idle only while such responses keep coming, and
+// only once they have come for idle_timeout: while fetches fail, the
+// partition holds the watermark back, and after they fail for
+// idle_timeout, the backlog the broker held meanwhile has idle_timeout to
+// arrive before the partition counts as idle again.
 func (g *Progress) Fetched(partition int32, hwm int64, now time.Time) {
 	p := g.part(partition)
 	p.hwm = hwm
+	if p.fetchingSince.IsZero() || now.Sub(p.fetchedAt) >= g.idle {
+		p.fetchingSince = now
+	}
 	p.fetchedAt = now
 }
 
@@ -107,7 +116,7 @@ func (p *Partition) idleAt(now time.Time, idle time.Duration) bool {
 	if now.Sub(p.lastSeen) < idle || !p.caughtUp() {
 		return false
 	}
-	return p.fetchedAt.IsZero() || now.Sub(p.fetchedAt) < idle
+	return p.fetchedAt.IsZero() || now.Sub(p.fetchedAt) < idle && now.Sub(p.fetchingSince) >= idle
 }
 
 // Event records an event time of the partition.

@@ -264,4 +264,25 @@ func TestIdleNeedsCaughtUpAndFetching(t *testing.T) {
 	if wm, _ := e2.Watermark(); wm != base-e2.lateMs {
 		t.Fatalf("partition with a backlog: watermark %d, want %d", wm, base-e2.lateMs)
 	}
+	// Fetches resume after an outage and find the partition caught up:
+	// the backlog the broker held may still be on its way, so the
+	// partition is idle only once fetches have succeeded for idle_timeout.
+	e3, clk3 := newTestEngine(t, nil)
+	e3.Fetched(2, 1)
+	e3.Ingest(2, 0, batchOf(ev{kA, base, 1, true}))
+	back := t0.Add(3 * idle)
+	for s := time.Duration(0); s < idle; s += time.Second {
+		clk3.t = back.Add(s)
+		e3.Fetched(2, 1)
+		e3.Flush()
+		if wm, _ := e3.Watermark(); wm != base-e3.lateMs {
+			t.Fatalf("%s after fetches resumed: watermark %d, want its events − lateness %d", s, wm, base-e3.lateMs)
+		}
+	}
+	clk3.t = back.Add(idle)
+	e3.Fetched(2, 1)
+	e3.Flush()
+	if wm, _ := e3.Watermark(); wm != clk3.t.UnixMilli()-e3.lateMs {
+		t.Fatalf("idle_timeout of fetches after the outage: watermark %d, want the wall clock − lateness %d", wm, clk3.t.UnixMilli()-e3.lateMs)
+	}
 }

@@ -35,9 +35,13 @@ const (
 	eoDatabase = "tpflow_eo"
 )
 
-// eoWriter appends perf-json lines "id" 0, 1, ... at eoRate.
+// eoWriter appends perf-json lines "id" 0, 1, ... dated now, at rate
+// lines/s (eoRate if 0), each with the JSON members labels (e.g.
+// `"app":"x",`) before its method.
 type eoWriter struct {
 	path    string
+	rate    int
+	labels  string
 	written atomic.Int64
 }
 
@@ -47,17 +51,21 @@ func (w *eoWriter) run(ctx context.Context) error {
 		return err
 	}
 	defer f.Close()
+	rate := w.rate
+	if rate == 0 {
+		rate = eoRate
+	}
 	start := time.Now()
 	buf := make([]byte, 0, 1<<20)
 	id := 0
 	for ctx.Err() == nil {
 		now := time.Now()
-		due := int(float64(now.Sub(start)) / float64(time.Second) * eoRate)
+		due := int(float64(now.Sub(start)) / float64(time.Second) * float64(rate))
 		ts := now.UTC().Format(time.RFC3339Nano)
 		buf = buf[:0]
 		for ; id < due; id++ {
-			buf = fmt.Appendf(buf, `{"ts":%q,"method":"M%d","latency_ms":%d,"ok":true,"level":"info","id":%d}`+"\n",
-				ts, id%eoMethods, 1+id%97, id)
+			buf = fmt.Appendf(buf, `{"ts":%q,%s"method":"M%d","latency_ms":%d,"ok":true,"level":"info","id":%d}`+"\n",
+				ts, w.labels, id%eoMethods, 1+id%97, id)
 		}
 		if len(buf) > 0 {
 			if _, err := f.Write(buf); err != nil {
@@ -87,20 +95,27 @@ func metricValue(addr, name string) (float64, bool) {
 	return 0, false
 }
 
+// emptyLog creates dir/logs/app.log, empty, and returns the directory and
+// the file. The file exists before the collector's first start, so the
+// default tail.start (end) starts it at 0.
+func emptyLog(t *testing.T, dir string) (logDir, logPath string) {
+	t.Helper()
+	logDir = filepath.Join(dir, "logs")
+	if err := os.Mkdir(logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logPath = filepath.Join(logDir, "app.log")
+	if err := os.WriteFile(logPath, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return logDir, logPath
+}
+
 func TestCollectExactlyOnceAcrossKills(t *testing.T) {
 	binary(t)
 	ch := chtest.Start(t)
 	dir := t.TempDir()
-	logDir := filepath.Join(dir, "logs")
-	if err := os.Mkdir(logDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(logDir, "app.log")
-	// The file exists, empty, before the collector's first start, so the
-	// default tail.start (end) starts it at 0.
-	if err := os.WriteFile(logPath, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	logDir, logPath := emptyLog(t, dir)
 	u, err := url.Parse(ch.DSN())
 	if err != nil {
 		t.Fatal(err)

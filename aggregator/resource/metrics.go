@@ -7,10 +7,10 @@ import (
 )
 
 type metrics struct {
-	samples, late, lateDropped prometheus.Counter
-	rejected                   *prometheus.CounterVec
-	overflow, counters, panes  prometheus.Counter
-	liveKeys, watermarkLag     prometheus.Gauge
+	samples, late             prometheus.Counter
+	rejected                  *prometheus.CounterVec
+	overflow, counters, panes prometheus.Counter
+	liveKeys, watermarkLag    prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -21,11 +21,10 @@ func newMetrics() *metrics {
 		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "tpflow", Subsystem: "resource", Name: name, Help: help})
 	}
 	return &metrics{
-		samples:     c("samples_total", "Metric samples aggregated into open resource panes."),
-		late:        c("late_samples_total", "Samples that arrived after their pane was final, within the grace: they produce a corrected pane."),
-		lateDropped: c("late_dropped_samples_total", "Samples that arrived after their pane's grace ended: dropped."),
+		samples: c("samples_total", "Metric samples aggregated into open resource panes."),
+		late:    c("late_samples_total", "Samples that arrived after their pane was final, within the grace: they produce a corrected pane."),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tpflow", Subsystem: "resource", Name: "rejected_samples_total",
-			Help: "Samples rejected by the time model (aggregator/DESIGN.md), by reason: too_old, too_far_future, invalid_time."}, []string{"reason"}),
+			Help: "Samples rejected by the time model (aggregator/DESIGN.md), by reason: too_old (also a sample whose pane's grace is over), too_far_future, invalid_time."}, []string{"reason"}),
 		overflow:     c("overflow_samples_total", "Samples of keys beyond the key cap, folded into the __other__ container."),
 		counters:     c("counter_samples_total", "Counter samples skipped: resource panes summarise gauges."),
 		panes:        c("panes_emitted_total", "Resource panes emitted, corrections included."),
@@ -40,7 +39,7 @@ func (m *metrics) register(r prometheus.Registerer) {
 	if r == nil {
 		return
 	}
-	for _, c := range []*prometheus.Counter{&m.samples, &m.late, &m.lateDropped, &m.overflow, &m.counters, &m.panes} {
+	for _, c := range []*prometheus.Counter{&m.samples, &m.late, &m.overflow, &m.counters, &m.panes} {
 		if err := r.Register(*c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

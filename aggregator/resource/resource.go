@@ -61,9 +61,10 @@ func (p *Pane) Avg() float64 {
 
 // IngestStats counts what Ingest did with a batch's samples.
 type IngestStats struct {
-	Accepted, Late, Dropped, Overflow, Counters int
+	Accepted, Late, Overflow, Counters int
 	// Rejected counts, per reason, the samples outside the accepted time
-	// range of aggregator's time model.
+	// range of aggregator's time model, and as too_old the samples whose
+	// pane's grace is over: resources have no late path (DESIGN.md).
 	Rejected [aggregator.NumReasons]int
 }
 
@@ -215,7 +216,6 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 	}
 	e.m.samples.Add(float64(st.Accepted))
 	e.m.late.Add(float64(st.Late))
-	e.m.lateDropped.Add(float64(st.Dropped))
 	for _, r := range aggregator.Reasons {
 		if st.Rejected[r] > 0 {
 			e.m.rejected.WithLabelValues(r.String()).Add(float64(st.Rejected[r]))
@@ -258,11 +258,13 @@ func clone(s string) string {
 	return string([]byte(s))
 }
 
-// late adds a sample whose pane is final: to the kept pane within the grace,
-// otherwise it is dropped and counted.
+// late adds a sample whose pane is final to the kept pane within the grace;
+// after it the sample is rejected as too_old. A resource pane's p95 is the
+// exact nearest rank of its raw samples, which the stored pane no longer
+// holds, so no late path can merge a sample into it exactly (DESIGN.md).
 func (e *Engine) late(ks *keyState, start int64, v float64, st *IngestStats) {
 	if aggregator.SatAdd(start, e.paneMs+e.graceMs) <= e.watermark {
-		st.Dropped++
+		st.Rejected[aggregator.ReasonTooOld]++
 		return
 	}
 	st.Late++
@@ -399,5 +401,15 @@ func (e *Engine) LiveKeys() int {
 func (e *Engine) HighWaterMark(partition int32, hwm int64) {
 	e.mu.Lock()
 	e.progress.HighWaterMark(partition, hwm)
+	e.mu.Unlock()
+}
+
+// Fetched records a fetch response of partition, with or without messages,
+// and its high-water mark: a consumer that reports every fetch makes its
+// partitions idle only while fetches succeed (see aggregator.Progress).
+func (e *Engine) Fetched(partition int32, hwm int64) {
+	now := e.now()
+	e.mu.Lock()
+	e.progress.Fetched(partition, hwm, now)
 	e.mu.Unlock()
 }

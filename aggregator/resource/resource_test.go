@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/pipeline/codec"
 	"github.com/tpflow/tpflow/schemas"
@@ -263,11 +265,20 @@ func TestLateAndCommit(t *testing.T) {
 	if len(panes) != 1 || !panes[0].Correction || panes[0].Count != 3 || panes[0].Version != 3 || panes[0].Max != 10 || panes[0].Sum != 14 {
 		t.Fatalf("correction: %+v", panes)
 	}
-	// Far past the grace: dropped.
+	// Far past the grace: resources have no late path, the sample is
+	// rejected as too_old and counted under that reason, and its pane is
+	// not published again.
 	c.t = time.UnixMilli(base + 10*60000)
 	e.Flush()
-	if st := e.Ingest(0, 14, batchOf(t, sample{key: k, ts: base + 500, v: 10})); st.Dropped != 1 {
-		t.Errorf("sample past the grace: %+v, want dropped", st)
+	before := testutil.ToFloat64(e.m.rejected.WithLabelValues("too_old"))
+	if st := e.Ingest(0, 14, batchOf(t, sample{key: k, ts: base + 500, v: 10})); st.Rejected[aggregator.ReasonTooOld] != 1 || st.Late != 0 || st.Accepted != 0 {
+		t.Errorf("sample past the grace: %+v, want rejected as too_old", st)
+	}
+	if got := testutil.ToFloat64(e.m.rejected.WithLabelValues("too_old")) - before; got != 1 {
+		t.Errorf("rejected_samples_total{reason=\"too_old\"} grew by %v, want 1", got)
+	}
+	if panes, _ := e.Flush(); len(panes) != 0 {
+		t.Errorf("a sample past the grace re-published %+v", panes)
 	}
 }
 

@@ -31,6 +31,10 @@ type engine[P any] interface {
 	// HighWaterMark reports a partition's high-water mark, from its
 	// latest message: a partition with a backlog is never idle.
 	HighWaterMark(partition int32, hwm int64)
+	// Fetched reports a fetch response of a partition, with or without
+	// messages, and its high-water mark: a caught-up partition is idle
+	// only while its fetches succeed.
+	Fetched(partition int32, hwm int64)
 }
 
 // callsEngine adapts an aggregator.Engine to engine.
@@ -172,6 +176,12 @@ func (h *groupHandler[P]) Assigned(ctx context.Context, s *kafka.Session) error 
 	h.s = s
 	return nil
 }
+
+// Fetched implements kafka.FetchReporter: every fetch response that
+// succeeded reaches the engine, so a partition whose fetches fail (broker
+// down or unreachable) never counts as idle and the watermark does not
+// follow the wall clock past the events it has yet to deliver.
+func (h *groupHandler[P]) Fetched(partition int32, hwm int64) { h.eng.Fetched(partition, hwm) }
 
 // Handle decodes one message and feeds it to the engine. It is called
 // concurrently, one goroutine per partition.

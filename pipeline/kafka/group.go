@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // GroupHandler is what a GroupConsumer drives, once per consumer group
@@ -34,6 +36,18 @@ type GroupHandler interface {
 	// within the group's rebalance timeout. ctx is not the Run context: it
 	// stays live for the flush even when Run's context is done.
 	Revoked(ctx context.Context, s *Session) error
+}
+
+// FetchReporter is implemented by a GroupHandler that must tell a caught-up
+// partition from one whose fetches fail (the aggregator's idle rule).
+// Fetched is called for every fetch response that succeeded for an assigned
+// partition, with or without records, with the partition's high-water mark
+// (the offset of the next record), and never while fetches fail: a broker
+// that is down or unreachable reports nothing. It is called from the
+// client's goroutines, in high-water-mark order per partition, and must
+// return quickly.
+type FetchReporter interface {
+	Fetched(partition int32, hwm int64)
 }
 
 // Session is one consumer group generation as a GroupHandler sees it. Its
@@ -179,6 +193,77 @@ type groupRun struct {
 	s   *Session
 
 	fail func(error) // records the first error and ends the poll loop
+
+	// feed reports fetch responses to a FetchReporter handler (nil
+	// otherwise).
+	feed *fetchFeed
+}
+
+// fetchFeed reports fetch responses to a FetchReporter. The records of a
+// fetch reach the poll loop with their partition's high-water mark; an
+// empty fetch response never does (the client drops it), so a client hook
+// learns of every fetch response read without error from a broker and
+// reports, for each assigned partition that broker leads, the high-water
+// mark last polled. A caught-up partition's mark does not change without
+// records, except by transaction markers, which a read_committed consumer
+// never reads: those the aggregator allows for (aggregator/DESIGN.md).
+type fetchFeed struct {
+	to    FetchReporter
+	topic string
+	// owned is the current generation's client and partitions; nil
+	// between generations, when nothing is reported.
+	owned atomic.Pointer[fetchOwned]
+
+	mu  sync.Mutex // orders the reports of a partition; guards hwm
+	hwm map[int32]int64
+}
+
+type fetchOwned struct {
+	cl    *kgo.Client
+	parts []int32
+}
+
+// polled records the high-water marks of a poll's partitions and reports
+// them, before their records are handled.
+func (f *fetchFeed) polled(fs kgo.Fetches) {
+	if f.owned.Load() == nil {
+		return
+	}
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if p.Topic != f.topic || p.Err != nil {
+			return
+		}
+		f.mu.Lock()
+		if p.HighWatermark >= f.hwm[p.Partition] {
+			f.hwm[p.Partition] = p.HighWatermark
+		}
+		f.to.Fetched(p.Partition, f.hwm[p.Partition])
+		f.mu.Unlock()
+	})
+}
+
+// OnBrokerRead implements kgo.HookBrokerRead: a fetch response read without
+// error from a broker reports every assigned partition it leads.
+func (f *fetchFeed) OnBrokerRead(meta kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if err != nil || key != kmsg.Fetch.Int16() {
+		return
+	}
+	o := f.owned.Load()
+	if o == nil {
+		return
+	}
+	for _, p := range o.parts {
+		if leader, _, lerr := o.cl.PartitionLeader(f.topic, p); lerr != nil || leader != meta.NodeID {
+			continue
+		}
+		f.mu.Lock()
+		hwm, ok := f.hwm[p]
+		if !ok {
+			hwm = -1
+		}
+		f.to.Fetched(p, hwm)
+		f.mu.Unlock()
+	}
 }
 
 // Run joins the group and drives h until ctx is done or h returns an
@@ -203,6 +288,10 @@ func (g *GroupConsumer) Run(ctx context.Context, h GroupHandler) error {
 	kopts, err := g.cfg.kgoOptions(g.logger)
 	if err != nil {
 		return fmt.Errorf("cannot join group %s: %w", g.group, err)
+	}
+	if fr, ok := h.(FetchReporter); ok {
+		r.feed = &fetchFeed{to: fr, topic: g.topic, hwm: map[int32]int64{}}
+		kopts = append(kopts, kgo.WithHooks(r.feed))
 	}
 	kopts = append(kopts,
 		kgo.ConsumerGroup(g.group),
@@ -267,6 +356,9 @@ func (r *groupRun) poll(ctx context.Context) {
 		if s == nil || !s.assigned {
 			r.cl.AllowRebalance()
 			continue
+		}
+		if r.feed != nil {
+			r.feed.polled(fs)
 		}
 		var wg sync.WaitGroup
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
@@ -334,6 +426,13 @@ func (r *groupRun) assigned(_ context.Context, cl *kgo.Client, assigned map[stri
 	r.smu.Lock()
 	defer r.smu.Unlock()
 	r.s = s
+	if r.feed != nil {
+		o := &fetchOwned{cl: cl}
+		for _, p := range s.parts {
+			o.parts = append(o.parts, int32(p))
+		}
+		r.feed.owned.Store(o)
+	}
 	g.generations.Inc()
 	g.logger.Info("consumer group generation started", "group", g.group, "topic", g.topic,
 		"generation", gen, "partitions", s.parts)
@@ -393,6 +492,9 @@ func (r *groupRun) end() {
 		return
 	}
 	r.s = nil
+	if r.feed != nil {
+		r.feed.owned.Store(nil)
+	}
 	s.cancel()
 	if s.assigned {
 		// The handler flushes with a context of its own: Run's may be
