@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tpflow/tpflow/internal/promreg"
 )
 
 type metrics struct {
@@ -40,29 +42,11 @@ func (m *metrics) register(r prometheus.Registerer) {
 	if r == nil {
 		return
 	}
-	for _, c := range []*prometheus.Counter{&m.samples, &m.late, &m.lateDropped, &m.overflow, &m.counters, &m.panes} {
-		if err := r.Register(*c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				panic("BUG: resource: " + err.Error())
-			}
-			*c = are.ExistingCollector.(prometheus.Counter)
-		}
-	}
-	if err := r.Register(m.rejected); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			panic("BUG: resource: " + err.Error())
-		}
-		m.rejected = are.ExistingCollector.(*prometheus.CounterVec)
-	}
-	for _, g := range []*prometheus.Gauge{&m.liveKeys, &m.watermarkLag} {
-		if err := r.Register(*g); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				panic("BUG: resource: " + err.Error())
-			}
-			*g = are.ExistingCollector.(prometheus.Gauge)
-		}
+	if err := errors.Join(
+		promreg.RegisterAll(r, &m.samples, &m.late, &m.lateDropped, &m.overflow, &m.counters, &m.panes),
+		promreg.RegisterAll(r, &m.rejected),
+		promreg.RegisterAll(r, &m.liveKeys, &m.watermarkLag),
+	); err != nil {
+		panic("BUG: resource: " + err.Error())
 	}
 }

@@ -1,6 +1,10 @@
 package late
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tpflow/tpflow/internal/promreg"
+)
 
 type metrics struct {
 	paneEvents, rollupEvents prometheus.Counter
@@ -27,10 +31,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, col := range []prometheus.Collector{m.paneEvents, m.rollupEvents, m.skipped, m.noSource, m.invalid, m.bad, m.retries, m.sinkWaits} {
-		if err := reg.Register(col); err != nil {
-			return nil, err
-		}
+	if err := promreg.RegisterAll(reg, &m.paneEvents, &m.rollupEvents, &m.skipped, &m.noSource, &m.invalid, &m.bad, &m.retries, &m.sinkWaits); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
