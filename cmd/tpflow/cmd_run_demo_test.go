@@ -14,10 +14,10 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tpflow/tpflow/aggregator/windowsapi"
 	"github.com/tpflow/tpflow/collectors/parse"
 	"github.com/tpflow/tpflow/pipeline/codec"
 	"github.com/tpflow/tpflow/pipeline/demo"
-	"github.com/tpflow/tpflow/pipeline/httpapi"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
 )
@@ -75,7 +75,7 @@ collect:
 	// (a) Once a rotation has happened and a window ends after it, the
 	// 1-minute window (which reaches back before the start) must count
 	// every line written before its end.
-	var resp httpapi.WindowsResponse
+	var resp windowsapi.WindowsResponse
 	deadline := time.Now().Add(25 * time.Second)
 	for {
 		exited()
