@@ -148,7 +148,7 @@ func TestLateDataAfterBrokerOutage(t *testing.T) {
 	// Live traffic first, so that the aggregator's watermark is at the
 	// wall clock again when the held-back calls arrive.
 	live := p.loadgen("live", "--keys", "20", "--duration", "30s", "--rate", "1000", "--seed", "22", "--truth", truth("live"))
-	lag := "tpflow_aggregator_watermark_lag_seconds"
+	lag := "tpflow_aggregate_watermark_lag_seconds"
 	for {
 		ms, err := scrape(t, aggAddr)
 		if v, ok := ms[lag]; err == nil && ok && v > 0 && v < (defaults.AllowedLateness+defaults.IdleTimeout).Seconds() {
@@ -170,10 +170,10 @@ func TestLateDataAfterBrokerOutage(t *testing.T) {
 	settle := p.waitCounts(want, 3*time.Minute)
 	t.Logf("%d calls over %d keys stored exactly, %s after the last load generator, %s after the broker came back", total, len(want), settle, time.Since(back))
 
-	dropped := mustMetric(t, aggAddr, "tpflow_aggregator_late_dropped_events_total")
-	toLate := mustMetric(t, aggAddr, "tpflow_aggregator_late_path_events_total")
-	corrections := mustMetric(t, aggAddr, "tpflow_aggregator_late_events_total")
-	merged := mustMetric(t, sinkAddr, "tpflow_late_pane_events_merged_total")
+	dropped := mustMetric(t, aggAddr, "tpflow_aggregate_late_dropped_events_total")
+	toLate := mustMetric(t, aggAddr, "tpflow_aggregate_late_path_events_total")
+	corrections := mustMetric(t, aggAddr, "tpflow_aggregate_late_events_total")
+	merged := mustMetric(t, sinkAddr, "tpflow_sink_late_pane_events_merged_total")
 	t.Logf("aggregator: late_dropped %v, to the late path %v, corrections within the grace %v; late merger merged %v into panes",
 		dropped, toLate, corrections, merged)
 	if dropped != 0 {

@@ -17,19 +17,19 @@ type metrics struct {
 
 func newMetrics() *metrics {
 	c := func(name, help string) prometheus.Counter {
-		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "tpflow", Subsystem: "resource", Name: name, Help: help})
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_aggregate_resource_" + name, Help: help})
 	}
 	g := func(name, help string) prometheus.Gauge {
-		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "tpflow", Subsystem: "resource", Name: name, Help: help})
+		return prometheus.NewGauge(prometheus.GaugeOpts{Name: "tpflow_aggregate_resource_" + name, Help: help})
 	}
 	return &metrics{
 		samples:     c("samples_total", "Metric samples aggregated into open resource panes."),
 		late:        c("late_samples_total", "Samples that arrived after their pane was final, within the grace: they produce a corrected pane."),
 		lateDropped: c("late_dropped_samples_total", "Samples that arrived after their pane's grace ended: dropped."),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tpflow", Subsystem: "resource", Name: "rejected_samples_total",
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tpflow_aggregate_resource_rejected_samples_total",
 			Help: "Samples rejected by the time model (aggregator/DESIGN.md), by reason: too_old, too_far_future, invalid_time."}, []string{"reason"}),
 		overflow:     c("overflow_samples_total", "Samples of keys beyond the key cap, folded into the __other__ container."),
-		counters:     c("counter_samples_total", "Counter samples skipped: resource panes summarise gauges."),
+		counters:     c("monotonic_samples_total", "Samples of counters (monotonic series) skipped: resource panes summarise gauges."),
 		panes:        c("panes_emitted_total", "Resource panes emitted, corrections included."),
 		liveKeys:     g("live_keys", "Resource keys held in memory."),
 		watermarkLag: g("watermark_lag_seconds", "Wall clock minus the resource watermark."),

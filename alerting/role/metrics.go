@@ -8,6 +8,10 @@ import (
 	"github.com/tpflow/tpflow/internal/promreg"
 )
 
+// MetricsPrefix starts the names of the alert role's metrics, those of its
+// aggregation engine included.
+const MetricsPrefix = "tpflow_alert_"
+
 // metrics are the alert role's Prometheus metrics.
 type metrics struct {
 	reg         prometheus.Registerer

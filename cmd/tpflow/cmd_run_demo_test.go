@@ -190,6 +190,9 @@ collect:
 	if !strings.Contains(after, " firing=0") || strings.Contains(after, "alert=") {
 		t.Errorf("resolved alert still shown: %s", after)
 	}
+	// Every part has counted by now: the exposition holds the metrics of
+	// the collect, aggregate, alert and demo parts with their labels.
+	checkMetricsWithPromtool(t, "run", scrape(t, base))
 
 	cancel()
 	select {

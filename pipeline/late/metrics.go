@@ -16,7 +16,7 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	c := func(name, help string) prometheus.Counter {
-		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "tpflow", Subsystem: "late", Name: name, Help: help})
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_sink_late_" + name, Help: help})
 	}
 	m := &metrics{
 		paneEvents:   c("pane_events_merged_total", "Late events merged into stored panes (call_panes)."),
