@@ -15,7 +15,7 @@
 //     runs, because it measures the same thing in each: the Kafka transport
 //     is tpflow_kafka_, the dead-letter queue tpflow_dlq_. The aggregation
 //     engine, run by the aggregate and the alert roles, takes the prefix of
-//     the role that runs it (aggregator.WithMetricsPrefix).
+//     the role that runs it (aggregator.WithMetrics).
 //   - Development tools (the demo generator of tpflow run) are tpflow_demo_.
 //
 // Names follow the Prometheus conventions that `promtool check metrics`
