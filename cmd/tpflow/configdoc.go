@@ -133,7 +133,7 @@ var keyDocs = map[string]string{
 	"broker.max_message_bytes": "Largest record batch the broker accepts (1 KiB-256 MiB); raised to fit kafka.max_message_bytes.",
 	"broker.http_listen":       "HOST:PORT `tpflow broker` serves /metrics, /healthz and /readyz on (port 0 picks one, logged at start-up); empty serves none.",
 
-	"http":        "The HTTP listener of every role: /metrics, /healthz, /readyz.",
+	"http":        "The HTTP listener of every role but the broker (broker.http_listen): /metrics, /healthz, /readyz and the role's own paths.",
 	"http.listen": "HOST:PORT to serve on; --listen overrides.",
 	"log":         "Structured logging (log/slog) to standard error.",
 	"log.level":   "debug, info, warn or error.",
