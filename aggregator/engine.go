@@ -207,9 +207,17 @@ func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = n
 // WithLogger sets the logger; the default discards.
 func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
 
-// WithRegisterer registers the engine's metrics with r.
-func WithRegisterer(r prometheus.Registerer) Option {
-	return func(e *Engine) { e.m.register(r) }
+// WithRegisterer registers the engine's metrics with r, named with
+// DefaultMetricsPrefix.
+func WithRegisterer(r prometheus.Registerer) Option { return WithMetrics(r, DefaultMetricsPrefix) }
+
+// WithMetrics registers the engine's metrics with r, each named prefix +
+// its name, for a role other than the aggregate role that runs an engine.
+func WithMetrics(r prometheus.Registerer, prefix string) Option {
+	return func(e *Engine) {
+		e.m = newMetrics(prefix)
+		e.m.register(r)
+	}
 }
 
 // New returns an Engine for a valid cfg.
@@ -224,7 +232,7 @@ func New(cfg Config, opts ...Option) (*Engine, error) {
 		graceMs: cfg.Grace.Milliseconds(),
 		now:     time.Now,
 		log:     slog.New(slog.DiscardHandler),
-		m:       newMetrics(),
+		m:       newMetrics(DefaultMetricsPrefix),
 		keys:    make(map[uint64]*keyState),
 		seed:    maphash.MakeSeed(),
 		pending: make(map[int64][]*keyState),

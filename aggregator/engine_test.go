@@ -182,7 +182,7 @@ func TestLateEventsWithinGraceCorrectBeyondGraceAreCounted(t *testing.T) {
 	if got := testutil.ToFloat64(e.m.late); got != 1 {
 		t.Errorf("late_events_total = %v, want 1", got)
 	}
-	if n, err := testutil.GatherAndCount(reg, "tpflow_aggregator_late_dropped_events_total"); err != nil || n != 1 {
+	if n, err := testutil.GatherAndCount(reg, "tpflow_aggregate_late_dropped_events_total"); err != nil || n != 1 {
 		t.Errorf("metric not registered: %d, %v", n, err)
 	}
 }

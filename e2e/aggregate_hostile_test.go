@@ -163,15 +163,15 @@ func TestHostileEventsThreeAggregators(t *testing.T) {
 		}
 	}
 	for i, addr := range addrs {
-		dropped := mustMetric(t, addr, "tpflow_aggregator_late_dropped_events_total")
-		toLate := mustMetric(t, addr, "tpflow_aggregator_late_path_events_total")
+		dropped := mustMetric(t, addr, "tpflow_aggregate_late_dropped_events_total")
+		toLate := mustMetric(t, addr, "tpflow_aggregate_late_path_events_total")
 		_, parts := lastGeneration(aggs[i])
 		t.Logf("%s: partitions [%s], late_dropped %v, to the late path %v", aggs[i].name, parts, dropped, toLate)
 		if dropped != 0 || toLate != 0 {
 			t.Errorf("%s: %v honest calls dropped, %v handed to the late path", aggs[i].name, dropped, toLate)
 		}
 	}
-	if merged := mustMetric(t, sinkAddr, "tpflow_late_pane_events_merged_total"); merged != 0 {
+	if merged := mustMetric(t, sinkAddr, "tpflow_sink_late_pane_events_merged_total"); merged != 0 {
 		t.Errorf("the late merger merged %v calls", merged)
 	}
 

@@ -108,10 +108,10 @@ func startDefaults(t *testing.T, extra string) (p *pipeline, aggAddr, sinkAddr s
 // the corrections within the grace.
 func checkLatePath(t *testing.T, aggAddr, sinkAddr string) (toLate, corrections float64) {
 	t.Helper()
-	dropped := mustMetric(t, aggAddr, "tpflow_aggregator_late_dropped_events_total")
-	toLate = mustMetric(t, aggAddr, "tpflow_aggregator_late_path_events_total")
-	corrections = mustMetric(t, aggAddr, "tpflow_aggregator_late_events_total")
-	merged := mustMetric(t, sinkAddr, "tpflow_late_pane_events_merged_total")
+	dropped := mustMetric(t, aggAddr, "tpflow_aggregate_late_dropped_events_total")
+	toLate = mustMetric(t, aggAddr, "tpflow_aggregate_late_path_events_total")
+	corrections = mustMetric(t, aggAddr, "tpflow_aggregate_late_events_total")
+	merged := mustMetric(t, sinkAddr, "tpflow_sink_late_pane_events_merged_total")
 	t.Logf("aggregator: late_dropped %v, to the late path %v, corrections within the grace %v; late merger merged %v into panes",
 		dropped, toLate, corrections, merged)
 	if dropped != 0 {
@@ -197,7 +197,7 @@ func TestLateDataAfterBrokerOutage(t *testing.T) {
 	// whose fetches fail is not idle, and after the outage it is idle only
 	// once fetches succeeded for idle_timeout): the correct behaviour, a
 	// consumer cut off from its backlog must not make that backlog late.
-	// The test then waited on tpflow_aggregator_watermark_lag_seconds,
+	// The test then waited on tpflow_aggregate_watermark_lag_seconds,
 	// which only a flush that advances the watermark sets: right after
 	// the restart it still held its pre-outage value (~31 s), the wait
 	// passed at once, and the held-back calls reached the aggregator in
@@ -206,10 +206,10 @@ func TestLateDataAfterBrokerOutage(t *testing.T) {
 	// emitted after the restart (so the lag was set by a flush after it)
 	// and a lag within the lateness + 10 s, so the watermark is past the
 	// held-back calls' panes + grace when they are produced.
-	emitted := "tpflow_aggregator_panes_emitted_total"
+	emitted := "tpflow_aggregate_panes_emitted_total"
 	atBack := mustMetric(t, aggAddr, emitted)
 	live := p.loadgen("live", "--keys", "20", "--duration", "30s", "--rate", "1000", "--seed", "22", "--truth", truth("live"))
-	lag := "tpflow_aggregator_watermark_lag_seconds"
+	lag := "tpflow_aggregate_watermark_lag_seconds"
 	for {
 		ms, err := scrape(t, aggAddr)
 		if v, ok := ms[lag]; err == nil && ok && ms[emitted] > atBack && v > 0 && v < (defaults.AllowedLateness+10*time.Second).Seconds() {

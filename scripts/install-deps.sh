@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # install-deps.sh installs what tpflow's build and tests need on Debian 12:
 # protoc (make generate), clickhouse-server/-client (storage tests) and
-# prometheus-alertmanager (alerting tests), chromium (the HTML report test
+# prometheus-alertmanager (alerting tests), prometheus (promtool checks
+# every role's /metrics), chromium (the HTML report test
 # screenshots the report headless), plus
 # the Go modules of go.mod. It is idempotent and a fast no-op when all is
 # installed: apt-get runs only when a package is missing.
@@ -9,7 +10,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(protobuf-compiler clickhouse-server clickhouse-client prometheus-alertmanager chromium)
+packages=(protobuf-compiler clickhouse-server clickhouse-client prometheus-alertmanager prometheus chromium)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tpflow/tpflow/internal/promreg"
 )
 
 type metrics struct {
@@ -45,22 +47,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	mc, mr := &m.calls, &m.resources
-	for _, c := range []*prometheus.Counter{&mc.messages, &mc.accepted, &mc.bad, &mc.redelivered, &mc.panes, &m.dropped, &m.publishErrors, &m.lateEvents,
-		&mr.messages, &mr.bad, &mr.redelivered, &mr.accepted, &mr.panes} {
-		if err := reg.Register(*c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return nil, err
-			}
-			*c = are.ExistingCollector.(prometheus.Counter)
-		}
-	}
-	if err := reg.Register(m.publishSeconds); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return nil, err
-		}
-		m.publishSeconds = are.ExistingCollector.(prometheus.Histogram)
+	if err := errors.Join(
+		promreg.RegisterAll(reg, &mc.messages, &mc.accepted, &mc.bad, &mc.redelivered, &mc.panes, &m.dropped, &m.publishErrors, &m.lateEvents,
+			&mr.messages, &mr.bad, &mr.redelivered, &mr.accepted, &mr.panes),
+		promreg.RegisterAll(reg, &m.publishSeconds),
+	); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -1,8 +1,16 @@
 package role
 
 import (
+	"errors"
+
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tpflow/tpflow/internal/promreg"
 )
+
+// MetricsPrefix starts the names of the alert role's metrics, those of its
+// aggregation engine included.
+const MetricsPrefix = "tpflow_alert_"
 
 // metrics are the alert role's Prometheus metrics.
 type metrics struct {
@@ -53,10 +61,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.messages, m.badMessages, m.panes, m.reloads, m.rules, m.evaluations, m.notified, m.logMessages, m.logLines} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := errors.Join(
+		promreg.RegisterAll(reg, &m.messages, &m.badMessages, &m.evaluations, &m.notified, &m.logLines),
+		promreg.RegisterAll(reg, &m.panes, &m.reloads, &m.logMessages),
+		promreg.RegisterAll(reg, &m.rules),
+	); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -78,7 +88,7 @@ func (m *metrics) sender(name string, sent, failed, dropped func() uint64) {
 		f := c.f
 		// Registration fails only for a duplicate receiver name, which
 		// newSenders never produces.
-		_ = m.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		_, _ = promreg.Register(m.reg, prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: c.name, Help: c.help, ConstLabels: labels,
 		}, func() float64 { return float64(f()) }))
 	}
@@ -92,10 +102,10 @@ func (m *metrics) logCounter(c interface {
 	if m.reg == nil {
 		return
 	}
-	_ = m.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+	_, _ = promreg.Register(m.reg, prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "tpflow_alert_log_lines_late_total", Help: "Log lines older than every log rule's window when they arrived.",
 	}, func() float64 { return float64(c.Late()) }))
-	_ = m.reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+	_, _ = promreg.Register(m.reg, prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "tpflow_alert_log_lines_dropped_total", Help: "Log lines not counted because a rule had its most groups.",
 	}, func() float64 { return float64(c.Dropped()) }))
 }

@@ -15,6 +15,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/tpflow/tpflow/alerting"
+	"github.com/tpflow/tpflow/internal/promreg"
 	"github.com/tpflow/tpflow/pipeline/codec"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas"
@@ -62,12 +63,8 @@ func newPublisher(prod *kafka.Producer, reg prometheus.Registerer, log *slog.Log
 			Name: "tpflow_alert_changes_written_total", Help: "Alert state changes written to the alerts topic.",
 		}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{p.dropped, p.written} {
-			if err := reg.Register(c); err != nil {
-				return nil, err
-			}
-		}
+	if err := promreg.RegisterAll(reg, &p.dropped, &p.written); err != nil {
+		return nil, err
 	}
 	return p, nil
 }

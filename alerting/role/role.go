@@ -102,7 +102,7 @@ func Run(ctx context.Context, kcfg kafka.Config, aggCfg aggregator.Config, cfg C
 	}
 	aggOpts := []aggregator.Option{aggregator.WithLogger(log)}
 	if reg != nil {
-		aggOpts = append(aggOpts, aggregator.WithRegisterer(reg))
+		aggOpts = append(aggOpts, aggregator.WithMetrics(reg, MetricsPrefix))
 	}
 	eng, err := aggregator.New(aggCfg, aggOpts...)
 	if err != nil {

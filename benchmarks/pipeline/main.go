@@ -288,7 +288,7 @@ log:
 	}
 	cpu0 := cpuOf(watched)
 	busy0 := busyCPU()
-	agg0, _ := scrape(aggAddr, "tpflow_aggregator_events_total")
+	agg0, _ := scrape(aggAddr, "tpflow_aggregate_events_total")
 	t0 := time.Now()
 	var lgs []*proc
 	for i := range o.loadgens {
@@ -327,7 +327,7 @@ log:
 						lgCPU[i] = c
 					}
 				}
-				v, err := scrape(aggAddr, "tpflow_aggregator_events_total")
+				v, err := scrape(aggAddr, "tpflow_aggregate_events_total")
 				if err == nil {
 					r.aggRates = append(r.aggRates, v-prev)
 					prev = v
@@ -343,7 +343,7 @@ log:
 	}
 	cpuLoad := cpuOf(watched)
 	r.busyLoad = busyCPU() - busy0
-	r.aggAtLoadEnd, _ = scrape(aggAddr, "tpflow_aggregator_events_total")
+	r.aggAtLoadEnd, _ = scrape(aggAddr, "tpflow_aggregate_events_total")
 	r.aggAtLoadEnd -= agg0
 	fetched, _ := scrape(aggAddr, `tpflow_kafka_consumed_messages_total{topic="tpflow.calls"}`)
 	if end, lag, err := groupLag(ctx, brokerAddr, "tpflow.calls", aggGroup, o.partitions); err == nil {
@@ -369,7 +369,7 @@ log:
 
 	// Drain: every produced call aggregated, then stored in call_panes.
 	err = poll(ctx, o.drainTimeout, 200*time.Millisecond, func() (bool, error) {
-		v, err := scrape(aggAddr, "tpflow_aggregator_events_total")
+		v, err := scrape(aggAddr, "tpflow_aggregate_events_total")
 		return err == nil && v-agg0 >= float64(r.produced), nil
 	})
 	if err == nil {

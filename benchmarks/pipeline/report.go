@@ -60,7 +60,7 @@ func (r *result) markdown(o options) string {
 	p("| measure | value |\n| --- | --- |\n")
 	p("| calls produced by loadgen | %d in %d messages in %s |\n", r.produced, r.messages, r.loadElapsed.Round(time.Millisecond))
 	p("| produced rate | **%.0f events/s** |\n", prodRate)
-	p("| aggregated during the load (`tpflow_aggregator_events_total`) | %.0f (%.0f events/s) |\n", r.aggAtLoadEnd, aggLoad)
+	p("| aggregated during the load (`tpflow_aggregate_events_total`) | %.0f (%.0f events/s) |\n", r.aggAtLoadEnd, aggLoad)
 	if len(r.aggRates) > 2 {
 		s := slices.Clone(r.aggRates[1 : len(r.aggRates)-1]) // drop the partial first and last second
 		slices.Sort(s)

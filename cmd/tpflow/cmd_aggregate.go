@@ -2,22 +2,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/aggregator/stream"
+	"github.com/tpflow/tpflow/pipeline/httpserver"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
@@ -59,7 +53,10 @@ func runAggregate(ctx context.Context, env *Env, cfg *Config, _ []string) error 
 	if err != nil {
 		return err
 	}
-	return serveRole(ctx, env, cfg, reg, "aggregator", run)
+	return serveRole(ctx, env, cfg.HTTP.Listen, reg, "aggregator", run, roleHTTP{
+		checks: map[string]httpserver.Check{"kafka": func(ctx context.Context) error { return stream.Ready(ctx, cfg.Kafka) }},
+		wait:   true,
+	})
 }
 
 // newAggregatePart builds the engine of the aggregator section and returns
@@ -74,65 +71,4 @@ func newAggregatePart(cfg *Config, kcfg kafka.Config, reg *prometheus.Registry, 
 		return stream.Run(ctx, kcfg, cfg.Aggregate, eng, reg, log)
 	}
 	return eng, run, nil
-}
-
-// serveRole runs part, one role's work, next to the HTTP listener of
-// http.listen until ctx is done. /readyz answers ok once part has started.
-// part returning before ctx is done is an error: a role never stops by
-// itself.
-func serveRole(ctx context.Context, env *Env, cfg *Config, reg *prometheus.Registry, name string, part func(context.Context) error) error {
-	var ready atomic.Bool
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serveRoleHTTP(gctx, cfg.HTTP.Listen, reg, ready.Load, env.Logger) })
-	g.Go(func() error {
-		ready.Store(true)
-		err := part(gctx)
-		if err == nil && gctx.Err() == nil {
-			err = errors.New(name + " stopped")
-		}
-		return err
-	})
-	err := g.Wait()
-	if ctx.Err() != nil && err == nil {
-		return nil
-	}
-	return err
-}
-
-// newRoleRegistry returns a registry with the Go and process collectors.
-func newRoleRegistry() *prometheus.Registry {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return reg
-}
-
-// serveRoleHTTP serves /metrics, /healthz and /readyz on addr until ctx is
-// done. /readyz answers 503 until ready reports true.
-func serveRoleHTTP(ctx context.Context, addr string, reg *prometheus.Registry, ready func() bool, log *slog.Logger) error {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("cannot serve HTTP: %w", err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	log.Info("serving HTTP", "addr", ln.Addr().String())
-	stop := context.AfterFunc(ctx, func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	})
-	defer stop()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("cannot serve HTTP on %s: %w", addr, err)
-	}
-	return nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tpflow/tpflow/alerting/role"
 	"github.com/tpflow/tpflow/collectors/metrics"
+	"github.com/tpflow/tpflow/pipeline/httpserver"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
@@ -123,7 +124,10 @@ func runAlert(ctx context.Context, env *Env, cfg *Config, args []string) error {
 	if err != nil {
 		return err
 	}
-	return serveRole(ctx, env, cfg, reg, "alert", run)
+	return serveRole(ctx, env, cfg.HTTP.Listen, reg, "alert", run, roleHTTP{
+		checks: map[string]httpserver.Check{"kafka": func(ctx context.Context) error { return role.Ready(ctx, cfg.Kafka) }},
+		wait:   true,
+	})
 }
 
 // newAlertPart checks the rules files of the alert section, so that a

@@ -2,16 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
-	"github.com/tpflow/tpflow/pipeline/httpapi"
+	"github.com/tpflow/tpflow/pipeline/httpserver"
 	"github.com/tpflow/tpflow/report"
 )
 
@@ -42,43 +38,38 @@ serves the same paths when ClickHouse is reachable.`,
 
 // runAPI is the api role.
 func runAPI(ctx context.Context, env *Env, cfg *Config) error {
-	l, err := net.Listen("tcp", cfg.HTTP.Listen)
-	if err != nil {
-		return fmt.Errorf("cannot listen for HTTP (choose another address with --listen): %w", err)
-	}
-	defer l.Close()
 	conn, err := clickhouse.Open(ctx, cfg.ClickHouse)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	env.Logger.Info("serving the query API", "addr", l.Addr().String(), "database", cfg.ClickHouse.Database)
-	base := httpapi.Handler(httpapi.Options{
-		Gatherer: newRoleRegistry(),
-		Checks:   map[string]httpapi.Check{"clickhouse": func(ctx context.Context) error { return conn.Ping(ctx) }},
+	env.Logger.Info("serving the query API", "database", cfg.ClickHouse.Database)
+	return serveRole(ctx, env, cfg.HTTP.Listen, newRoleRegistry(), "api", untilDone, roleHTTP{
+		checks:   map[string]httpserver.Check{"clickhouse": func(ctx context.Context) error { return conn.Ping(ctx) }},
+		routes:   queryAPIRoutes(conn, cfg, env.Logger),
+		profiler: true,
 	})
-	err = httpapi.Serve(ctx, l, mountQueryAPI(base, conn, cfg, env.Logger))
-	if err == nil || errors.Is(err, context.Canceled) {
-		return nil
+}
+
+// queryAPIRoutes are the routes of the report package's query API over
+// conn; tpflow run and tpflow api both serve them.
+func queryAPIRoutes(conn driver.Conn, cfg *Config, log *slog.Logger) []httpserver.Route {
+	api := report.NewAPI(conn, cfg.ClickHouse.Database, report.APIOptions{Logger: log.With("part", "api")}).Handler()
+	routes := make([]httpserver.Route, len(report.Paths))
+	for i, p := range report.Paths {
+		routes[i] = httpserver.Route{Pattern: p, Handler: api}
 	}
-	return err
+	return routes
 }
 
-// mountQueryAPI serves the report package's query API over conn next to
-// base's paths; tpflow run and tpflow api both use it.
-func mountQueryAPI(base http.Handler, conn driver.Conn, cfg *Config, log *slog.Logger) http.Handler {
-	api := report.NewAPI(conn, cfg.ClickHouse.Database, report.APIOptions{Logger: log.With("part", "api")})
-	return report.Mount(base, api.Handler())
-}
-
-// openQueryAPI connects to ClickHouse and mounts the query API next to
-// base's paths for tpflow run. When ClickHouse does not answer, it logs a
-// warning and returns base. The returned func closes the connection.
-func openQueryAPI(ctx context.Context, base http.Handler, cfg *Config, log *slog.Logger) (http.Handler, func()) {
+// openQueryAPI connects to ClickHouse and returns the query API's routes
+// for tpflow run. When ClickHouse does not answer, it logs a warning and
+// returns none. The returned func closes the connection.
+func openQueryAPI(ctx context.Context, cfg *Config, log *slog.Logger) ([]httpserver.Route, func()) {
 	conn, err := clickhouse.Open(ctx, cfg.ClickHouse)
 	if err != nil {
 		log.Warn("query API not served: cannot open ClickHouse", "err", err)
-		return base, func() {}
+		return nil, func() {}
 	}
-	return mountQueryAPI(base, conn, cfg, log), func() { _ = conn.Close() }
+	return queryAPIRoutes(conn, cfg, log), func() { _ = conn.Close() }
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/tpflow/tpflow/pipeline/httpserver"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
@@ -24,7 +25,9 @@ kafka section. Without a data dir (broker.data_dir or --data-dir) everything
 is kept in memory and lost when the broker stops; with one, records, topics
 and committed offsets survive a restart. Records older than broker.retention
 or beyond broker.retention_bytes are dropped. For a laptop, a small site and
-tests; production uses a Kafka cluster.`,
+tests; production uses a Kafka cluster. Serves /metrics, /healthz and
+/readyz on broker.http_listen (port 0, the default, picks a free port and
+logs it).`,
 		example: "tpflow broker --listen 127.0.0.1:9092\ntpflow broker --listen 127.0.0.1:9092 --data-dir /var/lib/tpflow/broker --sync-writes\ntpflow broker --config tpflow.yaml",
 		common:  true,
 		flags: func(fs *flag.FlagSet) {
@@ -51,8 +54,12 @@ func runBroker(ctx context.Context, env *Env, cfg *Config, _ []string) error {
 		return err
 	}
 	env.Logger.Info("broker ready", "addr", b.Addr(), "data_dir", cfg.Broker.DataDir)
-	<-ctx.Done()
-	return nil
+	if cfg.Broker.HTTPListen == "" {
+		return untilDone(ctx)
+	}
+	return serveRole(ctx, env, cfg.Broker.HTTPListen, newRoleRegistry(), "broker", untilDone, roleHTTP{
+		checks: map[string]httpserver.Check{"kafka": func(ctx context.Context) error { return kafka.Ready(ctx, kcfg) }},
+	})
 }
 
 // startBroker starts the embedded broker of bcfg, with room for the

@@ -2,15 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
-	"net"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/tpflow/tpflow/collectors/agent"
-	"github.com/tpflow/tpflow/pipeline/httpapi"
+	"github.com/tpflow/tpflow/pipeline/httpserver"
 )
 
 func collectCommand() *command {
@@ -69,27 +64,9 @@ func runCollect(ctx context.Context, env *Env, cfg *Config, _ []string) error {
 	if err != nil {
 		return err
 	}
-	l, err := net.Listen("tcp", cfg.HTTP.Listen)
-	if err != nil {
-		return fmt.Errorf("cannot listen for HTTP (choose another address with --listen): %w", err)
-	}
-	defer l.Close()
-	env.Logger.Info("collecting", "host", a.Host(), "sources", len(cfg.Collect.Sources), "state_file", cfg.Collect.StateFile, "http", l.Addr().String())
-	h := httpapi.Handler(httpapi.Options{Gatherer: reg, Checks: map[string]httpapi.Check{"kafka": a.Ready}})
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return httpapi.Serve(gctx, l, h) })
-	g.Go(func() error {
-		if err := a.Run(gctx); err != nil {
-			return err
-		}
-		if ctx.Err() == nil {
-			return errors.New("collector stopped")
-		}
-		return nil
+	env.Logger.Info("collecting", "host", a.Host(), "sources", len(cfg.Collect.Sources), "state_file", cfg.Collect.StateFile)
+	return serveRole(ctx, env, cfg.HTTP.Listen, reg, "collector", a.Run, roleHTTP{
+		checks:   map[string]httpserver.Check{"kafka": a.Ready},
+		profiler: true,
 	})
-	err = g.Wait()
-	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
-		return nil
-	}
-	return err
 }

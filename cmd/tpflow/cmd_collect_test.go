@@ -57,6 +57,34 @@ func TestCollectRefusesBadConfig(t *testing.T) {
 	}
 }
 
+// writeCallLog writes n perf-json call lines, dated now, to dir/app.log;
+// one in ten is an error.
+func writeCallLog(t *testing.T, dir string, n int) {
+	t.Helper()
+	var lines strings.Builder
+	for i := range n {
+		fmt.Fprintf(&lines, `{"ts":%d,"method":"Cart.add","latency_ms":%d,"ok":%t}`+"\n", time.Now().UnixMilli(), i%50, i%10 != 9)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app.log"), []byte(lines.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// collectSection is the collect section that tails dir/*.log from the
+// beginning, keeps its state in dir and reads no node metrics.
+func collectSection(dir string) string {
+	return fmt.Sprintf(`collect:
+  sources:
+    - {name: app, globs: [%q]}
+  host: node-1
+  state_file: %q
+  metrics_enabled: false
+  metrics: {kmsg: ""}
+  tail: {start: beginning}
+  batch: {max_age: 20ms}
+`, filepath.Join(dir, "*.log"), filepath.Join(dir, "state.json"))
+}
+
 // TestCollectRoleServesMetrics runs the collect role against the embedded
 // broker and reads its /readyz and /metrics: the lines of a log file are
 // counted as acknowledged events.
@@ -69,26 +97,9 @@ func TestCollectRoleServesMetrics(t *testing.T) {
 	}
 	defer br.Close()
 	dir := t.TempDir()
-	var lines strings.Builder
-	for i := range 50 {
-		fmt.Fprintf(&lines, `{"ts":%d,"method":"Cart.add","latency_ms":%d,"ok":true}`+"\n", time.Now().UnixMilli(), i)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "app.log"), []byte(lines.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeCallLog(t, dir, 50)
 	listen := freeAddr(t)
-	cfg := writeTemp(t, "tpflow.yaml", fmt.Sprintf(`kafka:
-  brokers: [%q]
-collect:
-  sources:
-    - {name: app, globs: [%q]}
-  host: node-1
-  state_file: %q
-  metrics_enabled: false
-  metrics: {kmsg: ""}
-  tail: {start: beginning}
-  batch: {max_age: 20ms}
-`, br.Addr(), filepath.Join(dir, "*.log"), filepath.Join(dir, "state.json")))
+	cfg := writeTemp(t, "tpflow.yaml", fmt.Sprintf("kafka:\n  brokers: [%q]\n", br.Addr())+collectSection(dir))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	var errOut bytes.Buffer

@@ -21,12 +21,13 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tpflow/tpflow/aggregator"
+	"github.com/tpflow/tpflow/aggregator/windowsapi"
 	"github.com/tpflow/tpflow/alerting"
 	"github.com/tpflow/tpflow/alerting/role"
 	"github.com/tpflow/tpflow/collectors/agent"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/demo"
-	"github.com/tpflow/tpflow/pipeline/httpapi"
+	"github.com/tpflow/tpflow/pipeline/httpserver"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/pipeline/sink"
 )
@@ -143,9 +144,9 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	// Listen first: a taken port should fail before anything starts.
-	l, err := net.Listen("tcp", cfg.HTTP.Listen)
+	l, err := listenHTTP(cfg.HTTP.Listen)
 	if err != nil {
-		return fmt.Errorf("cannot listen for HTTP (choose another address with --listen): %w", err)
+		return err
 	}
 	log.Info("http listening", "addr", l.Addr().String())
 	defer l.Close()
@@ -276,22 +277,22 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 			return nil
 		})
 	}
-	checks := map[string]httpapi.Check{
-		"kafka": func(ctx context.Context) error {
-			_, err := kafka.TopicPartitions(ctx, kcfg, kcfg.Topic(kafka.TopicCalls))
-			return err
+	h := roleHTTP{
+		checks: map[string]httpserver.Check{
+			"kafka": func(ctx context.Context) error { return kafka.Ready(ctx, kcfg, kafka.TopicCalls) },
 		},
+		routes:   []httpserver.Route{{Pattern: windowsapi.Path, Handler: windowsapi.Handler(eng, cfg.Aggregator.Windows)}},
+		profiler: true,
 	}
 	if chErr == nil {
-		checks["clickhouse"] = func(ctx context.Context) error { return dialDSN(ctx, ccfg.DSN) }
-	}
-	h := httpapi.Handler(httpapi.Options{Gatherer: prometheus.Gatherers{reg, alertReg, collectReg}, Checks: checks, Windows: eng, WindowLengths: cfg.Aggregator.Windows})
-	if chErr == nil {
-		var closeAPI func()
-		h, closeAPI = openQueryAPI(ctx, h, cfg, log)
+		h.checks["clickhouse"] = func(ctx context.Context) error { return dialDSN(ctx, ccfg.DSN) }
+		apiRoutes, closeAPI := openQueryAPI(ctx, cfg, log)
 		defer closeAPI()
+		h.routes = append(h.routes, apiRoutes...)
 	}
-	g.Go(func() error { return httpapi.Serve(gctx, l, h) })
+	g.Go(func() error {
+		return httpserver.Serve(gctx, l, h.handler(prometheus.Gatherers{reg, alertReg, collectReg}))
+	})
 
 	view := &liveView{w: env.Stdout, ansi: !o.NoLive && isTerminal(env.Stdout), window: liveWindowName(cfg.Aggregator.Windows), alerting: runAlerts != nil}
 	g.Go(func() error {
@@ -418,7 +419,7 @@ func (l *alertList) list() []alerting.Alert {
 }
 
 // runLive refreshes view once per pane until ctx is done.
-func runLive(ctx context.Context, view *liveView, src httpapi.WindowSource, alerts func() []alerting.Alert, acfg aggregator.Config, status func(time.Time) string) error {
+func runLive(ctx context.Context, view *liveView, src windowsapi.WindowSource, alerts func() []alerting.Alert, acfg aggregator.Config, status func(time.Time) string) error {
 	d := liveWindow(acfg.Windows)
 	t := time.NewTicker(acfg.Pane)
 	defer t.Stop()
@@ -428,11 +429,11 @@ func runLive(ctx context.Context, view *liveView, src httpapi.WindowSource, aler
 			return nil
 		case now := <-t.C:
 			kws := src.Windows(nil, d)
-			ws := make([]httpapi.Window, len(kws))
+			ws := make([]windowsapi.Window, len(kws))
 			for i, kw := range kws {
-				ws[i] = httpapi.FromKeyWindow(kw, d)
+				ws[i] = windowsapi.FromKeyWindow(kw, d)
 			}
-			httpapi.SortByP99(ws)
+			windowsapi.SortByP99(ws)
 			if err := view.render(now, ws, alerts(), status(now)); err != nil {
 				return fmt.Errorf("cannot write the live view: %w", err)
 			}
@@ -450,7 +451,7 @@ func liveWindow(ws []time.Duration) time.Duration {
 }
 
 func liveWindowName(ws []time.Duration) string {
-	return httpapi.FromKeyWindow(aggregator.KeyWindow{}, liveWindow(ws)).Window
+	return windowsapi.FromKeyWindow(aggregator.KeyWindow{}, liveWindow(ws)).Window
 }
 
 // demoState names the demo fault that is on at now, for the status line.

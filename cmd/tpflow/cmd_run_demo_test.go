@@ -14,10 +14,10 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tpflow/tpflow/aggregator/windowsapi"
 	"github.com/tpflow/tpflow/collectors/parse"
 	"github.com/tpflow/tpflow/pipeline/codec"
 	"github.com/tpflow/tpflow/pipeline/demo"
-	"github.com/tpflow/tpflow/pipeline/httpapi"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
 )
@@ -79,7 +79,7 @@ collect:
 	// (a) Once a rotation has happened and a window ends after it, the
 	// 1-minute window (which reaches back before the start) must count
 	// every line written before its end.
-	var resp httpapi.WindowsResponse
+	var resp windowsapi.WindowsResponse
 	deadline := time.Now().Add(25 * time.Second)
 	for {
 		exited()
@@ -194,6 +194,9 @@ collect:
 	if !strings.Contains(after, " firing=0") || strings.Contains(after, "alert=") {
 		t.Errorf("resolved alert still shown: %s", after)
 	}
+	// Every part has counted by now: the exposition holds the metrics of
+	// the collect, aggregate, alert and demo parts with their labels.
+	checkMetricsWithPromtool(t, "run", scrape(t, base))
 
 	cancel()
 	select {

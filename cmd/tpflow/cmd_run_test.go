@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpflow/tpflow/aggregator/windowsapi"
 	"github.com/tpflow/tpflow/pipeline/demo"
-	"github.com/tpflow/tpflow/pipeline/httpapi"
 )
 
 // syncBuffer is a bytes.Buffer safe for the concurrent writes of a running
@@ -96,7 +96,7 @@ func TestRunDemo(t *testing.T) {
 	base := "http://" + listen
 
 	// Poll the 10 s window until the incident method is in it.
-	var resp httpapi.WindowsResponse
+	var resp windowsapi.WindowsResponse
 	deadline := time.Now().Add(25 * time.Second)
 	for {
 		select {

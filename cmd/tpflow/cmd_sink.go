@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tpflow/tpflow/pipeline/httpserver"
 	"github.com/tpflow/tpflow/pipeline/sink"
 )
 
@@ -60,12 +61,15 @@ func runMigrate(ctx context.Context, env *Env, cfg *Config) error {
 // runSink is the sink role.
 func runSink(ctx context.Context, env *Env, cfg *Config) error {
 	reg := newRoleRegistry()
-	return serveRole(ctx, env, cfg, reg, "sink", func(ctx context.Context) error {
+	h := roleHTTP{checks: map[string]httpserver.Check{
+		"sink": func(ctx context.Context) error { return sink.Ready(ctx, cfg.Kafka, cfg.ClickHouse, cfg.Sink) },
+	}, wait: true}
+	return serveRole(ctx, env, cfg.HTTP.Listen, reg, "sink", func(ctx context.Context) error {
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return sink.Run(gctx, cfg.Kafka, cfg.ClickHouse, cfg.Sink, reg, env.Logger) })
 		g.Go(func() error {
 			return runLateMerger(gctx, cfg, cfg.Kafka, cfg.ClickHouse, reg, env.Logger.With("part", "late"))
 		})
 		return g.Wait()
-	})
+	}, h)
 }

@@ -192,7 +192,7 @@ func TestGoodConfigs(t *testing.T) {
 	}
 	full.Broker = kafka.BrokerConfig{
 		Listen: "0.0.0.0:19092", Advertise: "broker-1.example.net:19092", DataDir: "/var/lib/tpflow/broker",
-		Retention: 72 * time.Hour, RetentionBytes: 10 << 30, SyncWrites: true, MaxMessageBytes: 4 << 20,
+		Retention: 72 * time.Hour, RetentionBytes: 10 << 30, SyncWrites: true, MaxMessageBytes: 4 << 20, HTTPListen: "0.0.0.0:9190",
 	}
 	full.HTTP.Listen = ":9100"
 	full.Log = LogConfig{Level: "debug", Format: "json"}

@@ -131,8 +131,9 @@ var keyDocs = map[string]string{
 	"broker.retention_bytes":   "Cap on each partition's size in bytes; 0 means no cap (`tpflow run` caps it at 1 GiB).",
 	"broker.sync_writes":       "Fsync every produced batch before acknowledging it; needs data_dir; --sync-writes sets it.",
 	"broker.max_message_bytes": "Largest record batch the broker accepts (1 KiB-256 MiB); raised to fit kafka.max_message_bytes.",
+	"broker.http_listen":       "HOST:PORT `tpflow broker` serves /metrics, /healthz and /readyz on (port 0 picks one, logged at start-up); empty serves none.",
 
-	"http":        "The HTTP listener of every role: /metrics, /healthz, /readyz.",
+	"http":        "The HTTP listener of every role but the broker (broker.http_listen): /metrics, /healthz, /readyz and the role's own paths.",
 	"http.listen": "HOST:PORT to serve on; --listen overrides.",
 	"log":         "Structured logging (log/slog) to standard error.",
 	"log.level":   "debug, info, warn or error.",

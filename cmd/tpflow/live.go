@@ -10,8 +10,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tpflow/tpflow/aggregator/windowsapi"
 	"github.com/tpflow/tpflow/alerting"
-	"github.com/tpflow/tpflow/pipeline/httpapi"
 )
 
 // liveTop is how many methods the live view shows.
@@ -41,10 +41,10 @@ func isTerminal(w io.Writer) bool {
 }
 
 // render draws one refresh. ws must be sorted by TP99, slowest first
-// (httpapi.SortByP99); status is a short line about the pipeline (rates,
+// (windowsapi.SortByP99); status is a short line about the pipeline (rates,
 // lag, sink state) shown under the title; alerts are the alert role's
 // alerts, of which the firing ones are shown.
-func (v *liveView) render(now time.Time, ws []httpapi.Window, alerts []alerting.Alert, status string) error {
+func (v *liveView) render(now time.Time, ws []windowsapi.Window, alerts []alerting.Alert, status string) error {
 	v.b.Reset()
 	var firing []alerting.Alert
 	for _, a := range alerts {
@@ -100,7 +100,7 @@ func alertLabels(a alerting.Alert) string {
 	return b.String()
 }
 
-func (v *liveView) renderTable(now time.Time, ws []httpapi.Window, firing []alerting.Alert, status string) {
+func (v *liveView) renderTable(now time.Time, ws []windowsapi.Window, firing []alerting.Alert, status string) {
 	b := &v.b
 	b.WriteString("\x1b[H\x1b[2J") // home, clear screen
 	fmt.Fprintf(b, "tpflow — slowest methods by TP99 over the last %s    %s\n", v.window, now.Format("15:04:05"))
@@ -141,7 +141,7 @@ func (v *liveView) renderTable(now time.Time, ws []httpapi.Window, firing []aler
 
 // renderLine writes one line: the time, the number of keys and the three
 // slowest methods with their TP99, then every firing alert.
-func (v *liveView) renderLine(now time.Time, ws []httpapi.Window, firing []alerting.Alert, status string) {
+func (v *liveView) renderLine(now time.Time, ws []windowsapi.Window, firing []alerting.Alert, status string) {
 	b := &v.b
 	fmt.Fprintf(b, "%s window=%s keys=%d", now.Format(time.RFC3339), v.window, len(ws))
 	if status != "" {

@@ -6,16 +6,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpflow/tpflow/aggregator/windowsapi"
 	"github.com/tpflow/tpflow/alerting"
-	"github.com/tpflow/tpflow/pipeline/httpapi"
 )
 
-func liveWindows(n int) []httpapi.Window {
+func liveWindows(n int) []windowsapi.Window {
 	start := time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)
-	var ws []httpapi.Window
+	var ws []windowsapi.Window
 	for i := 0; i < n; i++ {
 		p99 := float64(1000 * (n - i))
-		ws = append(ws, httpapi.Window{
+		ws = append(ws, windowsapi.Window{
 			App: "app" + string(rune('a'+i%26)), Method: "method" + string(rune('A'+i%26)), Group: "g-prod-bj",
 			QPS: 12.5, ErrorRate: 0.015, P50Us: p99 / 5, P90Us: p99 / 2, P99Us: p99, P999Us: p99 * 2,
 			Start: start, End: start.Add(time.Minute),

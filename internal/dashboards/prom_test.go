@@ -151,7 +151,7 @@ func TestPromMetrics(t *testing.T) {
 // Prometheus panel reads is one our roles export.
 func TestPrometheusPanelsUseRegisteredMetrics(t *testing.T) {
 	reg := registeredMetrics(t)
-	if !reg["tpflow_aggregator_late_events_total"] || !reg["tpflow_sink_rows_total"] || !reg["process_cpu_seconds_total"] || !reg["tpflow_collect_lines_total"] {
+	if !reg["tpflow_aggregate_late_events_total"] || !reg["tpflow_sink_rows_total"] || !reg["process_cpu_seconds_total"] || !reg["tpflow_collect_lines_total"] {
 		t.Fatalf("the registry scan misses known metrics: %d names", len(reg))
 	}
 	queries := 0

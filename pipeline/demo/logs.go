@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tpflow/tpflow/internal/promreg"
 )
 
 // LogConfig configures the demo's log writer: the calls of a few apps of
@@ -314,12 +316,8 @@ func RunLogs(ctx context.Context, w *LogWriter, now func() time.Time, reg promet
 	if now == nil {
 		now = time.Now
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{w.lines, w.rotates} {
-			if err := reg.Register(c); err != nil {
-				return fmt.Errorf("cannot start demo log writer: %w", err)
-			}
-		}
+	if err := errors.Join(promreg.RegisterAll(reg, &w.lines), promreg.RegisterAll(reg, &w.rotates)); err != nil {
+		return fmt.Errorf("cannot start demo log writer: %w", err)
 	}
 	log.Info("demo log lines for the node collector", "logs", w.Describe())
 	t := time.NewTicker(w.cfg.Tick)

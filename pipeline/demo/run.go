@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tpflow/tpflow/internal/promreg"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
@@ -36,10 +37,9 @@ func Run(ctx context.Context, kcfg kafka.Config, g *Generator, now func() time.T
 	generated := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tpflow_demo_events_total", Help: "Call events the demo generator produced.",
 	})
-	if reg != nil {
-		if err := reg.Register(generated); err != nil {
-			return fmt.Errorf("cannot start demo generator: %w", err)
-		}
+	generated, err = promreg.Register(reg, generated)
+	if err != nil {
+		return fmt.Errorf("cannot start demo generator: %w", err)
 	}
 	log.Info("demo traffic", "rate", g.cfg.Rate, "topology", g.Describe(), "schedule", g.cfg.Schedule())
 

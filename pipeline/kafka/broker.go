@@ -38,6 +38,11 @@ type BrokerConfig struct {
 	SyncWrites bool `yaml:"sync_writes"`
 	// MaxMessageBytes is the largest record batch the broker accepts.
 	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// HTTPListen is the host:port the broker role serves /metrics,
+	// /healthz and /readyz on; port 0 picks a free port (logged at
+	// start-up); empty serves none. It is apart from http.listen so that a
+	// broker and a role can share one configuration file.
+	HTTPListen string `yaml:"http_listen"`
 }
 
 // DefaultBrokerConfig returns an in-memory broker on 127.0.0.1:9092 that
@@ -47,6 +52,7 @@ func DefaultBrokerConfig() BrokerConfig {
 		Listen:          "127.0.0.1:9092",
 		Retention:       7 * 24 * time.Hour,
 		MaxMessageBytes: 8 << 20,
+		HTTPListen:      "127.0.0.1:0",
 	}
 }
 
@@ -56,10 +62,16 @@ func (c BrokerConfig) Validate() error {
 	add := func(field, format string, args ...any) {
 		errs = append(errs, schemas.Fieldf(field, format, args...))
 	}
-	if _, port, err := net.SplitHostPort(c.Listen); err != nil {
-		add("listen", "%q is not a host:port address", c.Listen)
-	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		add("listen", "port %q out of range 0..65535", port)
+	listen := func(field, addr string) {
+		if _, port, err := net.SplitHostPort(addr); err != nil {
+			add(field, "%q is not a host:port address", addr)
+		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			add(field, "port %q out of range 0..65535", port)
+		}
+	}
+	listen("listen", c.Listen)
+	if c.HTTPListen != "" {
+		listen("http_listen", c.HTTPListen)
 	}
 	if c.Advertise != "" {
 		if _, port, err := net.SplitHostPort(c.Advertise); err != nil {

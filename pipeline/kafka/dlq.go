@@ -12,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/tpflow/tpflow/internal/promreg"
 )
 
 // Header keys the DLQ adds to every dead-lettered message.
@@ -58,7 +60,7 @@ func NewDLQ(cfg Config, classify func(error) string, reg prometheus.Registerer, 
 	if err != nil {
 		return nil, fmt.Errorf("cannot create DLQ: %w", err)
 	}
-	counter, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	counter, err := promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tpflow_dlq_messages_total",
 		Help: "Messages sent to the dead-letter topic, by source topic and reason class.",
 	}, []string{"topic", "reason"}))

@@ -1,9 +1,9 @@
 package kafka
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tpflow/tpflow/internal/promreg"
 )
 
 // Metrics are the Prometheus counters of producers and consumers. One
@@ -30,7 +30,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	var err error
 	vec := func(name, help string, labels ...string) *prometheus.CounterVec {
 		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
-		got, rerr := register(reg, v)
+		got, rerr := promreg.Register(reg, v)
 		if rerr != nil && err == nil {
 			err = rerr
 		}
@@ -46,7 +46,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m.rebalances = vec("tpflow_kafka_generations_total", "Consumer group generations this process joined.", "group")
 	counter := func(name, help string) prometheus.Counter {
 		c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
-		got, rerr := register(reg, c)
+		got, rerr := promreg.Register(reg, c)
 		if rerr != nil && err == nil {
 			err = rerr
 		}
@@ -58,24 +58,6 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		return nil, err
 	}
 	return m, nil
-}
-
-// register registers c on reg, returning the collector already registered
-// under the same description if there is one.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if reg == nil {
-		return c, nil
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
 }
 
 // Option configures a Producer, Consumer or GroupConsumer.

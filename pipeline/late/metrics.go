@@ -1,6 +1,10 @@
 package late
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tpflow/tpflow/internal/promreg"
+)
 
 type metrics struct {
 	paneEvents, rollupEvents prometheus.Counter
@@ -12,7 +16,7 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	c := func(name, help string) prometheus.Counter {
-		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "tpflow", Subsystem: "late", Name: name, Help: help})
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_sink_late_" + name, Help: help})
 	}
 	m := &metrics{
 		paneEvents:   c("pane_events_merged_total", "Late events merged into stored panes (call_panes)."),
@@ -27,10 +31,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, col := range []prometheus.Collector{m.paneEvents, m.rollupEvents, m.skipped, m.noSource, m.invalid, m.bad, m.retries, m.sinkWaits} {
-		if err := reg.Register(col); err != nil {
-			return nil, err
-		}
+	if err := promreg.RegisterAll(reg, &m.paneEvents, &m.rollupEvents, &m.skipped, &m.noSource, &m.invalid, &m.bad, &m.retries, &m.sinkWaits); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -65,7 +65,7 @@ func TestRunWaitsForTheSinkThenMerges(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	}()
-	waitFor(t, ctx, "the merger to wait for the sink", func() bool { return counter(t, reg, "tpflow_late_sink_waits_total") >= 2 })
+	waitFor(t, ctx, "the merger to wait for the sink", func() bool { return counter(t, reg, "tpflow_sink_late_sink_waits_total") >= 2 })
 	conn, _ := chdb.Open(t, ch.DSN(), ch.Database())
 	if _, ok := stored(t, conn, ccfg.Database, false, keyA, t0); ok {
 		t.Fatal("merged before the sink stored the stats produced earlier")
@@ -106,7 +106,7 @@ func TestRunWaitsForTheSinkThenMerges(t *testing.T) {
 	if string(dm.Key) != "garbage" || class == "" {
 		t.Errorf("DLQ holds %q with reason class %q, want the garbage message with a reason", dm.Key, class)
 	}
-	if got := counter(t, reg, "tpflow_late_dlq_messages_total"); got != 1 {
+	if got := counter(t, reg, "tpflow_sink_late_dlq_messages_total"); got != 1 {
 		t.Errorf("late messages sent to the DLQ: %v, want 1", got)
 	}
 }

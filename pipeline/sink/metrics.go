@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tpflow/tpflow/internal/promreg"
 )
 
 type metrics struct {
@@ -25,21 +27,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []**prometheus.CounterVec{&m.messages, &m.bad, &m.rows, &m.badRecords, &m.oversized} {
-		if err := reg.Register(*c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return nil, err
-			}
-			*c = are.ExistingCollector.(*prometheus.CounterVec)
-		}
-	}
-	if err := reg.Register(m.flushSeconds); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return nil, err
-		}
-		m.flushSeconds = are.ExistingCollector.(*prometheus.HistogramVec)
+	if err := errors.Join(
+		promreg.RegisterAll(reg, &m.messages, &m.bad, &m.rows, &m.badRecords, &m.oversized),
+		promreg.RegisterAll(reg, &m.flushSeconds),
+	); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -1,18 +1,12 @@
-package httpapi
+package windowsapi
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tpflow/tpflow/aggregator"
 )
@@ -45,27 +39,25 @@ func kw(app, method string, p99 float64) aggregator.KeyWindow {
 	}
 }
 
+// mux serves the handler under Path, as a role mounts it.
+func mux(src WindowSource, lengths []time.Duration) http.Handler {
+	m := http.NewServeMux()
+	m.Handle(Path, Handler(src, lengths))
+	return m
+}
+
 func get(t *testing.T, h http.Handler, url string) (int, string) {
 	t.Helper()
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	resp, err := http.Get(srv.URL + url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(body)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, url, nil))
+	return rec.Code, rec.Body.String()
 }
 
 func TestWindows(t *testing.T) {
 	src := &fakeSource{windows: []aggregator.KeyWindow{
 		kw("cart", "getCart", 3000), kw("order", "createOrder", 90000), kw("order", "getOrder", 12000),
 	}}
-	h := Handler(Options{Windows: src, WindowLengths: []time.Duration{time.Minute, 5 * time.Minute}})
+	h := mux(src, []time.Duration{time.Minute, 5 * time.Minute})
 
 	code, body := get(t, h, "/api/v1/windows")
 	if code != 200 {
@@ -113,7 +105,7 @@ func TestWindows(t *testing.T) {
 }
 
 func TestWindowsBadInput(t *testing.T) {
-	h := Handler(Options{Windows: &fakeSource{}, WindowLengths: []time.Duration{time.Minute, 5 * time.Minute}})
+	h := mux(&fakeSource{}, []time.Duration{time.Minute, 5 * time.Minute})
 	f := func(url, want string) {
 		t.Helper()
 		code, body := get(t, h, url)
@@ -129,98 +121,8 @@ func TestWindowsBadInput(t *testing.T) {
 
 func TestWindowsDefaultWithout1m(t *testing.T) {
 	src := &fakeSource{}
-	h := Handler(Options{Windows: src, WindowLengths: []time.Duration{10 * time.Second, 30 * time.Second}})
+	h := mux(src, []time.Duration{10 * time.Second, 30 * time.Second})
 	if code, body := get(t, h, "/api/v1/windows"); code != 200 || src.gotD != 10*time.Second {
 		t.Fatalf("status %d, window %s: %s", code, src.gotD, body)
-	}
-	if code, _ := get(t, Handler(Options{}), "/api/v1/windows"); code != http.StatusNotFound {
-		t.Fatalf("without a source: status %d, want 404", code)
-	}
-}
-
-func TestHealthAndReady(t *testing.T) {
-	var brokerErr error
-	h := Handler(Options{Checks: map[string]Check{
-		"broker": func(context.Context) error { return brokerErr },
-		"engine": func(context.Context) error { return nil },
-	}})
-	if code, body := get(t, h, "/healthz"); code != 200 || body != "ok\n" {
-		t.Fatalf("/healthz = %d %q", code, body)
-	}
-	if code, body := get(t, h, "/readyz"); code != 200 || body != "ready\n" {
-		t.Fatalf("/readyz = %d %q", code, body)
-	}
-	brokerErr = errors.New("cannot reach 127.0.0.1:9092")
-	code, body := get(t, h, "/readyz")
-	if code != http.StatusServiceUnavailable || !strings.Contains(body, "broker: cannot reach 127.0.0.1:9092") || strings.Contains(body, "engine") {
-		t.Fatalf("/readyz with a failing check = %d %q", code, body)
-	}
-	// A check that hangs is cut by the timeout.
-	h = Handler(Options{CheckTimeout: 50 * time.Millisecond, Checks: map[string]Check{
-		"slow": func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() },
-	}})
-	if code, body := get(t, h, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "slow: context deadline exceeded") {
-		t.Fatalf("/readyz with a hanging check = %d %q", code, body)
-	}
-}
-
-func TestMetrics(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "tpflow_test_total", Help: "test"})
-	reg.MustRegister(c)
-	c.Add(3)
-	code, body := get(t, Handler(Options{Gatherer: reg}), "/metrics")
-	if code != 200 || !strings.Contains(body, "tpflow_test_total 3") {
-		t.Fatalf("/metrics = %d %s", code, body)
-	}
-	if strings.Contains(body, "go_goroutines") {
-		t.Fatalf("/metrics serves the default registry, not the given one")
-	}
-}
-
-func TestServe(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, l, Handler(Options{})) }()
-	resp, err := http.Get("http://" + l.Addr().String() + "/healthz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("status %d", resp.StatusCode)
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Serve returned %v after cancel", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return after cancel")
-	}
-}
-
-func TestProfiler(t *testing.T) {
-	srv := httptest.NewServer(Handler(Options{}))
-	defer srv.Close()
-	for path, want := range map[string]string{
-		"/debug/pprof/":                  "goroutine",
-		"/debug/pprof/heap?debug=1":      "heap profile",
-		"/debug/pprof/goroutine?debug=1": "goroutine profile",
-	} {
-		resp, err := http.Get(srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
-			t.Errorf("GET %s: %d, body lacks %q", path, resp.StatusCode, want)
-		}
 	}
 }

@@ -1,99 +1,25 @@
-// Package httpapi is the HTTP surface every tpflow role serves: Prometheus
-// metrics, liveness, readiness, the Go profiler and, where the role holds an
-// aggregation engine, its current sliding windows as JSON.
-package httpapi
+// Package windowsapi serves the aggregation engine's current sliding
+// windows as JSON on /api/v1/windows, for the role that holds an engine.
+package windowsapi
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
-	"net/http/pprof"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/tpflow/tpflow/aggregator"
 )
+
+// Path is the pattern the handler is served under.
+const Path = "GET /api/v1/windows"
 
 // WindowSource is what /api/v1/windows reads: the window of length d of
 // every key for which match returns true. *aggregator.Engine implements it.
 type WindowSource interface {
 	Windows(match func(aggregator.Key) bool, d time.Duration) []aggregator.KeyWindow
-}
-
-// Check is one readiness check: nil when the part it checks is ready, else
-// the reason it is not.
-type Check func(ctx context.Context) error
-
-// Options configures Handler. Every field is optional.
-type Options struct {
-	// Gatherer serves /metrics; nil serves prometheus.DefaultGatherer.
-	Gatherer prometheus.Gatherer
-	// Checks are run by /readyz, by name; all must pass.
-	Checks map[string]Check
-	// Windows serves /api/v1/windows; nil answers 404 there.
-	Windows WindowSource
-	// WindowLengths are the windows the source keeps; the first is the
-	// default of the window parameter unless one of them is 1m.
-	WindowLengths []time.Duration
-	// CheckTimeout bounds all readiness checks together; 0 means 2s.
-	CheckTimeout time.Duration
-}
-
-// Handler returns the handler of /metrics, /healthz, /readyz,
-// /api/v1/windows and the Go profiler under /debug/pprof/ (as Prometheus
-// serves it: the listen address decides who may reach it).
-func Handler(o Options) http.Handler {
-	if o.Gatherer == nil {
-		o.Gatherer = prometheus.DefaultGatherer
-	}
-	if o.CheckTimeout <= 0 {
-		o.CheckTimeout = 2 * time.Second
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) { ready(w, r, o) })
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	if o.Windows != nil {
-		mux.HandleFunc("GET /api/v1/windows", func(w http.ResponseWriter, r *http.Request) { windows(w, r, o) })
-	}
-	return mux
-}
-
-func ready(w http.ResponseWriter, r *http.Request, o Options) {
-	ctx, cancel := context.WithTimeout(r.Context(), o.CheckTimeout)
-	defer cancel()
-	names := make([]string, 0, len(o.Checks))
-	for n := range o.Checks {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	var failed []string
-	for _, n := range names {
-		if err := o.Checks[n](ctx); err != nil {
-			failed = append(failed, fmt.Sprintf("%s: %v", n, err))
-		}
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if len(failed) > 0 {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintf(w, "not ready\n%s\n", strings.Join(failed, "\n"))
-		return
-	}
-	fmt.Fprintln(w, "ready")
 }
 
 // Window is one key's window in the /api/v1/windows answer. Latencies are
@@ -131,11 +57,18 @@ type errorResponse struct {
 // defaultWindow is the window parameter's default when the source keeps it.
 const defaultWindow = time.Minute
 
-func windows(w http.ResponseWriter, r *http.Request, o Options) {
+// Handler serves GET /api/v1/windows from src, which keeps the windows of
+// lengths: the first is the default of the window parameter unless one of
+// them is 1m.
+func Handler(src WindowSource, lengths []time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { windows(w, r, src, lengths) })
+}
+
+func windows(w http.ResponseWriter, r *http.Request, src WindowSource, lengths []time.Duration) {
 	q := r.URL.Query()
 	d := defaultWindow
-	if !slices.Contains(o.WindowLengths, d) && len(o.WindowLengths) > 0 {
-		d = o.WindowLengths[0]
+	if !slices.Contains(lengths, d) && len(lengths) > 0 {
+		d = lengths[0]
 	}
 	if s := q.Get("window"); s != "" {
 		v, err := time.ParseDuration(s)
@@ -145,9 +78,9 @@ func windows(w http.ResponseWriter, r *http.Request, o Options) {
 		}
 		d = v
 	}
-	if !slices.Contains(o.WindowLengths, d) {
-		names := make([]string, len(o.WindowLengths))
-		for i, l := range o.WindowLengths {
+	if !slices.Contains(lengths, d) {
+		names := make([]string, len(lengths))
+		for i, l := range lengths {
 			names[i] = formatDuration(l)
 		}
 		writeJSON(w, http.StatusBadRequest, errorResponse{Error: fmt.Sprintf("window: %s is not a configured window; use one of %s",
@@ -161,7 +94,7 @@ func windows(w http.ResponseWriter, r *http.Request, o Options) {
 			return (app == "" || k.App == app) && (method == "" || k.Method == method)
 		}
 	}
-	kws := o.Windows.Windows(match, d)
+	kws := src.Windows(match, d)
 	out := WindowsResponse{Window: formatDuration(d), Windows: make([]Window, 0, len(kws))}
 	for _, kw := range kws {
 		out.Windows = append(out.Windows, FromKeyWindow(kw, d))
@@ -213,24 +146,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v) // the client went away; nothing to do
-}
-
-// Serve serves h on l until ctx is done, then shuts down, giving open
-// requests up to 5 s. It returns nil after a shutdown caused by ctx.
-func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("cannot serve HTTP on %s: %w", l.Addr(), err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("cannot shut down HTTP on %s: %w", l.Addr(), err)
-	}
-	<-errc
-	return nil
 }
