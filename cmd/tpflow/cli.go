@@ -396,7 +396,9 @@ func writeCommandHelp(w io.Writer, c *command, fs *flag.FlagSet) {
 				line += " " + name
 			}
 			fmt.Fprintf(&b, "%s\n      %s", line, usage)
-			if f.DefValue != "" && f.DefValue != "false" {
+			// A flag that overrides a configuration key names the key's
+			// default in its usage; its own zero value is no default.
+			if f.DefValue != "" && f.DefValue != "false" && !strings.Contains(usage, "(default") {
 				fmt.Fprintf(&b, " (default %s)", f.DefValue)
 			}
 			b.WriteString("\n")

@@ -306,3 +306,24 @@ func TestRoleFlagOverrides(t *testing.T) {
 		}
 	}
 }
+
+func TestFlagHelpShowsOneDefault(t *testing.T) {
+	// A flag overriding a configuration key shows the key's default only,
+	// not also the flag's zero value ("(default from config: 1s) (default 0s)").
+	for _, c := range commands() {
+		_, out, _ := runCLI(t, c.name, "--help")
+		lines := strings.Split(out, "\n")
+		for i, line := range lines {
+			if i == 0 || !strings.HasPrefix(lines[i-1], "  --") {
+				continue // not a flag's usage line
+			}
+			if n := strings.Count(line, "(default"); n > 1 {
+				t.Errorf("%s --help: %d defaults in %q", c.name, n, line)
+			}
+		}
+	}
+	_, out, _ := runCLI(t, "aggregate", "--help")
+	if want := "overriding aggregate.flush_interval (default from config: 1s)\n"; !strings.Contains(out, want) {
+		t.Errorf("aggregate --help lacks %q:\n%s", want, out)
+	}
+}

@@ -497,3 +497,35 @@ func TestRunBrokerConfig(t *testing.T) {
 		t.Errorf("large: %+v", got)
 	}
 }
+
+func TestReadmeListsEverySection(t *testing.T) {
+	// The README's configuration section names every top-level section
+	// print-defaults prints.
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, conf, ok := strings.Cut(string(readme), "\n## Configuration\n")
+	if !ok {
+		t.Fatal("README has no Configuration section")
+	}
+	conf, _, _ = strings.Cut(conf, "\n## ")
+	var buf bytes.Buffer
+	if err := writeDefaults(&buf, DefaultConfig()); err != nil {
+		t.Fatal(err)
+	}
+	sections := 0
+	for _, l := range strings.Split(buf.String(), "\n") {
+		if l == "" || l[0] == ' ' || l[0] == '#' {
+			continue
+		}
+		sections++
+		name, _, _ := strings.Cut(l, ":")
+		if !strings.Contains(conf, "`"+name+"`") {
+			t.Errorf("README's Configuration section does not name the section `%s`", name)
+		}
+	}
+	if sections < 10 {
+		t.Errorf("print-defaults printed %d top-level sections, want at least 10", sections)
+	}
+}
