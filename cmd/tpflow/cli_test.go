@@ -193,7 +193,7 @@ func TestBadFlagsAndArguments(t *testing.T) {
 func TestRoleWithBadConfigExits1(t *testing.T) {
 	bad := writeTemp(t, "tpflow.yaml", "aggregator:\n  pane: ten\n")
 	code, out, errOut := runCLI(t, "aggregate", "--config", bad)
-	want := bad + ":2: aggregator.pane: cannot parse \"ten\" as a duration\n"
+	want := bad + ":2:9: aggregator.pane: cannot parse \"ten\" as a duration\n"
 	if code != exitError || out != "" || errOut != want {
 		t.Errorf("exit %d, stdout %q, stderr %q; want exit 1, %q", code, out, errOut, want)
 	}
@@ -226,9 +226,9 @@ func TestConfigCheck(t *testing.T) {
 
 	bad := writeTemp(t, "bad.yaml", "kafka:\n  compression: brotli\n  brokerz: []\nlog:\n  level: loud\n")
 	code, out, errOut = runCLI(t, "config", "check", bad)
-	want := bad + ":2: kafka.compression: unknown compression \"brotli\"; use none, gzip, snappy, lz4 or zstd\n" +
-		bad + ":3: kafka: unknown key \"brokerz\" (did you mean \"brokers\"?)\n" +
-		bad + ":5: log.level: must be debug, info, warn or error, got \"loud\"\n"
+	want := bad + ":2:3: kafka.compression: unknown compression \"brotli\"; use none, gzip, snappy, lz4 or zstd\n" +
+		bad + ":3:3: kafka: unknown key \"brokerz\" (did you mean \"brokers\"?)\n" +
+		bad + ":5:3: log.level: must be debug, info, warn or error, got \"loud\"\n"
 	if code != exitError || out != "" || errOut != want {
 		t.Errorf("bad: exit %d, stdout %q, stderr:\n%s\nwant:\n%s", code, out, errOut, want)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+
+	"github.com/tpflow/tpflow/internal/config/sections"
 )
 
 func configCommand() *command {
@@ -34,7 +36,7 @@ the file keeps its default. Durations are Go durations such as "10s".`,
 			if fs.NFlag() > 0 {
 				return usageError("print-defaults takes no flags")
 			}
-			return writeDefaults(env.Stdout, DefaultConfig())
+			return sections.WriteDefaults(env.Stdout, DefaultConfig())
 		case "check":
 			switch {
 			case len(args) > 2:
