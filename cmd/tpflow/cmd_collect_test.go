@@ -49,10 +49,10 @@ func TestCollectRefusesBadConfig(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
 		}
 	}
-	// A topology file that does not parse is refused with its line too.
+	// A topology file that does not parse is refused with its line and column too.
 	topo := writeTemp(t, "topology.yaml", "rules:\n  - match: {pod: \"[\"}\n    labels: {app: x}\n")
 	code, _, errOut = runCLI(t, "collect", "--topology", topo, "--listen", "127.0.0.1:1")
-	if code == exitOK || !strings.Contains(errOut, topo+":2: invalid topology") {
+	if code == exitOK || !strings.Contains(errOut, topo+":2:13: rules[0].match.pod: bad pattern") {
 		t.Errorf("bad topology: exit %d, stderr %q", code, errOut)
 	}
 }

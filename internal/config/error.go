@@ -26,18 +26,22 @@ type Issue struct {
 	Source string
 }
 
-// String formats the issue as "FILE:LINE:COL: PATH: MSG", naming the source
-// of a value that is not in the file.
+// String formats the issue as "FILE:LINE:COL: PATH: MSG" ("LINE:COL: PATH:
+// MSG" without a file name), naming the source of a value that is not in
+// the file.
 func (i Issue) String() string {
 	var b strings.Builder
-	if i.File != "" {
-		b.WriteString(i.File)
-		if i.Line > 0 {
-			fmt.Fprintf(&b, ":%d", i.Line)
-			if i.Column > 0 {
-				fmt.Fprintf(&b, ":%d", i.Column)
-			}
+	b.WriteString(i.File)
+	if i.Line > 0 {
+		if i.File != "" {
+			b.WriteString(":")
 		}
+		fmt.Fprintf(&b, "%d", i.Line)
+		if i.Column > 0 {
+			fmt.Fprintf(&b, ":%d", i.Column)
+		}
+	}
+	if i.File != "" || i.Line > 0 {
 		b.WriteString(": ")
 	}
 	if i.Path != "" {
