@@ -168,6 +168,7 @@ func Decode(name string, data []byte, v any) (*Source, error) {
 		if e.isKey || e.used || e.typ == nil || e.node.Kind != yaml.ScalarNode {
 			continue
 		}
+		t := deref(e.typ)
 		switch {
 		case isNull(e.node) && (e.typ.Kind() == reflect.Slice || e.typ.Kind() == reflect.Map):
 			// yaml.v3 empties a list or map given no value; it keeps
@@ -175,14 +176,14 @@ func Decode(name string, data []byte, v any) (*Source, error) {
 			if dst, def := valueAt(rv, e.path), valueAt(defaults, e.path); dst.IsValid() && def.IsValid() && dst.CanSet() {
 				dst.Set(def)
 			}
-		case e.typ.Kind() == reflect.Bool && e.node.ShortTag() == "!!str":
+		case t.Kind() == reflect.Bool && e.node.ShortTag() == "!!str":
 			// yaml.v3 takes yes, on and the like for true; the
 			// configuration says true or false.
 			src.addIssue(e.issue(fmt.Sprintf("cannot parse %s as a boolean (true or false)", describe(e.node))))
-		case isInt(e.typ) && e.node.ShortTag() == "!!float":
+		case isInt(t) && e.node.ShortTag() == "!!float":
 			// yaml.v3 truncates 1.5 to 1.
 			src.addIssue(e.issue(fmt.Sprintf("cannot parse %s as an integer", describe(e.node))))
-		case isFloat(e.typ) && e.node.ShortTag() == "!!float":
+		case isFloat(t) && e.node.ShortTag() == "!!float":
 			if f, err := strconv.ParseFloat(strings.TrimPrefix(e.node.Value, "+"), 64); err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 				src.addIssue(e.issue(fmt.Sprintf("cannot parse %s as a number", describe(e.node))))
 			}
@@ -192,6 +193,13 @@ func Decode(name string, data []byte, v any) (*Source, error) {
 		src.issues[i].File = name
 	}
 	return src, nil
+}
+
+func deref(t reflect.Type) reflect.Type {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t
 }
 
 func isInt(t reflect.Type) bool {
@@ -351,7 +359,7 @@ func (x *index) find(line int, ok func(*entry) bool) *entry {
 
 // typeMessage says why the node of e does not decode into its type.
 func typeMessage(e *entry) string {
-	n, t := e.node, e.typ
+	n, t := e.node, deref(e.typ)
 	if e.isKey {
 		return "expected a key, got " + describe(n)
 	}
@@ -543,4 +551,20 @@ func describe(n *yaml.Node) string {
 		return strconv.Quote(n.Value)
 	}
 	return "nothing"
+}
+
+// Strings is a list of strings that may also be written as one string:
+// "by: app" is "by: [app]".
+type Strings []string
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (s *Strings) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*s = Strings{n.Value}
+		return nil
+	}
+	var l []string
+	err := n.Decode(&l)
+	*s = l
+	return err
 }
