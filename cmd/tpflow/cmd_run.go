@@ -128,7 +128,7 @@ the split of the traffic.`,
 				return usageError("%v", err)
 			}
 			if err := o.demoLogConfig().Validate(); err != nil {
-				return usageError("%v", err)
+				return usageError("demo logs: %v", err)
 			}
 			return runAllRoles(ctx, env, cfg, o, args)
 		},
