@@ -80,6 +80,17 @@ func TestLoad(t *testing.T) {
 	if _, err := Load(p); err == nil || !errors.Is(err, ErrInvalid) || !strings.HasPrefix(err.Error(), p+":2:13: rules[0].match.pod: ") {
 		t.Errorf("Load = %v, want an error starting with %s:2:13:", err, p)
 	}
+	// Unknown keys (with a suggestion) and values of the wrong type name
+	// the file, line and column too.
+	if err := os.WriteFile(p, []byte("default: {system: a}\nrules:\n  - match: {pod: a}\n    lables: {app: b}\n  - match: {pod: [a]}\n    labels: {app: c}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := p + `:3:5: rules[0]: no labels` + "\n" +
+		p + `:4:5: rules[0]: unknown key "lables" (did you mean "labels"?)` + "\n" +
+		p + `:5:18: rules[1].match.pod: expected a string, got a list`
+	if _, err := Load(p); err == nil || !errors.Is(err, ErrInvalid) || err.Error() != want {
+		t.Errorf("Load = %v, want\n%s", err, want)
+	}
 	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
 		t.Error("missing file loaded")
 	}

@@ -109,7 +109,7 @@ func (s *Source) Issue(path, msg string) Issue {
 // flagFor reports the flag that set path or a parent of it.
 func (s *Source) flagFor(path string) (string, bool) {
 	for p, f := range s.flags {
-		if path == p || strings.HasPrefix(path, p+".") || strings.HasPrefix(path, p+"[") {
+		if path == p || under(path, p) {
 			return f, true
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 
 	"github.com/tpflow/tpflow/schemas"
 )
@@ -116,7 +117,7 @@ func (s *Source) Report(err error) error {
 			issues = append(issues, Issue{File: s.file, Msg: e.Error()})
 			continue
 		}
-		if s.failed[fe.Field] {
+		if s.afterFailure(fe.Field) {
 			continue
 		}
 		issues = append(issues, s.Issue(fe.Field, fe.Msg))
@@ -126,6 +127,22 @@ func (s *Source) Report(err error) error {
 	}
 	sortIssues(issues)
 	return &Error{Issues: issues}
+}
+
+// afterFailure reports whether path, a parent of it or a value under it
+// failed to decode: a complaint about it would only echo the decode error.
+func (s *Source) afterFailure(path string) bool {
+	for f := range s.failed {
+		if f == path || under(path, f) || under(f, path) {
+			return true
+		}
+	}
+	return false
+}
+
+// under reports whether path is a value under parent.
+func under(path, parent string) bool {
+	return strings.HasPrefix(path, parent) && len(path) > len(parent) && (path[len(parent)] == '.' || path[len(parent)] == '[')
 }
 
 // Issues returns the problems found while decoding.
