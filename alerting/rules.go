@@ -243,11 +243,11 @@ type ValidationError struct {
 
 func (e *ValidationError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s:%d: ", e.File, e.Line)
+	fmt.Fprintf(&b, "%s:%d", e.File, e.Line)
 	if e.Column > 0 {
-		b.Reset()
-		fmt.Fprintf(&b, "%s:%d:%d: ", e.File, e.Line, e.Column)
+		fmt.Fprintf(&b, ":%d", e.Column)
 	}
+	b.WriteString(": ")
 	if e.Rule != "" {
 		fmt.Fprintf(&b, "rule %q: ", e.Rule)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/tpflow/tpflow/schemas"
@@ -79,11 +80,9 @@ func walk(v reflect.Value, path string, errs *[]error) {
 }
 
 func sortKeys(keys []reflect.Value) {
-	for i := 1; i < len(keys); i++ {
-		for j := i; j > 0 && fmt.Sprint(keys[j].Interface()) < fmt.Sprint(keys[j-1].Interface()); j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
+	slices.SortFunc(keys, func(a, b reflect.Value) int {
+		return strings.Compare(fmt.Sprint(a.Interface()), fmt.Sprint(b.Interface()))
+	})
 }
 
 // atPath returns err as a *schemas.FieldError under path.
