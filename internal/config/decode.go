@@ -260,11 +260,9 @@ func (x *index) walk(n *yaml.Node, t reflect.Type, path string, depth int) {
 	if n == nil || depth > 100 {
 		return
 	}
+	// An alias is not followed: its anchor is indexed where it stands,
+	// and expanding aliases could grow without bound.
 	x.entries = append(x.entries, &entry{path: path, node: n, typ: t})
-	if n.Kind == yaml.AliasNode {
-		x.walk(n.Alias, t, path, depth+1)
-		return
-	}
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
