@@ -2,6 +2,7 @@ package alerting
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tpflow/tpflow/aggregator"
+	"github.com/tpflow/tpflow/schemas"
 )
 
 // WindowSource reads sliding windows; aggregator.Engine implements it.
@@ -95,18 +97,20 @@ func DefaultConfig() Config {
 	return Config{Interval: 15 * time.Second, ResendDelay: time.Minute, ResolvedRetention: 15 * time.Minute}
 }
 
-// Validate reports a configuration that cannot work.
+// Validate reports every value that cannot work, each as a
+// *schemas.FieldError.
 func (c Config) Validate() error {
+	var errs []error
 	if c.Interval <= 0 {
-		return fmt.Errorf("alerting: interval must be positive, got %s", c.Interval)
+		errs = append(errs, schemas.Fieldf("interval", "must be positive, got %s", c.Interval))
 	}
 	if c.ResendDelay <= 0 {
-		return fmt.Errorf("alerting: resend_delay must be positive, got %s", c.ResendDelay)
+		errs = append(errs, schemas.Fieldf("resend_delay", "must be positive, got %s", c.ResendDelay))
 	}
 	if c.ResolvedRetention < 0 {
-		return fmt.Errorf("alerting: resolved_retention must not be negative, got %s", c.ResolvedRetention)
+		errs = append(errs, schemas.Fieldf("resolved_retention", "must not be negative, got %s", c.ResolvedRetention))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Manager evaluates the rules of a RuleSet against a WindowSource and keeps
@@ -207,7 +211,7 @@ func (m *Manager) OnStateChange(f NotifyFunc) { m.onChange = f }
 // time.Now and log to a discarding logger.
 func NewManager(cfg Config, rules *RuleSet, src WindowSource, notify NotifyFunc, now func() time.Time, log *slog.Logger) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("alerting: %w", err)
 	}
 	if now == nil {
 		now = time.Now

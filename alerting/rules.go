@@ -18,7 +18,7 @@ import (
 	"text/template"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/tpflow/tpflow/internal/config"
 )
 
 // Measure names what a rule compares with its threshold.
@@ -234,16 +234,20 @@ func (r *Rule) perKey() bool {
 
 // ValidationError is one problem with one field of a rules file.
 type ValidationError struct {
-	File  string
-	Line  int
-	Rule  string // empty for file-level problems
-	Field string
-	Msg   string
+	File         string
+	Line, Column int
+	Rule         string // empty for file-level problems
+	Field        string
+	Msg          string
 }
 
 func (e *ValidationError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s:%d: ", e.File, e.Line)
+	fmt.Fprintf(&b, "%s:%d", e.File, e.Line)
+	if e.Column > 0 {
+		fmt.Fprintf(&b, ":%d", e.Column)
+	}
+	b.WriteString(": ")
 	if e.Rule != "" {
 		fmt.Fprintf(&b, "rule %q: ", e.Rule)
 	}
@@ -279,193 +283,254 @@ func LoadFile(path string) ([]*Rule, error) {
 	return ParseRules(path, data)
 }
 
+// ruleFile is a rules file as written: a mapping with one key, rules.
+type ruleFile struct {
+	Rules []ruleSpec `yaml:"rules"`
+}
+
+// ruleSpec is one rule as written. Durations and the threshold stay text
+// until the measure says how to read them; a nil pointer is a key the
+// rule does not have.
+type ruleSpec struct {
+	Name          *string           `yaml:"name"`
+	Selector      map[string]string `yaml:"selector"`
+	Measure       *string           `yaml:"measure"`
+	Pattern       *string           `yaml:"pattern"`
+	Classes       *config.Strings   `yaml:"classes"`
+	CompareTo     *string           `yaml:"compare_to"`
+	Window        *string           `yaml:"window"`
+	Op            *string           `yaml:"op"`
+	Threshold     *string           `yaml:"threshold"`
+	For           *string           `yaml:"for"`
+	KeepFiringFor *string           `yaml:"keep_firing_for"`
+	By            *config.Strings   `yaml:"by"`
+	Labels        map[string]string `yaml:"labels"`
+	Annotations   map[string]string `yaml:"annotations"`
+}
+
+const ruleKeys = "name, selector, measure, pattern, classes, compare_to, window, op, threshold, for, keep_firing_for, by, labels, annotations"
+
 // ParseRules validates the rules file data; file names it in errors. A file
 // is a mapping with one key, rules, holding a list of rules. Every problem
-// found is reported, each with its file, line and field.
+// found is reported, each with its file, line, column and field.
 func ParseRules(file string, data []byte) ([]*Rule, error) {
-	p := &parser{file: file}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, &invalidRules{[]error{&ValidationError{File: file, Line: yamlErrLine(err), Msg: err.Error()}}}
+	var f ruleFile
+	src, err := config.Decode(file, data, &f)
+	if err != nil {
+		return nil, &invalidRules{issueErrors(file, err, nil)}
 	}
+	p := &parser{file: file, src: src}
+	// A rule with a key that did not decode is reported with that key
+	// only: its other checks would guess.
+	broken := map[int]bool{}
+	for _, is := range src.Issues() {
+		if i, ok := ruleIndex(is.Path); ok {
+			broken[i] = true
+		}
+	}
+	p.errs = issueErrors(file, src.Report(nil), f.Rules)
 	var rules []*Rule
-	if len(doc.Content) > 0 {
-		rules = p.top(doc.Content[0])
+	seen := map[string]int{}
+	for i, spec := range f.Rules {
+		if broken[i] {
+			continue
+		}
+		r := p.rule(i, spec)
+		if r == nil {
+			continue
+		}
+		if line, dup := seen[r.Name]; dup {
+			p.errorf(i, "", "name", "duplicate rule name (first defined on line %d)", line)
+			continue
+		}
+		seen[r.Name] = r.Line
+		rules = append(rules, r)
 	}
 	if len(p.errs) > 0 {
+		sortByPosition(p.errs)
 		return nil, &invalidRules{p.errs}
 	}
 	return rules, nil
 }
 
-var yamlLineRe = regexp.MustCompile(`line (\d+)`)
-
-func yamlErrLine(err error) int {
-	if m := yamlLineRe.FindStringSubmatch(err.Error()); m != nil {
-		n, _ := strconv.Atoi(m[1])
-		return n
+// ruleIndex returns i of a path under "rules[i]".
+func ruleIndex(path string) (int, bool) {
+	rest, ok := strings.CutPrefix(path, "rules[")
+	if !ok {
+		return 0, false
 	}
-	return 0
+	n, _, ok := strings.Cut(rest, "]")
+	i, err := strconv.Atoi(n)
+	return i, ok && err == nil
+}
+
+// issueErrors words the loader's issues as ValidationErrors: the rule by
+// its name, the field relative to the rule.
+func issueErrors(file string, err error, specs []ruleSpec) []error {
+	var ce *config.Error
+	if !errors.As(err, &ce) {
+		if err == nil {
+			return nil
+		}
+		return []error{&ValidationError{File: file, Msg: err.Error()}}
+	}
+	var out []error
+	for _, is := range ce.Issues {
+		e := &ValidationError{File: file, Line: is.Line, Column: is.Column, Field: is.Path, Msg: is.Msg}
+		known := "rules"
+		if i, ok := ruleIndex(is.Path); ok {
+			e.Field = strings.TrimPrefix(strings.TrimPrefix(is.Path, fmt.Sprintf("rules[%d]", i)), ".")
+			if i < len(specs) && specs[i].Name != nil {
+				e.Rule = *specs[i].Name
+			}
+			known = ruleKeys
+		}
+		if is.Key != "" && strings.HasPrefix(is.Msg, "unknown key") {
+			e.Field = is.Key
+			e.Msg = "unknown key"
+			if s := config.Suggest(is.Key, strings.Split(known, ", ")); s != "" {
+				e.Msg += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			e.Msg += " (known: " + known + ")"
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func sortByPosition(errs []error) {
+	pos := func(e error) (int, int) {
+		var ve *ValidationError
+		if errors.As(e, &ve) {
+			return ve.Line, ve.Column
+		}
+		return 0, 0
+	}
+	slices.SortStableFunc(errs, func(a, b error) int {
+		la, ca := pos(a)
+		lb, cb := pos(b)
+		if la != lb {
+			return la - lb
+		}
+		return ca - cb
+	})
 }
 
 type parser struct {
 	file string
+	src  *config.Source
 	errs []error
-	rule string
+	name string // of the rule being read
 }
 
-func (p *parser) errorf(n *yaml.Node, field, format string, args ...any) {
-	p.errs = append(p.errs, &ValidationError{File: p.file, Line: n.Line, Rule: p.rule, Field: field, Msg: fmt.Sprintf(format, args...)})
+// errorf records a problem with the key at path of rule i (the rule itself
+// for an empty path), shown as field.
+func (p *parser) errorf(i int, path, field, format string, args ...any) {
+	at := fmt.Sprintf("rules[%d]", i)
+	if path != "" {
+		at += "." + path
+	}
+	line, col := p.src.Position(at)
+	p.errs = append(p.errs, &ValidationError{File: p.file, Line: line, Column: col, Rule: p.name, Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (p *parser) top(root *yaml.Node) []*Rule {
-	if root.Kind != yaml.MappingNode {
-		p.errorf(root, "", "a rules file must be a mapping with the key \"rules\"")
-		return nil
-	}
-	var rules []*Rule
-	seen := map[string]int{}
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		k, v := root.Content[i], root.Content[i+1]
-		if k.Value != "rules" {
-			p.errorf(k, k.Value, "unknown key (known: rules)")
-			continue
-		}
-		if v.Kind != yaml.SequenceNode {
-			p.errorf(v, "rules", "must be a list of rules")
-			continue
-		}
-		for _, rn := range v.Content {
-			r := p.rule1(rn)
-			if r == nil {
-				continue
-			}
-			if line, dup := seen[r.Name]; dup {
-				p.rule = r.Name
-				p.errorf(rn, "name", "duplicate rule name (first defined on line %d)", line)
-				p.rule = ""
-				continue
-			}
-			seen[r.Name] = r.Line
-			rules = append(rules, r)
-		}
-	}
-	return rules
-}
-
-// rule1 validates one rule node; it returns nil when the rule is invalid.
-func (p *parser) rule1(n *yaml.Node) *Rule {
-	p.rule = ""
-	defer func() { p.rule = "" }()
-	if n.Kind != yaml.MappingNode {
-		p.errorf(n, "", "a rule must be a mapping")
-		return nil
-	}
+// rule validates rule i; it returns nil when the rule is invalid.
+func (p *parser) rule(i int, s ruleSpec) *Rule {
 	before := len(p.errs)
-	r := &Rule{File: p.file, Line: n.Line, Op: "", By: LabelNames}
-	fields := map[string]*yaml.Node{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := n.Content[i]
-		if _, dup := fields[k.Value]; dup {
-			p.errorf(k, k.Value, "key given twice")
+	line, _ := p.src.Position(fmt.Sprintf("rules[%d]", i))
+	r := &Rule{File: p.file, Line: line}
+	p.name = ""
+	if s.Name != nil {
+		r.Name, p.name = *s.Name, *s.Name
+		if r.Name == "" {
+			p.errorf(i, "name", "name", "must be a non-empty string")
 		}
-		fields[k.Value] = n.Content[i+1]
-		if k.Value == "name" {
-			r.Name = n.Content[i+1].Value
-			p.rule = r.Name
-		}
+	} else {
+		p.errorf(i, "", "name", "required")
 	}
 	// The measure decides which labels and fields the rule may use.
-	if mn, ok := fields["measure"]; ok {
-		p.measure(mn, r)
+	if s.Measure != nil {
+		p.measure(i, *s.Measure, r)
+	} else {
+		p.errorf(i, "", "measure", "required")
 	}
 	r.By = r.Measure.defaultBy()
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		switch k.Value {
-		case "name":
-			if v.Kind != yaml.ScalarNode || v.Value == "" {
-				p.errorf(v, "name", "must be a non-empty string")
-			}
-		case "selector":
-			r.Matchers = p.selector(v, r.Measure.labelNames())
-		case "measure":
-			// Read above.
-		case "pattern":
-			if r.Measure != LogPatternRate {
-				p.errorf(k, "pattern", "only a log_pattern_rate rule has a pattern")
-			} else if re, err := regexp.Compile(v.Value); v.Kind != yaml.ScalarNode || err != nil || v.Value == "" {
-				p.errorf(v, "pattern", "bad regular expression %q: %v", v.Value, err)
-			} else {
-				r.Pattern = re
-			}
-		case "compare_to":
-			if r.Measure.isLog() || r.Measure.isResource() {
-				p.errorf(k, "compare_to", "only call measures can be compared with an earlier window")
-			} else if r.CompareTo = p.duration(v, "compare_to"); v.Kind == yaml.ScalarNode && r.CompareTo <= 0 {
-				p.errorf(v, "compare_to", "must be positive, e.g. 24h or 168h")
-			}
-		case "classes":
-			if r.Measure != KernelErrorRate {
-				p.errorf(k, "classes", "only a kernel_error_rate rule has classes")
-			} else {
-				r.Classes = p.classes(v)
-			}
-		case "window":
-			r.Window = p.duration(v, "window")
-			if v.Kind == yaml.ScalarNode && r.Window <= 0 {
-				p.errorf(v, "window", "must be positive")
-			}
-		case "op":
-			if !slices.Contains(ops, Op(v.Value)) || v.Kind != yaml.ScalarNode {
-				p.errorf(v, "op", "unknown comparison %q (known: > >= < <= == !=)", v.Value)
-			} else {
-				r.Op = Op(v.Value)
-			}
-		case "threshold":
-			// Checked below, once the measure is known.
-		case "for":
-			r.For = p.duration(v, "for")
-		case "keep_firing_for":
-			r.KeepFiringFor = p.duration(v, "keep_firing_for")
-		case "by":
-			r.By = p.by(v, r.Measure.labelNames())
-		case "labels":
-			r.Labels, r.labelTmpl = p.templates(v, "labels")
-		case "annotations":
-			r.Annotations, r.annTmpl = p.templates(v, "annotations")
-		default:
-			p.errorf(k, k.Value, "unknown key (known: name, selector, measure, pattern, classes, compare_to, window, op, threshold, for, keep_firing_for, by, labels, annotations)")
-		}
+	if s.Selector != nil {
+		r.Matchers = p.selector(i, s.Selector, r.Measure.labelNames())
 	}
-	if _, ok := fields["name"]; !ok {
-		p.errorf(n, "name", "required")
-	}
-	if _, ok := fields["measure"]; !ok {
-		p.errorf(n, "measure", "required")
-	}
-	if _, ok := fields["window"]; !ok {
-		if f, ok := fields["for"]; ok {
-			p.errorf(f, "for", "needs a window: set \"window\" to the length of the window the measure is computed over")
+	if s.Pattern != nil {
+		if r.Measure != LogPatternRate {
+			p.errorf(i, "pattern", "pattern", "only a log_pattern_rate rule has a pattern")
+		} else if re, err := regexp.Compile(*s.Pattern); err != nil || *s.Pattern == "" {
+			p.errorf(i, "pattern", "pattern", "bad regular expression %q: %v", *s.Pattern, err)
 		} else {
-			p.errorf(n, "window", "required")
+			r.Pattern = re
+		}
+	} else if r.Measure == LogPatternRate {
+		p.errorf(i, "", "pattern", "required for log_pattern_rate: a regular expression over the log message")
+	}
+	if s.CompareTo != nil {
+		if r.Measure.isLog() || r.Measure.isResource() {
+			p.errorf(i, "compare_to", "compare_to", "only call measures can be compared with an earlier window")
+		} else if d, ok := p.duration(i, "compare_to", *s.CompareTo); ok && d <= 0 {
+			p.errorf(i, "compare_to", "compare_to", "must be positive, e.g. 24h or 168h")
+		} else {
+			r.CompareTo = d
 		}
 	}
-	if _, ok := fields["op"]; !ok {
-		p.errorf(n, "op", "required")
-	}
-	if _, ok := fields["pattern"]; !ok && r.Measure == LogPatternRate {
-		p.errorf(n, "pattern", "required for log_pattern_rate: a regular expression over the log message")
+	if s.Classes != nil {
+		if r.Measure != KernelErrorRate {
+			p.errorf(i, "classes", "classes", "only a kernel_error_rate rule has classes")
+		} else {
+			r.Classes = p.classes(i, *s.Classes)
+		}
 	}
 	if r.Measure == KernelErrorRate && r.Classes == nil {
 		r.Classes = KernelClasses
 	}
-	if v, ok := fields["threshold"]; !ok {
-		p.errorf(n, "threshold", "required")
-	} else if r.CompareTo > 0 {
-		r.Threshold = p.threshold(v, QPS) // a ratio
+	switch {
+	case s.Window != nil:
+		if d, ok := p.duration(i, "window", *s.Window); ok && d <= 0 {
+			p.errorf(i, "window", "window", "must be positive")
+		} else {
+			r.Window = d
+		}
+	case s.For != nil:
+		p.errorf(i, "for", "for", "needs a window: set \"window\" to the length of the window the measure is computed over")
+	default:
+		p.errorf(i, "", "window", "required")
+	}
+	if s.Op != nil {
+		if !slices.Contains(ops, Op(*s.Op)) {
+			p.errorf(i, "op", "op", "unknown comparison %q (known: > >= < <= == !=)", *s.Op)
+		} else {
+			r.Op = Op(*s.Op)
+		}
 	} else {
-		r.Threshold = p.threshold(v, r.Measure)
+		p.errorf(i, "", "op", "required")
+	}
+	if s.For != nil {
+		r.For, _ = p.duration(i, "for", *s.For)
+	}
+	if s.KeepFiringFor != nil {
+		r.KeepFiringFor, _ = p.duration(i, "keep_firing_for", *s.KeepFiringFor)
+	}
+	if s.By != nil {
+		r.By = p.by(i, *s.By, r.Measure.labelNames())
+	}
+	if s.Labels != nil {
+		r.Labels, r.labelTmpl = p.templates(i, s.Labels, "labels")
+	}
+	if s.Annotations != nil {
+		r.Annotations, r.annTmpl = p.templates(i, s.Annotations, "annotations")
+	}
+	switch {
+	case s.Threshold == nil:
+		p.errorf(i, "", "threshold", "required")
+	case r.CompareTo > 0:
+		r.Threshold = p.threshold(i, *s.Threshold, QPS) // a ratio
+	default:
+		r.Threshold = p.threshold(i, *s.Threshold, r.Measure)
 	}
 	if len(p.errs) > before {
 		return nil
@@ -473,26 +538,22 @@ func (p *parser) rule1(n *yaml.Node) *Rule {
 	return r
 }
 
-func (p *parser) selector(n *yaml.Node, labels []string) []*Matcher {
-	if n.Kind != yaml.MappingNode {
-		p.errorf(n, "selector", "must be a mapping of label to matcher, e.g. app: \"=~pay.*\"")
-		return nil
-	}
+func (p *parser) selector(i int, sel map[string]string, labels []string) []*Matcher {
 	var ms []*Matcher
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		field := "selector." + k.Value
-		if !slices.Contains(labels, k.Value) {
-			p.errorf(k, field, "unknown label (known: %s)", strings.Join(labels, ", "))
+	keys := make([]string, 0, len(sel))
+	for k := range sel {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		field := "selector." + k
+		if !slices.Contains(labels, k) {
+			p.errorf(i, field, field, "unknown label (known: %s)", strings.Join(labels, ", "))
 			continue
 		}
-		if v.Kind != yaml.ScalarNode {
-			p.errorf(v, field, "must be a string")
-			continue
-		}
-		m, err := parseMatcher(k.Value, v.Value)
+		m, err := parseMatcher(k, sel[k])
 		if err != nil {
-			p.errorf(v, field, "%v", err)
+			p.errorf(i, field, field, "%v", err)
 			continue
 		}
 		ms = append(ms, m)
@@ -500,71 +561,49 @@ func (p *parser) selector(n *yaml.Node, labels []string) []*Matcher {
 	return ms
 }
 
-func (p *parser) measure(n *yaml.Node, r *Rule) {
-	m := Measure(n.Value)
+func (p *parser) measure(i int, name string, r *Rule) {
+	m := Measure(name)
 	switch {
-	case n.Kind != yaml.ScalarNode:
-		p.errorf(n, "measure", "must be a string")
 	case slices.Contains(supportedMeasures, m):
 		r.Measure = m
-	case slices.Contains(unsupportedMeasures, n.Value):
-		p.errorf(n, "measure", "measure %q is not supported yet (resource measures are planned)", n.Value)
+	case slices.Contains(unsupportedMeasures, name):
+		p.errorf(i, "measure", "measure", "measure %q is not supported yet (resource measures are planned)", name)
 	default:
 		names := make([]string, len(supportedMeasures))
 		for i, m := range supportedMeasures {
 			names[i] = string(m)
 		}
-		p.errorf(n, "measure", "unknown measure %q (known: %s)", n.Value, strings.Join(names, ", "))
+		p.errorf(i, "measure", "measure", "unknown measure %q (known: %s)", name, strings.Join(names, ", "))
 	}
 }
 
-func (p *parser) duration(n *yaml.Node, field string) time.Duration {
-	if n.Kind != yaml.ScalarNode {
-		p.errorf(n, field, "must be a duration such as 30s or 5m")
-		return 0
-	}
-	d, err := time.ParseDuration(n.Value)
+func (p *parser) duration(i int, field, s string) (time.Duration, bool) {
+	d, err := time.ParseDuration(s)
 	if err != nil || d < 0 {
-		p.errorf(n, field, "bad duration %q: want a non-negative duration such as 30s or 5m", n.Value)
-		return 0
+		p.errorf(i, field, field, "bad duration %q: want a non-negative duration such as 30s or 5m", s)
+		return 0, false
 	}
-	return d
+	return d, true
 }
 
 // threshold accepts a number for every measure and, for latency measures, a
 // duration; latency thresholds are in milliseconds.
-func (p *parser) threshold(n *yaml.Node, m Measure) float64 {
-	if n.Kind != yaml.ScalarNode {
-		p.errorf(n, "threshold", "must be a number")
-		return 0
-	}
-	if f, err := strconv.ParseFloat(n.Value, 64); err == nil && !math.IsNaN(f) {
+func (p *parser) threshold(i int, s string, m Measure) float64 {
+	if f, err := strconv.ParseFloat(s, 64); err == nil && !math.IsNaN(f) {
 		return f
 	}
 	if m.isLatency() {
-		if d, err := time.ParseDuration(n.Value); err == nil {
+		if d, err := time.ParseDuration(s); err == nil {
 			return float64(d) / float64(time.Millisecond)
 		}
-		p.errorf(n, "threshold", "bad threshold %q: want milliseconds or a duration such as 250ms", n.Value)
+		p.errorf(i, "threshold", "threshold", "bad threshold %q: want milliseconds or a duration such as 250ms", s)
 		return 0
 	}
-	p.errorf(n, "threshold", "bad threshold %q: want a number", n.Value)
+	p.errorf(i, "threshold", "threshold", "bad threshold %q: want a number", s)
 	return 0
 }
 
-func (p *parser) by(n *yaml.Node, labels []string) []string {
-	var names []string
-	switch n.Kind {
-	case yaml.ScalarNode:
-		names = []string{n.Value}
-	case yaml.SequenceNode:
-		for _, c := range n.Content {
-			names = append(names, c.Value)
-		}
-	default:
-		p.errorf(n, "by", "must be a label or a list of labels")
-		return nil
-	}
+func (p *parser) by(i int, names []string, labels []string) []string {
 	var out []string
 	for _, l := range labels {
 		if slices.Contains(names, l) {
@@ -573,30 +612,18 @@ func (p *parser) by(n *yaml.Node, labels []string) []string {
 	}
 	for _, name := range names {
 		if !slices.Contains(labels, name) {
-			p.errorf(n, "by", "unknown label %q (known: %s)", name, strings.Join(labels, ", "))
+			p.errorf(i, "by", "by", "unknown label %q (known: %s)", name, strings.Join(labels, ", "))
 		}
 	}
 	if len(names) == 0 {
-		p.errorf(n, "by", "must name at least one label")
+		p.errorf(i, "by", "by", "must name at least one label")
 	}
 	return out
 }
 
-func (p *parser) classes(n *yaml.Node) []string {
-	var names []string
-	switch n.Kind {
-	case yaml.ScalarNode:
-		names = []string{n.Value}
-	case yaml.SequenceNode:
-		for _, c := range n.Content {
-			names = append(names, c.Value)
-		}
-	default:
-		p.errorf(n, "classes", "must be a class or a list of classes")
-		return nil
-	}
+func (p *parser) classes(i int, names []string) []string {
 	if len(names) == 0 {
-		p.errorf(n, "classes", "must name at least one class (known: %s)", strings.Join(KernelClasses, ", "))
+		p.errorf(i, "classes", "classes", "must name at least one class (known: %s)", strings.Join(KernelClasses, ", "))
 	}
 	var out []string
 	for _, c := range KernelClasses {
@@ -606,7 +633,7 @@ func (p *parser) classes(n *yaml.Node) []string {
 	}
 	for _, name := range names {
 		if !slices.Contains(KernelClasses, name) {
-			p.errorf(n, "classes", "unknown kernel error class %q (known: %s)", name, strings.Join(KernelClasses, ", "))
+			p.errorf(i, "classes", "classes", "unknown kernel error class %q (known: %s)", name, strings.Join(KernelClasses, ", "))
 		}
 	}
 	return out
@@ -615,31 +642,27 @@ func (p *parser) classes(n *yaml.Node) []string {
 // tmplPrefix gives templates Prometheus' $labels and $value.
 const tmplPrefix = "{{$labels := .Labels}}{{$value := .Value}}"
 
-func (p *parser) templates(n *yaml.Node, field string) (map[string]string, map[string]*template.Template) {
-	if n.Kind != yaml.MappingNode {
-		p.errorf(n, field, "must be a mapping of name to template")
-		return nil, nil
-	}
+func (p *parser) templates(i int, m map[string]string, field string) (map[string]string, map[string]*template.Template) {
 	raw := map[string]string{}
 	tmpls := map[string]*template.Template{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		f := field + "." + k.Value
-		if v.Kind != yaml.ScalarNode {
-			p.errorf(v, f, "must be a string")
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		f := field + "." + k
+		if field == "labels" && k == "alertname" {
+			p.errorf(i, f, f, "alertname is the rule's name and cannot be set")
 			continue
 		}
-		if field == "labels" && k.Value == "alertname" {
-			p.errorf(k, f, "alertname is the rule's name and cannot be set")
-			continue
-		}
-		t, err := template.New(f).Option("missingkey=zero").Parse(tmplPrefix + v.Value)
+		t, err := template.New(f).Option("missingkey=zero").Parse(tmplPrefix + m[k])
 		if err != nil {
-			p.errorf(v, f, "bad template: %v", err)
+			p.errorf(i, f, f, "bad template: %v", err)
 			continue
 		}
-		raw[k.Value] = v.Value
-		tmpls[k.Value] = t
+		raw[k] = m[k]
+		tmpls[k] = t
 	}
 	return raw, tmpls
 }

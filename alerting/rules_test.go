@@ -58,32 +58,32 @@ func TestParseBad(t *testing.T) {
 		file string
 		want []string // each must appear in the error
 	}{
-		{"unknown_measure", []string{`testdata/unknown_measure.bad.yaml:3: rule "Bad": field "measure": unknown measure "tp98" (known: tp50, tp90, tp99, tp999, qps, error_rate, avg_latency, calls, log_pattern_rate, kernel_error_rate, app_error_rate, cpu_usage, cpu_utilization, memory_usage, memory_utilization)`}},
-		{"unsupported_measure", []string{`unsupported_measure.bad.yaml:3: rule "Disk": field "measure": measure "disk_io" is not supported yet`}},
-		{"bad_regex", []string{`bad_regex.bad.yaml:4: rule "Bad": field "selector.app": bad regular expression "pay(.*"`}},
-		{"for_without_window", []string{`for_without_window.bad.yaml:6: rule "NoWindow": field "for": needs a window`}},
-		{"duplicate_name", []string{`duplicate_name.bad.yaml:7: rule "Same": field "name": duplicate rule name (first defined on line 2)`}},
-		{"unknown_key", []string{`unknown_key.bad.yaml:7: rule "Typo": field "lables": unknown key`}},
-		{"unknown_label", []string{`unknown_label.bad.yaml:4: rule "Pod": field "selector.pod": unknown label (known: system, app, group, idc, method)`}},
-		{"bad_by", []string{`bad_by.bad.yaml:7: rule "By": field "by": unknown label "host"`}},
-		{"bad_op", []string{`bad_op.bad.yaml:5: rule "Op": field "op": unknown comparison "=>"`}},
-		{"bad_threshold", []string{`bad_threshold.bad.yaml:6: rule "Thr": field "threshold": bad threshold "5ms": want a number`}},
-		{"bad_duration", []string{`bad_duration.bad.yaml:4: rule "Dur": field "window": bad duration "5 minutes"`}},
-		{"bad_template", []string{`bad_template.bad.yaml:8: rule "Tmpl": field "annotations.summary": bad template`}},
+		{"unknown_measure", []string{`testdata/unknown_measure.bad.yaml:3:5: rule "Bad": field "measure": unknown measure "tp98" (known: tp50, tp90, tp99, tp999, qps, error_rate, avg_latency, calls, log_pattern_rate, kernel_error_rate, app_error_rate, cpu_usage, cpu_utilization, memory_usage, memory_utilization)`}},
+		{"unsupported_measure", []string{`unsupported_measure.bad.yaml:3:5: rule "Disk": field "measure": measure "disk_io" is not supported yet`}},
+		{"bad_regex", []string{`bad_regex.bad.yaml:4:7: rule "Bad": field "selector.app": bad regular expression "pay(.*"`}},
+		{"for_without_window", []string{`for_without_window.bad.yaml:6:5: rule "NoWindow": field "for": needs a window`}},
+		{"duplicate_name", []string{`duplicate_name.bad.yaml:7:5: rule "Same": field "name": duplicate rule name (first defined on line 2)`}},
+		{"unknown_key", []string{`unknown_key.bad.yaml:7:5: rule "Typo": field "lables": unknown key`}},
+		{"unknown_label", []string{`unknown_label.bad.yaml:4:7: rule "Pod": field "selector.pod": unknown label (known: system, app, group, idc, method)`}},
+		{"bad_by", []string{`bad_by.bad.yaml:7:5: rule "By": field "by": unknown label "host"`}},
+		{"bad_op", []string{`bad_op.bad.yaml:5:5: rule "Op": field "op": unknown comparison "=>"`}},
+		{"bad_threshold", []string{`bad_threshold.bad.yaml:6:5: rule "Thr": field "threshold": bad threshold "5ms": want a number`}},
+		{"bad_duration", []string{`bad_duration.bad.yaml:4:5: rule "Dur": field "window": bad duration "5 minutes"`}},
+		{"bad_template", []string{`bad_template.bad.yaml:8:7: rule "Tmpl": field "annotations.summary": bad template`}},
 		{"missing_fields", []string{
-			`missing_fields.bad.yaml:2: rule "Empty": field "window": required`,
-			`missing_fields.bad.yaml:2: rule "Empty": field "op": required`,
-			`missing_fields.bad.yaml:2: rule "Empty": field "threshold": required`,
+			`missing_fields.bad.yaml:2:5: rule "Empty": field "window": required`,
+			`missing_fields.bad.yaml:2:5: rule "Empty": field "op": required`,
+			`missing_fields.bad.yaml:2:5: rule "Empty": field "threshold": required`,
 		}},
-		{"top_level", []string{`top_level.bad.yaml:1: field "groups": unknown key (known: rules)`}},
+		{"top_level", []string{`top_level.bad.yaml:1:1: field "groups": unknown key (known: rules)`}},
 		{"yaml_syntax", []string{`yaml_syntax.bad.yaml:`, "did not find expected"}},
-		{"log_no_pattern", []string{`log_no_pattern.bad.yaml:2: rule "NoPattern": field "pattern": required for log_pattern_rate`}},
-		{"log_bad_pattern", []string{`log_bad_pattern.bad.yaml:4: rule "BadPattern": field "pattern": bad regular expression "time(out"`}},
-		{"log_bad_class", []string{`log_bad_class.bad.yaml:4: rule "BadClass": field "classes": unknown kernel error class "disk" (known: crc, io, ext4, memory)`}},
+		{"log_no_pattern", []string{`log_no_pattern.bad.yaml:2:5: rule "NoPattern": field "pattern": required for log_pattern_rate`}},
+		{"log_bad_pattern", []string{`log_bad_pattern.bad.yaml:4:5: rule "BadPattern": field "pattern": bad regular expression "time(out"`}},
+		{"log_bad_class", []string{`log_bad_class.bad.yaml:4:5: rule "BadClass": field "classes": unknown kernel error class "disk" (known: crc, io, ext4, memory)`}},
 		{"log_fields_on_calls", []string{
-			`log_fields_on_calls.bad.yaml:4: rule "Mixed": field "pattern": only a log_pattern_rate rule has a pattern`,
-			`log_fields_on_calls.bad.yaml:5: rule "Mixed": field "classes": only a kernel_error_rate rule has classes`,
-			`log_fields_on_calls.bad.yaml:6: rule "Mixed": field "selector.host": unknown label (known: system, app, group, idc, method)`,
+			`log_fields_on_calls.bad.yaml:4:5: rule "Mixed": field "pattern": only a log_pattern_rate rule has a pattern`,
+			`log_fields_on_calls.bad.yaml:5:5: rule "Mixed": field "classes": only a kernel_error_rate rule has classes`,
+			`log_fields_on_calls.bad.yaml:6:16: rule "Mixed": field "selector.host": unknown label (known: system, app, group, idc, method)`,
 		}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
@@ -150,5 +150,21 @@ func TestParseLogRules(t *testing.T) {
 	}
 	if a.Measure != AppErrorRate || strings.Join(a.By, ",") != "system,app" {
 		t.Errorf("app error rule %+v", a)
+	}
+}
+
+func TestParseRulesDecodeErrors(t *testing.T) {
+	// Unknown keys (with a suggestion) and values of the wrong type are
+	// reported by the config loader at their line and column; the rule's
+	// other checks are skipped, so "window: required" is not guessed.
+	data := "rules:\n  - name: X\n    measure: qps\n    windw: 1m\n    op: \">\"\n    threshold: [1]\n"
+	_, err := ParseRules("r.yaml", []byte(data))
+	if !errors.Is(err, ErrInvalidRules) {
+		t.Fatalf("err = %v, want ErrInvalidRules", err)
+	}
+	want := `r.yaml:4:5: rule "X": field "windw": unknown key (did you mean "window"?) (known: ` + ruleKeys + ")\n" +
+		`r.yaml:6:16: rule "X": field "threshold": expected a string, got a list`
+	if err.Error() != want {
+		t.Errorf("got\n%v\nwant\n%s", err, want)
 	}
 }

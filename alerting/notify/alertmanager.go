@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tpflow/tpflow/schemas"
 )
 
 // AlertmanagerConfig configures an Alertmanager sender.
@@ -35,21 +37,31 @@ func DefaultAlertmanagerConfig() AlertmanagerConfig {
 	return AlertmanagerConfig{Timeout: 10 * time.Second, QueueSize: 10000, BatchSize: 256}
 }
 
-// Validate reports a configuration that cannot work.
+// Validate reports every value that cannot work, each as a
+// *schemas.FieldError.
 func (c AlertmanagerConfig) Validate() error {
-	if len(c.URLs) == 0 {
-		return errors.New("notify: alertmanager: urls: at least one URL is required")
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, schemas.Fieldf(field, format, args...))
 	}
-	for _, u := range c.URLs {
-		pu, err := url.Parse(u)
-		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-			return fmt.Errorf("notify: alertmanager: bad URL %q: want http(s)://host:port", u)
+	if len(c.URLs) == 0 {
+		add("urls", "at least one URL is required")
+	}
+	for i, u := range c.URLs {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			add(fmt.Sprintf("urls[%d]", i), "bad URL %q: want http(s)://host:port", u)
 		}
 	}
-	if c.Timeout <= 0 || c.QueueSize <= 0 || c.BatchSize <= 0 {
-		return errors.New("notify: alertmanager: timeout, queue_size and batch_size must be positive")
+	if c.Timeout <= 0 {
+		add("timeout", "must be positive, got %s", c.Timeout)
 	}
-	return nil
+	if c.QueueSize <= 0 {
+		add("queue_size", "must be positive, got %d", c.QueueSize)
+	}
+	if c.BatchSize <= 0 {
+		add("batch_size", "must be positive, got %d", c.BatchSize)
+	}
+	return errors.Join(errs...)
 }
 
 // Alertmanager sends alerts to Alertmanagers with POST /api/v2/alerts.
@@ -69,7 +81,7 @@ type Alertmanager struct {
 // log may be nil.
 func NewAlertmanager(cfg AlertmanagerConfig, client *http.Client, log *slog.Logger) (*Alertmanager, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("notify: alertmanager: %w", err)
 	}
 	if client == nil {
 		client = &http.Client{}

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/tpflow/tpflow/schemas"
 )
 
 // SignatureHeader carries the webhook body's HMAC-SHA256 under the shared
@@ -70,17 +72,35 @@ func DefaultWebhookConfig() WebhookConfig {
 		MinBackoff: 500 * time.Millisecond, MaxBackoff: 30 * time.Second, QueueSize: 10000, BatchSize: 256}
 }
 
-// Validate reports a configuration that cannot work.
+// Validate reports every value that cannot work, each as a
+// *schemas.FieldError.
 func (c WebhookConfig) Validate() error {
-	pu, err := url.Parse(c.URL)
-	if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-		return fmt.Errorf("notify: webhook %q: bad url %q: want http(s)://host/path", c.Name, c.URL)
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, schemas.Fieldf(field, format, args...))
 	}
-	if c.Timeout <= 0 || c.MaxAttempts < 0 || c.MinBackoff <= 0 || c.MaxBackoff < c.MinBackoff ||
-		c.QueueSize <= 0 || c.BatchSize <= 0 {
-		return fmt.Errorf("notify: webhook %q: timeout, min_backoff, queue_size and batch_size must be positive, max_attempts not negative and max_backoff ≥ min_backoff", c.Name)
+	if pu, err := url.Parse(c.URL); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+		add("url", "bad url %q: want http(s)://host/path", c.URL)
 	}
-	return nil
+	if c.Timeout <= 0 {
+		add("timeout", "must be positive, got %s", c.Timeout)
+	}
+	if c.MaxAttempts < 0 {
+		add("max_attempts", "must not be negative, got %d", c.MaxAttempts)
+	}
+	if c.MinBackoff <= 0 {
+		add("min_backoff", "must be positive, got %s", c.MinBackoff)
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		add("max_backoff", "must be at least min_backoff %s, got %s", c.MinBackoff, c.MaxBackoff)
+	}
+	if c.QueueSize <= 0 {
+		add("queue_size", "must be positive, got %d", c.QueueSize)
+	}
+	if c.BatchSize <= 0 {
+		add("batch_size", "must be positive, got %d", c.BatchSize)
+	}
+	return errors.Join(errs...)
 }
 
 // WebhookMessage is Alertmanager's webhook payload (version 4).
@@ -127,7 +147,7 @@ type Webhook struct {
 // nil for time.Now and log nil to discard.
 func NewWebhook(cfg WebhookConfig, client *http.Client, now func() time.Time, log *slog.Logger) (*Webhook, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("notify: webhook %q: %w", cfg.Name, err)
 	}
 	if client == nil {
 		client = &http.Client{}

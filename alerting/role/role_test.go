@@ -473,10 +473,10 @@ func TestRunKeepsRulesOnBadEdits(t *testing.T) {
 		}
 	}
 	for i, tc := range []struct{ file, want string }{
-		{"unknown_measure", `rules.yaml:3: rule "Bad": field "measure": unknown measure "tp98"`},
-		{"bad_regex", `rules.yaml:4: rule "Bad": field "selector.app": bad regular expression "pay(.*"`},
-		{"for_without_window", `rules.yaml:6: rule "NoWindow": field "for": needs a window`},
-		{"duplicate_name", `rules.yaml:7: rule "Same": field "name": duplicate rule name (first defined on line 2)`},
+		{"unknown_measure", `rules.yaml:3:5: rule "Bad": field "measure": unknown measure "tp98"`},
+		{"bad_regex", `rules.yaml:4:7: rule "Bad": field "selector.app": bad regular expression "pay(.*"`},
+		{"for_without_window", `rules.yaml:6:5: rule "NoWindow": field "for": needs a window`},
+		{"duplicate_name", `rules.yaml:7:5: rule "Same": field "name": duplicate rule name (first defined on line 2)`},
 	} {
 		bad, err := os.ReadFile(filepath.Join("..", "testdata", tc.file+".bad.yaml"))
 		if err != nil {

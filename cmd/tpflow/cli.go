@@ -31,6 +31,9 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+
+	"github.com/tpflow/tpflow/internal/config"
+	"github.com/tpflow/tpflow/internal/config/sections"
 )
 
 // Exit statuses of the tpflow binary.
@@ -60,6 +63,12 @@ type Env struct {
 	Logger *slog.Logger
 }
 
+// Config is the whole configuration every role is given.
+type Config = sections.Config
+
+// DefaultConfig returns the configuration used when no file is given.
+func DefaultConfig() Config { return sections.DefaultConfig() }
+
 // roleFunc is the signature of a role; see the comment at the top of the file.
 type roleFunc func(ctx context.Context, env *Env, cfg *Config, args []string) error
 
@@ -74,8 +83,8 @@ type command struct {
 	flags func(fs *flag.FlagSet)
 	// override applies those of the command's own flags that were set
 	// (set[name]) to the loaded configuration, before it is validated, and
-	// records in src.flags which key each one set; may be nil.
-	override func(cfg *Config, src *configSource, set map[string]bool)
+	// records with src.SetBy which key each one set; may be nil.
+	override func(cfg *Config, src *config.Source, set map[string]bool)
 	// role runs with a loaded configuration (role commands).
 	role roleFunc
 	// exec runs without loading a configuration (config, version).
@@ -137,7 +146,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // exitStatus prints err (if any) and maps it to an exit status.
 func exitStatus(stderr io.Writer, c *command, err error) int {
-	var cfgErr *ConfigError
+	var cfgErr *config.Error
 	var uErr *usageErr
 	switch {
 	case err == nil:
@@ -179,7 +188,7 @@ func unknownCommand(stderr io.Writer, cmds []*command, name string) int {
 		names[i] = c.name
 	}
 	hint := ""
-	if s := suggest(name, names); s != "" && !strings.HasPrefix(name, "-") {
+	if s := config.Suggest(name, names); s != "" && !strings.HasPrefix(name, "-") {
 		hint = fmt.Sprintf(" (did you mean %q?)", s)
 	}
 	fmt.Fprintf(stderr, "tpflow: unknown command %q%s\nRun 'tpflow --help' for usage.\n", name, hint)
@@ -202,7 +211,7 @@ func (f *commonFlags) register(fs *flag.FlagSet, c *command) {
 	d := DefaultConfig()
 	fs.StringVar(&f.config, "config", "", "YAML configuration `FILE`; without it every key takes its default")
 	fs.StringVar(&f.brokers, "brokers", "", fmt.Sprintf("Kafka brokers `HOST:PORT[,...]`, overriding kafka.brokers (default from config: %s)", strings.Join(d.Kafka.Brokers, ",")))
-	fs.StringVar(&f.clickhouse, "clickhouse", "", fmt.Sprintf("ClickHouse `DSN` clickhouse://HOST:PORT/DB, overriding clickhouse.dsn and, with /DB, clickhouse.database (default from config: %s)", clickHouseURL(d.ClickHouse)))
+	fs.StringVar(&f.clickhouse, "clickhouse", "", fmt.Sprintf("ClickHouse `DSN` clickhouse://HOST:PORT/DB, overriding clickhouse.dsn and, with /DB, clickhouse.database (default from config: %s)", sections.ClickHouseURL(d.ClickHouse)))
 	listenDefault := d.HTTP.Listen
 	if c.name == "broker" {
 		listenDefault = d.Broker.Listen
@@ -222,24 +231,24 @@ func (f *commonFlags) load(fs *flag.FlagSet, c *command) (*Config, error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
-	return loadConfig(f.config, data, func(cfg *Config, src *configSource) {
+	return sections.Load(f.config, data, func(cfg *Config, src *config.Source) {
 		if set["brokers"] {
 			cfg.Kafka.Brokers = splitList(f.brokers)
-			src.flags["kafka.brokers"] = "--brokers"
+			src.SetBy("kafka.brokers", "--brokers")
 		}
 		if set["clickhouse"] {
-			if withClickHouseDSN(&cfg.ClickHouse, f.clickhouse) {
-				src.flags["clickhouse.database"] = "--clickhouse"
+			if sections.WithClickHouseDSN(&cfg.ClickHouse, f.clickhouse) {
+				src.SetBy("clickhouse.database", "--clickhouse")
 			}
-			src.flags["clickhouse.dsn"] = "--clickhouse"
+			src.SetBy("clickhouse.dsn", "--clickhouse")
 		}
 		if set["listen"] {
 			if c.name == "broker" {
 				cfg.Broker.Listen = f.listen
-				src.flags["broker.listen"] = "--listen"
+				src.SetBy("broker.listen", "--listen")
 			} else {
 				cfg.HTTP.Listen = f.listen
-				src.flags["http.listen"] = "--listen"
+				src.SetBy("http.listen", "--listen")
 			}
 		}
 		if c.override != nil {
@@ -258,12 +267,12 @@ type flagOverride struct {
 
 // overrides returns a command.override that applies each of list whose flag
 // was set.
-func overrides(list ...flagOverride) func(cfg *Config, src *configSource, set map[string]bool) {
-	return func(cfg *Config, src *configSource, set map[string]bool) {
+func overrides(list ...flagOverride) func(cfg *Config, src *config.Source, set map[string]bool) {
+	return func(cfg *Config, src *config.Source, set map[string]bool) {
 		for _, o := range list {
 			if set[o.flag] {
 				o.apply(cfg)
-				src.flags[o.key] = "--" + o.flag
+				src.SetBy(o.key, "--"+o.flag)
 			}
 		}
 	}
@@ -342,7 +351,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 // newLogger builds the slog logger cfg describes, writing to w.
-func newLogger(w io.Writer, cfg LogConfig) *slog.Logger {
+func newLogger(w io.Writer, cfg sections.LogConfig) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Level)) // validated already
 	opts := &slog.HandlerOptions{Level: level}
@@ -396,7 +405,9 @@ func writeCommandHelp(w io.Writer, c *command, fs *flag.FlagSet) {
 				line += " " + name
 			}
 			fmt.Fprintf(&b, "%s\n      %s", line, usage)
-			if f.DefValue != "" && f.DefValue != "false" {
+			// A flag that overrides a configuration key names the key's
+			// default in its usage; its own zero value is no default.
+			if f.DefValue != "" && f.DefValue != "false" && !strings.Contains(usage, "(default") {
 				fmt.Fprintf(&b, " (default %s)", f.DefValue)
 			}
 			b.WriteString("\n")

@@ -193,7 +193,7 @@ func TestBadFlagsAndArguments(t *testing.T) {
 func TestRoleWithBadConfigExits1(t *testing.T) {
 	bad := writeTemp(t, "tpflow.yaml", "aggregator:\n  pane: ten\n")
 	code, out, errOut := runCLI(t, "aggregate", "--config", bad)
-	want := bad + ":2: aggregator.pane: cannot parse \"ten\" as a duration\n"
+	want := bad + ":2:9: aggregator.pane: cannot parse \"ten\" as a duration\n"
 	if code != exitError || out != "" || errOut != want {
 		t.Errorf("exit %d, stdout %q, stderr %q; want exit 1, %q", code, out, errOut, want)
 	}
@@ -226,9 +226,9 @@ func TestConfigCheck(t *testing.T) {
 
 	bad := writeTemp(t, "bad.yaml", "kafka:\n  compression: brotli\n  brokerz: []\nlog:\n  level: loud\n")
 	code, out, errOut = runCLI(t, "config", "check", bad)
-	want := bad + ":2: kafka.compression: unknown compression \"brotli\"; use none, gzip, snappy, lz4 or zstd\n" +
-		bad + ":3: kafka: unknown key \"brokerz\" (did you mean \"brokers\"?)\n" +
-		bad + ":5: log.level: must be debug, info, warn or error, got \"loud\"\n"
+	want := bad + ":2:3: kafka.compression: unknown compression \"brotli\"; use none, gzip, snappy, lz4 or zstd\n" +
+		bad + ":3:3: kafka: unknown key \"brokerz\" (did you mean \"brokers\"?)\n" +
+		bad + ":5:3: log.level: must be debug, info, warn or error, got \"loud\"\n"
 	if code != exitError || out != "" || errOut != want {
 		t.Errorf("bad: exit %d, stdout %q, stderr:\n%s\nwant:\n%s", code, out, errOut, want)
 	}
@@ -304,5 +304,26 @@ func TestRoleFlagOverrides(t *testing.T) {
 		if code != exitError || out != "" || errOut != tt.want {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want %q", tt.args, code, out, errOut, tt.want)
 		}
+	}
+}
+
+func TestFlagHelpShowsOneDefault(t *testing.T) {
+	// A flag overriding a configuration key shows the key's default only,
+	// not also the flag's zero value ("(default from config: 1s) (default 0s)").
+	for _, c := range commands() {
+		_, out, _ := runCLI(t, c.name, "--help")
+		lines := strings.Split(out, "\n")
+		for i, line := range lines {
+			if i == 0 || !strings.HasPrefix(lines[i-1], "  --") {
+				continue // not a flag's usage line
+			}
+			if n := strings.Count(line, "(default"); n > 1 {
+				t.Errorf("%s --help: %d defaults in %q", c.name, n, line)
+			}
+		}
+	}
+	_, out, _ := runCLI(t, "aggregate", "--help")
+	if want := "overriding aggregate.flush_interval (default from config: 1s)\n"; !strings.Contains(out, want) {
+		t.Errorf("aggregate --help lacks %q:\n%s", want, out)
 	}
 }

@@ -48,8 +48,8 @@ func TestAlertCheck(t *testing.T) {
 		t.Fatalf("bad: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	for i, want := range []string{
-		bad + `:5: rule "CheckoutTP99High": field "op": `,
-		bad + `:8: rule "Traffic": field "measure": `,
+		bad + `:5:5: rule "CheckoutTP99High": field "op": `,
+		bad + `:8:5: rule "Traffic": field "measure": `,
 		again + `:2: rule "CheckoutTP99High": field "name": duplicate rule name (first defined at ` + good + `:2)`,
 	} {
 		if !strings.HasPrefix(lines[i+1], want) {

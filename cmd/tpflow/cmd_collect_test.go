@@ -29,7 +29,7 @@ const badCollect = `collect:
 `
 
 // TestCollectRefusesBadConfig checks that every impossible collect value is
-// reported with its file and line before anything starts.
+// reported with its file, line and column before anything starts.
 func TestCollectRefusesBadConfig(t *testing.T) {
 	bad := writeTemp(t, "bad.yaml", badCollect)
 	code, out, errOut := runCLI(t, "collect", "--config", bad, "--listen", "127.0.0.1:1")
@@ -37,22 +37,22 @@ func TestCollectRefusesBadConfig(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q", code, out)
 	}
 	for _, want := range []string{
-		bad + ":4: collect.sources[0].globs[0]: must be an absolute path",
-		bad + ":5: collect.sources[0].parser: unknown parser \"protobuf\"",
-		bad + ":6: collect.sources[1].name: \"app\" is also the name of sources[0]",
-		bad + ":7: collect.sources[1].preset: unknown preset \"podman\"",
-		bad + ":8: collect.sources[1].sample: must be in (0, 1]",
-		bad + ":9: collect.sources[1].min_level: unknown level \"LOUD\"",
-		bad + ":11: collect.batch.max_age: must be 1ms to 1m",
+		bad + ":4:15: collect.sources[0].globs[0]: must be an absolute path",
+		bad + ":5:7: collect.sources[0].parser: unknown parser \"protobuf\"",
+		bad + ":6:7: collect.sources[1].name: \"app\" is also the name of sources[0]",
+		bad + ":7:7: collect.sources[1].preset: unknown preset \"podman\"",
+		bad + ":8:7: collect.sources[1].sample: must be in (0, 1]",
+		bad + ":9:7: collect.sources[1].min_level: unknown level \"LOUD\"",
+		bad + ":11:5: collect.batch.max_age: must be 1ms to 1m",
 	} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
 		}
 	}
-	// A topology file that does not parse is refused with its line too.
+	// A topology file that does not parse is refused with its line and column too.
 	topo := writeTemp(t, "topology.yaml", "rules:\n  - match: {pod: \"[\"}\n    labels: {app: x}\n")
 	code, _, errOut = runCLI(t, "collect", "--topology", topo, "--listen", "127.0.0.1:1")
-	if code == exitOK || !strings.Contains(errOut, topo+":2: invalid topology") {
+	if code == exitOK || !strings.Contains(errOut, topo+":2:13: rules[0].match.pod: bad pattern") {
 		t.Errorf("bad topology: exit %d, stderr %q", code, errOut)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+
+	"github.com/tpflow/tpflow/internal/config/sections"
 )
 
 func configCommand() *command {
@@ -15,7 +17,7 @@ func configCommand() *command {
 		help: `Subcommands:
   print-defaults  print the full default configuration as commented YAML
   check FILE      load FILE with the overrides given, validate it, and print
-                  "ok" or every problem with its file and line (exit 1)
+                  "ok" or every problem with its file, line and column (exit 1)
 
 All roles share one YAML file. Unknown keys are errors; a key absent from
 the file keeps its default. Durations are Go durations such as "10s".`,
@@ -34,7 +36,7 @@ the file keeps its default. Durations are Go durations such as "10s".`,
 			if fs.NFlag() > 0 {
 				return usageError("print-defaults takes no flags")
 			}
-			return writeDefaults(env.Stdout, DefaultConfig())
+			return sections.WriteDefaults(env.Stdout, DefaultConfig())
 		case "check":
 			switch {
 			case len(args) > 2:

@@ -25,6 +25,7 @@ import (
 	"github.com/tpflow/tpflow/alerting"
 	"github.com/tpflow/tpflow/alerting/role"
 	"github.com/tpflow/tpflow/collectors/agent"
+	"github.com/tpflow/tpflow/internal/config/sections"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/demo"
 	"github.com/tpflow/tpflow/pipeline/httpserver"
@@ -130,7 +131,7 @@ the split of the traffic.`,
 				return usageError("%v", err)
 			}
 			if err := o.demoLogConfig().Validate(); err != nil {
-				return usageError("%v", err)
+				return usageError("demo logs: %v", err)
 			}
 			return runAllRoles(ctx, env, cfg, o, args)
 		},
@@ -174,9 +175,9 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 
 	ccfg := cfg.ClickHouse
 	chErr := probeClickHouse(ctx, ccfg)
-	sinkState := "clickhouse " + redactDSN(clickHouseURL(ccfg))
+	sinkState := "clickhouse " + redactDSN(sections.ClickHouseURL(ccfg))
 	if chErr != nil {
-		fmt.Fprintf(env.Stderr, "ClickHouse not reachable at %s: panes are kept in memory only; start it with scripts/clickhouse.sh or make run\n", redactDSN(clickHouseURL(ccfg)))
+		fmt.Fprintf(env.Stderr, "ClickHouse not reachable at %s: panes are kept in memory only; start it with scripts/clickhouse.sh or make run\n", redactDSN(sections.ClickHouseURL(ccfg)))
 		log.Debug("clickhouse probe failed", "err", chErr)
 		sinkState = "memory only"
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tpflow/tpflow/aggregator/windowsapi"
 	"github.com/tpflow/tpflow/pipeline/demo"
+	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
 // syncBuffer is a bytes.Buffer safe for the concurrent writes of a running
@@ -177,5 +178,25 @@ func TestRunDemo(t *testing.T) {
 	out := stdout.String()
 	if !strings.Contains(out, "window=1m keys=") || !strings.Contains(out, "demo=incident:"+incApp+"/"+incMethod) || strings.Contains(out, "\x1b") {
 		t.Errorf("live view (plain mode) missing or wrong:\n%s", out)
+	}
+}
+func TestRunBrokerConfig(t *testing.T) {
+	// `tpflow run` bounds the broker's retention: 0 (for ever) and values
+	// above the bounds become the bounds; smaller values stay.
+	b := kafka.DefaultBrokerConfig()
+	b.Advertise = "broker-1:9092"
+	b.Retention, b.RetentionBytes = 0, 0
+	got := runBrokerConfig(b, "data")
+	if got.Listen != "127.0.0.1:0" || got.Advertise != "" || got.DataDir != filepath.Join("data", "broker") ||
+		got.Retention != runBrokerRetention || got.RetentionBytes != runBrokerRetentionBytes {
+		t.Errorf("unbounded: %+v", got)
+	}
+	b.Retention, b.RetentionBytes = time.Hour, 1<<20
+	if got := runBrokerConfig(b, "data"); got.Retention != time.Hour || got.RetentionBytes != 1<<20 {
+		t.Errorf("small: %+v", got)
+	}
+	b.Retention, b.RetentionBytes = 7*24*time.Hour, 1<<40
+	if got := runBrokerConfig(b, "data"); got.Retention != runBrokerRetention || got.RetentionBytes != runBrokerRetentionBytes {
+		t.Errorf("large: %+v", got)
 	}
 }

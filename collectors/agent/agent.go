@@ -26,6 +26,7 @@ import (
 	"github.com/tpflow/tpflow/collectors/logtail"
 	"github.com/tpflow/tpflow/collectors/parse"
 	"github.com/tpflow/tpflow/collectors/topology"
+	"github.com/tpflow/tpflow/internal/config"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas"
 )
@@ -119,7 +120,7 @@ func WithRegisterer(r prometheus.Registerer) Option { return func(a *Agent) { a.
 // New validates cfg, loads the topology file and the state file, and
 // returns an Agent producing to the cluster of kcfg.
 func New(cfg Config, kcfg kafka.Config, opts ...Option) (*Agent, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := config.Validate(cfg); err != nil {
 		return nil, fmt.Errorf("cannot start collector: %w", err)
 	}
 	if err := cfg.CheckBudget(kcfg); err != nil {

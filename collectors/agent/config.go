@@ -11,6 +11,7 @@ import (
 	"github.com/tpflow/tpflow/collectors/logtail"
 	"github.com/tpflow/tpflow/collectors/metrics"
 	"github.com/tpflow/tpflow/collectors/parse"
+	"github.com/tpflow/tpflow/internal/config"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas"
 )
@@ -104,7 +105,9 @@ type Source struct {
 	// Parser is perf-json (default), nginx, apache, none or custom.
 	Parser string `yaml:"parser"`
 	// Parse is the parser of Parser custom: format, pattern and mapping.
-	Parse parse.Config `yaml:"parse"`
+	// Source.Validate validates it, with its defaults, for parser custom
+	// only.
+	Parse parse.Config `yaml:"parse" config:"novalidate"`
 	// Container is auto (default), docker, cri or none.
 	Container string `yaml:"container"`
 	// Multiline joins continuation lines; off when start is empty.
@@ -137,7 +140,9 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports every impossible value as a *schemas.FieldError.
+// Validate reports every impossible value among the section's own keys as
+// a *schemas.FieldError; config.Validate also validates sources, tail,
+// metrics and call_time.
 func (c Config) Validate() error {
 	var errs []error
 	add := func(field, format string, args ...any) {
@@ -145,9 +150,6 @@ func (c Config) Validate() error {
 	}
 	names := map[string]int{}
 	for i, s := range c.Sources {
-		if err := s.Validate(); err != nil {
-			errs = append(errs, schemas.PrefixField(fmt.Sprintf("sources[%d]", i), err))
-		}
 		if j, dup := names[s.Name]; dup && s.Name != "" {
 			add(fmt.Sprintf("sources[%d].name", i), "%q is also the name of sources[%d]", s.Name, j)
 		}
@@ -165,9 +167,6 @@ func (c Config) Validate() error {
 	if strings.ContainsAny(c.Host, " \t\n") {
 		add("host", "must not contain blanks, got %q", c.Host)
 	}
-	errs = append(errs, schemas.PrefixField("tail", c.Tail.Validate()))
-	errs = append(errs, schemas.PrefixField("metrics", c.Metrics.Validate()))
-	errs = append(errs, schemas.PrefixField("call_time", c.CallTime.Validate()))
 	b := c.Batch
 	if b.MaxBytes < 4096 || b.MaxBytes > 64<<20 {
 		add("batch.max_bytes", "must be 4096 to 67108864, got %d", b.MaxBytes)
@@ -275,7 +274,7 @@ func (s Source) Validate() error {
 			add("parse", "is only used with parser custom, not %q", s.Parser)
 		}
 	case ParserCustom:
-		if err := s.parseConfig().Validate(); err != nil {
+		if err := config.Validate(s.parseConfig()); err != nil {
 			errs = append(errs, schemas.PrefixField("parse", err))
 		}
 	default:

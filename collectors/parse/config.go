@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/tpflow/tpflow/internal/config"
 	"github.com/tpflow/tpflow/schemas"
 )
 
@@ -74,7 +75,8 @@ func PresetConfig(name string) (Config, error) {
 	return c, nil
 }
 
-// Validate reports every impossible value as a *schemas.FieldError.
+// Validate reports every impossible value among c's own keys as a
+// *schemas.FieldError; config.Validate also validates the mapping.
 func (c Config) Validate() error {
 	var errs []error
 	add := func(field, format string, args ...any) {
@@ -107,9 +109,6 @@ func (c Config) Validate() error {
 		if c.Multiline.MaxLines < 1 {
 			add("multiline.max_lines", "must be at least 1, got %d", c.Multiline.MaxLines)
 		}
-	}
-	if err := c.Mapping.Validate(); err != nil {
-		errs = append(errs, schemas.PrefixField("mapping", err))
 	}
 	return errors.Join(errs...)
 }
@@ -177,7 +176,7 @@ type LineParser struct {
 
 // New validates c and returns a LineParser for it.
 func New(c Config) (*LineParser, error) {
-	if err := c.Validate(); err != nil {
+	if err := config.Validate(c); err != nil {
 		return nil, err
 	}
 	p, err := NewParser(c)

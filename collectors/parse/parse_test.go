@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tpflow/tpflow/internal/config"
 )
 
 func fields(r *Record) map[string]string {
@@ -395,7 +397,7 @@ func TestConfigValidate(t *testing.T) {
 	} {
 		c := DefaultConfig()
 		tc.mod(&c)
-		err := c.Validate()
+		err := config.Validate(c)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Validate() = %v, want %q", err, tc.want)
 		}

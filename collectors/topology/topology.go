@@ -22,14 +22,14 @@
 package topology
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"github.com/tpflow/tpflow/internal/config"
+	"github.com/tpflow/tpflow/schemas"
 )
 
 // Labels are the labels a rule assigns.
@@ -64,11 +64,33 @@ type Match struct {
 	File      string `yaml:"file"`
 }
 
+// Validate reports a pattern path.Match cannot use.
+func (m Match) Validate() error {
+	var errs []error
+	for _, p := range []struct{ key, pat string }{{"namespace", m.Namespace}, {"pod", m.Pod}, {"container", m.Container}, {"file", m.File}} {
+		if _, err := path.Match(p.pat, ""); err != nil {
+			errs = append(errs, schemas.Fieldf(p.key, "bad pattern %q: %v", p.pat, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Rule assigns Labels to the containers its Match matches.
 type Rule struct {
 	Match  Match  `yaml:"match"`
 	Labels Labels `yaml:"labels"`
-	line   int
+}
+
+// Validate reports a rule without patterns or without labels.
+func (r Rule) Validate() error {
+	var errs []error
+	if r.Match == (Match{}) {
+		errs = append(errs, schemas.Fieldf("match", "has no pattern (use default for labels of everything)"))
+	}
+	if r.Labels == (Labels{}) {
+		errs = append(errs, errors.New("no labels"))
+	}
+	return errors.Join(errs...)
 }
 
 // Topology is a parsed topology file. It is immutable and safe for
@@ -115,91 +137,35 @@ func (m Match) matches(s Source) bool {
 		(m.File == "" || s.File != "" && one(m.File, file))
 }
 
-// Load reads and parses the topology file at p. Errors name the file and
-// line.
+// Load reads and parses the topology file at p. Errors name the file,
+// line and column.
 func Load(p string) (*Topology, error) {
 	b, err := os.ReadFile(p)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read topology: %w", err)
 	}
-	t, err := Parse(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s:%w", p, err)
-	}
-	return t, nil
+	return parse(p, b)
 }
 
-// ErrInvalid is wrapped by every error of Parse.
+// ErrInvalid is wrapped by every error of Parse and of Load for a file
+// that was read.
 var ErrInvalid = errors.New("invalid topology")
+
+// invalidError is a *config.Error that is also ErrInvalid.
+type invalidError struct{ err error }
+
+func (e invalidError) Error() string   { return e.err.Error() }
+func (e invalidError) Unwrap() []error { return []error{ErrInvalid, e.err} }
 
 // Parse parses a topology file strictly: unknown keys, bad patterns and a
 // rule without patterns or labels are errors, each prefixed with its line
-// ("12: ...").
-func Parse(b []byte) (*Topology, error) {
+// and column ("12:5: rules[3]: no labels").
+func Parse(b []byte) (*Topology, error) { return parse("", b) }
+
+func parse(name string, b []byte) (*Topology, error) {
 	var t Topology
-	var root yaml.Node
-	if len(bytes.TrimSpace(b)) == 0 {
-		return &t, nil
-	}
-	if err := yaml.Unmarshal(b, &root); err != nil {
-		return nil, fmt.Errorf("1: %w: %v", ErrInvalid, err)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&t); err != nil {
-		line := 1
-		var te *yaml.TypeError
-		if errors.As(err, &te) && len(te.Errors) > 0 {
-			// "line N: ..." is how yaml.v3 words its errors.
-			var n int
-			if _, serr := fmt.Sscanf(te.Errors[0], "line %d:", &n); serr == nil {
-				line = n
-			}
-		}
-		return nil, fmt.Errorf("%d: %w: %v", line, ErrInvalid, err)
-	}
-	lines := ruleLines(&root)
-	var errs []error
-	for i := range t.Rules {
-		r := &t.Rules[i]
-		if i < len(lines) {
-			r.line = lines[i]
-		}
-		for _, pat := range []string{r.Match.Namespace, r.Match.Pod, r.Match.Container, r.Match.File} {
-			if _, err := path.Match(pat, ""); err != nil {
-				errs = append(errs, fmt.Errorf("%d: %w: rules[%d]: bad pattern %q: %v", r.line, ErrInvalid, i, pat, err))
-			}
-		}
-		if r.Match == (Match{}) {
-			errs = append(errs, fmt.Errorf("%d: %w: rules[%d]: match has no pattern (use default for labels of everything)", r.line, ErrInvalid, i))
-		}
-		if r.Labels == (Labels{}) {
-			errs = append(errs, fmt.Errorf("%d: %w: rules[%d]: no labels", r.line, ErrInvalid, i))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	if err := config.Load(name, b, &t); err != nil {
+		return nil, invalidError{err}
 	}
 	return &t, nil
-}
-
-// ruleLines returns the line of each item of the rules sequence.
-func ruleLines(root *yaml.Node) []int {
-	if root.Kind != yaml.DocumentNode || len(root.Content) == 0 {
-		return nil
-	}
-	m := root.Content[0]
-	if m.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == "rules" && m.Content[i+1].Kind == yaml.SequenceNode {
-			var out []int
-			for _, it := range m.Content[i+1].Content {
-				out = append(out, it.Line)
-			}
-			return out
-		}
-	}
-	return nil
 }

@@ -59,13 +59,14 @@ func TestParseErrors(t *testing.T) {
 			t.Errorf("Parse(%q) = %v, want an ErrInvalid containing %q", in, err, want)
 		}
 	}
-	f("default: {sytem: x}\n", "1: invalid topology")
-	f("rules:\n  - match: {pod: a}\n    labels: {app: a}\n  - match: {pod: \"[\"}\n    labels: {app: b}\n", "4: invalid topology: rules[1]: bad pattern")
-	f("rules:\n  - match: {}\n    labels: {app: a}\n", "2: invalid topology: rules[0]: match has no pattern")
-	f("rules:\n  - match: {file: \"/x/[.log\"}\n    labels: {app: a}\n", "2: invalid topology: rules[0]: bad pattern")
-	f("rules:\n  - match: {pod: a}\n", "2: invalid topology: rules[0]: no labels")
-	f("rules: [\n", "1: invalid topology")
-	f("rules:\n  - match: {pod: a}\n    labels: {app: a}\n    extra: 1\n", "4: invalid topology")
+	f("default: {sytem: x}\n", `1:11: default: unknown key "sytem" (did you mean "system"?)`)
+	f("rules:\n  - match: {pod: a}\n    labels: {app: a}\n  - match: {pod: \"[\"}\n    labels: {app: b}\n", `4:13: rules[1].match.pod: bad pattern "["`)
+	f("rules:\n  - match: {}\n    labels: {app: a}\n", "2:5: rules[0].match: has no pattern")
+	f("rules:\n  - match: {file: \"/x/[.log\"}\n    labels: {app: a}\n", `2:13: rules[0].match.file: bad pattern "/x/[.log"`)
+	f("rules:\n  - match: {pod: a}\n", "2:5: rules[0]: no labels")
+	f("rules: [\n", "1: malformed YAML")
+	f("rules:\n  - match: {pod: a}\n    labels: {app: a}\n    extra: 1\n", `4:5: rules[0]: unknown key "extra"`)
+	f("default: {app: [x]}\n", `1:16: default.app: expected a string, got a list`)
 	if top, err := Parse(nil); err != nil || top.Resolve(Source{}) != (Labels{}) {
 		t.Errorf("empty file: %v", err)
 	}
@@ -76,8 +77,19 @@ func TestLoad(t *testing.T) {
 	if err := os.WriteFile(p, []byte("rules:\n  - match: {pod: \"[\"}\n    labels: {app: b}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(p); err == nil || !strings.HasPrefix(err.Error(), p+":2: ") {
-		t.Errorf("Load = %v, want an error starting with %s:2:", err, p)
+	if _, err := Load(p); err == nil || !errors.Is(err, ErrInvalid) || !strings.HasPrefix(err.Error(), p+":2:13: rules[0].match.pod: ") {
+		t.Errorf("Load = %v, want an error starting with %s:2:13:", err, p)
+	}
+	// Unknown keys (with a suggestion) and values of the wrong type name
+	// the file, line and column too.
+	if err := os.WriteFile(p, []byte("default: {system: a}\nrules:\n  - match: {pod: a}\n    lables: {app: b}\n  - match: {pod: [a]}\n    labels: {app: c}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := p + `:3:5: rules[0]: no labels` + "\n" +
+		p + `:4:5: rules[0]: unknown key "lables" (did you mean "labels"?)` + "\n" +
+		p + `:5:18: rules[1].match.pod: expected a string, got a list`
+	if _, err := Load(p); err == nil || !errors.Is(err, ErrInvalid) || err.Error() != want {
+		t.Errorf("Load = %v, want\n%s", err, want)
 	}
 	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
 		t.Error("missing file loaded")

@@ -4,43 +4,34 @@
 package configtest
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"gopkg.in/yaml.v3"
-
-	"github.com/tpflow/tpflow/schemas"
+	"github.com/tpflow/tpflow/internal/config"
 )
 
 // Validator is a package Config.
-type Validator interface {
-	Validate() error
-}
+type Validator = config.Validator
 
 // Load decodes the YAML file at path strictly (unknown keys are errors) over
-// def, the package's defaults, and validates the result.
+// def, the package's defaults, and validates the result with the loader of
+// the tpflow binary, internal/config.
 func Load[C Validator](path string, def C) (C, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return def, err
 	}
 	c := def
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		return c, err
-	}
-	return c, c.Validate()
+	return c, config.Load(path, b, &c)
 }
 
 // Files runs the cases in dir: every *.good.yaml must load, and then good
 // checks it further; every *.bad.yaml starts with a line
 // "# expect: <error text>" and must fail with an error containing that text,
-// a *schemas.FieldError unless it is a decoding error (unknown key).
+// every problem placed at a line of the file.
 func Files[C Validator](t *testing.T, dir string, def func() C, good func(path string, c C) error) {
 	t.Helper()
 	goods, _ := filepath.Glob(filepath.Join(dir, "*.good.yaml"))
@@ -67,10 +58,17 @@ func Files[C Validator](t *testing.T, dir string, def func() C, good func(path s
 		_, err := Load(p, def())
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: error %v, want %q", p, err, want)
+			continue
 		}
-		var fe *schemas.FieldError
-		if err != nil && !strings.Contains(err.Error(), "not found") && !errors.As(err, &fe) {
-			t.Errorf("%s: %v is not a *schemas.FieldError", p, err)
+		var ce *config.Error
+		if err != nil && !errors.As(err, &ce) {
+			t.Errorf("%s: %v is not a *config.Error", p, err)
+			continue
+		}
+		for _, is := range ce.Issues {
+			if is.Line == 0 {
+				t.Errorf("%s: %v has no line", p, is)
+			}
 		}
 	}
 }

@@ -6,8 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
+	"github.com/tpflow/tpflow/internal/config"
 	"github.com/tpflow/tpflow/schemas"
 )
 
@@ -78,9 +77,7 @@ retention_days:
   call_panes: 400
 `
 	cfg := DefaultConfig()
-	dec := yaml.NewDecoder(strings.NewReader(good))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
+	if err := config.Load("ch.yaml", []byte(good), &cfg); err != nil {
 		t.Fatal(err)
 	}
 	want := Config{DSN: "clickhouse://ch.example:9000?dial_timeout=3s", Database: "obs", BatchRows: 1000,
@@ -88,19 +85,14 @@ retention_days:
 	if cfg != want {
 		t.Fatalf("decoded %+v, want %+v", cfg, want)
 	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
 
 	for _, bad := range []struct{ doc, want string }{
-		{"batchrows: 5", "field batchrows not found"},
-		{"retention_days: {log: 3}", "field log not found"},
-		{"batch_age: soon", "cannot unmarshal"},
+		{"batchrows: 5", `ch.yaml:1:1: unknown key "batchrows" (did you mean "batch_rows"?)`},
+		{"retention_days: {log: 3}", `ch.yaml:1:18: retention_days: unknown key "log" (did you mean "logs"?)`},
+		{"batch_age: soon", `ch.yaml:1:12: batch_age: cannot parse "soon" as a duration`},
 	} {
 		cfg := DefaultConfig()
-		dec := yaml.NewDecoder(strings.NewReader(bad.doc))
-		dec.KnownFields(true)
-		err := dec.Decode(&cfg)
+		err := config.Load("ch.yaml", []byte(bad.doc), &cfg)
 		if err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("decoding %q: error %v, want it to contain %q", bad.doc, err, bad.want)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tpflow/tpflow/internal/promreg"
+	"github.com/tpflow/tpflow/schemas"
 )
 
 // LogConfig configures the demo's log writer: the calls of a few apps of
@@ -44,23 +45,26 @@ func DefaultLogConfig(dir string) LogConfig {
 	return LogConfig{Dir: dir, Rate: 100, Rotate: 3 * time.Minute, Keep: 2, Tick: 250 * time.Millisecond, Seed: 1}
 }
 
-// Validate reports every impossible value.
+// Validate reports every impossible value as a *schemas.FieldError.
 func (c LogConfig) Validate() error {
 	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, schemas.Fieldf(field, format, args...))
+	}
 	if c.Dir == "" {
-		errs = append(errs, errors.New("log dir must be set"))
+		add("dir", "must be set")
 	}
 	if c.Rate < 1 || c.Rate > 1_000_000 {
-		errs = append(errs, fmt.Errorf("log rate must be between 1 and 1000000, got %d", c.Rate))
+		add("rate", "must be between 1 and 1000000, got %d", c.Rate)
 	}
 	if c.Rotate < 100*time.Millisecond {
-		errs = append(errs, fmt.Errorf("log rotation must be at least 100ms, got %s", c.Rotate))
+		add("rotate", "must be at least 100ms, got %s", c.Rotate)
 	}
 	if c.Keep < 0 || c.Keep > 100 {
-		errs = append(errs, fmt.Errorf("rotated log files kept must be between 0 and 100, got %d", c.Keep))
+		add("keep", "must be between 0 and 100, got %d", c.Keep)
 	}
 	if c.Tick < time.Millisecond || c.Tick > 10*time.Second {
-		errs = append(errs, fmt.Errorf("log tick must be between 1ms and 10s, got %s", c.Tick))
+		add("tick", "must be between 1ms and 10s, got %s", c.Tick)
 	}
 	return errors.Join(errs...)
 }

@@ -1,7 +1,6 @@
 package kafka
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -22,8 +21,8 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"gopkg.in/yaml.v3"
 
+	"github.com/tpflow/tpflow/internal/config"
 	"github.com/tpflow/tpflow/schemas"
 )
 
@@ -51,16 +50,12 @@ func TestDefaultConfig(t *testing.T) {
 	}
 }
 
-// loadConfig decodes YAML over the defaults, rejecting unknown keys, as the
-// config loader does.
+// loadConfig decodes YAML over the defaults and validates it with the
+// config loader.
 func loadConfig(data []byte) (Config, error) {
 	cfg := DefaultConfig()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
-		return cfg, err
-	}
-	return cfg, cfg.Validate()
+	err := config.Load("test.yaml", data, &cfg)
+	return cfg, err
 }
 
 func TestConfigFiles(t *testing.T) {
@@ -82,7 +77,7 @@ func TestConfigFiles(t *testing.T) {
 		t.Errorf("Topic = %q", cfg.Topic(TopicStats))
 	}
 	for file, want := range map[string]string{
-		"testdata/unknown-key.bad.yaml":     "field compresion not found",
+		"testdata/unknown-key.bad.yaml":     `unknown key "compresion" (did you mean "compression"?)`,
 		"testdata/bad-compression.bad.yaml": `compression: unknown compression "brotli"`,
 	} {
 		data, err := os.ReadFile(file)

@@ -1,4 +1,4 @@
-package main
+package sections
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tpflow/tpflow/alerting/role"
+	"github.com/tpflow/tpflow/internal/config"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/pipeline/sink"
@@ -23,7 +24,7 @@ func loadFile(t *testing.T, path string) (*Config, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return loadConfig(path, data, nil)
+	return Load(path, data, nil)
 }
 
 func TestBadConfigs(t *testing.T) {
@@ -35,34 +36,34 @@ func TestBadConfigs(t *testing.T) {
 		want []string
 	}{
 		{"unknown_top", []string{
-			`:4: unknown key "aggregater" (did you mean "aggregator"?)`,
+			`:4:1: unknown key "aggregater" (did you mean "aggregator"?)`,
 		}},
 		{"unknown_nested", []string{
-			`:3: kafka.tls: unknown key "enable" (did you mean "enabled"?)`,
-			`:5: kafka.partitions.trace: unknown topic; known topics are logs, calls, metrics, stats, alerts, dlq, late`,
+			`:3:5: kafka.tls: unknown key "enable" (did you mean "enabled"?)`,
+			`:5:5: kafka.partitions.trace: unknown topic; known topics are logs, calls, metrics, stats, alerts, dlq, late`,
 		}},
 		{"wrong_type", []string{
-			`:4: aggregator.pane: cannot parse "ten" as a duration`,
+			`:4:9: aggregator.pane: cannot parse "ten" as a duration`,
 		}},
 		{"wrong_kind", []string{
-			`:2: kafka.brokers: expected a list, got "127.0.0.1:9092"`,
-			`:3: kafka.partitions: expected a mapping of keys, got "8"`,
-			`:5: kafka.tls.enabled: cannot parse "yes" as a boolean (true or false)`,
-			`:7: aggregator.windows[1]: cannot parse "5" as a duration (add a unit, as in "5s")`,
-			`:8: aggregator.max_keys: cannot parse "1.5" as an integer`,
-			`:9: aggregator.compression: cannot parse "lots" as a number`,
+			`:2:12: kafka.brokers: expected a list, got "127.0.0.1:9092"`,
+			`:3:15: kafka.partitions: expected a mapping of keys, got "8"`,
+			`:5:14: kafka.tls.enabled: cannot parse "yes" as a boolean (true or false)`,
+			`:7:17: aggregator.windows[1]: cannot parse "5" as a duration (add a unit, as in "5s")`,
+			`:8:13: aggregator.max_keys: cannot parse "1.5" as an integer`,
+			`:9:16: aggregator.compression: cannot parse "lots" as a number`,
 		}},
 		{"window_shorter", []string{
-			`:4: aggregator.windows[0]: window 10s is shorter than pane 30s`,
+			`:4:7: aggregator.windows[0]: window 10s is shorter than pane 30s`,
 		}},
 		{"negative_lateness", []string{
-			`:2: aggregator.allowed_lateness: must not be negative, got -5s`,
+			`:2:3: aggregator.allowed_lateness: must not be negative, got -5s`,
 		}},
 		{"empty_brokers", []string{
-			`:2: kafka.brokers: at least one broker address is required`,
+			`:2:3: kafka.brokers: at least one broker address is required`,
 		}},
 		{"bad_compression", []string{
-			`:2: kafka.compression: unknown compression "brotli"; use none, gzip, snappy, lz4 or zstd`,
+			`:2:3: kafka.compression: unknown compression "brotli"; use none, gzip, snappy, lz4 or zstd`,
 		}},
 		{"malformed", []string{
 			`:4: malformed YAML: mapping values are not allowed in this context`,
@@ -71,65 +72,65 @@ func TestBadConfigs(t *testing.T) {
 			`:2: malformed YAML: found character that cannot start any token`,
 		}},
 		{"duplicate", []string{
-			`:3: log: duplicate key "level" (first on line 2)`,
+			`:3:3: log: duplicate key "level" (first on line 2)`,
 		}},
 		{"two_documents", []string{
-			`:3: only one YAML document is allowed`,
+			`:3:1: only one YAML document is allowed`,
 		}},
 		{"not_mapping", []string{
-			`:1: expected a mapping of keys, got a list`,
+			`:1:1: expected a mapping of keys, got a list`,
 		}},
 		{"several", []string{
-			`:5: aggregator.grace: must not be negative, got -1s`,
-			`:6: aggregator.idle_timeout: cannot parse "soon" as a duration`,
-			`:8: kafka: unknown key "brokerz" (did you mean "brokers"?)`,
-			`:9: kafka.compression: unknown compression "lzo"; use none, gzip, snappy, lz4 or zstd`,
-			`:11: log.format: must be text or json, got "xml"`,
+			`:5:3: aggregator.grace: must not be negative, got -1s`,
+			`:6:17: aggregator.idle_timeout: cannot parse "soon" as a duration`,
+			`:8:3: kafka: unknown key "brokerz" (did you mean "brokers"?)`,
+			`:9:3: kafka.compression: unknown compression "lzo"; use none, gzip, snappy, lz4 or zstd`,
+			`:11:3: log.format: must be text or json, got "xml"`,
 			`: aggregator.windows[0]: window 1m0s is shorter than pane 2m0s (default)`,
 			`: aggregator.windows[1]: window 5m0s is not a multiple of pane 2m0s (default)`,
 			`: aggregator.rollup: the pane 2m0s does not divide the rollup 5m0s; pick a pane that does, or set rollup: 0 (default)`,
 		}},
 		{"sections", []string{
-			`:2: aggregate.group_id: must not be empty`,
-			`:3: aggregate.flush_interval: must be between 10ms and 1h, got 1ms`,
-			`:5: kafka.brokers[0]: "kafka-1" is not a host:port address`,
-			`:6: kafka.topic_prefix: "tp flow" is not usable in a topic name`,
-			`:8: kafka.partitions.calls: partition count 0 out of range 1..10000`,
-			`:9: kafka.replication_factor: 0 out of range 1..32767`,
-			`:10: kafka.max_message_bytes: 100 out of range 1 KiB..64 MiB`,
-			`:11: kafka.write_timeout: must be positive, got 0s`,
-			`:15: kafka.sasl.mechanism: unknown mechanism "gssapi"; use plain, scram-sha-256 or scram-sha-512`,
-			`:17: clickhouse.dsn: must use the native protocol (clickhouse://host:9000), got http`,
-			`:18: clickhouse.database: must match ^[A-Za-z_][A-Za-z0-9_]{0,63}$, got "tp-flow"`,
-			`:19: clickhouse.batch_rows: must be between 1 and 1000000, got 0`,
-			`:20: clickhouse.batch_age: must be positive, got 0s`,
-			`:22: clickhouse.retention_days.logs: must be between 0 and 36500, got -1`,
-			`:24: sink.topics[1]: must be stats, logs, metrics or alerts, got "calls"`,
-			`:24: sink.topics[2]: "stats" is listed twice`,
-			`:26: broker.listen: "localhost" is not a host:port address`,
-			`:27: broker.advertise: "broker-1" is not a host:port address`,
-			`:28: broker.retention: must not be negative, got -30s`,
-			`:29: broker.sync_writes: needs data_dir: an in-memory broker has nothing to sync`,
-			`:30: broker.max_message_bytes: 10 out of range 1 KiB..256 MiB`,
-			`:32: http.listen: "127.0.0.1:http" has an invalid port (want 1-65535)`,
-			`:34: log.level: must be debug, info, warn or error, got "verbose"`,
+			`:2:3: aggregate.group_id: must not be empty`,
+			`:3:3: aggregate.flush_interval: must be between 10ms and 1h, got 1ms`,
+			`:5:13: kafka.brokers[0]: "kafka-1" is not a host:port address`,
+			`:6:3: kafka.topic_prefix: "tp flow" is not usable in a topic name`,
+			`:8:5: kafka.partitions.calls: partition count 0 out of range 1..10000`,
+			`:9:3: kafka.replication_factor: 0 out of range 1..32767`,
+			`:10:3: kafka.max_message_bytes: 100 out of range 1 KiB..64 MiB`,
+			`:11:3: kafka.write_timeout: must be positive, got 0s`,
+			`:15:5: kafka.sasl.mechanism: unknown mechanism "gssapi"; use plain, scram-sha-256 or scram-sha-512`,
+			`:17:3: clickhouse.dsn: must use the native protocol (clickhouse://host:9000), got http`,
+			`:18:3: clickhouse.database: must match ^[A-Za-z_][A-Za-z0-9_]{0,63}$, got "tp-flow"`,
+			`:19:3: clickhouse.batch_rows: must be between 1 and 1000000, got 0`,
+			`:20:3: clickhouse.batch_age: must be positive, got 0s`,
+			`:22:5: clickhouse.retention_days.logs: must be between 0 and 36500, got -1`,
+			`:24:19: sink.topics[1]: must be stats, logs, metrics or alerts, got "calls"`,
+			`:24:26: sink.topics[2]: "stats" is listed twice`,
+			`:26:3: broker.listen: "localhost" is not a host:port address`,
+			`:27:3: broker.advertise: "broker-1" is not a host:port address`,
+			`:28:3: broker.retention: must not be negative, got -30s`,
+			`:29:3: broker.sync_writes: needs data_dir: an in-memory broker has nothing to sync`,
+			`:30:3: broker.max_message_bytes: 10 out of range 1 KiB..256 MiB`,
+			`:32:3: http.listen: "127.0.0.1:http" has an invalid port (want 1-65535)`,
+			`:34:3: log.level: must be debug, info, warn or error, got "verbose"`,
 			// The file sets tls.cert_file, but kafka.Config blames the
 			// absent tls.enabled, so the issue has no line.
 			`: kafka.tls.enabled: TLS settings are given but TLS is not enabled (default)`,
 		}},
 		{"dsn_database", []string{
-			`:4: clickhouse.dsn: names database "observability" in its path, but clickhouse.database is "tpflow"; set the database in clickhouse.database only`,
+			`:4:3: clickhouse.dsn: names database "observability" in its path, but clickhouse.database is "tpflow"; set the database in clickhouse.database only`,
 		}},
 		{"alert", []string{
-			`:3: alert.rules_files[1]: must not be empty`,
-			`:4: alert.eval_interval: must be between 10ms and 1h, got 0s`,
-			`:5: alert.alertmanagers[0]: "am-0:9093" is not an http or https URL`,
-			`:9: alert.webhooks[1].url: "hooks.example.net" is not an http or https URL`,
-			`:10: alert.resend_interval: must be positive, got -1m0s`,
-			`:11: alert.group_id: must not be empty`,
+			`:3:29: alert.rules_files[1]: must not be empty`,
+			`:4:3: alert.eval_interval: must be between 10ms and 1h, got 0s`,
+			`:5:19: alert.alertmanagers[0]: "am-0:9093" is not an http or https URL`,
+			`:9:7: alert.webhooks[1].url: "hooks.example.net" is not an http or https URL`,
+			`:10:3: alert.resend_interval: must be positive, got -1m0s`,
+			`:11:3: alert.group_id: must not be empty`,
 		}},
 		{"dsn_path_bad_name", []string{
-			`:5: clickhouse.database: must match ^[A-Za-z_][A-Za-z0-9_]{0,63}$, got "tp-flow"`,
+			`:5:3: clickhouse.database: must match ^[A-Za-z_][A-Za-z0-9_]{0,63}$, got "tp-flow"`,
 		}},
 	}
 	files, _ := filepath.Glob("testdata/*.bad.yaml")
@@ -143,9 +144,9 @@ func TestBadConfigs(t *testing.T) {
 			if err == nil {
 				t.Fatalf("loaded without error: %+v", cfg)
 			}
-			var ce *ConfigError
+			var ce *config.Error
 			if !errors.As(err, &ce) {
-				t.Fatalf("error is %T, want *ConfigError: %v", err, err)
+				t.Fatalf("error is %T, want *config.Error: %v", err, err)
 			}
 			want := make([]string, len(tt.want))
 			for i, w := range tt.want {
@@ -225,7 +226,7 @@ func TestGoodConfigs(t *testing.T) {
 }
 
 func TestExampleConfigIsValid(t *testing.T) {
-	cfg, err := loadFile(t, "../../tpflow.example.yaml")
+	cfg, err := loadFile(t, "../../../tpflow.example.yaml")
 	if err != nil {
 		t.Fatalf("tpflow.example.yaml:\n%v", err)
 	}
@@ -236,10 +237,10 @@ func TestExampleConfigIsValid(t *testing.T) {
 
 func TestPrintDefaultsRoundTrip(t *testing.T) {
 	var buf bytes.Buffer
-	if err := writeDefaults(&buf, DefaultConfig()); err != nil {
+	if err := WriteDefaults(&buf, DefaultConfig()); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := loadConfig("defaults.yaml", buf.Bytes(), nil)
+	cfg, err := Load("defaults.yaml", buf.Bytes(), nil)
 	if err != nil {
 		t.Fatalf("print-defaults output does not load:\n%v\n%s", err, buf.String())
 	}
@@ -275,7 +276,7 @@ func TestPrintDefaultsShowsChangedDefaults(t *testing.T) {
 	cfg.Kafka.Brokers = []string{"a:1", "b:2"}
 	cfg.Broker.DataDir = "/data/x y"
 	var buf bytes.Buffer
-	if err := writeDefaults(&buf, cfg); err != nil {
+	if err := WriteDefaults(&buf, cfg); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
@@ -287,7 +288,7 @@ func TestPrintDefaultsShowsChangedDefaults(t *testing.T) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
-	got, err := loadConfig("x.yaml", buf.Bytes(), nil)
+	got, err := Load("x.yaml", buf.Bytes(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,14 +301,14 @@ func TestWriteDefaultsNeedsEveryKeyDocumented(t *testing.T) {
 	saved := keyDocs["kafka.sasl.password"]
 	delete(keyDocs, "kafka.sasl.password")
 	defer func() { keyDocs["kafka.sasl.password"] = saved }()
-	err := writeDefaults(&bytes.Buffer{}, DefaultConfig())
+	err := WriteDefaults(&bytes.Buffer{}, DefaultConfig())
 	if err == nil || !strings.Contains(err.Error(), "kafka.sasl.password") {
 		t.Errorf("got %v, want an error naming kafka.sasl.password", err)
 	}
 }
 
 func TestDefaultConfigIsValid(t *testing.T) {
-	if err := DefaultConfig().Validate(); err != nil {
+	if err := config.Validate(DefaultConfig()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -325,7 +326,7 @@ func TestValidateFieldErrors(t *testing.T) {
 	cfg.HTTP.Listen = "x"
 	cfg.Log.Format = "x"
 	var fields []string
-	for _, e := range flattenErrors(cfg.Validate()) {
+	for _, e := range config.Flatten(config.Validate(cfg)) {
 		var fe *schemas.FieldError
 		if !errors.As(e, &fe) {
 			t.Fatalf("%T is not a *schemas.FieldError: %v", e, e)
@@ -365,88 +366,22 @@ func TestCheckHostPort(t *testing.T) {
 	}
 }
 
-func TestSuggest(t *testing.T) {
-	names := []string{"aggregator", "aggregate", "kafka", "clickhouse", "sink", "broker", "http", "log"}
-	tests := map[string]string{
-		"aggregater": "aggregator",
-		"agregate":   "aggregate",
-		"sinks":      "sink",
-		"Kafka":      "kafka",
-		"clickhous":  "clickhouse",
-		"brokers":    "broker",
-		"htpp":       "http",
-		"logs":       "log",
-		"db":         "",
-		"alerting":   "",
-		"":           "",
-	}
-	for in, want := range tests {
-		if got := suggest(in, names); got != want {
-			t.Errorf("suggest(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
-func TestEditDistance(t *testing.T) {
-	tests := []struct {
-		a, b string
-		want int
-	}{
-		{"", "", 0}, {"abc", "", 3}, {"", "ab", 2}, {"kitten", "sitting", 3},
-		{"pane", "pan", 1}, {"pane", "pain", 2}, {"grace", "grace", 0}, {"ab", "ba", 2},
-	}
-	for _, tt := range tests {
-		if got := editDistance(tt.a, tt.b); got != tt.want {
-			t.Errorf("editDistance(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
-		}
-	}
-}
-
-func TestSplitPath(t *testing.T) {
-	got := splitPath("aggregator.windows[1].x[2][3]")
-	want := []any{"aggregator", "windows", 1, "x", 2, 3}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got %v, want %v", got, want)
-	}
-}
-
 func TestLookupLineFollowsAliases(t *testing.T) {
 	data := []byte("common: &w [30s, 4m]\naggregator:\n  pane: 1m\n  windows: *w\n")
-	cfg, err := loadConfig("alias.yaml", data, nil)
+	cfg, err := Load("alias.yaml", data, nil)
 	if err == nil {
 		t.Fatalf("loaded %+v; want the unknown key and the bad window", cfg)
 	}
-	want := "alias.yaml:1: unknown key \"common\"\n" +
-		"alias.yaml:1: aggregator.windows[0]: window 30s is shorter than pane 1m0s"
+	want := "alias.yaml:1:1: unknown key \"common\"\n" +
+		"alias.yaml:1:13: aggregator.windows[0]: window 30s is shorter than pane 1m0s"
 	if err.Error() != want {
 		t.Errorf("got\n%s\nwant\n%s", err, want)
 	}
 }
 
-func TestFormatDuration(t *testing.T) {
-	tests := map[time.Duration]string{
-		0:                       "0s",
-		500 * time.Millisecond:  "500ms",
-		10 * time.Second:        "10s",
-		time.Minute:             "1m",
-		90 * time.Second:        "1m30s",
-		24 * time.Hour:          "24h",
-		time.Hour + time.Minute: "1h1m",
-		time.Hour + time.Second: "1h0m1s",
-	}
-	for d, want := range tests {
-		if got := formatDuration(d); got != want {
-			t.Errorf("formatDuration(%v) = %q, want %q", d, got, want)
-		}
-		if back, err := time.ParseDuration(formatDuration(d)); err != nil || back != d {
-			t.Errorf("formatDuration(%v) = %q parses back as %v, %v", d, formatDuration(d), back, err)
-		}
-	}
-}
-
 func TestOutOfRangeInteger(t *testing.T) {
-	_, err := loadConfig("big.yaml", []byte("kafka:\n  partitions:\n    calls: 99999999999999999999\n"), nil)
-	want := `big.yaml:3: kafka.partitions.calls: cannot parse "99999999999999999999" as an integer`
+	_, err := Load("big.yaml", []byte("kafka:\n  partitions:\n    calls: 99999999999999999999\n"), nil)
+	want := `big.yaml:3:12: kafka.partitions.calls: cannot parse "99999999999999999999" as an integer`
 	if err == nil || err.Error() != want {
 		t.Errorf("got %v, want %s", err, want)
 	}
@@ -456,9 +391,9 @@ func TestClickHouseFlagDSN(t *testing.T) {
 	f := func(dsn, wantDSN, wantDB string, wantSet bool) {
 		t.Helper()
 		c := clickhouse.DefaultConfig()
-		set := withClickHouseDSN(&c, dsn)
+		set := WithClickHouseDSN(&c, dsn)
 		if c.DSN != wantDSN || c.Database != wantDB || set != wantSet {
-			t.Errorf("withClickHouseDSN(%q) = %q, %q, %v; want %q, %q, %v", dsn, c.DSN, c.Database, set, wantDSN, wantDB, wantSet)
+			t.Errorf("WithClickHouseDSN(%q) = %q, %q, %v; want %q, %q, %v", dsn, c.DSN, c.Database, set, wantDSN, wantDB, wantSet)
 		}
 	}
 	f("clickhouse://ch:9000/obs", "clickhouse://ch:9000", "obs", true)
@@ -467,33 +402,44 @@ func TestClickHouseFlagDSN(t *testing.T) {
 	f("clickhouse://ch:9000/", "clickhouse://ch:9000/", "tpflow", false)
 	f("clickhouse://ch:9000/a/b", "clickhouse://ch:9000/a/b", "tpflow", false)
 
-	if got, want := clickHouseURL(clickhouse.DefaultConfig()), "clickhouse://127.0.0.1:9000/tpflow"; got != want {
-		t.Errorf("clickHouseURL(defaults) = %q, want %q", got, want)
+	if got, want := ClickHouseURL(clickhouse.DefaultConfig()), "clickhouse://127.0.0.1:9000/tpflow"; got != want {
+		t.Errorf("ClickHouseURL(defaults) = %q, want %q", got, want)
 	}
 	c := clickhouse.DefaultConfig()
 	c.DSN = "clickhouse://u:p@ch:9000?dial_timeout=5s"
-	if got, want := clickHouseURL(c), "clickhouse://u:p@ch:9000/tpflow?dial_timeout=5s"; got != want {
-		t.Errorf("clickHouseURL = %q, want %q", got, want)
+	if got, want := ClickHouseURL(c), "clickhouse://u:p@ch:9000/tpflow?dial_timeout=5s"; got != want {
+		t.Errorf("ClickHouseURL = %q, want %q", got, want)
 	}
 }
 
-func TestRunBrokerConfig(t *testing.T) {
-	// `tpflow run` bounds the broker's retention: 0 (for ever) and values
-	// above the bounds become the bounds; smaller values stay.
-	b := kafka.DefaultBrokerConfig()
-	b.Advertise = "broker-1:9092"
-	b.Retention, b.RetentionBytes = 0, 0
-	got := runBrokerConfig(b, "data")
-	if got.Listen != "127.0.0.1:0" || got.Advertise != "" || got.DataDir != filepath.Join("data", "broker") ||
-		got.Retention != runBrokerRetention || got.RetentionBytes != runBrokerRetentionBytes {
-		t.Errorf("unbounded: %+v", got)
+func TestReadmeListsEverySection(t *testing.T) {
+	// The README's configuration section names every top-level section
+	// print-defaults prints.
+	readme, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
 	}
-	b.Retention, b.RetentionBytes = time.Hour, 1<<20
-	if got := runBrokerConfig(b, "data"); got.Retention != time.Hour || got.RetentionBytes != 1<<20 {
-		t.Errorf("small: %+v", got)
+	_, conf, ok := strings.Cut(string(readme), "\n## Configuration\n")
+	if !ok {
+		t.Fatal("README has no Configuration section")
 	}
-	b.Retention, b.RetentionBytes = 7*24*time.Hour, 1<<40
-	if got := runBrokerConfig(b, "data"); got.Retention != runBrokerRetention || got.RetentionBytes != runBrokerRetentionBytes {
-		t.Errorf("large: %+v", got)
+	conf, _, _ = strings.Cut(conf, "\n## ")
+	var buf bytes.Buffer
+	if err := WriteDefaults(&buf, DefaultConfig()); err != nil {
+		t.Fatal(err)
+	}
+	sections := 0
+	for _, l := range strings.Split(buf.String(), "\n") {
+		if l == "" || l[0] == ' ' || l[0] == '#' {
+			continue
+		}
+		sections++
+		name, _, _ := strings.Cut(l, ":")
+		if !strings.Contains(conf, "`"+name+"`") {
+			t.Errorf("README's Configuration section does not name the section `%s`", name)
+		}
+	}
+	if sections < 10 {
+		t.Errorf("print-defaults printed %d top-level sections, want at least 10", sections)
 	}
 }

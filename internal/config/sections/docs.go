@@ -1,15 +1,9 @@
-package main
+package sections
 
 import (
-	"fmt"
 	"io"
-	"reflect"
-	"sort"
-	"strconv"
-	"strings"
-	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/tpflow/tpflow/internal/config"
 )
 
 // keyDocs describes every key of Config in one line, by dotted path. A
@@ -140,144 +134,11 @@ var keyDocs = map[string]string{
 	"log.format":  "text or json.",
 }
 
-// writeDefaults prints cfg as YAML with a one-line comment above every key
+// WriteDefaults prints cfg as YAML with a one-line comment above every key
 // that describes it and gives its default. The output loads back to cfg.
-func writeDefaults(w io.Writer, cfg Config) error {
-	var b strings.Builder
-	b.WriteString("# tpflow configuration: one file for every role.\n")
-	b.WriteString("# Every key is optional; an absent key keeps the default shown here.\n")
-	b.WriteString("# Durations are Go durations (\"500ms\", \"10s\", \"1m\", \"24h\"); sizes are bytes.\n")
-	if err := writeStruct(&b, reflect.ValueOf(cfg), "", 0); err != nil {
-		return err
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
-}
-
-func writeStruct(b *strings.Builder, v reflect.Value, path string, depth int) error {
-	indent := strings.Repeat("  ", depth)
-	t := v.Type()
-	for i := range t.NumField() {
-		name, ok := yamlName(t.Field(i))
-		if !ok {
-			continue
-		}
-		p := joinPath(path, name)
-		doc, ok := keyDocs[p]
-		if !ok {
-			return fmt.Errorf("BUG: config key %s has no description in keyDocs", p)
-		}
-		fv := v.Field(i)
-		if fv.Kind() == reflect.Struct && fv.Type() != durationType {
-			if depth == 0 {
-				b.WriteString("\n")
-			}
-			fmt.Fprintf(b, "%s# %s\n%s%s:\n", indent, doc, indent, name)
-			if err := writeStruct(b, fv, p, depth+1); err != nil {
-				return err
-			}
-			continue
-		}
-		if fv.Kind() == reflect.Map && fv.Type().Key().Kind() == reflect.String && fv.Len() > 0 {
-			fmt.Fprintf(b, "%s# %s\n%s%s:\n", indent, doc, indent, name)
-			if err := writeMap(b, fv, p, depth+1); err != nil {
-				return err
-			}
-			continue
-		}
-		val, err := yamlValue(fv)
-		if err != nil {
-			return fmt.Errorf("cannot print %s: %w", p, err)
-		}
-		shown := val
-		if fv.Kind() == reflect.String {
-			shown = strconv.Quote(fv.String())
-		}
-		fmt.Fprintf(b, "%s# %s Default: %s\n%s%s: %s\n", indent, doc, shown, indent, name, val)
-	}
-	return nil
-}
-
-// writeMap writes a map with string keys as a block mapping in key order,
-// each entry documented like a struct field.
-func writeMap(b *strings.Builder, v reflect.Value, path string, depth int) error {
-	indent := strings.Repeat("  ", depth)
-	keys := v.MapKeys()
-	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
-	for _, k := range keys {
-		p := joinPath(path, k.String())
-		doc, ok := keyDocs[p]
-		if !ok {
-			return fmt.Errorf("BUG: config key %s has no description in keyDocs", p)
-		}
-		val, err := yamlValue(v.MapIndex(k))
-		if err != nil {
-			return fmt.Errorf("cannot print %s: %w", p, err)
-		}
-		fmt.Fprintf(b, "%s# %s Default: %s\n%s%s: %s\n", indent, doc, val, indent, k.String(), val)
-	}
-	return nil
-}
-
-// yamlValue renders a leaf value in flow style.
-func yamlValue(v reflect.Value) (string, error) {
-	if v.Type() == durationType {
-		return formatDuration(time.Duration(v.Int())), nil
-	}
-	switch v.Kind() {
-	case reflect.Slice:
-		parts := make([]string, v.Len())
-		for i := range v.Len() {
-			s, err := yamlValue(v.Index(i))
-			if err != nil {
-				return "", err
-			}
-			parts[i] = s
-		}
-		return "[" + strings.Join(parts, ", ") + "]", nil
-	case reflect.Map:
-		// Flow style with sorted keys, so the output is stable.
-		keys := v.MapKeys()
-		parts := make([]string, 0, len(keys))
-		for _, k := range keys {
-			ks, err := yamlValue(k)
-			if err != nil {
-				return "", err
-			}
-			vs, err := yamlValue(v.MapIndex(k))
-			if err != nil {
-				return "", err
-			}
-			parts = append(parts, ks+": "+vs)
-		}
-		sort.Strings(parts)
-		return "{" + strings.Join(parts, ", ") + "}", nil
-	case reflect.String:
-		if v.String() == "" {
-			return `""`, nil
-		}
-		out, err := yaml.Marshal(v.String())
-		return strings.TrimSuffix(string(out), "\n"), err
-	case reflect.Bool:
-		return strconv.FormatBool(v.Bool()), nil
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return strconv.FormatInt(v.Int(), 10), nil
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return strconv.FormatUint(v.Uint(), 10), nil
-	case reflect.Float32, reflect.Float64:
-		return strconv.FormatFloat(v.Float(), 'g', -1, 64), nil
-	}
-	return "", fmt.Errorf("unsupported kind %s", v.Kind())
-}
-
-// formatDuration writes d the way people do: "1m" rather than "1m0s".
-func formatDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
+func WriteDefaults(w io.Writer, cfg Config) error {
+	return config.WriteDocumented(w, cfg, keyDocs,
+		"# tpflow configuration: one file for every role.\n"+
+			"# Every key is optional; an absent key keeps the default shown here.\n"+
+			"# Durations are Go durations (\"500ms\", \"10s\", \"1m\", \"24h\"); sizes are bytes.\n")
 }

@@ -1,4 +1,8 @@
-package main
+// Package sections is tpflow's one configuration file: the Config made of
+// every package's section, its defaults, the documentation of every key
+// (print-defaults) and Load, which reads a file through the loader of
+// package config.
+package sections
 
 import (
 	"errors"
@@ -20,8 +24,8 @@ import (
 
 // Each section is the Config of the package that uses it, with that
 // package's DefaultConfig and Validate; HTTPConfig and LogConfig belong to
-// this command. Field paths in *schemas.FieldError are the YAML keys
-// relative to the section; Config.Validate prefixes them.
+// the tpflow command. config.Validate calls every section's Validate and
+// prefixes the paths of its *schemas.FieldError values.
 
 // Config is the whole tpflow configuration: one YAML file shared by every
 // role. A key absent from the file keeps its value from DefaultConfig.
@@ -65,22 +69,11 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports every impossible value in every section, each as a
-// *schemas.FieldError whose field is the full dotted YAML path.
+// Validate reports what no one section can see: today a clickhouse.dsn
+// naming another database than clickhouse.database. Every section is
+// validated by config.Validate, which calls this first.
 func (c Config) Validate() error {
-	return errors.Join(
-		schemas.PrefixField("aggregator", c.Aggregator.Validate()),
-		schemas.PrefixField("aggregate", c.Aggregate.Validate()),
-		schemas.PrefixField("kafka", c.Kafka.Validate()),
-		schemas.PrefixField("clickhouse", c.ClickHouse.Validate()),
-		schemas.PrefixField("clickhouse", checkDSNDatabase(c.ClickHouse)),
-		schemas.PrefixField("sink", c.Sink.Validate()),
-		schemas.PrefixField("alert", c.Alert.Validate()),
-		schemas.PrefixField("collect", c.Collect.Validate()),
-		schemas.PrefixField("broker", c.Broker.Validate()),
-		schemas.PrefixField("http", c.HTTP.Validate()),
-		schemas.PrefixField("log", c.Log.Validate()),
-	)
+	return schemas.PrefixField("clickhouse", checkDSNDatabase(c.ClickHouse))
 }
 
 // checkDSNDatabase refuses a DSN whose path names a database other than
@@ -97,10 +90,10 @@ func checkDSNDatabase(c clickhouse.Config) error {
 	return nil
 }
 
-// withClickHouseDSN applies a --clickhouse value: a database in the DSN's
+// WithClickHouseDSN applies a --clickhouse value: a database in the DSN's
 // path (clickhouse://HOST:PORT/DB) goes to clickhouse.database, the rest to
 // clickhouse.dsn. It reports whether the database was set.
-func withClickHouseDSN(c *clickhouse.Config, dsn string) bool {
+func WithClickHouseDSN(c *clickhouse.Config, dsn string) bool {
 	c.DSN = dsn
 	u, err := url.Parse(dsn)
 	if err != nil {
@@ -116,9 +109,9 @@ func withClickHouseDSN(c *clickhouse.Config, dsn string) bool {
 	return true
 }
 
-// clickHouseURL is the DSN with the database as its path, the form the
+// ClickHouseURL is the DSN with the database as its path, the form the
 // --clickhouse flag takes.
-func clickHouseURL(c clickhouse.Config) string {
+func ClickHouseURL(c clickhouse.Config) string {
 	u, err := url.Parse(c.DSN)
 	if err != nil || (u.Path != "" && u.Path != "/") {
 		return c.DSN
