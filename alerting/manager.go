@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tpflow/tpflow/aggregator"
+	"github.com/tpflow/tpflow/schemas"
 )
 
 // WindowSource reads sliding windows; aggregator.Engine implements it.
@@ -418,15 +419,15 @@ func (m *Manager) compare(r *Rule, gs []evalGroup, now time.Time) {
 
 func labelOf(k aggregator.Key, name string) string {
 	switch name {
-	case "system":
+	case schemas.LabelSystem:
 		return k.System
-	case "app":
+	case schemas.LabelApp:
 		return k.App
-	case "group":
+	case schemas.LabelGroup:
 		return k.Group
-	case "idc":
+	case schemas.LabelIDC:
 		return k.IDC
-	case "method":
+	case schemas.LabelMethod:
 		return k.Method
 	}
 	panic("BUG: unknown label " + name)

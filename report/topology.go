@@ -10,6 +10,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
+	"github.com/tpflow/tpflow/schemas"
 )
 
 // TopologyQuery asks which systems, apps, groups and IDCs have call or
@@ -52,8 +53,8 @@ func Topology(ctx context.Context, conn driver.Conn, q TopologyQuery) (Topo, err
 	for _, table := range []string{"call_panes", "resource_panes"} {
 		var b strings.Builder
 		args := []any{q.From.Unix(), q.To.Unix()}
-		fmt.Fprintf(&b, "SELECT DISTINCT system, app, group_name, idc FROM %s.%s"+
-			" WHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?)", q.Database, table)
+		fmt.Fprintf(&b, "SELECT DISTINCT %s FROM %s.%s"+
+			" WHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?)", schemas.KeyColumns(len(Levels)), q.Database, table)
 		where(&b, &args, q.Selector)
 		rows, err := conn.Query(ctx, b.String(), args...)
 		if err != nil {

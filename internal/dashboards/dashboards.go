@@ -19,6 +19,8 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/stat"
 	"github.com/grafana/grafana-foundation-sdk/go/table"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+
+	"github.com/tpflow/tpflow/schemas"
 )
 
 // Dashboard is one generated dashboard and the file it is written to.
@@ -29,21 +31,11 @@ type Dashboard struct {
 	Model dashboard.Dashboard
 }
 
-// Variable names as they appear in SQL (${name:singlequote}) and the
-// column each one filters.
-var varColumns = map[string]string{
-	"system": "system",
-	"app":    "app",
-	"group":  "group_name",
-	"idc":    "idc",
-	"method": "method",
-}
-
 // in returns " AND col IN (${var:singlequote})" for each variable, in order.
 func in(vars ...string) string {
 	var b strings.Builder
 	for _, v := range vars {
-		col, ok := varColumns[v]
+		col, ok := schemas.KeyColumn(v)
 		if !ok {
 			panic("BUG: unknown dashboard variable " + v)
 		}
@@ -199,7 +191,10 @@ func prom(refID, expr, legend string) promBuilder {
 // range, narrowed by the variables before it (where). "All" expands to
 // every option: no custom all value is set.
 func variable(name, label, table, where string, multi bool) *dashboard.QueryVariableBuilder {
-	col := varColumns[name]
+	col, ok := schemas.KeyColumn(name)
+	if !ok {
+		panic("BUG: unknown dashboard variable " + name)
+	}
 	q := fmt.Sprintf("SELECT DISTINCT %s FROM %s WHERE $__timeFilter(pane_start)%s ORDER BY %s", col, table, where, col)
 	return dashboard.NewQueryVariableBuilder(name).
 		Label(label).

@@ -8,13 +8,9 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-)
 
-// Label columns of call_panes that CallStatsQuery.By accepts, by the name
-// callers use for them.
-var callLabelColumns = map[string]string{
-	"system": "system", "app": "app", "group": "group_name", "idc": "idc", "method": "method",
-}
+	"github.com/tpflow/tpflow/schemas"
+)
 
 // CallStatsQuery asks for calls, errors and latency quantiles of the
 // selected keys' panes whose start lies in [From, To), per step and per
@@ -160,9 +156,9 @@ func (q CallStatsQuery) SQL() (string, []any, error) {
 	}
 	cols := make([]string, 0, len(q.By))
 	for _, l := range q.By {
-		c, ok := callLabelColumns[l]
+		c, ok := schemas.KeyColumn(l)
 		if !ok {
-			return "", nil, fmt.Errorf("cannot build call stats query: unknown label %q (want system, app, group, idc or method)", l)
+			return "", nil, fmt.Errorf("cannot build call stats query: unknown label %q (want %s)", l, schemas.KeyLabelList())
 		}
 		cols = append(cols, c)
 	}

@@ -9,20 +9,69 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/tpflow/tpflow/schemas"
 )
 
-// Selector picks call keys; an empty field matches every value.
+// Selector picks call keys; an empty field matches every value. Its fields
+// are the key labels of schemas.KeyLabels, in that order.
 type Selector struct {
 	System, App, Group, IDC, Method string
 }
 
+// fields returns pointers to s's fields in schemas.KeyLabels order.
+func (s *Selector) fields() [5]*string {
+	return [...]*string{&s.System, &s.App, &s.Group, &s.IDC, &s.Method}
+}
+
+// Values returns s's values in schemas.KeyLabels order.
+func (s Selector) Values() []string {
+	out := make([]string, 0, 5)
+	for _, f := range s.fields() {
+		out = append(out, *f)
+	}
+	return out
+}
+
+// Get returns the value for the key label called name.
+func (s Selector) Get(name string) (string, bool) {
+	for i, l := range schemas.KeyLabels() {
+		if l.Name == name {
+			return *s.fields()[i], true
+		}
+	}
+	return "", false
+}
+
+// Set sets the value for the key label called name; it reports false when
+// name is not a key label.
+func (s *Selector) Set(name, v string) bool {
+	for i, l := range schemas.KeyLabels() {
+		if l.Name == name {
+			*s.fields()[i] = v
+			return true
+		}
+	}
+	return false
+}
+
+// String names the labels s matches, system="pay" app="api", or "" when
+// it matches every key.
+func (s Selector) String() string {
+	var parts []string
+	for i, l := range schemas.KeyLabels() {
+		if v := *s.fields()[i]; v != "" {
+			parts = append(parts, fmt.Sprintf("%s=%q", l.Name, v))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
 func (s Selector) where(b *strings.Builder, args *[]any) {
-	for _, c := range []struct{ col, v string }{
-		{"system", s.System}, {"app", s.App}, {"group_name", s.Group}, {"idc", s.IDC}, {"method", s.Method},
-	} {
-		if c.v != "" {
-			fmt.Fprintf(b, " AND %s = ?", c.col)
-			*args = append(*args, c.v)
+	for i, l := range schemas.KeyLabels() {
+		if v := *s.fields()[i]; v != "" {
+			fmt.Fprintf(b, " AND %s = ?", l.Column)
+			*args = append(*args, v)
 		}
 	}
 }
@@ -130,7 +179,7 @@ func QueryPanes(ctx context.Context, conn driver.Conn, q PaneQuery) ([]PaneRow, 
 	fmt.Fprintf(&b, "SELECT %s FROM %s.call_panes FINAL WHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?)",
 		paneColumns, q.Database)
 	q.Selector.where(&b, &args)
-	b.WriteString(" ORDER BY system, app, group_name, idc, method, pane_start")
+	b.WriteString(" ORDER BY " + schemas.KeyColumns(-1) + ", pane_start")
 	rows, err := conn.Query(ctx, b.String(), args...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot query panes: %w", err)
