@@ -264,29 +264,22 @@ func DescribeSelector(s clickhouse.Selector) string {
 func resourceInner(q CapacityQuery, depth int) (string, []any) {
 	keys := schemas.KeyColumns(depth + 1)
 	m := q.Metrics
-	var b strings.Builder
-	args := []any{q.From.Unix(), q.To.Unix(), m.CPUUsed, m.CPULimit, m.MemoryUsed, m.MemoryLimit, m.CPUUsed, m.MemoryUsed}
-	fmt.Fprintf(&b, "SELECT %s, name, pane_start, sum(avg) AS u, count() AS n FROM %s.resource_panes FINAL"+
-		" WHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?) AND name IN (?, ?, ?, ?)"+
-		" AND (avg > 0 OR name IN (?, ?))", keys, q.Database)
-	sel := q.Selector
-	sel.Method = ""
-	where(&b, &args, sel)
-	fmt.Fprintf(&b, " GROUP BY %s, name, pane_start", keys)
-	return b.String(), args
+	s := clickhouse.SQL{Database: q.Database}
+	fmt.Fprintf(&s, "SELECT %s, name, pane_start, sum(avg) AS u, count() AS n FROM %s FINAL WHERE ", keys, s.Table("resource_panes"))
+	s.PaneRange(q.From, q.To)
+	s.WriteString(" AND name IN (?, ?, ?, ?) AND (avg > 0 OR name IN (?, ?))")
+	s.Args = append(s.Args, m.CPUUsed, m.CPULimit, m.MemoryUsed, m.MemoryLimit, m.CPUUsed, m.MemoryUsed)
+	s.Match(resourceMatches(q.Selector))
+	fmt.Fprintf(&s, " GROUP BY %s, name, pane_start", keys)
+	return s.String(), s.Args
 }
 
-// where appends the selector's conditions; clickhouse.Selector has the
-// same code for call_panes, whose label columns resource_panes shares.
-func where(b *strings.Builder, args *[]any, s clickhouse.Selector) {
-	for _, c := range []struct{ col, v string }{
-		{"system", s.System}, {"app", s.App}, {"group_name", s.Group}, {"idc", s.IDC},
-	} {
-		if c.v != "" {
-			fmt.Fprintf(b, " AND %s = ?", c.col)
-			*args = append(*args, c.v)
-		}
-	}
+// resourceMatches returns the conditions of a selector on tables without a
+// method column (resource_panes; the topology reads call_panes by the same
+// labels): its method is left out.
+func resourceMatches(s clickhouse.Selector) []clickhouse.Match {
+	s.Method = ""
+	return s.Matches()
 }
 
 func resourceTotals(ctx context.Context, conn driver.Conn, q CapacityQuery, depth int, get func(int, []string) *Row) error {

@@ -51,12 +51,11 @@ func Topology(ctx context.Context, conn driver.Conn, q TopologyQuery) (Topo, err
 	type key struct{ s, a, g, i string }
 	seen := map[key]bool{}
 	for _, table := range []string{"call_panes", "resource_panes"} {
-		var b strings.Builder
-		args := []any{q.From.Unix(), q.To.Unix()}
-		fmt.Fprintf(&b, "SELECT DISTINCT %s FROM %s.%s"+
-			" WHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?)", schemas.KeyColumns(len(Levels)), q.Database, table)
-		where(&b, &args, q.Selector)
-		rows, err := conn.Query(ctx, b.String(), args...)
+		s := clickhouse.SQL{Database: q.Database}
+		fmt.Fprintf(&s, "SELECT DISTINCT %s FROM %s WHERE ", schemas.KeyColumns(len(Levels)), s.Table(table))
+		s.PaneRange(q.From, q.To)
+		s.Match(resourceMatches(q.Selector))
+		rows, err := conn.Query(ctx, s.String(), s.Args...)
 		if err != nil {
 			return Topo{}, fmt.Errorf("cannot query topology from %s: %w", table, err)
 		}

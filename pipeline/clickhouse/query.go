@@ -67,15 +67,6 @@ func (s Selector) String() string {
 	return strings.Join(parts, " ")
 }
 
-func (s Selector) where(b *strings.Builder, args *[]any) {
-	for i, l := range schemas.KeyLabels() {
-		if v := *s.fields()[i]; v != "" {
-			fmt.Fprintf(b, " AND %s = ?", l.Column)
-			*args = append(*args, v)
-		}
-	}
-}
-
 // TPQuery asks for latency quantiles over every pane of the selected keys
 // whose start lies in [From, To).
 type TPQuery struct {
@@ -110,19 +101,17 @@ func (q TPQuery) SQL() (string, []any, error) {
 	if !q.From.Before(q.To) {
 		return "", nil, fmt.Errorf("cannot build TP query: from %s is not before to %s", q.From, q.To)
 	}
-	levels, err := quantileLevels(q.Quantiles)
+	levels, err := QuantilesExactWeighted(q.Quantiles, "mean, w")
 	if err != nil {
 		return "", nil, fmt.Errorf("cannot build TP query: %w", err)
 	}
-	var b strings.Builder
-	args := []any{q.From.Unix(), q.To.Unix()}
-	fmt.Fprintf(&b, "SELECT toUInt64(sum(w)), quantilesExactWeighted(%s)(mean, w) FROM ("+
-		"SELECT centroid_means, centroid_weights FROM %s.call_panes FINAL "+
-		"WHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?)",
-		levels, q.Database)
-	q.Selector.where(&b, &args)
-	b.WriteString(") ARRAY JOIN centroid_means AS mean, arrayMap(x -> toUInt64(round(x)), centroid_weights) AS w")
-	return b.String(), args, nil
+	s := SQL{Database: q.Database}
+	fmt.Fprintf(&s, "SELECT toUInt64(sum(w)), %s FROM (SELECT centroid_means, centroid_weights FROM %s FINAL WHERE ",
+		levels, s.Table("call_panes"))
+	s.PaneRange(q.From, q.To)
+	s.Match(q.Selector.Matches())
+	s.WriteString(")" + CentroidJoin)
+	return s.String(), s.Args, nil
 }
 
 // quantileLevels checks qs and returns them as the parameter list of a
@@ -174,13 +163,12 @@ func QueryPanes(ctx context.Context, conn driver.Conn, q PaneQuery) ([]PaneRow, 
 	if !identRe.MatchString(q.Database) {
 		return nil, fmt.Errorf("cannot query panes: database name %q must match %s", q.Database, identRe)
 	}
-	var b strings.Builder
-	args := []any{q.From.Unix(), q.To.Unix()}
-	fmt.Fprintf(&b, "SELECT %s FROM %s.call_panes FINAL WHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?)",
-		paneColumns, q.Database)
-	q.Selector.where(&b, &args)
-	b.WriteString(" ORDER BY " + schemas.KeyColumns(-1) + ", pane_start")
-	rows, err := conn.Query(ctx, b.String(), args...)
+	s := SQL{Database: q.Database}
+	fmt.Fprintf(&s, "SELECT %s FROM %s FINAL WHERE ", paneColumns, s.Table("call_panes"))
+	s.PaneRange(q.From, q.To)
+	s.Match(q.Selector.Matches())
+	s.WriteString(" ORDER BY " + schemas.KeyColumns(-1) + ", pane_start")
+	rows, err := conn.Query(ctx, s.String(), s.Args...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot query panes: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
+	"github.com/tpflow/tpflow/schemas"
 )
 
 // Bucket is the length of a rollup bucket; bucket starts are multiples of
@@ -219,19 +220,12 @@ type backfill struct {
 // their arguments: the range is a PREWHERE, because with FINAL 18.16
 // otherwise reads the whole day's columns to keep a few minutes.
 func (b *backfill) where(from, to time.Time) (string, []any) {
-	var q strings.Builder
-	args := []any{from.Unix(), to.Unix()}
-	q.WriteString(" PREWHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?) WHERE 1")
-	s := b.o.Selector
-	for _, c := range []struct{ col, v string }{
-		{"system", s.System}, {"app", s.App}, {"group_name", s.Group}, {"idc", s.IDC}, {"method", s.Method},
-	} {
-		if c.v != "" {
-			fmt.Fprintf(&q, " AND %s = ?", c.col)
-			args = append(args, c.v)
-		}
-	}
-	return q.String(), args
+	s := clickhouse.SQL{}
+	s.WriteString(" PREWHERE ")
+	s.PaneRange(from, to)
+	s.WriteString(" WHERE 1")
+	s.Match(b.o.Selector.Matches())
+	return s.String(), s.Args
 }
 
 // span returns the first and last pane start of the selected panes in
@@ -255,9 +249,9 @@ func (b *backfill) span(ctx context.Context) (first, last time.Time, err error) 
 // each key's bucket once the next row belongs to another.
 func (b *backfill) read(ctx context.Context, from, to time.Time) error {
 	cond, args := b.where(from, to)
-	q := "SELECT pane_start, system, app, group_name, idc, method, count, errors, sum_us, min_us, max_us," +
+	q := "SELECT pane_start, " + schemas.KeyColumns(-1) + ", count, errors, sum_us, min_us, max_us," +
 		" toString(centroid_means), toString(centroid_weights) FROM " + b.o.Database + ".call_panes FINAL" + cond +
-		" ORDER BY system, app, group_name, idc, method, pane_start"
+		" ORDER BY " + schemas.KeyColumns(-1) + ", pane_start"
 	rows, err := b.conn.Query(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("cannot read panes from %s to %s: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
