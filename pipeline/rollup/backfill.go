@@ -13,6 +13,7 @@ import (
 
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
+	"github.com/tpflow/tpflow/pipeline/codec"
 	"github.com/tpflow/tpflow/schemas"
 )
 
@@ -293,7 +294,7 @@ func (b *backfill) read(ctx context.Context, from, to time.Time) error {
 		}
 		var p aggregator.PaneStat
 		if err == nil {
-			p, err = paneStat(k, &r)
+			p, err = PaneOf(k, &r)
 		}
 		if err != nil {
 			b.st.Skipped++
@@ -353,33 +354,28 @@ func (b *backfill) progress() {
 	}
 }
 
-// paneStat converts a stored pane to the aggregator's form, checking what
-// the merge relies on.
-func paneStat(k aggregator.Key, r *clickhouse.PaneRow) (aggregator.PaneStat, error) {
-	if len(r.CentroidMeans) != len(r.CentroidWeights) {
-		return aggregator.PaneStat{}, fmt.Errorf("%d centroid means but %d weights", len(r.CentroidMeans), len(r.CentroidWeights))
+// PaneOf converts a stored pane of key k to the aggregator's form: the
+// one conversion of a row to a pane, and RowOf its inverse. The row must
+// pass codec.CheckPane, and its sum, min, max and weights must be whole
+// numbers the pane's integer fields hold.
+func PaneOf(k aggregator.Key, r *clickhouse.PaneRow) (aggregator.PaneStat, error) {
+	v := r.Values()
+	if err := codec.CheckPane(&v); err != nil {
+		return aggregator.PaneStat{}, err
 	}
-	if r.Errors > r.Count {
-		return aggregator.PaneStat{}, fmt.Errorf("errors %d exceed count %d", r.Errors, r.Count)
-	}
-	if r.Count == 0 {
-		return aggregator.PaneStat{}, errors.New("count is 0")
-	}
-	if !whole(r.SumUs, math.MaxUint64) || !whole(r.MinUs, math.MaxUint32) || !whole(r.MaxUs, math.MaxUint32) || r.MinUs > r.MaxUs {
+	if !whole(r.SumUs, math.MaxUint64) || !whole(r.MinUs, math.MaxUint32) || !whole(r.MaxUs, math.MaxUint32) {
 		return aggregator.PaneStat{}, fmt.Errorf("sum %g, min %g or max %g is not a whole number of µs in range", r.SumUs, r.MinUs, r.MaxUs)
 	}
 	p := aggregator.PaneStat{
-		Key: k, Start: r.PaneStart.UnixMilli(), Count: r.Count, Errors: r.Errors,
-		SumUs: uint64(r.SumUs), MinUs: uint32(r.MinUs), MaxUs: uint32(r.MaxUs),
+		Key: k, Start: r.PaneStart.UnixMilli(), PaneMs: int64(r.PaneSeconds) * 1000, Version: r.Version,
+		Count: r.Count, Errors: r.Errors, SumUs: uint64(r.SumUs), MinUs: uint32(r.MinUs), MaxUs: uint32(r.MaxUs),
+		P50: r.P50Us, P90: r.P90Us, P99: r.P99Us, P999: r.P999Us,
 		Centroids: make([]aggregator.Centroid, len(r.CentroidMeans)),
 	}
 	for i, m := range r.CentroidMeans {
 		w := r.CentroidWeights[i]
-		if math.IsNaN(m) || math.IsInf(m, 0) || !whole(w, math.MaxUint32) || w == 0 {
-			return aggregator.PaneStat{}, fmt.Errorf("centroid %d has mean %g and weight %g", i, m, w)
-		}
-		if i > 0 && m < r.CentroidMeans[i-1] {
-			return aggregator.PaneStat{}, fmt.Errorf("centroid %d is out of order (mean %g after %g)", i, m, r.CentroidMeans[i-1])
+		if !whole(w, math.MaxUint32) {
+			return aggregator.PaneStat{}, fmt.Errorf("centroid %d has weight %g; want a whole number", i, w)
 		}
 		p.Centroids[i] = aggregator.Centroid{Mean: float32(m), Weight: uint32(w)}
 	}
@@ -416,7 +412,8 @@ func whole(f, hi float64) bool {
 	return f >= 0 && f <= hi && f == math.Trunc(f)
 }
 
-// RowOf returns the rollup p as the sink stores it in call_rollups.
+// RowOf returns p as the sink stores it in call_panes, or in call_rollups
+// for a rollup.
 func RowOf(p aggregator.PaneStat) clickhouse.PaneRow {
 	r := clickhouse.PaneRow{
 		PaneStart: time.UnixMilli(p.Start).UTC(), PaneSeconds: uint32(p.PaneMs / 1000),
