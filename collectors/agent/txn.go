@@ -11,6 +11,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/tpflow/tpflow/collectors/logtail"
+	"github.com/tpflow/tpflow/internal/atomicfile"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
@@ -84,11 +85,7 @@ func (a *Agent) saveHint() error {
 		return nil
 	}
 	b, _ := json.Marshal(h)
-	tmp := a.cfg.StateFile + txnSuffix + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, a.cfg.StateFile+txnSuffix)
+	return atomicfile.Write(a.cfg.StateFile+txnSuffix, b, 0o644)
 }
 
 // latestRecord reads the last committed offsets record of this host.
