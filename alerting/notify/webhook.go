@@ -70,6 +70,31 @@ func DefaultWebhookConfig() WebhookConfig {
 		MinBackoff: 500 * time.Millisecond, MaxBackoff: 30 * time.Second, QueueSize: 10000, BatchSize: 256}
 }
 
+// WithDefaults returns c with every field left zero set to
+// DefaultWebhookConfig's value: a configured webhook names its URL and
+// secret and takes the rest.
+func (c WebhookConfig) WithDefaults() WebhookConfig {
+	d := DefaultWebhookConfig()
+	for _, f := range []struct {
+		dst *time.Duration
+		def time.Duration
+	}{{&c.Timeout, d.Timeout}, {&c.MinBackoff, d.MinBackoff}, {&c.MaxBackoff, d.MaxBackoff}} {
+		if *f.dst == 0 {
+			*f.dst = f.def
+		}
+	}
+	if c.Name == "" {
+		c.Name = d.Name
+	}
+	if c.QueueSize == 0 {
+		c.QueueSize = d.QueueSize
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = d.BatchSize
+	}
+	return c
+}
+
 // Validate reports a configuration that cannot work.
 func (c WebhookConfig) Validate() error {
 	pu, err := url.Parse(c.URL)

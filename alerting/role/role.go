@@ -274,9 +274,7 @@ func newSenders(cfg Config, m *metrics, log *slog.Logger) ([]sender, error) {
 		out = append(out, am)
 	}
 	for i, w := range cfg.Webhooks {
-		wcfg := notify.DefaultWebhookConfig()
-		wcfg.URL, wcfg.Secret = w.URL, w.Secret
-		wh, err := notify.NewWebhook(wcfg, nil, nil, log)
+		wh, err := notify.NewWebhook(w.WithDefaults(), nil, nil, log)
 		if err != nil {
 			return nil, err
 		}
