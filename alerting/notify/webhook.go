@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +17,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/tpflow/tpflow/pipeline"
 )
 
 // SignatureHeader carries the webhook body's HMAC-SHA256 under the shared
@@ -132,9 +133,6 @@ type WebhookAlert struct {
 	GeneratorURL string            `json:"generatorURL"`
 	Fingerprint  string            `json:"fingerprint"`
 }
-
-// errPermanent marks a response that retrying cannot fix.
-var errPermanent = errors.New("permanent failure")
 
 // Webhook posts alerts, one message per alertname, to a URL with retries
 // and exponential backoff. Webhook is safe for concurrent use.
@@ -260,27 +258,22 @@ func (w *Webhook) Send(ctx context.Context, msg WebhookMessage) error {
 	if err != nil {
 		return fmt.Errorf("cannot encode webhook message: %w", err)
 	}
-	backoff := w.cfg.MinBackoff
-	for attempt := 1; ; attempt++ {
-		err = w.post(ctx, body)
-		if err == nil {
-			w.delivered.Add(1)
-			return nil
-		}
-		if errors.Is(err, errPermanent) || (w.cfg.MaxAttempts > 0 && attempt >= w.cfg.MaxAttempts) {
-			w.failed.Add(1)
-			return fmt.Errorf("cannot deliver webhook to %s after %d attempts: %w", w.cfg.URL, attempt, err)
-		}
-		w.log.Debug("webhook attempt failed, retrying", "receiver", w.cfg.Name, "attempt", attempt, "backoff", backoff, "err", err)
-		select {
-		case <-ctx.Done():
-			w.failed.Add(1)
-			return fmt.Errorf("cannot deliver webhook to %s: %w (last error: %w)", w.cfg.URL, ctx.Err(), err)
-		case <-time.After(backoff):
-		}
-		w.retries.Add(1)
-		backoff = min(2*backoff, w.cfg.MaxBackoff)
+	b := pipeline.Backoff{Min: w.cfg.MinBackoff, Max: w.cfg.MaxBackoff}
+	attempts, err := pipeline.Retry(ctx, &b, w.cfg.MaxAttempts, func() error { return w.post(ctx, body) },
+		func(attempt int, pause time.Duration, err error) {
+			w.log.Debug("webhook attempt failed, retrying", "receiver", w.cfg.Name, "attempt", attempt, "backoff", pause, "err", err)
+			w.retries.Add(1)
+		})
+	switch {
+	case err == nil:
+		w.delivered.Add(1)
+		return nil
+	case ctx.Err() != nil:
+		w.failed.Add(1)
+		return fmt.Errorf("cannot deliver webhook to %s: %w", w.cfg.URL, err)
 	}
+	w.failed.Add(1)
+	return fmt.Errorf("cannot deliver webhook to %s after %d attempts: %w", w.cfg.URL, attempts, err)
 }
 
 func (w *Webhook) post(ctx context.Context, body []byte) error {
@@ -288,7 +281,7 @@ func (w *Webhook) post(ctx context.Context, body []byte) error {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.cfg.URL, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("%w: cannot build request: %w", errPermanent, err)
+		return pipeline.Permanent(fmt.Errorf("cannot build request: %w", err))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if w.cfg.Secret != "" {
@@ -306,6 +299,6 @@ func (w *Webhook) post(ctx context.Context, body []byte) error {
 	case resp.StatusCode/100 == 5 || resp.StatusCode == http.StatusTooManyRequests:
 		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))
 	default:
-		return fmt.Errorf("%w: %s: %s", errPermanent, resp.Status, strings.TrimSpace(string(msg)))
+		return pipeline.Permanent(fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg))))
 	}
 }

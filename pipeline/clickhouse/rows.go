@@ -9,6 +9,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/tpflow/tpflow/pipeline"
 	"github.com/tpflow/tpflow/pipeline/codec"
 )
 
@@ -128,21 +129,9 @@ type AlertRow struct {
 
 // ErrPermanent marks an error that retrying cannot fix: rows the schema
 // cannot hold, or a schema that does not match. Callers route the rows to
-// the dead-letter queue: errors.Is(err, ErrPermanent).
-var ErrPermanent = errors.New("permanent error")
-
-type permanentError struct{ err error }
-
-func (e *permanentError) Error() string        { return e.err.Error() }
-func (e *permanentError) Unwrap() error        { return e.err }
-func (e *permanentError) Is(target error) bool { return target == ErrPermanent }
-
-func permanent(err error) error {
-	if err == nil || errors.Is(err, ErrPermanent) {
-		return err
-	}
-	return &permanentError{err}
-}
+// the dead-letter queue: errors.Is(err, ErrPermanent). It is
+// pipeline.ErrPermanent.
+var ErrPermanent = pipeline.ErrPermanent
 
 // RowError says why one row of a batch was rejected.
 type RowError struct {
