@@ -205,12 +205,22 @@ func newDashboard(uid, title, description string, vars []*dashboard.QueryVariabl
 // callVars are the cascading system → app → group → idc variables over
 // call_panes; each lists the values present under the ones before it.
 func callVars() []*dashboard.QueryVariableBuilder {
-	return []*dashboard.QueryVariableBuilder{
-		variable("system", "System", "call_panes", "", true),
-		variable("app", "App", "call_panes", in("system"), true),
-		variable("group", "Group", "call_panes", in("system", "app"), true),
-		variable("idc", "IDC", "call_panes", in("system", "app", "group"), true),
+	return cascade("call_panes", schemas.KeyLabelNames(4), "")
+}
+
+// cascade returns one variable per label of names over table's panes, in
+// order, each narrowed by the ones before it; every one is multi-value
+// but single.
+func cascade(table string, names []string, single string) []*dashboard.QueryVariableBuilder {
+	out := make([]*dashboard.QueryVariableBuilder, len(names))
+	for i, n := range names {
+		title := strings.ToUpper(n[:1]) + n[1:]
+		if n == schemas.LabelIDC {
+			title = "IDC"
+		}
+		out[i] = variable(n, title, table, in(names[:i]...), n != single)
 	}
+	return out
 }
 
 // All builds every dashboard, in file order.
@@ -237,7 +247,7 @@ func All() ([]Dashboard, error) {
 }
 
 func serviceOverview() (dashboard.Dashboard, error) {
-	sel := clickhouse.Vars("system", "app", "group", "idc")
+	sel := clickhouse.Vars(schemas.KeyLabelNames(4)...)
 	return newDashboard("tpflow-service-overview", "tpflow / Service overview",
 		"Traffic, errors and latency per system and app, from the aggregator's call panes. Percentiles are merged from the stored t-digest centroids of every pane in range, never averaged.",
 		callVars(), []panel{
@@ -273,14 +283,11 @@ func serviceOverview() (dashboard.Dashboard, error) {
 }
 
 func methodDetail() (dashboard.Dashboard, error) {
-	vars := []*dashboard.QueryVariableBuilder{
-		variable("system", "System", "call_panes", "", true),
-		variable("app", "App", "call_panes", in("system"), true),
-		variable("method", "Method", "call_panes", in("system", "app"), false),
-		variable("group", "Group", "call_panes", in("system", "app", "method"), true),
-		variable("idc", "IDC", "call_panes", in("system", "app", "method", "group"), true),
-	}
-	sel := clickhouse.Vars("system", "app", "method", "group", "idc")
+	// The method comes right after the app: one method across its groups
+	// and IDCs.
+	order := []string{schemas.LabelSystem, schemas.LabelApp, schemas.LabelMethod, schemas.LabelGroup, schemas.LabelIDC}
+	vars := cascade("call_panes", order, schemas.LabelMethod)
+	sel := clickhouse.Vars(order...)
 	series := "concat(group_name, ' / ', idc)"
 	return newDashboard("tpflow-method-detail", "tpflow / Method detail",
 		"One method across its groups and IDCs. Percentiles are merged from stored centroids.",
@@ -329,13 +336,8 @@ const (
 const unlimited = "1e18"
 
 func resources() (dashboard.Dashboard, error) {
-	vars := []*dashboard.QueryVariableBuilder{
-		variable("system", "System", "resource_panes", "", true),
-		variable("app", "App", "resource_panes", in("system"), true),
-		variable("group", "Group", "resource_panes", in("system", "app"), true),
-		variable("idc", "IDC", "resource_panes", in("system", "app", "group"), true),
-	}
-	sel := in("system", "app", "group", "idc")
+	vars := cascade("resource_panes", schemas.KeyLabelNames(4), "")
+	sel := in(schemas.KeyLabelNames(4)...)
 	series := "concat(group_name, ' / ', idc)"
 	q := func(s string) string { return "'" + s + "'" }
 	return newDashboard("tpflow-resources", "tpflow / Resources",
