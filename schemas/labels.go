@@ -63,14 +63,11 @@ func KeyColumns(n int) string {
 	if n < 0 || n > len(keyLabels) {
 		n = len(keyLabels)
 	}
-	out := ""
-	for i := range n {
-		if i > 0 {
-			out += ", "
-		}
-		out += keyLabels[i].Column
+	cols := make([]string, n)
+	for i := range cols {
+		cols[i] = keyLabels[i].Column
 	}
-	return out
+	return strings.Join(cols, ", ")
 }
 
 // KeyColumn returns the column of the key label called name.
