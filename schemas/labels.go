@@ -72,12 +72,21 @@ func KeyColumns(n int) string {
 
 // KeyColumn returns the column of the key label called name.
 func KeyColumn(name string) (string, bool) {
-	for _, l := range keyLabels {
-		if l.Name == name {
-			return l.Column, true
-		}
+	if i := KeyLabelIndex(name); i >= 0 {
+		return keyLabels[i].Column, true
 	}
 	return "", false
+}
+
+// KeyLabelIndex returns the position of the key label called name in
+// KeyLabels, or -1 when name is not a key label.
+func KeyLabelIndex(name string) int {
+	for i, l := range keyLabels {
+		if l.Name == name {
+			return i
+		}
+	}
+	return -1
 }
 
 // SchemaVersion is the EventBatch schema version this build writes and the

@@ -24,6 +24,9 @@ func TestKeyLabels(t *testing.T) {
 	if c, ok := KeyColumn("host"); ok {
 		t.Errorf("KeyColumn(host) = %q, true; host is not a key label", c)
 	}
+	if KeyLabelIndex("idc") != 3 || KeyLabelIndex("host") != -1 {
+		t.Errorf("KeyLabelIndex(idc) = %d, KeyLabelIndex(host) = %d; want 3 and -1", KeyLabelIndex("idc"), KeyLabelIndex("host"))
+	}
 	ls := KeyLabels()
 	ls[0].Name = "changed"
 	if KeyLabels()[0].Name != LabelSystem {

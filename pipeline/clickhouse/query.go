@@ -35,10 +35,8 @@ func (s Selector) Values() []string {
 
 // Get returns the value for the key label called name.
 func (s Selector) Get(name string) (string, bool) {
-	for i, l := range schemas.KeyLabels() {
-		if l.Name == name {
-			return *s.fields()[i], true
-		}
+	if i := schemas.KeyLabelIndex(name); i >= 0 {
+		return *s.fields()[i], true
 	}
 	return "", false
 }
@@ -46,11 +44,9 @@ func (s Selector) Get(name string) (string, bool) {
 // Set sets the value for the key label called name; it reports false when
 // name is not a key label.
 func (s *Selector) Set(name, v string) bool {
-	for i, l := range schemas.KeyLabels() {
-		if l.Name == name {
-			*s.fields()[i] = v
-			return true
-		}
+	if i := schemas.KeyLabelIndex(name); i >= 0 {
+		*s.fields()[i] = v
+		return true
 	}
 	return false
 }
