@@ -405,7 +405,7 @@ func TestKeyCapHoldsUnderAMillionKeys(t *testing.T) {
 	}
 }
 
-func TestWindowAndRollupMergeCentroids(t *testing.T) {
+func TestWindowAndMergeKeysMergeCentroids(t *testing.T) {
 	e, clk := newTestEngine(t, nil)
 	base := t0.UnixMilli()
 	r := rand.New(rand.NewPCG(9, 9))
@@ -447,10 +447,10 @@ func TestWindowAndRollupMergeCentroids(t *testing.T) {
 	if ws.QPS != 10 {
 		t.Errorf("window QPS = %v, want 10", ws.QPS)
 	}
-	app := e.Rollup(func(k Key) bool { return k.App == "cart" }, time.Minute)
+	app := e.MergeKeys(func(k Key) bool { return k.App == "cart" }, time.Minute)
 	slices.Sort(all)
 	if app.Count != uint64(len(all)) || app.Keys != 2 || app.Errors != 60 {
-		t.Fatalf("rollup = %+v, want %d events over 2 keys, 60 errors", app, len(all))
+		t.Fatalf("MergeKeys = %+v, want %d events over 2 keys, 60 errors", app, len(all))
 	}
 	wantP99 := exactQuantile(all, 0.99)
 	if err := relErr(app.P99, wantP99); err > 0.01 {

@@ -237,7 +237,7 @@ func TestAddFinalCountsRedeliveredFoldedPanesOnce(t *testing.T) {
 			}
 		}
 	}
-	r := dst.Rollup(func(Key) bool { return true }, time.Minute)
+	r := dst.MergeKeys(func(Key) bool { return true }, time.Minute)
 	if r.Count != want {
 		t.Fatalf("windows hold %d events, want %d: redelivered panes were added again", r.Count, want)
 	}

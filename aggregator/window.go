@@ -9,7 +9,7 @@ import (
 )
 
 // WindowStat summarises a set of final panes: one key over a sliding window,
-// or a rollup of many keys. Percentiles are computed once over the merged
+// or the merge of many keys (MergeKeys). Percentiles are computed once over the merged
 // centroids of every pane it covers, never averaged.
 type WindowStat struct {
 	Start, End    int64 // unix ms; the window is [Start, End)
@@ -40,13 +40,13 @@ func (e *Engine) Window(k Key, d time.Duration) (ws WindowStat, ok bool) {
 	return acc.finish(), acc.ws.Count > 0
 }
 
-// Rollup merges the windows of every key for which match returns true, for
+// MergeKeys merges the windows of every key for which match returns true, for
 // example all methods of one app: TP is computed over the union of their
 // centroids.
 //
 // The centroids are copied under the engine's lock and the quantiles
 // computed after it is released.
-func (e *Engine) Rollup(match func(Key) bool, d time.Duration) WindowStat {
+func (e *Engine) MergeKeys(match func(Key) bool, d time.Duration) WindowStat {
 	e.mu.Lock()
 	acc := e.newAcc(d)
 	acc.cents = nil // not the engine's scratch: used unlocked

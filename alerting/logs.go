@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/tpflow/tpflow/schemas"
 )
 
 // LogLine is one log line as the log measures see it.
@@ -18,17 +20,17 @@ type LogLine struct {
 
 func (l *LogLine) label(name string) string {
 	switch name {
-	case "system":
+	case schemas.LabelSystem:
 		return l.System
-	case "app":
+	case schemas.LabelApp:
 		return l.App
-	case "group":
+	case schemas.LabelGroup:
 		return l.Group
-	case "idc":
+	case schemas.LabelIDC:
 		return l.IDC
-	case "host":
+	case schemas.LabelHost:
 		return l.Host
-	case "container":
+	case schemas.LabelContainer:
 		return l.Container
 	case "stream":
 		return l.Stream

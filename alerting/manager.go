@@ -16,10 +16,10 @@ import (
 )
 
 // WindowSource reads sliding windows; aggregator.Engine implements it.
-// Rollup merges the digests of every matching key into one window, so a
-// rollup's percentiles are those of the merged calls.
+// MergeKeys merges the digests of every matching key into one window, so
+// its percentiles are those of the merged calls.
 type WindowSource interface {
-	Rollup(match func(aggregator.Key) bool, d time.Duration) aggregator.WindowStat
+	MergeKeys(match func(aggregator.Key) bool, d time.Duration) aggregator.WindowStat
 	Windows(match func(aggregator.Key) bool, d time.Duration) []aggregator.KeyWindow
 }
 
@@ -422,15 +422,15 @@ func (m *Manager) compare(r *Rule, gs []evalGroup, now time.Time) {
 
 func labelOf(k aggregator.Key, name string) string {
 	switch name {
-	case "system":
+	case schemas.LabelSystem:
 		return k.System
-	case "app":
+	case schemas.LabelApp:
 		return k.App
-	case "group":
+	case schemas.LabelGroup:
 		return k.Group
-	case "idc":
+	case schemas.LabelIDC:
 		return k.IDC
-	case "method":
+	case schemas.LabelMethod:
 		return k.Method
 	}
 	panic("BUG: unknown label " + name)
@@ -446,7 +446,7 @@ func (r *Rule) matches(k aggregator.Key) bool {
 }
 
 // groups reads the rule's windows, one per distinct value of its by labels.
-// A group of several keys is read with one Rollup, which merges the keys'
+// A group of several keys is read with one MergeKeys, which merges the keys'
 // digests; percentiles are never averaged.
 func (r *Rule) groups(src WindowSource) []group {
 	kws := src.Windows(r.matches, r.Window)
@@ -481,7 +481,7 @@ func (r *Rule) groups(src WindowSource) []group {
 		g := byFP[fp]
 		if g.n > 1 {
 			want := g.labels
-			g.stat = src.Rollup(func(k aggregator.Key) bool {
+			g.stat = src.MergeKeys(func(k aggregator.Key) bool {
 				if !r.matches(k) {
 					return false
 				}

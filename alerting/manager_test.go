@@ -59,7 +59,7 @@ func stat(lat []float64, errs uint64, d time.Duration, keys int) aggregator.Wind
 	}
 }
 
-func (f *fakeSource) Rollup(match func(aggregator.Key) bool, d time.Duration) aggregator.WindowStat {
+func (f *fakeSource) MergeKeys(match func(aggregator.Key) bool, d time.Duration) aggregator.WindowStat {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.rollups++

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/tpflow/tpflow/schemas"
 )
 
 // The resource measures read the resource panes the aggregators publish
@@ -50,7 +52,7 @@ func (m Measure) resourceMetrics() (used, limit string) {
 
 // ResourceLabelNames are the labels a selector and a by clause of a
 // resource measure may name.
-var ResourceLabelNames = []string{"system", "app", "group", "idc", "host", "container"}
+var ResourceLabelNames = append(schemas.KeyLabelNames(4), schemas.LabelHost, schemas.LabelContainer)
 
 // isResource reports whether m reads resource panes.
 func (m Measure) isResource() bool {
@@ -68,17 +70,17 @@ type ResourceKey struct {
 
 func (k *ResourceKey) label(name string) string {
 	switch name {
-	case "system":
+	case schemas.LabelSystem:
 		return k.System
-	case "app":
+	case schemas.LabelApp:
 		return k.App
-	case "group":
+	case schemas.LabelGroup:
 		return k.Group
-	case "idc":
+	case schemas.LabelIDC:
 		return k.IDC
-	case "host":
+	case schemas.LabelHost:
 		return k.Host
-	case "container":
+	case schemas.LabelContainer:
 		return k.Container
 	}
 	panic("BUG: unknown resource label " + name)

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/tpflow/tpflow/internal/config"
+
+	"github.com/tpflow/tpflow/schemas"
 )
 
 // Measure names what a rule compares with its threshold.
@@ -89,7 +91,7 @@ func (m Measure) defaultBy() []string {
 	case KernelErrorRate:
 		return []string{"host"}
 	case LogPatternRate, AppErrorRate:
-		return []string{"system", "app"}
+		return schemas.KeyLabelNames(2)
 	case CPUUsage, CPUUtilization, MemoryUsage, MemoryUtilization:
 		return ResourceLabelNames
 	}
@@ -107,11 +109,11 @@ func (m Measure) isLatency() bool {
 
 // LabelNames are the labels a selector and a by clause of a call measure
 // may name, from the coarsest to the finest level.
-var LabelNames = []string{"system", "app", "group", "idc", "method"}
+var LabelNames = schemas.KeyLabelNames(-1)
 
 // LogLabelNames are the labels a selector and a by clause of a log measure
 // may name.
-var LogLabelNames = []string{"system", "app", "group", "idc", "host", "container", "stream", "level"}
+var LogLabelNames = append(schemas.KeyLabelNames(4), schemas.LabelHost, schemas.LabelContainer, "stream", "level")
 
 // Op is a comparison between a measure's value and a rule's threshold.
 type Op string

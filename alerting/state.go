@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/tpflow/tpflow/internal/atomicfile"
 )
 
 // stateVersion is the version of the state file's format.
@@ -81,37 +82,7 @@ func (m *Manager) SaveState(path string) error {
 	if err != nil {
 		return fmt.Errorf("cannot encode alert state: %w", err)
 	}
-	return writeFileAtomic(path, data)
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("cannot create temporary state file in %s: %w", dir, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // a no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("cannot write %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("cannot sync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("cannot close %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("cannot rename %s to %s: %w", tmp, path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		// Make the rename durable; not every file system supports it.
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.Write(path, data, 0o600)
 }
 
 // RestoreState loads alert state saved by SaveState. A missing file is not

@@ -16,6 +16,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
+	"github.com/tpflow/tpflow/schemas"
 )
 
 // API serves the query API over ClickHouse:
@@ -151,8 +152,6 @@ func (p params) get(n string) (string, bool) {
 
 func (p params) str(n string) string { s, _ := p.get(n); return s }
 
-var labelParams = []string{"system", "app", "group", "idc"}
-
 // TPResponse is the answer of /api/v1/tp.
 type TPResponse struct {
 	From        time.Time `json:"from"`
@@ -194,7 +193,7 @@ func (a *API) serveTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) tp(r *http.Request) (TPResponse, error) {
-	p, err := parseParams(r, append(slices.Clone(labelParams), "method", "from", "to", "step", "q", "by")...)
+	p, err := parseParams(r, append(schemas.KeyLabelNames(-1), "from", "to", "step", "q", "by")...)
 	if err != nil {
 		return TPResponse{}, err
 	}
@@ -219,8 +218,8 @@ func (a *API) tp(r *http.Request) (TPResponse, error) {
 	by := []string{}
 	if s, ok := p.get("by"); ok && s != "" {
 		for _, l := range strings.Split(s, ",") {
-			if !slices.Contains([]string{"system", "app", "group", "idc", "method"}, l) {
-				return TPResponse{}, badRequest("by: %q is not a label; use system, app, group, idc or method", l)
+			if _, ok := schemas.KeyColumn(l); !ok {
+				return TPResponse{}, badRequest("by: %q is not a label; use %s", l, schemas.KeyLabelList())
 			}
 			if slices.Contains(by, l) {
 				return TPResponse{}, badRequest("by: %q is given twice", l)
@@ -296,7 +295,7 @@ type CapacityResponse struct {
 }
 
 func (a *API) serveCapacity(w http.ResponseWriter, r *http.Request) {
-	p, err := parseParams(r, append(slices.Clone(labelParams), "from", "to", "by", "target")...)
+	p, err := parseParams(r, append(slices.Clone(Levels), "from", "to", "by", "target")...)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -362,7 +361,7 @@ func ParseTarget(s string) (float64, error) {
 }
 
 func (a *API) serveTopology(w http.ResponseWriter, r *http.Request) {
-	p, err := parseParams(r, append(slices.Clone(labelParams), "from", "to")...)
+	p, err := parseParams(r, append(slices.Clone(Levels), "from", "to")...)
 	if err != nil {
 		a.fail(w, r, err)
 		return

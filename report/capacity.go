@@ -14,6 +14,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
+	"github.com/tpflow/tpflow/schemas"
 )
 
 // Metrics names the resource_panes metrics a capacity report reads.
@@ -133,9 +134,6 @@ func (r Row) Name() string { return r.Labels()[r.Depth] }
 // ErrEmpty is returned when the range holds no data for the report.
 var ErrEmpty = errors.New("no data")
 
-// resourceColumns are resource_panes' columns for Levels.
-var resourceColumns = []string{"system", "app", "group_name", "idc"}
-
 var metricNameRe = regexp.MustCompile(`^[A-Za-z_:][A-Za-z0-9_:]{0,127}$`)
 
 func (q *CapacityQuery) check() error {
@@ -254,52 +252,39 @@ func unknownResource() Resource {
 
 // DescribeSelector names what a selector covers, for titles and messages.
 func DescribeSelector(s clickhouse.Selector) string {
-	var parts []string
-	for _, f := range []struct{ n, v string }{{"system", s.System}, {"app", s.App}, {"group", s.Group}, {"idc", s.IDC}} {
-		if f.v != "" {
-			parts = append(parts, fmt.Sprintf("%s=%q", f.n, f.v))
-		}
+	if d := s.String(); d != "" {
+		return d
 	}
-	if len(parts) == 0 {
-		return "every system"
-	}
-	return strings.Join(parts, " ")
+	return "every system"
 }
 
 // resourceInner returns the subquery that gives U(t) — per row labels,
 // metric name and pane start, the sum of the containers' pane averages and
 // their number — with its arguments.
 func resourceInner(q CapacityQuery, depth int) (string, []any) {
-	keys := strings.Join(resourceColumns[:depth+1], ", ")
+	keys := schemas.KeyColumns(depth + 1)
 	m := q.Metrics
-	var b strings.Builder
-	args := []any{q.From.Unix(), q.To.Unix(), m.CPUUsed, m.CPULimit, m.MemoryUsed, m.MemoryLimit, m.CPUUsed, m.MemoryUsed}
-	fmt.Fprintf(&b, "SELECT %s, name, pane_start, sum(avg) AS u, count() AS n FROM %s.resource_panes FINAL"+
-		" WHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?) AND name IN (?, ?, ?, ?)"+
-		" AND (avg > 0 OR name IN (?, ?))", keys, q.Database)
-	sel := q.Selector
-	sel.Method = ""
-	where(&b, &args, sel)
-	fmt.Fprintf(&b, " GROUP BY %s, name, pane_start", keys)
-	return b.String(), args
+	s := clickhouse.SQL{Database: q.Database}
+	fmt.Fprintf(&s, "SELECT %s, name, pane_start, sum(avg) AS u, count() AS n FROM %s FINAL WHERE ", keys, s.Table("resource_panes"))
+	s.PaneRange(q.From, q.To)
+	s.WriteString(" AND name IN (?, ?, ?, ?) AND (avg > 0 OR name IN (?, ?))")
+	s.Args = append(s.Args, m.CPUUsed, m.CPULimit, m.MemoryUsed, m.MemoryLimit, m.CPUUsed, m.MemoryUsed)
+	s.Match(resourceMatches(q.Selector))
+	fmt.Fprintf(&s, " GROUP BY %s, name, pane_start", keys)
+	return s.String(), s.Args
 }
 
-// where appends the selector's conditions; clickhouse.Selector has the
-// same code for call_panes, whose label columns resource_panes shares.
-func where(b *strings.Builder, args *[]any, s clickhouse.Selector) {
-	for _, c := range []struct{ col, v string }{
-		{"system", s.System}, {"app", s.App}, {"group_name", s.Group}, {"idc", s.IDC},
-	} {
-		if c.v != "" {
-			fmt.Fprintf(b, " AND %s = ?", c.col)
-			*args = append(*args, c.v)
-		}
-	}
+// resourceMatches returns the conditions of a selector on tables without a
+// method column (resource_panes; the topology reads call_panes by the same
+// labels): its method is left out.
+func resourceMatches(s clickhouse.Selector) []clickhouse.Match {
+	s.Method = ""
+	return s.Matches()
 }
 
 func resourceTotals(ctx context.Context, conn driver.Conn, q CapacityQuery, depth int, get func(int, []string) *Row) error {
 	inner, args := resourceInner(q, depth)
-	keys := strings.Join(resourceColumns[:depth+1], ", ")
+	keys := schemas.KeyColumns(depth + 1)
 	query := fmt.Sprintf("SELECT %s, name, avg(u), quantileExact(0.95)(u), max(u), max(n) FROM (%s) GROUP BY %s, name", keys, inner, keys)
 	rows, err := conn.Query(ctx, query, args...)
 	if err != nil {
@@ -345,7 +330,7 @@ func resourceTotals(ctx context.Context, conn driver.Conn, q CapacityQuery, dept
 
 func resourceTrends(ctx context.Context, conn driver.Conn, q CapacityQuery, depth int, get func(int, []string) *Row) error {
 	inner, args := resourceInner(q, depth)
-	keys := strings.Join(resourceColumns[:depth+1], ", ")
+	keys := schemas.KeyColumns(depth + 1)
 	step := int64(q.trendStep() / time.Second)
 	from := q.From.Unix()
 	query := fmt.Sprintf("SELECT %s, name, toUInt32(intDiv(toUInt32(pane_start) - %d, %d) * %d + %d) AS bucket, avg(u)"+

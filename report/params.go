@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
+	"github.com/tpflow/tpflow/schemas"
 )
 
 // MaxRange is the longest time range a query may cover.
@@ -29,8 +30,9 @@ func badRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrBadRequest, fmt.Sprintf(format, args...))
 }
 
-// Levels are the labels a capacity report nests by, outermost first.
-var Levels = []string{"system", "app", "group", "idc"}
+// Levels are the labels a capacity report nests by, outermost first: the
+// key labels without method.
+var Levels = schemas.KeyLabelNames(4)
 
 // ParseLevel checks a --by or by= value and returns its depth in Levels
 // (0 for system).
@@ -68,25 +70,19 @@ func CheckLabel(name, v string) error {
 // group, idc, method); names absent or mapped to "" match every value.
 func SelectorFrom(get func(name string) (string, bool), withMethod bool) (clickhouse.Selector, error) {
 	var s clickhouse.Selector
-	fields := []struct {
-		name string
-		dst  *string
-	}{{"system", &s.System}, {"app", &s.App}, {"group", &s.Group}, {"idc", &s.IDC}}
+	names := Levels
 	if withMethod {
-		fields = append(fields, struct {
-			name string
-			dst  *string
-		}{"method", &s.Method})
+		names = schemas.KeyLabelNames(-1)
 	}
-	for _, f := range fields {
-		v, ok := get(f.name)
+	for _, name := range names {
+		v, ok := get(name)
 		if !ok {
 			continue
 		}
-		if err := CheckLabel(f.name, v); err != nil {
+		if err := CheckLabel(name, v); err != nil {
 			return s, err
 		}
-		*f.dst = v
+		s.Set(name, v)
 	}
 	return s, nil
 }

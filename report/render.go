@@ -6,6 +6,7 @@ import (
 	"html"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,13 +49,13 @@ const FormulaText = "replicas_needed = ceil(instances × peak_util / target_util
 	"and instances the most containers reporting at one time; the load is assumed to spread evenly over replicas."
 
 // csvHeader are the CSV columns, one per Row field.
-var csvHeader = []string{
-	"level", "system", "app", "group", "idc", "idcs", "instances",
+var csvHeader = slices.Concat([]string{"level"}, Levels, []string{
+	"idcs", "instances",
 	"cpu_avg_cores", "cpu_p95_cores", "cpu_peak_cores", "cpu_limit_cores", "cpu_util_avg", "cpu_util_peak",
 	"mem_avg_bytes", "mem_p95_bytes", "mem_peak_bytes", "mem_limit_bytes", "mem_util_avg", "mem_util_peak",
 	"calls", "errors", "qps", "tp99_us", "tp99_first_us", "tp99_last_us", "qps_first", "qps_last",
 	"replicas_needed", "recommendation_basis", "recommendation",
-}
+})
 
 // CSV writes one line per row with full-precision numbers; unknown values
 // are empty.

@@ -10,6 +10,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
+	"github.com/tpflow/tpflow/schemas"
 )
 
 // TopologyQuery asks which systems, apps, groups and IDCs have call or
@@ -50,12 +51,11 @@ func Topology(ctx context.Context, conn driver.Conn, q TopologyQuery) (Topo, err
 	type key struct{ s, a, g, i string }
 	seen := map[key]bool{}
 	for _, table := range []string{"call_panes", "resource_panes"} {
-		var b strings.Builder
-		args := []any{q.From.Unix(), q.To.Unix()}
-		fmt.Fprintf(&b, "SELECT DISTINCT system, app, group_name, idc FROM %s.%s"+
-			" WHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?)", q.Database, table)
-		where(&b, &args, q.Selector)
-		rows, err := conn.Query(ctx, b.String(), args...)
+		s := clickhouse.SQL{Database: q.Database}
+		fmt.Fprintf(&s, "SELECT DISTINCT %s FROM %s WHERE ", schemas.KeyColumns(len(Levels)), s.Table(table))
+		s.PaneRange(q.From, q.To)
+		s.Match(resourceMatches(q.Selector))
+		rows, err := conn.Query(ctx, s.String(), s.Args...)
 		if err != nil {
 			return Topo{}, fmt.Errorf("cannot query topology from %s: %w", table, err)
 		}

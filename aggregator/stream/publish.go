@@ -103,38 +103,10 @@ func encode(panes []aggregator.PaneStat, maxBytes, partitions int) ([]kafkago.Me
 		labels[1] = schemas.Label{Name: schemas.LabelApp, Value: ps.Key.App}
 		labels[2] = schemas.Label{Name: schemas.LabelGroup, Value: ps.Key.Group}
 		labels[3] = schemas.Label{Name: schemas.LabelIDC, Value: ps.Key.IDC}
-		fillPane(&pb, ps, b.LabelSet(labels), b.Symbol(ps.Key.Method))
+		ps.ToProto(&pb, b.LabelSet(labels), b.Symbol(ps.Key.Method))
 		if err := b.AddPane(&pb); err != nil {
 			return fmt.Errorf("cannot encode pane %v@%d: %w", ps.Key, ps.Start, err)
 		}
 		return nil
 	})
-}
-
-// fillPane copies ps into pb, reusing pb's centroid slices.
-func fillPane(pb *tpflowpb.PaneStat, ps *aggregator.PaneStat, labels, method uint32) {
-	means, weights := pb.CentroidMeans[:0], pb.CentroidWeights[:0]
-	for _, c := range ps.Centroids {
-		means = append(means, float64(c.Mean))
-		weights = append(weights, float64(c.Weight))
-	}
-	*pb = tpflowpb.PaneStat{
-		Labels:          labels,
-		Method:          method,
-		PaneStartUnixMs: ps.Start,
-		PaneMs:          uint32(ps.PaneMs),
-		Version:         ps.Version,
-		Count:           ps.Count,
-		Errors:          ps.Errors,
-		SumUs:           float64(ps.SumUs),
-		MinUs:           float64(ps.MinUs),
-		MaxUs:           float64(ps.MaxUs),
-		P50Us:           ps.P50,
-		P90Us:           ps.P90,
-		P99Us:           ps.P99,
-		P999Us:          ps.P999,
-		CentroidMeans:   means,
-		CentroidWeights: weights,
-		Rollup:          ps.Rollup,
-	}
 }

@@ -31,7 +31,7 @@ func (s *scriptedSource) stat() aggregator.WindowStat {
 	return aggregator.WindowStat{Count: 1000, P50: s.p99us / 4, P90: s.p99us / 2, P99: s.p99us, P999: s.p99us * 2, QPS: 1000.0 / 60, Keys: 1}
 }
 
-func (s *scriptedSource) Rollup(match func(aggregator.Key) bool, d time.Duration) aggregator.WindowStat {
+func (s *scriptedSource) MergeKeys(match func(aggregator.Key) bool, d time.Duration) aggregator.WindowStat {
 	if !match(s.key) {
 		return aggregator.WindowStat{}
 	}

@@ -190,3 +190,16 @@ func TestAlertmanagerHA(t *testing.T) {
 		t.Fatal("no error when every Alertmanager fails")
 	}
 }
+
+func TestWebhookConfigWithDefaults(t *testing.T) {
+	d := DefaultWebhookConfig()
+	got := WebhookConfig{URL: "https://hooks.example.net/x", Secret: "s", MaxBackoff: time.Minute, BatchSize: 3}.WithDefaults()
+	want := d
+	want.URL, want.Secret, want.MaxBackoff, want.BatchSize = "https://hooks.example.net/x", "s", time.Minute, 3
+	if got != want {
+		t.Errorf("WithDefaults:\n got %+v\nwant %+v", got, want)
+	}
+	if err := got.Validate(); err != nil {
+		t.Errorf("a webhook with a URL and the defaults: %v", err)
+	}
+}

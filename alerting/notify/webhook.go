@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tpflow/tpflow/pipeline"
 	"github.com/tpflow/tpflow/schemas"
 )
 
@@ -70,6 +71,31 @@ type WebhookConfig struct {
 func DefaultWebhookConfig() WebhookConfig {
 	return WebhookConfig{Name: "webhook", Timeout: 10 * time.Second, MaxAttempts: 0,
 		MinBackoff: 500 * time.Millisecond, MaxBackoff: 30 * time.Second, QueueSize: 10000, BatchSize: 256}
+}
+
+// WithDefaults returns c with every field left zero set to
+// DefaultWebhookConfig's value: a configured webhook names its URL and
+// secret and takes the rest.
+func (c WebhookConfig) WithDefaults() WebhookConfig {
+	d := DefaultWebhookConfig()
+	for _, f := range []struct {
+		dst *time.Duration
+		def time.Duration
+	}{{&c.Timeout, d.Timeout}, {&c.MinBackoff, d.MinBackoff}, {&c.MaxBackoff, d.MaxBackoff}} {
+		if *f.dst == 0 {
+			*f.dst = f.def
+		}
+	}
+	if c.Name == "" {
+		c.Name = d.Name
+	}
+	if c.QueueSize == 0 {
+		c.QueueSize = d.QueueSize
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = d.BatchSize
+	}
+	return c
 }
 
 // Validate reports every value that cannot work, each as a
@@ -127,9 +153,6 @@ type WebhookAlert struct {
 	GeneratorURL string            `json:"generatorURL"`
 	Fingerprint  string            `json:"fingerprint"`
 }
-
-// errPermanent marks a response that retrying cannot fix.
-var errPermanent = errors.New("permanent failure")
 
 // Webhook posts alerts, one message per alertname, to a URL with retries
 // and exponential backoff. Webhook is safe for concurrent use.
@@ -255,27 +278,22 @@ func (w *Webhook) Send(ctx context.Context, msg WebhookMessage) error {
 	if err != nil {
 		return fmt.Errorf("cannot encode webhook message: %w", err)
 	}
-	backoff := w.cfg.MinBackoff
-	for attempt := 1; ; attempt++ {
-		err = w.post(ctx, body)
-		if err == nil {
-			w.delivered.Add(1)
-			return nil
-		}
-		if errors.Is(err, errPermanent) || (w.cfg.MaxAttempts > 0 && attempt >= w.cfg.MaxAttempts) {
-			w.failed.Add(1)
-			return fmt.Errorf("cannot deliver webhook to %s after %d attempts: %w", w.cfg.URL, attempt, err)
-		}
-		w.log.Debug("webhook attempt failed, retrying", "receiver", w.cfg.Name, "attempt", attempt, "backoff", backoff, "err", err)
-		select {
-		case <-ctx.Done():
-			w.failed.Add(1)
-			return fmt.Errorf("cannot deliver webhook to %s: %w (last error: %w)", w.cfg.URL, ctx.Err(), err)
-		case <-time.After(backoff):
-		}
-		w.retries.Add(1)
-		backoff = min(2*backoff, w.cfg.MaxBackoff)
+	b := pipeline.Backoff{Min: w.cfg.MinBackoff, Max: w.cfg.MaxBackoff}
+	attempts, err := pipeline.Retry(ctx, &b, w.cfg.MaxAttempts, func() error { return w.post(ctx, body) },
+		func(attempt int, pause time.Duration, err error) {
+			w.log.Debug("webhook attempt failed, retrying", "receiver", w.cfg.Name, "attempt", attempt, "backoff", pause, "err", err)
+			w.retries.Add(1)
+		})
+	switch {
+	case err == nil:
+		w.delivered.Add(1)
+		return nil
+	case ctx.Err() != nil:
+		w.failed.Add(1)
+		return fmt.Errorf("cannot deliver webhook to %s: %w", w.cfg.URL, err)
 	}
+	w.failed.Add(1)
+	return fmt.Errorf("cannot deliver webhook to %s after %d attempts: %w", w.cfg.URL, attempts, err)
 }
 
 func (w *Webhook) post(ctx context.Context, body []byte) error {
@@ -283,7 +301,7 @@ func (w *Webhook) post(ctx context.Context, body []byte) error {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.cfg.URL, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("%w: cannot build request: %w", errPermanent, err)
+		return pipeline.Permanent(fmt.Errorf("cannot build request: %w", err))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if w.cfg.Secret != "" {
@@ -301,6 +319,6 @@ func (w *Webhook) post(ctx context.Context, body []byte) error {
 	case resp.StatusCode/100 == 5 || resp.StatusCode == http.StatusTooManyRequests:
 		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))
 	default:
-		return fmt.Errorf("%w: %s: %s", errPermanent, resp.Status, strings.TrimSpace(string(msg)))
+		return pipeline.Permanent(fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg))))
 	}
 }

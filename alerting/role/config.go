@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/tpflow/tpflow/alerting/notify"
 	"github.com/tpflow/tpflow/schemas"
 )
 
@@ -21,8 +22,9 @@ type Config struct {
 	// Alertmanagers are the base URLs of the Alertmanagers (API v2) every
 	// alert is sent to.
 	Alertmanagers []string `yaml:"alertmanagers"`
-	// Webhooks receive alerts in Alertmanager's webhook format.
-	Webhooks []WebhookConfig `yaml:"webhooks"`
+	// Webhooks receive alerts in Alertmanager's webhook format; fields a
+	// webhook leaves out take notify.DefaultWebhookConfig's values.
+	Webhooks []notify.WebhookConfig `yaml:"webhooks"`
 	// ResendInterval is how often a firing or resolved alert is sent again.
 	ResendInterval time.Duration `yaml:"resend_interval"`
 	// GroupID is the Kafka consumer group reading the stats topic.
@@ -32,14 +34,6 @@ type Config struct {
 	LogsGroupID string `yaml:"logs_group_id"`
 }
 
-// WebhookConfig is one webhook receiver.
-type WebhookConfig struct {
-	// URL receives a POST per alert group.
-	URL string `yaml:"url"`
-	// Secret signs each body with HMAC-SHA256; empty sends no signature.
-	Secret string `yaml:"secret"`
-}
-
 // DefaultConfig returns the defaults: an evaluation every 10s, a resend
 // every minute, group tpflow-alert, no rules and no receivers.
 func DefaultConfig() Config {
@@ -47,7 +41,7 @@ func DefaultConfig() Config {
 		RulesFiles:     []string{},
 		EvalInterval:   10 * time.Second,
 		Alertmanagers:  []string{},
-		Webhooks:       []WebhookConfig{},
+		Webhooks:       []notify.WebhookConfig{},
 		ResendInterval: time.Minute,
 		GroupID:        "tpflow-alert",
 	}
@@ -83,6 +77,8 @@ func (c Config) Validate() error {
 	for i, w := range c.Webhooks {
 		if err := checkURL(w.URL); err != nil {
 			errs = append(errs, schemas.Fieldf(fmt.Sprintf("webhooks[%d].url", i), "%v", err))
+		} else if err := w.WithDefaults().Validate(); err != nil {
+			errs = append(errs, schemas.Fieldf(fmt.Sprintf("webhooks[%d]", i), "%v", err))
 		}
 	}
 	return errors.Join(errs...)

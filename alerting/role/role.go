@@ -274,9 +274,7 @@ func newSenders(cfg Config, m *metrics, log *slog.Logger) ([]sender, error) {
 		out = append(out, am)
 	}
 	for i, w := range cfg.Webhooks {
-		wcfg := notify.DefaultWebhookConfig()
-		wcfg.URL, wcfg.Secret = w.URL, w.Secret
-		wh, err := notify.NewWebhook(wcfg, nil, nil, log)
+		wh, err := notify.NewWebhook(w.WithDefaults(), nil, nil, log)
 		if err != nil {
 			return nil, err
 		}
@@ -404,37 +402,18 @@ func (r *reader) add(raw []byte, cutoff int64) error {
 	if err := proto.Unmarshal(raw, p); err != nil {
 		return errors.Join(codec.ErrMalformed, err)
 	}
-	b := &r.batch
-	if int(p.Labels) >= b.NumLabelSets() || int(p.Method) >= len(b.Symbols) || len(p.CentroidMeans) != len(p.CentroidWeights) {
-		return codec.ErrBadReference
+	ps := &r.ps
+	if err := aggregator.PaneFromProto(ps, &r.batch, p); err != nil {
+		return err
 	}
-	if p.Rollup {
+	if ps.Rollup {
 		// 5-minute rollups are for storage; windows are built from panes.
 		r.m.panes.WithLabelValues("rollup").Inc()
 		return nil
 	}
-	if p.PaneStartUnixMs+int64(p.PaneMs) < cutoff {
+	if ps.Start+ps.PaneMs < cutoff {
 		r.m.panes.WithLabelValues("stale").Inc()
 		return nil
-	}
-	ps := &r.ps
-	cents := ps.Centroids[:0]
-	for i, mean := range p.CentroidMeans {
-		cents = append(cents, aggregator.Centroid{Mean: float32(mean), Weight: uint32(p.CentroidWeights[i])})
-	}
-	*ps = aggregator.PaneStat{
-		Key: aggregator.Key{
-			System: b.Label(p.Labels, schemas.LabelSystem),
-			App:    b.Label(p.Labels, schemas.LabelApp),
-			Group:  b.Label(p.Labels, schemas.LabelGroup),
-			IDC:    b.Label(p.Labels, schemas.LabelIDC),
-			Method: b.Symbol(p.Method),
-		},
-		Start: p.PaneStartUnixMs, PaneMs: int64(p.PaneMs), Version: p.Version,
-		Count: p.Count, Errors: p.Errors, SumUs: uint64(p.SumUs),
-		MinUs: uint32(p.MinUs), MaxUs: uint32(p.MaxUs),
-		P50: p.P50Us, P90: p.P90Us, P99: p.P99Us, P999: p.P999Us,
-		Centroids: cents,
 	}
 	if err := r.eng.AddFinal(*ps); err != nil {
 		// A pane of another length means the aggregators run with another

@@ -357,14 +357,14 @@ func TestConfigValidate(t *testing.T) {
 	f(func(c *Config) {
 		c.RulesFiles = []string{"a.yaml"}
 		c.Alertmanagers = []string{"http://am:9093"}
-		c.Webhooks = []WebhookConfig{{URL: "https://hooks.example.net/x", Secret: "s"}}
+		c.Webhooks = []notify.WebhookConfig{{URL: "https://hooks.example.net/x", Secret: "s"}}
 	}, "")
 	f(func(c *Config) { c.EvalInterval = 0 }, "eval_interval: must be between 10ms and 1h, got 0s")
 	f(func(c *Config) { c.ResendInterval = -time.Second }, "resend_interval: must be positive, got -1s")
 	f(func(c *Config) { c.GroupID = "" }, "group_id: must not be empty")
 	f(func(c *Config) { c.RulesFiles = []string{""} }, "rules_files[0]: must not be empty")
 	f(func(c *Config) { c.Alertmanagers = []string{"am:9093"} }, `alertmanagers[0]: "am:9093" is not an http or https URL`)
-	f(func(c *Config) { c.Webhooks = []WebhookConfig{{URL: "ftp://x"}} }, `webhooks[0].url: "ftp://x" is not an http or https URL`)
+	f(func(c *Config) { c.Webhooks = []notify.WebhookConfig{{URL: "ftp://x"}} }, `webhooks[0].url: "ftp://x" is not an http or https URL`)
 	f(func(c *Config) { c.LogsGroupID = c.GroupID }, `logs_group_id: must differ from group_id "tpflow-alert"`)
 	if c := DefaultConfig(); c.logsGroup() != "tpflow-alert-logs" {
 		t.Errorf("default logs group %q", c.logsGroup())

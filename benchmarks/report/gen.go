@@ -9,6 +9,7 @@ import (
 
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
+	"github.com/tpflow/tpflow/pipeline/rollup"
 )
 
 // dataset describes the generated call panes: keys = apps × methods
@@ -107,7 +108,8 @@ func (d dataset) buildRollups(ctx context.Context, conn driver.Conn, w *clickhou
 		}
 		start := cur[0].Start - cur[0].Start%bucketMs
 		r := aggregator.MergeRollup(cur, start, aggregator.RollupLength, delta)
-		out = append(out, rollupRow(meta, r))
+		r.Key = cur[0].Key
+		out = append(out, rollup.RowOf(r))
 		centroids += uint64(len(r.Centroids))
 		cur = cur[:0]
 	}
@@ -125,11 +127,10 @@ func (d dataset) buildRollups(ctx context.Context, conn driver.Conn, w *clickhou
 				q.Close()
 				return 0, 0, fmt.Errorf("cannot read panes of %s: %w", d.app(app), err)
 			}
-			p := aggregator.PaneStat{Start: r.PaneStart.UnixMilli(), Count: r.Count, Errors: r.Errors,
-				SumUs: uint64(r.SumUs), MinUs: uint32(r.MinUs), MaxUs: uint32(r.MaxUs),
-				Centroids: make([]aggregator.Centroid, len(r.CentroidMeans))}
-			for i, m := range r.CentroidMeans {
-				p.Centroids[i] = aggregator.Centroid{Mean: float32(m), Weight: uint32(r.CentroidWeights[i])}
+			p, err := rollup.PaneOf(aggregator.Key{System: r.System, App: r.App, Group: r.Group, IDC: r.IDC, Method: r.Method}, &r)
+			if err != nil {
+				q.Close()
+				return 0, 0, fmt.Errorf("cannot read panes of %s: %w", d.app(app), err)
 			}
 			if len(cur) > 0 && (r.Method != meta.Method || r.Group != meta.Group || r.IDC != meta.IDC ||
 				p.Start-p.Start%bucketMs != cur[0].Start-cur[0].Start%bucketMs) {
@@ -155,19 +156,6 @@ func (d dataset) buildRollups(ctx context.Context, conn driver.Conn, w *clickhou
 		}
 	}
 	return rows, centroids, nil
-}
-
-// rollupRow is the rollup r of the key of labels as the sink stores it.
-func rollupRow(labels clickhouse.PaneRow, r aggregator.PaneStat) clickhouse.PaneRow {
-	out := clickhouse.PaneRow{PaneStart: time.UnixMilli(r.Start).UTC(), PaneSeconds: uint32(r.PaneMs / 1000),
-		System: labels.System, App: labels.App, Group: labels.Group, IDC: labels.IDC, Method: labels.Method,
-		Count: r.Count, Errors: r.Errors, SumUs: float64(r.SumUs), MinUs: float64(r.MinUs), MaxUs: float64(r.MaxUs),
-		P50Us: r.P50, P90Us: r.P90, P99Us: r.P99, P999Us: r.P999, Version: r.Version,
-		CentroidMeans: make([]float64, len(r.Centroids)), CentroidWeights: make([]float64, len(r.Centroids))}
-	for i, c := range r.Centroids {
-		out.CentroidMeans[i], out.CentroidWeights[i] = float64(c.Mean), float64(c.Weight)
-	}
-	return out
 }
 
 // panelQuery is the query behind a one-day TP99 panel of the benchmarked

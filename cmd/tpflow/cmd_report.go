@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,12 +18,14 @@ import (
 
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/report"
+	"github.com/tpflow/tpflow/schemas"
 )
 
 // reportOptions are the flags of `tpflow report capacity`.
 type reportOptions struct {
 	by, from, to, format, out, target string
-	system, app, group, idc           string
+	// labels are the --system … --idc values, in schemas.KeyLabels order.
+	labels [4]string
 	// now is the clock for "now" in --from and --to.
 	now func() time.Time
 	// progressAfter is how long a report runs before progress lines go
@@ -61,10 +64,7 @@ error (exit 1). Progress goes to stderr when a report takes over a second.`,
 			fs.StringVar(&o.format, "format", "", "output `FORMAT`: html, md or csv (default from --out's extension, else md)")
 			fs.StringVar(&o.out, "out", "", "write the report to `FILE` instead of stdout")
 			fs.StringVar(&o.target, "target", "0.7", "target peak utilisation of the recommendation, `RATIO` (0.7 or 70%)")
-			fs.StringVar(&o.system, "system", "", "only this `SYSTEM`")
-			fs.StringVar(&o.app, "app", "", "only this `APP`")
-			fs.StringVar(&o.group, "group", "", "only this `GROUP`")
-			fs.StringVar(&o.idc, "idc", "", "only this `IDC`")
+			labelFlags(fs, o.labels[:])
 		},
 		role: func(ctx context.Context, env *Env, cfg *Config, args []string) error {
 			if len(args) != 1 || args[0] != "capacity" {
@@ -93,8 +93,7 @@ func (o reportOptions) capacityRequest() (report.CapacityQuery, string, error) {
 	if err != nil {
 		return report.CapacityQuery{}, "", usageError("--%s", badReason(err))
 	}
-	labels := map[string]string{"system": o.system, "app": o.app, "group": o.group, "idc": o.idc}
-	sel, err := report.SelectorFrom(func(n string) (string, bool) { v := labels[n]; return v, v != "" }, false)
+	sel, err := report.SelectorFrom(labelValues(o.labels[:]), false)
 	if err != nil {
 		return report.CapacityQuery{}, "", usageError("--%s", badReason(err))
 	}
@@ -218,4 +217,23 @@ func (p *progress) stop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.done = true
+}
+
+// labelFlags defines one flag per key label, --system to as many as dst
+// holds, each setting its element of dst.
+func labelFlags(fs *flag.FlagSet, dst []string) {
+	for i, n := range schemas.KeyLabelNames(len(dst)) {
+		fs.StringVar(&dst[i], n, "", "only this `"+strings.ToUpper(n)+"`")
+	}
+}
+
+// labelValues looks up the values labelFlags set; an empty one is absent.
+func labelValues(vs []string) func(string) (string, bool) {
+	names := schemas.KeyLabelNames(len(vs))
+	return func(n string) (string, bool) {
+		if i := slices.Index(names, n); i >= 0 && vs[i] != "" {
+			return vs[i], true
+		}
+		return "", false
+	}
 }

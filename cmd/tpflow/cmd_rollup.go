@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"time"
 
@@ -27,9 +26,10 @@ const maxSkippedShown = 20
 
 // rollupOptions are the flags of `tpflow rollup backfill`.
 type rollupOptions struct {
-	from, to                        string
-	system, app, group, idc, method string
-	dryRun, force                   bool
+	from, to string
+	// labels are the --system … --method values, in schemas.KeyLabels order.
+	labels        [5]string
+	dryRun, force bool
 	// now is the clock for "now" in --from and --to and for the settle
 	// check.
 	now func() time.Time
@@ -72,11 +72,7 @@ error (exit 1).`,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&o.from, "from", "", "start of the range, `TIME` (rounded down to 5 minutes); required")
 			fs.StringVar(&o.to, "to", "", "end of the range (exclusive), `TIME` (rounded up to 5 minutes); required")
-			fs.StringVar(&o.system, "system", "", "only this `SYSTEM`")
-			fs.StringVar(&o.app, "app", "", "only this `APP`")
-			fs.StringVar(&o.group, "group", "", "only this `GROUP`")
-			fs.StringVar(&o.idc, "idc", "", "only this `IDC`")
-			fs.StringVar(&o.method, "method", "", "only this `METHOD`")
+			labelFlags(fs, o.labels[:])
 			fs.BoolVar(&o.dryRun, "dry-run", false, "read and count the panes and rollups, write nothing")
 			fs.BoolVar(&o.force, "force", false, "allow a range ending less than 10 minutes ago")
 		},
@@ -114,8 +110,7 @@ func (o rollupOptions) backfillRequest(now time.Time) (from, to, aFrom, aTo time
 			"hold only the panes stored so far until the aggregator writes its rollup. End the range at %s or earlier, or pass --force",
 			aTo.Format(time.RFC3339), rollupSettle, now.UTC().Format(time.RFC3339), limit.UTC().Truncate(rollup.Bucket).Format(time.RFC3339))
 	}
-	labels := map[string]string{"system": o.system, "app": o.app, "group": o.group, "idc": o.idc, "method": o.method}
-	sel, err = report.SelectorFrom(func(n string) (string, bool) { v := labels[n]; return v, v != "" }, true)
+	sel, err = report.SelectorFrom(labelValues(o.labels[:]), true)
 	if err != nil {
 		return fail("--%s", badReason(err))
 	}
@@ -124,16 +119,10 @@ func (o rollupOptions) backfillRequest(now time.Time) (from, to, aFrom, aTo time
 
 // describeKeys names the keys a selector picks.
 func describeKeys(s clickhouse.Selector) string {
-	var parts []string
-	for _, f := range []struct{ n, v string }{{"system", s.System}, {"app", s.App}, {"group", s.Group}, {"idc", s.IDC}, {"method", s.Method}} {
-		if f.v != "" {
-			parts = append(parts, fmt.Sprintf("%s=%q", f.n, f.v))
-		}
+	if d := s.String(); d != "" {
+		return d
 	}
-	if len(parts) == 0 {
-		return "every key"
-	}
-	return strings.Join(parts, " ")
+	return "every key"
 }
 
 // runRollupBackfill is `tpflow rollup backfill`.

@@ -27,6 +27,7 @@ import (
 	"github.com/tpflow/tpflow/collectors/parse"
 	"github.com/tpflow/tpflow/collectors/topology"
 	"github.com/tpflow/tpflow/internal/config"
+	"github.com/tpflow/tpflow/pipeline"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas"
 )
@@ -289,31 +290,29 @@ func (a *Agent) Run(ctx context.Context) error {
 // connect creates the topics and learns the partitions of the calls topic,
 // retrying until Kafka answers or ctx is done.
 func (a *Agent) connect(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
-	for {
-		err := kafka.EnsureTopics(ctx, a.kcfg)
-		if err == nil {
-			var parts map[string]int
-			parts, err = kafka.TopicPartitions(ctx, a.kcfg, a.kcfg.Topic(kafka.TopicCalls))
-			if err == nil {
-				n := parts[a.kcfg.Topic(kafka.TopicCalls)]
-				if n < 1 {
-					err = errors.New("calls topic has no partitions")
-				} else {
-					a.calls = n
-					a.connected.Store(true)
-					return nil
-				}
-			}
+	b := pipeline.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+	_, err := pipeline.Retry(ctx, &b, 0, func() error {
+		if err := kafka.EnsureTopics(ctx, a.kcfg); err != nil {
+			return err
 		}
-		a.log.Warn("waiting for Kafka", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
+		parts, err := kafka.TopicPartitions(ctx, a.kcfg, a.kcfg.Topic(kafka.TopicCalls))
+		if err != nil {
+			return err
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		n := parts[a.kcfg.Topic(kafka.TopicCalls)]
+		if n < 1 {
+			return errors.New("calls topic has no partitions")
+		}
+		a.calls = n
+		a.connected.Store(true)
+		return nil
+	}, func(_ int, pause time.Duration, err error) {
+		a.log.Warn("waiting for Kafka", "err", err, "retry_in", pause)
+	})
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
 	}
+	return err
 }
 
 // flushLoop cuts batches by age and completes multiline records that

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"github.com/tpflow/tpflow/collectors/logtail"
 	"github.com/tpflow/tpflow/collectors/metrics"
 	"github.com/tpflow/tpflow/collectors/topology"
+	"github.com/tpflow/tpflow/internal/atomicfile"
 	"github.com/tpflow/tpflow/pipeline/codec"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas"
@@ -283,52 +283,7 @@ func (a *Agent) saveKmsgState() error {
 		return nil
 	}
 	b, _ := json.Marshal(s)
-	return writeFileAtomic(a.cfg.StateFile+kmsgSuffix, b)
-}
-
-// writeFileAtomic replaces path with data so that a crash at any point
-// leaves the old file or the new one: a temporary file with a unique name
-// in the same directory, fsynced, renamed over path, and the directory
-// fsynced so the rename itself survives.
-func writeFileAtomic(path string, data []byte) error {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("cannot save %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("cannot save %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("cannot save %s: %w", path, err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("cannot save %s: sync directory: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(a.cfg.StateFile+kmsgSuffix, b, 0o644)
 }
 
 // kmsgLabelBytes is the bytes of the names and values of labels.

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,31 +107,6 @@ func TestOpenKmsgDeadline(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("a read of /dev/kmsg did not end within 5 s of the cancel")
-	}
-}
-
-// TestWriteFileAtomic replaces a file, leaves no temporary file behind,
-// and refuses a missing directory with the path in the error.
-func TestWriteFileAtomic(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "state.json.kmsg")
-	for _, s := range []kmsgState{{BootID: "b", NextSeq: 1}, {BootID: "b", NextSeq: 42}} {
-		b, _ := json.Marshal(s)
-		if err := writeFileAtomic(p, b); err != nil {
-			t.Fatal(err)
-		}
-		got, err := os.ReadFile(p)
-		if err != nil || string(got) != string(b) {
-			t.Fatalf("read back %q, %v; want %q", got, err, b)
-		}
-	}
-	ents, _ := os.ReadDir(dir)
-	if len(ents) != 1 {
-		t.Errorf("directory holds %d entries, want only the state file", len(ents))
-	}
-	err := writeFileAtomic(filepath.Join(dir, "missing", "x"), []byte("x"))
-	if err == nil || !strings.Contains(err.Error(), "missing") {
-		t.Errorf("writeFileAtomic into a missing directory = %v", err)
 	}
 }
 

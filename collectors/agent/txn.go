@@ -11,6 +11,8 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/tpflow/tpflow/collectors/logtail"
+	"github.com/tpflow/tpflow/internal/atomicfile"
+	"github.com/tpflow/tpflow/pipeline"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
@@ -84,11 +86,7 @@ func (a *Agent) saveHint() error {
 		return nil
 	}
 	b, _ := json.Marshal(h)
-	tmp := a.cfg.StateFile + txnSuffix + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, a.cfg.StateFile+txnSuffix)
+	return atomicfile.Write(a.cfg.StateFile+txnSuffix, b, 0o644)
 }
 
 // latestRecord reads the last committed offsets record of this host.
@@ -129,21 +127,16 @@ func (a *Agent) recoverOffsets(ctx context.Context) error {
 		pos kafka.Position
 		err error
 	)
-	backoff := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
+	b := pipeline.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+	_, err = pipeline.Retry(ctx, &b, 5, func() error {
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		var err error
 		rec, pos, err = a.latestRecord(rctx, hint)
-		cancel()
-		if err == nil || ctx.Err() != nil || attempt == 5 {
-			break
-		}
-		a.log.Warn("cannot read the committed offsets from Kafka, retrying", "topic", a.offsetsTopic(), "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
+		return err
+	}, func(_ int, pause time.Duration, err error) {
+		a.log.Warn("cannot read the committed offsets from Kafka, retrying", "topic", a.offsetsTopic(), "err", err, "retry_in", pause)
+	})
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -255,7 +248,7 @@ func (a *Agent) commit(ctx context.Context, txp *kafka.TxnProducer, tx *kafka.Tx
 	seq := a.txn.seq + 1
 	a.txn.mu.Unlock()
 	rec := a.nextRecord(group, seq)
-	backoff := 50 * time.Millisecond
+	b := pipeline.Backoff{Min: 50 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		var err error
 		if tx == nil {
@@ -283,7 +276,8 @@ func (a *Agent) commit(ctx context.Context, txp *kafka.TxnProducer, tx *kafka.Tx
 			return false
 		}
 		a.m.produceErrors.Inc()
-		a.log.Warn("cannot commit batches to Kafka, sending them again", "batches", len(group), "err", err, "retry_in", backoff)
+		pause := b.Next()
+		a.log.Warn("cannot commit batches to Kafka, sending them again", "batches", len(group), "err", err, "retry_in", pause)
 		// Did it commit after all?
 		for {
 			a.txn.mu.Lock()
@@ -302,16 +296,15 @@ func (a *Agent) commit(ctx context.Context, txp *kafka.TxnProducer, tx *kafka.Tx
 			if ctx.Err() != nil {
 				return false
 			}
-			a.log.Warn("cannot read the committed offsets from Kafka, retrying", "err", rerr, "retry_in", backoff)
-			if !sleepCtx(ctx, backoff) {
+			a.log.Warn("cannot read the committed offsets from Kafka, retrying", "err", rerr, "retry_in", pause)
+			if b.Wait(ctx, pause) != nil {
 				return false
 			}
-			backoff = min(2*backoff, 5*time.Second)
+			pause = b.Next()
 		}
-		if !sleepCtx(ctx, backoff) {
+		if b.Wait(ctx, pause) != nil {
 			return false
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
@@ -319,17 +312,6 @@ func (a *Agent) commit(ctx context.Context, txp *kafka.TxnProducer, tx *kafka.Tx
 // transaction's sequence number once all its messages are added, before
 // it is committed.
 var testHookBeforeCommit func(ctx context.Context, seq uint64, tx *kafka.Txn)
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
 
 // nextRecord builds the offsets record of the state after group.
 func (a *Agent) nextRecord(group []*sendBatch, seq uint64) kafkago.Message {

@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
+
+	"github.com/tpflow/tpflow/internal/atomicfile"
 )
 
 // Errors that LoadCheckpoints wraps. Either way the returned store is empty
@@ -194,40 +195,11 @@ func (c *Checkpoints) Save() error {
 	if err != nil {
 		panic("BUG: cannot encode checkpoints: " + err.Error())
 	}
-	if err := writeAtomic(c.path, b); err != nil {
+	if err := atomicfile.Write(c.path, b, 0o600); err != nil {
 		c.mu.Lock()
 		c.dirty = true
 		c.mu.Unlock()
 		return fmt.Errorf("cannot save checkpoints to %s: %w", c.path, err)
 	}
 	return nil
-}
-
-func writeAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

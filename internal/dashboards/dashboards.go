@@ -19,6 +19,9 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/stat"
 	"github.com/grafana/grafana-foundation-sdk/go/table"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+
+	"github.com/tpflow/tpflow/pipeline/clickhouse"
+	"github.com/tpflow/tpflow/schemas"
 )
 
 // Dashboard is one generated dashboard and the file it is written to.
@@ -29,27 +32,11 @@ type Dashboard struct {
 	Model dashboard.Dashboard
 }
 
-// Variable names as they appear in SQL (${name:singlequote}) and the
-// column each one filters.
-var varColumns = map[string]string{
-	"system": "system",
-	"app":    "app",
-	"group":  "group_name",
-	"idc":    "idc",
-	"method": "method",
-}
-
 // in returns " AND col IN (${var:singlequote})" for each variable, in order.
 func in(vars ...string) string {
-	var b strings.Builder
-	for _, v := range vars {
-		col, ok := varColumns[v]
-		if !ok {
-			panic("BUG: unknown dashboard variable " + v)
-		}
-		fmt.Fprintf(&b, " AND %s IN (${%s:singlequote})", col, v)
-	}
-	return b.String()
+	s := clickhouse.SQL{Render: clickhouse.Macros}
+	s.Match(clickhouse.Vars(vars...))
+	return s.String()
 }
 
 // bucket is the start of the $__interval_s bucket of a DateTime column.
@@ -59,54 +46,24 @@ func bucket(col string) string {
 	return "toDateTime(intDiv(toUInt32(" + col + "), $__interval_s) * $__interval_s)"
 }
 
-// RollupSeconds is the length of a call_rollups pane (aggregator.RollupLength):
-// pane_start is a multiple of it since the Unix epoch.
-const RollupSeconds = 300
-
 // Rollup gates: when a panel may read call_rollups. A time series may when
 // its bucket is a multiple of the rollup, so that each rollup lies in one
 // bucket; a table over the whole range may when the range is longer than
 // an hour (shorter ranges hold at most 360 panes per key, cheap to read,
 // and keep the panes' finer digests).
 var (
-	seriesGate = "$__interval_s % " + rollupS + " = 0"
+	seriesGate = "$__interval_s % " + strconv.Itoa(clickhouse.RollupSeconds) + " = 0"
 	tableGate  = "toUInt32($__toTime) - toUInt32($__fromTime) > 3600"
 )
 
-var rollupS = strconv.Itoa(RollupSeconds)
-
 // callRows is the row source of every call panel: the columns cols of the
-// call panes in the time range that match where, each key's 5-minute
-// bucket read from its rollup in call_rollups where there is one and from
-// its 10-s panes in call_panes where there is not, both deduplicated by
-// FINAL. Centroid means of rollups are rounded to whole µs, the resolution
-// latencies are recorded at: about half as many distinct values for
-// quantilesExactWeighted to hash, most of a day-long query's time.
-//
-// The rollups used are the ones that lie wholly in the range (start at or
-// after the first multiple of 5 minutes in it, end by its end) and match
-// where. The panes branch leaves out the panes whose (key, bucket) such a
-// rollup covers (a NOT IN over the same rollups), so the partial 5 minutes
-// at either end, the buckets a rollup does not cover yet (rollups are
-// written once their bucket is final, after the panes; aggregators of
-// other keys may be later) and any time before rollups existed come from
-// the panes, key by key. When gate is false the rollup branch and the NOT
-// IN set are empty and the whole range comes from call_panes.
-//
-// The conditions are a PREWHERE: with FINAL, 18.16 reads every column of
-// every row the primary key selects before it applies WHERE, and with
-// method free (all of an app's methods) the key cannot narrow pane_start,
-// so the pane branch of a one-day range would read a day of centroids to
-// keep the last minutes. pane_start and the key are the pane's identity,
-// so filtering before FINAL's merge drops all versions of a pane together.
-func callRows(cols, where, gate string) string {
-	first := "toDateTime(intDiv(toUInt32($__fromTime) + " + strconv.Itoa(RollupSeconds-1) + ", " + rollupS + ") * " + rollupS + ")"
-	inRange := gate + " AND pane_start >= " + first + " AND pane_start <= $__toTime - " + rollupS + where
-	rollCols := strings.Replace(cols, "centroid_means", "arrayMap(x -> round(x), centroid_means) AS centroid_means", 1)
-	return "(SELECT " + rollCols + " FROM call_rollups FINAL PREWHERE " + inRange +
-		" UNION ALL SELECT " + cols + " FROM call_panes FINAL PREWHERE $__timeFilter(pane_start)" + where +
-		" AND (system, app, group_name, idc, method, toDateTime(intDiv(toUInt32(pane_start), " + rollupS + ") * " + rollupS + ")) NOT IN" +
-		" (SELECT system, app, group_name, idc, method, pane_start FROM call_rollups WHERE " + inRange + "))"
+// call panes in the time range that match sel, read by clickhouse.CallRows
+// (rollups where they exist, panes elsewhere) rendered with Grafana's
+// macros. When gate is false the whole range comes from call_panes.
+func callRows(cols string, sel []clickhouse.Match, gate string) string {
+	s := clickhouse.SQL{Render: clickhouse.Macros}
+	s.CallRows(clickhouse.CallRows{Columns: cols, Match: sel, Rollups: true, Gate: gate})
+	return s.String()
 }
 
 // centroids is the row source of every latency quantile: the stored
@@ -115,9 +72,9 @@ func callRows(cols, where, gate string) string {
 // its pane, so that pane columns (count, errors) are summed once per pane
 // with sumIf(col, i = 1). Weights are rounded to whole calls because
 // quantilesExactWeighted takes integer weights.
-func centroids(cols, where, gate string) string {
-	return callRows(cols+", centroid_means, centroid_weights", where, gate) +
-		" ARRAY JOIN centroid_means AS mean, arrayMap(x -> toUInt64(round(x)), centroid_weights) AS w, arrayEnumerate(centroid_means) AS i"
+func centroids(cols string, sel []clickhouse.Match, gate string) string {
+	return callRows(cols+", centroid_means, centroid_weights", sel, gate) +
+		clickhouse.CentroidJoin + ", arrayEnumerate(centroid_means) AS i"
 }
 
 // seriesPoints is the maxDataPoints of every ClickHouse time series: Grafana
@@ -127,7 +84,14 @@ func centroids(cols, where, gate string) string {
 // Ranges up to 17.5 h get 2m or less and read call_panes.
 const seriesPoints = 300
 
-const tpLevels = "quantilesExactWeighted(0.5, 0.9, 0.99, 0.999)(mean, w)"
+var tpLevels = must(clickhouse.QuantilesExactWeighted([]float64{0.5, 0.9, 0.99, 0.999}, "mean, w"))
+
+func must(s string, err error) string {
+	if err != nil {
+		panic("BUG: " + err.Error())
+	}
+	return s
+}
 
 // panel is our description of one panel; build turns it into the SDK's.
 type panel struct {
@@ -199,7 +163,10 @@ func prom(refID, expr, legend string) promBuilder {
 // range, narrowed by the variables before it (where). "All" expands to
 // every option: no custom all value is set.
 func variable(name, label, table, where string, multi bool) *dashboard.QueryVariableBuilder {
-	col := varColumns[name]
+	col, ok := schemas.KeyColumn(name)
+	if !ok {
+		panic("BUG: unknown dashboard variable " + name)
+	}
 	q := fmt.Sprintf("SELECT DISTINCT %s FROM %s WHERE $__timeFilter(pane_start)%s ORDER BY %s", col, table, where, col)
 	return dashboard.NewQueryVariableBuilder(name).
 		Label(label).
@@ -238,12 +205,22 @@ func newDashboard(uid, title, description string, vars []*dashboard.QueryVariabl
 // callVars are the cascading system → app → group → idc variables over
 // call_panes; each lists the values present under the ones before it.
 func callVars() []*dashboard.QueryVariableBuilder {
-	return []*dashboard.QueryVariableBuilder{
-		variable("system", "System", "call_panes", "", true),
-		variable("app", "App", "call_panes", in("system"), true),
-		variable("group", "Group", "call_panes", in("system", "app"), true),
-		variable("idc", "IDC", "call_panes", in("system", "app", "group"), true),
+	return cascade("call_panes", schemas.KeyLabelNames(4), "")
+}
+
+// cascade returns one variable per label of names over table's panes, in
+// order, each narrowed by the ones before it; every one is multi-value
+// but single.
+func cascade(table string, names []string, single string) []*dashboard.QueryVariableBuilder {
+	out := make([]*dashboard.QueryVariableBuilder, len(names))
+	for i, n := range names {
+		title := strings.ToUpper(n[:1]) + n[1:]
+		if n == schemas.LabelIDC {
+			title = "IDC"
+		}
+		out[i] = variable(n, title, table, in(names[:i]...), n != single)
 	}
+	return out
 }
 
 // All builds every dashboard, in file order.
@@ -270,7 +247,7 @@ func All() ([]Dashboard, error) {
 }
 
 func serviceOverview() (dashboard.Dashboard, error) {
-	sel := in("system", "app", "group", "idc")
+	sel := clickhouse.Vars(schemas.KeyLabelNames(4)...)
 	return newDashboard("tpflow-service-overview", "tpflow / Service overview",
 		"Traffic, errors and latency per system and app, from the aggregator's call panes. Percentiles are merged from the stored t-digest centroids of every pane in range, never averaged.",
 		callVars(), []panel{
@@ -306,14 +283,11 @@ func serviceOverview() (dashboard.Dashboard, error) {
 }
 
 func methodDetail() (dashboard.Dashboard, error) {
-	vars := []*dashboard.QueryVariableBuilder{
-		variable("system", "System", "call_panes", "", true),
-		variable("app", "App", "call_panes", in("system"), true),
-		variable("method", "Method", "call_panes", in("system", "app"), false),
-		variable("group", "Group", "call_panes", in("system", "app", "method"), true),
-		variable("idc", "IDC", "call_panes", in("system", "app", "method", "group"), true),
-	}
-	sel := in("system", "app", "method", "group", "idc")
+	// The method comes right after the app: one method across its groups
+	// and IDCs.
+	order := []string{schemas.LabelSystem, schemas.LabelApp, schemas.LabelMethod, schemas.LabelGroup, schemas.LabelIDC}
+	vars := cascade("call_panes", order, schemas.LabelMethod)
+	sel := clickhouse.Vars(order...)
 	series := "concat(group_name, ' / ', idc)"
 	return newDashboard("tpflow-method-detail", "tpflow / Method detail",
 		"One method across its groups and IDCs. Percentiles are merged from stored centroids.",
@@ -362,13 +336,8 @@ const (
 const unlimited = "1e18"
 
 func resources() (dashboard.Dashboard, error) {
-	vars := []*dashboard.QueryVariableBuilder{
-		variable("system", "System", "resource_panes", "", true),
-		variable("app", "App", "resource_panes", in("system"), true),
-		variable("group", "Group", "resource_panes", in("system", "app"), true),
-		variable("idc", "IDC", "resource_panes", in("system", "app", "group"), true),
-	}
-	sel := in("system", "app", "group", "idc")
+	vars := cascade("resource_panes", schemas.KeyLabelNames(4), "")
+	sel := in(schemas.KeyLabelNames(4)...)
 	series := "concat(group_name, ' / ', idc)"
 	q := func(s string) string { return "'" + s + "'" }
 	return newDashboard("tpflow-resources", "tpflow / Resources",
@@ -510,7 +479,7 @@ func pipelineHealth() (dashboard.Dashboard, error) {
 				description: "Calls in ClickHouse by event time (call panes, deduplicated): what dashboards and reports see.",
 				targets: []cog.Builder[variants.Dataquery]{chSeries("A",
 					"SELECT "+bucket("pane_start")+" AS time, sum(count) / $__interval_s AS calls_per_second"+
-						" FROM "+callRows("pane_start, count", "", seriesGate)+" GROUP BY time ORDER BY time")}},
+						" FROM "+callRows("pane_start, count", nil, seriesGate)+" GROUP BY time ORDER BY time")}},
 			{kind: "stat", title: "Newest pane age", unit: "s", w: 24, h: 5,
 				description: "Seconds from the newest call and resource pane start in the range to the end of the range: the end-to-end delay, pane length included (huge when the range holds no pane).",
 				targets: []cog.Builder[variants.Dataquery]{chTable("A",

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/tpflow/tpflow/aggregator"
+	"github.com/tpflow/tpflow/pipeline/clickhouse"
 )
 
 // grafanaRound is Grafana's roundInterval (@grafana/data rangeutil): the
@@ -67,8 +68,8 @@ func TestGrafanaInterval(t *testing.T) {
 // or more has a multiple of 5m, the condition under which the panels read
 // call_rollups.
 func TestSeriesIntervalsUseRollups(t *testing.T) {
-	if RollupSeconds*time.Second != aggregator.RollupLength {
-		t.Fatalf("RollupSeconds is %d, the aggregator's rollup %s", RollupSeconds, aggregator.RollupLength)
+	if clickhouse.RollupSeconds*time.Second != aggregator.RollupLength {
+		t.Fatalf("clickhouse.RollupSeconds is %d, the aggregator's rollup %s", clickhouse.RollupSeconds, aggregator.RollupLength)
 	}
 	from := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
 	checked := 0
@@ -88,7 +89,7 @@ func TestSeriesIntervalsUseRollups(t *testing.T) {
 			}
 			for rng := time.Hour; rng <= 400*24*time.Hour; rng += 37 * time.Minute {
 				iv, _ := grafanaInterval(from, from.Add(rng), *p.MaxDataPoints, p.Interval)
-				if iv >= RollupSeconds*time.Second && iv%(RollupSeconds*time.Second) != 0 {
+				if iv >= clickhouse.RollupSeconds*time.Second && iv%(clickhouse.RollupSeconds*time.Second) != 0 {
 					t.Fatalf("%s/%s: range %s gets %s, not a multiple of the rollup", d.UID, p.Title, rng, iv)
 				}
 			}

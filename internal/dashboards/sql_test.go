@@ -695,14 +695,14 @@ func TestPanelSQLOnClickHouse(t *testing.T) {
 	// call_panes_cut: call_panes without the panes of [first rollup bucket
 	// in the one-day range, rollup horizon), except those of the one bucket
 	// of one key whose rollup is missing (lateRollupKey).
-	first := time.Unix((dayFrom.Unix()+RollupSeconds-1)/RollupSeconds*RollupSeconds, 0)
+	first := time.Unix((dayFrom.Unix()+clickhouse.RollupSeconds-1)/clickhouse.RollupSeconds*clickhouse.RollupSeconds, 0)
 	db := cfg.Database
 	for _, q := range []string{
 		"CREATE TABLE " + db + ".call_panes_cut AS " + db + ".call_panes",
 		fmt.Sprintf("INSERT INTO %s.call_panes_cut SELECT * FROM %s.call_panes WHERE pane_start < toDateTime(%d) OR pane_start >= toDateTime(%d)"+
 			" OR (system, app, group_name, idc, method) = ('%s', '%s', '%s', '%s', '%s') AND intDiv(toUInt32(pane_start), %d) * %d = %d",
 			db, db, first.Unix(), rollupsWritten.Unix(), lateRollupKey.System, lateRollupKey.App, lateRollupKey.Group, lateRollupKey.IDC, lateRollupKey.Method,
-			RollupSeconds, RollupSeconds, lateRollupStart.Unix()),
+			clickhouse.RollupSeconds, clickhouse.RollupSeconds, lateRollupStart.Unix()),
 		"CREATE TABLE " + db + ".call_rollups_x2 AS " + db + ".call_rollups",
 		"INSERT INTO " + db + ".call_rollups_x2 SELECT pane_start, pane_seconds, system, app, group_name, idc, method, count * 2, errors * 2, sum_us, min_us, max_us * 2," +
 			" p50_us, p90_us, p99_us, p999_us, arrayMap(m -> m * 2, centroid_means), arrayMap(x -> x * 2, centroid_weights), version, late_partition, late_offset FROM " + db + ".call_rollups",

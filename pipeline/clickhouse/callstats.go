@@ -8,13 +8,9 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-)
 
-// Label columns of call_panes that CallStatsQuery.By accepts, by the name
-// callers use for them.
-var callLabelColumns = map[string]string{
-	"system": "system", "app": "app", "group": "group_name", "idc": "idc", "method": "method",
-}
+	"github.com/tpflow/tpflow/schemas"
+)
 
 // CallStatsQuery asks for calls, errors and latency quantiles of the
 // selected keys' panes whose start lies in [From, To), per step and per
@@ -124,22 +120,14 @@ func (q CallStatsQuery) origin(from, step int64) int64 {
 // means and weights arrays are fed element by element), which needs no
 // ARRAY JOIN and so lets count and errors be summed in the same pass.
 //
-// When RollupsAllowed, the rows come from two tables in one statement, a
-// UNION ALL inside the FROM: every rollup of the selected keys in the range
-// (ending by To), and the 10-s panes of call_panes whose key has no rollup
-// for their 5-minute bucket (a NOT IN over the (key, start) pairs of those
-// same rollups, through the primary key). So each key's bucket is read
-// from its rollup where there is one and from its panes where there is not
-// yet (rollups lag the panes by the bucket plus the aggregator's lateness),
-// not any more, or not at all (rollups off, or a back-fill that has not
-// reached it): a range up to now is complete, and without rollups the
-// answer is call_panes' alone. The filters are PREWHERE, so panes whose
-// bucket a rollup covers cost a read of their key columns, not of their
-// centroids. Rollup centroid means are merged rounded to whole µs, the
-// resolution latencies are recorded at (latency_us): about half as many
-// distinct values for quantilesExactWeighted to hash and sort, which is
-// most of the query's time (a day of one app's rollups: 0.73 s instead of
-// 1.13 s, see benchmarks/RESULTS.md); the 10-s panes are merged as stored.
+// When RollupsAllowed, the rows come from CallRows: each key's 5-minute
+// bucket from its rollup in call_rollups where there is one and from its
+// 10-s panes where there is not yet (rollups lag the panes by the bucket
+// plus the aggregator's lateness), not any more, or not at all (rollups
+// off, or a back-fill that has not reached it); CallRows says why that
+// keeps a range up to now complete and what it costs. Rollup centroid
+// means are merged rounded to whole µs (a day of one app's rollups: 0.73 s
+// instead of 1.13 s, see benchmarks/RESULTS.md).
 // Each row carries its table as a bit (SourceRollups, SourcePanes) that the
 // buckets OR together.
 //
@@ -160,9 +148,9 @@ func (q CallStatsQuery) SQL() (string, []any, error) {
 	}
 	cols := make([]string, 0, len(q.By))
 	for _, l := range q.By {
-		c, ok := callLabelColumns[l]
+		c, ok := schemas.KeyColumn(l)
 		if !ok {
-			return "", nil, fmt.Errorf("cannot build call stats query: unknown label %q (want system, app, group, idc or method)", l)
+			return "", nil, fmt.Errorf("cannot build call stats query: unknown label %q (want %s)", l, schemas.KeyLabelList())
 		}
 		cols = append(cols, c)
 	}
@@ -175,50 +163,22 @@ func (q CallStatsQuery) SQL() (string, []any, error) {
 	for _, c := range cols {
 		labelList += ", " + c
 	}
-	var b strings.Builder
+	s := SQL{Database: q.Database}
 	origin := q.origin(from, step)
-	args := []any{origin, step, step, origin}
-	b.WriteString("SELECT toUInt32(intDiv(toUInt32(pane_start) - ?, ?) * ? + ?) AS bucket" + labelList)
-	fmt.Fprintf(&b, ", sum(count), sum(errors), toUInt64(sum(arraySum(w))), quantilesExactWeightedArray(%s)(m, w), groupBitOr(src) FROM (", levels)
-	// branch selects one table's rows; the conditions are on sorting key
-	// columns only, so filtering before FINAL's merge (PREWHERE) keeps
-	// whole rows: every version of a row passes or none does.
-	branch := func(table string, src Source, start, end int64, cond func()) {
-		means := "centroid_means"
-		if src == SourceRollups {
-			means = "arrayMap(x -> round(x), centroid_means)"
-		}
-		fmt.Fprintf(&b, "SELECT pane_start%s, count, errors, %s AS m, arrayMap(x -> toUInt64(round(x)), centroid_weights) AS w, toUInt8(%d) AS src"+
-			" FROM %s.%s FINAL PREWHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?)", labelList, means, src, q.Database, table)
-		args = append(args, start, end)
-		q.Selector.where(&b, &args)
-		cond()
-	}
-	if q.RollupsAllowed() {
-		// Rollups that lie in [From, To): those starting from From (rollup
-		// starts are aligned, so one that starts by From lies after it)
-		// and before To rounded down.
-		rollFrom, rollTo := from, to-to%RollupSeconds
-		branch("call_rollups", SourceRollups, rollFrom, rollTo, func() {})
-		b.WriteString(" UNION ALL ")
-		branch("call_panes", SourcePanes, from, to, func() {
-			fmt.Fprintf(&b, " AND (system, app, group_name, idc, method, toDateTime(intDiv(toUInt32(pane_start), %d) * %d)) NOT IN"+
-				" (SELECT system, app, group_name, idc, method, pane_start FROM %s.call_rollups"+
-				" WHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?)", RollupSeconds, RollupSeconds, q.Database)
-			args = append(args, rollFrom, rollTo)
-			q.Selector.where(&b, &args)
-			b.WriteString(")")
-		})
-	} else {
-		branch("call_panes", SourcePanes, from, to, func() {})
-	}
-	b.WriteString(") GROUP BY bucket" + labelList)
-	b.WriteString(" ORDER BY ")
+	s.Args = []any{origin, step, step, origin}
+	s.WriteString("SELECT toUInt32(intDiv(toUInt32(pane_start) - ?, ?) * ? + ?) AS bucket" + labelList)
+	fmt.Fprintf(&s, ", sum(count), sum(errors), toUInt64(sum(arraySum(w))), quantilesExactWeightedArray(%s)(centroid_means, w), groupBitOr(src) FROM ", levels)
+	s.CallRows(CallRows{
+		Columns: "pane_start" + labelList + ", count, errors, centroid_means, " + RoundedWeights + " AS w",
+		Match:   q.Selector.Matches(), From: q.From, To: q.To, Rollups: q.RollupsAllowed(), Source: true,
+	})
+	s.WriteString(" GROUP BY bucket" + labelList)
+	s.WriteString(" ORDER BY ")
 	for _, c := range cols {
-		fmt.Fprintf(&b, "%s, ", c)
+		fmt.Fprintf(&s, "%s, ", c)
 	}
-	b.WriteString("bucket")
-	return b.String(), args, nil
+	s.WriteString("bucket")
+	return s.String(), s.Args, nil
 }
 
 // QueryCallStats runs q. Groups are ordered by their labels, buckets by

@@ -9,22 +9,58 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/tpflow/tpflow/schemas"
 )
 
-// Selector picks call keys; an empty field matches every value.
+// Selector picks call keys; an empty field matches every value. Its fields
+// are the key labels of schemas.KeyLabels, in that order.
 type Selector struct {
 	System, App, Group, IDC, Method string
 }
 
-func (s Selector) where(b *strings.Builder, args *[]any) {
-	for _, c := range []struct{ col, v string }{
-		{"system", s.System}, {"app", s.App}, {"group_name", s.Group}, {"idc", s.IDC}, {"method", s.Method},
-	} {
-		if c.v != "" {
-			fmt.Fprintf(b, " AND %s = ?", c.col)
-			*args = append(*args, c.v)
+// fields returns pointers to s's fields in schemas.KeyLabels order.
+func (s *Selector) fields() [5]*string {
+	return [...]*string{&s.System, &s.App, &s.Group, &s.IDC, &s.Method}
+}
+
+// Values returns s's values in schemas.KeyLabels order.
+func (s Selector) Values() []string {
+	out := make([]string, 0, 5)
+	for _, f := range s.fields() {
+		out = append(out, *f)
+	}
+	return out
+}
+
+// Get returns the value for the key label called name.
+func (s Selector) Get(name string) (string, bool) {
+	if i := schemas.KeyLabelIndex(name); i >= 0 {
+		return *s.fields()[i], true
+	}
+	return "", false
+}
+
+// Set sets the value for the key label called name; it reports false when
+// name is not a key label.
+func (s *Selector) Set(name, v string) bool {
+	if i := schemas.KeyLabelIndex(name); i >= 0 {
+		*s.fields()[i] = v
+		return true
+	}
+	return false
+}
+
+// String names the labels s matches, system="pay" app="api", or "" when
+// it matches every key.
+func (s Selector) String() string {
+	var parts []string
+	for i, l := range schemas.KeyLabels() {
+		if v := *s.fields()[i]; v != "" {
+			parts = append(parts, fmt.Sprintf("%s=%q", l.Name, v))
 		}
 	}
+	return strings.Join(parts, " ")
 }
 
 // TPQuery asks for latency quantiles over every pane of the selected keys
@@ -61,19 +97,17 @@ func (q TPQuery) SQL() (string, []any, error) {
 	if !q.From.Before(q.To) {
 		return "", nil, fmt.Errorf("cannot build TP query: from %s is not before to %s", q.From, q.To)
 	}
-	levels, err := quantileLevels(q.Quantiles)
+	levels, err := QuantilesExactWeighted(q.Quantiles, "mean, w")
 	if err != nil {
 		return "", nil, fmt.Errorf("cannot build TP query: %w", err)
 	}
-	var b strings.Builder
-	args := []any{q.From.Unix(), q.To.Unix()}
-	fmt.Fprintf(&b, "SELECT toUInt64(sum(w)), quantilesExactWeighted(%s)(mean, w) FROM ("+
-		"SELECT centroid_means, centroid_weights FROM %s.call_panes FINAL "+
-		"WHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?)",
-		levels, q.Database)
-	q.Selector.where(&b, &args)
-	b.WriteString(") ARRAY JOIN centroid_means AS mean, arrayMap(x -> toUInt64(round(x)), centroid_weights) AS w")
-	return b.String(), args, nil
+	s := SQL{Database: q.Database}
+	fmt.Fprintf(&s, "SELECT toUInt64(sum(w)), %s FROM (SELECT centroid_means, centroid_weights FROM %s FINAL WHERE ",
+		levels, s.Table("call_panes"))
+	s.PaneRange(q.From, q.To)
+	s.Match(q.Selector.Matches())
+	s.WriteString(")" + CentroidJoin)
+	return s.String(), s.Args, nil
 }
 
 // quantileLevels checks qs and returns them as the parameter list of a
@@ -125,13 +159,12 @@ func QueryPanes(ctx context.Context, conn driver.Conn, q PaneQuery) ([]PaneRow, 
 	if !identRe.MatchString(q.Database) {
 		return nil, fmt.Errorf("cannot query panes: database name %q must match %s", q.Database, identRe)
 	}
-	var b strings.Builder
-	args := []any{q.From.Unix(), q.To.Unix()}
-	fmt.Fprintf(&b, "SELECT %s FROM %s.call_panes FINAL WHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?)",
-		paneColumns, q.Database)
-	q.Selector.where(&b, &args)
-	b.WriteString(" ORDER BY system, app, group_name, idc, method, pane_start")
-	rows, err := conn.Query(ctx, b.String(), args...)
+	s := SQL{Database: q.Database}
+	fmt.Fprintf(&s, "SELECT %s FROM %s FINAL WHERE ", paneColumns, s.Table("call_panes"))
+	s.PaneRange(q.From, q.To)
+	s.Match(q.Selector.Matches())
+	s.WriteString(" ORDER BY " + schemas.KeyColumns(-1) + ", pane_start")
+	rows, err := conn.Query(ctx, s.String(), s.Args...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot query panes: %w", err)
 	}

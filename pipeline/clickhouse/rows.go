@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/tpflow/tpflow/pipeline"
+	"github.com/tpflow/tpflow/pipeline/codec"
 )
 
 // PaneRow is one pane of one call key: a row of call_panes. Its identity is
@@ -126,21 +129,9 @@ type AlertRow struct {
 
 // ErrPermanent marks an error that retrying cannot fix: rows the schema
 // cannot hold, or a schema that does not match. Callers route the rows to
-// the dead-letter queue: errors.Is(err, ErrPermanent).
-var ErrPermanent = errors.New("permanent error")
-
-type permanentError struct{ err error }
-
-func (e *permanentError) Error() string        { return e.err.Error() }
-func (e *permanentError) Unwrap() error        { return e.err }
-func (e *permanentError) Is(target error) bool { return target == ErrPermanent }
-
-func permanent(err error) error {
-	if err == nil || errors.Is(err, ErrPermanent) {
-		return err
-	}
-	return &permanentError{err}
-}
+// the dead-letter queue: errors.Is(err, ErrPermanent). It is
+// pipeline.ErrPermanent.
+var ErrPermanent = pipeline.ErrPermanent
 
 // RowError says why one row of a batch was rejected.
 type RowError struct {
@@ -209,26 +200,17 @@ func (r *PaneRow) check() error {
 	if r.PaneSeconds == 0 {
 		return errors.New("pane_seconds is 0")
 	}
-	if r.Errors > r.Count {
-		return fmt.Errorf("errors %d exceed count %d", r.Errors, r.Count)
+	v := r.Values()
+	return codec.CheckPane(&v)
+}
+
+// Values returns the pane statistics of r, for codec.CheckPane.
+func (r *PaneRow) Values() codec.PaneValues {
+	return codec.PaneValues{
+		Count: r.Count, Errors: r.Errors, SumUs: r.SumUs, MinUs: r.MinUs, MaxUs: r.MaxUs,
+		Quantiles:     [4]float64{r.P50Us, r.P90Us, r.P99Us, r.P999Us},
+		CentroidMeans: r.CentroidMeans, CentroidWeights: r.CentroidWeights,
 	}
-	if len(r.CentroidMeans) != len(r.CentroidWeights) {
-		return fmt.Errorf("%d centroid means but %d weights", len(r.CentroidMeans), len(r.CentroidWeights))
-	}
-	for i, m := range r.CentroidMeans {
-		if !finite(m) {
-			return fmt.Errorf("centroid %d has mean %g", i, m)
-		}
-		if w := r.CentroidWeights[i]; !finite(w) || w <= 0 {
-			return fmt.Errorf("centroid %d has weight %g; want a finite positive number", i, w)
-		}
-	}
-	for _, f := range [...]float64{r.SumUs, r.MinUs, r.MaxUs, r.P50Us, r.P90Us, r.P99Us, r.P999Us} {
-		if !finite(f) {
-			return fmt.Errorf("latency statistic %g is not finite", f)
-		}
-	}
-	return nil
 }
 
 func (r *LogRow) check() error {

@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
+
+	"github.com/tpflow/tpflow/pipeline"
 )
 
 // Writer inserts rows in batches and retries while ClickHouse is down. Each
@@ -50,7 +51,7 @@ func NewWriter(conn driver.Conn, cfg Config, logger *slog.Logger) *Writer {
 	if cfg.BatchRows < 1 || !identRe.MatchString(cfg.Database) || cfg.MaxRetryBackoff <= 0 {
 		panic(fmt.Sprintf("BUG: NewWriter with an invalid config: %v", cfg.Validate()))
 	}
-	return &Writer{conn: conn, cfg: cfg, log: logger, sleep: sleepCtx}
+	return &Writer{conn: conn, cfg: cfg, log: logger, sleep: pipeline.SleepContext}
 }
 
 // Stats returns the Writer's counters.
@@ -143,7 +144,7 @@ func insert[R any](ctx context.Context, conn driver.Conn, query string, rows []R
 	for _, i := range idx {
 		if err := appendRow(b, &rows[i]); err != nil {
 			// The driver refused to encode a value: no retry can help.
-			return permanent(fmt.Errorf("cannot encode row %d for %q: %w", i, query, err))
+			return pipeline.Permanent(fmt.Errorf("cannot encode row %d for %q: %w", i, query, err))
 		}
 	}
 	sent = true
@@ -186,7 +187,7 @@ var permanentCodes = map[int32]bool{
 func classify(err error) error {
 	var ex *proto.Exception
 	if errors.As(err, &ex) && permanentCodes[ex.Code] {
-		return permanent(err)
+		return pipeline.Permanent(err)
 	}
 	return err
 }
@@ -194,48 +195,29 @@ func classify(err error) error {
 // retry runs op until it succeeds, returns a permanent error or ctx ends,
 // sleeping with capped exponential backoff and jitter in between.
 func (w *Writer) retry(ctx context.Context, table string, n int, op func() error) error {
-	backoff := min(100*time.Millisecond, w.cfg.MaxRetryBackoff)
+	b := pipeline.Backoff{Min: min(100*time.Millisecond, w.cfg.MaxRetryBackoff), Max: w.cfg.MaxRetryBackoff, Jitter: true, Sleep: w.sleep}
 	var since time.Time
-	for attempt := 1; ; attempt++ {
-		err := op()
-		if err == nil {
-			if attempt > 1 {
-				w.log.Info("clickhouse insert succeeded after retries", "table", table, "rows", n,
-					"attempts", attempt, "down_for", time.Since(since).Round(time.Millisecond))
-			}
-			return nil
-		}
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return fmt.Errorf("cannot insert %d rows into %s: %w (last error: %v)", n, table, ctxErr, err)
-		}
-		if errors.Is(err, ErrPermanent) {
-			w.log.Warn("clickhouse insert rejected", "table", table, "rows", n, "err", err)
-			return err
-		}
+	attempts, err := pipeline.Retry(ctx, &b, 0, op, func(attempt int, pause time.Duration, err error) {
 		if attempt == 1 {
 			since = time.Now()
 		}
 		// Throttled: the first failure and then every tenth.
 		if attempt%10 == 1 {
 			w.log.Warn("clickhouse insert failed; retrying", "table", table, "rows", n,
-				"attempt", attempt, "backoff", backoff, "err", err)
+				"attempt", attempt, "backoff", pause, "err", err)
 		}
 		w.retries.Add(1)
-		d := backoff/2 + rand.N(backoff/2+1) // jitter in [backoff/2, backoff]
-		if serr := w.sleep(ctx, d); serr != nil {
-			return fmt.Errorf("cannot insert %d rows into %s: %w (last error: %v)", n, table, serr, err)
+	})
+	switch {
+	case err == nil:
+		if attempts > 1 {
+			w.log.Info("clickhouse insert succeeded after retries", "table", table, "rows", n,
+				"attempts", attempts, "down_for", time.Since(since).Round(time.Millisecond))
 		}
-		backoff = min(2*backoff, w.cfg.MaxRetryBackoff)
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
 		return nil
+	case pipeline.IsPermanent(err):
+		w.log.Warn("clickhouse insert rejected", "table", table, "rows", n, "err", err)
+		return err
 	}
+	return fmt.Errorf("cannot insert %d rows into %s: %w", n, table, err)
 }

@@ -214,6 +214,9 @@ func TestWriterRejectsBadRowsBeforeTheServer(t *testing.T) {
 		{bad(func(p *PaneRow) { p.PaneStart = time.Unix(1<<32, 0) }), "outside DateTime's range"},
 		{bad(func(p *PaneRow) { p.Errors = 3 }), "errors 3 exceed count 2"},
 		{bad(func(p *PaneRow) { p.P99Us = math.Inf(-1) }), "not finite"},
+		{bad(func(p *PaneRow) { p.Count, p.Errors = 0, 0 }), "count is 0"},
+		{bad(func(p *PaneRow) { p.MinUs = p.MaxUs + 1 }), "is not a latency in range"},
+		{bad(func(p *PaneRow) { p.CentroidMeans[0] = p.CentroidMeans[1] + 1 }), "centroid 1 is out of order"},
 	}
 	for _, c := range cases {
 		// A nil connection: any attempt to reach the server panics.

@@ -8,6 +8,8 @@ import (
 	"math"
 	"os"
 	"slices"
+
+	"github.com/tpflow/tpflow/internal/atomicfile"
 )
 
 // Truth accumulates the exact statistics of the calls produced, per key.
@@ -105,19 +107,7 @@ func (t *Truth) WriteJSONL(w io.Writer) error {
 
 // WriteFile writes the truth to path as JSON Lines, atomically.
 func (t *Truth) WriteFile(path string) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("cannot write truth: %w", err)
-	}
-	if err := t.WriteJSONL(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("cannot write truth: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.WriteFunc(path, 0o644, t.WriteJSONL); err != nil {
 		return fmt.Errorf("cannot write truth: %w", err)
 	}
 	return nil

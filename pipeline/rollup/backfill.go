@@ -13,6 +13,8 @@ import (
 
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
+	"github.com/tpflow/tpflow/pipeline/codec"
+	"github.com/tpflow/tpflow/schemas"
 )
 
 // Bucket is the length of a rollup bucket; bucket starts are multiples of
@@ -219,19 +221,12 @@ type backfill struct {
 // their arguments: the range is a PREWHERE, because with FINAL 18.16
 // otherwise reads the whole day's columns to keep a few minutes.
 func (b *backfill) where(from, to time.Time) (string, []any) {
-	var q strings.Builder
-	args := []any{from.Unix(), to.Unix()}
-	q.WriteString(" PREWHERE pane_start >= toDateTime(?) AND pane_start < toDateTime(?) WHERE 1")
-	s := b.o.Selector
-	for _, c := range []struct{ col, v string }{
-		{"system", s.System}, {"app", s.App}, {"group_name", s.Group}, {"idc", s.IDC}, {"method", s.Method},
-	} {
-		if c.v != "" {
-			fmt.Fprintf(&q, " AND %s = ?", c.col)
-			args = append(args, c.v)
-		}
-	}
-	return q.String(), args
+	s := clickhouse.SQL{}
+	s.WriteString(" PREWHERE ")
+	s.PaneRange(from, to)
+	s.WriteString(" WHERE 1")
+	s.Match(b.o.Selector.Matches())
+	return s.String(), s.Args
 }
 
 // span returns the first and last pane start of the selected panes in
@@ -255,9 +250,9 @@ func (b *backfill) span(ctx context.Context) (first, last time.Time, err error) 
 // each key's bucket once the next row belongs to another.
 func (b *backfill) read(ctx context.Context, from, to time.Time) error {
 	cond, args := b.where(from, to)
-	q := "SELECT pane_start, system, app, group_name, idc, method, count, errors, sum_us, min_us, max_us," +
+	q := "SELECT pane_start, " + schemas.KeyColumns(-1) + ", count, errors, sum_us, min_us, max_us," +
 		" toString(centroid_means), toString(centroid_weights) FROM " + b.o.Database + ".call_panes FINAL" + cond +
-		" ORDER BY system, app, group_name, idc, method, pane_start"
+		" ORDER BY " + schemas.KeyColumns(-1) + ", pane_start"
 	rows, err := b.conn.Query(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("cannot read panes from %s to %s: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
@@ -299,7 +294,7 @@ func (b *backfill) read(ctx context.Context, from, to time.Time) error {
 		}
 		var p aggregator.PaneStat
 		if err == nil {
-			p, err = paneStat(k, &r)
+			p, err = PaneOf(k, &r)
 		}
 		if err != nil {
 			b.st.Skipped++
@@ -359,33 +354,28 @@ func (b *backfill) progress() {
 	}
 }
 
-// paneStat converts a stored pane to the aggregator's form, checking what
-// the merge relies on.
-func paneStat(k aggregator.Key, r *clickhouse.PaneRow) (aggregator.PaneStat, error) {
-	if len(r.CentroidMeans) != len(r.CentroidWeights) {
-		return aggregator.PaneStat{}, fmt.Errorf("%d centroid means but %d weights", len(r.CentroidMeans), len(r.CentroidWeights))
+// PaneOf converts a stored pane of key k to the aggregator's form: the
+// one conversion of a row to a pane, and RowOf its inverse. The row must
+// pass codec.CheckPane, and its sum, min, max and weights must be whole
+// numbers the pane's integer fields hold.
+func PaneOf(k aggregator.Key, r *clickhouse.PaneRow) (aggregator.PaneStat, error) {
+	v := r.Values()
+	if err := codec.CheckPane(&v); err != nil {
+		return aggregator.PaneStat{}, err
 	}
-	if r.Errors > r.Count {
-		return aggregator.PaneStat{}, fmt.Errorf("errors %d exceed count %d", r.Errors, r.Count)
-	}
-	if r.Count == 0 {
-		return aggregator.PaneStat{}, errors.New("count is 0")
-	}
-	if !whole(r.SumUs, math.MaxUint64) || !whole(r.MinUs, math.MaxUint32) || !whole(r.MaxUs, math.MaxUint32) || r.MinUs > r.MaxUs {
+	if !whole(r.SumUs, math.MaxUint64) || !whole(r.MinUs, math.MaxUint32) || !whole(r.MaxUs, math.MaxUint32) {
 		return aggregator.PaneStat{}, fmt.Errorf("sum %g, min %g or max %g is not a whole number of µs in range", r.SumUs, r.MinUs, r.MaxUs)
 	}
 	p := aggregator.PaneStat{
-		Key: k, Start: r.PaneStart.UnixMilli(), Count: r.Count, Errors: r.Errors,
-		SumUs: uint64(r.SumUs), MinUs: uint32(r.MinUs), MaxUs: uint32(r.MaxUs),
+		Key: k, Start: r.PaneStart.UnixMilli(), PaneMs: int64(r.PaneSeconds) * 1000, Version: r.Version,
+		Count: r.Count, Errors: r.Errors, SumUs: uint64(r.SumUs), MinUs: uint32(r.MinUs), MaxUs: uint32(r.MaxUs),
+		P50: r.P50Us, P90: r.P90Us, P99: r.P99Us, P999: r.P999Us,
 		Centroids: make([]aggregator.Centroid, len(r.CentroidMeans)),
 	}
 	for i, m := range r.CentroidMeans {
 		w := r.CentroidWeights[i]
-		if math.IsNaN(m) || math.IsInf(m, 0) || !whole(w, math.MaxUint32) || w == 0 {
-			return aggregator.PaneStat{}, fmt.Errorf("centroid %d has mean %g and weight %g", i, m, w)
-		}
-		if i > 0 && m < r.CentroidMeans[i-1] {
-			return aggregator.PaneStat{}, fmt.Errorf("centroid %d is out of order (mean %g after %g)", i, m, r.CentroidMeans[i-1])
+		if !whole(w, math.MaxUint32) {
+			return aggregator.PaneStat{}, fmt.Errorf("centroid %d has weight %g; want a whole number", i, w)
 		}
 		p.Centroids[i] = aggregator.Centroid{Mean: float32(m), Weight: uint32(w)}
 	}
@@ -422,7 +412,8 @@ func whole(f, hi float64) bool {
 	return f >= 0 && f <= hi && f == math.Trunc(f)
 }
 
-// RowOf returns the rollup p as the sink stores it in call_rollups.
+// RowOf returns p as the sink stores it in call_panes, or in call_rollups
+// for a rollup.
 func RowOf(p aggregator.PaneStat) clickhouse.PaneRow {
 	r := clickhouse.PaneRow{
 		PaneStart: time.UnixMilli(p.Start).UTC(), PaneSeconds: uint32(p.PaneMs / 1000),

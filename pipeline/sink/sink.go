@@ -132,26 +132,24 @@ func Run(ctx context.Context, kcfg kafka.Config, ccfg clickhouse.Config, cfg Con
 // openMigrated opens ClickHouse and applies the migrations, retrying while
 // the server is unreachable so that a sink may start before its database.
 func openMigrated(ctx context.Context, ccfg clickhouse.Config, log *slog.Logger) (driver.Conn, error) {
-	backoff := 100 * time.Millisecond
-	for {
-		c, err := clickhouse.Open(ctx, ccfg)
-		if err == nil {
-			if _, err = clickhouse.Migrate(ctx, c, ccfg); err == nil {
-				return c, nil
-			}
+	var c driver.Conn
+	b := pipeline.Backoff{Min: 100 * time.Millisecond, Max: ccfg.MaxRetryBackoff}
+	_, err := pipeline.Retry(ctx, &b, 0, func() error {
+		var err error
+		if c, err = clickhouse.Open(ctx, ccfg); err != nil {
+			return err
+		}
+		if _, err = clickhouse.Migrate(ctx, c, ccfg); err != nil {
 			c.Close()
 		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("cannot start sink: %w", err)
-		}
-		log.Warn("cannot open ClickHouse, retrying", "err", err, "backoff", backoff)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("cannot start sink: %w", err)
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, ccfg.MaxRetryBackoff)
+		return err
+	}, func(_ int, pause time.Duration, err error) {
+		log.Warn("cannot open ClickHouse, retrying", "err", err, "backoff", pause)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot start sink: %w", err)
 	}
+	return c, nil
 }
 
 // fetchRetry is the pause after a failed fetch before the next.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpflow/tpflow/alerting/notify"
 	"github.com/tpflow/tpflow/alerting/role"
 	"github.com/tpflow/tpflow/internal/config"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
@@ -188,7 +189,7 @@ func TestGoodConfigs(t *testing.T) {
 	full.Alert = role.Config{
 		RulesFiles: []string{"/etc/tpflow/rules.yaml"}, StateFile: "/var/lib/tpflow/alerts.json",
 		EvalInterval: 15 * time.Second, Alertmanagers: []string{"http://am-0:9093", "http://am-1:9093"},
-		Webhooks:       []role.WebhookConfig{{URL: "https://hooks.example.net/tpflow", Secret: "s3cret"}},
+		Webhooks:       []notify.WebhookConfig{{URL: "https://hooks.example.net/tpflow", Secret: "s3cret"}},
 		ResendInterval: 2 * time.Minute, GroupID: "prod-alert",
 	}
 	full.Broker = kafka.BrokerConfig{
