@@ -40,7 +40,7 @@ test: deps
 ## and the ratio to the t-digest floor), then the codec benchmarks
 bench:
 	bash benchmarks/aggregate.sh 6
-	GOMAXPROCS=1 $(GO) test -run '^$$' -bench . -benchmem -count 6 ./pipeline/codec/
+	GOMAXPROCS=1 $(GO) test -run '^$$' -bench . -benchmem -count 6 ./schemas/codec/
 
 ## bench-pipeline: end-to-end throughput: broker, aggregate, sink and loadgen as
 ## processes against a private ClickHouse, then raw events in ClickHouse instead

@@ -19,8 +19,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tpflow/tpflow/pipeline/codec"
 	"github.com/tpflow/tpflow/schemas"
+	"github.com/tpflow/tpflow/schemas/codec"
 )
 
 // OtherMethod is the prefix of the methods that events of keys beyond the
@@ -91,7 +91,7 @@ func (s IngestStats) RejectedTotal() int {
 
 // LateEvent is a call whose pane's grace had ended when it arrived. The
 // engine no longer owns that pane (DESIGN.md, "Owners of a pane"): the late
-// path does. Owner: the aggregate role publishes these (aggregator/stream)
+// path does. Owner: the aggregate role publishes these (aggregator/aggregate)
 // and the store side merges them into the stored pane and rollup; the
 // engine only hands them out, from the FlushAll that returns the commit
 // offsets passing them, so they must be published before that commit.

@@ -3,8 +3,8 @@ package aggregator
 import (
 	"errors"
 
-	"github.com/tpflow/tpflow/pipeline/codec"
 	"github.com/tpflow/tpflow/schemas"
+	"github.com/tpflow/tpflow/schemas/codec"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
 )
 

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tpflow/tpflow/pipeline/codec"
 	"github.com/tpflow/tpflow/schemas"
+	"github.com/tpflow/tpflow/schemas/codec"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
 	"google.golang.org/protobuf/proto"
 )

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/tpflow/tpflow/pipeline/codec"
+	"github.com/tpflow/tpflow/schemas/codec"
 )
 
 // RollupLength is the length of a rollup bucket: every key's final panes

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tpflow/tpflow/pipeline/codec"
+	"github.com/tpflow/tpflow/schemas/codec"
 )
 
 // rollID is one rollup bucket of one key.

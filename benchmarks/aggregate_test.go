@@ -14,8 +14,8 @@ import (
 	"github.com/influxdata/tdigest"
 
 	"github.com/tpflow/tpflow/aggregator"
-	"github.com/tpflow/tpflow/pipeline/codec"
 	"github.com/tpflow/tpflow/schemas"
+	"github.com/tpflow/tpflow/schemas/codec"
 )
 
 const (

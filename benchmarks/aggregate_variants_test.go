@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tpflow/tpflow/pipeline/codec"
+	"github.com/tpflow/tpflow/schemas/codec"
 )
 
 // The variants of BenchmarkAggregatePreDecoded on input that is not one

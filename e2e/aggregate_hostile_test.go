@@ -14,10 +14,10 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/tpflow/tpflow/aggregator"
-	"github.com/tpflow/tpflow/pipeline/codec"
+	"github.com/tpflow/tpflow/internal/devtools/loadgen"
 	"github.com/tpflow/tpflow/pipeline/kafka"
-	"github.com/tpflow/tpflow/pipeline/loadgen"
 	"github.com/tpflow/tpflow/schemas"
+	"github.com/tpflow/tpflow/schemas/codec"
 )
 
 // callsGeneration matches an aggregator's log line for a generation of the

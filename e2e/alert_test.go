@@ -23,9 +23,9 @@ import (
 	"github.com/tpflow/tpflow/alerting/notify/amtest"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
-	"github.com/tpflow/tpflow/pipeline/codec"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas"
+	"github.com/tpflow/tpflow/schemas/codec"
 )
 
 // activeAlerts returns the alerts named name that base lists as active.

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/tpflow/tpflow/aggregator"
-	"github.com/tpflow/tpflow/pipeline/loadgen"
+	"github.com/tpflow/tpflow/internal/devtools/loadgen"
 )
 
 // Labels of the calls the cut-off collector's file holds; no load

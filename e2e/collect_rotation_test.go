@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tpflow/tpflow/pipeline/codec"
 	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/schemas/codec"
 )
 
 // The collector under rotation, with the shipped tail and discovery

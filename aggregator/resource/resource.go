@@ -21,8 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tpflow/tpflow/aggregator"
-	"github.com/tpflow/tpflow/pipeline/codec"
 	"github.com/tpflow/tpflow/schemas"
+	"github.com/tpflow/tpflow/schemas/codec"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
 )
 

@@ -9,7 +9,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/tpflow/tpflow/pipeline/loadgen"
+	"github.com/tpflow/tpflow/internal/devtools/loadgen"
 )
 
 // groupLag returns the end offset of topic summed over its partitions

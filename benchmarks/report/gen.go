@@ -8,8 +8,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/tpflow/tpflow/aggregator"
+	"github.com/tpflow/tpflow/aggregator/backfill"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
-	"github.com/tpflow/tpflow/pipeline/rollup"
 )
 
 // dataset describes the generated call panes: keys = apps × methods
@@ -109,7 +109,7 @@ func (d dataset) buildRollups(ctx context.Context, conn driver.Conn, w *clickhou
 		start := cur[0].Start - cur[0].Start%bucketMs
 		r := aggregator.MergeRollup(cur, start, aggregator.RollupLength, delta)
 		r.Key = cur[0].Key
-		out = append(out, rollup.RowOf(r))
+		out = append(out, backfill.RowOf(r))
 		centroids += uint64(len(r.Centroids))
 		cur = cur[:0]
 	}
@@ -127,7 +127,7 @@ func (d dataset) buildRollups(ctx context.Context, conn driver.Conn, w *clickhou
 				q.Close()
 				return 0, 0, fmt.Errorf("cannot read panes of %s: %w", d.app(app), err)
 			}
-			p, err := rollup.PaneOf(aggregator.Key{System: r.System, App: r.App, Group: r.Group, IDC: r.IDC, Method: r.Method}, &r)
+			p, err := backfill.PaneOf(aggregator.Key{System: r.System, App: r.App, Group: r.Group, IDC: r.IDC, Method: r.Method}, &r)
 			if err != nil {
 				q.Close()
 				return 0, 0, fmt.Errorf("cannot read panes of %s: %w", d.app(app), err)

@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tpflow/tpflow/aggregator"
-	"github.com/tpflow/tpflow/aggregator/stream"
+	"github.com/tpflow/tpflow/aggregator/aggregate"
 	"github.com/tpflow/tpflow/pipeline/httpserver"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
@@ -54,21 +54,21 @@ func runAggregate(ctx context.Context, env *Env, cfg *Config, _ []string) error 
 		return err
 	}
 	return serveRole(ctx, env, cfg.HTTP.Listen, reg, "aggregator", run, roleHTTP{
-		checks: map[string]httpserver.Check{"kafka": func(ctx context.Context) error { return stream.Ready(ctx, cfg.Kafka) }},
+		checks: map[string]httpserver.Check{"kafka": func(ctx context.Context) error { return aggregate.Ready(ctx, cfg.Kafka) }},
 		wait:   true,
 	})
 }
 
 // newAggregatePart builds the engine of the aggregator section and returns
 // it with the function that streams the calls topic of kcfg through it
-// until ctx is done (stream.Run with the aggregate section).
+// until ctx is done (aggregate.Run with the aggregate section).
 func newAggregatePart(cfg *Config, kcfg kafka.Config, reg *prometheus.Registry, log *slog.Logger) (*aggregator.Engine, func(ctx context.Context) error, error) {
 	eng, err := aggregator.New(cfg.Aggregator, aggregator.WithLogger(log), aggregator.WithRegisterer(reg))
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot start aggregator: %w", err)
 	}
 	run := func(ctx context.Context) error {
-		return stream.Run(ctx, kcfg, cfg.Aggregate, eng, reg, log)
+		return aggregate.Run(ctx, kcfg, cfg.Aggregate, eng, reg, log)
 	}
 	return eng, run, nil
 }

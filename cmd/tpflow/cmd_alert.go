@@ -11,7 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tpflow/tpflow/alerting/role"
+	"github.com/tpflow/tpflow/alerting/alert"
 	"github.com/tpflow/tpflow/collectors/metrics"
 	"github.com/tpflow/tpflow/pipeline/httpserver"
 	"github.com/tpflow/tpflow/pipeline/kafka"
@@ -46,7 +46,7 @@ previous rules. Serves /metrics, /healthz and /readyz on http.listen
                        FILE:LINE on stderr and skipped; the exit status is
                        then 1. Input format:
 
-` + indent(role.ReplayFormat, "    "),
+` + indent(alert.ReplayFormat, "    "),
 		example: "tpflow alert --config tpflow.yaml --rules rules.yaml --brokers kafka-1:9092\ntpflow alert check rules.yaml\ntpflow alert test rules.yaml --input panes.jsonl",
 		common:  true,
 		flags: func(fs *flag.FlagSet) {
@@ -84,7 +84,7 @@ func testAlertRules(env *Env, cfg *Config, files []string, input string) error {
 	if input == "" {
 		return usageError("test needs --input PANES.jsonl")
 	}
-	rules, err := role.Check(files...)
+	rules, err := alert.Check(files...)
 	if err != nil {
 		return fmt.Errorf("invalid alert rules:\n%w", err)
 	}
@@ -93,7 +93,7 @@ func testAlertRules(env *Env, cfg *Config, files []string, input string) error {
 		return fmt.Errorf("cannot open input: %w", err)
 	}
 	defer f.Close()
-	res, err := role.Replay(rules, cfg.Aggregator.Pane, input, f)
+	res, err := alert.Replay(rules, cfg.Aggregator.Pane, input, f)
 	if err != nil {
 		return err
 	}
@@ -125,25 +125,25 @@ func runAlert(ctx context.Context, env *Env, cfg *Config, args []string) error {
 		return err
 	}
 	return serveRole(ctx, env, cfg.HTTP.Listen, reg, "alert", run, roleHTTP{
-		checks: map[string]httpserver.Check{"kafka": func(ctx context.Context) error { return role.Ready(ctx, cfg.Kafka) }},
+		checks: map[string]httpserver.Check{"kafka": func(ctx context.Context) error { return alert.Ready(ctx, cfg.Kafka) }},
 		wait:   true,
 	})
 }
 
 // newAlertPart checks the rules files of the alert section, so that a
 // missing or broken one fails before anything listens, and returns the
-// alert role as a function that runs until ctx is done (role.Run with the
+// alert role as a function that runs until ctx is done (alert.Run with the
 // aggregator and alert sections and the kernel classifier).
-func newAlertPart(cfg *Config, kcfg kafka.Config, reg prometheus.Registerer, log *slog.Logger, opts ...role.Option) (func(ctx context.Context) error, error) {
+func newAlertPart(cfg *Config, kcfg kafka.Config, reg prometheus.Registerer, log *slog.Logger, opts ...alert.Option) (func(ctx context.Context) error, error) {
 	if len(cfg.Alert.RulesFiles) == 0 {
-		return nil, role.ErrNoRules
+		return nil, alert.ErrNoRules
 	}
-	if _, err := role.Check(cfg.Alert.RulesFiles...); err != nil {
+	if _, err := alert.Check(cfg.Alert.RulesFiles...); err != nil {
 		return nil, fmt.Errorf("invalid alert rules:\n%w", err)
 	}
-	opts = append([]role.Option{role.WithKernelClassifier(kernelClasses())}, opts...)
+	opts = append([]alert.Option{alert.WithKernelClassifier(kernelClasses())}, opts...)
 	return func(ctx context.Context) error {
-		return role.Run(ctx, kcfg, cfg.Aggregator, cfg.Alert, reg, log, opts...)
+		return alert.Run(ctx, kcfg, cfg.Aggregator, cfg.Alert, reg, log, opts...)
 	}, nil
 }
 
@@ -174,7 +174,7 @@ func checkAlertRules(env *Env, cfg *Config, files []string) error {
 	if len(files) == 0 {
 		return usageError("check needs a RULES file")
 	}
-	rules, err := role.Check(files...)
+	rules, err := alert.Check(files...)
 	if err != nil {
 		return fmt.Errorf("invalid alert rules:\n%w", err)
 	}

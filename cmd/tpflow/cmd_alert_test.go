@@ -76,7 +76,7 @@ func TestAlertRefusesBadRulesBeforeListening(t *testing.T) {
 }
 
 func TestAlertTest(t *testing.T) {
-	rules, input := "../../alerting/role/testdata/incident_rules.yaml", "../../alerting/role/testdata/incident.jsonl"
+	rules, input := "../../alerting/alert/testdata/incident_rules.yaml", "../../alerting/alert/testdata/incident.jsonl"
 	code, out, errOut := runCLI(t, "alert", "test", rules, "--input", input)
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	if code != exitError || len(lines) != 4 {

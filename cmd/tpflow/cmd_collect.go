@@ -4,7 +4,7 @@ import (
 	"context"
 	"flag"
 
-	"github.com/tpflow/tpflow/collectors/agent"
+	"github.com/tpflow/tpflow/collectors/collect"
 	"github.com/tpflow/tpflow/pipeline/httpserver"
 )
 
@@ -60,7 +60,7 @@ Serves /metrics, /healthz, /readyz (ready once Kafka answered) and
 // /debug/pprof/ profiles the agent in place.
 func runCollect(ctx context.Context, env *Env, cfg *Config, _ []string) error {
 	reg := newRoleRegistry()
-	a, err := agent.New(cfg.Collect, cfg.Kafka, agent.WithLogger(env.Logger), agent.WithRegisterer(reg))
+	a, err := collect.New(cfg.Collect, cfg.Kafka, collect.WithLogger(env.Logger), collect.WithRegisterer(reg))
 	if err != nil {
 		return err
 	}

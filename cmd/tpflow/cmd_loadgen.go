@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/tpflow/tpflow/pipeline/loadgen"
+	"github.com/tpflow/tpflow/internal/devtools/loadgen"
 )
 
 // loadgenOptions are the flags of `tpflow loadgen` beyond the common ones.

@@ -11,8 +11,8 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
 
+	"github.com/tpflow/tpflow/aggregator/backfill"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
-	"github.com/tpflow/tpflow/pipeline/rollup"
 	"github.com/tpflow/tpflow/report"
 )
 
@@ -62,7 +62,7 @@ back-filled from partial panes would be served until then. Migrations are
 applied first (not with --dry-run, which reads and counts without writing).
 A pane that cannot be merged is reported with its key and start and left
 out. It costs about one read of the range's panes: some 23 000 panes/s on 2
-cores, a day of 1000 keys in 6 minutes (pipeline/rollup/doc.go). Progress
+cores, a day of 1000 keys in 6 minutes (aggregator/backfill/doc.go). Progress
 goes to stderr every second; the summary goes to stdout. Times are RFC 3339,
 a date (UTC), Unix seconds, now or now-DURATION. A range without panes is an
 error (exit 1).`,
@@ -103,12 +103,12 @@ func (o rollupOptions) backfillRequest(now time.Time) (from, to, aFrom, aTo time
 	if !from.Before(to) {
 		return fail("--from %s is not before --to %s", from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))
 	}
-	aFrom, aTo = rollup.Align(from, to)
+	aFrom, aTo = backfill.Align(from, to)
 	if limit := now.Add(-rollupSettle); aTo.After(limit) && !o.force {
 		return fail("the range ends at %s, less than %s before now (%s): the aggregator is still writing those buckets. "+
 			"Its own rollups are replaced only by rollups with as many events or more, but a bucket back-filled now would "+
 			"hold only the panes stored so far until the aggregator writes its rollup. End the range at %s or earlier, or pass --force",
-			aTo.Format(time.RFC3339), rollupSettle, now.UTC().Format(time.RFC3339), limit.UTC().Truncate(rollup.Bucket).Format(time.RFC3339))
+			aTo.Format(time.RFC3339), rollupSettle, now.UTC().Format(time.RFC3339), limit.UTC().Truncate(backfill.Bucket).Format(time.RFC3339))
 	}
 	sel, err = report.SelectorFrom(labelValues(o.labels[:]), true)
 	if err != nil {
@@ -161,7 +161,7 @@ func runRollupBackfill(ctx context.Context, env *Env, cfg *Config, o rollupOptio
 	prog := newBackfillProgress(env.Stderr, o.progressEvery, start)
 	defer prog.stop()
 	skipped := 0
-	st, err := rollup.Backfill(ctx, conn, w, cfg.ClickHouse.BatchRows, rollup.Options{
+	st, err := backfill.Backfill(ctx, conn, w, cfg.ClickHouse.BatchRows, backfill.Options{
 		Database:    cfg.ClickHouse.Database,
 		Selector:    sel,
 		From:        aFrom,
@@ -169,7 +169,7 @@ func runRollupBackfill(ctx context.Context, env *Env, cfg *Config, o rollupOptio
 		Compression: delta,
 		DryRun:      o.dryRun,
 		Progress:    prog.update,
-		Skipped: func(p rollup.BadPane) {
+		Skipped: func(p backfill.BadPane) {
 			skipped++
 			switch {
 			case skipped <= maxSkippedShown:
@@ -183,7 +183,7 @@ func runRollupBackfill(ctx context.Context, env *Env, cfg *Config, o rollupOptio
 	elapsed := time.Since(start)
 	scope := describeKeys(sel)
 	switch {
-	case errors.Is(err, rollup.ErrNoPanes):
+	case errors.Is(err, backfill.ErrNoPanes):
 		return fmt.Errorf("no panes of %s in call_panes from %s to %s: nothing to back-fill", scope, aFrom.Format(layout), aTo.Format(layout))
 	case err != nil:
 		var ex *proto.Exception
@@ -220,7 +220,7 @@ type backfillProgress struct {
 	wg    sync.WaitGroup
 
 	mu sync.Mutex
-	st rollup.Stats
+	st backfill.Stats
 }
 
 func newBackfillProgress(w io.Writer, every time.Duration, start time.Time) *backfillProgress {
@@ -246,7 +246,7 @@ func newBackfillProgress(w io.Writer, every time.Duration, start time.Time) *bac
 	return p
 }
 
-func (p *backfillProgress) update(st rollup.Stats) {
+func (p *backfillProgress) update(st backfill.Stats) {
 	p.mu.Lock()
 	p.st = st
 	p.mu.Unlock()

@@ -12,11 +12,11 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/tpflow/tpflow/aggregator"
+	"github.com/tpflow/tpflow/aggregator/backfill"
+	"github.com/tpflow/tpflow/aggregator/backfill/backfilltest"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest/chdb"
-	"github.com/tpflow/tpflow/pipeline/rollup"
-	"github.com/tpflow/tpflow/pipeline/rollup/rolluptest"
 )
 
 func TestRollupBackfillBadArguments(t *testing.T) {
@@ -98,7 +98,7 @@ func wantRollupCounts(rs []aggregator.PaneStat, pick func(aggregator.Key) bool) 
 		if pick != nil && !pick(p.Key) {
 			continue
 		}
-		r := rollup.RowOf(p)
+		r := backfill.RowOf(p)
 		id := strings.Join([]string{r.System, r.App, r.Group, r.IDC, r.Method}, "/") + "@" + itoa(r.PaneStart.Unix())
 		out[id] = itoa(int64(r.Count)) + " v" + itoa(int64(r.Version)) + " c" + itoa(int64(len(r.CentroidMeans))) + " s" + itoa(int64(r.SumUs))
 	}
@@ -130,9 +130,9 @@ func TestRollupBackfillCLI(t *testing.T) {
 		{System: "pay", App: "web", Group: "g2", IDC: "sh", Method: "GET /"},
 		{System: "shop", App: "cart", Group: "g1", IDC: "sh", Method: "Cart.add"},
 	}
-	d := rolluptest.Build(t, rolluptest.Spec{Keys: keys, From: from, To: from.Add(40 * time.Minute), CallsPerPane: 300,
+	d := backfilltest.Build(t, backfilltest.Spec{Keys: keys, From: from, To: from.Add(40 * time.Minute), CallsPerPane: 300,
 		Late: map[int]time.Duration{3: 7 * time.Minute}, Seed: 3})
-	rolluptest.Store(t, clickhouse.NewWriter(conn, cfg, nil), d)
+	backfilltest.Store(t, clickhouse.NewWriter(conn, cfg, nil), d)
 	dsn := "clickhouse://" + srv.Addr() + "/" + cfg.Database
 	tbl := cfg.Database + ".call_rollups"
 	nPanes := itoa(int64(len(d.Panes)))
@@ -174,7 +174,7 @@ func TestRollupBackfillCLI(t *testing.T) {
 	if code != exitOK || !strings.HasPrefix(out2, want) {
 		t.Fatalf("second run: exit %d, stdout %q", code, out2)
 	}
-	rolluptest.Optimize(t, conn, tbl)
+	backfilltest.Optimize(t, conn, tbl)
 	sameCounts(t, "second run, merged", rollupCounts(t, conn, cfg.Database, false), all)
 
 	// The selector limits what is written.
@@ -221,7 +221,7 @@ func TestRollupBackfillCLI(t *testing.T) {
 			victim = p
 		}
 	}
-	bad := rollup.RowOf(victim)
+	bad := backfill.RowOf(victim)
 	b, err := conn.PrepareBatch(ctx, "INSERT INTO "+cfg.Database+".call_panes (pane_start, pane_seconds, system, app, group_name, idc, method,"+
 		" count, errors, sum_us, min_us, max_us, p50_us, p90_us, p99_us, p999_us, centroid_means, centroid_weights, version)")
 	if err != nil {
@@ -273,8 +273,8 @@ func TestRollupBackfillProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	from := time.Date(2026, 11, 2, 8, 0, 0, 0, time.UTC)
-	d := rolluptest.Build(t, rolluptest.Spec{Keys: rolluptest.Keys(50), From: from, To: from.Add(time.Hour), CallsPerPane: 100, Seed: 5})
-	rolluptest.Store(t, clickhouse.NewWriter(conn, cfg.ClickHouse, nil), d)
+	d := backfilltest.Build(t, backfilltest.Spec{Keys: backfilltest.Keys(50), From: from, To: from.Add(time.Hour), CallsPerPane: 100, Seed: 5})
+	backfilltest.Store(t, clickhouse.NewWriter(conn, cfg.ClickHouse, nil), d)
 	cfg.ClickHouse.BatchRows = 20 // many batches, so progress moves
 	var out, errOut bytes.Buffer
 	env := &Env{Stdout: &out, Stderr: &errOut}

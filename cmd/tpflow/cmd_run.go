@@ -23,11 +23,11 @@ import (
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/aggregator/windowsapi"
 	"github.com/tpflow/tpflow/alerting"
-	"github.com/tpflow/tpflow/alerting/role"
-	"github.com/tpflow/tpflow/collectors/agent"
+	"github.com/tpflow/tpflow/alerting/alert"
+	"github.com/tpflow/tpflow/collectors/collect"
 	"github.com/tpflow/tpflow/internal/config/sections"
+	"github.com/tpflow/tpflow/internal/devtools/demo"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
-	"github.com/tpflow/tpflow/pipeline/demo"
 	"github.com/tpflow/tpflow/pipeline/httpserver"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/pipeline/sink"
@@ -184,7 +184,7 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 
 	var gen *demo.Generator
 	var logs *demo.LogWriter
-	var collector *agent.Agent
+	var collector *collect.Agent
 	collectReg := prometheus.NewRegistry()
 	start := time.Now()
 	if o.Demo {
@@ -327,7 +327,7 @@ func (o runOptions) demoLogConfig() demo.LogConfig {
 // with the collect section's tail, batch and node metrics settings that
 // follows them from the beginning, keeping its offsets in memory and
 // reading no kernel log.
-func runDemoCollector(cfg *Config, kcfg kafka.Config, o runOptions, start time.Time, reg prometheus.Registerer, log *slog.Logger) (*demo.LogWriter, *agent.Agent, error) {
+func runDemoCollector(cfg *Config, kcfg kafka.Config, o runOptions, start time.Time, reg prometheus.Registerer, log *slog.Logger) (*demo.LogWriter, *collect.Agent, error) {
 	lc := o.demoLogConfig()
 	dir, err := filepath.Abs(lc.Dir)
 	if err != nil {
@@ -344,13 +344,13 @@ func runDemoCollector(cfg *Config, kcfg kafka.Config, o runOptions, start time.T
 		return nil, nil, fmt.Errorf("cannot write the demo topology: %w", err)
 	}
 	c := cfg.Collect
-	c.Sources = []agent.Source{{Name: "demo", Globs: []string{w.Glob()}, Container: agent.ContainerNone}}
+	c.Sources = []collect.Source{{Name: "demo", Globs: []string{w.Glob()}, Container: collect.ContainerNone}}
 	c.Topology = topo
 	c.StateFile = ""
 	c.Tail.Start = "beginning"
 	c.Rediscover = min(c.Rediscover, time.Second)
 	c.Metrics.Kmsg = ""
-	a, err := agent.New(c, kcfg, agent.WithLogger(log.With("part", "collect")), agent.WithRegisterer(reg))
+	a, err := collect.New(c, kcfg, collect.WithLogger(log.With("part", "collect")), collect.WithRegisterer(reg))
 	if err != nil {
 		w.Close()
 		return nil, nil, err
@@ -394,7 +394,7 @@ func runAlertPart(cfg *Config, kcfg kafka.Config, gen *demo.Generator, dataDir s
 	if len(cfg.Alert.Alertmanagers) == 0 && len(cfg.Alert.Webhooks) == 0 {
 		log.Info("no alert receivers configured (alert.alertmanagers, alert.webhooks): alert state changes go to the alerts topic and the live view only")
 	}
-	run, err := newAlertPart(&acfg, kcfg, reg, log.With("part", "alert"), role.WithAlerts(al.set))
+	run, err := newAlertPart(&acfg, kcfg, reg, log.With("part", "alert"), alert.WithAlerts(al.set))
 	if err != nil {
 		return nil, nil, err
 	}

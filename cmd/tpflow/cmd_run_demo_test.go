@@ -16,9 +16,9 @@ import (
 
 	"github.com/tpflow/tpflow/aggregator/windowsapi"
 	"github.com/tpflow/tpflow/collectors/parse"
-	"github.com/tpflow/tpflow/pipeline/codec"
-	"github.com/tpflow/tpflow/pipeline/demo"
+	"github.com/tpflow/tpflow/internal/devtools/demo"
 	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/schemas/codec"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
 )
 

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/tpflow/tpflow/aggregator/windowsapi"
-	"github.com/tpflow/tpflow/pipeline/demo"
+	"github.com/tpflow/tpflow/internal/devtools/demo"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 

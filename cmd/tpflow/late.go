@@ -8,13 +8,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tpflow/tpflow/aggregator/late"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/kafka"
-	"github.com/tpflow/tpflow/pipeline/late"
 )
 
 // runLateMerger runs the late merger next to a sink that stores the stats
-// topic (it waits for that sink's progress, see pipeline/late); a sink
+// topic (it waits for that sink's progress, see aggregator/late); a sink
 // without stats runs none, and runLateMerger returns nil at once.
 func runLateMerger(ctx context.Context, cfg *Config, kcfg kafka.Config, ccfg clickhouse.Config, reg prometheus.Registerer, log *slog.Logger) error {
 	if !slices.Contains(cfg.Sink.Topics, kafka.TopicStats) {

@@ -133,7 +133,7 @@ func (c *Checkpoints) markPath(path string) {
 
 // Touch makes the next Save write the state file even if nothing was
 // acknowledged, so that its existence tells the next start that this is
-// not the first one (see collectors/agent).
+// not the first one (see collectors/collect).
 func (c *Checkpoints) Touch() {
 	c.mu.Lock()
 	c.dirty = true

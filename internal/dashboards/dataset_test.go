@@ -10,7 +10,7 @@ import (
 
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
-	"github.com/tpflow/tpflow/pipeline/codec"
+	"github.com/tpflow/tpflow/schemas/codec"
 )
 
 // The known dataset the panel SQL runs over, and its ground truth: the raw

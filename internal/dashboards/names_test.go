@@ -7,8 +7,8 @@ import (
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/aggregator/resource"
 	"github.com/tpflow/tpflow/collectors/metrics"
-	"github.com/tpflow/tpflow/pipeline/codec"
 	"github.com/tpflow/tpflow/schemas"
+	"github.com/tpflow/tpflow/schemas/codec"
 )
 
 // TestResourceMetricNamesAreCollected checks that every metric name the

@@ -13,7 +13,7 @@ import (
 
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/aggregator/resource"
-	"github.com/tpflow/tpflow/collectors/agent"
+	"github.com/tpflow/tpflow/collectors/collect"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
@@ -69,9 +69,9 @@ func registeredMetrics(t *testing.T) capture {
 		t.Fatal(err)
 	}
 	dlq.Close()
-	acfg := agent.DefaultConfig()
+	acfg := collect.DefaultConfig()
 	acfg.Host = "test"
-	if _, err := agent.New(acfg, kafka.DefaultConfig(), agent.WithRegisterer(c)); err != nil {
+	if _, err := collect.New(acfg, kafka.DefaultConfig(), collect.WithRegisterer(c)); err != nil {
 		t.Fatal(err)
 	}
 	c.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())

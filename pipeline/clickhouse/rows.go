@@ -10,7 +10,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/tpflow/tpflow/pipeline"
-	"github.com/tpflow/tpflow/pipeline/codec"
+	"github.com/tpflow/tpflow/schemas/codec"
 )
 
 // PaneRow is one pane of one call key: a row of call_panes. Its identity is

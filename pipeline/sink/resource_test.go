@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/tpflow/tpflow/aggregator"
-	"github.com/tpflow/tpflow/aggregator/stream"
+	"github.com/tpflow/tpflow/aggregator/aggregate"
+	"github.com/tpflow/tpflow/internal/devtools/loadgen"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
-	"github.com/tpflow/tpflow/pipeline/codec"
 	"github.com/tpflow/tpflow/pipeline/kafka"
-	"github.com/tpflow/tpflow/pipeline/loadgen"
 	"github.com/tpflow/tpflow/schemas"
+	"github.com/tpflow/tpflow/schemas/codec"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
 )
 
@@ -76,7 +76,7 @@ func TestResourcePanesOf(t *testing.T) {
 }
 
 // TestResourcePanesEndToEnd produces metric samples with loadgen, runs
-// stream.Run and sink Run against the embedded broker and a real
+// aggregate.Run and sink Run against the embedded broker and a real
 // ClickHouse, and checks that resource_panes holds exactly one pane per
 // container, metric and second with the exact count, avg, max and p95.
 func TestResourcePanesEndToEnd(t *testing.T) {
@@ -96,12 +96,12 @@ func TestResourcePanesEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scfg := stream.DefaultConfig()
+	scfg := aggregate.DefaultConfig()
 	scfg.FlushInterval = 100 * time.Millisecond
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	aggDone := make(chan error, 1)
-	go func() { aggDone <- stream.Run(runCtx, kcfg, scfg, eng, nil, nil) }()
+	go func() { aggDone <- aggregate.Run(runCtx, kcfg, scfg, eng, nil, nil) }()
 	sinkDone := make(chan error, 1)
 	go func() { sinkDone <- Run(runCtx, kcfg, ccfg, DefaultConfig(), nil, nil) }()
 

@@ -13,9 +13,9 @@ import (
 	"strings"
 
 	"github.com/tpflow/tpflow/aggregator"
-	"github.com/tpflow/tpflow/aggregator/stream"
-	"github.com/tpflow/tpflow/alerting/role"
-	"github.com/tpflow/tpflow/collectors/agent"
+	"github.com/tpflow/tpflow/aggregator/aggregate"
+	"github.com/tpflow/tpflow/alerting/alert"
+	"github.com/tpflow/tpflow/collectors/collect"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/pipeline/sink"
@@ -33,7 +33,7 @@ type Config struct {
 	// Aggregator configures panes, windows, lateness and memory bounds.
 	Aggregator aggregator.Config `yaml:"aggregator"`
 	// Aggregate configures the aggregate role's consumer group and flushes.
-	Aggregate stream.Config `yaml:"aggregate"`
+	Aggregate aggregate.Config `yaml:"aggregate"`
 	// Kafka configures the cluster every role produces to and consumes from.
 	Kafka kafka.Config `yaml:"kafka"`
 	// ClickHouse configures where the sink writes.
@@ -41,10 +41,10 @@ type Config struct {
 	// Sink configures the sink role's consumer group and topics.
 	Sink sink.Config `yaml:"sink"`
 	// Alert configures the alert role's rules, receivers and state.
-	Alert role.Config `yaml:"alert"`
+	Alert alert.Config `yaml:"alert"`
 	// Collect configures the node collector: log sources, topology,
 	// metrics and batching.
-	Collect agent.Config `yaml:"collect"`
+	Collect collect.Config `yaml:"collect"`
 	// Broker configures the embedded Kafka-protocol broker.
 	Broker kafka.BrokerConfig `yaml:"broker"`
 	// HTTP configures the metrics, health and API listener of every role.
@@ -57,12 +57,12 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Aggregator: aggregator.DefaultConfig(),
-		Aggregate:  stream.DefaultConfig(),
+		Aggregate:  aggregate.DefaultConfig(),
 		Kafka:      kafka.DefaultConfig(),
 		ClickHouse: clickhouse.DefaultConfig(),
 		Sink:       sink.DefaultConfig(),
-		Alert:      role.DefaultConfig(),
-		Collect:    agent.DefaultConfig(),
+		Alert:      alert.DefaultConfig(),
+		Collect:    collect.DefaultConfig(),
 		Broker:     kafka.DefaultBrokerConfig(),
 		HTTP:       DefaultHTTPConfig(),
 		Log:        DefaultLogConfig(),

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpflow/tpflow/alerting/alert"
 	"github.com/tpflow/tpflow/alerting/notify"
-	"github.com/tpflow/tpflow/alerting/role"
 	"github.com/tpflow/tpflow/internal/config"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/kafka"
@@ -186,7 +186,7 @@ func TestGoodConfigs(t *testing.T) {
 	full.ClickHouse.BatchAge = 500 * time.Millisecond
 	full.ClickHouse.RetentionDays = clickhouse.Retention{Logs: 14, MetricSamples: 30}
 	full.Sink = sink.Config{GroupID: "prod-sink", Topics: []string{"stats", "alerts"}}
-	full.Alert = role.Config{
+	full.Alert = alert.Config{
 		RulesFiles: []string{"/etc/tpflow/rules.yaml"}, StateFile: "/var/lib/tpflow/alerts.json",
 		EvalInterval: 15 * time.Second, Alertmanagers: []string{"http://am-0:9093", "http://am-1:9093"},
 		Webhooks:       []notify.WebhookConfig{{URL: "https://hooks.example.net/tpflow", Secret: "s3cret"}},

@@ -1,0 +1,382 @@
+package collect
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/tpflow/tpflow/collectors/parse"
+	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/schemas/codec"
+	"github.com/tpflow/tpflow/schemas/tpflowpb"
+)
+
+// hostileLine is one line of the hostile corpus and the counter it must
+// raise: bad_values_total{reason} when bad is set, else
+// unparsed_lines_total{reason} when unparsed is set.
+type hostileLine struct {
+	name      string
+	line      string
+	bad       string // a parse.Reason
+	unparsed  string // a parse.ErrorClass
+	truncated bool
+}
+
+// hostileCorpus returns the hostile lines; none of them may become a call.
+func hostileCorpus() []hostileLine {
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	perf := func(ts, method, latency string) string {
+		s := `{`
+		if ts != "" {
+			s += `"ts":` + ts + `,`
+		}
+		return s + `"method":"` + method + `","latency_ms":` + latency + `,"ok":true}`
+	}
+	q := func(s string) string { return `"` + s + `"` }
+	return []hostileLine{
+		{name: "nul", line: "\x00\x00\x00" + perf(q(now), "Nul.m", "1"), unparsed: "syntax"},
+		{name: "nul-in-string", line: perf(q(now), "Nul\x00.m", "1"), unparsed: "syntax"},
+		{name: "invalid-utf8", line: perf(q(now), "Bad\xff\xfe.m", "1"), unparsed: "invalid_utf8"},
+		{name: "nan", line: perf(q(now), "NaN.m", q("NaN")), bad: parse.ReasonNotANumber},
+		{name: "nan-literal", line: perf(q(now), "NaN.lit", "NaN"), unparsed: "syntax"},
+		{name: "inf", line: perf(q(now), "Inf.m", q("-Inf")), bad: parse.ReasonNotANumber},
+		{name: "negative", line: perf(q(now), "Neg.m", "-5"), bad: parse.ReasonNegativeLatency},
+		{name: "overflow", line: perf(q(now), "Over.m", "1e400"), bad: parse.ReasonLatencyOverflow},
+		{name: "over-uint32", line: perf(q(now), "Over.u32", "5e6"), bad: parse.ReasonLatencyOverflow},
+		{name: "latency-text", line: perf(q(now), "Text.m", q("fast")), bad: parse.ReasonInvalidLatency},
+		{name: "status-text", line: `{"ts":"` + now + `","method":"Status.m","latency_ms":1,"status":"OK"}`, bad: parse.ReasonInvalidStatus},
+		{name: "1970", line: perf(q("1970-01-01T00:00:00Z"), "Epoch.m", "1"), bad: parse.ReasonTooOld},
+		{name: "unix-zero", line: perf("0", "Epoch.n", "1"), bad: parse.ReasonTooOld},
+		{name: "2999", line: perf(q("2999-01-01T00:00:00Z"), "Future.m", "1"), bad: parse.ReasonTooFarFuture},
+		{name: "unparsable-time", line: perf(q("yesterday"), "When.m", "1"), bad: parse.ReasonInvalidTime},
+		{name: "time-1e400", line: perf("1e400", "When.n", "1"), bad: parse.ReasonInvalidTime},
+		{name: "no-time", line: perf("", "NoTime.m", "1"), bad: parse.ReasonMissingTime},
+		{name: "100kB-method", line: perf(q(now), strings.Repeat("M", 100<<10), "1"), bad: parse.ReasonMethodTooLong},
+		{name: "10MiB", line: perf(q(now), "Huge.m", "1")[:len(perf(q(now), "Huge.m", "1"))-1] + `,"pad":"` + strings.Repeat("p", 10<<20) + `"}`,
+			unparsed: "syntax", truncated: true},
+		{name: "cr-only", line: "\r", unparsed: "syntax"},
+		{name: "cr-separated", line: perf(q(now), "Cr.a", "1") + "\r" + perf(q(now), "Cr.b", "1") + "\r", unparsed: "syntax"},
+		{name: "deep-nesting", line: `{"a":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, unparsed: "syntax"},
+	}
+}
+
+// criFrame frames line as a container runtime writes it: whole when
+// short, else in 16 KiB partial fragments.
+func criFrame(line string) string {
+	const frag = 16 << 10
+	ts := time.Now().UTC().Format(time.RFC3339Nano)
+	var b strings.Builder
+	for len(line) > frag {
+		b.WriteString(ts + " stdout P " + line[:frag] + "\n")
+		line = line[frag:]
+	}
+	b.WriteString(ts + " stdout F " + line + "\n")
+	return b.String()
+}
+
+// sizedReader reads a topic from the start as the sink would: each
+// message decoded with kafka.max_message_bytes as the limit.
+type sizedReader struct {
+	mu       sync.Mutex
+	batches  []*tpflowpb.EventBatch
+	maxValue int
+	refused  []string
+}
+
+func readSized(t *testing.T, k kafka.Config, name string) *sizedReader {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	sr := &sizedReader{}
+	dec := codec.DecodeOptions{MaxBytes: k.MaxMessageBytes}
+	// A read_committed consumer, as the sink's: the collector writes in
+	// transactions, whose commit markers a plain reader would take for
+	// messages.
+	c, err := kafka.NewConsumer(k, k.Topic(name), fmt.Sprintf("%s-sized-%s", t.Name(), name), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Go(func() {
+		defer c.Close()
+		for {
+			m, err := c.Fetch(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				continue
+			}
+			var b codec.Batch
+			var full *tpflowpb.EventBatch
+			if err = dec.Decode(m.Value, &b); err == nil {
+				full, err = b.Full()
+			}
+			sr.mu.Lock()
+			sr.maxValue = max(sr.maxValue, len(m.Value))
+			if err != nil {
+				sr.refused = append(sr.refused, err.Error())
+			} else {
+				sr.batches = append(sr.batches, full)
+			}
+			sr.mu.Unlock()
+		}
+	})
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return sr
+}
+
+func (sr *sizedReader) snapshot() (logs []*tpflowpb.LogEvent, methods map[string]int) {
+	sr.mu.Lock()
+	defer sr.mu.Unlock()
+	methods = map[string]int{}
+	for _, b := range sr.batches {
+		logs = append(logs, b.Logs...)
+		for _, c := range b.Calls {
+			methods[b.Symbols[b.Series[c.Series].Method]]++
+		}
+	}
+	return logs, methods
+}
+
+// TestAgentHostileCorpus writes the hostile corpus (NULs, invalid UTF-8,
+// NaN, negative, 1e400, 1970 and 2999 times, no time, a 100 kB method, a
+// 10 MiB line, CR-only lines, deep nesting) between good lines, raw and
+// CRI-framed, to an agent with the shipped defaults and reads what
+// reached Kafka: every good line is a call and a log event, no bad line is
+// a call, every message fits kafka.max_message_bytes and decodes as the
+// sink decodes it, every bad line is counted under its reason and its log
+// event is flagged with it.
+func TestAgentHostileCorpus(t *testing.T) {
+	br := startBroker(t)
+	k := kafka.DefaultConfig()
+	k.Brokers = []string{br.Addr()}
+	k.Partitions = map[string]int{kafka.TopicCalls: 2, kafka.TopicLogs: 1, kafka.TopicMetrics: 1, kafka.TopicStats: 1, kafka.TopicAlerts: 1, kafka.TopicDLQ: 1}
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.Host = "node-1"
+	cfg.Sources = []Source{
+		{Name: "raw", Globs: []string{filepath.Join(dir, "raw", "*.log")}},
+		{Name: "cri", Globs: []string{filepath.Join(dir, "cri", "*.log")}, Container: ContainerCRI},
+	}
+	cfg.Tail.Start = "beginning" // the files are there before the agent starts
+	cfg.StateFile = filepath.Join(t.TempDir(), "state.json")
+	cfg.MetricsEnabled = false
+	cfg.Metrics.Kmsg = ""
+
+	corpus := hostileCorpus()
+	const rounds = 3
+	good := map[string]bool{}
+	for _, src := range []string{"raw", "cri"} {
+		if err := os.Mkdir(filepath.Join(dir, src), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		n := 0
+		for r := range rounds {
+			for _, h := range corpus {
+				m := fmt.Sprintf("Good.%s.%d", src, n)
+				n++
+				good[m] = true
+				g := fmt.Sprintf(`{"ts":"%s","method":%q,"latency_ms":%d,"ok":true,"id":"%s-%d"}`, time.Now().UTC().Format(time.RFC3339Nano), m, n, h.name, r)
+				for _, l := range []string{g, h.line} {
+					if src == "cri" {
+						b.WriteString(criFrame(l))
+					} else {
+						b.WriteString(l + "\n")
+					}
+				}
+			}
+		}
+		m := fmt.Sprintf("Good.%s.last", src)
+		good[m] = true
+		last := fmt.Sprintf(`{"ts":"%s","method":%q,"latency_ms":1,"ok":true}`, time.Now().UTC().Format(time.RFC3339Nano), m)
+		if src == "cri" {
+			last = criFrame(last)
+		} else {
+			last += "\n"
+		}
+		b.WriteString(last)
+		if err := os.WriteFile(filepath.Join(dir, src, "app.log"), []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	logs := readSized(t, k, kafka.TopicLogs)
+	calls := readSized(t, k, kafka.TopicCalls)
+	reg := prometheus.NewRegistry()
+	a, err := New(cfg, k, WithRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	wantLogs := 2 * (2*rounds*len(corpus) + 1)
+	waitFor(t, "every good call and every log event", func() bool {
+		_, m := calls.snapshot()
+		n := 0
+		for g := range good {
+			if m[g] > 0 {
+				n++
+			}
+		}
+		ll, _ := logs.snapshot()
+		return n == len(good) && len(ll) >= wantLogs
+	})
+	_, methods := calls.snapshot()
+	for m := range methods {
+		if !good[m] {
+			t.Errorf("a hostile line became call %.60q", m)
+		}
+	}
+	events, _ := logs.snapshot()
+	goodLogs := map[string]int{}
+	flagged := map[string]int{}
+	for _, e := range events {
+		for g := range good {
+			if strings.Contains(e.Message, `"method":"`+g+`"`) {
+				goodLogs[g]++
+				if e.Unparsed || e.Truncated || len(e.Flags) > 0 {
+					t.Errorf("good line flagged: %+v", e)
+				}
+			}
+		}
+		for _, f := range e.Flags {
+			flagged[f]++
+		}
+	}
+	for g := range good {
+		if goodLogs[g] == 0 {
+			t.Errorf("good line %s has no log event", g)
+		}
+	}
+	for _, sr := range []*sizedReader{logs, calls} {
+		sr.mu.Lock()
+		if sr.maxValue > cfg.Batch.MaxBytes {
+			t.Errorf("a message of %d bytes, over batch.max_bytes %d", sr.maxValue, cfg.Batch.MaxBytes)
+		}
+		if len(sr.refused) > 0 {
+			t.Errorf("%d messages the sink would refuse: %v", len(sr.refused), sr.refused[0])
+		}
+		sr.mu.Unlock()
+	}
+
+	wantBad := map[string]int{}
+	wantUnparsed := map[string]int{}
+	wantTruncated := 0
+	for _, h := range corpus {
+		if h.bad != "" {
+			wantBad[h.bad] += rounds
+		}
+		if h.unparsed != "" {
+			wantUnparsed[h.unparsed] += rounds
+		}
+		if h.truncated {
+			wantTruncated += rounds
+		}
+	}
+	for _, src := range []string{"raw", "cri"} {
+		for reason, n := range wantBad {
+			if got := testutil.ToFloat64(a.m.badValues.WithLabelValues(src, reason)); int(got) != n {
+				t.Errorf("%s: tpflow_collect_bad_values_total{reason=%q} = %v, want %d", src, reason, got, n)
+			}
+		}
+		for reason, n := range wantUnparsed {
+			if got := testutil.ToFloat64(a.m.unparsed.WithLabelValues(src, reason)); int(got) != n {
+				t.Errorf("%s: tpflow_collect_unparsed_lines_total{reason=%q} = %v, want %d", src, reason, got, n)
+			}
+		}
+		if got := testutil.ToFloat64(a.m.truncated.WithLabelValues(src)); int(got) != wantTruncated {
+			t.Errorf("%s: tpflow_collect_truncated_lines_total = %v, want %d", src, got, wantTruncated)
+		}
+	}
+	for reason, n := range wantBad {
+		if flagged[reason] != 2*n {
+			t.Errorf("%d log events flagged %s, want %d", flagged[reason], reason, 2*n)
+		}
+	}
+}
+
+// TestBatchBudget writes lines of random sizes up to 300 KiB, a third of
+// them invalid UTF-8 (which grows by up to three times on its way to
+// U+FFFD), and a 10 MiB line among them, through an agent with the shipped
+// defaults: no message on Kafka is over batch.max_bytes, and every line
+// arrives, the 10 MiB one cut.
+func TestBatchBudget(t *testing.T) {
+	br := startBroker(t)
+	k := kafka.DefaultConfig()
+	k.Brokers = []string{br.Addr()}
+	k.Partitions = map[string]int{kafka.TopicCalls: 2, kafka.TopicLogs: 1, kafka.TopicMetrics: 1, kafka.TopicStats: 1, kafka.TopicAlerts: 1, kafka.TopicDLQ: 1}
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.Host = "node-1"
+	cfg.Sources = []Source{{Name: "app", Globs: []string{filepath.Join(dir, "*.log")}, Parser: ParserNone}}
+	cfg.Tail.Start = "beginning"
+	cfg.StateFile = filepath.Join(t.TempDir(), "state.json")
+	cfg.MetricsEnabled = false
+	cfg.Metrics.Kmsg = ""
+
+	rng := uint64(1)
+	next := func(n uint64) uint64 { rng = rng*6364136223846793005 + 1442695040888963407; return (rng >> 33) % n }
+	var b strings.Builder
+	const n = 200
+	for i := range n {
+		if i == n/2 {
+			fmt.Fprintf(&b, "line %d %s\n", i, strings.Repeat("h", 10<<20))
+			continue
+		}
+		size := int(next(300 << 10))
+		fill := "x"
+		if i%3 == 0 {
+			fill = "\xff"
+		}
+		fmt.Fprintf(&b, "line %d %s\n", i, strings.Repeat(fill, size))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app.log"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logs := readSized(t, k, kafka.TopicLogs)
+	r := runAgent(t, cfg, k)
+	waitFor(t, "every line", func() bool { l, _ := logs.snapshot(); return len(l) >= n })
+	r.stop(t)
+	l, _ := logs.snapshot()
+	seen := map[string]bool{}
+	for _, e := range l {
+		f := strings.Fields(e.Message[:min(len(e.Message), 20)])
+		if len(f) >= 2 {
+			seen[f[1]] = true
+		}
+		if strings.HasPrefix(e.Message, fmt.Sprintf("line %d ", n/2)) && !e.Truncated {
+			t.Errorf("the 10 MiB line arrived whole (%d bytes) or unflagged", len(e.Message))
+		}
+	}
+	for i := range n {
+		if !seen[fmt.Sprint(i)] {
+			t.Errorf("line %d missing", i)
+		}
+	}
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
+	if logs.maxValue > cfg.Batch.MaxBytes {
+		t.Errorf("a message of %d bytes, over batch.max_bytes %d", logs.maxValue, cfg.Batch.MaxBytes)
+	}
+	if len(logs.refused) > 0 {
+		t.Errorf("%d messages the sink would refuse: %s", len(logs.refused), logs.refused[0])
+	}
+	t.Logf("largest message %d bytes of a %d budget", logs.maxValue, cfg.Batch.MaxBytes)
+}
