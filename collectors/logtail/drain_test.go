@@ -124,10 +124,9 @@ func TestRotationDrainsBesideTheNewFile(t *testing.T) {
 // gate is a Handler that blocks on one line until it is opened.
 type gate struct {
 	sink
-	at     string
-	held   chan struct{}
-	open   chan struct{}
-	closed sync.Once
+	at   string
+	held chan struct{}
+	open chan struct{}
 }
 
 func newGate(at string) *gate {

@@ -191,8 +191,6 @@ func dateTime(t time.Time) time.Time {
 	return t
 }
 
-func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
-
 func (r *PaneRow) check() error {
 	if err := checkTime("pane_start", r.PaneStart, false); err != nil {
 		return err

@@ -389,7 +389,7 @@ func TestDecodeKeepBadRecords(t *testing.T) {
 	}
 	buf := bld.AppendTo(nil)
 	buf = append(buf, fieldLogs<<3|2, 2, 0xff, 0xff)     // log 3: a truncated varint
-	buf = append(buf, fieldLogs<<3|2, 2, 3<<3|0, 100)    // log 4: stream symbol 100
+	buf = append(buf, fieldLogs<<3|2, 2, 3<<3, 100)      // log 4: stream symbol 100 (field 3, varint)
 	buf = append(buf, fieldLogs<<3|2, 3, 5<<3|2, 1, 'x') // log 5: good
 	var b Batch
 	if err := Decode(buf, &b); err == nil {
