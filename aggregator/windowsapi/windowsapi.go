@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tpflow/tpflow/aggregator"
+	"github.com/tpflow/tpflow/internal/config"
 )
 
 // Path is the pattern the handler is served under.
@@ -81,10 +82,10 @@ func windows(w http.ResponseWriter, r *http.Request, src WindowSource, lengths [
 	if !slices.Contains(lengths, d) {
 		names := make([]string, len(lengths))
 		for i, l := range lengths {
-			names[i] = formatDuration(l)
+			names[i] = config.FormatDuration(l)
 		}
 		writeJSON(w, http.StatusBadRequest, errorResponse{Error: fmt.Sprintf("window: %s is not a configured window; use one of %s",
-			formatDuration(d), strings.Join(names, ", "))})
+			config.FormatDuration(d), strings.Join(names, ", "))})
 		return
 	}
 	app, method := q.Get("app"), q.Get("method")
@@ -95,7 +96,7 @@ func windows(w http.ResponseWriter, r *http.Request, src WindowSource, lengths [
 		}
 	}
 	kws := src.Windows(match, d)
-	out := WindowsResponse{Window: formatDuration(d), Windows: make([]Window, 0, len(kws))}
+	out := WindowsResponse{Window: config.FormatDuration(d), Windows: make([]Window, 0, len(kws))}
 	for _, kw := range kws {
 		out.Windows = append(out.Windows, FromKeyWindow(kw, d))
 	}
@@ -107,7 +108,7 @@ func windows(w http.ResponseWriter, r *http.Request, src WindowSource, lengths [
 func FromKeyWindow(kw aggregator.KeyWindow, d time.Duration) Window {
 	return Window{
 		System: kw.Key.System, App: kw.Key.App, Group: kw.Key.Group, IDC: kw.Key.IDC, Method: kw.Key.Method,
-		Window: formatDuration(d), Count: kw.Count, QPS: kw.QPS, ErrorRate: kw.ErrorRate, AvgUs: kw.AvgUs,
+		Window: config.FormatDuration(d), Count: kw.Count, QPS: kw.QPS, ErrorRate: kw.ErrorRate, AvgUs: kw.AvgUs,
 		P50Us: kw.P50, P90Us: kw.P90, P99Us: kw.P99, P999Us: kw.P999,
 		Start: time.UnixMilli(kw.Start).UTC(), End: time.UnixMilli(kw.End).UTC(),
 	}
@@ -126,18 +127,6 @@ func SortByP99(ws []Window) {
 		return strings.Compare(a.System+"\x00"+a.App+"\x00"+a.Method+"\x00"+a.Group+"\x00"+a.IDC,
 			b.System+"\x00"+b.App+"\x00"+b.Method+"\x00"+b.Group+"\x00"+b.IDC)
 	})
-}
-
-// formatDuration prints 1m rather than 1m0s.
-func formatDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
