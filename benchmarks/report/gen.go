@@ -50,7 +50,7 @@ func (d dataset) insertApp(ctx context.Context, conn driver.Conn, first, last in
 SELECT toDateTime(%[2]d + intDiv(r, %[3]d) * %[9]d), %[9]d,
   concat('sys', substring(toString(100 + intDiv(a, 20)), 2)), concat('app', substring(toString(10000 + a), 2)), concat('g', toString(k %% 3)), concat('idc', toString(k %% 2)),
   concat('method', toString(k %% %[4]d)), toUInt64(arraySum(w)), toUInt64(intDiv(arraySum(w), 100)),
-  arraySum(arrayMap((m, x) -> m * x, means, w)), means[1], means[-1], 0, 0, 0, 0, means, w, 1
+  round(arraySum(arrayMap((m, x) -> m * x, means, w))), floor(means[1]), ceil(means[-1]), 0, 0, 0, 0, means, w, 1
 FROM (SELECT %[5]d + number AS r, r %% %[3]d AS k, %[6]d + intDiv(k, %[4]d) AS a,
   arraySort(arrayMap(i -> 200 * exp(4 * pow((cityHash64(r, i) %% 1000000) / 1000000, 2)) * (1 + (k %% %[4]d) / 50), range(%[7]d))) AS means,
   arrayMap(i -> toFloat64(1 + cityHash64(r, i, 7) %% 8), range(%[7]d)) AS w
