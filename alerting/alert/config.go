@@ -24,7 +24,9 @@ type Config struct {
 	Alertmanagers []string `yaml:"alertmanagers"`
 	// Webhooks receive alerts in Alertmanager's webhook format; fields a
 	// webhook leaves out take notify.DefaultWebhookConfig's values.
-	Webhooks []notify.WebhookConfig `yaml:"webhooks"`
+	// Validate checks each with those defaults filled in, so the loader's
+	// walk leaves the list to it.
+	Webhooks []notify.WebhookConfig `yaml:"webhooks" config:"novalidate"`
 	// ResendInterval is how often a firing or resolved alert is sent again.
 	ResendInterval time.Duration `yaml:"resend_interval"`
 	// GroupID is the Kafka consumer group reading the stats topic.
