@@ -149,16 +149,24 @@ func (g *Progress) Advance(now time.Time, openPanes bool) int64 {
 	nowMs := now.UnixMilli()
 	ceil := SatAdd(nowMs, g.futureMs)
 	wm := int64(math.MaxInt64)
-	active := 0
+	active, withEvents := 0, 0
 	for _, p := range g.parts {
-		if p.maxTs == math.MinInt64 || p.idleAt(now, g.idle) {
+		if p.maxTs == math.MinInt64 {
+			continue
+		}
+		withEvents++
+		if p.idleAt(now, g.idle) {
 			continue
 		}
 		active++
 		wm = min(wm, SatSub(min(p.maxTs, ceil), g.lateMs))
 	}
 	if active == 0 {
-		if len(g.parts) == 0 && !openPanes {
+		// Partitions known only from fetch reports hold nothing to
+		// finalise: a consumer that has just started (its fetches answered
+		// before their first records) must not move the watermark to the
+		// wall clock ahead of the backlog it is about to read.
+		if withEvents == 0 && !openPanes {
 			return g.watermark
 		}
 		wm = SatSub(nowMs, g.lateMs)

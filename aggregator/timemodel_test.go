@@ -286,3 +286,31 @@ func TestIdleNeedsCaughtUpAndFetching(t *testing.T) {
 		t.Fatalf("idle_timeout of fetches after the outage: watermark %d, want the wall clock − lateness %d", wm, clk3.t.UnixMilli()-e3.lateMs)
 	}
 }
+
+// TestFetchReportsBeforeRecordsDoNotMoveTheWatermark: a consumer that has
+// just started hears fetch responses (with no high-water mark yet) before
+// its first records arrive; the backlog it then reads, dated an hour back,
+// must be on time, not late.
+func TestFetchReportsBeforeRecordsDoNotMoveTheWatermark(t *testing.T) {
+	e, clk := newTestEngine(t, nil)
+	idle := e.cfg.IdleTimeout
+	for s := time.Duration(0); s <= 2*idle; s += time.Second {
+		clk.t = t0.Add(s)
+		for p := int32(0); p < 4; p++ {
+			e.Fetched(p, -1)
+		}
+		e.Flush()
+	}
+	if wm, _ := e.Watermark(); wm != math.MinInt64 {
+		t.Fatalf("fetch reports alone moved the watermark to %d", wm)
+	}
+	hourBack := clk.t.Add(-time.Hour).UnixMilli()
+	e.Ingest(0, 0, batchOf(ev{kA, hourBack, 1, true}))
+	res := e.FlushAll()
+	if len(res.Late) != 0 {
+		t.Fatalf("the backlog's first event went to the late path: %+v", res.Late)
+	}
+	if wm, _ := e.Watermark(); wm != hourBack-e.lateMs {
+		t.Fatalf("watermark %d after the backlog's first event, want its time − lateness %d", wm, hourBack-e.lateMs)
+	}
+}
