@@ -1,0 +1,136 @@
+package logtail
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// lockedBuffer collects log output written from the Tailer's goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.b.String(), s)
+}
+
+// plantedLink rotates the followed file away and puts a symbolic link to a
+// file outside the root at its path, as an attacker with write access to
+// the log directory could between two discoveries.
+func TestPlantedLinkOutsideRootIsNotRead(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		confine bool // the source root given, else the path's directory
+	}{{"source root", true}, {"path directory", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			root, err := filepath.EvalSymlinks(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			outside := t.TempDir()
+			secret := filepath.Join(outside, "secret.log")
+			appendFile(t, secret, "SECRET password=hunter2\n")
+			dir := filepath.Join(root, "app")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(dir, "app.log")
+			appendFile(t, p, numbered("a", 0, 3))
+
+			var logs lockedBuffer
+			s := &sink{}
+			tl, err := NewTailer(p, testConfig(), nil, s.handle, slog.New(slog.NewTextHandler(&logs, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.confine {
+				if err := tl.ConfineTo(root); err != nil {
+					t.Fatal(err)
+				}
+			}
+			runTailer(t, tl)
+			waitLines(t, s, 3)
+
+			if err := os.Rename(p, p+".1"); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(secret, p); err != nil {
+				t.Fatal(err)
+			}
+			appendFile(t, p+".1", numbered("a", 3, 5))
+			waitFor(t, "the link refused", func() bool { return tl.Stats().Refused >= 1 })
+			// Many more looks at the path: the link is still refused, and
+			// counted and logged once.
+			checks := tl.Stats().Checks
+			waitFor(t, "more checks", func() bool { return tl.Stats().Checks >= checks+20 })
+			waitLines(t, s, 5)
+			for _, l := range s.texts() {
+				if strings.Contains(l, "SECRET") {
+					t.Fatalf("the file outside the root was read: %q", s.texts())
+				}
+			}
+			if n := tl.Stats().Refused; n != 1 {
+				t.Fatalf("refusals counted %d, want 1", n)
+			}
+			if n := logs.count(refusedMsg); n != 1 {
+				t.Fatalf("refusal logged %d times, want 1:\n%s", n, logs.b.String())
+			}
+
+			// A real file at the path again is followed.
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+			appendFile(t, p, numbered("b", 0, 2))
+			waitLines(t, s, 7)
+			checkEachOnce(t, s.texts(), append(wantLines("a", 0, 5), wantLines("b", 0, 2)...))
+
+			// A directory on the way swapped for a link out of the root:
+			// refused only when the source root is known.
+			if !tc.confine {
+				return
+			}
+			if err := os.Rename(dir, dir+".old"); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(outside, dir); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(secret, filepath.Join(outside, "app.log")); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the directory link refused", func() bool { return tl.Stats().Refused >= 2 })
+			checks = tl.Stats().Checks
+			waitFor(t, "more checks", func() bool { return tl.Stats().Checks >= checks+20 })
+			for _, l := range s.texts() {
+				if strings.Contains(l, "SECRET") {
+					t.Fatalf("the file outside the root was read: %q", s.texts())
+				}
+			}
+		})
+	}
+}
+
+func TestConfineToRefusesAPathOutsideTheRoot(t *testing.T) {
+	root := t.TempDir()
+	tl, err := NewTailer(filepath.Join(t.TempDir(), "x.log"), testConfig(), nil, (&sink{}).handle, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tl.ConfineTo(root); err == nil {
+		t.Fatal("a path outside the root was accepted")
+	}
+}
