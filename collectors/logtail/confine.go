@@ -28,31 +28,47 @@ func (t *Tailer) ConfineTo(dir string) error {
 	if err != nil {
 		return fmt.Errorf("cannot resolve root %s: %w", dir, err)
 	}
-	if !within(t.path, []string{real}) && !within(t.path, []string{filepath.Clean(dir)}) {
+	switch {
+	case within(t.path, []string{filepath.Clean(dir)}):
+		t.rootDir = filepath.Clean(dir)
+	case within(t.path, []string{real}):
+		t.rootDir = real
+	default:
 		return fmt.Errorf("cannot tail %s in root %s: %w", t.path, dir, ErrOutsideRoot)
 	}
-	t.rootDir = filepath.Clean(dir)
+	t.realRoot = real
 	return nil
 }
 
-// openRoot opens the root directory if it is not open. A missing root is
-// reported as fs.ErrNotExist: nothing is there yet.
+// openRoot opens the root directory if it is not open: when first needed,
+// and again after the path was found absent (open closes it then, so a
+// root directory deleted and created again is followed). A missing root
+// is reported as fs.ErrNotExist: nothing is there yet. A root that no
+// longer resolves to where it first did (a link put in its place) is
+// refused.
 func (t *Tailer) openRoot() (*os.Root, error) {
 	if t.root != nil {
 		return t.root, nil
 	}
-	dir := t.rootDir
-	if dir == "" {
-		dir = filepath.Dir(t.path)
+	if t.rootDir == "" {
+		t.rootDir = filepath.Dir(t.path)
 	}
-	r, err := os.OpenRoot(dir)
+	r, err := os.OpenRoot(t.rootDir)
 	if err != nil {
 		return nil, err
 	}
-	t.root, t.rootDir, t.realRoot = r, dir, dir
-	if real, err := filepath.EvalSymlinks(dir); err == nil {
-		t.realRoot = real
+	real, err := filepath.EvalSymlinks(t.rootDir)
+	if err != nil {
+		r.Close()
+		return nil, err
 	}
+	if t.realRoot == "" {
+		t.realRoot = real
+	} else if real != t.realRoot {
+		r.Close()
+		return nil, fmt.Errorf("cannot open root %s (-> %s, was %s): %w", t.rootDir, real, t.realRoot, ErrOutsideRoot)
+	}
+	t.root = r
 	return r, nil
 }
 

@@ -132,3 +132,27 @@ func TestConfineToRefusesAPathOutsideTheRoot(t *testing.T) {
 		t.Fatal("a path outside the root was accepted")
 	}
 }
+
+// TestRootDirectoryCreatedAgain deletes the followed file's directory, the
+// Tailer's root by default, and creates it again with a new file: the new
+// file is read, through a root opened on the new directory.
+func TestRootDirectoryCreatedAgain(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "app")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "app.log")
+	appendFile(t, p, numbered("a", 0, 2))
+	s := &sink{}
+	start(t, p, testConfig(), nil, s)
+	waitLines(t, s, 2)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, p, numbered("b", 0, 2))
+	waitLines(t, s, 4)
+	checkEachOnce(t, s.texts(), append(wantLines("a", 0, 2), wantLines("b", 0, 2)...))
+}

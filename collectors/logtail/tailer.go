@@ -518,6 +518,7 @@ func (t *Tailer) open() (_ bool, err error) {
 	openedAt := t.now()
 	f, err := t.openInRoot(t.path)
 	if errors.Is(err, fs.ErrNotExist) {
+		t.closeRoot() // opened again at the next look
 		if first && t.onOpen != nil {
 			t.onOpen(Opening{Path: t.path, How: OpenAbsent})
 		}
