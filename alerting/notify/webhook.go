@@ -203,9 +203,9 @@ type Webhook struct {
 	delivered, failed, retries atomic.Uint64
 }
 
-// NewWebhook returns a sender. client may be nil for a default client (a
-// copy of client is used, with redirects off), now nil for time.Now and
-// log nil to discard.
+// NewWebhook returns a sender. client may be nil for a default client;
+// the sender uses a copy of it that follows no redirect. now may be nil
+// for time.Now (it also stamps the signatures) and log nil to discard.
 func NewWebhook(cfg WebhookConfig, client *http.Client, now func() time.Time, log *slog.Logger) (*Webhook, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("notify: webhook %q: %w", cfg.Name, err)
