@@ -65,7 +65,7 @@ func (h *hookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !notify.VerifySignature([]byte(h.secret), body, r.Header.Get(notify.SignatureHeader)) {
+	if notify.VerifySignature([]byte(h.secret), r.Header.Get(notify.TimestampHeader), body, r.Header.Get(notify.SignatureHeader), time.Now(), notify.DefaultSignatureWindow) != nil {
 		h.badSig++
 		http.Error(w, "bad signature", http.StatusUnauthorized)
 		return

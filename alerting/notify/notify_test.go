@@ -23,13 +23,14 @@ func testAlert(name string, ends time.Time) Alert {
 
 func TestWebhookSignatureAndRetries(t *testing.T) {
 	secret := []byte("s3cret")
+	now := time.Date(2026, 1, 1, 12, 5, 0, 0, time.UTC)
 	var calls atomic.Int32
 	var mu sync.Mutex
 	var got []WebhookMessage
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if !VerifySignature(secret, body, r.Header.Get(SignatureHeader)) {
-			t.Errorf("bad signature %q", r.Header.Get(SignatureHeader))
+		if err := VerifySignature(secret, r.Header.Get(TimestampHeader), body, r.Header.Get(SignatureHeader), now, DefaultSignatureWindow); err != nil {
+			t.Errorf("signature %q: %v", r.Header.Get(SignatureHeader), err)
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
@@ -47,7 +48,6 @@ func TestWebhookSignatureAndRetries(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	now := time.Date(2026, 1, 1, 12, 5, 0, 0, time.UTC)
 	cfg := DefaultWebhookConfig()
 	cfg.URL, cfg.Secret = srv.URL, string(secret)
 	cfg.MinBackoff, cfg.MaxBackoff = time.Millisecond, 4*time.Millisecond

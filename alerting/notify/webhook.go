@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -23,21 +24,54 @@ import (
 	"github.com/tpflow/tpflow/schemas"
 )
 
-// SignatureHeader carries the webhook body's HMAC-SHA256 under the shared
-// secret, as "sha256=" and the lower-case hex digest.
-const SignatureHeader = "X-Tpflow-Signature"
+// Webhook signatures. Each attempt sends the Unix time in seconds in
+// TimestampHeader and, in SignatureHeader, "sha256=" and the lower-case
+// hex HMAC-SHA256 under the shared secret of the timestamp, ".", and the
+// body. The timestamp is signed with the body, so a receiver that refuses
+// one outside a window (VerifySignature) refuses a captured request
+// replayed later.
+const (
+	SignatureHeader = "X-Tpflow-Signature"
+	TimestampHeader = "X-Tpflow-Timestamp"
+)
 
-// Sign returns the SignatureHeader value for body under secret.
-func Sign(secret, body []byte) string {
+// DefaultSignatureWindow is the age, and the clock skew, a receiver
+// should accept in a signed timestamp.
+const DefaultSignatureWindow = 5 * time.Minute
+
+// Errors of VerifySignature.
+var (
+	ErrBadSignature = errors.New("webhook signature does not match")
+	ErrStale        = errors.New("webhook timestamp outside the accepted window")
+)
+
+// Sign returns the SignatureHeader value for body sent at ts (Unix
+// seconds, as in TimestampHeader) under secret.
+func Sign(secret []byte, ts string, body []byte) string {
 	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(ts))
+	m.Write([]byte{'.'})
 	m.Write(body)
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
 
-// VerifySignature reports whether sig is body's signature under secret, in
-// constant time.
-func VerifySignature(secret, body []byte, sig string) bool {
-	return hmac.Equal([]byte(sig), []byte(Sign(secret, body)))
+// VerifySignature checks a received webhook: sig (SignatureHeader) must be
+// the signature of ts (TimestampHeader) and body under secret, compared in
+// constant time, and ts must be within window of now either way. It
+// returns nil for a valid request, else an error wrapping ErrBadSignature
+// or ErrStale.
+func VerifySignature(secret []byte, ts string, body []byte, sig string, now time.Time, window time.Duration) error {
+	if !hmac.Equal([]byte(sig), []byte(Sign(secret, ts, body))) {
+		return ErrBadSignature
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return fmt.Errorf("%w: bad timestamp %q", ErrBadSignature, ts)
+	}
+	if d := now.Sub(time.Unix(sec, 0)); d > window || d < -window {
+		return fmt.Errorf("%w: sent %s, %s from now", ErrStale, time.Unix(sec, 0).UTC().Format(time.RFC3339), d.Round(time.Second))
+	}
+	return nil
 }
 
 // WebhookConfig configures a webhook sender.
@@ -45,7 +79,8 @@ type WebhookConfig struct {
 	// Name is the receiver name sent in the payload.
 	Name string `yaml:"name"`
 	URL  string `yaml:"url"`
-	// Secret signs each body (SignatureHeader); empty sends no signature.
+	// Secret signs each attempt's timestamp and body (SignatureHeader,
+	// TimestampHeader); empty sends no signature.
 	Secret string `yaml:"secret"`
 	// Timeout bounds one attempt.
 	Timeout time.Duration `yaml:"timeout"`
@@ -155,7 +190,9 @@ type WebhookAlert struct {
 }
 
 // Webhook posts alerts, one message per alertname, to a URL with retries
-// and exponential backoff. Webhook is safe for concurrent use.
+// and exponential backoff. It follows no redirect: a 3xx answer is a
+// failure, so a signed body goes only to the configured URL. Webhook is
+// safe for concurrent use.
 type Webhook struct {
 	cfg    WebhookConfig
 	client *http.Client
@@ -166,22 +203,25 @@ type Webhook struct {
 	delivered, failed, retries atomic.Uint64
 }
 
-// NewWebhook returns a sender. client may be nil for a default client, now
-// nil for time.Now and log nil to discard.
+// NewWebhook returns a sender. client may be nil for a default client;
+// the sender uses a copy of it that follows no redirect. now may be nil
+// for time.Now (it also stamps the signatures) and log nil to discard.
 func NewWebhook(cfg WebhookConfig, client *http.Client, now func() time.Time, log *slog.Logger) (*Webhook, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("notify: webhook %q: %w", cfg.Name, err)
 	}
-	if client == nil {
-		client = &http.Client{}
+	c := http.Client{}
+	if client != nil {
+		c = *client
 	}
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	if now == nil {
 		now = time.Now
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Webhook{cfg: cfg, client: client, log: log, now: now, q: newQueue(cfg.QueueSize, log, cfg.Name)}, nil
+	return &Webhook{cfg: cfg, client: &c, log: log, now: now, q: newQueue(cfg.QueueSize, log, cfg.Name)}, nil
 }
 
 // Enqueue queues alerts for Run to send; it does not block. Callers must not
@@ -305,7 +345,9 @@ func (w *Webhook) post(ctx context.Context, body []byte) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if w.cfg.Secret != "" {
-		req.Header.Set(SignatureHeader, Sign([]byte(w.cfg.Secret), body))
+		ts := strconv.FormatInt(w.now().Unix(), 10)
+		req.Header.Set(TimestampHeader, ts)
+		req.Header.Set(SignatureHeader, Sign([]byte(w.cfg.Secret), ts, body))
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {
@@ -316,6 +358,8 @@ func (w *Webhook) post(ctx context.Context, body []byte) error {
 	switch {
 	case resp.StatusCode/100 == 2:
 		return nil
+	case resp.StatusCode/100 == 3:
+		return pipeline.Permanent(fmt.Errorf("%s: redirect to %q not followed", resp.Status, resp.Header.Get("Location")))
 	case resp.StatusCode/100 == 5 || resp.StatusCode == http.StatusTooManyRequests:
 		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))
 	default:

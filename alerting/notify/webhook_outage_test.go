@@ -29,7 +29,7 @@ func TestWebhookOutage(t *testing.T) {
 		body, _ := io.ReadAll(r.Body)
 		mu.Lock()
 		defer mu.Unlock()
-		if !VerifySignature(secret, body, r.Header.Get(SignatureHeader)) {
+		if VerifySignature(secret, r.Header.Get(TimestampHeader), body, r.Header.Get(SignatureHeader), time.Now(), DefaultSignatureWindow) != nil {
 			bad++
 			w.WriteHeader(http.StatusUnauthorized)
 			return

@@ -594,6 +594,7 @@ func (r *startReport) done() {
 		"skipped_to_end", r.counts[logtail.OpenEnd],
 		"absent", r.counts[logtail.OpenAbsent],
 		"failed", r.counts[logtail.OpenFailed],
+		"refused", r.counts[logtail.OpenRefused],
 		"rotated_read", r.rot)
 }
 
@@ -606,6 +607,9 @@ func (a *Agent) startTailer(ctx context.Context, w *logtail.Watcher, src *source
 	}
 	fs := a.newFileState(src, t)
 	tl, err := logtail.NewTailer(t.Path, tcfg, a.cp, fs.handle, a.log)
+	if err == nil && t.Root != "" {
+		err = tl.ConfineTo(t.Root) // no link planted after discovery leads out of the root
+	}
 	if err != nil {
 		a.log.Warn("cannot follow file", "path", t.Path, "err", err)
 		if rep != nil {

@@ -75,6 +75,7 @@ func newAgentMetrics(reg prometheus.Registerer, a *Agent) *agentMetrics {
 		stat("truncations_total", "Copytruncate restarts of running tailers.", func(s logtail.Stats) int64 { return s.Truncations }),
 		stat("partial_lines_total", "Lines flushed without a newline by running tailers.", func(s logtail.Stats) int64 { return s.Partial }),
 		stat("dropped_bytes_total", "Bytes cut off over-long lines by running tailers.", func(s logtail.Stats) int64 { return s.DroppedBytes }),
+		stat("refused_total", "Times the path of a running tailer led out of its source's root (a link planted after discovery) and was not read.", func(s logtail.Stats) int64 { return s.Refused }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tpflow_collect_watch_events_total", Help: "File system events of the shared watcher."}, func() float64 {
 			if w := m.watcher.Load(); w != nil {
 				return float64(w.Events())

@@ -33,6 +33,9 @@ type Target struct {
 	// kubelet /var/log/containers link also gets Namespace, Pod and
 	// Container from the link's name.
 	ContainerID string
+	// Root is the resolved root Path lies in; the Tailer of the target
+	// opens files only through it (Tailer.ConfineTo).
+	Root string
 }
 
 // KubernetesGlobs returns the globs of the kubelet's log layout under base
@@ -80,7 +83,8 @@ func Discover(globs, roots []string) ([]Target, []error) {
 				errs = append(errs, fmt.Errorf("cannot resolve %s: %w", m, err))
 				continue
 			}
-			if !within(real, realRoots) {
+			root, ok := rootOf(real, realRoots)
+			if !ok {
 				errs = append(errs, fmt.Errorf("cannot tail %s (-> %s): %w", m, real, ErrOutsideRoot))
 				continue
 			}
@@ -89,6 +93,7 @@ func Discover(globs, roots []string) ([]Target, []error) {
 			}
 			seen[real] = true
 			tg := classify(real)
+			tg.Root = root
 			if tg.Layout != LayoutKubernetes {
 				linkLabels(m, &tg)
 			}
@@ -100,13 +105,19 @@ func Discover(globs, roots []string) ([]Target, []error) {
 }
 
 func within(p string, roots []string) bool {
+	_, ok := rootOf(p, roots)
+	return ok
+}
+
+// rootOf returns the first of roots that holds p.
+func rootOf(p string, roots []string) (string, bool) {
 	for _, r := range roots {
 		rel, err := filepath.Rel(r, p)
 		if err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel) {
-			return true
+			return r, true
 		}
 	}
-	return false
+	return "", false
 }
 
 // classify reads labels from the last path elements of a resolved path.

@@ -61,9 +61,9 @@ func TestDiscoverPresets(t *testing.T) {
 		return r
 	}
 	want := []Target{
-		{Path: real(pod), Layout: LayoutKubernetes, Namespace: "shop", Pod: "cart-7d9f", PodUID: "0a1b-2c3d", Container: "server"},
-		{Path: real(filepath.Join(filepath.Dir(pod), "1.log")), Layout: LayoutKubernetes, Namespace: "shop", Pod: "cart-7d9f", PodUID: "0a1b-2c3d", Container: "server"},
-		{Path: real(dock), Layout: LayoutDocker, ContainerID: id, Namespace: "prod", Pod: "web-1", Container: "nginx"},
+		{Path: real(pod), Layout: LayoutKubernetes, Namespace: "shop", Pod: "cart-7d9f", PodUID: "0a1b-2c3d", Container: "server", Root: real(roots[0])},
+		{Path: real(filepath.Join(filepath.Dir(pod), "1.log")), Layout: LayoutKubernetes, Namespace: "shop", Pod: "cart-7d9f", PodUID: "0a1b-2c3d", Container: "server", Root: real(roots[0])},
+		{Path: real(dock), Layout: LayoutDocker, ContainerID: id, Namespace: "prod", Pod: "web-1", Container: "nginx", Root: real(roots[1])},
 	}
 	// The Docker target is found first through the link (KubernetesGlobs
 	// come first), so it carries the link's labels.

@@ -36,7 +36,12 @@ import (
 // with its name, except the path itself.
 func (t *Tailer) siblings() []string {
 	dir, base := filepath.Split(t.path)
-	ents, err := os.ReadDir(dir)
+	d, err := t.openInRoot(filepath.Clean(dir))
+	if err != nil {
+		return nil
+	}
+	ents, err := d.ReadDir(-1)
+	d.Close()
 	if err != nil {
 		return nil
 	}
@@ -90,7 +95,7 @@ func (t *Tailer) catchUpRotated(id Identity) (int, error) {
 	read := 0
 	pathCP, hasPathCP := t.cp.Lookup(id)
 	if hasPathCP {
-		fp, n, err := fingerprintPath(t.path, pathCP.FPLen, &t.scratch)
+		fp, n, err := t.fingerprintPath(t.path, pathCP.FPLen)
 		if err != nil || (n == pathCP.FPLen && fp == pathCP.FP) {
 			hasPathCP = false // the path's file is the checkpointed one: nothing was copied away
 		}
@@ -173,7 +178,7 @@ func (t *Tailer) readRotatedSince(since time.Time, skip Identity, copied *Checkp
 		if rest == "" || !strings.ContainsRune(".-_", rune(rest[0])) || compressedName(rest) {
 			continue
 		}
-		fi, err := os.Stat(p)
+		fi, err := t.statInRoot(p)
 		if err != nil || fi.Size() == 0 || fi.ModTime().Before(since) {
 			continue
 		}
@@ -242,13 +247,13 @@ func compressed(f *os.File) bool {
 		bytes.HasPrefix(h, []byte{0xfd, '7', 'z', 'X', 'Z', 0}) || bytes.HasPrefix(h, []byte{0x28, 0xb5, 0x2f, 0xfd})
 }
 
-func fingerprintPath(p string, n int, scratch *[FingerprintBytes]byte) (uint64, int, error) {
-	f, err := os.Open(p)
+func (t *Tailer) fingerprintPath(p string, n int) (uint64, int, error) {
+	f, err := t.openInRoot(p)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer f.Close()
-	return fingerprint(f, n, scratch)
+	return fingerprint(f, n, &t.scratch)
 }
 
 // drainFile opens p and, if want accepts it, hands over its lines from the
@@ -258,9 +263,9 @@ func fingerprintPath(p string, n int, scratch *[FingerprintBytes]byte) (uint64, 
 // file rotated a moment ago); without, its incomplete last line is flushed
 // and it is closed. It reports whether it read p.
 func (t *Tailer) drainFile(p string, keep bool, want func(f *os.File, id Identity, size int64) (int64, bool)) (bool, error) {
-	f, err := os.Open(p)
+	f, err := t.openInRoot(p)
 	if err != nil {
-		return false, nil // gone meanwhile
+		return false, nil // gone meanwhile, or a link out of the root
 	}
 	id, fi, err := identify(f, &t.scratch)
 	if err != nil || t.isDrain(id) {

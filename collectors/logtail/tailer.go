@@ -58,10 +58,11 @@ type Stats struct {
 	WatchErrors  int64 // errors from the file system watcher; polling covers them
 	Checks       int64 // wake-ups that looked at the path: events, polls, deadlines
 	CatchUps     int64 // rotated files read for bytes a rotation took away unread (see rotated.go)
+	Refused      int64 // times the path led out of the root and was not read (see confine.go)
 }
 
 type counters struct {
-	lines, bytes, partial, truncated, dropped, opens, rotations, truncations, rewrites, watchErrors, checks, catchUps atomic.Int64
+	lines, bytes, partial, truncated, dropped, opens, rotations, truncations, rewrites, watchErrors, checks, catchUps, refused atomic.Int64
 }
 
 // Tailer follows the file at one path across rotation. Run is called once;
@@ -78,8 +79,12 @@ type Tailer struct {
 
 	onOpen       func(Opening)
 	rotatedSince time.Time
+	rootDir      string // see confine.go
 
 	// The fields below belong to the Run goroutine.
+	root     *os.Root
+	realRoot string   // rootDir without symbolic links
+	refusing bool     // the path was refused and nothing opened since
 	fileRead          // the file at the path
 	drains   []*drain // files renamed away or deleted, still read
 	started  bool
@@ -116,13 +121,15 @@ const (
 	OpenEnd     = "end"     // from its end, as Config.Start end says
 	OpenAbsent  = "absent"  // no file at the path yet; it will be read from 0
 	OpenFailed  = "failed"  // the file could not be opened or read; Run returns the error
+	OpenRefused = "refused" // the path leads out of the root; it is looked at again
 )
 
 // Opening says where a Tailer began reading its path.
 type Opening struct {
 	Path string
 	ID   Identity
-	// How is OpenResumed, OpenFresh, OpenEnd, OpenAbsent or OpenFailed.
+	// How is OpenResumed, OpenFresh, OpenEnd, OpenAbsent, OpenRefused or
+	// OpenFailed.
 	How string
 	// Offset is where reading began; Size the file's size then.
 	Offset, Size int64
@@ -180,7 +187,7 @@ func (t *Tailer) Stats() Stats {
 		Truncated: t.c.truncated.Load(), DroppedBytes: t.c.dropped.Load(), Opens: t.c.opens.Load(),
 		Rotations: t.c.rotations.Load(), Truncations: t.c.truncations.Load(),
 		Rewrites: t.c.rewrites.Load(), WatchErrors: t.c.watchErrors.Load(), Checks: t.c.checks.Load(),
-		CatchUps: t.c.catchUps.Load(),
+		CatchUps: t.c.catchUps.Load(), Refused: t.c.refused.Load(),
 	}
 }
 
@@ -189,6 +196,7 @@ func (t *Tailer) Stats() Stats {
 // Tailer resumes from the last acknowledged offset and reads it whole.
 func (t *Tailer) Run(ctx context.Context) error {
 	defer t.closeAll()
+	defer t.closeRoot()
 	var events <-chan fsnotify.Event
 	var werrs <-chan error
 	var shared chan struct{}
@@ -342,12 +350,12 @@ func (t *Tailer) step(poll bool) error {
 			}
 		}
 		seenAt := t.now()
-		cur, err := os.Stat(t.path)
+		cur, err := t.statInRoot(t.path)
 		if err == nil && os.SameFile(cur, fi) {
 			t.pathSeen = seenAt
 			return nil
 		}
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrOutsideRoot) {
 			return fmt.Errorf("cannot stat %s: %w", t.path, err)
 		}
 		// Renamed away or deleted: writers may still append through their
@@ -508,16 +516,25 @@ func (t *Tailer) open() (_ bool, err error) {
 		}()
 	}
 	openedAt := t.now()
-	f, err := os.Open(t.path)
+	f, err := t.openInRoot(t.path)
 	if errors.Is(err, fs.ErrNotExist) {
+		t.closeRoot() // opened again at the next look
 		if first && t.onOpen != nil {
 			t.onOpen(Opening{Path: t.path, How: OpenAbsent})
+		}
+		return false, nil
+	}
+	if errors.Is(err, ErrOutsideRoot) {
+		t.refused(err)
+		if first && t.onOpen != nil {
+			t.onOpen(Opening{Path: t.path, How: OpenRefused})
 		}
 		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("cannot open %s: %w", t.path, err)
 	}
+	t.refusing = false
 	id, fi, err := identify(f, &t.scratch)
 	if err != nil {
 		f.Close()

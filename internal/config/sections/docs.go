@@ -80,7 +80,7 @@ var keyDocs = map[string]string{
 	"alert.state_file":      "Where alert state is saved after each evaluation and restored at start; empty keeps it in memory.",
 	"alert.eval_interval":   "How often the rules are evaluated (10ms-1h).",
 	"alert.alertmanagers":   "Base URLs of the Alertmanagers (API v2) every alert is sent to, e.g. http://am-0:9093.",
-	"alert.webhooks":        "Webhook receivers in Alertmanager's webhook format, each {url, secret} and optionally name, timeout, max_attempts, min_backoff, max_backoff, queue_size, batch_size and external_url (notify.WebhookConfig; left out, the defaults); a secret signs the body with HMAC-SHA256.",
+	"alert.webhooks":        "Webhook receivers in Alertmanager's webhook format, each {url, secret} and optionally name, timeout, max_attempts, min_backoff, max_backoff, queue_size, batch_size and external_url (notify.WebhookConfig; left out, the defaults); a secret signs each attempt's timestamp and body with HMAC-SHA256 (X-Tpflow-Timestamp, X-Tpflow-Signature; alerting/DESIGN.md shows the check).",
 	"alert.resend_interval": "How often a firing or resolved alert is sent again.",
 	"alert.group_id":        "Kafka consumer group reading the stats topic.",
 	"alert.logs_group_id":   "Kafka consumer group reading the logs topic for the log rules (log_pattern_rate, kernel_error_rate, app_error_rate); empty means group_id + \"-logs\".",
