@@ -54,7 +54,9 @@ func runAPI(ctx context.Context, env *Env, cfg *Config) error {
 // queryAPIRoutes are the routes of the report package's query API over
 // conn; tpflow run and tpflow api both serve them.
 func queryAPIRoutes(conn driver.Conn, cfg *Config, log *slog.Logger) []httpserver.Route {
-	api := report.NewAPI(conn, cfg.ClickHouse.Database, report.APIOptions{Logger: log.With("part", "api")}).Handler()
+	o := cfg.API.Options()
+	o.Logger = log.With("part", "api")
+	api := report.NewAPI(conn, cfg.ClickHouse.Database, o).Handler()
 	routes := make([]httpserver.Route, len(report.Paths))
 	for i, p := range report.Paths {
 		routes[i] = httpserver.Route{Pattern: p, Handler: api}
