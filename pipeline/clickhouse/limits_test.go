@@ -12,6 +12,7 @@ import (
 func TestLimitsReachTheServer(t *testing.T) {
 	conn, _ := setup(t)
 	ctx := context.Background()
+	t.Logf("server %s", scalar[string](t, conn, "SELECT version()"))
 
 	// The settings as the server sees them for the query.
 	lctx := Limits{MaxExecutionTime: 1500 * time.Millisecond, MaxMemoryUsage: 123 << 20}.Context(ctx)
@@ -53,6 +54,7 @@ func TestLimitsReachTheServer(t *testing.T) {
 	if which, ok := OverLimit(err); !ok || which != "max_execution_time" {
 		t.Errorf("with 1 s: %v after %s (over limit %q %v), want the time limit", err, took, which, ok)
 	}
+	t.Logf("max_execution_time=1s stopped the query after %s: %v", took, err)
 	if took > 10*time.Second {
 		t.Errorf("the time limit stopped the query after %s", took)
 	}
