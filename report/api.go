@@ -2,8 +2,11 @@ package report
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
@@ -36,14 +39,21 @@ import (
 // "call_rollups", "call_panes" or "call_rollups+call_panes" (call_panes
 // when there are no points).
 //
-// A malformed parameter is answered 400 with {"error": reason}; a failed
-// query 502. API is safe for concurrent use.
+// A malformed parameter is answered 400 with {"error": reason}. A failed
+// query is answered 502 with a reason that speaks of the request only (the
+// query ran past its time or memory limit, or "query failed") and a
+// request id; the server's own error is logged with that id, never sent.
+// Each path serves at most MaxConcurrent requests at a time and answers
+// the next ones 503 with Retry-After. Every query carries the limits of
+// APIOptions.Limits. API is safe for concurrent use.
 type API struct {
 	conn     driver.Conn
 	database string
 	now      func() time.Time
 	log      *slog.Logger
 	timeout  time.Duration
+	limits   clickhouse.Limits
+	inFlight int
 }
 
 // APIOptions are the optional parts of an API.
@@ -55,7 +65,27 @@ type APIOptions struct {
 	Logger *slog.Logger
 	// Timeout bounds one request's queries; 0 means 30s.
 	Timeout time.Duration
+	// MaxConcurrent is how many requests each path serves at a time; 0
+	// means DefaultMaxConcurrent.
+	MaxConcurrent int
+	// Limits bound every query on the server. A zero MaxExecutionTime is
+	// Timeout; a zero MaxMemoryUsage is DefaultMaxMemoryUsage.
+	Limits clickhouse.Limits
 }
+
+// The defaults of APIOptions.
+const (
+	DefaultMaxConcurrent        = 8
+	DefaultMaxMemoryUsage int64 = 4 << 30
+)
+
+// DefaultLimits are the limits of a query of API when nothing else is
+// given: 30s and DefaultMaxMemoryUsage.
+var DefaultLimits = clickhouse.Limits{MaxExecutionTime: 30 * time.Second, MaxMemoryUsage: DefaultMaxMemoryUsage}
+
+// ReportLimits are the limits of each query of a capacity report run
+// from the command line, which waits longer than an API client.
+var ReportLimits = clickhouse.Limits{MaxExecutionTime: 5 * time.Minute, MaxMemoryUsage: DefaultMaxMemoryUsage}
 
 // NewAPI returns an API reading the tables of database over conn. The
 // caller keeps conn open while the API serves.
@@ -67,9 +97,19 @@ func NewAPI(conn driver.Conn, database string, o APIOptions) *API {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Timeout <= 0 {
-		o.Timeout = 30 * time.Second
+		o.Timeout = DefaultLimits.MaxExecutionTime
 	}
-	return &API{conn: conn, database: database, now: o.Now, log: o.Logger, timeout: o.Timeout}
+	if o.MaxConcurrent <= 0 {
+		o.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if o.Limits.MaxExecutionTime <= 0 {
+		o.Limits.MaxExecutionTime = o.Timeout
+	}
+	if o.Limits.MaxMemoryUsage <= 0 {
+		o.Limits.MaxMemoryUsage = DefaultLimits.MaxMemoryUsage
+	}
+	return &API{conn: conn, database: database, now: o.Now, log: o.Logger, timeout: o.Timeout,
+		limits: o.Limits, inFlight: o.MaxConcurrent}
 }
 
 // Paths are the paths API serves.
@@ -78,10 +118,34 @@ var Paths = []string{"/api/v1/tp", "/api/v1/capacity", "/api/v1/topology"}
 // Handler returns the handler of Paths.
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/v1/tp", a.serveTP)
-	mux.HandleFunc("GET /api/v1/capacity", a.serveCapacity)
-	mux.HandleFunc("GET /api/v1/topology", a.serveTopology)
+	mux.Handle("GET /api/v1/tp", a.bounded(a.serveTP))
+	mux.Handle("GET /api/v1/capacity", a.bounded(a.serveCapacity))
+	mux.Handle("GET /api/v1/topology", a.bounded(a.serveTopology))
 	return mux
+}
+
+// bounded serves h at most a.inFlight requests at a time and answers the
+// others 503 at once.
+func (a *API) bounded(h http.HandlerFunc) http.Handler {
+	slots := make(chan struct{}, a.inFlight)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+			h(w, r)
+		default:
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusServiceUnavailable, errorResponse{
+				Error: fmt.Sprintf("%s is serving its limit of %d requests; retry later", r.URL.Path, a.inFlight)})
+		}
+	})
+}
+
+// queryContext is the context of a request's queries: its timeout and the
+// server limits.
+func (a *API) queryContext(r *http.Request) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(r.Context(), a.timeout)
+	return a.limits.Context(ctx), cancel
 }
 
 // Mount returns a handler that serves Paths with api and everything else
@@ -98,6 +162,8 @@ func Mount(base, api http.Handler) http.Handler {
 // errorResponse is the body of every 4xx and 5xx answer.
 type errorResponse struct {
 	Error string `json:"error"`
+	// RequestID names a failed query in the server's log.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -113,8 +179,25 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeJSON(w, http.StatusBadRequest, errorResponse{Error: strings.TrimPrefix(err.Error(), ErrBadRequest.Error()+": ")})
 		return
 	}
-	a.log.Warn("query failed", "path", r.URL.Path, "err", err)
-	writeJSON(w, http.StatusBadGateway, errorResponse{Error: err.Error()})
+	id := requestID()
+	a.log.Warn("query failed", "path", r.URL.Path, "request_id", id, "err", err)
+	msg := "query failed"
+	switch which, _ := clickhouse.OverLimit(err); {
+	case which == "max_execution_time":
+		msg = fmt.Sprintf("the query ran longer than its limit of %s; narrow the range or the selector", a.limits.MaxExecutionTime)
+	case errors.Is(err, context.DeadlineExceeded):
+		msg = fmt.Sprintf("the request took longer than its limit of %s; narrow the range or the selector", a.timeout)
+	case which == "max_memory_usage":
+		msg = fmt.Sprintf("the query needed more than its memory limit of %d bytes; narrow the range or the selector", a.limits.MaxMemoryUsage)
+	}
+	writeJSON(w, http.StatusBadGateway, errorResponse{Error: msg, RequestID: id})
+}
+
+// requestID returns a random name for one failed request.
+func requestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // params reads a query string strictly: every name must be in allowed
@@ -227,7 +310,7 @@ func (a *API) tp(r *http.Request) (TPResponse, error) {
 			by = append(by, l)
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), a.timeout)
+	ctx, cancel := a.queryContext(r)
 	defer cancel()
 	stats, err := clickhouse.QueryCallStats(ctx, a.conn, clickhouse.CallStatsQuery{
 		Database: a.database, Selector: sel, From: from, To: to, Step: step, By: by, Quantiles: qs,
@@ -305,7 +388,7 @@ func (a *API) serveCapacity(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), a.timeout)
+	ctx, cancel := a.queryContext(r)
 	defer cancel()
 	rows, err := Capacity(ctx, a.conn, q)
 	if err != nil && !errors.Is(err, ErrEmpty) {
@@ -376,7 +459,7 @@ func (a *API) serveTopology(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), a.timeout)
+	ctx, cancel := a.queryContext(r)
 	defer cancel()
 	t, err := Topology(ctx, a.conn, TopologyQuery{Database: a.database, Selector: sel, From: from, To: to})
 	if err != nil {

@@ -1,8 +1,11 @@
 package schemas
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"unicode"
 )
 
 // Label names every event carries where known. The first six are always set
@@ -103,4 +106,26 @@ type Label struct {
 func KeyLabelList() string {
 	n := KeyLabelNames(-1)
 	return strings.Join(n[:len(n)-1], ", ") + " or " + n[len(n)-1]
+}
+
+// ErrUnsafeLabelValue marks a key label value that holds a control
+// character (a newline among them) or a backslash.
+var ErrUnsafeLabelValue = errors.New("unsafe label value")
+
+// CheckKeyLabelValue reports a key label value that holds a control
+// character or a backslash. Such values are stopped where labels enter
+// (the collector's topology file and the methods it parses), so that every
+// stored value fits a single-quoted SQL literal whose one escape is \' —
+// the form Grafana's ${var:singlequote} writes, which leaves a backslash
+// as it is.
+func CheckKeyLabelValue(v string) error {
+	for _, r := range v {
+		switch {
+		case r == '\\':
+			return fmt.Errorf("%w: holds a backslash", ErrUnsafeLabelValue)
+		case unicode.IsControl(r):
+			return fmt.Errorf("%w: holds control character %U", ErrUnsafeLabelValue, r)
+		}
+	}
+	return nil
 }

@@ -1,7 +1,9 @@
 package schemas
 
 import (
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -31,5 +33,26 @@ func TestKeyLabels(t *testing.T) {
 	ls[0].Name = "changed"
 	if KeyLabels()[0].Name != LabelSystem {
 		t.Error("KeyLabels hands out the table itself")
+	}
+}
+
+func TestCheckKeyLabelValue(t *testing.T) {
+	for _, v := range []string{"", "GetUser", "it's", "a -- b", "x' UNION SELECT 1 --", "/api/v1/{id}", "方法", "tab\u00a0nbsp"} {
+		if err := CheckKeyLabelValue(v); err != nil {
+			t.Errorf("CheckKeyLabelValue(%q) = %v, want nil", v, err)
+		}
+	}
+	for v, why := range map[string]string{
+		`\'`:          "backslash",
+		`a\b`:         "backslash",
+		"line\nbreak": "U+000A",
+		"nul\x00":     "U+0000",
+		"del\x7f":     "U+007F",
+		"c1\u0085":    "U+0085",
+	} {
+		err := CheckKeyLabelValue(v)
+		if !errors.Is(err, ErrUnsafeLabelValue) || !strings.Contains(err.Error(), why) {
+			t.Errorf("CheckKeyLabelValue(%q) = %v, want ErrUnsafeLabelValue naming %s", v, err, why)
+		}
 	}
 }

@@ -25,8 +25,12 @@ func apiCommand() *command {
   /api/v1/capacity  the rows of 'tpflow report capacity' (by, from, to, target)
   /api/v1/topology  systems → apps → groups → IDCs seen in a range
 
-A malformed parameter is answered 400 with {"error": "..."}. tpflow run
-serves the same paths when ClickHouse is reachable.`,
+A malformed parameter is answered 400 with {"error": "..."}; a failed
+query 502 with a reason and a request id (the server's error is logged
+with the id); a path serving api.max_concurrent requests answers 503 with
+Retry-After. Every query carries api.timeout and api.max_memory_usage as
+ClickHouse limits. tpflow run serves the same paths when ClickHouse is
+reachable.`,
 		example: "tpflow api --clickhouse clickhouse://127.0.0.1:9000/tpflow --listen :8080\n" +
 			"curl 'http://127.0.0.1:8080/api/v1/tp?app=cart&by=method&from=now-1h&step=1m&q=tp99'",
 		common: true,
@@ -54,7 +58,9 @@ func runAPI(ctx context.Context, env *Env, cfg *Config) error {
 // queryAPIRoutes are the routes of the report package's query API over
 // conn; tpflow run and tpflow api both serve them.
 func queryAPIRoutes(conn driver.Conn, cfg *Config, log *slog.Logger) []httpserver.Route {
-	api := report.NewAPI(conn, cfg.ClickHouse.Database, report.APIOptions{Logger: log.With("part", "api")}).Handler()
+	o := cfg.API.Options()
+	o.Logger = log.With("part", "api")
+	api := report.NewAPI(conn, cfg.ClickHouse.Database, o).Handler()
 	routes := make([]httpserver.Route, len(report.Paths))
 	for i, p := range report.Paths {
 		routes[i] = httpserver.Route{Pattern: p, Handler: api}

@@ -143,7 +143,10 @@ func runReport(ctx context.Context, env *Env, cfg *Config, o reportOptions) erro
 	defer conn.Close()
 	q.Database = cfg.ClickHouse.Database
 	q.Progress = prog.step
-	rows, err := report.Capacity(ctx, conn, q)
+	rows, err := report.Capacity(clickhouse.Limits{MaxExecutionTime: report.ReportLimits.MaxExecutionTime, MaxMemoryUsage: cfg.API.MaxMemoryUsage}.Context(ctx), conn, q)
+	if which, ok := clickhouse.OverLimit(err); ok {
+		return fmt.Errorf("%w (the report's queries are limited by %s; narrow the range or the selector)", err, which)
+	}
 	if errors.Is(err, report.ErrEmpty) {
 		return fmt.Errorf("nothing to report: %w", err)
 	}

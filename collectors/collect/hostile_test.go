@@ -59,6 +59,8 @@ func hostileCorpus() []hostileLine {
 		{name: "unparsable-time", line: perf(q("yesterday"), "When.m", "1"), bad: parse.ReasonInvalidTime},
 		{name: "time-1e400", line: perf("1e400", "When.n", "1"), bad: parse.ReasonInvalidTime},
 		{name: "no-time", line: perf("", "NoTime.m", "1"), bad: parse.ReasonMissingTime},
+		{name: "backslash-method", line: perf(q(now), `Esc\\'.m`, "1"), bad: parse.ReasonUnsafeLabel},
+		{name: "newline-method", line: perf(q(now), `Line\nUNION.m`, "1"), bad: parse.ReasonUnsafeLabel},
 		{name: "100kB-method", line: perf(q(now), strings.Repeat("M", 100<<10), "1"), bad: parse.ReasonMethodTooLong},
 		{name: "10MiB", line: perf(q(now), "Huge.m", "1")[:len(perf(q(now), "Huge.m", "1"))-1] + `,"pad":"` + strings.Repeat("p", 10<<20) + `"}`,
 			unparsed: "syntax", truncated: true},

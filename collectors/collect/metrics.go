@@ -39,7 +39,7 @@ func newAgentMetrics(reg prometheus.Registerer, a *Agent) *agentMetrics {
 	m.truncated = cv("truncated_lines_total", "Lines or records cut at the line limit, by source.", "source")
 	m.dropped = cv("dropped_lines_total", "Log lines left out by min_level or sampling, by source.", "source")
 	m.unparsed = cv("unparsed_lines_total", "Lines that did not unwrap or parse, by source and reason.", "source", "reason")
-	m.badValues = cv("bad_values_total", "Lines naming a call with a value that cannot be right (negative_latency, latency_overflow, not_a_number, invalid_latency, invalid_status, method_too_long, missing_time, invalid_time, too_old, too_far_future), by source and reason: no call is emitted and the line is kept as a log event flagged with the reason.", "source", "reason")
+	m.badValues = cv("bad_values_total", "Lines naming a call with a value that cannot be right (negative_latency, latency_overflow, not_a_number, invalid_latency, invalid_status, method_too_long, unsafe_label, missing_time, invalid_time, too_old, too_far_future), by source and reason: no call is emitted and the line is kept as a log event flagged with the reason.", "source", "reason")
 	m.calls = c("calls_total", "Call events taken from log lines.")
 	m.logs = c("log_events_total", "Log events added to batches.")
 	m.batches = c("batches_total", "Batches acknowledged by Kafka.")

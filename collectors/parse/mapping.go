@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tpflow/tpflow/schemas"
 )
 
 // Call is one method call taken from a log line: what the collect role
@@ -278,6 +280,13 @@ func (x *Mapper) Map(r *Record, c *Call) error {
 	c.App = x.label(r, m.App)
 	c.Group = x.label(r, m.Group)
 	c.IDC = x.label(r, m.IDC)
+	for _, l := range [...]struct{ name, v string }{
+		{schemas.LabelMethod, c.Method}, {schemas.LabelSystem, c.System}, {schemas.LabelApp, c.App}, {schemas.LabelGroup, c.Group}, {schemas.LabelIDC, c.IDC},
+	} {
+		if err := schemas.CheckKeyLabelValue(l.v); err != nil {
+			return badCall(ErrBadValue, ReasonUnsafeLabel, l.name+" "+strconv.Quote(l.v)+": "+err.Error())
+		}
+	}
 	return nil
 }
 

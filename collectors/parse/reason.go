@@ -18,6 +18,7 @@ const (
 	ReasonInvalidLatency  = "invalid_latency"  // latency neither a number nor a numeric string
 	ReasonInvalidStatus   = "invalid_status"   // status not a code, or ok not a boolean
 	ReasonMethodTooLong   = "method_too_long"  // method longer than MaxMethodBytes
+	ReasonUnsafeLabel     = "unsafe_label"     // method, system, app, group or idc with a control character or a backslash (schemas.CheckKeyLabelValue)
 	ReasonMissingTime     = "missing_time"     // the mapping names a timestamp field the line lacks
 	ReasonInvalidTime     = "invalid_time"     // the timestamp does not parse
 	ReasonTooOld          = "too_old"          // before TimeRange.MaxPast of the wall clock

@@ -41,6 +41,20 @@ type Labels struct {
 	Env    string `yaml:"env"`
 }
 
+// Validate reports a key label value that schemas.CheckKeyLabelValue
+// rejects: one with a control character or a backslash.
+func (l Labels) Validate() error {
+	var errs []error
+	for _, f := range []struct{ key, v string }{
+		{schemas.LabelSystem, l.System}, {schemas.LabelApp, l.App}, {schemas.LabelGroup, l.Group}, {schemas.LabelIDC, l.IDC},
+	} {
+		if err := schemas.CheckKeyLabelValue(f.v); err != nil {
+			errs = append(errs, schemas.Fieldf(f.key, "%q: %v", f.v, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // over returns l with every non-empty field of o laid over it.
 func (l Labels) over(o Labels) Labels {
 	set := func(dst *string, v string) {

@@ -67,6 +67,8 @@ func TestParseErrors(t *testing.T) {
 	f("rules: [\n", "1: malformed YAML")
 	f("rules:\n  - match: {pod: a}\n    labels: {app: a}\n    extra: 1\n", `4:5: rules[0]: unknown key "extra"`)
 	f("default: {app: [x]}\n", `1:16: default.app: expected a string, got a list`)
+	f("default: {system: 'pay\\'}\n", `default.system: "pay\\": unsafe label value: holds a backslash`)
+	f("rules:\n  - match: {pod: a}\n    labels: {idc: \"bj\\n-- x\"}\n", `rules[0].labels.idc: "bj\n-- x": unsafe label value: holds control character U+000A`)
 	if top, err := Parse(nil); err != nil || top.Resolve(Source{}) != (Labels{}) {
 		t.Errorf("empty file: %v", err)
 	}

@@ -21,6 +21,8 @@ const (
 	// ClickHouse data source ($__timeFilter, $__fromTime, $__toTime) and
 	// each label condition as the multi-value template variable named
 	// after the label, col IN (${name:singlequote}): for the dashboards.
+	// singlequote leaves a backslash as it is, which is safe only because
+	// no stored key label value holds one (schemas.CheckKeyLabelValue).
 	Macros
 )
 

@@ -127,6 +127,11 @@ var keyDocs = map[string]string{
 	"broker.max_message_bytes": "Largest record batch the broker accepts (1 KiB-256 MiB); raised to fit kafka.max_message_bytes.",
 	"broker.http_listen":       "HOST:PORT `tpflow broker` serves /metrics, /healthz and /readyz on (port 0 picks one, logged at start-up); empty serves none.",
 
+	"api":                  "Bounds on the query API (api role and tpflow run) and its ClickHouse queries.",
+	"api.max_concurrent":   "Requests each API path serves at a time; the next ones are answered 503 with Retry-After.",
+	"api.timeout":          "Bound on one API request's queries, sent as their max_execution_time; whole seconds.",
+	"api.max_memory_usage": "max_memory_usage of every API and capacity report query, in bytes.",
+
 	"http":        "The HTTP listener of every role but the broker (broker.http_listen): /metrics, /healthz, /readyz and the role's own paths.",
 	"http.listen": "HOST:PORT to serve on; --listen overrides.",
 	"log":         "Structured logging (log/slog) to standard error.",

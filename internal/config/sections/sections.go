@@ -19,6 +19,7 @@ import (
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/pipeline/sink"
+	"github.com/tpflow/tpflow/report"
 	"github.com/tpflow/tpflow/schemas"
 )
 
@@ -47,6 +48,8 @@ type Config struct {
 	Collect collect.Config `yaml:"collect"`
 	// Broker configures the embedded Kafka-protocol broker.
 	Broker kafka.BrokerConfig `yaml:"broker"`
+	// API bounds the query API's requests and queries.
+	API report.Config `yaml:"api"`
 	// HTTP configures the metrics, health and API listener of every role.
 	HTTP HTTPConfig `yaml:"http"`
 	// Log configures the structured logger.
@@ -64,6 +67,7 @@ func DefaultConfig() Config {
 		Alert:      alert.DefaultConfig(),
 		Collect:    collect.DefaultConfig(),
 		Broker:     kafka.DefaultBrokerConfig(),
+		API:        report.DefaultConfig(),
 		HTTP:       DefaultHTTPConfig(),
 		Log:        DefaultLogConfig(),
 	}
