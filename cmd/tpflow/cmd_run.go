@@ -215,6 +215,9 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	if err := serveProfiler(gctx, g, env, cfg.HTTP.PprofListen); err != nil {
+		return err
+	}
 	// The sink outlives the aggregator by a little, so that the panes the
 	// aggregator publishes on its way out still reach ClickHouse.
 	sinkCtx, stopSink := context.WithCancel(context.WithoutCancel(gctx))
@@ -282,8 +285,7 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 		checks: map[string]httpserver.Check{
 			"kafka": func(ctx context.Context) error { return kafka.Ready(ctx, kcfg, kafka.TopicCalls) },
 		},
-		routes:   []httpserver.Route{{Pattern: windowsapi.Path, Handler: windowsapi.Handler(eng, cfg.Aggregator.Windows)}},
-		profiler: true,
+		routes: []httpserver.Route{{Pattern: windowsapi.Path, Handler: windowsapi.Handler(eng, cfg.Aggregator.Windows)}},
 	}
 	if chErr == nil {
 		h.checks["clickhouse"] = func(ctx context.Context) error { return dialDSN(ctx, ccfg.DSN) }

@@ -127,11 +127,12 @@ var keyDocs = map[string]string{
 	"broker.max_message_bytes": "Largest record batch the broker accepts (1 KiB-256 MiB); raised to fit kafka.max_message_bytes.",
 	"broker.http_listen":       "HOST:PORT `tpflow broker` serves /metrics, /healthz and /readyz on (port 0 picks one, logged at start-up); empty serves none.",
 
-	"http":        "The HTTP listener of every role but the broker (broker.http_listen): /metrics, /healthz, /readyz and the role's own paths.",
-	"http.listen": "HOST:PORT to serve on; --listen overrides.",
-	"log":         "Structured logging (log/slog) to standard error.",
-	"log.level":   "debug, info, warn or error.",
-	"log.format":  "text or json.",
+	"http":              "The HTTP listener of every role but the broker (broker.http_listen): /metrics, /healthz, /readyz and the role's own paths.",
+	"http.listen":       "HOST:PORT to serve on; --listen overrides.",
+	"http.pprof_listen": "Loopback HOST:PORT (127.0.0.1, ::1 or localhost) serving the Go profiler under /debug/pprof/ on a listener of its own; empty serves no profiler.",
+	"log":               "Structured logging (log/slog) to standard error.",
+	"log.level":         "debug, info, warn or error.",
+	"log.format":        "text or json.",
 }
 
 // WriteDefaults prints cfg as YAML with a one-line comment above every key
