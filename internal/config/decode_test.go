@@ -150,8 +150,11 @@ func TestYAMLValueRoundTripsEveryKind(t *testing.T) {
 	if !reflect.DeepEqual(got, in) {
 		t.Errorf("round trip of\n%s\ngave %+v, want %+v", text, got, in)
 	}
-	if _, err := yamlValue(reflect.ValueOf(struct{}{})); err == nil {
-		t.Error("yamlValue of a struct should fail: structs print as sections")
+	// A list of structs, such as webhooks, prints as flow mappings, its
+	// secrets redacted.
+	hooks, err := yamlValue(reflect.ValueOf([]hook{{URL: "http://h", Secret: testSecret}}))
+	if want := `[{url: http://h, secret: '[REDACTED]', secret_file: ""}]`; err != nil || hooks != want {
+		t.Errorf("yamlValue of a list of structs = %s (err %v), want %s", hooks, err, want)
 	}
 }
 
