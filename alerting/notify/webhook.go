@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tpflow/tpflow/internal/config"
 	"github.com/tpflow/tpflow/pipeline"
 	"github.com/tpflow/tpflow/schemas"
 )
@@ -46,7 +47,10 @@ type WebhookConfig struct {
 	Name string `yaml:"name"`
 	URL  string `yaml:"url"`
 	// Secret signs each body (SignatureHeader); empty sends no signature.
-	Secret string `yaml:"secret"`
+	// SecretFile, the path of a file holding it, is read instead when set
+	// (config.Secret).
+	Secret     config.Secret `yaml:"secret"`
+	SecretFile string        `yaml:"secret_file"`
 	// Timeout bounds one attempt.
 	Timeout time.Duration `yaml:"timeout"`
 	// MaxAttempts bounds the attempts per message, the first included; 0,
@@ -305,7 +309,7 @@ func (w *Webhook) post(ctx context.Context, body []byte) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if w.cfg.Secret != "" {
-		req.Header.Set(SignatureHeader, Sign([]byte(w.cfg.Secret), body))
+		req.Header.Set(SignatureHeader, Sign([]byte(w.cfg.Secret.Reveal()), body))
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {

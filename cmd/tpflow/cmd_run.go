@@ -25,6 +25,7 @@ import (
 	"github.com/tpflow/tpflow/alerting"
 	"github.com/tpflow/tpflow/alerting/alert"
 	"github.com/tpflow/tpflow/collectors/collect"
+	"github.com/tpflow/tpflow/internal/config"
 	"github.com/tpflow/tpflow/internal/config/sections"
 	"github.com/tpflow/tpflow/internal/devtools/demo"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
@@ -175,9 +176,9 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 
 	ccfg := cfg.ClickHouse
 	chErr := probeClickHouse(ctx, ccfg)
-	sinkState := "clickhouse " + redactDSN(sections.ClickHouseURL(ccfg))
+	sinkState := "clickhouse " + config.RedactURL(sections.ClickHouseURL(ccfg))
 	if chErr != nil {
-		fmt.Fprintf(env.Stderr, "ClickHouse not reachable at %s: panes are kept in memory only; start it with scripts/clickhouse.sh or make run\n", redactDSN(sections.ClickHouseURL(ccfg)))
+		fmt.Fprintf(env.Stderr, "ClickHouse not reachable at %s: panes are kept in memory only; start it with scripts/clickhouse.sh or make run\n", config.RedactURL(sections.ClickHouseURL(ccfg)))
 		log.Debug("clickhouse probe failed", "err", chErr)
 		sinkState = "memory only"
 	}
@@ -525,13 +526,4 @@ func dialDSN(ctx context.Context, dsn string) error {
 		return err
 	}
 	return c.Close()
-}
-
-// redactDSN hides the password of a DSN for messages.
-func redactDSN(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return "(unparsable DSN)"
-	}
-	return u.Redacted()
 }
