@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"regexp"
 	"time"
@@ -67,6 +68,22 @@ func DefaultConfig() Config {
 		MaxRetryBackoff: 30 * time.Second,
 	}
 }
+
+// redacted is c, with the DSN's password hidden, as a type without
+// methods, for printing.
+type redacted Config
+
+func (c Config) redacted() redacted {
+	c.DSN = config.RedactURL(c.DSN)
+	return redacted(c)
+}
+
+// String prints c with the DSN's password hidden (Password is a
+// config.Secret and hides itself).
+func (c Config) String() string { return fmt.Sprintf("%+v", c.redacted()) }
+
+// LogValue logs c with the DSN's password hidden.
+func (c Config) LogValue() slog.Value { return slog.AnyValue(c.redacted()) }
 
 // parseDSN parses dsn with the driver, in an error that never repeats the
 // DSN (it may hold a password).
