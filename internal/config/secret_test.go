@@ -64,15 +64,8 @@ func TestSecretNeverPrints(t *testing.T) {
 func decodeCreds(t *testing.T, doc string) (creds, []string) {
 	t.Helper()
 	var v creds
-	src, err := Decode("c.yaml", []byte(doc), &v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var msgs []string
-	for _, is := range src.Issues() {
-		msgs = append(msgs, is.String())
-	}
-	return v, msgs
+	issues := decodeIssues(t, "c.yaml", doc, &v)
+	return v, issues
 }
 
 func TestSecretFromFileAndEnvironment(t *testing.T) {
