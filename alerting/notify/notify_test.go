@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tpflow/tpflow/internal/config"
 )
 
 func testAlert(name string, ends time.Time) Alert {
@@ -49,7 +51,7 @@ func TestWebhookSignatureAndRetries(t *testing.T) {
 	defer srv.Close()
 
 	cfg := DefaultWebhookConfig()
-	cfg.URL, cfg.Secret = srv.URL, string(secret)
+	cfg.URL, cfg.Secret = srv.URL, config.Secret(secret)
 	cfg.MinBackoff, cfg.MaxBackoff = time.Millisecond, 4*time.Millisecond
 	w, err := NewWebhook(cfg, srv.Client(), func() time.Time { return now }, nil)
 	if err != nil {

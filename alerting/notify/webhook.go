@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tpflow/tpflow/internal/config"
 	"github.com/tpflow/tpflow/pipeline"
 	"github.com/tpflow/tpflow/schemas"
 )
@@ -80,8 +81,10 @@ type WebhookConfig struct {
 	Name string `yaml:"name"`
 	URL  string `yaml:"url"`
 	// Secret signs each attempt's timestamp and body (SignatureHeader,
-	// TimestampHeader); empty sends no signature.
-	Secret string `yaml:"secret"`
+	// TimestampHeader); empty sends no signature. SecretFile, the path of a
+	// file holding it, is read instead when set (config.Secret).
+	Secret     config.Secret `yaml:"secret"`
+	SecretFile string        `yaml:"secret_file"`
 	// Timeout bounds one attempt.
 	Timeout time.Duration `yaml:"timeout"`
 	// MaxAttempts bounds the attempts per message, the first included; 0,
@@ -347,7 +350,7 @@ func (w *Webhook) post(ctx context.Context, body []byte) error {
 	if w.cfg.Secret != "" {
 		ts := strconv.FormatInt(w.now().Unix(), 10)
 		req.Header.Set(TimestampHeader, ts)
-		req.Header.Set(SignatureHeader, Sign([]byte(w.cfg.Secret), ts, body))
+		req.Header.Set(SignatureHeader, Sign([]byte(w.cfg.Secret.Reveal()), ts, body))
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tpflow/tpflow/internal/config"
 )
 
 // TestWebhookOutage takes the receiver down for a real minute (its port
@@ -48,7 +50,7 @@ func TestWebhookOutage(t *testing.T) {
 	addr := srv.Listener.Addr().String()
 
 	cfg := DefaultWebhookConfig()
-	cfg.URL, cfg.Secret = srv.URL, string(secret)
+	cfg.URL, cfg.Secret = srv.URL, config.Secret(secret)
 	cfg.QueueSize, cfg.BatchSize = 4, 2
 	cfg.Timeout, cfg.MinBackoff, cfg.MaxBackoff = time.Second, 100*time.Millisecond, 2*time.Second
 	w, err := NewWebhook(cfg, nil, nil, nil)

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tpflow/tpflow/internal/config"
 )
 
 // TestWebhookReplayRefused captures a signed request and checks what the
@@ -34,7 +36,7 @@ func TestWebhookReplayRefused(t *testing.T) {
 	}))
 	defer srv.Close()
 	cfg := DefaultWebhookConfig()
-	cfg.URL, cfg.Secret = srv.URL, string(secret)
+	cfg.URL, cfg.Secret = srv.URL, config.Secret(secret)
 	w, err := NewWebhook(cfg, srv.Client(), func() time.Time { return sent }, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -414,14 +414,22 @@ func roundDir(work, kind string, r int) (string, error) {
 	return dir, os.MkdirAll(filepath.Join(dir, "logs"), 0o755)
 }
 
-func startCollector(o options, dir, bin, brokerAddr, prefix string, ceiling bool, env []string, argv func(...string) []string) (*proc, string, error) {
+// startCollector starts a collector and returns it with its HTTP address
+// and, when profiled (a build that has http.pprof_listen), the loopback
+// address of its profiler.
+func startCollector(o options, dir, bin, brokerAddr, prefix string, ceiling, profiled bool, env []string, argv func(...string) []string) (*proc, string, string, error) {
 	cfg := filepath.Join(dir, "tpflow.yaml")
-	if err := os.WriteFile(cfg, []byte(collectConfig(dir, brokerAddr, prefix, o.batch, ceiling)), 0o644); err != nil {
-		return nil, "", err
+	text, pprofAddr := collectConfig(dir, brokerAddr, prefix, o.batch, ceiling), ""
+	if profiled {
+		pprofAddr = freeAddr()
+		text += "http:\n  pprof_listen: " + pprofAddr + "\n"
+	}
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		return nil, "", "", err
 	}
 	listen := freeAddr()
 	p, err := startProc(dir, "collect", env, argv(bin, "collect", "--config", cfg, "--listen", listen)...)
-	return p, listen, err
+	return p, listen, pprofAddr, err
 }
 
 func budgetRound(o options, work, bin, brokerAddr string, r int) (budgetResult, error) {
@@ -438,7 +446,7 @@ func budgetRound(o options, work, bin, brokerAddr string, r int) (budgetResult, 
 	if o.budgetProcs > 0 {
 		env = append(env, fmt.Sprintf("GOMAXPROCS=%d", o.budgetProcs))
 	}
-	col, listen, err := startCollector(o, dir, bin, brokerAddr, fmt.Sprintf("budget%d.", r), false, env, func(a ...string) []string { return a })
+	col, listen, pprofAddr, err := startCollector(o, dir, bin, brokerAddr, fmt.Sprintf("budget%d.", r), false, o.profBudget != "" && r == 0, env, func(a ...string) []string { return a })
 	if err != nil {
 		return budgetResult{}, err
 	}
@@ -477,7 +485,7 @@ func budgetRound(o options, work, bin, brokerAddr string, r int) (budgetResult, 
 	}
 	w0 := time.Now()
 	if o.profBudget != "" && r == 0 {
-		go fetchProfile(listen, o.profBudget, o.duration-time.Second)
+		go fetchProfile(pprofAddr, o.profBudget, o.duration-time.Second)
 	}
 	time.Sleep(o.duration)
 	t1, err := cpuTicks(pid)
@@ -531,7 +539,7 @@ func ceilingRound(o options, work, bin, brokerAddr string, r int, pin func(int, 
 		return ceilingResult{}, err
 	}
 	start := time.Now()
-	col, listen, err := startCollector(o, dir, bin, brokerAddr, fmt.Sprintf("ceiling%d.", r), true,
+	col, listen, pprofAddr, err := startCollector(o, dir, bin, brokerAddr, fmt.Sprintf("ceiling%d.", r), true, o.profile != "" && r == 0,
 		[]string{"GOMAXPROCS=1"}, func(a ...string) []string { return pin(1, a...) })
 	if err != nil {
 		return ceilingResult{}, err
@@ -541,7 +549,7 @@ func ceilingRound(o options, work, bin, brokerAddr string, r int, pin func(int, 
 	if o.profile != "" && r == 0 {
 		go func() {
 			time.Sleep(500 * time.Millisecond)
-			fetchProfile(listen, o.profile, 3*time.Second)
+			fetchProfile(pprofAddr, o.profile, 3*time.Second)
 		}()
 	}
 	want := float64(2 * o.ceilingLines)
@@ -574,7 +582,8 @@ func ceilingRound(o options, work, bin, brokerAddr string, r int, pin func(int, 
 	return res, nil
 }
 
-// fetchProfile writes a CPU profile of d of the role at listen to path.
+// fetchProfile writes a CPU profile of d of the role whose profiler is at
+// listen to path.
 func fetchProfile(listen, path string, d time.Duration) {
 	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", listen, int(d.Seconds())))
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tpflow/tpflow/internal/config/sections"
 )
 
 // roleNames are the commands that load a configuration and run a role.
@@ -174,8 +176,8 @@ func TestBadFlagsAndArguments(t *testing.T) {
 		{[]string{"loadgen", "--methods", "0"}, "tpflow loadgen: --methods must be at least 1, got 0\nRun 'tpflow loadgen --help' for usage.\n"},
 		{[]string{"loadgen", "--backdate", "-1h"}, "tpflow loadgen: --backdate must not be negative, got -1h0m0s\nRun 'tpflow loadgen --help' for usage.\n"},
 		{[]string{"sink", "--migrate=maybe"}, "tpflow sink: invalid boolean value \"maybe\" for -migrate: parse error\nRun 'tpflow sink --help' for usage.\n"},
-		{[]string{"config"}, "tpflow config: missing subcommand: print-defaults or check\nRun 'tpflow config --help' for usage.\n"},
-		{[]string{"config", "lint"}, "tpflow config: unknown subcommand \"lint\" (want print-defaults or check)\nRun 'tpflow config --help' for usage.\n"},
+		{[]string{"config"}, "tpflow config: missing subcommand: print-defaults, print or check\nRun 'tpflow config --help' for usage.\n"},
+		{[]string{"config", "lint"}, "tpflow config: unknown subcommand \"lint\" (want print-defaults, print or check)\nRun 'tpflow config --help' for usage.\n"},
 		{[]string{"config", "check"}, "tpflow config: check needs a FILE\nRun 'tpflow config --help' for usage.\n"},
 		{[]string{"config", "check", "a.yaml", "b.yaml"}, "tpflow config: check takes one FILE, got 2 arguments\nRun 'tpflow config --help' for usage.\n"},
 		{[]string{"config", "check", "--config", "a.yaml", "b.yaml"}, "tpflow config: check got both FILE \"b.yaml\" and --config \"a.yaml\"\nRun 'tpflow config --help' for usage.\n"},
@@ -284,6 +286,80 @@ func TestPrintDefaultsCLIRoundTrip(t *testing.T) {
 	code, got, errOut := runCLI(t, "config", "check", f)
 	if code != exitOK || got != "ok\n" {
 		t.Errorf("print-defaults output fails check: exit %d, stderr:\n%s", code, errOut)
+	}
+}
+
+// TestConfigPrintShowsNoSecret prints a configuration whose secrets are
+// given inline, from a file and from the environment, and checks that no
+// secret and no DSN password is in the output, while the secrets were
+// loaded.
+func TestConfigPrintShowsNoSecret(t *testing.T) {
+	const inline, fromFile, fromEnv, inDSN = "inline-pw-4711", "file-pw-4712", "env-pw-4713", "dsn-pw-4714"
+	pwFile := writeTemp(t, "sasl.pw", fromFile+"\n")
+	t.Setenv("TPFLOW_TEST_CH_PASSWORD", fromEnv)
+	cfg := writeTemp(t, "tpflow.yaml", `kafka:
+  sasl:
+    mechanism: plain
+    username: tp
+    password_file: `+pwFile+`
+clickhouse:
+  dsn: clickhouse://writer:`+inDSN+`@ch:9000
+alert:
+  webhooks:
+    - url: https://hooks.example.net/tpflow
+      secret: `+inline+`
+      timeout: 10s
+      min_backoff: 1s
+      max_backoff: 30s
+      queue_size: 10
+      batch_size: 1
+`)
+	code, out, errOut := runCLI(t, "config", "print", cfg)
+	if code != exitOK {
+		t.Fatalf("config print: exit %d, stderr %s", code, errOut)
+	}
+	for _, s := range []string{inline, fromFile, fromEnv, inDSN} {
+		if strings.Contains(out+errOut, s) {
+			t.Errorf("config print shows the secret %q:\n%s", s, out)
+		}
+	}
+	for _, want := range []string{"  dsn: clickhouse://writer:xxxxx@ch:9000\n", "    password: '[REDACTED]'\n", "secret: '[REDACTED]'"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("config print lacks %q:\n%s", want, out)
+		}
+	}
+	// The same secrets, loaded: the file's value and the environment's.
+	env := writeTemp(t, "env.yaml", "clickhouse:\n  password: ${TPFLOW_TEST_CH_PASSWORD}\nkafka:\n  sasl:\n    mechanism: plain\n    username: tp\n    password_file: "+pwFile+"\n")
+	loaded, err := sections.Load(env, mustRead(t, env), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loaded.ClickHouse.Password.Reveal() != fromEnv || loaded.Kafka.SASL.Password.Reveal() != fromFile {
+		t.Errorf("loaded clickhouse.password %q, kafka.sasl.password %q; want the environment's and the file's", loaded.ClickHouse.Password.Reveal(), loaded.Kafka.SASL.Password.Reveal())
+	}
+	if code, out, _ := runCLI(t, "config", "print", env); code != exitOK || strings.Contains(out, fromEnv) || strings.Contains(out, fromFile) {
+		t.Errorf("config print of %s: exit %d, shows a secret:\n%s", env, code, out)
+	}
+}
+
+func mustRead(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// TestMissingSecretFileIsPlaced checks that a password_file that cannot
+// be read is reported at its line, with its path.
+func TestMissingSecretFileIsPlaced(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nope.pw")
+	cfg := writeTemp(t, "tpflow.yaml", "clickhouse:\n  dsn: clickhouse://ch:9000\n  password_file: "+missing+"\n")
+	code, _, errOut := runCLI(t, "config", "check", cfg)
+	want := cfg + ":3:3: clickhouse.password_file: cannot read the secret: open " + missing + ": no such file or directory\n"
+	if code != exitError || errOut != want {
+		t.Errorf("config check: exit %d, stderr %q, want %q", code, errOut, want)
 	}
 }
 

@@ -55,6 +55,7 @@ func runAggregate(ctx context.Context, env *Env, cfg *Config, _ []string) error 
 	}
 	return serveRole(ctx, env, cfg.HTTP.Listen, reg, "aggregator", run, roleHTTP{
 		checks: map[string]httpserver.Check{"kafka": func(ctx context.Context) error { return aggregate.Ready(ctx, cfg.Kafka) }},
+		pprof:  cfg.HTTP.PprofListen,
 		wait:   true,
 	})
 }

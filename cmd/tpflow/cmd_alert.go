@@ -126,6 +126,7 @@ func runAlert(ctx context.Context, env *Env, cfg *Config, args []string) error {
 	}
 	return serveRole(ctx, env, cfg.HTTP.Listen, reg, "alert", run, roleHTTP{
 		checks: map[string]httpserver.Check{"kafka": func(ctx context.Context) error { return alert.Ready(ctx, cfg.Kafka) }},
+		pprof:  cfg.HTTP.PprofListen,
 		wait:   true,
 	})
 }

@@ -49,9 +49,9 @@ func runAPI(ctx context.Context, env *Env, cfg *Config) error {
 	defer conn.Close()
 	env.Logger.Info("serving the query API", "database", cfg.ClickHouse.Database)
 	return serveRole(ctx, env, cfg.HTTP.Listen, newRoleRegistry(), "api", untilDone, roleHTTP{
-		checks:   map[string]httpserver.Check{"clickhouse": func(ctx context.Context) error { return conn.Ping(ctx) }},
-		routes:   queryAPIRoutes(conn, cfg, env.Logger),
-		profiler: true,
+		checks: map[string]httpserver.Check{"clickhouse": func(ctx context.Context) error { return conn.Ping(ctx) }},
+		routes: queryAPIRoutes(conn, cfg, env.Logger),
+		pprof:  cfg.HTTP.PprofListen,
 	})
 }
 

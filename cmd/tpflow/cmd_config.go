@@ -13,9 +13,12 @@ func configCommand() *command {
 	c := &command{
 		name:    "config",
 		summary: "print the default configuration, or check a configuration file",
-		args:    "print-defaults | check FILE",
+		args:    "print-defaults | print FILE | check FILE",
 		help: `Subcommands:
   print-defaults  print the full default configuration as commented YAML
+  print FILE      load FILE with the overrides given and print the result as
+                  commented YAML; secrets show as [REDACTED], URL passwords
+                  as xxxxx
   check FILE      load FILE with the overrides given, validate it, and print
                   "ok" or every problem with its file, line and column (exit 1)
 
@@ -26,7 +29,7 @@ the file keeps its default. Durations are Go durations such as "10s".`,
 	c.flags = func(fs *flag.FlagSet) { common.register(fs, c) }
 	c.exec = func(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
 		if len(args) == 0 {
-			return usageError("missing subcommand: print-defaults or check")
+			return usageError("missing subcommand: print-defaults, print or check")
 		}
 		switch args[0] {
 		case "print-defaults":
@@ -37,24 +40,28 @@ the file keeps its default. Durations are Go durations such as "10s".`,
 				return usageError("print-defaults takes no flags")
 			}
 			return sections.WriteDefaults(env.Stdout, DefaultConfig())
-		case "check":
+		case "check", "print":
 			switch {
 			case len(args) > 2:
-				return usageError("check takes one FILE, got %d arguments", len(args)-1)
+				return usageError("%s takes one FILE, got %d arguments", args[0], len(args)-1)
 			case len(args) == 2 && common.config != "" && common.config != args[1]:
-				return usageError("check got both FILE %q and --config %q", args[1], common.config)
+				return usageError("%s got both FILE %q and --config %q", args[0], args[1], common.config)
 			case len(args) == 2:
 				common.config = args[1]
 			case common.config == "":
-				return usageError("check needs a FILE")
+				return usageError("%s needs a FILE", args[0])
 			}
-			if _, err := common.load(fs, c); err != nil {
+			cfg, err := common.load(fs, c)
+			if err != nil {
 				return err
 			}
-			_, err := fmt.Fprintln(env.Stdout, "ok")
+			if args[0] == "print" {
+				return sections.WriteConfig(env.Stdout, *cfg, common.config)
+			}
+			_, err = fmt.Fprintln(env.Stdout, "ok")
 			return err
 		default:
-			return usageError("unknown subcommand %q (want print-defaults or check)", args[0])
+			return usageError("unknown subcommand %q (want print-defaults, print or check)", args[0])
 		}
 	}
 	return c

@@ -25,6 +25,7 @@ import (
 	"github.com/tpflow/tpflow/alerting"
 	"github.com/tpflow/tpflow/alerting/alert"
 	"github.com/tpflow/tpflow/collectors/collect"
+	"github.com/tpflow/tpflow/internal/config"
 	"github.com/tpflow/tpflow/internal/config/sections"
 	"github.com/tpflow/tpflow/internal/devtools/demo"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
@@ -175,9 +176,9 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 
 	ccfg := cfg.ClickHouse
 	chErr := probeClickHouse(ctx, ccfg)
-	sinkState := "clickhouse " + redactDSN(sections.ClickHouseURL(ccfg))
+	sinkState := "clickhouse " + config.RedactURL(sections.ClickHouseURL(ccfg))
 	if chErr != nil {
-		fmt.Fprintf(env.Stderr, "ClickHouse not reachable at %s: panes are kept in memory only; start it with scripts/clickhouse.sh or make run\n", redactDSN(sections.ClickHouseURL(ccfg)))
+		fmt.Fprintf(env.Stderr, "ClickHouse not reachable at %s: panes are kept in memory only; start it with scripts/clickhouse.sh or make run\n", config.RedactURL(sections.ClickHouseURL(ccfg)))
 		log.Debug("clickhouse probe failed", "err", chErr)
 		sinkState = "memory only"
 	}
@@ -215,6 +216,9 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	if err := serveProfiler(gctx, g, env, cfg.HTTP.PprofListen); err != nil {
+		return err
+	}
 	// The sink outlives the aggregator by a little, so that the panes the
 	// aggregator publishes on its way out still reach ClickHouse.
 	sinkCtx, stopSink := context.WithCancel(context.WithoutCancel(gctx))
@@ -282,8 +286,7 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 		checks: map[string]httpserver.Check{
 			"kafka": func(ctx context.Context) error { return kafka.Ready(ctx, kcfg, kafka.TopicCalls) },
 		},
-		routes:   []httpserver.Route{{Pattern: windowsapi.Path, Handler: windowsapi.Handler(eng, cfg.Aggregator.Windows)}},
-		profiler: true,
+		routes: []httpserver.Route{{Pattern: windowsapi.Path, Handler: windowsapi.Handler(eng, cfg.Aggregator.Windows)}},
 	}
 	if chErr == nil {
 		h.checks["clickhouse"] = func(ctx context.Context) error { return dialDSN(ctx, ccfg.DSN) }
@@ -523,13 +526,4 @@ func dialDSN(ctx context.Context, dsn string) error {
 		return err
 	}
 	return c.Close()
-}
-
-// redactDSN hides the password of a DSN for messages.
-func redactDSN(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return "(unparsable DSN)"
-	}
-	return u.Redacted()
 }

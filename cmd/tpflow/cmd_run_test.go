@@ -162,6 +162,9 @@ func TestRunDemo(t *testing.T) {
 	if code, body, err := httpGet(base + "/metrics"); err != nil || code != 200 || !strings.Contains(string(body), "tpflow_demo_events_total") {
 		t.Errorf("/metrics: %d %v, demo counter missing", code, err)
 	}
+	if code, _, err := httpGet(base + "/debug/pprof/cmdline"); err != nil || code != 404 {
+		t.Errorf("/debug/pprof/cmdline with the default config: %d %v, want 404", code, err)
+	}
 
 	cancel()
 	select {

@@ -63,7 +63,7 @@ func runSink(ctx context.Context, env *Env, cfg *Config) error {
 	reg := newRoleRegistry()
 	h := roleHTTP{checks: map[string]httpserver.Check{
 		"sink": func(ctx context.Context) error { return sink.Ready(ctx, cfg.Kafka, cfg.ClickHouse, cfg.Sink) },
-	}, wait: true}
+	}, pprof: cfg.HTTP.PprofListen, wait: true}
 	return serveRole(ctx, env, cfg.HTTP.Listen, reg, "sink", func(ctx context.Context) error {
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return sink.Run(gctx, cfg.Kafka, cfg.ClickHouse, cfg.Sink, reg, env.Logger) })

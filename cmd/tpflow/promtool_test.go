@@ -121,5 +121,6 @@ alert:
 			time.Sleep(100 * time.Millisecond)
 		}
 		checkMetricsWithPromtool(t, name, scrape(t, p.base))
+		checkNoProfiler(t, name, p.base)
 	}
 }

@@ -23,8 +23,9 @@ type roleHTTP struct {
 	checks map[string]httpserver.Check
 	// routes are the role's own paths.
 	routes []httpserver.Route
-	// profiler serves /debug/pprof/.
-	profiler bool
+	// pprof is the loopback HOST:PORT (http.pprof_listen) the Go profiler
+	// is served on, beside the role's server; empty serves none.
+	pprof string
 	// wait holds the role's work back until every check passes once, for
 	// roles that would fail to start without their dependencies.
 	wait bool
@@ -32,7 +33,7 @@ type roleHTTP struct {
 
 // handler returns the role's HTTP handler, serving the metrics of g.
 func (h roleHTTP) handler(g prometheus.Gatherer) http.Handler {
-	return httpserver.Handler(httpserver.Options{Gatherer: g, Checks: h.checks, Routes: h.routes, Profiler: h.profiler})
+	return httpserver.Handler(httpserver.Options{Gatherer: g, Checks: h.checks, Routes: h.routes})
 }
 
 // listenHTTP listens on addr, with a hint at the flag that changes it.
@@ -56,6 +57,9 @@ func serveRole(ctx context.Context, env *Env, addr string, g prometheus.Gatherer
 	defer l.Close()
 	env.Logger.Info("serving HTTP", "addr", l.Addr().String())
 	grp, gctx := errgroup.WithContext(ctx)
+	if err := serveProfiler(gctx, grp, env, h.pprof); err != nil {
+		return err
+	}
 	grp.Go(func() error { return httpserver.Serve(gctx, l, h.handler(g)) })
 	grp.Go(func() error {
 		if h.wait {
@@ -74,6 +78,25 @@ func serveRole(ctx context.Context, env *Env, addr string, g prometheus.Gatherer
 		return nil
 	}
 	return err
+}
+
+// serveProfiler listens on addr and serves the Go profiler there in grp
+// until ctx is done; an empty addr serves nothing. The configuration has
+// checked that addr is a loopback address.
+func serveProfiler(ctx context.Context, grp *errgroup.Group, env *Env, addr string) error {
+	if addr == "" {
+		return nil
+	}
+	l, err := httpserver.Listen(addr)
+	if err != nil {
+		return fmt.Errorf("profiler: %w (choose another address with http.pprof_listen)", err)
+	}
+	env.Logger.Info("serving the profiler", "addr", l.Addr().String())
+	grp.Go(func() error {
+		defer l.Close()
+		return httpserver.Serve(ctx, l, httpserver.ProfilerHandler())
+	})
+	return nil
 }
 
 // waitReady returns once every check passes, polling with a backoff of

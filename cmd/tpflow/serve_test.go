@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -135,5 +136,42 @@ func TestBrokerServesMetrics(t *testing.T) {
 	}
 	if body := p.waitStatus("/metrics", 200, time.Second); !strings.Contains(body, "\ngo_goroutines ") {
 		t.Errorf("/metrics of the broker lacks the Go metrics:\n%s", body)
+	}
+}
+
+// checkNoProfiler checks that the role's main listener at base serves no
+// part of the profiler.
+func checkNoProfiler(t *testing.T, role, base string) {
+	t.Helper()
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/cmdline", "/debug/pprof/heap"} {
+		if code, _, err := httpGet(base + path); err != nil || code != 404 {
+			t.Errorf("the %s role's %s = %d (err %v), want 404", role, path, code, err)
+		}
+	}
+}
+
+// TestProfilerOnlyOnItsLoopbackListener checks that a role without
+// http.pprof_listen serves no profiler, and that one with it serves the
+// profiler on that loopback listener and still not on its main one.
+func TestProfilerOnlyOnItsLoopbackListener(t *testing.T) {
+	brokerAddr := freeAddr(t)
+	listen := freeAddr(t)
+	off := startRole(t, listen, "aggregate", "--brokers", brokerAddr, "--listen", listen)
+	checkNoProfiler(t, "aggregate", off.base)
+	off.stop()
+
+	listen, pprofAddr := freeAddr(t), freeAddr(t)
+	cfg := writeTemp(t, "tpflow.yaml", "http:\n  pprof_listen: "+pprofAddr+"\n")
+	on := startRole(t, listen, "aggregate", "--config", cfg, "--brokers", brokerAddr, "--listen", listen)
+	checkNoProfiler(t, "aggregate", on.base)
+	code, body, err := httpGet("http://" + pprofAddr + "/debug/pprof/cmdline")
+	if err != nil || code != 200 || !strings.Contains(string(body), os.Args[0]) {
+		t.Fatalf("GET /debug/pprof/cmdline on %s = %d %q (err %v), want the profiler", pprofAddr, code, body, err)
+	}
+	if code, body, err := httpGet("http://" + pprofAddr + "/debug/pprof/goroutine?debug=1"); err != nil || code != 200 || !strings.Contains(string(body), "goroutine profile") {
+		t.Errorf("goroutine profile on %s = %d (err %v), body %.80q", pprofAddr, code, err, body)
+	}
+	if code, _, err := httpGet("http://" + pprofAddr + "/metrics"); err != nil || code != 404 {
+		t.Errorf("/metrics on the profiler's listener = %d (err %v), want 404", code, err)
 	}
 }

@@ -122,7 +122,8 @@ func (s *Source) flagFor(path string) (string, bool) {
 // returned at once as an *Error; unknown keys, duplicate keys and values of
 // the wrong type are kept in the Source, for Check to report together with
 // Validate's findings (a value that failed to decode keeps its default).
-// Empty data, or only comments, decode to the defaults.
+// Empty data, or only comments, decode to the defaults. Every Secret is
+// then read from its KEY_file or has its ${NAME} references expanded.
 func Decode(name string, data []byte, v any) (*Source, error) {
 	src := &Source{file: name, flags: map[string]string{}, from: map[string]string{}, failed: map[string]bool{}}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -189,6 +190,7 @@ func Decode(name string, data []byte, v any) (*Source, error) {
 			}
 		}
 	}
+	src.resolveSecrets(rv, "")
 	for i := range src.issues {
 		src.issues[i].File = name
 	}

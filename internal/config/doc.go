@@ -26,5 +26,13 @@
 // [Load] joins decoding and validation and places every problem at the line
 // of its key.
 //
-// [WriteDocumented] prints a value as commented YAML (config print-defaults).
+// [WriteDocumented] prints a value as commented YAML (config print-defaults
+// and config print).
+//
+// Secrets (passwords, signing keys) are of type [Secret]: every way of
+// printing one gives [REDACTED], and WriteDocumented also hides the
+// password of any URL. Decode fills a Secret KEY from its sibling KEY_file
+// (a file path; the trailing newline is trimmed) or expands the ${NAME}
+// environment references in its value, and reports an unreadable file, an
+// unset variable or KEY given with KEY_file at the key's line.
 package config

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"io"
+	"net/url"
 	"reflect"
 	"sort"
 	"strconv"
@@ -73,7 +74,7 @@ func (d docWriter) writeStruct(v reflect.Value, path string, depth int) error {
 		}
 		shown := val
 		if fv.Kind() == reflect.String {
-			shown = strconv.Quote(fv.String())
+			shown = strconv.Quote(printed(fv))
 		}
 		fmt.Fprintf(b, "%s# %s Default: %s\n%s%s: %s\n", indent, doc, shown, indent, name, val)
 	}
@@ -135,11 +136,27 @@ func yamlValue(v reflect.Value) (string, error) {
 		}
 		sort.Strings(parts)
 		return "{" + strings.Join(parts, ", ") + "}", nil
+	case reflect.Struct:
+		// A list item such as a webhook: a flow mapping of its keys.
+		var parts []string
+		for i := range v.NumField() {
+			name, ok := yamlName(v.Type().Field(i))
+			if !ok {
+				continue
+			}
+			s, err := yamlValue(v.Field(i))
+			if err != nil {
+				return "", err
+			}
+			parts = append(parts, name+": "+s)
+		}
+		return "{" + strings.Join(parts, ", ") + "}", nil
 	case reflect.String:
-		if v.String() == "" {
+		s := printed(v)
+		if s == "" {
 			return `""`, nil
 		}
-		out, err := yaml.Marshal(v.String())
+		out, err := yaml.Marshal(s)
 		return strings.TrimSuffix(string(out), "\n"), err
 	case reflect.Bool:
 		return strconv.FormatBool(v.Bool()), nil
@@ -151,6 +168,20 @@ func yamlValue(v reflect.Value) (string, error) {
 		return strconv.FormatFloat(v.Float(), 'g', -1, 64), nil
 	}
 	return "", fmt.Errorf("unsupported kind %s", v.Kind())
+}
+
+// printed is the string v shows when printed: a Secret redacted, and a URL
+// with the password of its user information hidden.
+func printed(v reflect.Value) string {
+	if v.Type() == secretType {
+		return Secret(v.String()).shown()
+	}
+	if u, err := url.Parse(v.String()); err == nil {
+		if _, ok := u.User.Password(); ok {
+			return u.Redacted()
+		}
+	}
+	return v.String()
 }
 
 // FormatDuration writes d the way people do: "1m" rather than "1m0s".

@@ -2,11 +2,15 @@ package clickhouse
 
 import (
 	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
 	"regexp"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/tpflow/tpflow/internal/config"
 	"github.com/tpflow/tpflow/schemas"
 )
 
@@ -17,6 +21,12 @@ type Config struct {
 	// "clickhouse://default:@127.0.0.1:9000?dial_timeout=5s". A database in
 	// its path is ignored; Database names the database.
 	DSN string `yaml:"dsn"`
+	// Password is the password of the DSN's user, kept out of the DSN so
+	// that it is never printed with it; PasswordFile, the path of a file
+	// holding it, is read instead when set (config.Secret). The DSN then
+	// carries no password.
+	Password     config.Secret `yaml:"password"`
+	PasswordFile string        `yaml:"password_file"`
 	// Database holds every tpflow table; Open creates it when missing.
 	Database string `yaml:"database"`
 	// BatchRows is the most rows one INSERT carries; a longer slice passed
@@ -59,6 +69,55 @@ func DefaultConfig() Config {
 	}
 }
 
+// redacted is c, with the DSN's password hidden, as a type without
+// methods, for printing.
+type redacted Config
+
+func (c Config) redacted() redacted {
+	c.DSN = config.RedactURL(c.DSN)
+	return redacted(c)
+}
+
+// String prints c with the DSN's password hidden (Password is a
+// config.Secret and hides itself).
+func (c Config) String() string { return fmt.Sprintf("%+v", c.redacted()) }
+
+// LogValue logs c with the DSN's password hidden.
+func (c Config) LogValue() slog.Value { return slog.AnyValue(c.redacted()) }
+
+// parseDSN parses dsn with the driver, in an error that never repeats the
+// DSN (it may hold a password).
+func parseDSN(dsn string) (*ch.Options, error) {
+	opts, err := ch.ParseDSN(dsn)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("cannot parse the DSN %s: %v", config.RedactURL(dsn), err)
+	}
+	return opts, nil
+}
+
+// options returns the driver's options of c: the DSN's, over the native
+// protocol, with Password, a 5 s dial timeout unless the DSN sets one, and
+// database db.
+func (c Config) options(db string) (*ch.Options, error) {
+	opts, err := parseDSN(c.DSN)
+	if err != nil {
+		return nil, err
+	}
+	opts.Protocol = ch.Native
+	if c.Password != "" {
+		opts.Auth.Password = c.Password.Reveal()
+	}
+	opts.Auth.Database = db
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = 5 * time.Second
+	}
+	return opts, nil
+}
+
 // identRe is what this package accepts as a database name: it is spliced
 // into DDL, so it must never need quoting.
 var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
@@ -74,10 +133,12 @@ func (c Config) Validate() error {
 	}
 	if c.DSN == "" {
 		add("dsn", "must not be empty")
-	} else if opts, err := ch.ParseDSN(c.DSN); err != nil {
-		add("dsn", "cannot parse: %v", err)
+	} else if opts, err := parseDSN(c.DSN); err != nil {
+		add("dsn", "%v", err)
 	} else if opts.Protocol != ch.Native {
 		add("dsn", "must use the native protocol (clickhouse://host:9000), got %s", opts.Protocol)
+	} else if opts.Auth.Password != "" && c.Password != "" {
+		add("password", "the DSN holds a password too; give it in password or password_file only")
 	}
 	if !identRe.MatchString(c.Database) {
 		add("database", "must match %s, got %q", identRe, c.Database)

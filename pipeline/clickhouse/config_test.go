@@ -1,7 +1,11 @@
 package clickhouse
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -96,5 +100,81 @@ retention_days:
 		if err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("decoding %q: error %v, want it to contain %q", bad.doc, err, bad.want)
 		}
+	}
+}
+
+// TestFailedConnectionShowsNoPassword fails to reach ClickHouse in each
+// way a role can (an unparsable DSN, a server that hangs up, none
+// listening), with the password in the DSN and in clickhouse.password, and
+// checks that neither the errors nor a log line of them and the config
+// hold it.
+func TestFailedConnectionShowsNoPassword(t *testing.T) {
+	const pw = "ch-pw-9931"
+	hangUp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hangUp.Close()
+	go func() {
+		for {
+			c, err := hangUp.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedAddr := closed.Addr().String()
+	closed.Close()
+
+	var logged bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logged, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, c := range []Config{
+		{DSN: "clickhouse://writer:" + pw + "@127.0.0.1:90x0"},
+		{DSN: "clickhouse://writer:" + pw + "@" + hangUp.Addr().String() + "?dial_timeout=1s"},
+		{DSN: "clickhouse://writer@" + hangUp.Addr().String() + "?dial_timeout=1s", Password: pw},
+		{DSN: "clickhouse://writer@" + closedAddr + "?dial_timeout=1s", Password: pw},
+	} {
+		d := DefaultConfig()
+		d.DSN, d.Password = c.DSN, c.Password
+		errs := []error{d.Validate(), Ready(ctx, d)}
+		if _, err := Open(ctx, d); err != nil {
+			errs = append(errs, err)
+		}
+		failed := false
+		for _, err := range errs {
+			if err == nil {
+				continue
+			}
+			failed = true
+			log.Warn("cannot reach ClickHouse", "err", err, "config", d)
+			if strings.Contains(err.Error(), pw) {
+				t.Errorf("error for %s shows the password: %v", config.RedactURL(d.DSN), err)
+			}
+		}
+		if !failed {
+			t.Errorf("%s: no error, want a failed connection", config.RedactURL(d.DSN))
+		}
+	}
+	if strings.Contains(logged.String(), pw) || !strings.Contains(logged.String(), "cannot reach ClickHouse") {
+		t.Errorf("log shows the password or is empty:\n%s", logged.String())
+	}
+}
+
+// TestPasswordInOnePlace checks that clickhouse.password is refused beside
+// a DSN that holds a password, and that it reaches the driver's options.
+func TestPasswordInOnePlace(t *testing.T) {
+	c := DefaultConfig()
+	c.DSN, c.Password = "clickhouse://u:a@ch:9000", "b"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "password: the DSN holds a password too") || strings.Contains(err.Error(), ":a@") {
+		t.Errorf("Validate() = %v, want the password key refused without the DSN's password", err)
+	}
+	c.DSN = "clickhouse://u@ch:9000"
+	opts, err := c.options("db")
+	if err != nil || opts.Auth.Username != "u" || opts.Auth.Password != "b" || opts.Auth.Database != "db" {
+		t.Errorf("options = %+v, %v; want user u, password b, database db", opts, err)
 	}
 }

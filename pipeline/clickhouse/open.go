@@ -3,7 +3,6 @@ package clickhouse
 import (
 	"context"
 	"fmt"
-	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -18,13 +17,9 @@ func Open(ctx context.Context, cfg Config) (driver.Conn, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("cannot open ClickHouse: invalid config: %w", err)
 	}
-	opts, err := ch.ParseDSN(cfg.DSN)
+	opts, err := cfg.options(cfg.Database)
 	if err != nil {
-		return nil, fmt.Errorf("cannot parse ClickHouse DSN: %w", err)
-	}
-	opts.Protocol = ch.Native
-	if opts.DialTimeout == 0 {
-		opts.DialTimeout = 5 * time.Second
+		return nil, err
 	}
 	// The database may not exist yet, and a session bound to a missing
 	// database fails its handshake: create it over a pool on "default".
@@ -39,7 +34,6 @@ func Open(ctx context.Context, cfg Config) (driver.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot create database %s at %v: %w", cfg.Database, opts.Addr, err)
 	}
-	opts.Auth.Database = cfg.Database
 	conn, err := ch.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to ClickHouse at %v: %w", opts.Addr, err)

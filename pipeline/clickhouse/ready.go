@@ -3,7 +3,6 @@ package clickhouse
 import (
 	"context"
 	"fmt"
-	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 )
@@ -14,14 +13,9 @@ import (
 // and closes one connection. Roles use it as their ClickHouse readiness
 // check.
 func Ready(ctx context.Context, cfg Config) error {
-	opts, err := ch.ParseDSN(cfg.DSN)
+	opts, err := cfg.options("default")
 	if err != nil {
-		return fmt.Errorf("cannot parse ClickHouse DSN: %w", err)
-	}
-	opts.Protocol = ch.Native
-	opts.Auth.Database = "default"
-	if opts.DialTimeout == 0 {
-		opts.DialTimeout = 5 * time.Second
+		return err
 	}
 	conn, err := ch.Open(opts)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -430,4 +431,26 @@ func BenchmarkWritePanes(b *testing.B) {
 		n += batch
 	}
 	b.ReportMetric(float64(n)/time.Since(t0).Seconds(), "rows/s")
+}
+
+// TestWrongPasswordIsRefusedWithoutShowingIt gives the server's user a
+// wrong clickhouse.password: the server refuses it (so the password
+// reaches the handshake), and neither Open's nor Ready's error holds it.
+func TestWrongPasswordIsRefusedWithoutShowingIt(t *testing.T) {
+	const pw = "wrong-pw-5521"
+	s := chtest.Shared(t)
+	cfg := DefaultConfig()
+	cfg.DSN, cfg.Database, cfg.Password = s.DSN(), s.Database(), pw
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := Open(ctx, cfg)
+	if err == nil {
+		conn.Close()
+		t.Fatal("Open with a wrong password succeeded")
+	}
+	for _, err := range []error{err, Ready(ctx, cfg)} {
+		if err == nil || strings.Contains(err.Error(), pw) || !strings.Contains(strings.ToLower(err.Error()), "password") {
+			t.Errorf("error = %v; want the server's refusal of the password, without the password", err)
+		}
+	}
 }

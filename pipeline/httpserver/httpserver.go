@@ -1,9 +1,11 @@
 // Package httpserver is the one HTTP server every tpflow role serves, and
 // tpflow run with them: Prometheus metrics on /metrics, liveness on
 // /healthz (the process answers), readiness on /readyz (the role has
-// reached its dependencies), optionally the Go profiler under
-// /debug/pprof/, and the role's own routes. It is transport only: the
-// routes are handed in, and the package imports no domain package.
+// reached its dependencies) and the role's own routes. The Go profiler
+// under /debug/pprof/ is never on that server: ProfilerHandler serves it
+// on a listener of its own, which the configuration keeps on loopback. It
+// is transport only: the routes are handed in, and the package imports no
+// domain package.
 //
 // Every server has the same timeouts (ReadHeaderTimeout, ReadTimeout,
 // WriteTimeout, IdleTimeout) and the same graceful shutdown: when the
@@ -68,13 +70,9 @@ type Options struct {
 	CheckTimeout time.Duration
 	// Routes are the role's own paths, served next to the common ones.
 	Routes []Route
-	// Profiler serves the Go profiler under /debug/pprof/ (as Prometheus
-	// serves it: the listen address decides who may reach it).
-	Profiler bool
 }
 
-// Handler returns the handler of /metrics, /healthz, /readyz, the
-// profiler when o.Profiler is set, and o.Routes.
+// Handler returns the handler of /metrics, /healthz, /readyz and o.Routes.
 func Handler(o Options) http.Handler {
 	if o.Gatherer == nil {
 		o.Gatherer = prometheus.DefaultGatherer
@@ -89,22 +87,23 @@ func Handler(o Options) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) { ready(w, r, o) })
-	if o.Profiler {
-		mountProfiler(mux)
-	}
 	for _, rt := range o.Routes {
 		mux.Handle(rt.Pattern, rt.Handler)
 	}
 	return mux
 }
 
-// mountProfiler serves the Go profiler under /debug/pprof/ on mux.
-func mountProfiler(mux *http.ServeMux) {
+// ProfilerHandler serves the Go profiler under /debug/pprof/ and nothing
+// else. Its /debug/pprof/cmdline shows the process's arguments, so it is
+// served only on a loopback listener of its own, never beside Handler.
+func ProfilerHandler() http.Handler {
+	mux := http.NewServeMux()
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 func ready(w http.ResponseWriter, r *http.Request, o Options) {

@@ -89,7 +89,7 @@ func TestServe(t *testing.T) {
 }
 
 func TestProfiler(t *testing.T) {
-	srv := httptest.NewServer(Handler(Options{Profiler: true}))
+	srv := httptest.NewServer(ProfilerHandler())
 	defer srv.Close()
 	for path, want := range map[string]string{
 		"/debug/pprof/":                  "goroutine",
@@ -108,9 +108,18 @@ func TestProfiler(t *testing.T) {
 	}
 }
 
-func TestProfilerOnlyWhenAsked(t *testing.T) {
-	if code, _ := get(t, Handler(Options{}), "/debug/pprof/"); code != http.StatusNotFound {
-		t.Fatalf("GET /debug/pprof/ without Profiler = %d, want 404", code)
+// TestProfilerNeverOnTheMainHandler checks that the role's handler has no
+// profiler, and that the profiler's handler serves nothing but it.
+func TestProfilerNeverOnTheMainHandler(t *testing.T) {
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/cmdline"} {
+		if code, _ := get(t, Handler(Options{}), path); code != http.StatusNotFound {
+			t.Errorf("GET %s on Handler = %d, want 404", path, code)
+		}
+	}
+	for _, path := range []string{"/metrics", "/healthz"} {
+		if code, _ := get(t, ProfilerHandler(), path); code != http.StatusNotFound {
+			t.Errorf("GET %s on ProfilerHandler = %d, want 404", path, code)
+		}
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
 
+	"github.com/tpflow/tpflow/internal/config"
 	"github.com/tpflow/tpflow/schemas"
 )
 
@@ -78,7 +79,10 @@ type TLSConfig struct {
 type SASLConfig struct {
 	Mechanism string `yaml:"mechanism"`
 	Username  string `yaml:"username"`
-	Password  string `yaml:"password"`
+	// Password is the SASL password; PasswordFile, the path of a file
+	// holding it, is read instead when set (config.Secret).
+	Password     config.Secret `yaml:"password"`
+	PasswordFile string        `yaml:"password_file"`
 }
 
 // Config is the Kafka client configuration shared by every role.
@@ -292,11 +296,11 @@ func (c Config) SASLMechanism() (sasl.Mechanism, error) {
 	case "":
 		return nil, nil
 	case SASLPlain:
-		return plain.Mechanism{Username: c.SASL.Username, Password: c.SASL.Password}, nil
+		return plain.Mechanism{Username: c.SASL.Username, Password: c.SASL.Password.Reveal()}, nil
 	case SASLScramSHA256:
-		return scramSHA256(c.SASL.Username, c.SASL.Password), nil
+		return scramSHA256(c.SASL.Username, c.SASL.Password.Reveal()), nil
 	case SASLScramSHA512:
-		return scramSHA512(c.SASL.Username, c.SASL.Password), nil
+		return scramSHA512(c.SASL.Username, c.SASL.Password.Reveal()), nil
 	}
 	return nil, fmt.Errorf("unknown SASL mechanism %q", c.SASL.Mechanism)
 }

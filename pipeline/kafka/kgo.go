@@ -39,11 +39,11 @@ func (c Config) kgoOptions(logger *slog.Logger) ([]kgo.Opt, error) {
 	switch c.SASL.Mechanism {
 	case "":
 	case SASLPlain:
-		mech = plain.Auth{User: c.SASL.Username, Pass: c.SASL.Password}.AsMechanism()
+		mech = plain.Auth{User: c.SASL.Username, Pass: c.SASL.Password.Reveal()}.AsMechanism()
 	case SASLScramSHA256:
-		mech = scram.Auth{User: c.SASL.Username, Pass: c.SASL.Password}.AsSha256Mechanism()
+		mech = scram.Auth{User: c.SASL.Username, Pass: c.SASL.Password.Reveal()}.AsSha256Mechanism()
 	case SASLScramSHA512:
-		mech = scram.Auth{User: c.SASL.Username, Pass: c.SASL.Password}.AsSha512Mechanism()
+		mech = scram.Auth{User: c.SASL.Username, Pass: c.SASL.Password.Reveal()}.AsSha512Mechanism()
 	default:
 		return nil, fmt.Errorf("unknown SASL mechanism %q", c.SASL.Mechanism)
 	}

@@ -55,10 +55,13 @@ var keyDocs = map[string]string{
 	"kafka.sasl":                     "SASL authentication to the brokers.",
 	"kafka.sasl.mechanism":           "plain, scram-sha-256 or scram-sha-512; empty disables SASL.",
 	"kafka.sasl.username":            "SASL user name.",
-	"kafka.sasl.password":            "SASL password.",
+	"kafka.sasl.password":            "SASL password; ${NAME} is replaced by the environment variable NAME; printed as [REDACTED].",
+	"kafka.sasl.password_file":       "File holding the SASL password (trailing newline trimmed), read at start instead of password.",
 
 	"clickhouse":                               "Where the sink writes panes, logs, samples and alerts.",
 	"clickhouse.dsn":                           "clickhouse://[USER[:PASSWORD]@]HOST:PORT[?OPTIONS] (native protocol), without the database; --clickhouse overrides.",
+	"clickhouse.password":                      "Password of the DSN's user, so that the DSN holds none; ${NAME} is replaced by the environment variable NAME; printed as [REDACTED].",
+	"clickhouse.password_file":                 "File holding the ClickHouse password (trailing newline trimmed), read at start instead of password.",
 	"clickhouse.database":                      "Database of every tpflow table, created when missing; --clickhouse clickhouse://HOST:PORT/DB overrides.",
 	"clickhouse.batch_rows":                    "Most rows in one insert; the sink flushes at this size.",
 	"clickhouse.batch_age":                     "Age of the oldest buffered row that triggers an insert.",
@@ -80,7 +83,7 @@ var keyDocs = map[string]string{
 	"alert.state_file":      "Where alert state is saved after each evaluation and restored at start; empty keeps it in memory.",
 	"alert.eval_interval":   "How often the rules are evaluated (10ms-1h).",
 	"alert.alertmanagers":   "Base URLs of the Alertmanagers (API v2) every alert is sent to, e.g. http://am-0:9093.",
-	"alert.webhooks":        "Webhook receivers in Alertmanager's webhook format, each {url, secret} and optionally name, timeout, max_attempts, min_backoff, max_backoff, queue_size, batch_size and external_url (notify.WebhookConfig; left out, the defaults); a secret signs each attempt's timestamp and body with HMAC-SHA256 (X-Tpflow-Timestamp, X-Tpflow-Signature; alerting/DESIGN.md shows the check).",
+	"alert.webhooks":        "Webhook receivers in Alertmanager's webhook format, each {url, secret} and optionally name, timeout, max_attempts, min_backoff, max_backoff, queue_size, batch_size and external_url (notify.WebhookConfig; left out, the defaults); a secret (or secret_file, a file holding it; ${NAME} expands an environment variable) signs each attempt's timestamp and body with HMAC-SHA256 (X-Tpflow-Timestamp, X-Tpflow-Signature; alerting/DESIGN.md shows the check) and is printed as [REDACTED].",
 	"alert.resend_interval": "How often a firing or resolved alert is sent again.",
 	"alert.group_id":        "Kafka consumer group reading the stats topic.",
 	"alert.logs_group_id":   "Kafka consumer group reading the logs topic for the log rules (log_pattern_rate, kernel_error_rate, app_error_rate); empty means group_id + \"-logs\".",
@@ -132,11 +135,22 @@ var keyDocs = map[string]string{
 	"api.timeout":          "Bound on one API request's queries, sent as their max_execution_time; whole seconds.",
 	"api.max_memory_usage": "max_memory_usage of every API and capacity report query, in bytes.",
 
-	"http":        "The HTTP listener of every role but the broker (broker.http_listen): /metrics, /healthz, /readyz and the role's own paths.",
-	"http.listen": "HOST:PORT to serve on; --listen overrides.",
-	"log":         "Structured logging (log/slog) to standard error.",
-	"log.level":   "debug, info, warn or error.",
-	"log.format":  "text or json.",
+	"http":              "The HTTP listener of every role but the broker (broker.http_listen): /metrics, /healthz, /readyz and the role's own paths.",
+	"http.listen":       "HOST:PORT to serve on; --listen overrides.",
+	"http.pprof_listen": "Loopback HOST:PORT (127.0.0.1, ::1 or localhost) serving the Go profiler under /debug/pprof/ on a listener of its own; empty serves no profiler.",
+	"log":               "Structured logging (log/slog) to standard error.",
+	"log.level":         "debug, info, warn or error.",
+	"log.format":        "text or json.",
+}
+
+// WriteConfig prints cfg, loaded from the file called name, like
+// WriteDefaults, each comment giving the value in effect. No secret is
+// shown: a config.Secret prints as [REDACTED] and the password of a URL
+// (a DSN) as xxxxx, so the output is for reading, not for loading back.
+func WriteConfig(w io.Writer, cfg Config, name string) error {
+	return config.WriteDocumented(w, cfg, keyDocs,
+		"# tpflow configuration in effect, loaded from "+name+" with the defaults and flags.\n"+
+			"# Each \"Default:\" is the value in effect; secrets are shown as [REDACTED].\n")
 }
 
 // WriteDefaults prints cfg as YAML with a one-line comment above every key

@@ -138,6 +138,9 @@ func (e fieldErrs) err() error { return errors.Join(e...) }
 type HTTPConfig struct {
 	// Listen is the HOST:PORT to serve on.
 	Listen string `yaml:"listen"`
+	// PprofListen is the loopback HOST:PORT the Go profiler is served on,
+	// on a listener of its own; empty (the default) serves no profiler.
+	PprofListen string `yaml:"pprof_listen"`
 }
 
 // DefaultHTTPConfig returns the HTTP defaults: loopback only.
@@ -151,7 +154,28 @@ func (c HTTPConfig) Validate() error {
 	if err := checkHostPort(c.Listen); err != nil {
 		errs.add("listen", "%v", err)
 	}
+	if c.PprofListen != "" {
+		if err := checkHostPort(c.PprofListen); err != nil {
+			errs.add("pprof_listen", "%v", err)
+		} else if err := checkLoopback(c.PprofListen); err != nil {
+			errs.add("pprof_listen", "%v", err)
+		}
+	}
 	return errs.err()
+}
+
+// checkLoopback accepts a HOST:PORT whose host is localhost or a loopback
+// IP address (127.0.0.0/8, ::1): the profiler shows the process's
+// arguments and memory, so only the node itself may reach it.
+func checkLoopback(s string) error {
+	host, _, _ := net.SplitHostPort(s)
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("%q is not a loopback address: the profiler is served on 127.0.0.1, ::1 or localhost only", s)
 }
 
 // LogConfig configures log/slog output.

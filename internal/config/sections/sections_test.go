@@ -130,6 +130,9 @@ func TestBadConfigs(t *testing.T) {
 			`:10:3: alert.resend_interval: must be positive, got -1m0s`,
 			`:11:3: alert.group_id: must not be empty`,
 		}},
+		{"pprof_public", []string{
+			`:2:3: http.pprof_listen: "0.0.0.0:6060" is not a loopback address: the profiler is served on 127.0.0.1, ::1 or localhost only`,
+		}},
 		{"dsn_path_bad_name", []string{
 			`:5:3: clickhouse.database: must match ^[A-Za-z_][A-Za-z0-9_]{0,63}$, got "tp-flow"`,
 		}},
@@ -442,5 +445,33 @@ func TestReadmeListsEverySection(t *testing.T) {
 	}
 	if sections < 10 {
 		t.Errorf("print-defaults printed %d top-level sections, want at least 10", sections)
+	}
+}
+
+// TestPprofListenLoopbackOnly checks that the profiler's listener takes a
+// loopback address and refuses every other one, all interfaces included.
+func TestPprofListenLoopbackOnly(t *testing.T) {
+	for addr, ok := range map[string]bool{
+		"":               true, // no profiler
+		"127.0.0.1:6060": true,
+		"127.0.0.2:6060": true,
+		"[::1]:6060":     true,
+		"localhost:6060": true,
+		":6060":          false,
+		"0.0.0.0:6060":   false,
+		"[::]:6060":      false,
+		"10.0.0.7:6060":  false,
+		"node-7:6060":    false,
+		"127.0.0.1":      false,
+	} {
+		c := DefaultHTTPConfig()
+		c.PprofListen = addr
+		err := c.Validate()
+		if (err == nil) != ok {
+			t.Errorf("pprof_listen %q: Validate() = %v, want ok=%v", addr, err, ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "pprof_listen") {
+			t.Errorf("pprof_listen %q: error %q does not name the key", addr, err)
+		}
 	}
 }
