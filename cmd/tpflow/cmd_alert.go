@@ -4,16 +4,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 	"sync"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/tpflow/tpflow/alerting/alert"
 	"github.com/tpflow/tpflow/collectors/metrics"
-	"github.com/tpflow/tpflow/pipeline/httpserver"
+	"github.com/tpflow/tpflow/internal/role"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
@@ -120,31 +117,18 @@ func runAlert(ctx context.Context, env *Env, cfg *Config, args []string) error {
 		return checkAlertRules(env, cfg, args[1:])
 	}
 	reg := newRoleRegistry()
-	run, err := newAlertPart(cfg, cfg.Kafka, reg, env.Logger)
+	r, err := newAlertRole(cfg, cfg.Kafka, roleSettings(env, reg))
 	if err != nil {
 		return err
 	}
-	return serveRole(ctx, env, cfg.HTTP.Listen, reg, "alert", run, roleHTTP{
-		checks: map[string]httpserver.Check{"kafka": func(ctx context.Context) error { return alert.Ready(ctx, cfg.Kafka) }},
-		wait:   true,
-	})
+	return serveRole(ctx, env, cfg.HTTP.Listen, reg, r, serveOptions{name: "alert", check: "kafka", wait: true})
 }
 
-// newAlertPart checks the rules files of the alert section, so that a
-// missing or broken one fails before anything listens, and returns the
-// alert role as a function that runs until ctx is done (alert.Run with the
-// aggregator and alert sections and the kernel classifier).
-func newAlertPart(cfg *Config, kcfg kafka.Config, reg prometheus.Registerer, log *slog.Logger, opts ...alert.Option) (func(ctx context.Context) error, error) {
-	if len(cfg.Alert.RulesFiles) == 0 {
-		return nil, alert.ErrNoRules
-	}
-	if _, err := alert.Check(cfg.Alert.RulesFiles...); err != nil {
-		return nil, fmt.Errorf("invalid alert rules:\n%w", err)
-	}
+// newAlertRole is the alert role of the alert and aggregator sections,
+// classifying kernel messages as the node collector does.
+func newAlertRole(cfg *Config, kcfg kafka.Config, s role.Settings, opts ...alert.Option) (*alert.Role, error) {
 	opts = append([]alert.Option{alert.WithKernelClassifier(kernelClasses())}, opts...)
-	return func(ctx context.Context) error {
-		return alert.Run(ctx, kcfg, cfg.Aggregator, cfg.Alert, reg, log, opts...)
-	}, nil
+	return alert.New(cfg.Alert, kcfg, cfg.Aggregator, s, opts...)
 }
 
 // kernelClasses classifies kernel messages with the node collector's

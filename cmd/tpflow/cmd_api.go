@@ -2,12 +2,7 @@ package main
 
 import (
 	"context"
-	"log/slog"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-
-	"github.com/tpflow/tpflow/pipeline/clickhouse"
-	"github.com/tpflow/tpflow/pipeline/httpserver"
 	"github.com/tpflow/tpflow/report"
 )
 
@@ -38,38 +33,12 @@ serves the same paths when ClickHouse is reachable.`,
 
 // runAPI is the api role.
 func runAPI(ctx context.Context, env *Env, cfg *Config) error {
-	conn, err := clickhouse.Open(ctx, cfg.ClickHouse)
+	reg := newRoleRegistry()
+	r, err := report.New(ctx, cfg.ClickHouse, roleSettings(env, reg))
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer r.Close()
 	env.Logger.Info("serving the query API", "database", cfg.ClickHouse.Database)
-	return serveRole(ctx, env, cfg.HTTP.Listen, newRoleRegistry(), "api", untilDone, roleHTTP{
-		checks:   map[string]httpserver.Check{"clickhouse": func(ctx context.Context) error { return conn.Ping(ctx) }},
-		routes:   queryAPIRoutes(conn, cfg, env.Logger),
-		profiler: true,
-	})
-}
-
-// queryAPIRoutes are the routes of the report package's query API over
-// conn; tpflow run and tpflow api both serve them.
-func queryAPIRoutes(conn driver.Conn, cfg *Config, log *slog.Logger) []httpserver.Route {
-	api := report.NewAPI(conn, cfg.ClickHouse.Database, report.APIOptions{Logger: log.With("part", "api")}).Handler()
-	routes := make([]httpserver.Route, len(report.Paths))
-	for i, p := range report.Paths {
-		routes[i] = httpserver.Route{Pattern: p, Handler: api}
-	}
-	return routes
-}
-
-// openQueryAPI connects to ClickHouse and returns the query API's routes
-// for tpflow run. When ClickHouse does not answer, it logs a warning and
-// returns none. The returned func closes the connection.
-func openQueryAPI(ctx context.Context, cfg *Config, log *slog.Logger) ([]httpserver.Route, func()) {
-	conn, err := clickhouse.Open(ctx, cfg.ClickHouse)
-	if err != nil {
-		log.Warn("query API not served: cannot open ClickHouse", "err", err)
-		return nil, func() {}
-	}
-	return queryAPIRoutes(conn, cfg, log), func() { _ = conn.Close() }
+	return serveRole(ctx, env, cfg.HTTP.Listen, reg, r, serveOptions{name: "api", check: "clickhouse", profiler: true})
 }

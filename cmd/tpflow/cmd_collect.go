@@ -5,7 +5,6 @@ import (
 	"flag"
 
 	"github.com/tpflow/tpflow/collectors/collect"
-	"github.com/tpflow/tpflow/pipeline/httpserver"
 )
 
 func collectCommand() *command {
@@ -60,13 +59,10 @@ Serves /metrics, /healthz, /readyz (ready once Kafka answered) and
 // /debug/pprof/ profiles the agent in place.
 func runCollect(ctx context.Context, env *Env, cfg *Config, _ []string) error {
 	reg := newRoleRegistry()
-	a, err := collect.New(cfg.Collect, cfg.Kafka, collect.WithLogger(env.Logger), collect.WithRegisterer(reg))
+	a, err := collect.New(cfg.Collect, cfg.Kafka, roleSettings(env, reg))
 	if err != nil {
 		return err
 	}
 	env.Logger.Info("collecting", "host", a.Host(), "sources", len(cfg.Collect.Sources), "state_file", cfg.Collect.StateFile)
-	return serveRole(ctx, env, cfg.HTTP.Listen, reg, "collector", a.Run, roleHTTP{
-		checks:   map[string]httpserver.Check{"kafka": a.Ready},
-		profiler: true,
-	})
+	return serveRole(ctx, env, cfg.HTTP.Listen, reg, a, serveOptions{name: "collector", check: "kafka", profiler: true})
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -17,20 +16,23 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tpflow/tpflow/aggregator"
+	"github.com/tpflow/tpflow/aggregator/aggregate"
+	"github.com/tpflow/tpflow/aggregator/late"
 	"github.com/tpflow/tpflow/aggregator/windowsapi"
 	"github.com/tpflow/tpflow/alerting"
 	"github.com/tpflow/tpflow/alerting/alert"
 	"github.com/tpflow/tpflow/collectors/collect"
 	"github.com/tpflow/tpflow/internal/config/sections"
 	"github.com/tpflow/tpflow/internal/devtools/demo"
+	"github.com/tpflow/tpflow/internal/role"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/httpserver"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/pipeline/sink"
+	"github.com/tpflow/tpflow/report"
 )
 
 // runOptions are the flags of `tpflow run` beyond the common ones.
@@ -141,8 +143,8 @@ the split of the traffic.`,
 // runAllRoles is the run role: every role in one process.
 func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []string) error {
 	log := env.Logger
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRoleRegistry()
+	settings := roleSettings(env, reg)
 
 	// Listen first: a taken port should fail before anything starts.
 	l, err := listenHTTP(cfg.HTTP.Listen)
@@ -153,22 +155,21 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 	defer l.Close()
 
 	kcfg := cfg.Kafka
-	embedded := slices.Equal(cfg.Kafka.Brokers, DefaultConfig().Kafka.Brokers)
-	if embedded {
+	if slices.Equal(cfg.Kafka.Brokers, DefaultConfig().Kafka.Brokers) {
 		bcfg := runBrokerConfig(cfg.Broker, o.DataDir)
-		b, k, err := startBroker(ctx, bcfg, kcfg, log.With("part", "broker"))
+		b, err := kafka.NewBroker(ctx, bcfg, kcfg, settings.With("part", "broker"))
 		if err != nil {
 			return err
 		}
 		defer b.Close()
-		kcfg = k
+		kcfg = b.Kafka()
 		log.Info("embedded broker started", "addr", b.Addr(), "data_dir", bcfg.DataDir)
 	}
 	if err := kafka.EnsureTopics(ctx, kcfg); err != nil {
 		return fmt.Errorf("cannot prepare topics at %v: %w", kcfg.Brokers, err)
 	}
 
-	eng, runAggregator, err := newAggregatePart(cfg, kcfg, reg, log.With("part", "aggregate"))
+	agg, err := aggregate.New(cfg.Aggregate, kcfg, cfg.Aggregator, settings.With("part", "aggregate"))
 	if err != nil {
 		return err
 	}
@@ -192,7 +193,7 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 			return err
 		}
 		if logs, collector, err = runDemoCollector(cfg, kcfg, o, start,
-			prometheus.WrapRegistererWith(prometheus.Labels{"part": "collect"}, collectReg), log); err != nil {
+			role.Settings{Logger: log, Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"part": "collect"}, collectReg)}); err != nil {
 			return err
 		}
 		defer logs.Close()
@@ -208,13 +209,23 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 	// own: its metrics are kept apart, labelled part="alert", and served
 	// with the others.
 	alertReg := prometheus.NewRegistry()
-	alerts, runAlerts, err := runAlertPart(cfg, kcfg, gen, o.DataDir,
-		prometheus.WrapRegistererWith(prometheus.Labels{"part": "alert"}, alertReg), log)
+	alerts, alertRole, err := runAlertPart(cfg, kcfg, gen, o.DataDir,
+		role.Settings{Logger: log, Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"part": "alert"}, alertReg)})
 	if err != nil {
 		return err
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	// goRole runs r as the part name until ctx is done; its error ends
+	// every part.
+	goRole := func(ctx context.Context, name string, r role.Role) {
+		g.Go(func() error {
+			if err := r.Run(ctx); err != nil && ctx.Err() == nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return nil
+		})
+	}
 	// The sink outlives the aggregator by a little, so that the panes the
 	// aggregator publishes on its way out still reach ClickHouse.
 	sinkCtx, stopSink := context.WithCancel(context.WithoutCancel(gctx))
@@ -223,21 +234,20 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 	streamDone.Add(1)
 	g.Go(func() error {
 		defer streamDone.Done()
-		err := runAggregator(gctx)
-		if err != nil && gctx.Err() == nil {
+		if err := agg.Run(gctx); err != nil && gctx.Err() == nil {
 			return fmt.Errorf("aggregator: %w", err)
 		}
 		return nil
 	})
 	if chErr == nil {
-		g.Go(func() error {
-			err := sink.Run(sinkCtx, kcfg, ccfg, cfg.Sink, reg, log.With("part", "sink"))
-			if err != nil && sinkCtx.Err() == nil {
-				return fmt.Errorf("sink: %w", err)
-			}
-			return nil
-		})
-		g.Go(func() error { return runLateMerger(sinkCtx, cfg, kcfg, ccfg, reg, log.With("part", "late")) })
+		sr, err := sink.New(cfg.Sink, kcfg, ccfg, settings.With("part", "sink"))
+		if err != nil {
+			return err
+		}
+		goRole(sinkCtx, "sink", sr)
+		if lr := late.NextToSink(cfg.Sink.Topics, cfg.Sink.GroupID, kcfg, ccfg, cfg.Aggregator, settings.With("part", "late")); lr != nil {
+			g.Go(func() error { return lr.Run(sinkCtx) })
+		}
 		go func() {
 			<-gctx.Done()
 			streamDone.Wait()
@@ -261,43 +271,30 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 			}
 			return nil
 		})
-		g.Go(func() error {
-			err := collector.Run(gctx)
-			if err != nil && gctx.Err() == nil {
-				return fmt.Errorf("collector: %w", err)
-			}
-			return nil
-		})
+		goRole(gctx, "collector", collector)
 	}
-	if runAlerts != nil {
-		g.Go(func() error {
-			err := runAlerts(gctx)
-			if err != nil && gctx.Err() == nil {
-				return fmt.Errorf("alert: %w", err)
-			}
-			return nil
-		})
+	if alertRole != nil {
+		goRole(gctx, "alert", alertRole)
 	}
-	h := roleHTTP{
-		checks: map[string]httpserver.Check{
-			"kafka": func(ctx context.Context) error { return kafka.Ready(ctx, kcfg, kafka.TopicCalls) },
-		},
-		routes:   []httpserver.Route{{Pattern: windowsapi.Path, Handler: windowsapi.Handler(eng, cfg.Aggregator.Windows)}},
-		profiler: true,
+	checks := map[string]httpserver.Check{
+		"kafka": func(ctx context.Context) error { return kafka.Ready(ctx, kcfg, kafka.TopicCalls) },
 	}
+	routes := []httpserver.Route{{Pattern: windowsapi.Path, Handler: windowsapi.Handler(agg.Engine(), cfg.Aggregator.Windows)}}
 	if chErr == nil {
-		h.checks["clickhouse"] = func(ctx context.Context) error { return dialDSN(ctx, ccfg.DSN) }
-		apiRoutes, closeAPI := openQueryAPI(ctx, cfg, log)
-		defer closeAPI()
-		h.routes = append(h.routes, apiRoutes...)
+		checks["clickhouse"] = func(ctx context.Context) error { return dialDSN(ctx, ccfg.DSN) }
+		if api, err := report.New(ctx, ccfg, settings); err != nil {
+			log.Warn("query API not served: cannot open ClickHouse", "err", err)
+		} else {
+			defer api.Close()
+			routes = append(routes, httpRoutes(api.Routes())...)
+		}
 	}
-	g.Go(func() error {
-		return httpserver.Serve(gctx, l, h.handler(prometheus.Gatherers{reg, alertReg, collectReg}))
-	})
+	h := httpserver.Handler(httpserver.Options{Gatherer: prometheus.Gatherers{reg, alertReg, collectReg}, Checks: checks, Routes: routes, Profiler: true})
+	g.Go(func() error { return httpserver.Serve(gctx, l, h) })
 
-	view := &liveView{w: env.Stdout, ansi: !o.NoLive && isTerminal(env.Stdout), window: liveWindowName(cfg.Aggregator.Windows), alerting: runAlerts != nil}
+	view := &liveView{w: env.Stdout, ansi: !o.NoLive && isTerminal(env.Stdout), window: liveWindowName(cfg.Aggregator.Windows), alerting: alertRole != nil}
 	g.Go(func() error {
-		return runLive(gctx, view, eng, alerts.list, cfg.Aggregator, func(now time.Time) string {
+		return runLive(gctx, view, agg.Engine(), alerts.list, cfg.Aggregator, func(now time.Time) string {
 			s := fmt.Sprintf("sink=%q", sinkState)
 			if gen != nil {
 				s += " demo=" + demoState(gen, now)
@@ -327,7 +324,7 @@ func (o runOptions) demoLogConfig() demo.LogConfig {
 // with the collect section's tail, batch and node metrics settings that
 // follows them from the beginning, keeping its offsets in memory and
 // reading no kernel log.
-func runDemoCollector(cfg *Config, kcfg kafka.Config, o runOptions, start time.Time, reg prometheus.Registerer, log *slog.Logger) (*demo.LogWriter, *collect.Agent, error) {
+func runDemoCollector(cfg *Config, kcfg kafka.Config, o runOptions, start time.Time, s role.Settings) (*demo.LogWriter, *collect.Agent, error) {
 	lc := o.demoLogConfig()
 	dir, err := filepath.Abs(lc.Dir)
 	if err != nil {
@@ -350,12 +347,12 @@ func runDemoCollector(cfg *Config, kcfg kafka.Config, o runOptions, start time.T
 	c.Tail.Start = "beginning"
 	c.Rediscover = min(c.Rediscover, time.Second)
 	c.Metrics.Kmsg = ""
-	a, err := collect.New(c, kcfg, collect.WithLogger(log.With("part", "collect")), collect.WithRegisterer(reg))
+	a, err := collect.New(c, kcfg, s.With("part", "collect"))
 	if err != nil {
 		w.Close()
 		return nil, nil, err
 	}
-	log.Info("node collector started", "host", a.Host(), "logs", w.Glob(), "topology", topo, "node_metrics", c.MetricsEnabled)
+	s.Log().Info("node collector started", "host", a.Host(), "logs", w.Glob(), "topology", topo, "node_metrics", c.MetricsEnabled)
 	return w, a, nil
 }
 
@@ -368,8 +365,8 @@ const demoRulesFile = "demo-rules.yaml"
 // generator gen its rules (written to dataDir/demo-rules.yaml so that the
 // role loads them like any rules file). The returned alertList shows the
 // role's alerts once it has started.
-func runAlertPart(cfg *Config, kcfg kafka.Config, gen *demo.Generator, dataDir string, reg prometheus.Registerer, log *slog.Logger) (*alertList, func(context.Context) error, error) {
-	al := &alertList{}
+func runAlertPart(cfg *Config, kcfg kafka.Config, gen *demo.Generator, dataDir string, s role.Settings) (*alertList, *alert.Role, error) {
+	al, log := &alertList{}, s.Log()
 	acfg := *cfg
 	switch {
 	case len(cfg.Alert.RulesFiles) > 0:
@@ -394,11 +391,11 @@ func runAlertPart(cfg *Config, kcfg kafka.Config, gen *demo.Generator, dataDir s
 	if len(cfg.Alert.Alertmanagers) == 0 && len(cfg.Alert.Webhooks) == 0 {
 		log.Info("no alert receivers configured (alert.alertmanagers, alert.webhooks): alert state changes go to the alerts topic and the live view only")
 	}
-	run, err := newAlertPart(&acfg, kcfg, reg, log.With("part", "alert"), alert.WithAlerts(al.set))
+	r, err := newAlertRole(&acfg, kcfg, s.With("part", "alert"), alert.WithAlerts(al.set))
 	if err != nil {
 		return nil, nil, err
 	}
-	return al, run, nil
+	return al, r, nil
 }
 
 // alertList holds the alert role's listing function once it has started.
