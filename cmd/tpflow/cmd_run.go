@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/aggregator/aggregate"
 	"github.com/tpflow/tpflow/aggregator/late"
 	"github.com/tpflow/tpflow/aggregator/windowsapi"
@@ -27,6 +26,7 @@ import (
 	"github.com/tpflow/tpflow/collectors/collect"
 	"github.com/tpflow/tpflow/internal/config/sections"
 	"github.com/tpflow/tpflow/internal/devtools/demo"
+	"github.com/tpflow/tpflow/internal/devtools/live"
 	"github.com/tpflow/tpflow/internal/role"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/httpserver"
@@ -292,9 +292,9 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 	h := httpserver.Handler(httpserver.Options{Gatherer: prometheus.Gatherers{reg, alertReg, collectReg}, Checks: checks, Routes: routes, Profiler: true})
 	g.Go(func() error { return httpserver.Serve(gctx, l, h) })
 
-	view := &liveView{w: env.Stdout, ansi: !o.NoLive && isTerminal(env.Stdout), window: liveWindowName(cfg.Aggregator.Windows), alerting: alertRole != nil}
+	view := &live.View{W: env.Stdout, ANSI: !o.NoLive && live.IsTerminal(env.Stdout), Window: live.WindowName(cfg.Aggregator.Windows), Alerting: alertRole != nil}
 	g.Go(func() error {
-		return runLive(gctx, view, agg.Engine(), alerts.list, cfg.Aggregator, func(now time.Time) string {
+		return live.Run(gctx, view, agg.Engine(), alerts.list, cfg.Aggregator, func(now time.Time) string {
 			s := fmt.Sprintf("sink=%q", sinkState)
 			if gen != nil {
 				s += " demo=" + demoState(gen, now)
@@ -414,42 +414,6 @@ func (l *alertList) list() []alerting.Alert {
 		return (*f)()
 	}
 	return nil
-}
-
-// runLive refreshes view once per pane until ctx is done.
-func runLive(ctx context.Context, view *liveView, src windowsapi.WindowSource, alerts func() []alerting.Alert, acfg aggregator.Config, status func(time.Time) string) error {
-	d := liveWindow(acfg.Windows)
-	t := time.NewTicker(acfg.Pane)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case now := <-t.C:
-			kws := src.Windows(nil, d)
-			ws := make([]windowsapi.Window, len(kws))
-			for i, kw := range kws {
-				ws[i] = windowsapi.FromKeyWindow(kw, d)
-			}
-			windowsapi.SortByP99(ws)
-			if err := view.render(now, ws, alerts(), status(now)); err != nil {
-				return fmt.Errorf("cannot write the live view: %w", err)
-			}
-		}
-	}
-}
-
-// liveWindow is the window the live view shows: 1m when configured, else
-// the shortest.
-func liveWindow(ws []time.Duration) time.Duration {
-	if slices.Contains(ws, time.Minute) || len(ws) == 0 {
-		return time.Minute
-	}
-	return slices.Min(ws)
-}
-
-func liveWindowName(ws []time.Duration) string {
-	return windowsapi.FromKeyWindow(aggregator.KeyWindow{}, liveWindow(ws)).Window
 }
 
 // demoState names the demo fault that is on at now, for the status line.
