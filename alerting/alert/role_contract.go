@@ -3,8 +3,10 @@ package alert
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/tpflow/tpflow/aggregator"
+	"github.com/tpflow/tpflow/alerting"
 	"github.com/tpflow/tpflow/internal/role"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
@@ -17,6 +19,7 @@ type Role struct {
 	aggCfg aggregator.Config
 	s      role.Settings
 	opts   []Option
+	list   atomic.Pointer[func() []alerting.Alert]
 }
 
 // New checks the rules files of cfg, so that a missing or broken one fails
@@ -29,7 +32,18 @@ func New(cfg Config, kcfg kafka.Config, aggCfg aggregator.Config, s role.Setting
 	if _, err := Check(cfg.RulesFiles...); err != nil {
 		return nil, fmt.Errorf("invalid alert rules:\n%w", err)
 	}
-	return &Role{cfg: cfg, kcfg: kcfg, aggCfg: aggCfg, s: s, opts: opts}, nil
+	r := &Role{cfg: cfg, kcfg: kcfg, aggCfg: aggCfg, s: s}
+	r.opts = append(opts, WithAlerts(func(f func() []alerting.Alert) { r.list.Store(&f) }))
+	return r, nil
+}
+
+// Alerts are the role's pending, firing and resolved alerts once Run has
+// started, none before.
+func (r *Role) Alerts() []alerting.Alert {
+	if f := r.list.Load(); f != nil {
+		return (*f)()
+	}
+	return nil
 }
 
 // Run evaluates the rules until ctx is done (see the package's Run).

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 
 	"github.com/tpflow/tpflow/alerting/alert"
 	"github.com/tpflow/tpflow/collectors/metrics"
@@ -127,26 +126,8 @@ func runAlert(ctx context.Context, env *Env, cfg *Config, args []string) error {
 // newAlertRole is the alert role of the alert and aggregator sections,
 // classifying kernel messages as the node collector does.
 func newAlertRole(cfg *Config, kcfg kafka.Config, s role.Settings, opts ...alert.Option) (*alert.Role, error) {
-	opts = append([]alert.Option{alert.WithKernelClassifier(kernelClasses())}, opts...)
+	opts = append([]alert.Option{alert.WithKernelClassifier(metrics.KernelClassifier())}, opts...)
 	return alert.New(cfg.Alert, kcfg, cfg.Aggregator, s, opts...)
-}
-
-// kernelClasses classifies kernel messages with the node collector's
-// kernel error filter, so that the collector and the kernel_error_rate
-// rules agree on the classes.
-func kernelClasses() func(string) []string {
-	var mu sync.Mutex
-	f := metrics.NewKernelErrorFilter()
-	return func(msg string) []string {
-		mu.Lock()
-		cs := f.Classes(msg)
-		mu.Unlock()
-		out := make([]string, len(cs))
-		for i, c := range cs {
-			out[i] = string(c)
-		}
-		return out
-	}
 }
 
 // checkAlertRules validates files, or the configured rules files when none

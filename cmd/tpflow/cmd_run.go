@@ -5,14 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
-	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -105,7 +101,7 @@ from the start:
     (default ` + d.ErrorFor.String() + `), starting --demo-error-after (default ` + d.ErrorAfter.String() + `);
   - both repeat every ` + d.Every.String() + `.
 Unless alert.rules_files names rules, --demo alerts with its own rules
-(written to DATA-DIR/` + demoRulesFile + `): DemoLatencyIncident on the TP99 of
+(written to DATA-DIR/` + demo.RulesFile + `): DemoLatencyIncident on the TP99 of
 the incident method and DemoErrorBurst on the error rate of the error
 app, each over a window of 3 panes for 1 pane, so that with the default
 10s panes, 30s allowed lateness and 10s evaluations an alert fires about
@@ -175,10 +171,10 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 	}
 
 	ccfg := cfg.ClickHouse
-	chErr := probeClickHouse(ctx, ccfg)
-	sinkState := "clickhouse " + redactDSN(sections.ClickHouseURL(ccfg))
+	chErr := clickhouse.Probe(ctx, ccfg)
+	sinkState := "clickhouse " + clickhouse.Redacted(sections.ClickHouseURL(ccfg))
 	if chErr != nil {
-		fmt.Fprintf(env.Stderr, "ClickHouse not reachable at %s: panes are kept in memory only; start it with scripts/clickhouse.sh or make run\n", redactDSN(sections.ClickHouseURL(ccfg)))
+		fmt.Fprintf(env.Stderr, "ClickHouse not reachable at %s: panes are kept in memory only; start it with scripts/clickhouse.sh or make run\n", clickhouse.Redacted(sections.ClickHouseURL(ccfg)))
 		log.Debug("clickhouse probe failed", "err", chErr)
 		sinkState = "memory only"
 	}
@@ -192,7 +188,7 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 		if gen, err = demo.New(o.DemoConfig, start); err != nil {
 			return err
 		}
-		if logs, collector, err = runDemoCollector(cfg, kcfg, o, start,
+		if logs, collector, err = demo.StartCollector(cfg.Collect, kcfg, o.demoLogConfig(), start,
 			role.Settings{Logger: log, Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"part": "collect"}, collectReg)}); err != nil {
 			return err
 		}
@@ -209,7 +205,7 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 	// own: its metrics are kept apart, labelled part="alert", and served
 	// with the others.
 	alertReg := prometheus.NewRegistry()
-	alerts, alertRole, err := runAlertPart(cfg, kcfg, gen, o.DataDir,
+	alertRole, err := runAlertPart(cfg, kcfg, gen, o.DataDir,
 		role.Settings{Logger: log, Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"part": "alert"}, alertReg)})
 	if err != nil {
 		return err
@@ -281,7 +277,7 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 	}
 	routes := []httpserver.Route{{Pattern: windowsapi.Path, Handler: windowsapi.Handler(agg.Engine(), cfg.Aggregator.Windows)}}
 	if chErr == nil {
-		checks["clickhouse"] = func(ctx context.Context) error { return dialDSN(ctx, ccfg.DSN) }
+		checks["clickhouse"] = func(ctx context.Context) error { return clickhouse.Dial(ctx, ccfg.DSN) }
 		if api, err := report.New(ctx, ccfg, settings); err != nil {
 			log.Warn("query API not served: cannot open ClickHouse", "err", err)
 		} else {
@@ -294,10 +290,14 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 
 	view := &live.View{W: env.Stdout, ANSI: !o.NoLive && live.IsTerminal(env.Stdout), Window: live.WindowName(cfg.Aggregator.Windows), Alerting: alertRole != nil}
 	g.Go(func() error {
-		return live.Run(gctx, view, agg.Engine(), alerts.list, cfg.Aggregator, func(now time.Time) string {
+		alerts := func() []alerting.Alert { return nil }
+		if alertRole != nil {
+			alerts = alertRole.Alerts
+		}
+		return live.Run(gctx, view, agg.Engine(), alerts, cfg.Aggregator, func(now time.Time) string {
 			s := fmt.Sprintf("sink=%q", sinkState)
 			if gen != nil {
-				s += " demo=" + demoState(gen, now)
+				s += " demo=" + gen.State(now)
 			}
 			return s
 		})
@@ -318,66 +318,20 @@ func (o runOptions) demoLogConfig() demo.LogConfig {
 	return c
 }
 
-// runDemoCollector prepares the demo's log lines and the node collector
-// that tails them: the log writer's files in DATA-DIR/demo-logs (emptied of
-// an earlier run's), a topology file there that labels them, and an agent
-// with the collect section's tail, batch and node metrics settings that
-// follows them from the beginning, keeping its offsets in memory and
-// reading no kernel log.
-func runDemoCollector(cfg *Config, kcfg kafka.Config, o runOptions, start time.Time, s role.Settings) (*demo.LogWriter, *collect.Agent, error) {
-	lc := o.demoLogConfig()
-	dir, err := filepath.Abs(lc.Dir)
-	if err != nil {
-		return nil, nil, fmt.Errorf("cannot prepare the demo logs: %w", err)
-	}
-	lc.Dir = dir
-	w, err := demo.NewLogWriter(lc, start)
-	if err != nil {
-		return nil, nil, err
-	}
-	topo := filepath.Join(dir, "topology.yaml")
-	if err := os.WriteFile(topo, demo.LogTopology(), 0o644); err != nil {
-		w.Close()
-		return nil, nil, fmt.Errorf("cannot write the demo topology: %w", err)
-	}
-	c := cfg.Collect
-	c.Sources = []collect.Source{{Name: "demo", Globs: []string{w.Glob()}, Container: collect.ContainerNone}}
-	c.Topology = topo
-	c.StateFile = ""
-	c.Tail.Start = "beginning"
-	c.Rediscover = min(c.Rediscover, time.Second)
-	c.Metrics.Kmsg = ""
-	a, err := collect.New(c, kcfg, s.With("part", "collect"))
-	if err != nil {
-		w.Close()
-		return nil, nil, err
-	}
-	s.Log().Info("node collector started", "host", a.Host(), "logs", w.Glob(), "topology", topo, "node_metrics", c.MetricsEnabled)
-	return w, a, nil
-}
-
-// demoRulesFile is where `tpflow run --demo` writes its alert rules, in
-// the data directory.
-const demoRulesFile = "demo-rules.yaml"
-
-// runAlertPart returns the alert role of `tpflow run`, or a nil function
-// when there are no rules: the configured rules files, else with the demo
-// generator gen its rules (written to dataDir/demo-rules.yaml so that the
-// role loads them like any rules file). The returned alertList shows the
-// role's alerts once it has started.
-func runAlertPart(cfg *Config, kcfg kafka.Config, gen *demo.Generator, dataDir string, s role.Settings) (*alertList, *alert.Role, error) {
-	al, log := &alertList{}, s.Log()
+// runAlertPart returns the alert role of `tpflow run`, or nil when there
+// are no rules: the configured rules files, else with the demo generator
+// gen its rules (written to dataDir/demo.RulesFile so that the role loads
+// them like any rules file).
+func runAlertPart(cfg *Config, kcfg kafka.Config, gen *demo.Generator, dataDir string, s role.Settings) (*alert.Role, error) {
+	log := s.Log()
 	acfg := *cfg
 	switch {
 	case len(cfg.Alert.RulesFiles) > 0:
 		log.Info("alert role started", "rules_files", cfg.Alert.RulesFiles, "alertmanagers", len(cfg.Alert.Alertmanagers), "webhooks", len(cfg.Alert.Webhooks))
 	case gen != nil:
-		path := filepath.Join(dataDir, demoRulesFile)
-		if err := os.MkdirAll(dataDir, 0o755); err != nil {
-			return nil, nil, fmt.Errorf("cannot write the demo alert rules: %w", err)
-		}
-		if err := os.WriteFile(path, gen.Rules(cfg.Aggregator.Pane), 0o644); err != nil {
-			return nil, nil, fmt.Errorf("cannot write the demo alert rules: %w", err)
+		path, err := gen.WriteRules(dataDir, cfg.Aggregator.Pane)
+		if err != nil {
+			return nil, err
 		}
 		acfg.Alert.RulesFiles = []string{path}
 		p := gen.RulesParams(cfg.Aggregator.Pane)
@@ -386,54 +340,12 @@ func runAlertPart(cfg *Config, kcfg kafka.Config, gen *demo.Generator, dataDir s
 			"error_rule", fmt.Sprintf("DemoErrorBurst: error_rate of %s > %s over %s for %s", p.ErrorApp, p.ErrorThreshold, p.Window, p.For))
 	default:
 		log.Info("no alert rules configured (alert.rules_files): alert role not started")
-		return al, nil, nil
+		return nil, nil
 	}
 	if len(cfg.Alert.Alertmanagers) == 0 && len(cfg.Alert.Webhooks) == 0 {
 		log.Info("no alert receivers configured (alert.alertmanagers, alert.webhooks): alert state changes go to the alerts topic and the live view only")
 	}
-	r, err := newAlertRole(&acfg, kcfg, s.With("part", "alert"), alert.WithAlerts(al.set))
-	if err != nil {
-		return nil, nil, err
-	}
-	return al, r, nil
-}
-
-// alertList holds the alert role's listing function once it has started.
-type alertList struct {
-	f atomic.Pointer[func() []alerting.Alert]
-}
-
-func (l *alertList) set(f func() []alerting.Alert) { l.f.Store(&f) }
-
-// list returns the role's alerts, none before it started.
-func (l *alertList) list() []alerting.Alert {
-	if l == nil {
-		return nil
-	}
-	if f := l.f.Load(); f != nil {
-		return (*f)()
-	}
-	return nil
-}
-
-// demoState names the demo fault that is on at now, for the status line.
-func demoState(g *demo.Generator, now time.Time) string {
-	var s string
-	if g.IncidentActive(now) {
-		_, app, method := g.IncidentTarget()
-		s = "incident:" + app + "/" + method
-	}
-	if g.ErrorBurstActive(now) {
-		_, app := g.ErrorTarget()
-		if s != "" {
-			s += ","
-		}
-		s += "errors:" + app
-	}
-	if s == "" {
-		s = "normal"
-	}
-	return s
+	return newAlertRole(&acfg, kcfg, s.With("part", "alert"))
 }
 
 // runBrokerConfig is the broker section as `tpflow run` uses it: a free
@@ -454,43 +366,4 @@ func bounded[T ~int64](v, limit T) T {
 		return limit
 	}
 	return v
-}
-
-// probeClickHouse reports whether ClickHouse answers at ccfg.DSN within a
-// few seconds: a TCP dial first, so that a missing server costs no driver
-// retries, then a real connection.
-func probeClickHouse(ctx context.Context, ccfg clickhouse.Config) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := dialDSN(ctx, ccfg.DSN); err != nil {
-		return err
-	}
-	conn, err := clickhouse.Open(ctx, ccfg)
-	if err != nil {
-		return err
-	}
-	return conn.Close()
-}
-
-// dialDSN opens and closes a TCP connection to the DSN's host.
-func dialDSN(ctx context.Context, dsn string) error {
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return fmt.Errorf("cannot parse ClickHouse DSN: %w", err)
-	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", u.Host)
-	if err != nil {
-		return err
-	}
-	return c.Close()
-}
-
-// redactDSN hides the password of a DSN for messages.
-func redactDSN(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return "(unparsable DSN)"
-	}
-	return u.Redacted()
 }
