@@ -22,9 +22,6 @@ func New(cfg Config, kcfg kafka.Config, ccfg clickhouse.Config, s role.Settings)
 	return &Role{cfg: cfg, kcfg: kcfg, ccfg: ccfg, s: s}, nil
 }
 
-// Config is the role's configuration.
-func (r *Role) Config() Config { return r.cfg }
-
 // Run stores the topics until ctx is done (see the package's Run).
 func (r *Role) Run(ctx context.Context) error {
 	return Run(ctx, r.kcfg, r.ccfg, r.cfg, r.s.Registerer, r.s.Log())
