@@ -13,16 +13,13 @@ import (
 
 // Role is the late merger as a role (role.Role).
 type Role struct {
-	cfg  Config
-	kcfg kafka.Config
-	ccfg clickhouse.Config
-	s    role.Settings
+	run func(ctx context.Context) error
 }
 
 // New returns the late merger of cfg between the Kafka of kcfg and the
 // ClickHouse of ccfg; nothing connects before Run.
 func New(cfg Config, kcfg kafka.Config, ccfg clickhouse.Config, s role.Settings) (*Role, error) {
-	return &Role{cfg: cfg, kcfg: kcfg, ccfg: ccfg, s: s}, nil
+	return &Role{run: func(ctx context.Context) error { return Run(ctx, kcfg, ccfg, cfg, s.Registerer, s.Log()) }}, nil
 }
 
 // NextToSink returns the late merger that runs beside a sink of the
@@ -39,7 +36,7 @@ func NextToSink(sinkTopics []string, sinkGroup string, kcfg kafka.Config, ccfg c
 
 // Run merges late calls until ctx is done (see the package's Run).
 func (r *Role) Run(ctx context.Context) error {
-	if err := Run(ctx, r.kcfg, r.ccfg, r.cfg, r.s.Registerer, r.s.Log()); err != nil && ctx.Err() == nil {
+	if err := r.run(ctx); err != nil && ctx.Err() == nil {
 		return fmt.Errorf("late merger: %w", err)
 	}
 	return nil
