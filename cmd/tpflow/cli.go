@@ -2,22 +2,23 @@ package main
 
 // How a role is added
 //
-// Every role (run, collect, aggregate, sink, alert, report, api, broker,
-// loadgen) lives in its own file, cmd_<role>.go, as two things:
+// Every command (run, collect, aggregate, sink, alert, report, api, broker,
+// loadgen) lives in its own file, cmd_<command>.go, as two things:
 //
 //   - a constructor, such as aggregateCommand, returning the *command: its
 //     name, one-line summary, help text, example and any flags of its own;
-//   - the role itself, such as
+//   - the function it runs, such as
 //
 //     func runAggregate(ctx context.Context, env *Env, cfg *Config, args []string) error
 //
 // The CLI parses the common flags (--config and the overrides), loads and
 // validates the configuration, builds env.Logger from cfg.Log, and calls the
-// role with a context that is cancelled on SIGINT or SIGTERM. To implement a
-// role, replace the body of its function (today it returns
-// errNotImplemented). The role runs until ctx is done, flushes, and returns;
-// it never exits the process. A returned error prints as one line and exits
-// 1; errNotImplemented exits 2. Flags of the role's own are declared in its
+// function with a context that is cancelled on SIGINT or SIGTERM. For a
+// role, the function builds the role.Role with its package's New and hands
+// it to serveRole (serve.go); the role's logic lives in its package. The
+// function runs until ctx is done, flushes, and returns; it never exits the
+// process. A returned error prints as one line and exits 1;
+// errNotImplemented exits 2. Flags of the command's own are declared in its
 // constructor on a fresh options struct, so commands carry no global state.
 
 import (

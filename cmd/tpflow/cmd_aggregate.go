@@ -4,15 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/aggregator/aggregate"
-	"github.com/tpflow/tpflow/pipeline/httpserver"
-	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
 func aggregateCommand() *command {
@@ -49,27 +43,9 @@ Serves /metrics, /healthz and /readyz on http.listen (--listen).`,
 // runAggregate is the aggregate role.
 func runAggregate(ctx context.Context, env *Env, cfg *Config, _ []string) error {
 	reg := newRoleRegistry()
-	_, run, err := newAggregatePart(cfg, cfg.Kafka, reg, env.Logger)
+	r, err := aggregate.New(cfg.Aggregate, cfg.Kafka, cfg.Aggregator, roleSettings(env, reg))
 	if err != nil {
 		return err
 	}
-	return serveRole(ctx, env, cfg.HTTP.Listen, reg, "aggregator", run, roleHTTP{
-		checks: map[string]httpserver.Check{"kafka": func(ctx context.Context) error { return aggregate.Ready(ctx, cfg.Kafka) }},
-		pprof:  cfg.HTTP.PprofListen,
-		wait:   true,
-	})
-}
-
-// newAggregatePart builds the engine of the aggregator section and returns
-// it with the function that streams the calls topic of kcfg through it
-// until ctx is done (aggregate.Run with the aggregate section).
-func newAggregatePart(cfg *Config, kcfg kafka.Config, reg *prometheus.Registry, log *slog.Logger) (*aggregator.Engine, func(ctx context.Context) error, error) {
-	eng, err := aggregator.New(cfg.Aggregator, aggregator.WithLogger(log), aggregator.WithRegisterer(reg))
-	if err != nil {
-		return nil, nil, fmt.Errorf("cannot start aggregator: %w", err)
-	}
-	run := func(ctx context.Context) error {
-		return aggregate.Run(ctx, kcfg, cfg.Aggregate, eng, reg, log)
-	}
-	return eng, run, nil
+	return serveRole(ctx, env, cfg.HTTP.Listen, reg, r, serveOptions{name: "aggregator", check: "kafka", pprof: cfg.HTTP.PprofListen, wait: true})
 }

@@ -4,16 +4,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
-	"sync"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tpflow/tpflow/alerting/alert"
 	"github.com/tpflow/tpflow/collectors/metrics"
-	"github.com/tpflow/tpflow/pipeline/httpserver"
+	"github.com/tpflow/tpflow/internal/role"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
@@ -120,50 +116,18 @@ func runAlert(ctx context.Context, env *Env, cfg *Config, args []string) error {
 		return checkAlertRules(env, cfg, args[1:])
 	}
 	reg := newRoleRegistry()
-	run, err := newAlertPart(cfg, cfg.Kafka, reg, env.Logger)
+	r, err := newAlertRole(cfg, cfg.Kafka, roleSettings(env, reg))
 	if err != nil {
 		return err
 	}
-	return serveRole(ctx, env, cfg.HTTP.Listen, reg, "alert", run, roleHTTP{
-		checks: map[string]httpserver.Check{"kafka": func(ctx context.Context) error { return alert.Ready(ctx, cfg.Kafka) }},
-		pprof:  cfg.HTTP.PprofListen,
-		wait:   true,
-	})
+	return serveRole(ctx, env, cfg.HTTP.Listen, reg, r, serveOptions{name: "alert", check: "kafka", pprof: cfg.HTTP.PprofListen, wait: true})
 }
 
-// newAlertPart checks the rules files of the alert section, so that a
-// missing or broken one fails before anything listens, and returns the
-// alert role as a function that runs until ctx is done (alert.Run with the
-// aggregator and alert sections and the kernel classifier).
-func newAlertPart(cfg *Config, kcfg kafka.Config, reg prometheus.Registerer, log *slog.Logger, opts ...alert.Option) (func(ctx context.Context) error, error) {
-	if len(cfg.Alert.RulesFiles) == 0 {
-		return nil, alert.ErrNoRules
-	}
-	if _, err := alert.Check(cfg.Alert.RulesFiles...); err != nil {
-		return nil, fmt.Errorf("invalid alert rules:\n%w", err)
-	}
-	opts = append([]alert.Option{alert.WithKernelClassifier(kernelClasses())}, opts...)
-	return func(ctx context.Context) error {
-		return alert.Run(ctx, kcfg, cfg.Aggregator, cfg.Alert, reg, log, opts...)
-	}, nil
-}
-
-// kernelClasses classifies kernel messages with the node collector's
-// kernel error filter, so that the collector and the kernel_error_rate
-// rules agree on the classes.
-func kernelClasses() func(string) []string {
-	var mu sync.Mutex
-	f := metrics.NewKernelErrorFilter()
-	return func(msg string) []string {
-		mu.Lock()
-		cs := f.Classes(msg)
-		mu.Unlock()
-		out := make([]string, len(cs))
-		for i, c := range cs {
-			out[i] = string(c)
-		}
-		return out
-	}
+// newAlertRole is the alert role of the alert and aggregator sections,
+// classifying kernel messages as the node collector does.
+func newAlertRole(cfg *Config, kcfg kafka.Config, s role.Settings, opts ...alert.Option) (*alert.Role, error) {
+	opts = append([]alert.Option{alert.WithKernelClassifier(metrics.KernelClassifier())}, opts...)
+	return alert.New(cfg.Alert, kcfg, cfg.Aggregator, s, opts...)
 }
 
 // checkAlertRules validates files, or the configured rules files when none

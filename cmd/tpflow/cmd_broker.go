@@ -3,11 +3,7 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
-	"log/slog"
-	"os"
 
-	"github.com/tpflow/tpflow/pipeline/httpserver"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
@@ -45,36 +41,18 @@ logs it).`,
 // runBroker is the broker role: it serves until ctx is done, after creating
 // the tpflow topics.
 func runBroker(ctx context.Context, env *Env, cfg *Config, _ []string) error {
-	b, kcfg, err := startBroker(ctx, cfg.Broker, cfg.Kafka, env.Logger)
+	reg := newRoleRegistry()
+	r, err := kafka.NewBroker(ctx, cfg.Broker, cfg.Kafka, roleSettings(env, reg))
 	if err != nil {
 		return err
 	}
-	defer b.Close()
-	if err := kafka.EnsureTopics(ctx, kcfg); err != nil {
+	defer r.Close()
+	if err := kafka.EnsureTopics(ctx, r.Kafka()); err != nil {
 		return err
 	}
-	env.Logger.Info("broker ready", "addr", b.Addr(), "data_dir", cfg.Broker.DataDir)
+	env.Logger.Info("broker ready", "addr", r.Addr(), "data_dir", cfg.Broker.DataDir)
 	if cfg.Broker.HTTPListen == "" {
-		return untilDone(ctx)
+		return r.Run(ctx)
 	}
-	return serveRole(ctx, env, cfg.Broker.HTTPListen, newRoleRegistry(), "broker", untilDone, roleHTTP{
-		checks: map[string]httpserver.Check{"kafka": func(ctx context.Context) error { return kafka.Ready(ctx, kcfg) }},
-	})
-}
-
-// startBroker starts the embedded broker of bcfg, with room for the
-// largest message kcfg produces, and returns it with kcfg pointed at it.
-func startBroker(ctx context.Context, bcfg kafka.BrokerConfig, kcfg kafka.Config, log *slog.Logger) (*kafka.Broker, kafka.Config, error) {
-	bcfg.MaxMessageBytes = max(bcfg.MaxMessageBytes, kcfg.MaxMessageBytes+(128<<10))
-	if bcfg.DataDir != "" {
-		if err := os.MkdirAll(bcfg.DataDir, 0o755); err != nil {
-			return nil, kcfg, fmt.Errorf("cannot create broker data dir: %w", err)
-		}
-	}
-	b, err := kafka.StartBroker(ctx, bcfg, log)
-	if err != nil {
-		return nil, kcfg, err
-	}
-	kcfg.Brokers = []string{b.Addr()}
-	return b, kcfg, nil
+	return serveRole(ctx, env, cfg.Broker.HTTPListen, reg, r, serveOptions{name: "broker", check: "kafka"})
 }

@@ -5,7 +5,6 @@ import (
 	"flag"
 
 	"github.com/tpflow/tpflow/collectors/collect"
-	"github.com/tpflow/tpflow/pipeline/httpserver"
 )
 
 func collectCommand() *command {
@@ -35,9 +34,8 @@ in-sync replicas. A file's offset is saved in collect.state_file only
 after Kafka acknowledged the batch holding its lines: a crash or kill -9
 re-reads, never loses. While Kafka is unreachable reading stops
 (collect.batch.max_in_flight batches wait) and resumes when it returns.
-Serves /metrics, /healthz and /readyz (ready once Kafka answered) on
-http.listen (--listen), and the Go profiler under /debug/pprof/ on the
-loopback http.pprof_listen when it is set.`,
+Serves /metrics, /healthz, /readyz (ready once Kafka answered) and
+/debug/pprof/ on http.listen (--listen).`,
 		example: "tpflow collect --config /etc/tpflow/tpflow.yaml --brokers kafka-1:9092,kafka-2:9092\n" +
 			"tpflow collect --config tpflow.yaml --state-file /var/lib/tpflow/collect.json --host node-7",
 		common: true,
@@ -58,16 +56,13 @@ loopback http.pprof_listen when it is set.`,
 }
 
 // runCollect is the collect role. /readyz answers once Kafka has answered;
-// with http.pprof_listen set the profiler profiles the agent in place.
+// /debug/pprof/ profiles the agent in place.
 func runCollect(ctx context.Context, env *Env, cfg *Config, _ []string) error {
 	reg := newRoleRegistry()
-	a, err := collect.New(cfg.Collect, cfg.Kafka, collect.WithLogger(env.Logger), collect.WithRegisterer(reg))
+	a, err := collect.New(cfg.Collect, cfg.Kafka, roleSettings(env, reg))
 	if err != nil {
 		return err
 	}
 	env.Logger.Info("collecting", "host", a.Host(), "sources", len(cfg.Collect.Sources), "state_file", cfg.Collect.StateFile)
-	return serveRole(ctx, env, cfg.HTTP.Listen, reg, "collector", a.Run, roleHTTP{
-		checks: map[string]httpserver.Check{"kafka": a.Ready},
-		pprof:  cfg.HTTP.PprofListen,
-	})
+	return serveRole(ctx, env, cfg.HTTP.Listen, reg, a, serveOptions{name: "collector", check: "kafka", pprof: cfg.HTTP.PprofListen})
 }

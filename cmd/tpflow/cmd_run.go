@@ -5,22 +5,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
-	"net"
-	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/tpflow/tpflow/aggregator"
+	"github.com/tpflow/tpflow/aggregator/aggregate"
+	"github.com/tpflow/tpflow/aggregator/late"
 	"github.com/tpflow/tpflow/aggregator/windowsapi"
 	"github.com/tpflow/tpflow/alerting"
 	"github.com/tpflow/tpflow/alerting/alert"
@@ -28,10 +23,13 @@ import (
 	"github.com/tpflow/tpflow/internal/config"
 	"github.com/tpflow/tpflow/internal/config/sections"
 	"github.com/tpflow/tpflow/internal/devtools/demo"
+	"github.com/tpflow/tpflow/internal/devtools/live"
+	"github.com/tpflow/tpflow/internal/role"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/httpserver"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/pipeline/sink"
+	"github.com/tpflow/tpflow/report"
 )
 
 // runOptions are the flags of `tpflow run` beyond the common ones.
@@ -104,7 +102,7 @@ from the start:
     (default ` + d.ErrorFor.String() + `), starting --demo-error-after (default ` + d.ErrorAfter.String() + `);
   - both repeat every ` + d.Every.String() + `.
 Unless alert.rules_files names rules, --demo alerts with its own rules
-(written to DATA-DIR/` + demoRulesFile + `): DemoLatencyIncident on the TP99 of
+(written to DATA-DIR/` + demo.RulesFile + `): DemoLatencyIncident on the TP99 of
 the incident method and DemoErrorBurst on the error rate of the error
 app, each over a window of 3 panes for 1 pane, so that with the default
 10s panes, 30s allowed lateness and 10s evaluations an alert fires about
@@ -142,8 +140,8 @@ the split of the traffic.`,
 // runAllRoles is the run role: every role in one process.
 func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []string) error {
 	log := env.Logger
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRoleRegistry()
+	settings := roleSettings(env, reg)
 
 	// Listen first: a taken port should fail before anything starts.
 	l, err := listenHTTP(cfg.HTTP.Listen)
@@ -154,28 +152,27 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 	defer l.Close()
 
 	kcfg := cfg.Kafka
-	embedded := slices.Equal(cfg.Kafka.Brokers, DefaultConfig().Kafka.Brokers)
-	if embedded {
+	if slices.Equal(cfg.Kafka.Brokers, DefaultConfig().Kafka.Brokers) {
 		bcfg := runBrokerConfig(cfg.Broker, o.DataDir)
-		b, k, err := startBroker(ctx, bcfg, kcfg, log.With("part", "broker"))
+		b, err := kafka.NewBroker(ctx, bcfg, kcfg, settings.With("part", "broker"))
 		if err != nil {
 			return err
 		}
 		defer b.Close()
-		kcfg = k
+		kcfg = b.Kafka()
 		log.Info("embedded broker started", "addr", b.Addr(), "data_dir", bcfg.DataDir)
 	}
 	if err := kafka.EnsureTopics(ctx, kcfg); err != nil {
 		return fmt.Errorf("cannot prepare topics at %v: %w", kcfg.Brokers, err)
 	}
 
-	eng, runAggregator, err := newAggregatePart(cfg, kcfg, reg, log.With("part", "aggregate"))
+	agg, err := aggregate.New(cfg.Aggregate, kcfg, cfg.Aggregator, settings.With("part", "aggregate"))
 	if err != nil {
 		return err
 	}
 
 	ccfg := cfg.ClickHouse
-	chErr := probeClickHouse(ctx, ccfg)
+	chErr := clickhouse.Probe(ctx, ccfg)
 	sinkState := "clickhouse " + config.RedactURL(sections.ClickHouseURL(ccfg))
 	if chErr != nil {
 		fmt.Fprintf(env.Stderr, "ClickHouse not reachable at %s: panes are kept in memory only; start it with scripts/clickhouse.sh or make run\n", config.RedactURL(sections.ClickHouseURL(ccfg)))
@@ -192,8 +189,8 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 		if gen, err = demo.New(o.DemoConfig, start); err != nil {
 			return err
 		}
-		if logs, collector, err = runDemoCollector(cfg, kcfg, o, start,
-			prometheus.WrapRegistererWith(prometheus.Labels{"part": "collect"}, collectReg), log); err != nil {
+		if logs, collector, err = demo.StartCollector(cfg.Collect, kcfg, o.demoLogConfig(), start,
+			role.Settings{Logger: log, Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"part": "collect"}, collectReg)}); err != nil {
 			return err
 		}
 		defer logs.Close()
@@ -209,15 +206,22 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 	// own: its metrics are kept apart, labelled part="alert", and served
 	// with the others.
 	alertReg := prometheus.NewRegistry()
-	alerts, runAlerts, err := runAlertPart(cfg, kcfg, gen, o.DataDir,
-		prometheus.WrapRegistererWith(prometheus.Labels{"part": "alert"}, alertReg), log)
+	alertRole, err := runAlertPart(cfg, kcfg, gen, o.DataDir,
+		role.Settings{Logger: log, Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"part": "alert"}, alertReg)})
 	if err != nil {
 		return err
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	if err := serveProfiler(gctx, g, env, cfg.HTTP.PprofListen); err != nil {
-		return err
+	// goRole runs r as the part name until ctx is done; its error ends
+	// every part.
+	goRole := func(ctx context.Context, name string, r role.Role) {
+		g.Go(func() error {
+			if err := r.Run(ctx); err != nil && ctx.Err() == nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return nil
+		})
 	}
 	// The sink outlives the aggregator by a little, so that the panes the
 	// aggregator publishes on its way out still reach ClickHouse.
@@ -227,21 +231,20 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 	streamDone.Add(1)
 	g.Go(func() error {
 		defer streamDone.Done()
-		err := runAggregator(gctx)
-		if err != nil && gctx.Err() == nil {
+		if err := agg.Run(gctx); err != nil && gctx.Err() == nil {
 			return fmt.Errorf("aggregator: %w", err)
 		}
 		return nil
 	})
 	if chErr == nil {
-		g.Go(func() error {
-			err := sink.Run(sinkCtx, kcfg, ccfg, cfg.Sink, reg, log.With("part", "sink"))
-			if err != nil && sinkCtx.Err() == nil {
-				return fmt.Errorf("sink: %w", err)
-			}
-			return nil
-		})
-		g.Go(func() error { return runLateMerger(sinkCtx, cfg, kcfg, ccfg, reg, log.With("part", "late")) })
+		sr, err := sink.New(cfg.Sink, kcfg, ccfg, settings.With("part", "sink"))
+		if err != nil {
+			return err
+		}
+		goRole(sinkCtx, "sink", sr)
+		if lr := late.NextToSink(cfg.Sink.Topics, cfg.Sink.GroupID, kcfg, ccfg, cfg.Aggregator, settings.With("part", "late")); lr != nil {
+			g.Go(func() error { return lr.Run(sinkCtx) })
+		}
 		go func() {
 			<-gctx.Done()
 			streamDone.Wait()
@@ -265,45 +268,40 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 			}
 			return nil
 		})
-		g.Go(func() error {
-			err := collector.Run(gctx)
-			if err != nil && gctx.Err() == nil {
-				return fmt.Errorf("collector: %w", err)
-			}
-			return nil
-		})
+		goRole(gctx, "collector", collector)
 	}
-	if runAlerts != nil {
-		g.Go(func() error {
-			err := runAlerts(gctx)
-			if err != nil && gctx.Err() == nil {
-				return fmt.Errorf("alert: %w", err)
-			}
-			return nil
-		})
+	if alertRole != nil {
+		goRole(gctx, "alert", alertRole)
 	}
-	h := roleHTTP{
-		checks: map[string]httpserver.Check{
-			"kafka": func(ctx context.Context) error { return kafka.Ready(ctx, kcfg, kafka.TopicCalls) },
-		},
-		routes: []httpserver.Route{{Pattern: windowsapi.Path, Handler: windowsapi.Handler(eng, cfg.Aggregator.Windows)}},
+	checks := map[string]httpserver.Check{
+		"kafka": func(ctx context.Context) error { return kafka.Ready(ctx, kcfg, kafka.TopicCalls) },
 	}
+	routes := []httpserver.Route{{Pattern: windowsapi.Path, Handler: windowsapi.Handler(agg.Engine(), cfg.Aggregator.Windows)}}
 	if chErr == nil {
-		h.checks["clickhouse"] = func(ctx context.Context) error { return dialDSN(ctx, ccfg.DSN) }
-		apiRoutes, closeAPI := openQueryAPI(ctx, cfg, log)
-		defer closeAPI()
-		h.routes = append(h.routes, apiRoutes...)
+		checks["clickhouse"] = func(ctx context.Context) error { return clickhouse.Dial(ctx, ccfg.DSN) }
+		if api, err := report.New(ctx, cfg.API, ccfg, settings); err != nil {
+			log.Warn("query API not served: cannot open ClickHouse", "err", err)
+		} else {
+			defer api.Close()
+			routes = append(routes, httpRoutes(api.Routes())...)
+		}
 	}
-	g.Go(func() error {
-		return httpserver.Serve(gctx, l, h.handler(prometheus.Gatherers{reg, alertReg, collectReg}))
-	})
+	h := httpserver.Handler(httpserver.Options{Gatherer: prometheus.Gatherers{reg, alertReg, collectReg}, Checks: checks, Routes: routes})
+	if err := serveProfiler(gctx, g, env, cfg.HTTP.PprofListen); err != nil {
+		return err
+	}
+	g.Go(func() error { return httpserver.Serve(gctx, l, h) })
 
-	view := &liveView{w: env.Stdout, ansi: !o.NoLive && isTerminal(env.Stdout), window: liveWindowName(cfg.Aggregator.Windows), alerting: runAlerts != nil}
+	view := &live.View{W: env.Stdout, ANSI: !o.NoLive && live.IsTerminal(env.Stdout), Window: live.WindowName(cfg.Aggregator.Windows), Alerting: alertRole != nil}
 	g.Go(func() error {
-		return runLive(gctx, view, eng, alerts.list, cfg.Aggregator, func(now time.Time) string {
+		alerts := func() []alerting.Alert { return nil }
+		if alertRole != nil {
+			alerts = alertRole.Alerts
+		}
+		return live.Run(gctx, view, agg.Engine(), alerts, cfg.Aggregator, func(now time.Time) string {
 			s := fmt.Sprintf("sink=%q", sinkState)
 			if gen != nil {
-				s += " demo=" + demoState(gen, now)
+				s += " demo=" + gen.State(now)
 			}
 			return s
 		})
@@ -324,66 +322,20 @@ func (o runOptions) demoLogConfig() demo.LogConfig {
 	return c
 }
 
-// runDemoCollector prepares the demo's log lines and the node collector
-// that tails them: the log writer's files in DATA-DIR/demo-logs (emptied of
-// an earlier run's), a topology file there that labels them, and an agent
-// with the collect section's tail, batch and node metrics settings that
-// follows them from the beginning, keeping its offsets in memory and
-// reading no kernel log.
-func runDemoCollector(cfg *Config, kcfg kafka.Config, o runOptions, start time.Time, reg prometheus.Registerer, log *slog.Logger) (*demo.LogWriter, *collect.Agent, error) {
-	lc := o.demoLogConfig()
-	dir, err := filepath.Abs(lc.Dir)
-	if err != nil {
-		return nil, nil, fmt.Errorf("cannot prepare the demo logs: %w", err)
-	}
-	lc.Dir = dir
-	w, err := demo.NewLogWriter(lc, start)
-	if err != nil {
-		return nil, nil, err
-	}
-	topo := filepath.Join(dir, "topology.yaml")
-	if err := os.WriteFile(topo, demo.LogTopology(), 0o644); err != nil {
-		w.Close()
-		return nil, nil, fmt.Errorf("cannot write the demo topology: %w", err)
-	}
-	c := cfg.Collect
-	c.Sources = []collect.Source{{Name: "demo", Globs: []string{w.Glob()}, Container: collect.ContainerNone}}
-	c.Topology = topo
-	c.StateFile = ""
-	c.Tail.Start = "beginning"
-	c.Rediscover = min(c.Rediscover, time.Second)
-	c.Metrics.Kmsg = ""
-	a, err := collect.New(c, kcfg, collect.WithLogger(log.With("part", "collect")), collect.WithRegisterer(reg))
-	if err != nil {
-		w.Close()
-		return nil, nil, err
-	}
-	log.Info("node collector started", "host", a.Host(), "logs", w.Glob(), "topology", topo, "node_metrics", c.MetricsEnabled)
-	return w, a, nil
-}
-
-// demoRulesFile is where `tpflow run --demo` writes its alert rules, in
-// the data directory.
-const demoRulesFile = "demo-rules.yaml"
-
-// runAlertPart returns the alert role of `tpflow run`, or a nil function
-// when there are no rules: the configured rules files, else with the demo
-// generator gen its rules (written to dataDir/demo-rules.yaml so that the
-// role loads them like any rules file). The returned alertList shows the
-// role's alerts once it has started.
-func runAlertPart(cfg *Config, kcfg kafka.Config, gen *demo.Generator, dataDir string, reg prometheus.Registerer, log *slog.Logger) (*alertList, func(context.Context) error, error) {
-	al := &alertList{}
+// runAlertPart returns the alert role of `tpflow run`, or nil when there
+// are no rules: the configured rules files, else with the demo generator
+// gen its rules (written to dataDir/demo.RulesFile so that the role loads
+// them like any rules file).
+func runAlertPart(cfg *Config, kcfg kafka.Config, gen *demo.Generator, dataDir string, s role.Settings) (*alert.Role, error) {
+	log := s.Log()
 	acfg := *cfg
 	switch {
 	case len(cfg.Alert.RulesFiles) > 0:
 		log.Info("alert role started", "rules_files", cfg.Alert.RulesFiles, "alertmanagers", len(cfg.Alert.Alertmanagers), "webhooks", len(cfg.Alert.Webhooks))
 	case gen != nil:
-		path := filepath.Join(dataDir, demoRulesFile)
-		if err := os.MkdirAll(dataDir, 0o755); err != nil {
-			return nil, nil, fmt.Errorf("cannot write the demo alert rules: %w", err)
-		}
-		if err := os.WriteFile(path, gen.Rules(cfg.Aggregator.Pane), 0o644); err != nil {
-			return nil, nil, fmt.Errorf("cannot write the demo alert rules: %w", err)
+		path, err := gen.WriteRules(dataDir, cfg.Aggregator.Pane)
+		if err != nil {
+			return nil, err
 		}
 		acfg.Alert.RulesFiles = []string{path}
 		p := gen.RulesParams(cfg.Aggregator.Pane)
@@ -392,90 +344,12 @@ func runAlertPart(cfg *Config, kcfg kafka.Config, gen *demo.Generator, dataDir s
 			"error_rule", fmt.Sprintf("DemoErrorBurst: error_rate of %s > %s over %s for %s", p.ErrorApp, p.ErrorThreshold, p.Window, p.For))
 	default:
 		log.Info("no alert rules configured (alert.rules_files): alert role not started")
-		return al, nil, nil
+		return nil, nil
 	}
 	if len(cfg.Alert.Alertmanagers) == 0 && len(cfg.Alert.Webhooks) == 0 {
 		log.Info("no alert receivers configured (alert.alertmanagers, alert.webhooks): alert state changes go to the alerts topic and the live view only")
 	}
-	run, err := newAlertPart(&acfg, kcfg, reg, log.With("part", "alert"), alert.WithAlerts(al.set))
-	if err != nil {
-		return nil, nil, err
-	}
-	return al, run, nil
-}
-
-// alertList holds the alert role's listing function once it has started.
-type alertList struct {
-	f atomic.Pointer[func() []alerting.Alert]
-}
-
-func (l *alertList) set(f func() []alerting.Alert) { l.f.Store(&f) }
-
-// list returns the role's alerts, none before it started.
-func (l *alertList) list() []alerting.Alert {
-	if l == nil {
-		return nil
-	}
-	if f := l.f.Load(); f != nil {
-		return (*f)()
-	}
-	return nil
-}
-
-// runLive refreshes view once per pane until ctx is done.
-func runLive(ctx context.Context, view *liveView, src windowsapi.WindowSource, alerts func() []alerting.Alert, acfg aggregator.Config, status func(time.Time) string) error {
-	d := liveWindow(acfg.Windows)
-	t := time.NewTicker(acfg.Pane)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case now := <-t.C:
-			kws := src.Windows(nil, d)
-			ws := make([]windowsapi.Window, len(kws))
-			for i, kw := range kws {
-				ws[i] = windowsapi.FromKeyWindow(kw, d)
-			}
-			windowsapi.SortByP99(ws)
-			if err := view.render(now, ws, alerts(), status(now)); err != nil {
-				return fmt.Errorf("cannot write the live view: %w", err)
-			}
-		}
-	}
-}
-
-// liveWindow is the window the live view shows: 1m when configured, else
-// the shortest.
-func liveWindow(ws []time.Duration) time.Duration {
-	if slices.Contains(ws, time.Minute) || len(ws) == 0 {
-		return time.Minute
-	}
-	return slices.Min(ws)
-}
-
-func liveWindowName(ws []time.Duration) string {
-	return windowsapi.FromKeyWindow(aggregator.KeyWindow{}, liveWindow(ws)).Window
-}
-
-// demoState names the demo fault that is on at now, for the status line.
-func demoState(g *demo.Generator, now time.Time) string {
-	var s string
-	if g.IncidentActive(now) {
-		_, app, method := g.IncidentTarget()
-		s = "incident:" + app + "/" + method
-	}
-	if g.ErrorBurstActive(now) {
-		_, app := g.ErrorTarget()
-		if s != "" {
-			s += ","
-		}
-		s += "errors:" + app
-	}
-	if s == "" {
-		s = "normal"
-	}
-	return s
+	return newAlertRole(&acfg, kcfg, s.With("part", "alert"))
 }
 
 // runBrokerConfig is the broker section as `tpflow run` uses it: a free
@@ -496,34 +370,4 @@ func bounded[T ~int64](v, limit T) T {
 		return limit
 	}
 	return v
-}
-
-// probeClickHouse reports whether ClickHouse answers at ccfg.DSN within a
-// few seconds: a TCP dial first, so that a missing server costs no driver
-// retries, then a real connection.
-func probeClickHouse(ctx context.Context, ccfg clickhouse.Config) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := dialDSN(ctx, ccfg.DSN); err != nil {
-		return err
-	}
-	conn, err := clickhouse.Open(ctx, ccfg)
-	if err != nil {
-		return err
-	}
-	return conn.Close()
-}
-
-// dialDSN opens and closes a TCP connection to the DSN's host.
-func dialDSN(ctx context.Context, dsn string) error {
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return fmt.Errorf("cannot parse ClickHouse DSN: %w", err)
-	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", u.Host)
-	if err != nil {
-		return err
-	}
-	return c.Close()
 }

@@ -5,9 +5,8 @@ import (
 	"flag"
 	"fmt"
 
-	"golang.org/x/sync/errgroup"
-
-	"github.com/tpflow/tpflow/pipeline/httpserver"
+	"github.com/tpflow/tpflow/aggregator/late"
+	"github.com/tpflow/tpflow/internal/role"
 	"github.com/tpflow/tpflow/pipeline/sink"
 )
 
@@ -58,18 +57,14 @@ func runMigrate(ctx context.Context, env *Env, cfg *Config) error {
 	return err
 }
 
-// runSink is the sink role.
+// runSink is the sink role, with the late merger beside it.
 func runSink(ctx context.Context, env *Env, cfg *Config) error {
 	reg := newRoleRegistry()
-	h := roleHTTP{checks: map[string]httpserver.Check{
-		"sink": func(ctx context.Context) error { return sink.Ready(ctx, cfg.Kafka, cfg.ClickHouse, cfg.Sink) },
-	}, pprof: cfg.HTTP.PprofListen, wait: true}
-	return serveRole(ctx, env, cfg.HTTP.Listen, reg, "sink", func(ctx context.Context) error {
-		g, gctx := errgroup.WithContext(ctx)
-		g.Go(func() error { return sink.Run(gctx, cfg.Kafka, cfg.ClickHouse, cfg.Sink, reg, env.Logger) })
-		g.Go(func() error {
-			return runLateMerger(gctx, cfg, cfg.Kafka, cfg.ClickHouse, reg, env.Logger.With("part", "late"))
-		})
-		return g.Wait()
-	}, h)
+	s := roleSettings(env, reg)
+	sr, err := sink.New(cfg.Sink, cfg.Kafka, cfg.ClickHouse, s)
+	if err != nil {
+		return err
+	}
+	lr := late.NextToSink(cfg.Sink.Topics, cfg.Sink.GroupID, cfg.Kafka, cfg.ClickHouse, cfg.Aggregator, s.With("part", "late"))
+	return serveRole(ctx, env, cfg.HTTP.Listen, reg, role.Group(sr, lr), serveOptions{name: "sink", check: "sink", pprof: cfg.HTTP.PprofListen, wait: true})
 }

@@ -5,35 +5,28 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tpflow/tpflow/internal/role"
 	"github.com/tpflow/tpflow/pipeline/httpserver"
 )
 
-// roleHTTP is what a role serves on its HTTP server besides /metrics and
-// /healthz.
-type roleHTTP struct {
-	// checks are the role's readiness: /readyz answers 200 only when every
-	// one passes.
-	checks map[string]httpserver.Check
-	// routes are the role's own paths.
-	routes []httpserver.Route
+// serveOptions say how serveRole serves a role.
+type serveOptions struct {
+	// name names the role in the error when it stops by itself.
+	name string
+	// check names the role's readiness in /readyz.
+	check string
 	// pprof is the loopback HOST:PORT (http.pprof_listen) the Go profiler
 	// is served on, beside the role's server; empty serves none.
 	pprof string
-	// wait holds the role's work back until every check passes once, for
-	// roles that would fail to start without their dependencies.
+	// wait holds the role's work back until it is ready once, for roles
+	// that would fail to start without their dependencies.
 	wait bool
-}
-
-// handler returns the role's HTTP handler, serving the metrics of g.
-func (h roleHTTP) handler(g prometheus.Gatherer) http.Handler {
-	return httpserver.Handler(httpserver.Options{Gatherer: g, Checks: h.checks, Routes: h.routes})
 }
 
 // listenHTTP listens on addr, with a hint at the flag that changes it.
@@ -45,31 +38,51 @@ func listenHTTP(addr string) (net.Listener, error) {
 	return l, nil
 }
 
-// serveRole runs part, one role's work, next to the role's HTTP server on
-// addr until ctx is done. The address is taken before part starts, so that
-// a taken port fails first. part returning before ctx is done is an error:
-// a role never stops by itself.
-func serveRole(ctx context.Context, env *Env, addr string, g prometheus.Gatherer, name string, part func(context.Context) error, h roleHTTP) error {
+// roleSettings are the settings of a role of this process: its logger and
+// the registry it serves.
+func roleSettings(env *Env, reg prometheus.Registerer) role.Settings {
+	return role.Settings{Logger: env.Logger, Registerer: reg}
+}
+
+// httpRoutes are the routes of a role for the HTTP server.
+func httpRoutes(rs []role.Route) []httpserver.Route {
+	out := make([]httpserver.Route, len(rs))
+	for i, r := range rs {
+		out[i] = httpserver.Route(r)
+	}
+	return out
+}
+
+// serveRole runs r next to its HTTP server on addr (/metrics of g,
+// /healthz, /readyz of r.Ready and r's routes) until ctx is done. The
+// address is taken before r starts, so that a taken port fails first. r
+// returning before ctx is done is an error: a role never stops by itself.
+func serveRole(ctx context.Context, env *Env, addr string, g prometheus.Gatherer, r role.Role, o serveOptions) error {
 	l, err := listenHTTP(addr)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
 	env.Logger.Info("serving HTTP", "addr", l.Addr().String())
+	h := httpserver.Handler(httpserver.Options{
+		Gatherer: g,
+		Checks:   map[string]httpserver.Check{o.check: r.Ready},
+		Routes:   httpRoutes(r.Routes()),
+	})
 	grp, gctx := errgroup.WithContext(ctx)
-	if err := serveProfiler(gctx, grp, env, h.pprof); err != nil {
+	if err := serveProfiler(gctx, grp, env, o.pprof); err != nil {
 		return err
 	}
-	grp.Go(func() error { return httpserver.Serve(gctx, l, h.handler(g)) })
+	grp.Go(func() error { return httpserver.Serve(gctx, l, h) })
 	grp.Go(func() error {
-		if h.wait {
-			if err := waitReady(gctx, env, h.checks); err != nil {
+		if o.wait {
+			if err := waitReady(gctx, env, o.check, r.Ready); err != nil {
 				return err
 			}
 		}
-		err := part(gctx)
+		err := r.Run(gctx)
 		if err == nil && gctx.Err() == nil {
-			err = errors.New(name + " stopped")
+			err = errors.New(o.name + " stopped")
 		}
 		return err
 	})
@@ -99,25 +112,20 @@ func serveProfiler(ctx context.Context, grp *errgroup.Group, env *Env, addr stri
 	return nil
 }
 
-// waitReady returns once every check passes, polling with a backoff of
-// up to 5 s and logging each new reason, or ctx's error when it is done
-// first.
-func waitReady(ctx context.Context, env *Env, checks map[string]httpserver.Check) error {
+// waitReady returns once ready passes, polling with a backoff of up to
+// 5 s and logging each new reason (prefixed with name), or ctx's error
+// when it is done first.
+func waitReady(ctx context.Context, env *Env, name string, ready httpserver.Check) error {
 	delay, last := 200*time.Millisecond, ""
 	for {
-		var errs []error
-		for name, c := range checks {
-			if err := c(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", name, err))
-			}
-		}
-		if len(errs) == 0 {
+		err := ready(ctx)
+		if err == nil {
 			if last != "" {
 				env.Logger.Info("dependencies reached")
 			}
 			return nil
 		}
-		if reason := errors.Join(errs...).Error(); reason != last {
+		if reason := name + ": " + err.Error(); reason != last {
 			env.Logger.Warn("waiting for dependencies", "reason", reason)
 			last = reason
 		}
@@ -137,10 +145,4 @@ func newRoleRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
-}
-
-// untilDone is the work of a role that only serves HTTP: it waits for ctx.
-func untilDone(ctx context.Context) error {
-	<-ctx.Done()
-	return nil
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/tpflow/tpflow/collectors/parse"
 	"github.com/tpflow/tpflow/collectors/topology"
 	"github.com/tpflow/tpflow/internal/config"
+	"github.com/tpflow/tpflow/internal/role"
 	"github.com/tpflow/tpflow/pipeline"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas"
@@ -109,28 +110,17 @@ func (s *source) container(t logtail.Target) string {
 	return ContainerNone
 }
 
-// Option configures an Agent.
-type Option func(*Agent)
-
-// WithLogger sets the logger; the default discards.
-func WithLogger(l *slog.Logger) Option { return func(a *Agent) { a.log = l } }
-
-// WithRegisterer registers the agent's metrics on r.
-func WithRegisterer(r prometheus.Registerer) Option { return func(a *Agent) { a.reg = r } }
-
 // New validates cfg, loads the topology file and the state file, and
-// returns an Agent producing to the cluster of kcfg.
-func New(cfg Config, kcfg kafka.Config, opts ...Option) (*Agent, error) {
+// returns an Agent producing to the cluster of kcfg, logging, registering
+// its metrics and telling the time as s says.
+func New(cfg Config, kcfg kafka.Config, s role.Settings) (*Agent, error) {
 	if err := config.Validate(cfg); err != nil {
 		return nil, fmt.Errorf("cannot start collector: %w", err)
 	}
 	if err := cfg.CheckBudget(kcfg); err != nil {
 		return nil, fmt.Errorf("cannot start collector: %w", schemas.PrefixField("collect", err))
 	}
-	a := &Agent{cfg: cfg, kcfg: kcfg, log: slog.New(slog.DiscardHandler), now: time.Now, files: map[string]*tailed{}}
-	for _, o := range opts {
-		o(a)
-	}
+	a := &Agent{cfg: cfg, kcfg: kcfg, log: s.Log(), reg: s.Registerer, now: s.Now(), files: map[string]*tailed{}}
 	a.host = cfg.Host
 	if a.host == "" {
 		h, err := os.Hostname()
@@ -201,6 +191,9 @@ func (a *Agent) Ready(context.Context) error {
 	}
 	return nil
 }
+
+// Routes is empty: the collect role serves only the common paths.
+func (a *Agent) Routes() []role.Route { return nil }
 
 // Host returns the host label.
 func (a *Agent) Host() string { return a.host }

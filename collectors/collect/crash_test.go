@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/tpflow/tpflow/internal/role"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas/codec"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
@@ -73,7 +74,7 @@ func crashChild() int {
 	// between a commit and the next save does: the restart has only
 	// Kafka's record to resume from.
 	cfg.SaveInterval = time.Hour
-	a, err := New(cfg, kafkaConfig(os.Getenv(envBroker)))
+	a, err := New(cfg, kafkaConfig(os.Getenv(envBroker)), role.Settings{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

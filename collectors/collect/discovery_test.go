@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpflow/tpflow/internal/role"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
@@ -177,7 +178,7 @@ func TestAgentDiscoveryProblemLoggedOnce(t *testing.T) {
 func runAgentLog(t *testing.T, cfg Config, k kafka.Config, w *syncBuffer) *running {
 	t.Helper()
 	l := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := New(cfg, k, WithLogger(l))
+	a, err := New(cfg, k, role.Settings{Logger: l})
 	if err != nil {
 		t.Fatal(err)
 	}

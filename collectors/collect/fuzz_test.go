@@ -8,6 +8,7 @@ import (
 
 	"github.com/tpflow/tpflow/collectors/logtail"
 	"github.com/tpflow/tpflow/collectors/parse"
+	"github.com/tpflow/tpflow/internal/role"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas/codec"
 )
@@ -29,7 +30,7 @@ func FuzzFileLines(f *testing.F) {
 		container := []string{ContainerCRI, ContainerDocker, ContainerNone}[int(mode)%3]
 		cfg.Sources = []Source{{Name: "s", Globs: []string{"/x/*.log"}, Container: container,
 			Multiline: parse.MultilineConfig{Start: `^\d{4}-`, Timeout: time.Millisecond, MaxLines: 3}}}
-		ag, err := New(cfg, kafka.DefaultConfig())
+		ag, err := New(cfg, kafka.DefaultConfig(), role.Settings{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/tpflow/tpflow/internal/role"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas/codec"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
@@ -68,7 +69,7 @@ type running struct {
 
 func runAgent(t testing.TB, cfg Config, k kafka.Config) *running {
 	t.Helper()
-	a, err := New(cfg, k)
+	a, err := New(cfg, k, role.Settings{})
 	if err != nil {
 		t.Fatal(err)
 	}

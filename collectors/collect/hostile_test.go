@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tpflow/tpflow/collectors/parse"
+	"github.com/tpflow/tpflow/internal/role"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas/codec"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
@@ -214,7 +215,7 @@ func TestAgentHostileCorpus(t *testing.T) {
 	logs := readSized(t, k, kafka.TopicLogs)
 	calls := readSized(t, k, kafka.TopicCalls)
 	reg := prometheus.NewRegistry()
-	a, err := New(cfg, k, WithRegisterer(reg))
+	a, err := New(cfg, k, role.Settings{Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

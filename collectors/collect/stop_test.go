@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tpflow/tpflow/collectors/metrics"
+	"github.com/tpflow/tpflow/internal/role"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
@@ -43,7 +44,7 @@ func TestAgentStopsWhileReadingKmsg(t *testing.T) {
 		lines.WriteString(perfLine(i, "Stop.m", 1, true) + "\n")
 	}
 	appendFile(t, log, lines.String())
-	a, err := New(cfg, k)
+	a, err := New(cfg, k, role.Settings{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -206,4 +207,23 @@ func (f *KernelErrorFilter) Samples() []Sample {
 		out = append(out, Sample{Name: "kernel_errors_total", Value: float64(f.Counts[p.class]), Kind: Counter, Labels: lbl("class", string(p.class))})
 	}
 	return out
+}
+
+// KernelClassifier returns a function, safe for concurrent use, that
+// names the kernel error classes of a message as the node collector's
+// filter does, for the alert role's kernel_error_rate rules: both agree
+// on what a class is.
+func KernelClassifier() func(msg string) []string {
+	var mu sync.Mutex
+	f := NewKernelErrorFilter()
+	return func(msg string) []string {
+		mu.Lock()
+		cs := f.Classes(msg)
+		mu.Unlock()
+		out := make([]string, len(cs))
+		for i, c := range cs {
+			out[i] = string(c)
+		}
+		return out
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/aggregator/resource"
 	"github.com/tpflow/tpflow/collectors/collect"
+	"github.com/tpflow/tpflow/internal/role"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
@@ -71,7 +72,7 @@ func registeredMetrics(t *testing.T) capture {
 	dlq.Close()
 	acfg := collect.DefaultConfig()
 	acfg.Host = "test"
-	if _, err := collect.New(acfg, kafka.DefaultConfig(), collect.WithRegisterer(c)); err != nil {
+	if _, err := collect.New(acfg, kafka.DefaultConfig(), role.Settings{Registerer: c}); err != nil {
 		t.Fatal(err)
 	}
 	c.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())

@@ -377,3 +377,24 @@ func (g *Generator) Describe() string {
 	return fmt.Sprintf("%d series over %d apps; incident method %s/%s/%s; error burst app %s/%s",
 		len(g.series), g.cfg.Apps, g.incident.System, g.incident.App, g.incident.Method, g.errApp[0], g.errApp[1])
 }
+
+// State names the fault that is on at now ("incident:APP/METHOD",
+// "errors:APP", both, or "normal"), for a status line.
+func (g *Generator) State(now time.Time) string {
+	var s string
+	if g.IncidentActive(now) {
+		_, app, method := g.IncidentTarget()
+		s = "incident:" + app + "/" + method
+	}
+	if g.ErrorBurstActive(now) {
+		_, app := g.ErrorTarget()
+		if s != "" {
+			s += ","
+		}
+		s += "errors:" + app
+	}
+	if s == "" {
+		s = "normal"
+	}
+	return s
+}

@@ -5,6 +5,8 @@ import (
 	_ "embed"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"strconv"
 	"text/template"
 	"time"
@@ -68,4 +70,21 @@ func (g *Generator) Rules(pane time.Duration) []byte {
 		panic(fmt.Sprintf("BUG: demo rules template: %v", err))
 	}
 	return b.Bytes()
+}
+
+// RulesFile is the name of the file WriteRules writes in its directory.
+const RulesFile = "demo-rules.yaml"
+
+// WriteRules writes the rules of g for panes of length pane (Rules) to
+// dir/RulesFile, creating dir, and returns the file's path, for the alert
+// role to load like any rules file.
+func (g *Generator) WriteRules(dir string, pane time.Duration) (string, error) {
+	path := filepath.Join(dir, RulesFile)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("cannot write the demo alert rules: %w", err)
+	}
+	if err := os.WriteFile(path, g.Rules(pane), 0o644); err != nil {
+		return "", fmt.Errorf("cannot write the demo alert rules: %w", err)
+	}
+	return path, nil
 }

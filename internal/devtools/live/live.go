@@ -1,6 +1,10 @@
-package main
+// Package live is the live view of `tpflow run`: the slowest methods by
+// TP99 and the firing alerts, redrawn every pane on a terminal or printed
+// as one line per refresh.
+package live
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -10,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/aggregator/windowsapi"
 	"github.com/tpflow/tpflow/alerting"
 )
@@ -17,21 +22,21 @@ import (
 // liveTop is how many methods the live view shows.
 const liveTop = 20
 
-// liveView renders the slowest methods by TP99 to a writer: a full-screen
+// View renders the slowest methods by TP99 to a writer: a full-screen
 // table redrawn in place on a terminal (ANSI clear + home), one summary line
 // per refresh otherwise. It is not safe for concurrent use.
-type liveView struct {
-	w      io.Writer
-	ansi   bool
-	window string // "1m", shown in the title
-	// alerting says whether an alert role runs: then the firing alerts
+type View struct {
+	W      io.Writer
+	ANSI   bool   // redraw a table in place rather than print lines
+	Window string // "1m", shown in the title
+	// Alerting says whether an alert role runs: then the firing alerts
 	// are shown, or that there are none.
-	alerting bool
+	Alerting bool
 	b        strings.Builder
 }
 
-// isTerminal reports whether w is a character device, such as a terminal.
-func isTerminal(w io.Writer) bool {
+// IsTerminal reports whether w is a character device, such as a terminal.
+func IsTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
@@ -40,11 +45,11 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// render draws one refresh. ws must be sorted by TP99, slowest first
+// Render draws one refresh. ws must be sorted by TP99, slowest first
 // (windowsapi.SortByP99); status is a short line about the pipeline (rates,
 // lag, sink state) shown under the title; alerts are the alert role's
 // alerts, of which the firing ones are shown.
-func (v *liveView) render(now time.Time, ws []windowsapi.Window, alerts []alerting.Alert, status string) error {
+func (v *View) Render(now time.Time, ws []windowsapi.Window, alerts []alerting.Alert, status string) error {
 	v.b.Reset()
 	var firing []alerting.Alert
 	for _, a := range alerts {
@@ -52,12 +57,12 @@ func (v *liveView) render(now time.Time, ws []windowsapi.Window, alerts []alerti
 			firing = append(firing, a)
 		}
 	}
-	if !v.ansi {
+	if !v.ANSI {
 		v.renderLine(now, ws, firing, status)
 	} else {
 		v.renderTable(now, ws, firing, status)
 	}
-	_, err := io.WriteString(v.w, v.b.String())
+	_, err := io.WriteString(v.W, v.b.String())
 	return err
 }
 
@@ -100,10 +105,10 @@ func alertLabels(a alerting.Alert) string {
 	return b.String()
 }
 
-func (v *liveView) renderTable(now time.Time, ws []windowsapi.Window, firing []alerting.Alert, status string) {
+func (v *View) renderTable(now time.Time, ws []windowsapi.Window, firing []alerting.Alert, status string) {
 	b := &v.b
 	b.WriteString("\x1b[H\x1b[2J") // home, clear screen
-	fmt.Fprintf(b, "tpflow — slowest methods by TP99 over the last %s    %s\n", v.window, now.Format("15:04:05"))
+	fmt.Fprintf(b, "tpflow — slowest methods by TP99 over the last %s    %s\n", v.Window, now.Format("15:04:05"))
 	if status != "" {
 		b.WriteString(status + "\n")
 	}
@@ -126,7 +131,7 @@ func (v *liveView) renderTable(now time.Time, ws []windowsapi.Window, firing []a
 	if len(ws) > 0 {
 		fmt.Fprintf(b, "\n%d keys; window %s – %s\n", len(ws), ws[0].Start.Local().Format("15:04:05"), ws[0].End.Local().Format("15:04:05"))
 	}
-	if v.alerting {
+	if v.Alerting {
 		if len(firing) == 0 {
 			b.WriteString("\nFiring alerts: none\n")
 		} else {
@@ -141,9 +146,9 @@ func (v *liveView) renderTable(now time.Time, ws []windowsapi.Window, firing []a
 
 // renderLine writes one line: the time, the number of keys and the three
 // slowest methods with their TP99, then every firing alert.
-func (v *liveView) renderLine(now time.Time, ws []windowsapi.Window, firing []alerting.Alert, status string) {
+func (v *View) renderLine(now time.Time, ws []windowsapi.Window, firing []alerting.Alert, status string) {
 	b := &v.b
-	fmt.Fprintf(b, "%s window=%s keys=%d", now.Format(time.RFC3339), v.window, len(ws))
+	fmt.Fprintf(b, "%s window=%s keys=%d", now.Format(time.RFC3339), v.Window, len(ws))
 	if status != "" {
 		b.WriteString(" " + status)
 	}
@@ -156,11 +161,49 @@ func (v *liveView) renderLine(now time.Time, ws []windowsapi.Window, firing []al
 		}
 		fmt.Fprintf(b, " %s/%s tp99=%sms qps=%.1f err=%.2f%%", w.App, w.Method, ms(w.P99Us), w.QPS, w.ErrorRate*100)
 	}
-	if v.alerting {
+	if v.Alerting {
 		fmt.Fprintf(b, " firing=%d", len(firing))
 	}
 	for _, a := range firing {
 		fmt.Fprintf(b, " alert=%s%s value=%.4g since=%s", a.Rule, alertLabels(a), a.Value, a.FiredAt.Format(time.RFC3339))
 	}
 	b.WriteString("\n")
+}
+
+// Run refreshes view once per pane of acfg until ctx is done, with the
+// windows of src over WindowOf(acfg.Windows) and the alerts.
+func Run(ctx context.Context, view *View, src windowsapi.WindowSource, alerts func() []alerting.Alert, acfg aggregator.Config, status func(time.Time) string) error {
+	d := WindowOf(acfg.Windows)
+	t := time.NewTicker(acfg.Pane)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			kws := src.Windows(nil, d)
+			ws := make([]windowsapi.Window, len(kws))
+			for i, kw := range kws {
+				ws[i] = windowsapi.FromKeyWindow(kw, d)
+			}
+			windowsapi.SortByP99(ws)
+			if err := view.Render(now, ws, alerts(), status(now)); err != nil {
+				return fmt.Errorf("cannot write the live view: %w", err)
+			}
+		}
+	}
+}
+
+// WindowOf is the window the live view shows of the configured ones: 1m
+// when configured, else the shortest.
+func WindowOf(ws []time.Duration) time.Duration {
+	if slices.Contains(ws, time.Minute) || len(ws) == 0 {
+		return time.Minute
+	}
+	return slices.Min(ws)
+}
+
+// WindowName names WindowOf(ws) as the windows API does ("1m").
+func WindowName(ws []time.Duration) string {
+	return windowsapi.FromKeyWindow(aggregator.KeyWindow{}, WindowOf(ws)).Window
 }

@@ -1,4 +1,4 @@
-package main
+package live
 
 import (
 	"bytes"
@@ -28,9 +28,9 @@ func liveWindows(n int) []windowsapi.Window {
 
 func TestLiveTable(t *testing.T) {
 	var buf bytes.Buffer
-	v := &liveView{w: &buf, ansi: true, window: "1m"}
+	v := &View{W: &buf, ANSI: true, Window: "1m"}
 	now := time.Date(2026, 1, 2, 3, 5, 7, 0, time.UTC)
-	if err := v.render(now, liveWindows(30), nil, "events/s 10000"); err != nil {
+	if err := v.Render(now, liveWindows(30), nil, "events/s 10000"); err != nil {
 		t.Fatal(err)
 	}
 	out := buf.String()
@@ -62,7 +62,7 @@ func TestLiveTable(t *testing.T) {
 		t.Errorf("rows not in the given (TP99 desc) order:\n%s", out)
 	}
 	buf.Reset()
-	if err := v.render(now, nil, nil, ""); err != nil {
+	if err := v.Render(now, nil, nil, ""); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(buf.String(), "waiting for the first final pane") {
@@ -72,10 +72,10 @@ func TestLiveTable(t *testing.T) {
 
 func TestLiveLines(t *testing.T) {
 	var buf bytes.Buffer
-	v := &liveView{w: &buf, window: "1m"}
+	v := &View{W: &buf, Window: "1m"}
 	now := time.Date(2026, 1, 2, 3, 5, 7, 0, time.UTC)
 	for i := 0; i < 2; i++ {
-		if err := v.render(now, liveWindows(5), nil, "events/s 10000"); err != nil {
+		if err := v.Render(now, liveWindows(5), nil, "events/s 10000"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -109,8 +109,8 @@ func liveAlerts() []alerting.Alert {
 func TestLiveAlerts(t *testing.T) {
 	var buf bytes.Buffer
 	now := time.Date(2026, 1, 2, 3, 5, 7, 0, time.UTC)
-	v := &liveView{w: &buf, window: "1m", alerting: true}
-	if err := v.render(now, liveWindows(1), liveAlerts(), ""); err != nil {
+	v := &View{W: &buf, Window: "1m", Alerting: true}
+	if err := v.Render(now, liveWindows(1), liveAlerts(), ""); err != nil {
 		t.Fatal(err)
 	}
 	want := ` firing=1 alert=Demofiring{app="order-trade",method="getOrder"} value=812.2 since=2026-01-02T03:04:50Z` + "\n"
@@ -118,7 +118,7 @@ func TestLiveAlerts(t *testing.T) {
 		t.Errorf("line\n got %q\nwant suffix %q", buf.String(), want)
 	}
 	buf.Reset()
-	if err := v.render(now, liveWindows(1), liveAlerts()[:1], ""); err != nil {
+	if err := v.Render(now, liveWindows(1), liveAlerts()[:1], ""); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasSuffix(buf.String(), " firing=0\n") {
@@ -126,8 +126,8 @@ func TestLiveAlerts(t *testing.T) {
 	}
 
 	buf.Reset()
-	v = &liveView{w: &buf, ansi: true, window: "1m", alerting: true}
-	if err := v.render(now, liveWindows(1), liveAlerts(), ""); err != nil {
+	v = &View{W: &buf, ANSI: true, Window: "1m", Alerting: true}
+	if err := v.Render(now, liveWindows(1), liveAlerts(), ""); err != nil {
 		t.Fatal(err)
 	}
 	out := buf.String()
@@ -137,8 +137,8 @@ func TestLiveAlerts(t *testing.T) {
 		t.Errorf("table alerts wrong:\n%s", out)
 	}
 	buf.Reset()
-	v.alerting = false
-	if err := v.render(now, liveWindows(1), nil, ""); err != nil {
+	v.Alerting = false
+	if err := v.Render(now, liveWindows(1), nil, ""); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(buf.String(), "Firing alerts") {
@@ -153,7 +153,7 @@ func TestMs(t *testing.T) {
 		}
 	}
 	var buf bytes.Buffer
-	if isTerminal(&buf) {
+	if IsTerminal(&buf) {
 		t.Error("a buffer is not a terminal")
 	}
 }
