@@ -5,7 +5,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
@@ -54,16 +53,12 @@ type sparseDriver struct {
 }
 
 // sparseCur is the driver of the case running now. Go runs the -count
-// repetitions of one benchmark back to back, so a case's warm engine is
-// kept across them and dropped when the next case starts.
-var (
-	sparseMu  sync.Mutex
-	sparseCur *sparseDriver
-)
+// repetitions of one benchmark back to back (and benchmarks one at a
+// time), so a case's warm engine is kept across them and dropped when the
+// next case starts.
+var sparseCur *sparseDriver
 
 func sparseDriverFor(b *testing.B, c sparseCase) *sparseDriver {
-	sparseMu.Lock()
-	defer sparseMu.Unlock()
 	if sparseCur != nil && sparseCur.c == c {
 		return sparseCur
 	}
