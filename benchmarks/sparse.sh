@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the sparse benchmark family (BenchmarkSparse in sparse_test.go) on one
 # core and prints, per case, the medians over COUNT repetitions of ns/event
-# (ingest and flush), the mean flush time, the flush's share of the time and
-# the live heap per key.
+# (ingest and flush; wall and the process's CPU time), the mean flush time
+# (wall and CPU), the flush's share of the wall time and the live heap per
+# key.
 #
 #   bash benchmarks/sparse.sh [COUNT] [CASES]
 #
@@ -64,9 +65,9 @@ function median(s,   a, k, i, j, x) {
 	for (i = 3; i < NF; i += 2) v[name, $(i+1)] = v[name, $(i+1)] " " $i
 }
 END {
-	printf "%-28s %6s %10s %10s %8s %10s\n", "case", "runs", "ns/event", "flush-ms", "flush-%", "B/key"
+	printf "%-28s %5s %9s %9s %9s %9s %8s %8s\n", "case", "runs", "ns/event", "cpu-ns", "flush-ms", "flush-cpu", "flush-%", "B/key"
 	for (i = 1; i <= m; i++) {
 		c = order[i]
-		printf "%-28s %6d %10.1f %10.2f %8.1f %10.0f\n", c, n[c], median(v[c, "ns/op"]), median(v[c, "flush-ms"]), median(v[c, "flush-%"]), median(v[c, "B/key"])
+		printf "%-28s %5d %9.1f %9.1f %9.2f %9.2f %8.1f %8.0f\n", c, n[c], median(v[c, "ns/op"]), median(v[c, "cpu-ns/event"]), median(v[c, "flush-ms"]), median(v[c, "flush-cpu-ms"]), median(v[c, "flush-%"]), median(v[c, "B/key"])
 	}
 }' "$out"

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,8 +49,9 @@ type sparseDriver struct {
 	pane    int     // the pane being fed, counted from base
 	j       int     // batches of that pane already fed
 	flushes int
-	flushT  time.Duration
-	heapKey float64 // live heap per key after the warm-up's last flush
+	flushT  time.Duration // wall time in Flush
+	flushC  time.Duration // CPU time of the process in Flush
+	heapKey float64       // live heap per key after the warm-up's last flush
 }
 
 // sparseCur is the driver of the case running now. Go runs the -count
@@ -136,9 +138,10 @@ func (d *sparseDriver) next() {
 	if d.j == per {
 		d.j = 0
 		d.pane++
-		t := time.Now()
+		t, c := time.Now(), cpuTime()
 		d.e.Flush()
 		d.flushT += time.Since(t)
+		d.flushC += cpuTime() - c
 		d.flushes++
 	}
 }
@@ -163,6 +166,16 @@ func (d *sparseDriver) warm() {
 	}
 }
 
+// cpuTime returns the CPU time the process used so far. On a shared
+// machine it moves less than the wall time with the other jobs' load.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 func (d *sparseDriver) heapAlloc() uint64 {
 	runtime.GC()
 	var m runtime.MemStats
@@ -185,26 +198,31 @@ func sparseCases() []sparseCase {
 }
 
 // BenchmarkSparse runs the family. Besides ns/op (ns per event, flushes
-// included) it reports the mean time of one flush (flush-ms), its share of
-// the time (flush-%), the live keys and the live heap per key (B/key:
+// included) it reports the process's CPU time per event (cpu-ns/event),
+// the mean wall and CPU time of one flush (flush-ms, flush-cpu-ms), the
+// flush's share of the wall time (flush-%), the live keys and the live
+// heap per key (B/key:
 // after GC, right after the warm-up's last flush, at the fullest point of
 // the rollup cycle; the heap held before the engine existed is subtracted).
 func BenchmarkSparse(b *testing.B) {
 	for _, c := range sparseCases() {
 		b.Run(c.name(), func(b *testing.B) {
 			d := sparseDriverFor(b, c)
-			f0, t0 := d.flushes, d.flushT
+			f0, t0, c0 := d.flushes, d.flushT, d.flushC
 			b.ReportAllocs()
 			b.ResetTimer()
-			start := time.Now()
-			for done := 0; done < b.N; done += sparseBlock {
+			start, cpu := time.Now(), cpuTime()
+			done := 0
+			for ; done < b.N; done += sparseBlock {
 				d.next()
 			}
-			elapsed := time.Since(start)
+			elapsed, cpu := time.Since(start), cpuTime()-cpu
 			b.StopTimer()
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(done), "cpu-ns/event")
 			if n := d.flushes - f0; n > 0 {
 				ft := d.flushT - t0
 				b.ReportMetric(float64(ft.Microseconds())/1000/float64(n), "flush-ms")
+				b.ReportMetric(float64((d.flushC-c0).Microseconds())/1000/float64(n), "flush-cpu-ms")
 				b.ReportMetric(100*float64(ft)/float64(elapsed), "flush-%")
 			}
 			b.ReportMetric(float64(d.e.LiveKeys()), "keys")
