@@ -141,6 +141,10 @@ type keyState struct {
 	// folds are, for a fold key fed by AddFinal, per ring pane start the
 	// pane of each folded key, by key ID: redeliveries replace, not add.
 	folds map[int64]map[string]foldPart
+	// due is the final edge from which trimming may next change the key:
+	// it is queued under it in Engine.trimDue while queued is set.
+	due    int64
+	queued bool
 }
 
 const inlineID = 80
@@ -191,6 +195,11 @@ type Engine struct {
 	rollPending map[int64][]*keyState // bucket start -> keys whose rollup is not emitted
 	rollDirty   []*keyState           // keys with an emitted rollup changed by late events
 
+	// trimDue queues the keys by the final edge from which trimming may
+	// change them (keyState.due), so a flush trims only those.
+	trimDue   map[int64][]*keyState
+	trimSpare []*keyState // a processed list of trimDue, for reuse
+
 	lateOut    []LateEvent // beyond the grace, for the next FlushAll
 	otherName  string      // the overflow method of the batch being ingested
 	otherNames map[int32]string
@@ -239,6 +248,7 @@ func New(cfg Config, opts ...Option) (*Engine, error) {
 		rollMs:  cfg.Rollup.Milliseconds(),
 
 		rollPending: make(map[int64][]*keyState),
+		trimDue:     make(map[int64][]*keyState),
 		otherNames:  make(map[int32]string),
 	}
 	e.retainMs = max(slices.Max(cfg.Windows).Milliseconds(), e.graceMs+e.paneMs)
@@ -446,6 +456,9 @@ func (e *Engine) keyFor(k Key) *keyState {
 	}
 	e.keys[h] = ks
 	e.nkeys++
+	// A key may end up with nothing (every event rejected): the next trim
+	// looks at it.
+	e.scheduleTrim(ks, SatAdd(e.finalEnd, 1))
 	return ks
 }
 
@@ -521,6 +534,7 @@ func (e *Engine) late(ks *keyState, start int64, c *codec.Call, st *IngestStats,
 	})
 	if !found {
 		ks.ring = slices.Insert(ks.ring, i, pane{start: start, min: math.MaxUint32})
+		e.scheduleRing(ks, start)
 	}
 	ks.ring[i].addLate(c.LatencyUs, c.OK, e.cfg.WindowCompression)
 	if !slices.Contains(ks.corrected, start) {
@@ -627,6 +641,7 @@ func (e *Engine) FlushAll() FlushResult {
 				panes = append(panes, e.stat(ks, &f, false, f.cents))
 				f.cents = compacted(f.cents, f.count, e.cfg.WindowCompression, &e.work)
 				ks.ring = slices.Insert(ks.ring, i, f)
+				e.scheduleRing(ks, s)
 			}
 			delete(e.pending, s)
 			if e.rollMs > 0 {
@@ -702,42 +717,157 @@ func (e *Engine) release(ks *keyState, op *openPane) {
 	}
 }
 
-// trim drops ring panes older than the retention and keys with nothing left.
+// trim drops ring panes older than the retention, rollups past the grace
+// and keys with nothing left. It looks only at the keys queued for the
+// current final edge or an earlier one (scheduleTrim): every other key
+// has nothing to drop.
 func (e *Engine) trim() {
-	cut := SatSub(e.finalEnd, e.retainMs)
-	for h, head := range e.keys {
-		var keep *keyState
-		for ks := head; ks != nil; {
-			next := ks.next
-			n := 0
-			for n < len(ks.ring) && ks.ring[n].start < cut {
-				n++
-			}
-			if n > 0 {
-				ks.ring = slices.Delete(ks.ring, 0, n)
-			}
-			for st := range ks.folds {
-				if st < cut {
-					delete(ks.folds, st)
-				}
-			}
-			if e.rollMs > 0 {
-				ks.trimRolls(SatSub(e.finalEnd, e.rollMs+e.graceMs))
-			}
-			if len(ks.ring) == 0 && len(ks.corrected) == 0 && len(ks.rolls) == 0 && !ks.hasOpen() {
-				e.nkeys--
-			} else {
-				ks.next = keep
-				keep = ks
-			}
-			ks = next
-		}
-		if keep == nil {
-			delete(e.keys, h)
-		} else {
-			e.keys[h] = keep
+	var due []int64
+	for t := range e.trimDue {
+		if t <= e.finalEnd {
+			due = append(due, t)
 		}
 	}
+	slices.Sort(due)
+	for _, t := range due {
+		list := e.trimDue[t]
+		delete(e.trimDue, t)
+		for _, ks := range list {
+			// A key queued again for an earlier edge has a newer entry.
+			if ks.queued && ks.due == t {
+				ks.queued = false
+				e.trimKey(ks)
+			}
+		}
+		clear(list)
+		e.trimSpare = list[:0]
+	}
+	if checkInvariants {
+		e.checkTrimmed()
+	}
+}
+
+// trimKey drops what ks holds past the retention and deletes ks if nothing
+// is left; otherwise it queues ks for its next trim.
+func (e *Engine) trimKey(ks *keyState) {
+	cut := SatSub(e.finalEnd, e.retainMs)
+	n := 0
+	for n < len(ks.ring) && ks.ring[n].start < cut {
+		n++
+	}
+	if n > 0 {
+		ks.ring = slices.Delete(ks.ring, 0, n)
+	}
+	for st := range ks.folds {
+		if st < cut {
+			delete(ks.folds, st)
+		}
+	}
+	if e.rollMs > 0 {
+		ks.trimRolls(SatSub(e.finalEnd, e.rollMs+e.graceMs))
+	}
+	if len(ks.ring) == 0 && len(ks.corrected) == 0 && len(ks.rolls) == 0 && !ks.hasOpen() {
+		e.nkeys--
+		e.unlink(ks)
+		return
+	}
+	if t, ok := e.nextTrim(ks); ok {
+		e.scheduleTrim(ks, t)
+	}
+}
+
+// nextTrim returns the final edge from which trimKey may next change ks,
+// if any: the expiry of its oldest ring pane or fold, of each rollup
+// (the next trim for one not emitted or changed since, as the old edge
+// has passed), or the next trim for a key held only by corrections. A key
+// held only by open panes needs none: closing them queues it.
+func (e *Engine) nextTrim(ks *keyState) (int64, bool) {
+	t, ok := int64(math.MaxInt64), false
+	if len(ks.ring) > 0 {
+		t, ok = SatAdd(ks.ring[0].start, e.retainMs+1), true
+	}
+	for st := range ks.folds {
+		t, ok = min(t, SatAdd(st, e.retainMs+1)), true
+	}
+	next := SatAdd(e.finalEnd, 1)
+	for i := range ks.rolls {
+		r := &ks.rolls[i]
+		rt := SatAdd(r.start, e.rollMs+e.graceMs)
+		if (!r.emitted || r.dirty) && rt < next {
+			rt = next
+		}
+		t, ok = min(t, rt), true
+	}
+	if !ok && len(ks.corrected) > 0 {
+		t, ok = next, true
+	}
+	return t, ok
+}
+
+// scheduleTrim queues ks for the first trim at a final edge of t or later,
+// unless it is queued for an earlier one.
+func (e *Engine) scheduleTrim(ks *keyState, t int64) {
+	if ks.queued && ks.due <= t {
+		return
+	}
+	ks.queued, ks.due = true, t
+	l, ok := e.trimDue[t]
+	if !ok {
+		l, e.trimSpare = e.trimSpare, nil
+	}
+	e.trimDue[t] = append(l, ks)
+}
+
+// scheduleRing queues ks for the expiry of its ring pane starting at start.
+func (e *Engine) scheduleRing(ks *keyState, start int64) {
+	e.scheduleTrim(ks, SatAdd(start, e.retainMs+1))
+}
+
+// unlink removes ks from the key table.
+func (e *Engine) unlink(ks *keyState) {
+	var h uint64
+	if ks.idLen <= inlineID {
+		h = maphash.Bytes(e.seed, ks.idArr[:ks.idLen])
+	} else {
+		h = maphash.String(e.seed, ks.idLong)
+	}
+	var prev *keyState
+	for x := e.keys[h]; x != nil; prev, x = x, x.next {
+		if x != ks {
+			continue
+		}
+		switch {
+		case prev != nil:
+			prev.next = x.next
+		case x.next != nil:
+			e.keys[h] = x.next
+		default:
+			delete(e.keys, h)
+		}
+		return
+	}
+}
+
+// checkTrimmed panics if a key holds something a trim at the current final
+// edge drops, or is not queued for when it will: the invariant of trimDue.
+func (e *Engine) checkTrimmed() {
+	cut := SatSub(e.finalEnd, e.retainMs)
+	e.each(func(ks *keyState) {
+		bad := len(ks.ring) > 0 && ks.ring[0].start < cut
+		for st := range ks.folds {
+			bad = bad || st < cut
+		}
+		for _, r := range ks.rolls {
+			bad = bad || (r.emitted && !r.dirty && r.start <= SatSub(e.finalEnd, e.rollMs+e.graceMs))
+		}
+		bad = bad || (len(ks.ring) == 0 && len(ks.corrected) == 0 && len(ks.rolls) == 0 && !ks.hasOpen())
+		if t, ok := e.nextTrim(ks); ok && (!ks.queued || ks.due > t) {
+			bad = true
+		}
+		if bad {
+			panic(fmt.Sprintf("BUG: key %+v not trimmed or not queued at final edge %d", ks.key, e.finalEnd))
+		}
+	})
 }
 
 // each calls f for every key.

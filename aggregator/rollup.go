@@ -140,6 +140,7 @@ func (e *Engine) rollAt(ks *keyState, b int64) *rollup {
 	if !found {
 		ks.rolls = slices.Insert(ks.rolls, i, rollup{pane: newRollupPane(b)})
 		e.rollPending[b] = append(e.rollPending[b], ks)
+		e.scheduleTrim(ks, SatAdd(b, e.rollMs+e.graceMs))
 	}
 	return &ks.rolls[i]
 }

@@ -262,6 +262,7 @@ func (e *Engine) AddFinal(ps PaneStat) error {
 	case ps.Version > ks.ring[i].count:
 		ks.ring[i] = f
 	}
+	e.scheduleRing(ks, ps.Start)
 	if end > e.finalEnd {
 		e.finalEnd = end
 		e.trim()
