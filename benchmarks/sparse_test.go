@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/tpflow/tpflow/aggregator"
-	"github.com/tpflow/tpflow/pipeline/codec"
+	"github.com/tpflow/tpflow/schemas/codec"
 )
 
 // The sparse family: many keys with a few events each per pane, the shape
