@@ -15,6 +15,7 @@ import (
 
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
+	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest/chdb"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas"
 	"github.com/tpflow/tpflow/schemas/codec"
@@ -90,22 +91,8 @@ func TestSinkIsolatesBadRecords(t *testing.T) {
 	ch := chtest.Shared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	bcfg := kafka.DefaultBrokerConfig()
-	bcfg.Listen = "127.0.0.1:0"
-	broker, err := kafka.StartBroker(ctx, bcfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer broker.Close()
-	kcfg := kafka.DefaultConfig()
-	kcfg.Brokers = []string{broker.Addr()}
-	kcfg.Partitions = map[string]int{kafka.TopicStats: 1, kafka.TopicLogs: 1, kafka.TopicMetrics: 1, kafka.TopicAlerts: 1, kafka.TopicCalls: 1, kafka.TopicDLQ: 1}
-	if err := kafka.EnsureTopics(ctx, kcfg); err != nil {
-		t.Fatal(err)
-	}
-	ccfg := clickhouse.DefaultConfig()
-	ccfg.DSN = ch.DSN()
-	ccfg.Database = ch.Database()
+	kcfg := startKafka(t, ctx, 1)
+	ccfg := chdb.Config(ch)
 
 	var b codec.Builder
 	ls := b.LabelSet([]schemas.Label{{Name: "system", Value: "s"}, {Name: "app", Value: "a"}, {Name: "host", Value: "h"}})

@@ -14,7 +14,9 @@ import (
 	"github.com/tpflow/tpflow/internal/devtools/loadgen"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
+	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest/chdb"
 	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/pipeline/kafka/kafkatest"
 	"github.com/tpflow/tpflow/schemas"
 	"github.com/tpflow/tpflow/schemas/codec"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
@@ -83,9 +85,9 @@ func TestResourcePanesEndToEnd(t *testing.T) {
 	ch := chtest.Shared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	kcfg, ccfg := startBroker(t, ctx)
-	ccfg.DSN = ch.DSN()
-	ccfg.Database = ch.Database()
+	// Two metrics partitions, so the resource watermark spans partitions.
+	kcfg := startKafka(t, ctx, 2)
+	ccfg := chdb.Config(ch)
 	ccfg.BatchAge = 100 * time.Millisecond
 
 	acfg := aggregator.DefaultConfig()
@@ -220,22 +222,9 @@ func containerIndex(t *testing.T, name string) int {
 	return -1
 }
 
-// startBroker starts the embedded broker with one partition per topic but
-// two for metrics, so the resource watermark spans partitions.
-func startBroker(t *testing.T, ctx context.Context) (kafka.Config, clickhouse.Config) {
+// startKafka starts the embedded broker with one partition per topic but
+// metrics partitions for metrics, and returns its client config.
+func startKafka(t *testing.T, ctx context.Context, metrics int) kafka.Config {
 	t.Helper()
-	bcfg := kafka.DefaultBrokerConfig()
-	bcfg.Listen = "127.0.0.1:0"
-	broker, err := kafka.StartBroker(ctx, bcfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(broker.Close)
-	kcfg := kafka.DefaultConfig()
-	kcfg.Brokers = []string{broker.Addr()}
-	kcfg.Partitions = map[string]int{kafka.TopicStats: 1, kafka.TopicLogs: 1, kafka.TopicMetrics: 2, kafka.TopicAlerts: 1, kafka.TopicCalls: 1, kafka.TopicDLQ: 1}
-	if err := kafka.EnsureTopics(ctx, kcfg); err != nil {
-		t.Fatal(err)
-	}
-	return kcfg, clickhouse.DefaultConfig()
+	return kafkatest.Start(t, ctx, map[string]int{kafka.TopicStats: 1, kafka.TopicLogs: 1, kafka.TopicMetrics: metrics, kafka.TopicAlerts: 1, kafka.TopicCalls: 1, kafka.TopicDLQ: 1})
 }

@@ -12,7 +12,9 @@ import (
 
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
+	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest/chdb"
 	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/pipeline/kafka/kafkatest"
 	"github.com/tpflow/tpflow/schemas"
 	"github.com/tpflow/tpflow/schemas/codec"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
@@ -27,22 +29,8 @@ func TestRunAllTopics(t *testing.T) {
 	ch := chtest.Shared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	bcfg := kafka.DefaultBrokerConfig()
-	bcfg.Listen = "127.0.0.1:0"
-	broker, err := kafka.StartBroker(ctx, bcfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer broker.Close()
-	kcfg := kafka.DefaultConfig()
-	kcfg.Brokers = []string{broker.Addr()}
-	kcfg.Partitions = map[string]int{kafka.TopicStats: 1, kafka.TopicLogs: 1, kafka.TopicMetrics: 1, kafka.TopicAlerts: 1, kafka.TopicCalls: 1, kafka.TopicDLQ: 1}
-	if err := kafka.EnsureTopics(ctx, kcfg); err != nil {
-		t.Fatal(err)
-	}
-	ccfg := clickhouse.DefaultConfig()
-	ccfg.DSN = ch.DSN()
-	ccfg.Database = ch.Database()
+	kcfg := startKafka(t, ctx, 1)
+	ccfg := chdb.Config(ch)
 	ccfg.BatchAge = 100 * time.Millisecond
 
 	now := time.Now()
@@ -53,14 +41,7 @@ func TestRunAllTopics(t *testing.T) {
 	}
 	produce := func(topic string, value []byte) {
 		t.Helper()
-		p, err := kafka.NewProducer(kcfg, kcfg.Topic(topic), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer p.Close()
-		if err := p.Produce(ctx, kafkago.Message{Key: []byte(topic), Value: value}); err != nil {
-			t.Fatal(err)
-		}
+		kafkatest.Produce(t, ctx, kcfg, topic, kafkago.Message{Key: []byte(topic), Value: value})
 	}
 	b.Reset()
 	ls := labels()
