@@ -32,10 +32,19 @@ func startBroker(t testing.TB) *kafka.Broker {
 	return b
 }
 
-func kafkaConfig(addr string) kafka.Config {
+// defaultKafka is the default client config for the broker at addr, with
+// two partitions for calls and one for every other topic.
+func defaultKafka(addr string) kafka.Config {
 	k := kafka.DefaultConfig()
 	k.Brokers = []string{addr}
 	k.Partitions = map[string]int{kafka.TopicCalls: 2, kafka.TopicLogs: 1, kafka.TopicMetrics: 1, kafka.TopicStats: 1, kafka.TopicAlerts: 1, kafka.TopicDLQ: 1}
+	return k
+}
+
+// kafkaConfig is defaultKafka with smaller messages and a short batch
+// timeout.
+func kafkaConfig(addr string) kafka.Config {
+	k := defaultKafka(addr)
 	k.MaxMessageBytes = 4 << 20
 	k.BatchTimeout = 5 * time.Millisecond
 	return k
@@ -126,19 +135,7 @@ func readTopic(t testing.TB, k kafka.Config, name string) (*topicReader, func())
 					}
 					return
 				}
-				var b codec.Batch
-				var full *tpflowpb.EventBatch
-				if err = codec.Decode(m.Value, &b); err == nil {
-					full, err = b.Full()
-				}
-				tr.mu.Lock()
-				if err != nil {
-					tr.bad++
-				} else {
-					tr.batches = append(tr.batches, full)
-					tr.keys = append(tr.keys, m.Key)
-				}
-				tr.mu.Unlock()
+				tr.add(m, true)
 			}
 		})
 	}
@@ -146,6 +143,46 @@ func readTopic(t testing.TB, k kafka.Config, name string) (*topicReader, func())
 	stop := func() { once.Do(func() { cancel(); wg.Wait() }) }
 	t.Cleanup(stop)
 	return tr, stop
+}
+
+// decodeFull decodes a message value as the sink does, with dec's limits.
+func decodeFull(dec codec.DecodeOptions, value []byte) (*tpflowpb.EventBatch, error) {
+	var b codec.Batch
+	if err := dec.Decode(value, &b); err != nil {
+		return nil, err
+	}
+	return b.Full()
+}
+
+// add decodes m and keeps the batch, and its key when withKey, or counts
+// it bad.
+func (tr *topicReader) add(m kafkago.Message, withKey bool) {
+	full, err := decodeFull(codec.DecodeOptions{}, m.Value)
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if err != nil {
+		tr.bad++
+		return
+	}
+	tr.batches = append(tr.batches, full)
+	if withKey {
+		tr.keys = append(tr.keys, m.Key)
+	}
+}
+
+// fetchAll hands every message of the group consumer c to fn until ctx
+// ends.
+func fetchAll(ctx context.Context, c *kafka.Consumer, fn func(kafkago.Message)) {
+	for {
+		m, err := c.Fetch(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		fn(m)
+	}
 }
 
 // logLine is a decoded log event with its labels resolved.
