@@ -23,6 +23,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/tpflow/tpflow/internal/devtools/loadgen"
+	"github.com/tpflow/tpflow/internal/testkit"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 	"github.com/tpflow/tpflow/pipeline/kafka"
@@ -63,15 +64,9 @@ func binary(t *testing.T) string {
 	return binPath
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// freeAddr returns a loopback address with a port that was free a moment
+// ago.
+var freeAddr = testkit.FreeAddr
 
 // proc is one tpflow process.
 type proc struct {

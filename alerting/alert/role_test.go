@@ -1,7 +1,6 @@
 package alert
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/alerting"
 	"github.com/tpflow/tpflow/alerting/notify"
+	"github.com/tpflow/tpflow/internal/testkit"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas"
 	"github.com/tpflow/tpflow/schemas/codec"
@@ -397,24 +396,6 @@ func counter(t *testing.T, reg *prometheus.Registry, name, result string) float6
 	return sum
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestRunKeepsRulesOnBadEdits edits the rules file of a running role into
 // each kind of invalid rule: every edit is refused with its file:line
 // error and the rules in force stay, until a valid edit replaces them.
@@ -440,7 +421,7 @@ func TestRunKeepsRulesOnBadEdits(t *testing.T) {
 	if err := prod.Produce(ctx, kafkago.Message{Value: statsBatch(t, paneMs, []int64{end - 2*paneMs, end - paneMs}, map[string]float64{"pay": 900_000})}); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	reg := prometheus.NewRegistry()
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, kcfg, aggCfg, cfg, reg, slog.New(slog.NewTextHandler(logs, nil))) }()

@@ -13,6 +13,7 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/tpflow/tpflow/internal/testkit"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas/codec"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
@@ -265,13 +266,7 @@ func labelMap(b *tpflowpb.EventBatch, set uint32) map[string]string {
 // waitFor polls cond for up to 30 s.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	end := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.WaitFor(t, 30*time.Second, what, cond)
 }
 
 func appendFile(t testing.TB, path, s string) {
