@@ -21,7 +21,6 @@ import (
 
 	"github.com/tpflow/tpflow/alerting/notify"
 	"github.com/tpflow/tpflow/alerting/notify/amtest"
-	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas"
@@ -446,14 +445,7 @@ alert:
 	}
 
 	// Every state change is a row of the alerts table.
-	ccfg := clickhouse.DefaultConfig()
-	ccfg.DSN = ch.DSN()
-	ccfg.Database = db
-	conn, err := clickhouse.Open(ctx, ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := openDB(t, ch, db)
 	type row struct {
 		state, system, app, severity, summary string
 	}

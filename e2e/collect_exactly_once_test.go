@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 )
 
@@ -189,16 +188,7 @@ collect:
 	}
 	t.Logf("%d lines written in %s", written, eoDuration)
 
-	ccfg := clickhouse.DefaultConfig()
-	ccfg.DSN = ch.DSN()
-	ccfg.Database = eoDatabase
-	octx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	conn, err := clickhouse.Open(octx, ccfg)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := openDB(t, ch, eoDatabase)
 	query := func(q string, dest ...any) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()

@@ -17,7 +17,6 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
@@ -199,16 +198,9 @@ collect:
 		}
 	}
 
-	ccfg := clickhouse.DefaultConfig()
-	ccfg.DSN = ch.DSN()
-	ccfg.Database = db
+	conn := openDB(t, ch, db)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	conn, err := clickhouse.Open(ctx, ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	var stored uint64
 	for ctx.Err() == nil {
 		if !collector.alive() || !sink.alive() {

@@ -218,17 +218,25 @@ clickhouse:
 	p.agg = start(t, dir, "aggregate", "aggregate", "--config", p.cfgFile, "--listen", freeAddr(t), "--flush-interval", "200ms")
 	p.sink = start(t, dir, "sink", "sink", "--config", p.cfgFile, "--listen", freeAddr(t))
 
+	p.conn = openDB(t, ch, database)
+	return p
+}
+
+// openDB connects to database on ch, and closes the connection when the
+// test ends.
+func openDB(t *testing.T, ch *chtest.Server, database string) driver.Conn {
+	t.Helper()
 	ccfg := clickhouse.DefaultConfig()
 	ccfg.DSN = ch.DSN()
 	ccfg.Database = database
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p.conn, err = clickhouse.Open(ctx, ccfg)
+	conn, err := clickhouse.Open(ctx, ccfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { p.conn.Close() })
-	return p
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 func (p *pipeline) waitPort(addr string) {

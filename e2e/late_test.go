@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/tpflow/tpflow/aggregator"
-	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 )
 
@@ -88,16 +86,7 @@ func startDefaults(t *testing.T, extra string) (p *pipeline, aggAddr, sinkAddr s
 	aggAddr, sinkAddr = freeAddr(t), freeAddr(t)
 	p.agg = start(t, dir, "aggregate", "aggregate", "--config", cfgFile, "--listen", aggAddr)
 	p.sink = start(t, dir, "sink", "sink", "--config", cfgFile, "--listen", sinkAddr)
-	ccfg := clickhouse.DefaultConfig()
-	ccfg.DSN = ch.DSN()
-	ccfg.Database = database
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	p.conn, err = clickhouse.Open(ctx, ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.conn.Close() })
+	p.conn = openDB(t, ch, database)
 	return p, aggAddr, sinkAddr
 }
 
