@@ -147,14 +147,8 @@ func TestSinkIsolatesBadRecords(t *testing.T) {
 	}
 
 	reg := prometheus.NewRegistry()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- Run(runCtx, kcfg, ccfg, DefaultConfig(), reg, nil) }()
-	conn, err := clickhouse.Open(ctx, ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	done, stop := startSink(ctx, kcfg, ccfg, reg)
+	conn := openDB(t, ctx, ccfg)
 	count := func(where string) uint64 {
 		var n uint64
 		if err := conn.QueryRow(ctx, "SELECT count() FROM "+ccfg.Database+".logs FINAL WHERE "+where).Scan(&n); err != nil {

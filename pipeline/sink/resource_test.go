@@ -16,7 +16,6 @@ import (
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest/chdb"
 	"github.com/tpflow/tpflow/pipeline/kafka"
-	"github.com/tpflow/tpflow/pipeline/kafka/kafkatest"
 	"github.com/tpflow/tpflow/schemas"
 	"github.com/tpflow/tpflow/schemas/codec"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
@@ -153,11 +152,7 @@ func TestResourcePanesEndToEnd(t *testing.T) {
 			host: c.Host, app: c.App, grp: c.Group, dc: c.IDC}
 	}
 
-	conn, err := clickhouse.Open(ctx, ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := openDB(t, ctx, ccfg)
 	q := fmt.Sprintf("SELECT container, name, toUInt64(pane_start), pane_seconds, count, avg, max, p95, host, app, group_name, idc FROM %s.resource_panes FINAL", ccfg.Database)
 	var got map[id]row
 	for ctx.Err() == nil {
@@ -220,11 +215,4 @@ func containerIndex(t *testing.T, name string) int {
 	}
 	t.Fatalf("unknown container %q", name)
 	return -1
-}
-
-// startKafka starts the embedded broker with one partition per topic but
-// metrics partitions for metrics, and returns its client config.
-func startKafka(t *testing.T, ctx context.Context, metrics int) kafka.Config {
-	t.Helper()
-	return kafkatest.Start(t, ctx, map[string]int{kafka.TopicStats: 1, kafka.TopicLogs: 1, kafka.TopicMetrics: metrics, kafka.TopicAlerts: 1, kafka.TopicCalls: 1, kafka.TopicDLQ: 1})
 }

@@ -10,7 +10,6 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest/chdb"
 	"github.com/tpflow/tpflow/pipeline/kafka"
@@ -94,15 +93,8 @@ func TestRunAllTopics(t *testing.T) {
 	}
 	produce(kafka.TopicStats, b.AppendTo(nil))
 
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- Run(runCtx, kcfg, ccfg, DefaultConfig(), nil, nil) }()
-
-	conn, err := clickhouse.Open(ctx, ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	done, stop := startSink(ctx, kcfg, ccfg, nil)
+	conn := openDB(t, ctx, ccfg)
 	want := map[string]uint64{"logs": 3, "metric_samples": 2, "alerts": 1, "call_panes": 2, "call_rollups": 1}
 	got := map[string]uint64{}
 	for ctx.Err() == nil {
