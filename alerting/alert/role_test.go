@@ -23,6 +23,7 @@ import (
 	"github.com/tpflow/tpflow/alerting/notify"
 	"github.com/tpflow/tpflow/internal/testkit"
 	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/pipeline/kafka/kafkatest"
 	"github.com/tpflow/tpflow/schemas"
 	"github.com/tpflow/tpflow/schemas/codec"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
@@ -108,11 +109,7 @@ func amStub(t *testing.T) (*httptest.Server, <-chan notify.Alert) {
 
 func startBroker(t *testing.T) kafka.Config {
 	t.Helper()
-	b, err := kafka.StartBroker(context.Background(), kafka.BrokerConfig{Listen: "127.0.0.1:0", MaxMessageBytes: 8 << 20}, nil)
-	if err != nil {
-		t.Fatalf("StartBroker: %v", err)
-	}
-	t.Cleanup(b.Close)
+	b := kafkatest.StartBroker(t, context.Background(), kafka.BrokerConfig{MaxMessageBytes: 8 << 20})
 	kcfg := kafka.DefaultConfig()
 	kcfg.Brokers = []string{b.Addr()}
 	kcfg.TopicPrefix = fmt.Sprintf("t%d.", time.Now().UnixNano()%1e9)
@@ -145,19 +142,12 @@ func TestRunFiresTP99AlertFromStats(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	prod, err := kafka.NewProducer(kcfg, kcfg.Topic(kafka.TopicStats), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
 	msgs := []kafkago.Message{
 		{Key: []byte("a"), Value: statsBatch(t, paneMs, starts[:3], map[string]float64{"pay": 900_000, "list": 10_000})},
 		{Key: []byte("b"), Value: []byte("not a batch")},
 		{Key: []byte("c"), Value: statsBatch(t, paneMs, starts[3:], map[string]float64{"pay": 900_000, "list": 10_000})},
 	}
-	if err := prod.Produce(ctx, msgs...); err != nil {
-		t.Fatal(err)
-	}
+	kafkatest.Produce(t, ctx, kcfg, kafka.TopicStats, msgs...)
 
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -413,14 +403,7 @@ func TestRunKeepsRulesOnBadEdits(t *testing.T) {
 	end := time.Now().UnixMilli() / paneMs * paneMs
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	prod, err := kafka.NewProducer(kcfg, kcfg.Topic(kafka.TopicStats), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	if err := prod.Produce(ctx, kafkago.Message{Value: statsBatch(t, paneMs, []int64{end - 2*paneMs, end - paneMs}, map[string]float64{"pay": 900_000})}); err != nil {
-		t.Fatal(err)
-	}
+	kafkatest.Produce(t, ctx, kcfg, kafka.TopicStats, kafkago.Message{Value: statsBatch(t, paneMs, []int64{end - 2*paneMs, end - paneMs}, map[string]float64{"pay": 900_000})})
 	logs := &testkit.Buffer{}
 	reg := prometheus.NewRegistry()
 	done := make(chan error, 1)
@@ -542,14 +525,7 @@ func TestRunResourceRule(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	prod, err := kafka.NewProducer(kcfg, kcfg.Topic(kafka.TopicStats), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	if err := prod.Produce(ctx, kafkago.Message{Value: b.AppendTo(nil)}); err != nil {
-		t.Fatal(err)
-	}
+	kafkatest.Produce(t, ctx, kcfg, kafka.TopicStats, kafkago.Message{Value: b.AppendTo(nil)})
 	reg := prometheus.NewRegistry()
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, kcfg, aggCfg, cfg, reg, nil) }()
