@@ -1,7 +1,6 @@
 package collect
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -152,13 +151,5 @@ func TestAgentDiscoveryProblemLoggedOnce(t *testing.T) {
 func runAgentLog(t *testing.T, cfg Config, k kafka.Config, w *testkit.Buffer) *running {
 	t.Helper()
 	l := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := New(cfg, k, WithLogger(l))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{a: a, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- a.Run(ctx) }()
-	t.Cleanup(func() { r.stop(t) })
-	return r
+	return runAgent(t, cfg, k, WithLogger(l))
 }

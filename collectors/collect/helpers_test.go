@@ -76,9 +76,11 @@ type running struct {
 	done   chan error
 }
 
-func runAgent(t testing.TB, cfg Config, k kafka.Config) *running {
+// runAgent runs an agent built with opts until the test ends or it is
+// stopped.
+func runAgent(t testing.TB, cfg Config, k kafka.Config, opts ...Option) *running {
 	t.Helper()
-	a, err := New(cfg, k)
+	a, err := New(cfg, k, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
