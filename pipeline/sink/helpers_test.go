@@ -3,11 +3,14 @@ package sink
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
+	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
+	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest/chdb"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/pipeline/kafka/kafkatest"
 )
@@ -33,9 +36,15 @@ func openDB(t *testing.T, ctx context.Context, ccfg clickhouse.Config) driver.Co
 	return conn
 }
 
-// startKafka starts the embedded broker with one partition per topic but
-// metrics partitions for metrics, and returns its client config.
-func startKafka(t *testing.T, ctx context.Context, metrics int) kafka.Config {
+// startBackends returns a context that ends after timeout or with the
+// test, the config of the embedded broker with one partition per topic
+// but metrics partitions for metrics, and the config of a fresh database
+// on the package's ClickHouse.
+func startBackends(t *testing.T, timeout time.Duration, metrics int) (context.Context, kafka.Config, clickhouse.Config) {
 	t.Helper()
-	return kafkatest.Start(t, ctx, map[string]int{kafka.TopicStats: 1, kafka.TopicLogs: 1, kafka.TopicMetrics: metrics, kafka.TopicAlerts: 1, kafka.TopicCalls: 1, kafka.TopicDLQ: 1})
+	ch := chtest.Shared(t)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	kcfg := kafkatest.Start(t, ctx, map[string]int{kafka.TopicStats: 1, kafka.TopicLogs: 1, kafka.TopicMetrics: metrics, kafka.TopicAlerts: 1, kafka.TopicCalls: 1, kafka.TopicDLQ: 1})
+	return ctx, kcfg, chdb.Config(ch)
 }

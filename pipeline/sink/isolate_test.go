@@ -14,8 +14,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
-	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
-	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest/chdb"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas"
 	"github.com/tpflow/tpflow/schemas/codec"
@@ -88,11 +86,7 @@ func TestRowBufBisectsPermanentFailures(t *testing.T) {
 // kafka.max_message_bytes: every good record is stored, with its flags,
 // and only the two bad records are in the DLQ, each alone.
 func TestSinkIsolatesBadRecords(t *testing.T) {
-	ch := chtest.Shared(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	kcfg := startKafka(t, ctx, 1)
-	ccfg := chdb.Config(ch)
+	ctx, kcfg, ccfg := startBackends(t, 90*time.Second, 1)
 
 	var b codec.Builder
 	ls := b.LabelSet([]schemas.Label{{Name: "system", Value: "s"}, {Name: "app", Value: "a"}, {Name: "host", Value: "h"}})

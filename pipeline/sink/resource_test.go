@@ -13,8 +13,6 @@ import (
 	"github.com/tpflow/tpflow/aggregator/aggregate"
 	"github.com/tpflow/tpflow/internal/devtools/loadgen"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
-	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
-	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest/chdb"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas"
 	"github.com/tpflow/tpflow/schemas/codec"
@@ -81,12 +79,8 @@ func TestResourcePanesOf(t *testing.T) {
 // ClickHouse, and checks that resource_panes holds exactly one pane per
 // container, metric and second with the exact count, avg, max and p95.
 func TestResourcePanesEndToEnd(t *testing.T) {
-	ch := chtest.Shared(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
 	// Two metrics partitions, so the resource watermark spans partitions.
-	kcfg := startKafka(t, ctx, 2)
-	ccfg := chdb.Config(ch)
+	ctx, kcfg, ccfg := startBackends(t, 90*time.Second, 2)
 	ccfg.BatchAge = 100 * time.Millisecond
 
 	acfg := aggregator.DefaultConfig()

@@ -1,7 +1,6 @@
 package sink
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"testing"
@@ -11,7 +10,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
-	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest/chdb"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/pipeline/kafka/kafkatest"
 	"github.com/tpflow/tpflow/schemas"
@@ -25,11 +23,7 @@ func TestMain(m *testing.M) { os.Exit(chtest.RunMain(m)) }
 // ClickHouse: one batch on each topic lands in its table, and a garbage
 // message lands in the DLQ without stopping the others.
 func TestRunAllTopics(t *testing.T) {
-	ch := chtest.Shared(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	kcfg := startKafka(t, ctx, 1)
-	ccfg := chdb.Config(ch)
+	ctx, kcfg, ccfg := startBackends(t, 60*time.Second, 1)
 	ccfg.BatchAge = 100 * time.Millisecond
 
 	now := time.Now()
