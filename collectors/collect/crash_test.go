@@ -17,6 +17,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/pipeline/kafka/kafkatest"
 )
 
 // The crash test runs a collector in a child process of the test binary,
@@ -95,7 +96,7 @@ func readCommitted(t testing.TB, k kafka.Config, name, group string) (*topicRead
 	ctx, cancel := context.WithCancel(context.Background())
 	tr := &topicReader{}
 	var wg sync.WaitGroup
-	wg.Go(func() { fetchAll(ctx, c, func(m kafkago.Message) { tr.add(m, false) }) })
+	wg.Go(func() { kafkatest.FetchAll(ctx, c, func(m kafkago.Message) { tr.add(m, false) }) })
 	var once sync.Once
 	stop := func() { once.Do(func() { cancel(); wg.Wait(); c.Close() }) }
 	t.Cleanup(stop)

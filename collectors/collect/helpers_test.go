@@ -173,21 +173,6 @@ func (tr *topicReader) add(m kafkago.Message, withKey bool) {
 	}
 }
 
-// fetchAll hands every message of the group consumer c to fn until ctx
-// ends.
-func fetchAll(ctx context.Context, c *kafka.Consumer, fn func(kafkago.Message)) {
-	for {
-		m, err := c.Fetch(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			continue
-		}
-		fn(m)
-	}
-}
-
 // logLine is a decoded log event with its labels resolved.
 type logLine struct {
 	labels                  map[string]string

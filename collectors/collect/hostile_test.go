@@ -16,6 +16,7 @@ import (
 
 	"github.com/tpflow/tpflow/collectors/parse"
 	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/pipeline/kafka/kafkatest"
 	"github.com/tpflow/tpflow/schemas/codec"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
 )
@@ -107,7 +108,7 @@ func readSized(t *testing.T, k kafka.Config, name string) *sizedReader {
 	}
 	wg.Go(func() {
 		defer c.Close()
-		fetchAll(ctx, c, func(m kafkago.Message) {
+		kafkatest.FetchAll(ctx, c, func(m kafkago.Message) {
 			full, err := decodeFull(dec, m.Value)
 			sr.mu.Lock()
 			defer sr.mu.Unlock()

@@ -64,3 +64,18 @@ func Produce(tb testing.TB, ctx context.Context, cfg kafka.Config, topic string,
 		tb.Fatalf("Produce: %v", err)
 	}
 }
+
+// FetchAll hands every message the consumer c fetches to fn until ctx
+// ends; a failed fetch is retried.
+func FetchAll(ctx context.Context, c *kafka.Consumer, fn func(kafkago.Message)) {
+	for {
+		m, err := c.Fetch(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		fn(m)
+	}
+}
