@@ -364,26 +364,10 @@ func TestConfigValidate(t *testing.T) {
 // result (any labels when result is empty).
 func counter(t *testing.T, reg *prometheus.Registry, name, result string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	if result == "" {
+		return testkit.Metric(t, reg, name, nil)
 	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			match := result == ""
-			for _, l := range m.GetLabel() {
-				match = match || (l.GetName() == "result" && l.GetValue() == result)
-			}
-			if match {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
+	return testkit.Metric(t, reg, name, map[string]string{"result": result})
 }
 
 // TestRunKeepsRulesOnBadEdits edits the rules file of a running role into
@@ -475,17 +459,7 @@ func TestRunKeepsRulesOnBadEdits(t *testing.T) {
 
 func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("no gauge %s", name)
-	return 0
+	return testkit.Metric(t, reg, name, nil)
 }
 
 // TestRunResourceRule reads resource panes from stats: a container near
