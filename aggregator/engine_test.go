@@ -283,6 +283,21 @@ type acc struct {
 	errors uint64
 }
 
+// checkStats sorts a's latencies and fails the test unless p's count,
+// errors, sum, min and max are exactly theirs; what names p in the message.
+func (a *acc) checkStats(t *testing.T, what string, p PaneStat) {
+	t.Helper()
+	slices.Sort(a.vals)
+	var sum uint64
+	for _, v := range a.vals {
+		sum += uint64(v)
+	}
+	if p.Count != uint64(len(a.vals)) || p.Errors != a.errors || p.SumUs != sum || p.MinUs != a.vals[0] || p.MaxUs != a.vals[len(a.vals)-1] {
+		t.Fatalf("%s %v@%d: count/errors/sum/min/max %d/%d/%d/%d/%d, want %d/%d/%d/%d/%d", what, p.Key, p.Start,
+			p.Count, p.Errors, p.SumUs, p.MinUs, p.MaxUs, len(a.vals), a.errors, sum, a.vals[0], a.vals[len(a.vals)-1])
+	}
+}
+
 func checkPanes(t *testing.T, e *Engine, exact map[paneID]*acc) {
 	t.Helper()
 	panes, _ := e.Flush()
@@ -293,15 +308,7 @@ func checkPanes(t *testing.T, e *Engine, exact map[paneID]*acc) {
 			t.Fatalf("pane %v %d emitted twice or unknown", p.Key, p.Start)
 		}
 		delete(exact, id)
-		slices.Sort(x.vals)
-		var sum uint64
-		for _, v := range x.vals {
-			sum += uint64(v)
-		}
-		if p.Count != uint64(len(x.vals)) || p.Errors != x.errors || p.SumUs != sum || p.MinUs != x.vals[0] || p.MaxUs != x.vals[len(x.vals)-1] {
-			t.Fatalf("pane %v@%d: count/errors/sum/min/max %d/%d/%d/%d/%d, want %d/%d/%d/%d/%d", p.Key, p.Start,
-				p.Count, p.Errors, p.SumUs, p.MinUs, p.MaxUs, len(x.vals), x.errors, sum, x.vals[0], x.vals[len(x.vals)-1])
-		}
+		x.checkStats(t, "pane", p)
 		// Small panes keep singleton centroids: quantiles are exact.
 		for _, q := range []struct {
 			q   float64

@@ -155,15 +155,7 @@ func TestRollupsAgainstBruteForce(t *testing.T) {
 				if p.Correction {
 					corrected++
 				}
-				slices.Sort(x.vals)
-				var sum uint64
-				for _, v := range x.vals {
-					sum += uint64(v)
-				}
-				if p.Count != uint64(len(x.vals)) || p.Errors != x.errors || p.SumUs != sum || p.MinUs != x.vals[0] || p.MaxUs != x.vals[len(x.vals)-1] {
-					t.Fatalf("rollup %v@%d: count/errors/sum/min/max %d/%d/%d/%d/%d, want %d/%d/%d/%d/%d", id.key, id.start,
-						p.Count, p.Errors, p.SumUs, p.MinUs, p.MaxUs, len(x.vals), x.errors, sum, x.vals[0], x.vals[len(x.vals)-1])
-				}
+				x.checkStats(t, "rollup", p)
 				var panes uint64
 				for _, c := range paneCounts[id] {
 					panes += c

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,7 +20,6 @@ import (
 
 	"github.com/tpflow/tpflow/alerting/notify"
 	"github.com/tpflow/tpflow/alerting/notify/amtest"
-	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas"
@@ -230,12 +228,8 @@ func TestAlertEndToEnd(t *testing.T) {
 	if err := os.WriteFile(rules, []byte(alertRules), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	u, err := url.Parse(ch.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
 	const db = "tpflow_alert_e2e"
-	u.Path = "/" + db
+	dsn := dbDSN(t, ch, db)
 	brokerAddr := freeAddr(t)
 	stateFile := filepath.Join(dir, "alert-state.json")
 	cfgFile := filepath.Join(dir, "tpflow.yaml")
@@ -258,7 +252,7 @@ alert:
   alertmanagers: [%q]
   webhooks: [{url: %q, secret: s3cret}]
   resend_interval: 10m
-`, pane, lateness, brokerAddr, u.String(), rules, stateFile, am, hookSrv.URL)
+`, pane, lateness, brokerAddr, dsn, rules, stateFile, am, hookSrv.URL)
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -446,14 +440,7 @@ alert:
 	}
 
 	// Every state change is a row of the alerts table.
-	ccfg := clickhouse.DefaultConfig()
-	ccfg.DSN = ch.DSN()
-	ccfg.Database = db
-	conn, err := clickhouse.Open(ctx, ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := openDB(t, ch, db)
 	type row struct {
 		state, system, app, severity, summary string
 	}

@@ -1,20 +1,14 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 )
 
@@ -80,19 +74,12 @@ func (w *eoWriter) run(ctx context.Context) error {
 
 // metricValue returns the value of an unlabelled metric served on addr.
 func metricValue(addr, name string) (float64, bool) {
-	resp, err := http.Get("http://" + addr + "/metrics")
+	ms, err := scrape(addr)
 	if err != nil {
 		return 0, false
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			return f, err == nil
-		}
-	}
-	return 0, false
+	v, ok := ms[name]
+	return v, ok
 }
 
 // emptyLog creates dir/logs/app.log, empty, and returns the directory and
@@ -116,11 +103,7 @@ func TestCollectExactlyOnceAcrossKills(t *testing.T) {
 	ch := chtest.Start(t)
 	dir := t.TempDir()
 	logDir, logPath := emptyLog(t, dir)
-	u, err := url.Parse(ch.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + eoDatabase
+	dsn := dbDSN(t, ch, eoDatabase)
 	brokerAddr := freeAddr(t)
 	cfgFile := filepath.Join(dir, "tpflow.yaml")
 	cfg := fmt.Sprintf(`kafka:
@@ -132,7 +115,7 @@ collect:
   state_file: %q
   sources:
     - {name: app, globs: [%q], parser: perf-json, container: none}
-`, brokerAddr, u.String(), filepath.Join(dir, "collect-state.json"), filepath.Join(logDir, "*.log"))
+`, brokerAddr, dsn, filepath.Join(dir, "collect-state.json"), filepath.Join(logDir, "*.log"))
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -189,16 +172,7 @@ collect:
 	}
 	t.Logf("%d lines written in %s", written, eoDuration)
 
-	ccfg := clickhouse.DefaultConfig()
-	ccfg.DSN = ch.DSN()
-	ccfg.Database = eoDatabase
-	octx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	conn, err := clickhouse.Open(octx, ccfg)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := openDB(t, ch, eoDatabase)
 	query := func(q string, dest ...any) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
@@ -264,6 +238,7 @@ collect:
 	deadline = time.Now().Add(4 * time.Minute)
 	var got map[string]uint64
 	var total uint64
+	var err error
 	for {
 		got, total, err = stored()
 		if err == nil && total >= uint64(written) {

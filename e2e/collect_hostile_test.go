@@ -1,15 +1,11 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +13,6 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
@@ -81,29 +76,11 @@ func criLines(line string) string {
 // written (`name{a="x",b="y"}`).
 func scrapeAll(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	ms, err := scrape(addr)
 	if err != nil {
 		t.Fatalf("scrape %s: %v", addr, err)
 	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		l := sc.Text()
-		if l == "" || l[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(l, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(l[i+1:], 64)
-		if err == nil {
-			out[l[:i]] = v
-		}
-	}
-	return out
+	return ms
 }
 
 var goodMethodRE = regexp.MustCompile(`"method":"(Good\.[a-z]+\.[0-9]+)"`)
@@ -121,12 +98,8 @@ func TestCollectHostileCorpus(t *testing.T) {
 	ch := chtest.Start(t)
 	dir := t.TempDir()
 	brokerAddr := freeAddr(t)
-	u, err := url.Parse(ch.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
 	const db = "tpflow_hostile"
-	u.Path = "/" + db
+	dsn := dbDSN(t, ch, db)
 	for _, d := range []string{"raw", "cri"} {
 		if err := os.MkdirAll(filepath.Join(dir, "logs", d), 0o755); err != nil {
 			t.Fatal(err)
@@ -143,7 +116,7 @@ collect:
   sources:
     - {name: raw, globs: [%q]}
     - {name: cri, globs: [%q], container: cri}
-`, brokerAddr, u.String(), filepath.Join(dir, "collect-state.json"),
+`, brokerAddr, dsn, filepath.Join(dir, "collect-state.json"),
 		filepath.Join(dir, "logs", "raw", "*.log"), filepath.Join(dir, "logs", "cri", "*.log"))
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -199,16 +172,9 @@ collect:
 		}
 	}
 
-	ccfg := clickhouse.DefaultConfig()
-	ccfg.DSN = ch.DSN()
-	ccfg.Database = db
+	conn := openDB(t, ch, db)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	conn, err := clickhouse.Open(ctx, ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	var stored uint64
 	for ctx.Err() == nil {
 		if !collector.alive() || !sink.alive() {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpflow/tpflow/internal/testkit"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas/codec"
 )
@@ -608,11 +609,5 @@ collect:
 // waitUntil waits for cond, failing the test after 5 minutes.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	end := time.Now().Add(5 * time.Minute)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.WaitFor(t, 5*time.Minute, what, cond)
 }

@@ -15,7 +15,10 @@ import (
 	"testing"
 	"time"
 
+	kafkago "github.com/segmentio/kafka-go"
+
 	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/pipeline/kafka/kafkatest"
 	"github.com/tpflow/tpflow/schemas/codec"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
 )
@@ -69,25 +72,18 @@ func readEvents(ctx context.Context, t *testing.T, kcfg kafka.Config, topic stri
 	wg.Go(func() {
 		defer c.Close()
 		var b codec.Batch
-		for {
-			m, err := c.Fetch(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				continue
-			}
-			err = codec.DecodeOptions{MaxBytes: kcfg.MaxMessageBytes}.Decode(m.Value, &b)
+		kafkatest.FetchAll(ctx, c, func(m kafkago.Message) {
+			err := codec.DecodeOptions{MaxBytes: kcfg.MaxMessageBytes}.Decode(m.Value, &b)
 			var full *tpflowpb.EventBatch
 			if err == nil {
 				full, err = b.Full()
 			}
 			if err != nil {
 				t.Errorf("%s message %d/%d of %d bytes does not decode as the sink decodes it: %v", topic, m.Partition, m.Offset, len(m.Value), err)
-				continue
+				return
 			}
 			fn(full)
-		}
+		})
 	})
 }
 

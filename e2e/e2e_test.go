@@ -5,14 +5,17 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"math"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,6 +26,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/tpflow/tpflow/internal/devtools/loadgen"
+	"github.com/tpflow/tpflow/internal/testkit"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 	"github.com/tpflow/tpflow/pipeline/kafka"
@@ -63,15 +67,9 @@ func binary(t *testing.T) string {
 	return binPath
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// freeAddr returns a loopback address with a port that was free a moment
+// ago.
+var freeAddr = testkit.FreeAddr
 
 // proc is one tpflow process.
 type proc struct {
@@ -193,11 +191,7 @@ func startPipeline(t *testing.T) *pipeline {
 	ch := chtest.Start(t)
 	dir := t.TempDir()
 	p := &pipeline{t: t, dir: dir, brokerAddr: freeAddr(t), ch: ch, database: database}
-	u, err := url.Parse(ch.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + database
+	dsn := dbDSN(t, ch, database)
 	p.cfgFile = filepath.Join(dir, "tpflow.yaml")
 	cfg := fmt.Sprintf(`aggregator:
   pane: 1s
@@ -213,7 +207,7 @@ clickhouse:
   batch_rows: 5000
   batch_age: 200ms
   max_retry_backoff: 500ms
-`, p.brokerAddr, u.String())
+`, p.brokerAddr, dsn)
 	if err := os.WriteFile(p.cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -223,17 +217,66 @@ clickhouse:
 	p.agg = start(t, dir, "aggregate", "aggregate", "--config", p.cfgFile, "--listen", freeAddr(t), "--flush-interval", "200ms")
 	p.sink = start(t, dir, "sink", "sink", "--config", p.cfgFile, "--listen", freeAddr(t))
 
+	p.conn = openDB(t, ch, database)
+	return p
+}
+
+// scrape returns the value of every sample of the Prometheus text
+// exposition at http://addr/metrics whose line starts with name (labels
+// included in the name, as printed).
+func scrape(addr string) (map[string]float64, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		out[line[:i]] = v
+	}
+	return out, sc.Err()
+}
+
+// dbDSN is ch's DSN with database as its path.
+func dbDSN(t *testing.T, ch *chtest.Server, database string) string {
+	t.Helper()
+	u, err := url.Parse(ch.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + database
+	return u.String()
+}
+
+// openDB connects to database on ch, and closes the connection when the
+// test ends.
+func openDB(t *testing.T, ch *chtest.Server, database string) driver.Conn {
+	t.Helper()
 	ccfg := clickhouse.DefaultConfig()
 	ccfg.DSN = ch.DSN()
 	ccfg.Database = database
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p.conn, err = clickhouse.Open(ctx, ccfg)
+	conn, err := clickhouse.Open(ctx, ccfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { p.conn.Close() })
-	return p
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 func (p *pipeline) waitPort(addr string) {

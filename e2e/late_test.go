@@ -1,58 +1,20 @@
 package e2e
 
 import (
-	"bufio"
-	"context"
 	"fmt"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/tpflow/tpflow/aggregator"
-	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 )
-
-// scrape returns the value of every sample of the Prometheus text
-// exposition at http://addr/metrics whose line starts with name (labels
-// included in the name, as printed).
-func scrape(t *testing.T, addr string) (map[string]float64, error) {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		out[line[:i]] = v
-	}
-	return out, sc.Err()
-}
 
 // mustMetric scrapes one sample, failing the test when it is absent.
 func mustMetric(t *testing.T, addr, name string) float64 {
 	t.Helper()
-	ms, err := scrape(t, addr)
+	ms, err := scrape(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,13 +34,9 @@ func startDefaults(t *testing.T, extra string) (p *pipeline, aggAddr, sinkAddr s
 	ch := chtest.Start(t)
 	dir := t.TempDir()
 	brokerAddr := freeAddr(t)
-	u, err := url.Parse(ch.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + database
+	dsn := dbDSN(t, ch, database)
 	cfgFile := filepath.Join(dir, "tpflow.yaml")
-	if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf("kafka:\n  brokers: [%q]\nclickhouse:\n  dsn: %q\n%s", brokerAddr, u.String(), extra)), 0o644); err != nil {
+	if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf("kafka:\n  brokers: [%q]\nclickhouse:\n  dsn: %q\n%s", brokerAddr, dsn, extra)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p = &pipeline{t: t, dir: dir, brokerAddr: brokerAddr, cfgFile: cfgFile, ch: ch, database: database}
@@ -88,16 +46,7 @@ func startDefaults(t *testing.T, extra string) (p *pipeline, aggAddr, sinkAddr s
 	aggAddr, sinkAddr = freeAddr(t), freeAddr(t)
 	p.agg = start(t, dir, "aggregate", "aggregate", "--config", cfgFile, "--listen", aggAddr)
 	p.sink = start(t, dir, "sink", "sink", "--config", cfgFile, "--listen", sinkAddr)
-	ccfg := clickhouse.DefaultConfig()
-	ccfg.DSN = ch.DSN()
-	ccfg.Database = database
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	p.conn, err = clickhouse.Open(ctx, ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.conn.Close() })
+	p.conn = openDB(t, ch, database)
 	return p, aggAddr, sinkAddr
 }
 
@@ -211,7 +160,7 @@ func TestLateDataAfterBrokerOutage(t *testing.T) {
 	live := p.loadgen("live", "--keys", "20", "--duration", "30s", "--rate", "1000", "--seed", "22", "--truth", truth("live"))
 	lag := "tpflow_aggregate_watermark_lag_seconds"
 	for {
-		ms, err := scrape(t, aggAddr)
+		ms, err := scrape(aggAddr)
 		if v, ok := ms[lag]; err == nil && ok && ms[emitted] > atBack && v > 0 && v < (defaults.AllowedLateness+10*time.Second).Seconds() {
 			break
 		}
@@ -220,7 +169,7 @@ func TestLateDataAfterBrokerOutage(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if ms, err := scrape(t, aggAddr); err == nil {
+	if ms, err := scrape(aggAddr); err == nil {
 		t.Logf("the held-back calls are produced %s after the broker came back, watermark lag %.1fs", time.Since(back).Round(time.Millisecond), ms[lag])
 	}
 	held := p.loadgen("held", "--keys", "20", "--duration", "3s", "--rate", "4000", "--seed", "23", "--truth", truth("held"),

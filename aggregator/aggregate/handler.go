@@ -254,7 +254,7 @@ func (h *groupHandler[P]) flush(ctx context.Context, revoking bool) error {
 		// A pane of a key whose partition moved to another member is
 		// that member's to publish: it re-reads the events from our last
 		// commit, which is before every event of this pane.
-		if key := h.ownerKey(&panes[i]); key != nil && h.owned != nil && !h.owned[int32(partitionOf(key, h.parts))] {
+		if key := h.ownerKey(&panes[i]); key != nil && h.owned != nil && !h.owned[int32(kafka.PartitionOf(key, h.parts))] {
 			h.m.dropped.Inc()
 			continue
 		}

@@ -12,21 +12,6 @@ import (
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
 )
 
-// partitionOf returns the partition kafka-go's Hash balancer (the one
-// kafka.Producer uses) picks for key among n partitions, so that one
-// message can carry every pane bound for one partition and still land
-// where each pane's own key would have sent it.
-func partitionOf(key []byte, n int) int {
-	if n <= 1 {
-		return 0
-	}
-	parts := make([]int, n)
-	for i := range parts {
-		parts[i] = i
-	}
-	return (&kafkago.Hash{}).Balance(kafkago.Message{Key: key}, parts...)
-}
-
 // paneSizeBound over-estimates the encoded size of a pane so that a batch
 // is cut before it outgrows maxBytes.
 func paneSizeBound(p *aggregator.PaneStat) int {
@@ -48,7 +33,7 @@ func encodePanes[P any](panes []P, maxBytes, partitions int, key func(*P) []byte
 	var order []int
 	for i := range panes {
 		k := key(&panes[i])
-		p := partitionOf(k, partitions)
+		p := kafka.PartitionOf(k, partitions)
 		g := groups[p]
 		if g == nil {
 			g = &group{key: k}

@@ -55,7 +55,7 @@ func TestEncodeResourcesCutsAndRoundTrips(t *testing.T) {
 				pb.Max != src.Max || pb.P95 != src.P95 || int64(pb.PaneMs) != src.PaneMs {
 				t.Fatalf("pane %+v came back as %v", src, &pb)
 			}
-			if got := partitionOf(kafka.MetricKey(k.Host, k.Container), nparts); got != want {
+			if got := kafka.PartitionOf(kafka.MetricKey(k.Host, k.Container), nparts); got != want {
 				t.Errorf("pane of %v belongs on partition %d, its message goes to %d", k, got, want)
 			}
 			seen++

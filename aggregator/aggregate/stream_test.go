@@ -71,7 +71,7 @@ func TestEncodeCutsAndRoundTrips(t *testing.T) {
 				pb.MaxUs != float64(src.MaxUs) || pb.P999Us != src.P999 || len(pb.CentroidMeans) != 100 || pb.CentroidWeights[99] != 100 {
 				t.Fatalf("pane %d came back as %v", i, &pb)
 			}
-			if got := partitionOf(kafka.CallKey(k.System, k.App, k.Method), nparts); got != want {
+			if got := kafka.PartitionOf(kafka.CallKey(k.System, k.App, k.Method), nparts); got != want {
 				t.Errorf("pane of %v belongs on partition %d, its message goes to %d", k, got, want)
 			}
 			seen++

@@ -67,7 +67,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 		if err := codec.Decode(m.Value, &b); err != nil {
 			t.Fatal(err)
 		}
-		part := PartitionOf(m.Key, parts)
+		part := kafka.PartitionOf(m.Key, parts)
 		for _, ev := range decodeEvents(nil, &b) {
 			i := int(ev.call.TsUnixMs - t0.UnixMilli())
 			src := evs[i]
@@ -75,7 +75,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 				ev.rollup != src.Rollup || !ev.src || ev.partition != 2 || ev.offset != src.Offset {
 				t.Fatalf("event %d came back as %+v", i, ev)
 			}
-			if p := PartitionOf(kafka.CallKey(ev.key.System, ev.key.App, ev.key.Method), parts); p != part {
+			if p := kafka.PartitionOf(kafka.CallKey(ev.key.System, ev.key.App, ev.key.Method), parts); p != part {
 				t.Fatalf("event of %v belongs on partition %d, its message on %d", ev.key, p, part)
 			}
 			if prev, ok := msgOf[source{ev.key, ev.offset}]; ok && prev != mi {

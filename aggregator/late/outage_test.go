@@ -8,6 +8,7 @@ import (
 
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
+	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas"
 	"github.com/tpflow/tpflow/schemas/codec"
 )
@@ -87,7 +88,7 @@ func TestHourLongOutageEndsWithExactCounts(t *testing.T) {
 		}
 		lateEvents += len(late)
 		for _, m := range Encode(late, 64<<10, 4) {
-			m.Partition = PartitionOf(m.Key, 4)
+			m.Partition = kafka.PartitionOf(m.Key, 4)
 			m.Offset = lateOffsets[m.Partition]
 			lateOffsets[m.Partition]++
 			if err := h.handle(ctx, m); err != nil {

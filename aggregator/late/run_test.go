@@ -9,9 +9,11 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/tpflow/tpflow/aggregator"
+	"github.com/tpflow/tpflow/internal/testkit"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest/chdb"
 	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/pipeline/kafka/kafkatest"
 )
 
 // TestRunWaitsForTheSinkThenMerges runs the merger against the embedded
@@ -24,31 +26,12 @@ func TestRunWaitsForTheSinkThenMerges(t *testing.T) {
 	ch := chtest.Shared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	bcfg := kafka.DefaultBrokerConfig()
-	bcfg.Listen = "127.0.0.1:0"
-	broker, err := kafka.StartBroker(ctx, bcfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer broker.Close()
-	kcfg := kafka.DefaultConfig()
-	kcfg.Brokers = []string{broker.Addr()}
-	kcfg.Partitions = map[string]int{kafka.TopicStats: 1, kafka.TopicLate: 2}
-	if err := kafka.EnsureTopics(ctx, kcfg); err != nil {
-		t.Fatal(err)
-	}
+	kcfg := kafkatest.Start(t, ctx, map[string]int{kafka.TopicStats: 1, kafka.TopicLate: 2})
 	_, ccfg := chdb.Open(t, ch.DSN(), ch.Database())
 
 	produce := func(topic string, msgs ...kafkago.Message) {
 		t.Helper()
-		p, err := kafka.NewProducer(kcfg, kcfg.Topic(topic), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer p.Close()
-		if err := p.Produce(ctx, msgs...); err != nil {
-			t.Fatal(err)
-		}
+		kafkatest.Produce(t, ctx, kcfg, topic, msgs...)
 	}
 	produce(kafka.TopicStats, kafkago.Message{Key: []byte("k"), Value: []byte("a pane the sink has not stored")})
 	produce(kafka.TopicLate, kafkago.Message{Key: []byte("garbage"), Value: []byte("not an event batch")})
@@ -113,16 +96,7 @@ func TestRunWaitsForTheSinkThenMerges(t *testing.T) {
 
 func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	return 0
+	return testkit.Metric(t, reg, name, nil)
 }
 
 // waitFor polls cond until it holds or ctx ends.

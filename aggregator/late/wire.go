@@ -54,7 +54,7 @@ func Encode(events []aggregator.LateEvent, maxBytes, partitions int) []kafkago.M
 	for i := range events {
 		k := &events[i].Key
 		key := kafka.CallKey(k.System, k.App, k.Method)
-		p := PartitionOf(key, partitions)
+		p := kafka.PartitionOf(key, partitions)
 		g := groups[p]
 		if g == nil {
 			g = &group{key: key}
@@ -102,19 +102,6 @@ func Encode(events []aggregator.LateEvent, maxBytes, partitions int) []kafkago.M
 // same calls message.
 func sameSource(a, b *aggregator.LateEvent) bool {
 	return a.Partition == b.Partition && a.Offset == b.Offset && a.Key == b.Key
-}
-
-// PartitionOf returns the partition kafka-go's Hash balancer (the one
-// kafka.Producer uses) picks for key among n partitions.
-func PartitionOf(key []byte, n int) int {
-	if n <= 1 {
-		return 0
-	}
-	parts := make([]int, n)
-	for i := range parts {
-		parts[i] = i
-	}
-	return (&kafkago.Hash{}).Balance(kafkago.Message{Key: key}, parts...)
 }
 
 // event is one decoded late event; src is false when its source labels

@@ -1,7 +1,6 @@
 package alert
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,7 +21,9 @@ import (
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/alerting"
 	"github.com/tpflow/tpflow/alerting/notify"
+	"github.com/tpflow/tpflow/internal/testkit"
 	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/pipeline/kafka/kafkatest"
 	"github.com/tpflow/tpflow/schemas"
 	"github.com/tpflow/tpflow/schemas/codec"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
@@ -109,11 +109,7 @@ func amStub(t *testing.T) (*httptest.Server, <-chan notify.Alert) {
 
 func startBroker(t *testing.T) kafka.Config {
 	t.Helper()
-	b, err := kafka.StartBroker(context.Background(), kafka.BrokerConfig{Listen: "127.0.0.1:0", MaxMessageBytes: 8 << 20}, nil)
-	if err != nil {
-		t.Fatalf("StartBroker: %v", err)
-	}
-	t.Cleanup(b.Close)
+	b := kafkatest.StartBroker(t, context.Background(), kafka.BrokerConfig{MaxMessageBytes: 8 << 20})
 	kcfg := kafka.DefaultConfig()
 	kcfg.Brokers = []string{b.Addr()}
 	kcfg.TopicPrefix = fmt.Sprintf("t%d.", time.Now().UnixNano()%1e9)
@@ -146,19 +142,12 @@ func TestRunFiresTP99AlertFromStats(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	prod, err := kafka.NewProducer(kcfg, kcfg.Topic(kafka.TopicStats), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
 	msgs := []kafkago.Message{
 		{Key: []byte("a"), Value: statsBatch(t, paneMs, starts[:3], map[string]float64{"pay": 900_000, "list": 10_000})},
 		{Key: []byte("b"), Value: []byte("not a batch")},
 		{Key: []byte("c"), Value: statsBatch(t, paneMs, starts[3:], map[string]float64{"pay": 900_000, "list": 10_000})},
 	}
-	if err := prod.Produce(ctx, msgs...); err != nil {
-		t.Fatal(err)
-	}
+	kafkatest.Produce(t, ctx, kcfg, kafka.TopicStats, msgs...)
 
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -375,44 +364,10 @@ func TestConfigValidate(t *testing.T) {
 // result (any labels when result is empty).
 func counter(t *testing.T, reg *prometheus.Registry, name, result string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	if result == "" {
+		return testkit.Metric(t, reg, name, nil)
 	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			match := result == ""
-			for _, l := range m.GetLabel() {
-				match = match || (l.GetName() == "result" && l.GetValue() == result)
-			}
-			if match {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	return testkit.Metric(t, reg, name, map[string]string{"result": result})
 }
 
 // TestRunKeepsRulesOnBadEdits edits the rules file of a running role into
@@ -432,15 +387,8 @@ func TestRunKeepsRulesOnBadEdits(t *testing.T) {
 	end := time.Now().UnixMilli() / paneMs * paneMs
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	prod, err := kafka.NewProducer(kcfg, kcfg.Topic(kafka.TopicStats), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	if err := prod.Produce(ctx, kafkago.Message{Value: statsBatch(t, paneMs, []int64{end - 2*paneMs, end - paneMs}, map[string]float64{"pay": 900_000})}); err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
+	kafkatest.Produce(t, ctx, kcfg, kafka.TopicStats, kafkago.Message{Value: statsBatch(t, paneMs, []int64{end - 2*paneMs, end - paneMs}, map[string]float64{"pay": 900_000})})
+	logs := &testkit.Buffer{}
 	reg := prometheus.NewRegistry()
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, kcfg, aggCfg, cfg, reg, slog.New(slog.NewTextHandler(logs, nil))) }()
@@ -511,17 +459,7 @@ func TestRunKeepsRulesOnBadEdits(t *testing.T) {
 
 func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("no gauge %s", name)
-	return 0
+	return testkit.Metric(t, reg, name, nil)
 }
 
 // TestRunResourceRule reads resource panes from stats: a container near
@@ -561,14 +499,7 @@ func TestRunResourceRule(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	prod, err := kafka.NewProducer(kcfg, kcfg.Topic(kafka.TopicStats), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	if err := prod.Produce(ctx, kafkago.Message{Value: b.AppendTo(nil)}); err != nil {
-		t.Fatal(err)
-	}
+	kafkatest.Produce(t, ctx, kcfg, kafka.TopicStats, kafkago.Message{Value: b.AppendTo(nil)})
 	reg := prometheus.NewRegistry()
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, kcfg, aggCfg, cfg, reg, nil) }()

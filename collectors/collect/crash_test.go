@@ -14,11 +14,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/tpflow/tpflow/internal/role"
 	"github.com/tpflow/tpflow/pipeline/kafka"
-	"github.com/tpflow/tpflow/schemas/codec"
-	"github.com/tpflow/tpflow/schemas/tpflowpb"
+	"github.com/tpflow/tpflow/pipeline/kafka/kafkatest"
 )
 
 // The crash test runs a collector in a child process of the test binary,
@@ -97,29 +97,7 @@ func readCommitted(t testing.TB, k kafka.Config, name, group string) (*topicRead
 	ctx, cancel := context.WithCancel(context.Background())
 	tr := &topicReader{}
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			m, err := c.Fetch(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				continue
-			}
-			var b codec.Batch
-			var full *tpflowpb.EventBatch
-			if err = codec.Decode(m.Value, &b); err == nil {
-				full, err = b.Full()
-			}
-			tr.mu.Lock()
-			if err != nil {
-				tr.bad++
-			} else {
-				tr.batches = append(tr.batches, full)
-			}
-			tr.mu.Unlock()
-		}
-	})
+	wg.Go(func() { kafkatest.FetchAll(ctx, c, func(m kafkago.Message) { tr.add(m, false) }) })
 	var once sync.Once
 	stop := func() { once.Do(func() { cancel(); wg.Wait(); c.Close() }) }
 	t.Cleanup(stop)

@@ -1,44 +1,18 @@
 package collect
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tpflow/tpflow/internal/role"
+	"github.com/tpflow/tpflow/internal/testkit"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
-
-// syncBuffer is a log sink safe for the agent's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) lines(sub string) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []string
-	for _, l := range strings.Split(s.b.String(), "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return out
-}
 
 func lines(prefix string, from, to int) string {
 	var b strings.Builder
@@ -81,9 +55,9 @@ func TestAgentStartOnlyAtFirstStart(t *testing.T) {
 	a := filepath.Join(dir, "a.log")
 	appendFile(t, a, lines("a", 0, 5))
 
-	var log1 syncBuffer
+	var log1 testkit.Buffer
 	r := runAgentLog(t, cfg, k, &log1)
-	waitFor(t, "first start summary", func() bool { return len(log1.lines("following files")) == 1 })
+	waitFor(t, "first start summary", func() bool { return len(log1.Lines("following files")) == 1 })
 	appendFile(t, a, lines("a", 5, 10))
 	waitFor(t, "lines appended after the first start", have("a", 5, 10))
 	appendFile(t, filepath.Join(dir, "b.log"), lines("b", 0, 5))
@@ -118,7 +92,7 @@ func TestAgentStartOnlyAtFirstStart(t *testing.T) {
 	rename(f, f+".1")
 	appendFile(t, f, lines("f", 5, 10))
 
-	var log2 syncBuffer
+	var log2 testkit.Buffer
 	r = runAgentLog(t, cfg, k, &log2)
 	waitFor(t, "everything written while down", func() bool {
 		return have("a", 10, 15)() && have("a2", 0, 5)() && have("a3", 0, 5)() && have("f", 0, 10)()
@@ -139,7 +113,7 @@ func TestAgentStartOnlyAtFirstStart(t *testing.T) {
 			t.Errorf("%q arrived %d times", msg, n)
 		}
 	}
-	s1, s2 := log1.lines("following files"), log2.lines("following files")
+	s1, s2 := log1.Lines("following files"), log2.Lines("following files")
 	if len(s1) != 1 || !strings.Contains(s1[0], "first_start=true") || !strings.Contains(s1[0], "skipped_to_end=1") {
 		t.Errorf("first start summary %q", s1)
 	}
@@ -147,7 +121,7 @@ func TestAgentStartOnlyAtFirstStart(t *testing.T) {
 		!strings.Contains(s2[0], "from_start=2") || !strings.Contains(s2[0], "skipped_to_end=0") {
 		t.Errorf("restart summary %q", s2)
 	}
-	if w := log1.lines("level=WARN"); len(w) > 0 {
+	if w := log1.Lines("level=WARN"); len(w) > 0 {
 		t.Errorf("warnings under normal operation: %q", w)
 	}
 }
@@ -165,26 +139,18 @@ func TestAgentDiscoveryProblemLoggedOnce(t *testing.T) {
 	cfg := testConfig(t, base)
 	cfg.Sources = []Source{{Name: "k8s", Preset: PresetKubernetes, Base: base}}
 	cfg.Rediscover = 100 * time.Millisecond
-	var log syncBuffer
+	var log testkit.Buffer
 	r := runAgentLog(t, cfg, k, &log)
 	waitFor(t, "ten rescans", func() bool { return r.a.rounds.Load() >= 10 })
 	r.stop(t)
-	w := log.lines("level=WARN")
+	w := log.Lines("level=WARN")
 	if len(w) != 1 || !strings.Contains(w[0], "var/lib/docker/containers") || !strings.Contains(w[0], "remedy=") {
 		t.Fatalf("warnings %q, want one about the missing Docker directory with a remedy", w)
 	}
 }
 
-func runAgentLog(t *testing.T, cfg Config, k kafka.Config, w *syncBuffer) *running {
+func runAgentLog(t *testing.T, cfg Config, k kafka.Config, w *testkit.Buffer) *running {
 	t.Helper()
 	l := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := New(cfg, k, role.Settings{Logger: l})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{a: a, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- a.Run(ctx) }()
-	t.Cleanup(func() { r.stop(t) })
-	return r
+	return runAgent(t, cfg, k, role.Settings{Logger: l})
 }

@@ -14,6 +14,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/tpflow/tpflow/internal/role"
+	"github.com/tpflow/tpflow/internal/testkit"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas/codec"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
@@ -33,10 +34,19 @@ func startBroker(t testing.TB) *kafka.Broker {
 	return b
 }
 
-func kafkaConfig(addr string) kafka.Config {
+// defaultKafka is the default client config for the broker at addr, with
+// two partitions for calls and one for every other topic.
+func defaultKafka(addr string) kafka.Config {
 	k := kafka.DefaultConfig()
 	k.Brokers = []string{addr}
 	k.Partitions = map[string]int{kafka.TopicCalls: 2, kafka.TopicLogs: 1, kafka.TopicMetrics: 1, kafka.TopicStats: 1, kafka.TopicAlerts: 1, kafka.TopicDLQ: 1}
+	return k
+}
+
+// kafkaConfig is defaultKafka with smaller messages and a short batch
+// timeout.
+func kafkaConfig(addr string) kafka.Config {
+	k := defaultKafka(addr)
 	k.MaxMessageBytes = 4 << 20
 	k.BatchTimeout = 5 * time.Millisecond
 	return k
@@ -67,9 +77,15 @@ type running struct {
 	done   chan error
 }
 
-func runAgent(t testing.TB, cfg Config, k kafka.Config) *running {
+// runAgent runs an agent built with the settings s (none: the defaults)
+// until the test ends or it is stopped.
+func runAgent(t testing.TB, cfg Config, k kafka.Config, settings ...role.Settings) *running {
+	var s role.Settings
+	if len(settings) > 0 {
+		s = settings[0]
+	}
 	t.Helper()
-	a, err := New(cfg, k, role.Settings{})
+	a, err := New(cfg, k, s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,19 +143,7 @@ func readTopic(t testing.TB, k kafka.Config, name string) (*topicReader, func())
 					}
 					return
 				}
-				var b codec.Batch
-				var full *tpflowpb.EventBatch
-				if err = codec.Decode(m.Value, &b); err == nil {
-					full, err = b.Full()
-				}
-				tr.mu.Lock()
-				if err != nil {
-					tr.bad++
-				} else {
-					tr.batches = append(tr.batches, full)
-					tr.keys = append(tr.keys, m.Key)
-				}
-				tr.mu.Unlock()
+				tr.add(m, true)
 			}
 		})
 	}
@@ -147,6 +151,31 @@ func readTopic(t testing.TB, k kafka.Config, name string) (*topicReader, func())
 	stop := func() { once.Do(func() { cancel(); wg.Wait() }) }
 	t.Cleanup(stop)
 	return tr, stop
+}
+
+// decodeFull decodes a message value as the sink does, with dec's limits.
+func decodeFull(dec codec.DecodeOptions, value []byte) (*tpflowpb.EventBatch, error) {
+	var b codec.Batch
+	if err := dec.Decode(value, &b); err != nil {
+		return nil, err
+	}
+	return b.Full()
+}
+
+// add decodes m and keeps the batch, and its key when withKey, or counts
+// it bad.
+func (tr *topicReader) add(m kafkago.Message, withKey bool) {
+	full, err := decodeFull(codec.DecodeOptions{}, m.Value)
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if err != nil {
+		tr.bad++
+		return
+	}
+	tr.batches = append(tr.batches, full)
+	if withKey {
+		tr.keys = append(tr.keys, m.Key)
+	}
 }
 
 // logLine is a decoded log event with its labels resolved.
@@ -229,13 +258,7 @@ func labelMap(b *tpflowpb.EventBatch, set uint32) map[string]string {
 // waitFor polls cond for up to 30 s.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	end := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.WaitFor(t, 30*time.Second, what, cond)
 }
 
 func appendFile(t testing.TB, path, s string) {

@@ -12,10 +12,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/tpflow/tpflow/collectors/parse"
 	"github.com/tpflow/tpflow/internal/role"
 	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/pipeline/kafka/kafkatest"
 	"github.com/tpflow/tpflow/schemas/codec"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
 )
@@ -109,28 +111,17 @@ func readSized(t *testing.T, k kafka.Config, name string) *sizedReader {
 	}
 	wg.Go(func() {
 		defer c.Close()
-		for {
-			m, err := c.Fetch(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				continue
-			}
-			var b codec.Batch
-			var full *tpflowpb.EventBatch
-			if err = dec.Decode(m.Value, &b); err == nil {
-				full, err = b.Full()
-			}
+		kafkatest.FetchAll(ctx, c, func(m kafkago.Message) {
+			full, err := decodeFull(dec, m.Value)
 			sr.mu.Lock()
+			defer sr.mu.Unlock()
 			sr.maxValue = max(sr.maxValue, len(m.Value))
 			if err != nil {
 				sr.refused = append(sr.refused, err.Error())
 			} else {
 				sr.batches = append(sr.batches, full)
 			}
-			sr.mu.Unlock()
-		}
+		})
 	})
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	return sr
@@ -159,9 +150,7 @@ func (sr *sizedReader) snapshot() (logs []*tpflowpb.LogEvent, methods map[string
 // event is flagged with it.
 func TestAgentHostileCorpus(t *testing.T) {
 	br := startBroker(t)
-	k := kafka.DefaultConfig()
-	k.Brokers = []string{br.Addr()}
-	k.Partitions = map[string]int{kafka.TopicCalls: 2, kafka.TopicLogs: 1, kafka.TopicMetrics: 1, kafka.TopicStats: 1, kafka.TopicAlerts: 1, kafka.TopicDLQ: 1}
+	k := defaultKafka(br.Addr())
 	dir := t.TempDir()
 	cfg := DefaultConfig()
 	cfg.Host = "node-1"
@@ -322,9 +311,7 @@ func TestAgentHostileCorpus(t *testing.T) {
 // arrives, the 10 MiB one cut.
 func TestBatchBudget(t *testing.T) {
 	br := startBroker(t)
-	k := kafka.DefaultConfig()
-	k.Brokers = []string{br.Addr()}
-	k.Partitions = map[string]int{kafka.TopicCalls: 2, kafka.TopicLogs: 1, kafka.TopicMetrics: 1, kafka.TopicStats: 1, kafka.TopicAlerts: 1, kafka.TopicDLQ: 1}
+	k := defaultKafka(br.Addr())
 	dir := t.TempDir()
 	cfg := DefaultConfig()
 	cfg.Host = "node-1"

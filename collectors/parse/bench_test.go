@@ -30,30 +30,22 @@ func BenchmarkPerfJSON(b *testing.B) {
 // BenchmarkNginx measures the nginx preset (regular expression).
 func BenchmarkNginx(b *testing.B) {
 	cfg, _ := PresetConfig(FormatNginx)
-	lp, err := New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	line := []byte(nginxLine)
-	var c Call
-	b.ReportAllocs()
-	b.SetBytes(int64(len(line)))
-	for b.Loop() {
-		if err := lp.ParseCall(line, &c); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchParseCall(b, cfg, []byte(nginxLine))
 }
 
 // BenchmarkLogfmt measures logfmt with the perf mapping.
 func BenchmarkLogfmt(b *testing.B) {
 	cfg := DefaultConfig()
 	cfg.Format = FormatLogfmt
+	benchParseCall(b, cfg, []byte(`ts=2026-11-27T10:00:00.123Z app=cart method=CartService.add latency_ms=12.5 ok=true msg="added item"`))
+}
+
+// benchParseCall measures parsing line into a Call with cfg.
+func benchParseCall(b *testing.B, cfg Config, line []byte) {
 	lp, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	line := []byte(`ts=2026-11-27T10:00:00.123Z app=cart method=CartService.add latency_ms=12.5 ok=true msg="added item"`)
 	var c Call
 	b.ReportAllocs()
 	b.SetBytes(int64(len(line)))

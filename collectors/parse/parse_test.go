@@ -19,23 +19,26 @@ func fields(r *Record) map[string]string {
 	return m
 }
 
-func TestJSON(t *testing.T) {
-	good := []struct {
-		in   string
-		want map[string]string
-	}{
-		{`{}`, map[string]string{}},
-		{`{"a":"b"}` + "\n", map[string]string{"a": "b"}},
-		{` { "a" : 1 , "b":-2.5e3, "c":true,"d":null,"e":false } `, map[string]string{"a": "1", "b": "-2.5e3", "c": "true", "d": "null", "e": "false"}},
-		{`{"s":"x\"y\\z\n\u00e9\ud83d\ude00"}`, map[string]string{"s": "x\"y\\z\né😀"}},
-		{`{"k\u0041":"v","t":"a\/b"}`, map[string]string{"kA": "v", "t": "a/b"}},
-		{`{"n":{"x":[1,"}",{"y":"]"}]},"m":[]}`, map[string]string{"n": `{"x":[1,"}",{"y":"]"}]}`, "m": "[]"}},
-		{`{"a":"1","b":"x\ty","c":"2"}`, map[string]string{"a": "1", "b": "x\ty", "c": "2"}},
-		{`{"日本":"語"}`, map[string]string{"日本": "語"}},
-	}
+// fieldsCase is a line and the fields it parses into.
+type fieldsCase struct {
+	in   string
+	want map[string]string
+}
+
+// errorCase is a line that does not parse: the error contains want and
+// wraps err.
+type errorCase struct {
+	in, want string
+	err      error
+}
+
+// checkParser parses every good line into exactly its fields and refuses
+// every bad line with its error.
+func checkParser(t *testing.T, p Parser, good []fieldsCase, bad []errorCase) {
+	t.Helper()
 	var r Record
 	for _, tc := range good {
-		if err := (JSON{}).Parse([]byte(tc.in), &r); err != nil {
+		if err := p.Parse([]byte(tc.in), &r); err != nil {
 			t.Errorf("Parse(%q): %v", tc.in, err)
 			continue
 		}
@@ -49,10 +52,26 @@ func TestJSON(t *testing.T) {
 			}
 		}
 	}
-	bad := []struct {
-		in, want string
-		err      error
-	}{
+	for _, tc := range bad {
+		err := p.Parse([]byte(tc.in), &r)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, tc.err) {
+			t.Errorf("Parse(%q) = %v, want an error with %q wrapping %v", tc.in, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestJSON(t *testing.T) {
+	good := []fieldsCase{
+		{`{}`, map[string]string{}},
+		{`{"a":"b"}` + "\n", map[string]string{"a": "b"}},
+		{` { "a" : 1 , "b":-2.5e3, "c":true,"d":null,"e":false } `, map[string]string{"a": "1", "b": "-2.5e3", "c": "true", "d": "null", "e": "false"}},
+		{`{"s":"x\"y\\z\n\u00e9\ud83d\ude00"}`, map[string]string{"s": "x\"y\\z\né😀"}},
+		{`{"k\u0041":"v","t":"a\/b"}`, map[string]string{"kA": "v", "t": "a/b"}},
+		{`{"n":{"x":[1,"}",{"y":"]"}]},"m":[]}`, map[string]string{"n": `{"x":[1,"}",{"y":"]"}]}`, "m": "[]"}},
+		{`{"a":"1","b":"x\ty","c":"2"}`, map[string]string{"a": "1", "b": "x\ty", "c": "2"}},
+		{`{"日本":"語"}`, map[string]string{"日本": "語"}},
+	}
+	bad := []errorCase{
 		{``, "empty line", ErrSyntax},
 		{`[1]`, "does not start with '{'", ErrSyntax},
 		{`{"a":1`, "unterminated object", ErrSyntax},
@@ -77,45 +96,18 @@ func TestJSON(t *testing.T) {
 		{"\x00\x01\x02\x89PNG", "byte 0x89", ErrInvalidUTF8},
 		{"\x00\x01\x02binary", "does not start with '{'", ErrSyntax},
 	}
-	for _, tc := range bad {
-		err := (JSON{}).Parse([]byte(tc.in), &r)
-		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, tc.err) {
-			t.Errorf("Parse(%q) = %v, want an error with %q wrapping %v", tc.in, err, tc.want, tc.err)
-		}
-	}
+	checkParser(t, JSON{}, good, bad)
 }
 
 func TestLogfmt(t *testing.T) {
-	good := []struct {
-		in   string
-		want map[string]string
-	}{
+	good := []fieldsCase{
 		{`a=b`, map[string]string{"a": "b"}},
 		{"ts=2026-11-27T10:00:00Z method=Cart.add latency_ms=3 ok\n", map[string]string{"ts": "2026-11-27T10:00:00Z", "method": "Cart.add", "latency_ms": "3", "ok": "true"}},
 		{`msg="hello world" e= q="a\"b\\c\nd"`, map[string]string{"msg": "hello world", "e": "", "q": "a\"b\\c\nd"}},
 		{"  a=1\tb=2  ", map[string]string{"a": "1", "b": "2"}},
 		{`k="" x=é`, map[string]string{"k": "", "x": "é"}},
 	}
-	var r Record
-	for _, tc := range good {
-		if err := (Logfmt{}).Parse([]byte(tc.in), &r); err != nil {
-			t.Errorf("Parse(%q): %v", tc.in, err)
-			continue
-		}
-		got := fields(&r)
-		if len(got) != len(tc.want) {
-			t.Errorf("Parse(%q) = %v, want %v", tc.in, got, tc.want)
-		}
-		for k, v := range tc.want {
-			if got[k] != v {
-				t.Errorf("Parse(%q)[%q] = %q, want %q", tc.in, k, got[k], v)
-			}
-		}
-	}
-	bad := []struct {
-		in, want string
-		err      error
-	}{
+	bad := []errorCase{
 		{``, "empty line", ErrSyntax},
 		{`hello world`, "no key=value pair", ErrSyntax},
 		{`=x`, "'=' without a key", ErrSyntax},
@@ -126,12 +118,7 @@ func TestLogfmt(t *testing.T) {
 		{"a=\xc3\x28", "byte 0xc3", ErrInvalidUTF8},
 		{"a\x01=b", "invalid character in key", ErrSyntax},
 	}
-	for _, tc := range bad {
-		err := (Logfmt{}).Parse([]byte(tc.in), &r)
-		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, tc.err) {
-			t.Errorf("Parse(%q) = %v, want an error with %q wrapping %v", tc.in, err, tc.want, tc.err)
-		}
-	}
+	checkParser(t, Logfmt{}, good, bad)
 }
 
 const (

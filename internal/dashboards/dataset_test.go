@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/tpflow/tpflow/aggregator"
+	"github.com/tpflow/tpflow/aggregator/backfill/backfilltest"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
-	"github.com/tpflow/tpflow/schemas/codec"
 )
 
 // The known dataset the panel SQL runs over, and its ground truth: the raw
@@ -23,6 +23,10 @@ const paneSec = 10
 var t0 = time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
 
 type callKey struct{ system, app, group, idc, method string }
+
+func (k callKey) aggregatorKey() aggregator.Key {
+	return aggregator.Key{System: k.system, App: k.app, Group: k.group, IDC: k.idc, Method: k.method}
+}
 
 // callPane is one final pane with the raw latencies behind it.
 type callPane struct {
@@ -357,17 +361,17 @@ func enginePanes(tb testing.TB, calls []callPane) (panes, rollups []aggregator.P
 	events := 0
 	for _, st := range starts {
 		now = time.Unix(st+paneSec, 0)
-		b := newBatch()
+		b := backfilltest.NewCallBatch()
 		for _, p := range byStart[st] {
 			for i, l := range p.lat {
 				// Spread the calls over the pane.
 				ts := p.start.UnixMilli() + int64(i)*paneSec*1000/int64(len(p.lat))
-				b.add(p.key, ts, uint32(l), p.ok[i])
+				b.Add(p.key.aggregatorKey(), ts, uint32(l), p.ok[i])
 			}
 			events += len(p.lat)
 		}
-		if is := eng.Ingest(0, offset, b.b); is.Accepted != len(b.b.Calls) {
-			tb.Fatalf("engine accepted %+v of %d calls", is, len(b.b.Calls))
+		if is := eng.Ingest(0, offset, b.Batch); is.Accepted != len(b.Batch.Calls) {
+			tb.Fatalf("engine accepted %+v of %d calls", is, len(b.Batch.Calls))
 		}
 		offset++
 		ps, _ := eng.Flush()
@@ -399,38 +403,4 @@ func enginePanes(tb testing.TB, calls []callPane) (panes, rollups []aggregator.P
 		tb.Fatalf("engine rollups hold %d calls, %d were ingested", nr, events)
 	}
 	return panes, rollups
-}
-
-// batch builds a codec.Batch of calls, as a collector would send one.
-type batch struct {
-	b      *codec.Batch
-	sym    map[string]uint32
-	series map[callKey]uint32
-}
-
-func newBatch() *batch {
-	return &batch{b: &codec.Batch{Symbols: []string{""}, LabelOffsets: []uint32{0}}, sym: map[string]uint32{"": 0}, series: map[callKey]uint32{}}
-}
-
-func (b *batch) ref(s string) uint32 {
-	if r, ok := b.sym[s]; ok {
-		return r
-	}
-	b.sym[s] = uint32(len(b.b.Symbols))
-	b.b.Symbols = append(b.b.Symbols, s)
-	return b.sym[s]
-}
-
-func (b *batch) add(k callKey, tsMs int64, latUs uint32, ok bool) {
-	si, found := b.series[k]
-	if !found {
-		// Label names in order, as the codec writes them.
-		b.b.LabelRefs = append(b.b.LabelRefs, b.ref("app"), b.ref(k.app), b.ref("group"), b.ref(k.group),
-			b.ref("idc"), b.ref(k.idc), b.ref("system"), b.ref(k.system))
-		b.b.LabelOffsets = append(b.b.LabelOffsets, uint32(len(b.b.LabelRefs)))
-		si = uint32(len(b.b.Series))
-		b.b.Series = append(b.b.Series, codec.Series{Labels: uint32(len(b.b.LabelOffsets) - 2), Method: b.ref(k.method)})
-		b.series[k] = si
-	}
-	b.b.Calls = append(b.b.Calls, codec.Call{TsUnixMs: tsMs, Series: si, LatencyUs: latUs, OK: ok})
 }

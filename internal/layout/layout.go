@@ -28,8 +28,9 @@ type layer struct {
 var layers = []layer{
 	{name: "wire", dirs: []string{"schemas"}},
 	// Helpers every layer may use: configuration loading and validation,
-	// metrics registration, atomic file writes, the role contract.
-	{name: "ground", dirs: []string{"internal/config", "internal/promreg", "internal/atomicfile", "internal/role"}, may: []string{"wire"}},
+	// metrics registration, atomic file writes, the role contract, the
+	// small helpers tests share.
+	{name: "ground", dirs: []string{"internal/config", "internal/promreg", "internal/atomicfile", "internal/role", "internal/testkit"}, may: []string{"wire"}},
 	{name: "transport", dirs: []string{"pipeline"}, may: []string{"wire", "ground"}},
 	{name: "collectors", dirs: []string{"collectors"}, may: []string{"wire", "ground", "transport"}},
 	{name: "aggregator", dirs: []string{"aggregator"}, may: []string{"wire", "ground", "transport"}},

@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -12,8 +11,6 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
-
-	"github.com/tpflow/tpflow/schemas"
 )
 
 func TestBrokerConfigValidate(t *testing.T) {
@@ -24,11 +21,7 @@ func TestBrokerConfigValidate(t *testing.T) {
 	if err := DefaultBrokerConfig().Validate(); err != nil {
 		t.Fatalf("default config invalid: %v", err)
 	}
-	cases := []struct {
-		name  string
-		edit  func(*BrokerConfig)
-		field string
-	}{
+	cases := []fieldCase[BrokerConfig]{
 		{"listen without port", func(c *BrokerConfig) { c.Listen = "localhost" }, "listen"},
 		{"listen port too big", func(c *BrokerConfig) { c.Listen = "127.0.0.1:70000" }, "listen"},
 		{"listen empty", func(c *BrokerConfig) { c.Listen = "" }, "listen"},
@@ -41,19 +34,7 @@ func TestBrokerConfigValidate(t *testing.T) {
 		{"negative retention bytes", func(c *BrokerConfig) { c.RetentionBytes = -1 }, "retention_bytes"},
 		{"tiny max message", func(c *BrokerConfig) { c.MaxMessageBytes = 10 }, "max_message_bytes"},
 	}
-	for _, c := range cases {
-		cfg := DefaultBrokerConfig()
-		c.edit(&cfg)
-		err := cfg.Validate()
-		var fe *schemas.FieldError
-		if !errors.As(err, &fe) {
-			t.Errorf("%s: Validate() = %v, want a *schemas.FieldError", c.name, err)
-			continue
-		}
-		if fe.Field != c.field {
-			t.Errorf("%s: error on field %q (%v), want %q", c.name, fe.Field, err, c.field)
-		}
-	}
+	checkFieldErrors(t, DefaultBrokerConfig, cases)
 }
 
 func TestStartBrokerRejectsBadConfig(t *testing.T) {

@@ -10,7 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
-	"errors"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -23,7 +22,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/tpflow/tpflow/internal/config"
-	"github.com/tpflow/tpflow/schemas"
 )
 
 func TestDefaultConfig(t *testing.T) {
@@ -98,11 +96,7 @@ func TestConfigValidate(t *testing.T) {
 	if err := os.WriteFile(present, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cases := []struct {
-		name  string
-		edit  func(*Config)
-		field string
-	}{
+	cases := []fieldCase[Config]{
 		{"empty broker list", func(c *Config) { c.Brokers = nil }, "brokers"},
 		{"broker without port", func(c *Config) { c.Brokers = []string{"kafka"} }, "brokers[0]"},
 		{"second broker bad", func(c *Config) { c.Brokers = []string{"a:1", "b"} }, "brokers[1]"},
@@ -128,19 +122,7 @@ func TestConfigValidate(t *testing.T) {
 		{"sasl without user", func(c *Config) { c.SASL = SASLConfig{Mechanism: SASLPlain} }, "sasl.username"},
 		{"sasl creds without mechanism", func(c *Config) { c.SASL = SASLConfig{Username: "u", Password: "p"} }, "sasl.mechanism"},
 	}
-	for _, c := range cases {
-		cfg := DefaultConfig()
-		c.edit(&cfg)
-		err := cfg.Validate()
-		var fe *schemas.FieldError
-		if !errors.As(err, &fe) {
-			t.Errorf("%s: Validate() = %v, want a *schemas.FieldError", c.name, err)
-			continue
-		}
-		if fe.Field != c.field {
-			t.Errorf("%s: error on field %q (%v), want %q", c.name, fe.Field, err, c.field)
-		}
-	}
+	checkFieldErrors(t, DefaultConfig, cases)
 	// Every problem is reported, not only the first.
 	cfg := DefaultConfig()
 	cfg.Brokers = nil

@@ -2,11 +2,14 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/tpflow/tpflow/schemas"
 )
 
 // startBroker starts an embedded broker on a free port and closes it when
@@ -41,6 +44,33 @@ func clientConfig(t testing.TB, b *Broker) Config {
 		t.Fatalf("EnsureTopics: %v", err)
 	}
 	return cfg
+}
+
+// fieldCase is an edit of a default config that Validate must refuse with
+// a *schemas.FieldError on field.
+type fieldCase[C any] struct {
+	name  string
+	edit  func(*C)
+	field string
+}
+
+// checkFieldErrors applies each case's edit to a fresh def() and checks
+// the field of the error Validate returns.
+func checkFieldErrors[C interface{ Validate() error }](t *testing.T, def func() C, cases []fieldCase[C]) {
+	t.Helper()
+	for _, c := range cases {
+		cfg := def()
+		c.edit(&cfg)
+		err := cfg.Validate()
+		var fe *schemas.FieldError
+		if !errors.As(err, &fe) {
+			t.Errorf("%s: Validate() = %v, want a *schemas.FieldError", c.name, err)
+			continue
+		}
+		if fe.Field != c.field {
+			t.Errorf("%s: error on field %q (%v), want %q", c.name, fe.Field, err, c.field)
+		}
+	}
 }
 
 func testCtx(t testing.TB, d time.Duration) context.Context {

@@ -27,6 +27,20 @@ type Producer struct {
 	errors   prometheus.Counter
 }
 
+// PartitionOf returns the partition a Producer's Hash balancer picks for
+// key among n partitions, so that a caller can group messages by the
+// partition they will land on.
+func PartitionOf(key []byte, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	parts := make([]int, n)
+	for i := range parts {
+		parts[i] = i
+	}
+	return (&kafkago.Hash{}).Balance(kafkago.Message{Key: key}, parts...)
+}
+
 // NewProducer returns a producer for the full topic name topic (use
 // cfg.Topic). Messages are spread over partitions by a hash of their key;
 // messages with the same key keep their order. A nil logger discards.

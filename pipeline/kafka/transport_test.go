@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/tpflow/tpflow/internal/testkit"
 )
 
 func TestEnsureTopicsIdempotent(t *testing.T) {
@@ -524,16 +526,8 @@ func fastGroup(t *testing.T, cfg Config, topic, group string) *GroupConsumer {
 	return g
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// waitFor polls cond until it holds, failing the test after d.
+var waitFor = testkit.WaitFor
 
 // TestGroupConsumerRebalance runs one member, then adds a second: the first
 // must be told its partitions are revoked and commit before the second

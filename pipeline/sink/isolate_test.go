@@ -14,7 +14,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
-	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas"
 	"github.com/tpflow/tpflow/schemas/codec"
@@ -87,25 +86,7 @@ func TestRowBufBisectsPermanentFailures(t *testing.T) {
 // kafka.max_message_bytes: every good record is stored, with its flags,
 // and only the two bad records are in the DLQ, each alone.
 func TestSinkIsolatesBadRecords(t *testing.T) {
-	ch := chtest.Shared(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	bcfg := kafka.DefaultBrokerConfig()
-	bcfg.Listen = "127.0.0.1:0"
-	broker, err := kafka.StartBroker(ctx, bcfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer broker.Close()
-	kcfg := kafka.DefaultConfig()
-	kcfg.Brokers = []string{broker.Addr()}
-	kcfg.Partitions = map[string]int{kafka.TopicStats: 1, kafka.TopicLogs: 1, kafka.TopicMetrics: 1, kafka.TopicAlerts: 1, kafka.TopicCalls: 1, kafka.TopicDLQ: 1}
-	if err := kafka.EnsureTopics(ctx, kcfg); err != nil {
-		t.Fatal(err)
-	}
-	ccfg := clickhouse.DefaultConfig()
-	ccfg.DSN = ch.DSN()
-	ccfg.Database = ch.Database()
+	ctx, kcfg, ccfg := startBackends(t, 90*time.Second, 1)
 
 	var b codec.Builder
 	ls := b.LabelSet([]schemas.Label{{Name: "system", Value: "s"}, {Name: "app", Value: "a"}, {Name: "host", Value: "h"}})
@@ -160,14 +141,8 @@ func TestSinkIsolatesBadRecords(t *testing.T) {
 	}
 
 	reg := prometheus.NewRegistry()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- Run(runCtx, kcfg, ccfg, DefaultConfig(), reg, nil) }()
-	conn, err := clickhouse.Open(ctx, ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	done, stop := startSink(ctx, kcfg, ccfg, reg)
+	conn := openDB(t, ctx, ccfg)
 	count := func(where string) uint64 {
 		var n uint64
 		if err := conn.QueryRow(ctx, "SELECT count() FROM "+ccfg.Database+".logs FINAL WHERE "+where).Scan(&n); err != nil {

@@ -13,7 +13,6 @@ import (
 	"github.com/tpflow/tpflow/aggregator/aggregate"
 	"github.com/tpflow/tpflow/internal/devtools/loadgen"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
-	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas"
 	"github.com/tpflow/tpflow/schemas/codec"
@@ -80,12 +79,8 @@ func TestResourcePanesOf(t *testing.T) {
 // ClickHouse, and checks that resource_panes holds exactly one pane per
 // container, metric and second with the exact count, avg, max and p95.
 func TestResourcePanesEndToEnd(t *testing.T) {
-	ch := chtest.Shared(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	kcfg, ccfg := startBroker(t, ctx)
-	ccfg.DSN = ch.DSN()
-	ccfg.Database = ch.Database()
+	// Two metrics partitions, so the resource watermark spans partitions.
+	ctx, kcfg, ccfg := startBackends(t, 90*time.Second, 2)
 	ccfg.BatchAge = 100 * time.Millisecond
 
 	acfg := aggregator.DefaultConfig()
@@ -151,11 +146,7 @@ func TestResourcePanesEndToEnd(t *testing.T) {
 			host: c.Host, app: c.App, grp: c.Group, dc: c.IDC}
 	}
 
-	conn, err := clickhouse.Open(ctx, ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := openDB(t, ctx, ccfg)
 	q := fmt.Sprintf("SELECT container, name, toUInt64(pane_start), pane_seconds, count, avg, max, p95, host, app, group_name, idc FROM %s.resource_panes FINAL", ccfg.Database)
 	var got map[id]row
 	for ctx.Err() == nil {
@@ -218,24 +209,4 @@ func containerIndex(t *testing.T, name string) int {
 	}
 	t.Fatalf("unknown container %q", name)
 	return -1
-}
-
-// startBroker starts the embedded broker with one partition per topic but
-// two for metrics, so the resource watermark spans partitions.
-func startBroker(t *testing.T, ctx context.Context) (kafka.Config, clickhouse.Config) {
-	t.Helper()
-	bcfg := kafka.DefaultBrokerConfig()
-	bcfg.Listen = "127.0.0.1:0"
-	broker, err := kafka.StartBroker(ctx, bcfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(broker.Close)
-	kcfg := kafka.DefaultConfig()
-	kcfg.Brokers = []string{broker.Addr()}
-	kcfg.Partitions = map[string]int{kafka.TopicStats: 1, kafka.TopicLogs: 1, kafka.TopicMetrics: 2, kafka.TopicAlerts: 1, kafka.TopicCalls: 1, kafka.TopicDLQ: 1}
-	if err := kafka.EnsureTopics(ctx, kcfg); err != nil {
-		t.Fatal(err)
-	}
-	return kcfg, clickhouse.DefaultConfig()
 }

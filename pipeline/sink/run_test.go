@@ -1,7 +1,6 @@
 package sink
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"testing"
@@ -10,9 +9,9 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 	"github.com/tpflow/tpflow/pipeline/kafka"
+	"github.com/tpflow/tpflow/pipeline/kafka/kafkatest"
 	"github.com/tpflow/tpflow/schemas"
 	"github.com/tpflow/tpflow/schemas/codec"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
@@ -24,25 +23,7 @@ func TestMain(m *testing.M) { os.Exit(chtest.RunMain(m)) }
 // ClickHouse: one batch on each topic lands in its table, and a garbage
 // message lands in the DLQ without stopping the others.
 func TestRunAllTopics(t *testing.T) {
-	ch := chtest.Shared(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	bcfg := kafka.DefaultBrokerConfig()
-	bcfg.Listen = "127.0.0.1:0"
-	broker, err := kafka.StartBroker(ctx, bcfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer broker.Close()
-	kcfg := kafka.DefaultConfig()
-	kcfg.Brokers = []string{broker.Addr()}
-	kcfg.Partitions = map[string]int{kafka.TopicStats: 1, kafka.TopicLogs: 1, kafka.TopicMetrics: 1, kafka.TopicAlerts: 1, kafka.TopicCalls: 1, kafka.TopicDLQ: 1}
-	if err := kafka.EnsureTopics(ctx, kcfg); err != nil {
-		t.Fatal(err)
-	}
-	ccfg := clickhouse.DefaultConfig()
-	ccfg.DSN = ch.DSN()
-	ccfg.Database = ch.Database()
+	ctx, kcfg, ccfg := startBackends(t, 60*time.Second, 1)
 	ccfg.BatchAge = 100 * time.Millisecond
 
 	now := time.Now()
@@ -53,14 +34,7 @@ func TestRunAllTopics(t *testing.T) {
 	}
 	produce := func(topic string, value []byte) {
 		t.Helper()
-		p, err := kafka.NewProducer(kcfg, kcfg.Topic(topic), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer p.Close()
-		if err := p.Produce(ctx, kafkago.Message{Key: []byte(topic), Value: value}); err != nil {
-			t.Fatal(err)
-		}
+		kafkatest.Produce(t, ctx, kcfg, topic, kafkago.Message{Key: []byte(topic), Value: value})
 	}
 	b.Reset()
 	ls := labels()
@@ -113,15 +87,8 @@ func TestRunAllTopics(t *testing.T) {
 	}
 	produce(kafka.TopicStats, b.AppendTo(nil))
 
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- Run(runCtx, kcfg, ccfg, DefaultConfig(), nil, nil) }()
-
-	conn, err := clickhouse.Open(ctx, ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	done, stop := startSink(ctx, kcfg, ccfg, nil)
+	conn := openDB(t, ctx, ccfg)
 	want := map[string]uint64{"logs": 3, "metric_samples": 2, "alerts": 1, "call_panes": 2, "call_rollups": 1}
 	got := map[string]uint64{}
 	for ctx.Err() == nil {

@@ -62,7 +62,7 @@ func Build(tb testing.TB, s Spec) Data {
 	var offset int64
 	for t := s.From; t.Before(s.To); t = t.Add(cfg.Pane) {
 		now = t.Add(cfg.Pane)
-		b := newBatch()
+		b := NewCallBatch()
 		for i, k := range s.Keys {
 			if t.Sub(s.From) < s.Late[i] {
 				continue
@@ -73,14 +73,14 @@ func Build(tb testing.TB, s Spec) Data {
 			for j := range n {
 				ts := t.UnixMilli() + int64(j)*paneMs/int64(n)
 				lat := uint32(math.Round(80 * slow * math.Exp(1.2*r.NormFloat64())))
-				b.add(k, ts, max(lat, 1), r.IntN(40) > 0)
+				b.Add(k, ts, max(lat, 1), r.IntN(40) > 0)
 			}
 		}
-		if st := eng.Ingest(0, offset, b.b); st.Accepted != len(b.b.Calls) {
-			tb.Fatalf("engine accepted %+v of %d calls", st, len(b.b.Calls))
+		if st := eng.Ingest(0, offset, b.Batch); st.Accepted != len(b.Batch.Calls) {
+			tb.Fatalf("engine accepted %+v of %d calls", st, len(b.Batch.Calls))
 		}
 		offset++
-		d.Calls += uint64(len(b.b.Calls))
+		d.Calls += uint64(len(b.Batch.Calls))
 		ps, _ := eng.Flush()
 		d.add(tb, ps)
 	}
@@ -151,42 +151,44 @@ func Keys(n int) []aggregator.Key {
 	return out
 }
 
-// batch builds a codec.Batch of calls as a collector sends one.
-type batch struct {
-	b      *codec.Batch
+// CallBatch builds a codec.Batch of calls as a collector sends one.
+type CallBatch struct {
+	Batch  *codec.Batch
 	sym    map[string]uint32
 	series map[aggregator.Key]uint32
 }
 
-func newBatch() *batch {
-	return &batch{
-		b:      &codec.Batch{Symbols: []string{""}, LabelOffsets: []uint32{0}},
+// NewCallBatch returns an empty CallBatch.
+func NewCallBatch() *CallBatch {
+	return &CallBatch{
+		Batch:  &codec.Batch{Symbols: []string{""}, LabelOffsets: []uint32{0}},
 		sym:    map[string]uint32{"": 0},
 		series: map[aggregator.Key]uint32{},
 	}
 }
 
-func (b *batch) ref(s string) uint32 {
+func (b *CallBatch) ref(s string) uint32 {
 	if r, ok := b.sym[s]; ok {
 		return r
 	}
-	b.sym[s] = uint32(len(b.b.Symbols))
-	b.b.Symbols = append(b.b.Symbols, s)
+	b.sym[s] = uint32(len(b.Batch.Symbols))
+	b.Batch.Symbols = append(b.Batch.Symbols, s)
 	return b.sym[s]
 }
 
-func (b *batch) add(k aggregator.Key, tsMs int64, latUs uint32, ok bool) {
+// Add appends a call of k at tsMs with its latency and outcome.
+func (b *CallBatch) Add(k aggregator.Key, tsMs int64, latUs uint32, ok bool) {
 	si, found := b.series[k]
 	if !found {
 		// Label names sorted, as the codec writes them.
-		b.b.LabelRefs = append(b.b.LabelRefs, b.ref("app"), b.ref(k.App), b.ref("group"), b.ref(k.Group),
+		b.Batch.LabelRefs = append(b.Batch.LabelRefs, b.ref("app"), b.ref(k.App), b.ref("group"), b.ref(k.Group),
 			b.ref("idc"), b.ref(k.IDC), b.ref("system"), b.ref(k.System))
-		b.b.LabelOffsets = append(b.b.LabelOffsets, uint32(len(b.b.LabelRefs)))
-		si = uint32(len(b.b.Series))
-		b.b.Series = append(b.b.Series, codec.Series{Labels: uint32(len(b.b.LabelOffsets) - 2), Method: b.ref(k.Method)})
+		b.Batch.LabelOffsets = append(b.Batch.LabelOffsets, uint32(len(b.Batch.LabelRefs)))
+		si = uint32(len(b.Batch.Series))
+		b.Batch.Series = append(b.Batch.Series, codec.Series{Labels: uint32(len(b.Batch.LabelOffsets) - 2), Method: b.ref(k.Method)})
 		b.series[k] = si
 	}
-	b.b.Calls = append(b.b.Calls, codec.Call{TsUnixMs: tsMs, Series: si, LatencyUs: latUs, OK: ok})
+	b.Batch.Calls = append(b.Batch.Calls, codec.Call{TsUnixMs: tsMs, Series: si, LatencyUs: latUs, OK: ok})
 }
 
 // Optimize merges every part of table (database.name) into one per

@@ -7,13 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/tpflow/tpflow/internal/testkit"
 )
 
 // Alert is one alert as GET /api/v2/alerts returns it.
@@ -43,17 +44,6 @@ func binary(t testing.TB) string {
 	return bin
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // Start runs prometheus-alertmanager on a free loopback port with a private
 // storage path, waits until /-/ready answers, stops it when the test ends,
 // and returns its base URL.
@@ -67,7 +57,7 @@ func Start(t testing.TB) string {
 	}
 	var lastErr error
 	for range 3 { // a free port may be taken between probe and bind
-		base, stop, err := start(bin, cfg, dir, freeAddr(t))
+		base, stop, err := start(bin, cfg, dir, testkit.FreeAddr(t))
 		if err == nil {
 			t.Cleanup(stop)
 			return base

@@ -8,17 +8,24 @@ import (
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 func TestMain(m *testing.M) { os.Exit(RunMain(m)) }
 
-func query(t *testing.T, dsn, q string) (uint64, error) {
+// openDSN connects to dsn; a DSN that does not parse fails the test.
+func openDSN(t *testing.T, dsn string) (driver.Conn, error) {
 	t.Helper()
 	opts, err := ch.ParseDSN(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := ch.Open(opts)
+	return ch.Open(opts)
+}
+
+func query(t *testing.T, dsn, q string) (uint64, error) {
+	t.Helper()
+	conn, err := openDSN(t, dsn)
 	if err != nil {
 		return 0, err
 	}
@@ -32,11 +39,7 @@ func query(t *testing.T, dsn, q string) (uint64, error) {
 
 func execSQL(t *testing.T, dsn, q string) {
 	t.Helper()
-	opts, err := ch.ParseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := ch.Open(opts)
+	conn, err := openDSN(t, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

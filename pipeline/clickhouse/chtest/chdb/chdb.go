@@ -43,3 +43,12 @@ func Shared(tb testing.TB) (driver.Conn, clickhouse.Config) {
 	s := chtest.Shared(tb)
 	return Open(tb, s.DSN(), s.Database())
 }
+
+// Config is the default config for s's database, not yet migrated: for a
+// test whose code under test opens and migrates it.
+func Config(s *chtest.Server) clickhouse.Config {
+	cfg := clickhouse.DefaultConfig()
+	cfg.DSN = s.DSN()
+	cfg.Database = s.Database()
+	return cfg
+}
