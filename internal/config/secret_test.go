@@ -45,6 +45,7 @@ func TestSecretNeverPrints(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, out := range map[string]string{
+		//lint:ignore S1025 what the %s verb prints is the point of the check
 		"%s": fmt.Sprintf("%s", v.Password), "%v": fmt.Sprintf("%v", v), "%+v": fmt.Sprintf("%+v", v),
 		"%#v": fmt.Sprintf("%#v", v), "yaml": string(y), "json": string(j), "slog": logged.String(),
 		"error": fmt.Errorf("cannot log in with %v", v.Password).Error(),
