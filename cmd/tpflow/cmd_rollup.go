@@ -2,14 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
-	"io"
-	"sync"
 	"time"
-
-	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
 
 	"github.com/tpflow/tpflow/aggregator/backfill"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
@@ -20,9 +14,6 @@ import (
 // the aggregator publishes a bucket's rollup once the bucket has closed
 // and its lateness has passed, so younger buckets may still be filling.
 const rollupSettle = 10 * time.Minute
-
-// maxSkippedShown bounds the skipped panes printed one by one.
-const maxSkippedShown = 20
 
 // rollupOptions are the flags of `tpflow rollup backfill`.
 type rollupOptions struct {
@@ -117,149 +108,15 @@ func (o rollupOptions) backfillRequest(now time.Time) (from, to, aFrom, aTo time
 	return from, to, aFrom, aTo, sel, nil
 }
 
-// describeKeys names the keys a selector picks.
-func describeKeys(s clickhouse.Selector) string {
-	if d := s.String(); d != "" {
-		return d
-	}
-	return "every key"
-}
-
 // runRollupBackfill is `tpflow rollup backfill`.
 func runRollupBackfill(ctx context.Context, env *Env, cfg *Config, o rollupOptions) error {
-	now := o.now()
-	from, to, aFrom, aTo, sel, err := o.backfillRequest(now)
+	from, to, _, _, sel, err := o.backfillRequest(o.now())
 	if err != nil {
 		return err
 	}
-	delta := cfg.Aggregator.RollupCompression
-	if delta < 20 || delta > 5000 {
-		return fmt.Errorf("aggregator.rollup_compression is %g; rollups need a compression between 20 and 5000", delta)
-	}
-	const layout = time.RFC3339
-	if !aFrom.Equal(from) || !aTo.Equal(to) {
-		fmt.Fprintf(env.Stderr, "rollup backfill: range rounded outward to whole 5-minute buckets: %s to %s (asked %s to %s)\n",
-			aFrom.Format(layout), aTo.Format(layout), from.UTC().Format(layout), to.UTC().Format(layout))
-	}
-	if cfg.Aggregator.Rollup == 0 {
-		fmt.Fprintf(env.Stderr, "rollup backfill: aggregator.rollup is 0 (rollups off); building them anyway at rollup_compression %g\n", delta)
-	}
-	conn, err := clickhouse.Open(ctx, cfg.ClickHouse)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	var w *clickhouse.Writer
-	if !o.dryRun {
-		if _, err := clickhouse.Migrate(ctx, conn, cfg.ClickHouse); err != nil {
-			return err
-		}
-		w = clickhouse.NewWriter(conn, cfg.ClickHouse, env.Logger)
-	}
-
-	start := time.Now()
-	prog := newBackfillProgress(env.Stderr, o.progressEvery, start)
-	defer prog.stop()
-	skipped := 0
-	st, err := backfill.Backfill(ctx, conn, w, cfg.ClickHouse.BatchRows, backfill.Options{
-		Database:    cfg.ClickHouse.Database,
-		Selector:    sel,
-		From:        aFrom,
-		To:          aTo,
-		Compression: delta,
-		DryRun:      o.dryRun,
-		Progress:    prog.update,
-		Skipped: func(p backfill.BadPane) {
-			skipped++
-			switch {
-			case skipped <= maxSkippedShown:
-				prog.printf("rollup backfill: skipped pane %s\n", p)
-			case skipped == maxSkippedShown+1:
-				prog.printf("rollup backfill: more panes skipped; the summary counts them\n")
-			}
-		},
-	})
-	prog.stop()
-	elapsed := time.Since(start)
-	scope := describeKeys(sel)
-	switch {
-	case errors.Is(err, backfill.ErrNoPanes):
-		return fmt.Errorf("no panes of %s in call_panes from %s to %s: nothing to back-fill", scope, aFrom.Format(layout), aTo.Format(layout))
-	case err != nil:
-		var ex *proto.Exception
-		if errors.As(err, &ex) && ex.Code == 60 { // UNKNOWN_TABLE
-			return fmt.Errorf("%w (database %s has no tpflow tables yet: tpflow sink --migrate creates them)", err, cfg.ClickHouse.Database)
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("interrupted after %d of %d buckets, %d rollups written; re-running the same range is harmless: %w",
-				st.BucketsDone, st.Buckets, st.Written, err)
-		}
-		return fmt.Errorf("%w (after %d of %d buckets, %d rollups written; re-running the same range is harmless)",
-			err, st.BucketsDone, st.Buckets, st.Written)
-	}
-	written := fmt.Sprintf("%d rollups written", st.Written)
-	mode := ""
-	if o.dryRun {
-		written = fmt.Sprintf("%d rollups built, none written", st.Rollups)
-		mode = " (dry run)"
-	}
-	rate := float64(st.Panes) / max(elapsed.Seconds(), 1e-3)
-	_, err = fmt.Fprintf(env.Stdout, "rollup backfill%s: %d buckets from %s to %s, %s: %d keys, %s, %d panes read (%d skipped) in %s, %.0f panes/s\n",
-		mode, st.Buckets, aFrom.Format(layout), aTo.Format(layout), scope, st.Keys, written, st.Panes, st.Skipped,
-		elapsed.Round(time.Millisecond), rate)
-	return err
-}
-
-// backfillProgress prints the latest Stats to w every interval while a
-// back-fill runs.
-type backfillProgress struct {
-	w     io.Writer
-	start time.Time
-	done  chan struct{}
-	once  sync.Once
-	wg    sync.WaitGroup
-
-	mu sync.Mutex
-	st backfill.Stats
-}
-
-func newBackfillProgress(w io.Writer, every time.Duration, start time.Time) *backfillProgress {
-	p := &backfillProgress{w: w, start: start, done: make(chan struct{})}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-p.done:
-				return
-			case <-t.C:
-				p.mu.Lock()
-				st := p.st
-				fmt.Fprintf(p.w, "rollup backfill: %d/%d buckets, %d rollups written, %d panes read, %.1fs\n",
-					st.BucketsDone, st.Buckets, st.Written, st.Panes, time.Since(p.start).Seconds())
-				p.mu.Unlock()
-			}
-		}
-	}()
-	return p
-}
-
-func (p *backfillProgress) update(st backfill.Stats) {
-	p.mu.Lock()
-	p.st = st
-	p.mu.Unlock()
-}
-
-// printf writes a line to w without interleaving with a progress line.
-func (p *backfillProgress) printf(format string, args ...any) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	fmt.Fprintf(p.w, format, args...)
-}
-
-func (p *backfillProgress) stop() {
-	p.once.Do(func() { close(p.done) })
-	p.wg.Wait()
+	return backfill.Run(ctx, backfill.Job{
+		ClickHouse: cfg.ClickHouse, Logger: env.Logger, Selector: sel, From: from, To: to,
+		Compression: cfg.Aggregator.RollupCompression, RollupOff: cfg.Aggregator.Rollup == 0,
+		DryRun: o.dryRun, ProgressEvery: o.progressEvery,
+	}, env.Stdout, env.Stderr)
 }

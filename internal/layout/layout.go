@@ -30,7 +30,7 @@ var layers = []layer{
 	// Helpers every layer may use: configuration loading and validation,
 	// metrics registration, atomic file writes, the role contract, the
 	// small helpers tests share.
-	{name: "ground", dirs: []string{"internal/config", "internal/promreg", "internal/atomicfile", "internal/role", "internal/testkit"}, may: []string{"wire"}},
+	{name: "ground", dirs: []string{"internal/config", "internal/promreg", "internal/atomicfile", "internal/progress", "internal/role", "internal/testkit"}, may: []string{"wire"}},
 	{name: "transport", dirs: []string{"pipeline"}, may: []string{"wire", "ground"}},
 	{name: "collectors", dirs: []string{"collectors"}, may: []string{"wire", "ground", "transport"}},
 	{name: "aggregator", dirs: []string{"aggregator"}, may: []string{"wire", "ground", "transport"}},
