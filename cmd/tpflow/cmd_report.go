@@ -1,22 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"flag"
-	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
-
-	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/report"
 	"github.com/tpflow/tpflow/schemas"
 )
@@ -133,93 +124,10 @@ func runReport(ctx context.Context, env *Env, cfg *Config, o reportOptions) erro
 	if err != nil {
 		return err
 	}
-	prog := newProgress(env.Stderr, o.progressAfter)
-	defer prog.stop()
-	prog.step("connecting to ClickHouse")
-	conn, err := clickhouse.Open(ctx, cfg.ClickHouse)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	q.Database = cfg.ClickHouse.Database
-	q.Progress = prog.step
-	rows, err := report.Capacity(clickhouse.Limits{MaxExecutionTime: report.ReportLimits.MaxExecutionTime, MaxMemoryUsage: cfg.API.MaxMemoryUsage}.Context(ctx), conn, q)
-	if which, ok := clickhouse.OverLimit(err); ok {
-		return fmt.Errorf("%w (the report's queries are limited by %s; narrow the range or the selector)", err, which)
-	}
-	if errors.Is(err, report.ErrEmpty) {
-		return fmt.Errorf("nothing to report: %w", err)
-	}
-	var ex *proto.Exception
-	if errors.As(err, &ex) && ex.Code == 60 { // UNKNOWN_TABLE
-		return fmt.Errorf("%w (database %s has no tpflow tables yet: tpflow sink --migrate creates them)", err, q.Database)
-	}
-	if err != nil {
-		return err
-	}
-	prog.step("rendering " + format)
-	rep := report.Report{From: q.From, To: q.To, Depth: q.Depth, Target: q.Target, Scope: report.DescribeSelector(q.Selector), Rows: rows, Generated: o.now()}
-	var buf bytes.Buffer
-	if err := rep.Render(&buf, format); err != nil {
-		return err
-	}
-	prog.stop()
-	if o.out == "" {
-		_, err := io.Copy(env.Stdout, &buf)
-		return err
-	}
-	if err := os.WriteFile(o.out, buf.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("cannot write the report: %w", err)
-	}
-	fmt.Fprintf(env.Stderr, "wrote %s: %d rows, %s\n", o.out, len(rows), format)
-	return nil
-}
-
-// progress prints the step a report is at to w, but only once the report
-// has run longer than after: a quick report stays quiet.
-type progress struct {
-	w     io.Writer
-	start time.Time
-	after time.Duration
-	timer *time.Timer
-
-	mu      sync.Mutex
-	current string
-	loud    bool // after has passed: print every step
-	done    bool
-}
-
-func newProgress(w io.Writer, after time.Duration) *progress {
-	p := &progress{w: w, start: time.Now(), after: after}
-	p.timer = time.AfterFunc(after, func() {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if !p.done {
-			p.loud = true
-			p.print()
-		}
-	})
-	return p
-}
-
-func (p *progress) print() {
-	fmt.Fprintf(p.w, "report: %s (%.1fs)\n", p.current, time.Since(p.start).Seconds())
-}
-
-func (p *progress) step(s string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.current = s
-	if p.loud && !p.done {
-		p.print()
-	}
-}
-
-func (p *progress) stop() {
-	p.timer.Stop()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.done = true
+	return report.RunCapacity(ctx, report.CapacityJob{
+		ClickHouse: cfg.ClickHouse, MaxMemoryUsage: cfg.API.MaxMemoryUsage, Query: q, Format: format,
+		Out: o.out, Now: o.now, ProgressAfter: o.progressAfter,
+	}, env.Stdout, env.Stderr)
 }
 
 // labelFlags defines one flag per key label, --system to as many as dst
