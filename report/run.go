@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/tpflow/tpflow/internal/progress"
@@ -31,6 +33,18 @@ type CapacityJob struct {
 	// ProgressAfter is how long the report runs before progress lines go
 	// to stderr.
 	ProgressAfter time.Duration
+}
+
+// FormatOf is the format a report written to the file out takes from its
+// extension: html, csv, else md.
+func FormatOf(out string) string {
+	switch strings.ToLower(filepath.Ext(out)) {
+	case ".html", ".htm":
+		return "html"
+	case ".csv":
+		return "csv"
+	}
+	return "md"
 }
 
 // RunCapacity reads the job's report from ClickHouse, renders it and

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"flag"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -90,16 +89,9 @@ func (o reportOptions) capacityRequest() (report.CapacityQuery, string, error) {
 	}
 	format := o.format
 	if format == "" {
-		switch strings.ToLower(filepath.Ext(o.out)) {
-		case ".html", ".htm":
-			format = "html"
-		case ".csv":
-			format = "csv"
-		default:
-			format = "md"
-		}
+		format = report.FormatOf(o.out)
 	}
-	if !containsString(report.Formats, format) {
+	if !slices.Contains(report.Formats, format) {
 		return report.CapacityQuery{}, "", usageError("--format: %q is not one of %s", format, strings.Join(report.Formats, ", "))
 	}
 	return report.CapacityQuery{Selector: sel, From: from, To: to, Depth: depth, Target: target}, format, nil
@@ -107,15 +99,6 @@ func (o reportOptions) capacityRequest() (report.CapacityQuery, string, error) {
 
 func badReason(err error) string {
 	return strings.TrimPrefix(err.Error(), report.ErrBadRequest.Error()+": ")
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // runReport is `tpflow report capacity`.
