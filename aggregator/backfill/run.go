@@ -15,6 +15,26 @@ import (
 // maxSkippedShown bounds the skipped panes printed one by one.
 const maxSkippedShown = 20
 
+// Settle is how far behind now a back-fill should end: the aggregator
+// publishes a bucket's rollup once the bucket has closed and its lateness
+// has passed, so younger buckets may still be filling.
+const Settle = 10 * time.Minute
+
+// Settled says why a back-fill of a range ending at to (before Align)
+// should wait, and where the range may end, when to is less than Settle
+// before now; otherwise it returns nil.
+func Settled(to, now time.Time) error {
+	_, aTo := Align(to, to)
+	limit := now.Add(-Settle)
+	if !aTo.After(limit) {
+		return nil
+	}
+	return fmt.Errorf("the range ends at %s, less than %s before now (%s): the aggregator is still writing those buckets. "+
+		"Its own rollups are replaced only by rollups with as many events or more, but a bucket back-filled now would "+
+		"hold only the panes stored so far until the aggregator writes its rollup. End the range at %s or earlier",
+		aTo.Format(time.RFC3339), Settle, now.UTC().Format(time.RFC3339), limit.UTC().Truncate(Bucket).Format(time.RFC3339))
+}
+
 // Job is one `tpflow rollup backfill`: what Run rebuilds and where.
 type Job struct {
 	ClickHouse clickhouse.Config

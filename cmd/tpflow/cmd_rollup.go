@@ -6,14 +6,8 @@ import (
 	"time"
 
 	"github.com/tpflow/tpflow/aggregator/backfill"
-	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/report"
 )
-
-// rollupSettle is how far behind now a back-fill may end without --force:
-// the aggregator publishes a bucket's rollup once the bucket has closed
-// and its lateness has passed, so younger buckets may still be filling.
-const rollupSettle = 10 * time.Minute
 
 // rollupOptions are the flags of `tpflow rollup backfill`.
 type rollupOptions struct {
@@ -76,47 +70,38 @@ error (exit 1).`,
 	}
 }
 
-// backfillRequest checks the flags and returns the range as given and
-// rounded, and the selector.
-func (o rollupOptions) backfillRequest(now time.Time) (from, to, aFrom, aTo time.Time, sel clickhouse.Selector, err error) {
-	fail := func(format string, args ...any) (time.Time, time.Time, time.Time, time.Time, clickhouse.Selector, error) {
-		return time.Time{}, time.Time{}, time.Time{}, time.Time{}, clickhouse.Selector{}, usageError(format, args...)
-	}
+// backfillJob checks the flags and returns the job they ask for.
+func (o rollupOptions) backfillJob(now time.Time) (backfill.Job, error) {
+	j := backfill.Job{DryRun: o.dryRun, ProgressEvery: o.progressEvery}
 	if o.from == "" || o.to == "" {
-		return fail("--from and --to are required: the range of panes to build rollups of")
+		return j, usageError("--from and --to are required: the range of panes to build rollups of")
 	}
-	if from, err = report.ParseTime("from", o.from, now); err != nil {
-		return fail("--%s", badReason(err))
+	var err error
+	if j.From, err = report.ParseTime("from", o.from, now); err != nil {
+		return j, usageError("--%s", badReason(err))
 	}
-	if to, err = report.ParseTime("to", o.to, now); err != nil {
-		return fail("--%s", badReason(err))
+	if j.To, err = report.ParseTime("to", o.to, now); err != nil {
+		return j, usageError("--%s", badReason(err))
 	}
-	if !from.Before(to) {
-		return fail("--from %s is not before --to %s", from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))
+	if !j.From.Before(j.To) {
+		return j, usageError("--from %s is not before --to %s", j.From.UTC().Format(time.RFC3339), j.To.UTC().Format(time.RFC3339))
 	}
-	aFrom, aTo = backfill.Align(from, to)
-	if limit := now.Add(-rollupSettle); aTo.After(limit) && !o.force {
-		return fail("the range ends at %s, less than %s before now (%s): the aggregator is still writing those buckets. "+
-			"Its own rollups are replaced only by rollups with as many events or more, but a bucket back-filled now would "+
-			"hold only the panes stored so far until the aggregator writes its rollup. End the range at %s or earlier, or pass --force",
-			aTo.Format(time.RFC3339), rollupSettle, now.UTC().Format(time.RFC3339), limit.UTC().Truncate(backfill.Bucket).Format(time.RFC3339))
+	if err := backfill.Settled(j.To, now); err != nil && !o.force {
+		return j, usageError("%v, or pass --force", err)
 	}
-	sel, err = report.SelectorFrom(labelValues(o.labels[:]), true)
-	if err != nil {
-		return fail("--%s", badReason(err))
+	if j.Selector, err = report.SelectorFrom(labelValues(o.labels[:]), true); err != nil {
+		return j, usageError("--%s", badReason(err))
 	}
-	return from, to, aFrom, aTo, sel, nil
+	return j, nil
 }
 
 // runRollupBackfill is `tpflow rollup backfill`.
 func runRollupBackfill(ctx context.Context, env *Env, cfg *Config, o rollupOptions) error {
-	from, to, _, _, sel, err := o.backfillRequest(o.now())
+	j, err := o.backfillJob(o.now())
 	if err != nil {
 		return err
 	}
-	return backfill.Run(ctx, backfill.Job{
-		ClickHouse: cfg.ClickHouse, Logger: env.Logger, Selector: sel, From: from, To: to,
-		Compression: cfg.Aggregator.RollupCompression, RollupOff: cfg.Aggregator.Rollup == 0,
-		DryRun: o.dryRun, ProgressEvery: o.progressEvery,
-	}, env.Stdout, env.Stderr)
+	j.ClickHouse, j.Logger = cfg.ClickHouse, env.Logger
+	j.Compression, j.RollupOff = cfg.Aggregator.RollupCompression, cfg.Aggregator.Rollup == 0
+	return backfill.Run(ctx, j, env.Stdout, env.Stderr)
 }
