@@ -143,26 +143,13 @@ func newMerger(cfg Config, st store, dlq *kafka.DLQ, m *metrics, log *slog.Logge
 	}
 }
 
-// openMigrated opens ClickHouse and applies the migrations (the late mark
-// is migration 0008), retrying while the server is unreachable.
+// openMigrated is clickhouse.OpenMigrated with the error of this role.
 func openMigrated(ctx context.Context, ccfg clickhouse.Config, log *slog.Logger) (driver.Conn, error) {
-	wait := 100 * time.Millisecond
-	for {
-		c, err := clickhouse.Open(ctx, ccfg)
-		if err == nil {
-			if _, err = clickhouse.Migrate(ctx, c, ccfg); err == nil {
-				return c, nil
-			}
-			c.Close()
-		}
-		log.Warn("late merger cannot reach ClickHouse, will retry", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("cannot open ClickHouse for the late merger: %w", ctx.Err())
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 5*time.Second)
+	c, err := clickhouse.OpenMigrated(ctx, ccfg, log)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open ClickHouse for the late merger: %w", err)
 	}
+	return c, nil
 }
 
 // Assigned implements kafka.GroupHandler.

@@ -129,23 +129,9 @@ func Run(ctx context.Context, kcfg kafka.Config, ccfg clickhouse.Config, cfg Con
 	return g.Wait()
 }
 
-// openMigrated opens ClickHouse and applies the migrations, retrying while
-// the server is unreachable so that a sink may start before its database.
+// openMigrated is clickhouse.OpenMigrated with the error of this role.
 func openMigrated(ctx context.Context, ccfg clickhouse.Config, log *slog.Logger) (driver.Conn, error) {
-	var c driver.Conn
-	b := pipeline.Backoff{Min: 100 * time.Millisecond, Max: ccfg.MaxRetryBackoff}
-	_, err := pipeline.Retry(ctx, &b, 0, func() error {
-		var err error
-		if c, err = clickhouse.Open(ctx, ccfg); err != nil {
-			return err
-		}
-		if _, err = clickhouse.Migrate(ctx, c, ccfg); err != nil {
-			c.Close()
-		}
-		return err
-	}, func(_ int, pause time.Duration, err error) {
-		log.Warn("cannot open ClickHouse, retrying", "err", err, "backoff", pause)
-	})
+	c, err := clickhouse.OpenMigrated(ctx, ccfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("cannot start sink: %w", err)
 	}
