@@ -527,10 +527,10 @@ func TestShortFileFingerprintGrows(t *testing.T) {
 	s := &sink{}
 	start(t, p, testConfig(), nil, s)
 	waitLines(t, s, 1)
-	appendFile(t, p, strings.Repeat("b", 60)+"\n")
-	for range 20 {
-		appendFile(t, p, strings.Repeat("c", 60)+"\n")
-	}
+	// One write, so that the tailer reads the 21 new lines only once the
+	// file is past FingerprintBytes (written line by line, a read between
+	// two writes gave the last line a fingerprint of the file so far).
+	appendFile(t, p, strings.Repeat("b", 60)+"\n"+strings.Repeat(strings.Repeat("c", 60)+"\n", 20))
 	waitLines(t, s, 22)
 	g := s.get()
 	if g[0].ID.FPLen != 2 || g[21].ID.FPLen != FingerprintBytes || !g[0].ID.sameInode(g[21].ID) {
