@@ -49,7 +49,7 @@ func lastGeneration(p *proc) (gen, parts string) {
 // or drop one, none may stop, and every key's TP99 over the run must be
 // within 1 % of the exact value.
 func TestHostileEventsThreeAggregators(t *testing.T) {
-	t.Parallel()
+	heavy(t)
 	begin := time.Now()
 	binary(t)
 	const members, nkeys, steps, perKey = 3, 40, 60, 25

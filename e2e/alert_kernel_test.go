@@ -66,6 +66,7 @@ func kmsgEvents(t *testing.T, b *codec.Builder, file, host string, now time.Time
 // that an undecodable logs message and application lines change nothing.
 // The lines are on the topic before the role starts, as after a restart.
 func TestAlertKernelErrors(t *testing.T) {
+	heavy(t)
 	binary(t)
 	hook := &hookReceiver{secret: "k3rnel"}
 	hookSrv := httptest.NewServer(hook)

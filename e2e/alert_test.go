@@ -215,6 +215,7 @@ const alertRules = `rules:
 // the earliest startsAt of an alert it already holds, still lists the
 // first start: only the receiver side can tell a kept state from a lost one.
 func TestAlertEndToEnd(t *testing.T) {
+	heavy(t)
 	binary(t)
 	const pane, lateness = 2 * time.Second, time.Second
 	ch := chtest.Start(t)

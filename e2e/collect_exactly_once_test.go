@@ -99,6 +99,7 @@ func emptyLog(t *testing.T, dir string) (logDir, logPath string) {
 }
 
 func TestCollectExactlyOnceAcrossKills(t *testing.T) {
+	heavy(t)
 	binary(t)
 	ch := chtest.Start(t)
 	dir := t.TempDir()

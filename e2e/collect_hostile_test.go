@@ -94,6 +94,7 @@ var goodMethodRE = regexp.MustCompile(`"method":"(Good\.[a-z]+\.[0-9]+)"`)
 // the collector's /metrics count every bad line under its reason; and the
 // DLQ topic stays empty.
 func TestCollectHostileCorpus(t *testing.T) {
+	heavy(t)
 	binary(t)
 	ch := chtest.Start(t)
 	dir := t.TempDir()

@@ -31,6 +31,7 @@ import (
 const rotDuration = 30 * time.Second
 
 func TestCollectRotationUnderLoad(t *testing.T) {
+	heavy(t)
 	t.Run("rotation-20k", func(t *testing.T) { collectRotation(t, 10000, 0) })
 	t.Run("rotation-50k", func(t *testing.T) { collectRotation(t, 25000, 0) })
 	t.Run("kill", func(t *testing.T) { collectRotation(t, 25000, 3) })
@@ -465,6 +466,8 @@ func (p *proc) term(timeout time.Duration) {
 // does not. Every line of every file arrives after the restart, and each
 // run logs the node's missing Docker directory once.
 func TestCollectRestartAfterDowntime(t *testing.T) {
+	// Most of this test is the downtime itself: it waits beside the others.
+	t.Parallel()
 	begin := time.Now()
 	dir := t.TempDir()
 	base := filepath.Join(dir, "node")

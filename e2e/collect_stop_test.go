@@ -94,6 +94,7 @@ func readEvents(ctx context.Context, t *testing.T, kcfg kafka.Config, topic stri
 // checks that every line arrives exactly once: the restart re-sent
 // nothing the first run had acknowledged.
 func TestCollectStopWhileReadingKmsg(t *testing.T) {
+	heavy(t)
 	if f, err := os.Open("/dev/kmsg"); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("/dev/kmsg is required with CI set: %v", err)

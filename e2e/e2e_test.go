@@ -7,6 +7,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"flag"
 	"fmt"
 	"math"
 	"net"
@@ -32,7 +33,36 @@ import (
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
+// The tests of this package run side by side in two kinds. The ones that
+// load the machine (high line rates, several pipelines, SIGKILL rounds) call
+// heavy and take turns, so that their timing assertions never compete with
+// each other. The ones that mostly wait out an outage longer than a
+// time-out (the grace, the idle time-out, a collector's downtime) call
+// t.Parallel only and wait beside them: without that, the package's wall
+// time is the sum of every outage. TestMain raises -test.parallel above the
+// number of tests, so that a test waiting for its turn never holds the slot
+// a waiting test needs; an explicit -parallel is kept.
+var turn = make(chan struct{}, 1)
+
+// heavy marks t as one that loads the machine: it runs in parallel with the
+// waiting tests and alone among the heavy ones.
+func heavy(t *testing.T) {
+	t.Helper()
+	t.Parallel()
+	turn <- struct{}{}
+	t.Cleanup(func() { <-turn })
+}
+
 func TestMain(m *testing.M) {
+	flag.Parse()
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if !explicit {
+		if err := flag.Set("test.parallel", "64"); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: -test.parallel:", err)
+			os.Exit(2)
+		}
+	}
 	code := chtest.RunMain(m)
 	if binDir != "" {
 		os.RemoveAll(binDir)
@@ -491,6 +521,7 @@ func equalCounts(a, b keyCount) bool {
 // TestEndToEnd produces calls with malformed and oversized messages in
 // between, and checks exact counts, TP99 within 1 % per key, and the DLQ.
 func TestEndToEnd(t *testing.T) {
+	heavy(t)
 	begin := time.Now()
 	p := startPipeline(t)
 	truth := filepath.Join(p.dir, "truth.jsonl")
@@ -598,6 +629,7 @@ func readDLQ(t *testing.T, kcfg kafka.Config, n int) map[string]string {
 // SIGKILL and stops ClickHouse while calls flow, and checks that the counts
 // in ClickHouse still equal the calls produced.
 func TestEndToEndFailures(t *testing.T) {
+	heavy(t)
 	begin := time.Now()
 	p := startPipeline(t)
 
