@@ -64,5 +64,5 @@ func runCollect(ctx context.Context, env *Env, cfg *Config, _ []string) error {
 		return err
 	}
 	env.Logger.Info("collecting", "host", a.Host(), "sources", len(cfg.Collect.Sources), "state_file", cfg.Collect.StateFile)
-	return serveRole(ctx, env, cfg.HTTP.Listen, reg, a, serveOptions{name: "collector", check: "kafka", pprof: cfg.HTTP.PprofListen})
+	return serveRole(ctx, env, cfg.HTTP.Listen, reg, a, serveOptions{name: "collector", check: "kafka", pprof: cfg.HTTP.PprofListen, http: cfg.HTTP})
 }

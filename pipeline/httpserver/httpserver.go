@@ -7,6 +7,14 @@
 // is transport only: the routes are handed in, and the package imports no
 // domain package.
 //
+// The server's TLS (TLSConfig, TLSListener) and authentication
+// (AuthConfig, Auth) are configured as in the Prometheus web
+// configuration file, plus bearer tokens with a Role: /healthz is always
+// open, /metrics and /readyz open or not by configuration, reads need
+// RoleViewer and every other method RoleOperator. Handlers of other
+// packages refine it with RequireRole and learn the caller with
+// PrincipalFrom.
+//
 // Every server has the same timeouts (ReadHeaderTimeout, ReadTimeout,
 // WriteTimeout, IdleTimeout) and the same graceful shutdown: when the
 // context is done, open requests get ShutdownTimeout to finish.
@@ -70,6 +78,9 @@ type Options struct {
 	CheckTimeout time.Duration
 	// Routes are the role's own paths, served next to the common ones.
 	Routes []Route
+	// Auth, when not nil, authenticates every request but /healthz
+	// (Auth.Wrap).
+	Auth *Auth
 }
 
 // Handler returns the handler of /metrics, /healthz, /readyz and o.Routes.
@@ -89,6 +100,9 @@ func Handler(o Options) http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) { ready(w, r, o) })
 	for _, rt := range o.Routes {
 		mux.Handle(rt.Pattern, rt.Handler)
+	}
+	if o.Auth != nil {
+		return o.Auth.Wrap(mux)
 	}
 	return mux
 }
