@@ -345,30 +345,52 @@ func refuse(w http.ResponseWriter, status int, msg string) {
 	fmt.Fprintln(w, msg)
 }
 
-// failureLimiter lets each client address fail max times in a burst,
-// refilled evenly over window, and keeps at most maxClients addresses:
+// failureLimiter lets each client address fail n times in a burst,
+// refilled evenly over a window, and keeps at most maxClients addresses:
 // when full, the addresses back to a full burst are forgotten, and if none
-// is, all the new ones share one limiter.
+// is, the new ones share one limiter (overflow).
 type failureLimiter struct {
-	mu      sync.Mutex
-	now     func() time.Time
-	limit   rate.Limit
-	burst   int
-	clients map[string]*rate.Limiter
+	mu       sync.Mutex
+	now      func() time.Time
+	limit    rate.Limit
+	burst    int
+	clients  map[string]*rate.Limiter
+	overflow *rate.Limiter
 }
 
 const maxClients = 4096
-
-// overflowClient is the limiter key shared by new addresses while the
-// table is full.
-const overflowClient = "(overflow)"
 
 func newFailureLimiter(n int, window time.Duration, now func() time.Time) *failureLimiter {
 	n = max(n, 1)
 	if window <= 0 {
 		window = time.Minute
 	}
-	return &failureLimiter{now: now, limit: rate.Limit(float64(n) / window.Seconds()), burst: n, clients: map[string]*rate.Limiter{}}
+	lim := rate.Limit(float64(n) / window.Seconds())
+	return &failureLimiter{now: now, limit: lim, burst: n, clients: map[string]*rate.Limiter{}, overflow: rate.NewLimiter(lim, n)}
+}
+
+// limiter returns the limiter of ip, making one when create; nil when
+// ip has none and create is false.
+func (l *failureLimiter) limiter(ip string, now time.Time, create bool) *rate.Limiter {
+	if c := l.clients[ip]; c != nil {
+		return c
+	}
+	if len(l.clients) >= maxClients && create {
+		for k, v := range l.clients {
+			if v.TokensAt(now) >= float64(l.burst) {
+				delete(l.clients, k)
+			}
+		}
+	}
+	if len(l.clients) >= maxClients {
+		return l.overflow
+	}
+	if !create {
+		return nil
+	}
+	c := rate.NewLimiter(l.limit, l.burst)
+	l.clients[ip] = c
+	return c
 }
 
 // blocked returns how long ip must wait before it may try again; 0 when
@@ -376,18 +398,15 @@ func newFailureLimiter(n int, window time.Duration, now func() time.Time) *failu
 func (l *failureLimiter) blocked(ip string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	c := l.clients[ip]
-	if c == nil {
-		if c = l.clients[overflowClient]; c == nil || len(l.clients) < maxClients {
-			return 0
-		}
-	}
 	now := l.now()
-	tokens := c.TokensAt(now)
-	if tokens >= 1 {
+	c := l.limiter(ip, now, false)
+	if c == nil {
 		return 0
 	}
-	return time.Duration((1 - tokens) / float64(l.limit) * float64(time.Second))
+	if tokens := c.TokensAt(now); tokens < 1 {
+		return time.Duration((1 - tokens) / float64(l.limit) * float64(time.Second))
+	}
+	return 0
 }
 
 // fail records a failed authentication of ip.
@@ -395,22 +414,5 @@ func (l *failureLimiter) fail(ip string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	c := l.clients[ip]
-	if c == nil {
-		if len(l.clients) >= maxClients {
-			for k, v := range l.clients {
-				if v.TokensAt(now) >= float64(l.burst) {
-					delete(l.clients, k)
-				}
-			}
-		}
-		if len(l.clients) >= maxClients {
-			ip = overflowClient
-		}
-		if c = l.clients[ip]; c == nil {
-			c = rate.NewLimiter(l.limit, l.burst)
-			l.clients[ip] = c
-		}
-	}
-	c.AllowN(now, 1)
+	l.limiter(ip, now, true).AllowN(now, 1)
 }

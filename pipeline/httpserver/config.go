@@ -72,7 +72,7 @@ func (c TLSConfig) Validate() error {
 	}
 	switch {
 	case c.CertFile == "" && c.KeyFile != "":
-		add("cert_file", "is required with key_file")
+		add("key_file", "needs cert_file, the certificate of this key")
 	case c.CertFile != "" && c.KeyFile == "":
 		add("key_file", "is required with cert_file")
 	case c.CertFile != "":
@@ -215,7 +215,7 @@ func (c AuthConfig) Validate() error {
 		}
 		switch {
 		case (t.SHA256 == "") == (t.Token == ""):
-			add(p+"sha256", "give the token's sha256 or the token itself (token, token_file), one of them")
+			add(strings.TrimSuffix(p, "."), "give the token's sha256 (sha256, sha256_file) or the token itself (token, token_file), one of them")
 		case t.SHA256 != "":
 			if b, err := hex.DecodeString(t.SHA256.Reveal()); err != nil || len(b) != 32 {
 				add(p+"sha256", "must be 64 hexadecimal digits (printf %%s TOKEN | sha256sum)")
