@@ -76,8 +76,10 @@ func authHandler(t *testing.T, c AuthConfig, reg prometheus.Registerer, now func
 
 type cred func(*http.Request)
 
-func bearer(tok string) cred { return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) } }
-func basic(u, p string) cred  { return func(r *http.Request) { r.SetBasicAuth(u, p) } }
+func bearer(tok string) cred {
+	return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) }
+}
+func basic(u, p string) cred { return func(r *http.Request) { r.SetBasicAuth(u, p) } }
 
 func do(h http.Handler, method, path, ip string, c cred) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, path, nil)
