@@ -111,6 +111,7 @@ const (
 	reasonMalformed = "malformed" // an Authorization header of another scheme or broken
 	reasonToken     = "bad_token"
 	reasonPassword  = "bad_password"
+	reasonCert      = "unknown_cert" // a verified client certificate of no configured name
 	reasonRole      = "forbidden" // authenticated with too weak a role
 	reasonLimited   = "rate_limited"
 )
@@ -122,6 +123,7 @@ type Auth struct {
 	openMetrics bool
 	users       map[string]user
 	tokens      []token
+	certs       map[string]Role // by subject common name
 	failures    *prometheus.CounterVec
 	limiter     *failureLimiter
 
@@ -151,7 +153,7 @@ func NewAuth(c AuthConfig, reg prometheus.Registerer, now func() time.Time) (*Au
 		now = time.Now
 	}
 	a := &Auth{
-		on: c.Enabled(), openMetrics: c.Metrics == MetricsOpen, users: map[string]user{},
+		on: c.Enabled(), openMetrics: c.Metrics == MetricsOpen, users: map[string]user{}, certs: map[string]Role{},
 		verified: map[[32]byte]string{},
 		limiter:  newFailureLimiter(c.MaxFailures, c.FailureWindow, now),
 	}
@@ -179,11 +181,18 @@ func NewAuth(c AuthConfig, reg prometheus.Registerer, now func() time.Time) (*Au
 		}
 		a.tokens = append(a.tokens, tk)
 	}
+	for _, cc := range c.ClientCerts {
+		r, err := ParseRole(cc.Role)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate %s: %w", cc.CommonName, err)
+		}
+		a.certs[cc.CommonName] = r
+	}
 	a.failures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tpflow_http_auth_failures_total",
-		Help: "Requests refused by the HTTP authentication, by reason: missing, malformed, bad_token, bad_password, forbidden (too weak a role), rate_limited (the client address failed too often).",
+		Help: "Requests refused by the HTTP authentication, by reason: missing, malformed, bad_token, bad_password, unknown_cert, forbidden (too weak a role), rate_limited (the client address failed too often).",
 	}, []string{"reason"})
-	for _, r := range []string{reasonMissing, reasonMalformed, reasonToken, reasonPassword, reasonRole, reasonLimited} {
+	for _, r := range []string{reasonMissing, reasonMalformed, reasonToken, reasonPassword, reasonCert, reasonRole, reasonLimited} {
 		a.failures.WithLabelValues(r)
 	}
 	var err error
@@ -199,6 +208,8 @@ func (a *Auth) Enabled() bool { return a != nil && a.on }
 // Wrap returns h behind the authentication: /healthz is always served;
 // /metrics and /readyz need a viewer unless the configuration opens them;
 // GET and HEAD need a viewer, every other method an operator. A caller
+// authenticates with a bearer token, basic auth or, sending neither, a
+// client certificate verified by the listener's TLS. A caller
 // with no or wrong credentials is answered 401, one with too weak a role
 // 403, and a client address past its failures 429 with Retry-After.
 // With authentication off, h is returned as it is.
@@ -224,10 +235,11 @@ func (a *Auth) Wrap(h http.Handler) http.Handler {
 			a.limiter.fail(ip)
 			w.Header().Set("WWW-Authenticate", challenge)
 			refuse(w, http.StatusUnauthorized, map[string]string{
-				reasonMissing:   "authentication required: send Authorization: Bearer TOKEN or basic auth",
+				reasonMissing:   "authentication required: send Authorization: Bearer TOKEN, basic auth or a client certificate",
 				reasonMalformed: "the Authorization header is neither Bearer nor Basic",
 				reasonToken:     "the bearer token is not valid",
 				reasonPassword:  "the user name or password is not valid",
+				reasonCert:      "the client certificate's common name has no role",
 			}[reason])
 			return
 		}
@@ -260,7 +272,7 @@ func open(r *http.Request, openMetrics bool) bool {
 func (a *Auth) authenticate(r *http.Request) (Principal, string) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		return Principal{}, reasonMissing
+		return a.certPrincipal(r)
 	}
 	scheme, cred, _ := strings.Cut(h, " ")
 	switch {
@@ -290,6 +302,19 @@ func (a *Auth) authenticate(r *http.Request) (Principal, string) {
 		return Principal{Name: name, Role: u.role}, ""
 	}
 	return Principal{}, reasonMalformed
+}
+
+// certPrincipal is the holder of r's verified client certificate.
+func (a *Auth) certPrincipal(r *http.Request) (Principal, string) {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return Principal{}, reasonMissing
+	}
+	cn := r.TLS.VerifiedChains[0][0].Subject.CommonName
+	role, ok := a.certs[cn]
+	if !ok {
+		return Principal{}, reasonCert
+	}
+	return Principal{Name: cn, Role: role}, ""
 }
 
 // dummyHash is compared with the password of an unknown user, so that an

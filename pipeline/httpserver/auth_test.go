@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"io"
 	"log"
 	"net"
@@ -420,5 +421,69 @@ func TestTLSCertificateRenewal(t *testing.T) {
 	third, err := cfg.GetCertificate(nil)
 	if err != nil || third != second {
 		t.Fatalf("after a broken renewal: same=%v, %v; want the last good certificate", third == second, err)
+	}
+}
+
+// TestClientCertificateAuthenticates serves with VerifyClientCertIfGiven
+// and a role for the test client's certificate: the certificate alone
+// authenticates, a client without one needs a token, and a certificate
+// of another CA is refused at the handshake.
+func TestClientCertificateAuthenticates(t *testing.T) {
+	f := testkit.WriteTLS(t, t.TempDir())
+	tc := DefaultTLSConfig()
+	tc.CertFile, tc.KeyFile, tc.ClientCAFile, tc.ClientAuthType = f.ServerCert, f.ServerKey, f.CA, "VerifyClientCertIfGiven"
+	ac := testAuthConfig(t)
+	ac.ClientCerts = []ClientCertConfig{{CommonName: "tpflow test client", Role: "viewer"}}
+	if err := errors.Join(tc.Validate(), ac.Validate()); err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewAuth(ac, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := TLSListener(l, tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(Handler(Options{Auth: a, Routes: []Route{{Pattern: "GET /api/v1/x", Handler: roleEcho}}}))
+	srv.ErrorLog = log.New(io.Discard, "", 0)
+	go srv.Serve(tl)
+	t.Cleanup(func() { srv.Close() })
+	call := func(cfg *tls.Config, token string) (int, string, error) {
+		cl := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 5 * time.Second}
+		req, _ := http.NewRequest("GET", "https://"+l.Addr().String()+"/api/v1/x", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := cl.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), nil
+	}
+	if code, body, err := call(f.ClientConfig(t, true), ""); err != nil || code != 200 || body != "tpflow test client viewer" {
+		t.Errorf("with the client certificate: %d %q %v, want 200 as its holder", code, body, err)
+	}
+	if code, _, err := call(f.ClientConfig(t, false), ""); err != nil || code != 401 {
+		t.Errorf("without certificate or token: %d %v, want 401", code, err)
+	}
+	if code, body, err := call(f.ClientConfig(t, false), operatorToken); err != nil || code != 200 || body != "deployer operator" {
+		t.Errorf("with a token only: %d %q %v", code, body, err)
+	}
+	other := testkit.WriteTLS(t, t.TempDir())
+	foreign := f.ClientConfig(t, false)
+	pair, err := tls.LoadX509KeyPair(other.ClientCert, other.ClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign.Certificates = []tls.Certificate{pair}
+	if _, _, err := call(foreign, ""); err == nil {
+		t.Error("a client certificate of another CA was accepted")
 	}
 }

@@ -114,6 +114,10 @@ type AuthConfig struct {
 	Users []UserConfig `yaml:"users"`
 	// Tokens authenticate with "Authorization: Bearer TOKEN".
 	Tokens []TokenConfig `yaml:"tokens"`
+	// ClientCerts authenticate with a client certificate verified against
+	// tls.client_ca_file, by the certificate's subject common name; a
+	// request with credentials as well is authenticated by those.
+	ClientCerts []ClientCertConfig `yaml:"client_certs"`
 	// Metrics is "authenticated" (the default) or "open": whether /metrics
 	// and /readyz need a viewer when authentication is on.
 	Metrics string `yaml:"metrics"`
@@ -128,7 +132,7 @@ type AuthConfig struct {
 // DefaultAuthConfig returns the authentication defaults: none, and once
 // on, /metrics authenticated and 10 failures per minute per client.
 func DefaultAuthConfig() AuthConfig {
-	return AuthConfig{Users: []UserConfig{}, Tokens: []TokenConfig{}, Metrics: MetricsAuthenticated, MaxFailures: 10, FailureWindow: time.Minute}
+	return AuthConfig{Users: []UserConfig{}, Tokens: []TokenConfig{}, ClientCerts: []ClientCertConfig{}, Metrics: MetricsAuthenticated, MaxFailures: 10, FailureWindow: time.Minute}
 }
 
 // The values of AuthConfig.Metrics.
@@ -138,7 +142,16 @@ const (
 )
 
 // Enabled reports whether requests must authenticate.
-func (c AuthConfig) Enabled() bool { return len(c.Users)+len(c.Tokens) > 0 }
+func (c AuthConfig) Enabled() bool { return len(c.Users)+len(c.Tokens)+len(c.ClientCerts) > 0 }
+
+// ClientCertConfig is the role of the holder of a client certificate.
+type ClientCertConfig struct {
+	// CommonName is the certificate's subject CN, unique among users,
+	// tokens and client certificates.
+	CommonName string `yaml:"common_name"`
+	// Role is viewer, operator or admin.
+	Role string `yaml:"role"`
+}
 
 // UserConfig is one basic-auth user.
 type UserConfig struct {
@@ -222,6 +235,13 @@ func (c AuthConfig) Validate() error {
 			}
 		case len(t.Token) < 16:
 			add(p+"token", "is %d characters long, want at least 16 (openssl rand -hex 32)", len(t.Token))
+		}
+	}
+	for i, cc := range c.ClientCerts {
+		p := fmt.Sprintf("client_certs[%d].", i)
+		name(p+"common_name", cc.CommonName)
+		if _, err := ParseRole(cc.Role); err != nil {
+			add(p+"role", "%v", err)
 		}
 	}
 	return errors.Join(errs...)

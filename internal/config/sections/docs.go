@@ -147,6 +147,7 @@ var keyDocs = map[string]string{
 	"http.auth":                 "Who may call the HTTP listener (and broker.http_listen); off without users and tokens. When on, /healthz stays open, GET and HEAD need role viewer, every other method operator.",
 	"http.auth.users":           "Basic-auth users: name, role (viewer, operator or admin), password_bcrypt or password_bcrypt_file.",
 	"http.auth.tokens":          "Bearer tokens: name, role (viewer, operator or admin), and sha256 (hex SHA-256 of the token), sha256_file, token or token_file.",
+	"http.auth.client_certs":    "Client certificates verified against http.tls.client_ca_file: common_name (the subject CN) and role; used when a request sends no Authorization header.",
 	"http.auth.metrics":         "authenticated: /metrics and /readyz need role viewer; open: they are served to anyone.",
 	"http.auth.max_failures":    "Failed authentications a client IP address may make in a burst, refilled over failure_window; past it the address is answered 429 with Retry-After.",
 	"http.auth.failure_window":  "Period over which max_failures refills.",

@@ -169,6 +169,9 @@ func (c HTTPConfig) Validate() error {
 			errs.add("pprof_listen", "%v", err)
 		}
 	}
+	if len(c.Auth.ClientCerts) > 0 && c.TLS.ClientCAFile == "" {
+		errs.add("auth.client_certs", "need tls.client_ca_file: only certificates verified against it authenticate")
+	}
 	return errs.err()
 }
 
