@@ -112,7 +112,7 @@ const (
 	reasonToken     = "bad_token"
 	reasonPassword  = "bad_password"
 	reasonCert      = "unknown_cert" // a verified client certificate of no configured name
-	reasonRole      = "forbidden" // authenticated with too weak a role
+	reasonRole      = "forbidden"    // authenticated with too weak a role
 	reasonLimited   = "rate_limited"
 )
 
