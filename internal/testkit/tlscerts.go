@@ -24,8 +24,10 @@ type TLSFiles struct {
 }
 
 // WriteTLS generates a CA and its server and client certificates (ECDSA
-// P-256, valid for an hour) and writes them into dir.
-func WriteTLS(tb testing.TB, dir string) TLSFiles {
+// P-256, valid for an hour; the client's subject common name is clientCN)
+// and writes them into dir as ca.crt, server.crt, server.key, client.crt
+// and client.key.
+func WriteTLS(tb testing.TB, dir, clientCN string) TLSFiles {
 	tb.Helper()
 	caKey := newKey(tb)
 	caTmpl := &x509.Certificate{
@@ -65,7 +67,7 @@ func WriteTLS(tb testing.TB, dir string) TLSFiles {
 	f.ServerCert, f.ServerKey = filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
 	f.ClientCert, f.ClientKey = filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key")
 	leaf(2, "localhost", x509.ExtKeyUsageServerAuth, f.ServerCert, f.ServerKey)
-	leaf(3, "tpflow test client", x509.ExtKeyUsageClientAuth, f.ClientCert, f.ClientKey)
+	leaf(3, clientCN, x509.ExtKeyUsageClientAuth, f.ClientCert, f.ClientKey)
 	return f
 }
 

@@ -211,7 +211,8 @@ func (a *Auth) Enabled() bool { return a != nil && a.on }
 // authenticates with a bearer token, basic auth or, sending neither, a
 // client certificate verified by the listener's TLS. A caller
 // with no or wrong credentials is answered 401, one with too weak a role
-// 403, and a client address past its failures 429 with Retry-After.
+// 403, and a client address past its failures (wrong credentials; none
+// at all is no guess and does not count) 429 with Retry-After.
 // With authentication off, h is returned as it is.
 func (a *Auth) Wrap(h http.Handler) http.Handler {
 	if !a.Enabled() {
@@ -232,7 +233,11 @@ func (a *Auth) Wrap(h http.Handler) http.Handler {
 		p, reason := a.authenticate(r)
 		if reason != "" {
 			a.failures.WithLabelValues(reason).Inc()
-			a.limiter.fail(ip)
+			if reason != reasonMissing {
+				// Only wrong credentials are guesses; a client that sent
+				// none (a browser's first request, a probe) is not.
+				a.limiter.fail(ip)
+			}
 			w.Header().Set("WWW-Authenticate", challenge)
 			refuse(w, http.StatusUnauthorized, map[string]string{
 				reasonMissing:   "authentication required: send Authorization: Bearer TOKEN, basic auth or a client certificate",

@@ -173,7 +173,8 @@ func TestAuthOff(t *testing.T) {
 	}
 }
 
-// TestAuthFailuresRateLimited makes one address fail max_failures times:
+// TestAuthFailuresRateLimited makes one address send wrong credentials
+// max_failures times (after requests without any, which do not count):
 // the next request from it is answered 429 with Retry-After even with a
 // good token, another address is still served, and after Retry-After the
 // address may try again.
@@ -183,6 +184,11 @@ func TestAuthFailuresRateLimited(t *testing.T) {
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	reg := prometheus.NewRegistry()
 	h := authHandler(t, testAuthConfig(t), reg, clock) // 10 per minute
+	for range 20 { // requests without credentials guess nothing
+		if rec := do(h, "GET", "/api/v1/x", "192.0.2.7", nil); rec.Code != 401 {
+			t.Fatalf("without credentials = %d, want 401", rec.Code)
+		}
+	}
 	for i := range 10 {
 		if rec := do(h, "GET", "/api/v1/x", "192.0.2.7", bearer("guess"+string(rune('a'+i)))); rec.Code != 401 {
 			t.Fatalf("guess %d = %d, want 401", i, rec.Code)
@@ -305,7 +311,7 @@ func TestAuthConfigValidate(t *testing.T) {
 // client with a certificate of the CA is served, one without is refused
 // at the handshake, and plain HTTP gets no answer.
 func TestTLSClientCertificates(t *testing.T) {
-	f := testkit.WriteTLS(t, t.TempDir())
+	f := testkit.WriteTLS(t, t.TempDir(), "tpflow test client")
 	c := DefaultTLSConfig()
 	c.CertFile, c.KeyFile, c.ClientCAFile, c.ClientAuthType = f.ServerCert, f.ServerKey, f.CA, "RequireAndVerifyClientCert"
 	if err := c.Validate(); err != nil {
@@ -357,7 +363,7 @@ func serveTLS(t *testing.T, c TLSConfig) string {
 // TestTLSConfigValidate checks every refused value and its message.
 func TestTLSConfigValidate(t *testing.T) {
 	dir := t.TempDir()
-	f := testkit.WriteTLS(t, dir)
+	f := testkit.WriteTLS(t, dir, "tpflow test client")
 	for _, c := range []struct {
 		edit func(*TLSConfig)
 		want string
@@ -388,7 +394,7 @@ func TestTLSConfigValidate(t *testing.T) {
 // the next handshake gets the new certificate without a restart.
 func TestTLSCertificateRenewal(t *testing.T) {
 	dir := t.TempDir()
-	f := testkit.WriteTLS(t, dir)
+	f := testkit.WriteTLS(t, dir, "tpflow test client")
 	c := DefaultTLSConfig()
 	c.CertFile, c.KeyFile = f.ServerCert, f.ServerKey
 	cfg, err := ServerTLS(c)
@@ -396,7 +402,7 @@ func TestTLSCertificateRenewal(t *testing.T) {
 		t.Fatal(err)
 	}
 	first, _ := cfg.GetCertificate(nil)
-	g := testkit.WriteTLS(t, t.TempDir())
+	g := testkit.WriteTLS(t, t.TempDir(), "tpflow test client")
 	for _, p := range [][2]string{{g.ServerCert, f.ServerCert}, {g.ServerKey, f.ServerKey}} {
 		b, err := os.ReadFile(p[0])
 		if err != nil {
@@ -429,7 +435,7 @@ func TestTLSCertificateRenewal(t *testing.T) {
 // authenticates, a client without one needs a token, and a certificate
 // of another CA is refused at the handshake.
 func TestClientCertificateAuthenticates(t *testing.T) {
-	f := testkit.WriteTLS(t, t.TempDir())
+	f := testkit.WriteTLS(t, t.TempDir(), "tpflow test client")
 	tc := DefaultTLSConfig()
 	tc.CertFile, tc.KeyFile, tc.ClientCAFile, tc.ClientAuthType = f.ServerCert, f.ServerKey, f.CA, "VerifyClientCertIfGiven"
 	ac := testAuthConfig(t)
@@ -476,7 +482,7 @@ func TestClientCertificateAuthenticates(t *testing.T) {
 	if code, body, err := call(f.ClientConfig(t, false), operatorToken); err != nil || code != 200 || body != "deployer operator" {
 		t.Errorf("with a token only: %d %q %v", code, body, err)
 	}
-	other := testkit.WriteTLS(t, t.TempDir())
+	other := testkit.WriteTLS(t, t.TempDir(), "tpflow test client")
 	foreign := f.ClientConfig(t, false)
 	pair, err := tls.LoadX509KeyPair(other.ClientCert, other.ClientKey)
 	if err != nil {

@@ -121,9 +121,11 @@ type AuthConfig struct {
 	// Metrics is "authenticated" (the default) or "open": whether /metrics
 	// and /readyz need a viewer when authentication is on.
 	Metrics string `yaml:"metrics"`
-	// MaxFailures is how many failed authentications a client IP address
-	// may make per FailureWindow (as a burst, refilled evenly); past it the
-	// address is answered 429 with Retry-After, credentials unchecked.
+	// MaxFailures is how many wrong credentials a client IP address may
+	// send per FailureWindow (as a burst, refilled evenly); past it the
+	// address is answered 429 with Retry-After, credentials unchecked. A
+	// request without credentials is refused 401 but is no guess and does
+	// not count.
 	MaxFailures int `yaml:"max_failures"`
 	// FailureWindow is the period MaxFailures refills over.
 	FailureWindow time.Duration `yaml:"failure_window"`

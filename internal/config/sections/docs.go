@@ -149,7 +149,7 @@ var keyDocs = map[string]string{
 	"http.auth.tokens":          "Bearer tokens: name, role (viewer, operator or admin), and sha256 (hex SHA-256 of the token), sha256_file, token or token_file.",
 	"http.auth.client_certs":    "Client certificates verified against http.tls.client_ca_file: common_name (the subject CN) and role; used when a request sends no Authorization header.",
 	"http.auth.metrics":         "authenticated: /metrics and /readyz need role viewer; open: they are served to anyone.",
-	"http.auth.max_failures":    "Failed authentications a client IP address may make in a burst, refilled over failure_window; past it the address is answered 429 with Retry-After.",
+	"http.auth.max_failures":    "Wrong credentials a client IP address may send in a burst, refilled over failure_window; past it the address is answered 429 with Retry-After (requests without credentials do not count).",
 	"http.auth.failure_window":  "Period over which max_failures refills.",
 	"log":                       "Structured logging (log/slog) to standard error.",
 	"log.level":                 "debug, info, warn or error.",
