@@ -184,7 +184,7 @@ func TestAuthFailuresRateLimited(t *testing.T) {
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	reg := prometheus.NewRegistry()
 	h := authHandler(t, testAuthConfig(t), reg, clock) // 10 per minute
-	for range 20 { // requests without credentials guess nothing
+	for range 20 {                                     // requests without credentials guess nothing
 		if rec := do(h, "GET", "/api/v1/x", "192.0.2.7", nil); rec.Code != 401 {
 			t.Fatalf("without credentials = %d, want 401", rec.Code)
 		}
