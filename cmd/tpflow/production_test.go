@@ -85,8 +85,58 @@ func productionFiles(t *testing.T, dir string) (string, testkit.TLSFiles) {
 			}
 		}
 	}
+	// What the clients of SECURITY.md's examples read.
+	cert, _ := os.ReadFile(tf.ClientCert)
+	key, _ := os.ReadFile(tf.ClientKey)
+	for p, content := range map[string]string{
+		"secrets/grafana-token": prodViewerToken + "\n", "secrets/scraper-password": prodScraperPass + "\n",
+		"tls/prometheus.crt": string(cert), "tls/prometheus.key": string(key),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	out := strings.NewReplacer("/etc/tpflow/", dir+"/", "/var/lib/tpflow/", dir+"/state/").Replace(string(text))
 	return out, tf
+}
+
+// productionTestConfig writes, under dir, deploy/tpflow.production.yaml
+// with the files it names (productionFiles) and its kafka, clickhouse,
+// broker and collect sections pointed at the test's broker, ClickHouse,
+// broker HTTP address and a log directory, and returns its path.
+func productionTestConfig(t *testing.T, dir, brokerAddr, dsn, brokerHTTP string) (string, testkit.TLSFiles) {
+	t.Helper()
+	text, tf := productionFiles(t, dir)
+	var doc map[string]any
+	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
+		t.Fatal(err)
+	}
+	logDir := filepath.Join(dir, "logs")
+	if err := os.Mkdir(logDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	doc["kafka"] = map[string]any{"brokers": []string{brokerAddr}}
+	doc["clickhouse"] = map[string]any{"dsn": dsn, "database": "tpflow_production"}
+	doc["broker"] = map[string]any{"http_listen": brokerHTTP}
+	var collect map[string]any
+	if err := yaml.Unmarshal([]byte(collectSection(logDir)), &collect); err != nil {
+		t.Fatal(err)
+	}
+	doc["collect"] = collect["collect"]
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "tpflow.yaml")
+	if err := os.WriteFile(cfg, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, tf
+}
+
+// tlsClient is an HTTP client with cfg.
+func tlsClient(cfg *tls.Config) *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
 }
 
 // TestProductionConfigIsValid loads deploy/tpflow.production.yaml, with
@@ -120,38 +170,12 @@ func TestProductionConfigIsValid(t *testing.T) {
 // client certificate authenticates.
 func TestEveryRoleRefusesUnauthenticated(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	text, tf := productionFiles(t, dir)
-	var doc map[string]any
-	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
-		t.Fatal(err)
-	}
 	ch := chtest.Start(t)
 	brokerAddr, brokerHTTP := freeAddr(t), freeAddr(t)
 	startBrokerAt(t, brokerAddr)
-	logDir := filepath.Join(dir, "logs")
-	if err := os.Mkdir(logDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	doc["kafka"] = map[string]any{"brokers": []string{brokerAddr}}
-	doc["clickhouse"] = map[string]any{"dsn": "clickhouse://" + ch.Addr(), "database": "tpflow_production"}
-	doc["broker"] = map[string]any{"http_listen": brokerHTTP}
-	var collect map[string]any
-	if err := yaml.Unmarshal([]byte(collectSection(logDir)), &collect); err != nil {
-		t.Fatal(err)
-	}
-	doc["collect"] = collect["collect"]
-	out, err := yaml.Marshal(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "tpflow.yaml")
-	if err := os.WriteFile(cfg, out, 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	anon := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tf.ClientConfig(t, false)}}
-	withCert := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tf.ClientConfig(t, true)}}
+	dir := t.TempDir()
+	cfg, tf := productionTestConfig(t, dir, brokerAddr, "clickhouse://"+ch.Addr(), brokerHTTP)
+	anon, withCert := tlsClient(tf.ClientConfig(t, false)), tlsClient(tf.ClientConfig(t, true))
 	common := []string{"/metrics", "/readyz", "/no/such/path"}
 	api := []string{"/api/v1/tp?app=x", "/api/v1/capacity", "/api/v1/topology"}
 	roles := map[string][]string{
@@ -214,8 +238,7 @@ func TestEveryRoleRefusesUnauthenticated(t *testing.T) {
 		t.Fatal(err)
 	}
 	foreign.Certificates = []tls.Certificate{pair}
-	fc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: foreign}}
-	if _, _, err := httpDo(fc, "GET", "https://"+brokerHTTP+"/metrics", nil); err == nil {
+	if _, _, err := httpDo(tlsClient(foreign), "GET", "https://"+brokerHTTP+"/metrics", nil); err == nil {
 		t.Error("a client certificate of another CA was accepted")
 	}
 }
