@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -117,6 +118,9 @@ func TestWindowsBadInput(t *testing.T) {
 	f("/api/v1/windows?window=2m", "2m is not a configured window; use one of 1m, 5m")
 	f("/api/v1/windows?window=ten", `cannot parse "ten" as a duration`)
 	f("/api/v1/windows?window=-1m", "not a configured window")
+	f("/api/v1/windows?limit=0", "limit: want a whole number from 1 to 10000")
+	f("/api/v1/windows?limit=10001", "limit: want a whole number from 1 to 10000")
+	f("/api/v1/windows?limit=ten", `got "ten"`)
 }
 
 func TestWindowsDefaultWithout1m(t *testing.T) {
@@ -124,5 +128,30 @@ func TestWindowsDefaultWithout1m(t *testing.T) {
 	h := mux(src, []time.Duration{10 * time.Second, 30 * time.Second})
 	if code, body := get(t, h, "/api/v1/windows"); code != 200 || src.gotD != 10*time.Second {
 		t.Fatalf("status %d, window %s: %s", code, src.gotD, body)
+	}
+}
+
+// TestWindowsLimit checks that an answer holds at most limit windows, the
+// slowest, and counts every matching key; the default bounds it too.
+func TestWindowsLimit(t *testing.T) {
+	src := &fakeSource{}
+	for i := range DefaultLimit + 5 {
+		src.windows = append(src.windows, kw("app", "m"+strconv.Itoa(i), float64(i)))
+	}
+	h := mux(src, []time.Duration{time.Minute})
+	var resp WindowsResponse
+	_, body := get(t, h, "/api/v1/windows?limit=3")
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Total != DefaultLimit+5 || resp.Limit != 3 || len(resp.Windows) != 3 || resp.Windows[0].P99Us != DefaultLimit+4 || resp.Windows[2].P99Us != DefaultLimit+2 {
+		t.Fatalf("limit=3: total %d, limit %d, %d windows from p99 %v; want the 3 slowest of %d", resp.Total, resp.Limit, len(resp.Windows), resp.Windows[0].P99Us, DefaultLimit+5)
+	}
+	_, body = get(t, h, "/api/v1/windows")
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Windows) != DefaultLimit || resp.Total != DefaultLimit+5 {
+		t.Fatalf("default: %d windows of %d, want %d", len(resp.Windows), resp.Total, DefaultLimit)
 	}
 }
