@@ -21,6 +21,8 @@ import (
 // signed by it.
 type TLSFiles struct {
 	CA, ServerCert, ServerKey, ClientCert, ClientKey string
+	// ClientCN is the client certificate's subject common name.
+	ClientCN string
 }
 
 // WriteTLS generates a CA and its server and client certificates (ECDSA
@@ -40,7 +42,7 @@ func WriteTLS(tb testing.TB, dir, clientCN string) TLSFiles {
 		tb.Fatal(err)
 	}
 	ca, _ := x509.ParseCertificate(caDER)
-	f := TLSFiles{CA: filepath.Join(dir, "ca.crt")}
+	f := TLSFiles{CA: filepath.Join(dir, "ca.crt"), ClientCN: clientCN}
 	writePEM(tb, f.CA, "CERTIFICATE", caDER)
 	leaf := func(serial int64, name string, usage x509.ExtKeyUsage, certFile, keyFile string) {
 		key := newKey(tb)
@@ -89,6 +91,21 @@ func (f TLSFiles) ClientConfig(tb testing.TB, withCert bool) *tls.Config {
 		}
 		cfg.Certificates = []tls.Certificate{pair}
 	}
+	return cfg
+}
+
+// ForeignClientConfig returns a TLS client configuration trusting the CA,
+// with a client certificate of the same common name signed by another CA:
+// a server verifying client certificates must refuse it.
+func (f TLSFiles) ForeignClientConfig(tb testing.TB) *tls.Config {
+	tb.Helper()
+	other := WriteTLS(tb, tb.TempDir(), f.ClientCN)
+	cfg := f.ClientConfig(tb, false)
+	pair, err := tls.LoadX509KeyPair(other.ClientCert, other.ClientKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.Certificates = []tls.Certificate{pair}
 	return cfg
 }
 

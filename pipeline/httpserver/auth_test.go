@@ -317,7 +317,7 @@ func TestTLSClientCertificates(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	url := serveTLS(t, c)
+	url := serveTLS(t, c, nil)
 	get := func(cfg *tls.Config) (*http.Response, error) {
 		cl := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 5 * time.Second}
 		return cl.Get("https://" + url + "/healthz")
@@ -343,8 +343,13 @@ func TestTLSClientCertificates(t *testing.T) {
 	}
 }
 
-func serveTLS(t *testing.T, c TLSConfig) string {
+// serveTLS serves h (nil: Handler(Options{})) with the TLS of c on a
+// loopback port until the test ends, and returns its address.
+func serveTLS(t *testing.T, c TLSConfig, h http.Handler) string {
 	t.Helper()
+	if h == nil {
+		h = Handler(Options{})
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -353,7 +358,7 @@ func serveTLS(t *testing.T, c TLSConfig) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(Handler(Options{}))
+	srv := NewServer(h)
 	srv.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
 	go srv.Serve(tl)
 	t.Cleanup(func() { srv.Close() })
@@ -447,21 +452,10 @@ func TestClientCertificateAuthenticates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl, err := TLSListener(l, tc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := NewServer(Handler(Options{Auth: a, Routes: []Route{{Pattern: "GET /api/v1/x", Handler: roleEcho}}}))
-	srv.ErrorLog = log.New(io.Discard, "", 0)
-	go srv.Serve(tl)
-	t.Cleanup(func() { srv.Close() })
+	addr := serveTLS(t, tc, Handler(Options{Auth: a, Routes: []Route{{Pattern: "GET /api/v1/x", Handler: roleEcho}}}))
 	call := func(cfg *tls.Config, token string) (int, string, error) {
 		cl := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 5 * time.Second}
-		req, _ := http.NewRequest("GET", "https://"+l.Addr().String()+"/api/v1/x", nil)
+		req, _ := http.NewRequest("GET", "https://"+addr+"/api/v1/x", nil)
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
@@ -482,14 +476,7 @@ func TestClientCertificateAuthenticates(t *testing.T) {
 	if code, body, err := call(f.ClientConfig(t, false), operatorToken); err != nil || code != 200 || body != "deployer operator" {
 		t.Errorf("with a token only: %d %q %v", code, body, err)
 	}
-	other := testkit.WriteTLS(t, t.TempDir(), "tpflow test client")
-	foreign := f.ClientConfig(t, false)
-	pair, err := tls.LoadX509KeyPair(other.ClientCert, other.ClientKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	foreign.Certificates = []tls.Certificate{pair}
-	if _, _, err := call(foreign, ""); err == nil {
+	if _, _, err := call(f.ForeignClientConfig(t), ""); err == nil {
 		t.Error("a client certificate of another CA was accepted")
 	}
 }
