@@ -294,7 +294,7 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 	if err := serveProfiler(gctx, g, env, cfg.HTTP.PprofListen); err != nil {
 		return err
 	}
-	g.Go(func() error { return httpserver.Serve(gctx, l, h) })
+	g.Go(func() error { return httpserver.ServeLogged(gctx, l, h, env.Logger) })
 
 	view := &live.View{W: env.Stdout, ANSI: !o.NoLive && live.IsTerminal(env.Stdout), Window: live.WindowName(cfg.Aggregator.Windows), Alerting: alertRole != nil}
 	g.Go(func() error {

@@ -100,7 +100,7 @@ func serveRole(ctx context.Context, env *Env, addr string, reg *prometheus.Regis
 	if err := serveProfiler(gctx, grp, env, o.pprof); err != nil {
 		return err
 	}
-	grp.Go(func() error { return httpserver.Serve(gctx, l, h) })
+	grp.Go(func() error { return httpserver.ServeLogged(gctx, l, h, env.Logger) })
 	grp.Go(func() error {
 		if o.wait {
 			if err := waitReady(gctx, env, o.check, r.Ready); err != nil {

@@ -1,12 +1,14 @@
 package httpserver
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -478,5 +480,35 @@ func TestClientCertificateAuthenticates(t *testing.T) {
 	}
 	if _, _, err := call(f.ForeignClientConfig(t), ""); err == nil {
 		t.Error("a client certificate of another CA was accepted")
+	}
+}
+
+// TestServeLoggedLogsHandshakeErrors checks that the server's own errors
+// (here a plain HTTP request to the TLS listener) reach the role's logger.
+func TestServeLoggedLogsHandshakeErrors(t *testing.T) {
+	f := testkit.WriteTLS(t, t.TempDir(), "tpflow test client")
+	c := DefaultTLSConfig()
+	c.CertFile, c.KeyFile = f.ServerCert, f.ServerKey
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := TLSListener(l, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf testkit.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeLogged(ctx, tl, Handler(Options{}), slog.New(slog.NewTextHandler(&buf, nil))) }()
+	if resp, err := http.Get("http://" + l.Addr().String() + "/healthz"); err == nil {
+		resp.Body.Close()
+	}
+	testkit.WaitFor(t, 5*time.Second, "the handshake error in the log", func() bool {
+		return strings.Contains(buf.String(), "level=WARN") && strings.Contains(buf.String(), "TLS handshake error") && strings.Contains(buf.String(), "part=http")
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

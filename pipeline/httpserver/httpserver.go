@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -167,7 +168,17 @@ func NewServer(h http.Handler) *http.Server {
 // requests up to ShutdownTimeout. It returns nil after a shutdown caused by
 // ctx, and an error when serving fails before.
 func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
+	return ServeLogged(ctx, l, h, nil)
+}
+
+// ServeLogged is Serve with the server's own errors (a refused TLS
+// handshake, a panic in a handler) logged to log at warning level; nil
+// leaves them to the standard logger.
+func ServeLogged(ctx context.Context, l net.Listener, h http.Handler, log *slog.Logger) error {
 	srv := NewServer(h)
+	if log != nil {
+		srv.ErrorLog = slog.NewLogLogger(log.With("part", "http").Handler(), slog.LevelWarn)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	select {
