@@ -144,7 +144,7 @@ var keyDocs = map[string]string{
 	"http.tls.client_ca_file":   "PEM bundle of the CAs client certificates are verified against.",
 	"http.tls.client_auth_type": "NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert (needs client_ca_file).",
 	"http.tls.min_version":      "Lowest TLS version accepted: TLS12 or TLS13.",
-	"http.auth":                 "Who may call the HTTP listener (and broker.http_listen); off without users and tokens. When on, /healthz stays open, GET and HEAD need role viewer, every other method operator.",
+	"http.auth":                 "Who may call the HTTP listener (and broker.http_listen); off without users, tokens and client_certs. When on, /healthz stays open, GET and HEAD need role viewer, every other method operator.",
 	"http.auth.users":           "Basic-auth users: name, role (viewer, operator or admin), password_bcrypt or password_bcrypt_file.",
 	"http.auth.tokens":          "Bearer tokens: name, role (viewer, operator or admin), and sha256 (hex SHA-256 of the token), sha256_file, token or token_file.",
 	"http.auth.client_certs":    "Client certificates verified against http.tls.client_ca_file: common_name (the subject CN) and role; used when a request sends no Authorization header.",
