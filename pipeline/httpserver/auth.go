@@ -127,6 +127,7 @@ type Auth struct {
 	failures    *prometheus.CounterVec
 	limiter     *failureLimiter
 
+	bcrypt   chan struct{} // a slot per running bcrypt check
 	mu       sync.Mutex
 	verified map[[32]byte]string // sha256(user, password, hash) → user, of bcrypt checks that passed
 }
@@ -145,6 +146,9 @@ type token struct {
 // maxVerified bounds the cache of passed bcrypt checks.
 const maxVerified = 1024
 
+// maxBcrypt is how many bcrypt checks run at a time.
+const maxBcrypt = 2
+
 // NewAuth returns the Auth of a validated c, counting failures in
 // tpflow_http_auth_failures_total{reason} of reg (nil registers none).
 // now is the limiter's clock; nil is time.Now.
@@ -154,8 +158,8 @@ func NewAuth(c AuthConfig, reg prometheus.Registerer, now func() time.Time) (*Au
 	}
 	a := &Auth{
 		on: c.Enabled(), openMetrics: c.Metrics == MetricsOpen, users: map[string]user{}, certs: map[string]Role{},
-		verified: map[[32]byte]string{},
-		limiter:  newFailureLimiter(c.MaxFailures, c.FailureWindow, now),
+		verified: map[[32]byte]string{}, bcrypt: make(chan struct{}, maxBcrypt),
+		limiter: newFailureLimiter(c.MaxFailures, c.FailureWindow, now),
 	}
 	for _, u := range c.Users {
 		r, err := ParseRole(u.Role)
@@ -301,7 +305,7 @@ func (a *Auth) authenticate(r *http.Request) (Principal, string) {
 			return Principal{}, reasonMalformed
 		}
 		u, known := a.users[name]
-		if !a.checkPassword(name, pass, u, known) {
+		if !a.checkPassword(r.Context(), name, pass, u, known) {
 			return Principal{}, reasonPassword
 		}
 		return Principal{Name: name, Role: u.role}, ""
@@ -334,17 +338,27 @@ var dummyHash = sync.OnceValue(func() []byte {
 // tens of milliseconds, so one that passed is remembered by the SHA-256
 // of name, password and hash (a scraper authenticates every 15 s); a
 // changed password or hash misses the cache.
-func (a *Auth) checkPassword(name, pass string, u user, known bool) bool {
-	if !known {
-		_ = bcrypt.CompareHashAndPassword(dummyHash(), []byte(pass))
-		return false
-	}
+//
+// At most maxBcrypt checks run at a time, so that wrong passwords from
+// many addresses cannot take every core; the others wait, for as long as
+// their request lasts.
+func (a *Auth) checkPassword(ctx context.Context, name, pass string, u user, known bool) bool {
 	k := sha256.Sum256([]byte(name + "\x00" + pass + "\x00" + string(u.hash)))
 	a.mu.Lock()
 	_, hit := a.verified[k]
 	a.mu.Unlock()
-	if hit {
+	if hit && known {
 		return true
+	}
+	select {
+	case a.bcrypt <- struct{}{}:
+		defer func() { <-a.bcrypt }()
+	case <-ctx.Done():
+		return false
+	}
+	if !known {
+		_ = bcrypt.CompareHashAndPassword(dummyHash(), []byte(pass))
+		return false
 	}
 	if bcrypt.CompareHashAndPassword(u.hash, []byte(pass)) != nil {
 		return false

@@ -512,3 +512,33 @@ func TestServeLoggedLogsHandshakeErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBcryptChecksBounded takes every bcrypt slot: a password that needs
+// a check waits (and gives up with its request), while one already
+// verified is still served from the cache.
+func TestBcryptChecksBounded(t *testing.T) {
+	a, err := NewAuth(testAuthConfig(t), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := a.Wrap(roleEcho)
+	if rec := do(h, "GET", "/x", "10.0.0.1", basic("prom", "scrape")); rec.Code != 200 {
+		t.Fatalf("first check: %d", rec.Code)
+	}
+	for range maxBcrypt {
+		a.bcrypt <- struct{}{}
+	}
+	if rec := do(h, "GET", "/x", "10.0.0.1", basic("prom", "scrape")); rec.Code != 200 {
+		t.Errorf("a verified password with every slot taken: %d, want 200 from the cache", rec.Code)
+	}
+	req := httptest.NewRequest("GET", "/x", nil)
+	req.SetBasicAuth("prom", "other")
+	ctx, cancel := context.WithTimeout(req.Context(), 50*time.Millisecond)
+	defer cancel()
+	rec := httptest.NewRecorder()
+	start := time.Now()
+	h.ServeHTTP(rec, req.WithContext(ctx))
+	if rec.Code != 401 || time.Since(start) > 2*time.Second {
+		t.Errorf("a password needing a check with every slot taken: %d after %v, want 401 when its request ends", rec.Code, time.Since(start))
+	}
+}
