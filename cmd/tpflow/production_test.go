@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 	"github.com/tpflow/tpflow/internal/config/sections"
 	"github.com/tpflow/tpflow/internal/testkit"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
+	"github.com/tpflow/tpflow/pipeline/httpserver"
 )
 
 const productionConfig = "../../deploy/tpflow.production.yaml"
@@ -233,5 +236,40 @@ func TestEveryRoleRefusesUnauthenticated(t *testing.T) {
 	// A client certificate of another CA is refused at the handshake.
 	if _, _, err := httpDo(tlsClient(tf.ForeignClientConfig(t)), "GET", "https://"+brokerHTTP+"/metrics", nil); err == nil {
 		t.Error("a client certificate of another CA was accepted")
+	}
+}
+
+// TestSecureHTTPWarns checks the start-up warnings of a listener that is
+// not on loopback: without authentication, and with it but without TLS;
+// none on loopback or with both.
+func TestSecureHTTPWarns(t *testing.T) {
+	tf := testkit.WriteTLS(t, t.TempDir(), "prometheus")
+	withAuth := sections.DefaultHTTPConfig()
+	withAuth.Auth.Tokens = []httpserver.TokenConfig{{Name: "a", Role: "viewer", Token: prodViewerToken}}
+	withBoth := withAuth
+	withBoth.TLS.CertFile, withBoth.TLS.KeyFile = tf.ServerCert, tf.ServerKey
+	for _, c := range []struct {
+		addr string
+		cfg  sections.HTTPConfig
+		want string
+	}{
+		{"0.0.0.0:0", sections.DefaultHTTPConfig(), "without authentication on a non-loopback address"},
+		{"0.0.0.0:0", withAuth, "without TLS on a non-loopback address"},
+		{"0.0.0.0:0", withBoth, ""},
+		{"127.0.0.1:0", sections.DefaultHTTPConfig(), ""},
+	} {
+		l, err := net.Listen("tcp", c.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var log testkit.Buffer
+		env := &Env{Logger: slog.New(slog.NewTextHandler(&log, nil))}
+		if _, _, err := secureHTTP(env, l, c.cfg, nil); err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+		if got := log.String(); (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("%s, tls %v, auth %v: logged %q, want %q", c.addr, c.cfg.TLS.Enabled(), c.cfg.Auth.Enabled(), got, c.want)
+		}
 	}
 }

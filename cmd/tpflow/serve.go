@@ -44,7 +44,7 @@ func listenHTTP(addr string) (net.Listener, error) {
 
 // secureHTTP returns l serving c's TLS and the authentication of c,
 // counting its failures in reg. It warns when a listener that is not on
-// loopback serves without authentication.
+// loopback serves without authentication, or with it but without TLS.
 func secureHTTP(env *Env, l net.Listener, c sections.HTTPConfig, reg prometheus.Registerer) (net.Listener, *httpserver.Auth, error) {
 	auth, err := httpserver.NewAuth(c.Auth, reg, nil)
 	if err != nil {
@@ -54,8 +54,13 @@ func secureHTTP(env *Env, l net.Listener, c sections.HTTPConfig, reg prometheus.
 	if err != nil {
 		return nil, nil, err
 	}
-	if a, ok := l.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() && !auth.Enabled() {
-		env.Logger.Warn("serving HTTP without authentication on a non-loopback address; set http.auth (see SECURITY.md)", "addr", l.Addr().String())
+	if a, ok := l.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
+		switch {
+		case !auth.Enabled():
+			env.Logger.Warn("serving HTTP without authentication on a non-loopback address; set http.auth (see SECURITY.md)", "addr", l.Addr().String())
+		case !c.TLS.Enabled():
+			env.Logger.Warn("serving HTTP with authentication but without TLS on a non-loopback address: tokens and passwords cross the network in clear text; set http.tls (see SECURITY.md)", "addr", l.Addr().String())
+		}
 	}
 	return tl, auth, nil
 }
