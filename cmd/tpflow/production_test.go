@@ -186,56 +186,70 @@ func TestEveryRoleRefusesUnauthenticated(t *testing.T) {
 		"api": append(append([]string{}, common...), api...),
 		"run": append(append([]string{"/api/v1/windows"}, common...), api...),
 	}
+	clients := prodClients{anon: anon, cert: withCert, foreign: tlsClient(tf.ForeignClientConfig(t))}
 	for name, paths := range roles {
-		listen := freeAddr(t)
-		args := []string{name, "--config", cfg, "--listen", listen}
-		switch name {
-		case "broker":
-			args[4] = freeAddr(t) // the broker's Kafka port; its HTTP is broker.http_listen
-			listen = brokerHTTP
-		case "run":
-			args = append(args, "--no-live", "--data-dir", filepath.Join(dir, "run"))
-		}
-		p := startRoleWith(t, "https://"+listen, anon, args...)
-		base := p.base
-		if code, body, err := httpDo(anon, "GET", base+"/healthz", nil); err != nil || code != 200 || string(body) != "ok\n" {
-			t.Errorf("%s: GET /healthz = %d %q %v, want 200 without credentials", name, code, body, err)
-		}
-		if code, _, err := httpGet("http://" + listen + "/healthz"); err == nil && code == 200 {
-			t.Errorf("%s: plain HTTP is served", name)
-		}
-		viewer := http.Header{"Authorization": {"Bearer " + prodViewerToken}}
-		operator := http.Header{"Authorization": {"Bearer " + prodOperatorToken}}
-		basic := http.Header{}
-		r, _ := http.NewRequest("GET", "/", nil)
-		r.SetBasicAuth("scraper", prodScraperPass)
-		basic.Set("Authorization", r.Header.Get("Authorization"))
-		for _, path := range paths {
-			for _, m := range []string{"GET", "POST", "DELETE"} {
-				if code, body, err := httpDo(anon, m, base+path, nil); err != nil || code != http.StatusUnauthorized {
-					t.Errorf("%s: %s %s without credentials = %d %q %v, want 401", name, m, path, code, body, err)
-				}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			listen := freeAddr(t)
+			args := []string{name, "--config", cfg, "--listen", listen}
+			switch name {
+			case "broker":
+				args[4] = freeAddr(t) // the broker's Kafka port; its HTTP is broker.http_listen
+				listen = brokerHTTP
+			case "run":
+				args = append(args, "--no-live", "--data-dir", filepath.Join(dir, "run"))
 			}
-			for who, h := range map[string]http.Header{"viewer token": viewer, "basic-auth viewer": basic} {
-				code, body, err := httpDo(anon, "GET", base+path, h)
-				if err != nil || code == http.StatusUnauthorized || code == http.StatusForbidden || (code == http.StatusNotFound) != (path == "/no/such/path") {
-					t.Errorf("%s: GET %s with a %s = %d %q %v, want it read", name, path, who, code, body, err)
-				}
-				if code, body, err := httpDo(anon, "POST", base+path, h); err != nil || code != http.StatusForbidden {
-					t.Errorf("%s: POST %s with a %s = %d %q %v, want 403", name, path, who, code, body, err)
-				}
-			}
-			if code, body, err := httpDo(anon, "POST", base+path, operator); err != nil || code == http.StatusUnauthorized || code == http.StatusForbidden {
-				t.Errorf("%s: POST %s with an operator token = %d %q %v, want it let through", name, path, code, body, err)
+			checkRefusesUnauthenticated(t, startRoleWith(t, "https://"+listen, anon, args...), listen, paths, clients)
+		})
+	}
+}
+
+// prodClients are the TLS clients of the production test: with no
+// certificate, with the CA's client certificate, and with one of another
+// CA.
+type prodClients struct{ anon, cert, foreign *http.Client }
+
+// checkRefusesUnauthenticated checks the refusals of the role p serving
+// on listen, on paths (see TestEveryRoleRefusesUnauthenticated).
+func checkRefusesUnauthenticated(t *testing.T, p *roleProcess, listen string, paths []string, c prodClients) {
+	t.Helper()
+	name, anon, withCert, base := filepath.Base(t.Name()), c.anon, c.cert, p.base
+	if _, _, err := httpDo(c.foreign, "GET", base+"/healthz", nil); err == nil {
+		t.Errorf("%s: a client certificate of another CA was accepted", name)
+	}
+	if code, body, err := httpDo(anon, "GET", base+"/healthz", nil); err != nil || code != 200 || string(body) != "ok\n" {
+		t.Errorf("%s: GET /healthz = %d %q %v, want 200 without credentials", name, code, body, err)
+	}
+	if code, _, err := httpGet("http://" + listen + "/healthz"); err == nil && code == 200 {
+		t.Errorf("%s: plain HTTP is served", name)
+	}
+	viewer := http.Header{"Authorization": {"Bearer " + prodViewerToken}}
+	operator := http.Header{"Authorization": {"Bearer " + prodOperatorToken}}
+	basic := http.Header{}
+	r, _ := http.NewRequest("GET", "/", nil)
+	r.SetBasicAuth("scraper", prodScraperPass)
+	basic.Set("Authorization", r.Header.Get("Authorization"))
+	for _, path := range paths {
+		for _, m := range []string{"GET", "POST", "DELETE"} {
+			if code, body, err := httpDo(anon, m, base+path, nil); err != nil || code != http.StatusUnauthorized {
+				t.Errorf("%s: %s %s without credentials = %d %q %v, want 401", name, m, path, code, body, err)
 			}
 		}
-		if code, body, err := httpDo(withCert, "GET", base+"/metrics", nil); err != nil || code != 200 || !strings.Contains(string(body), "tpflow_http_auth_failures_total{reason=\"missing\"}") {
-			t.Errorf("%s: GET /metrics with the client certificate = %d %v, want 200 with the failures counted", name, code, err)
+		for who, h := range map[string]http.Header{"viewer token": viewer, "basic-auth viewer": basic} {
+			code, body, err := httpDo(anon, "GET", base+path, h)
+			if err != nil || code == http.StatusUnauthorized || code == http.StatusForbidden || (code == http.StatusNotFound) != (path == "/no/such/path") {
+				t.Errorf("%s: GET %s with a %s = %d %q %v, want it read", name, path, who, code, body, err)
+			}
+			if code, body, err := httpDo(anon, "POST", base+path, h); err != nil || code != http.StatusForbidden {
+				t.Errorf("%s: POST %s with a %s = %d %q %v, want 403", name, path, who, code, body, err)
+			}
+		}
+		if code, body, err := httpDo(anon, "POST", base+path, operator); err != nil || code == http.StatusUnauthorized || code == http.StatusForbidden {
+			t.Errorf("%s: POST %s with an operator token = %d %q %v, want it let through", name, path, code, body, err)
 		}
 	}
-	// A client certificate of another CA is refused at the handshake.
-	if _, _, err := httpDo(tlsClient(tf.ForeignClientConfig(t)), "GET", "https://"+brokerHTTP+"/metrics", nil); err == nil {
-		t.Error("a client certificate of another CA was accepted")
+	if code, body, err := httpDo(withCert, "GET", base+"/metrics", nil); err != nil || code != 200 || !strings.Contains(string(body), "tpflow_http_auth_failures_total{reason=\"missing\"}") {
+		t.Errorf("%s: GET /metrics with the client certificate = %d %v, want 200 with the failures counted", name, code, err)
 	}
 }
 
