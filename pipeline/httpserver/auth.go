@@ -245,7 +245,7 @@ func (a *Auth) Wrap(h http.Handler) http.Handler {
 			w.Header().Set("WWW-Authenticate", challenge)
 			refuse(w, http.StatusUnauthorized, map[string]string{
 				reasonMissing:   "authentication required: send Authorization: Bearer TOKEN, basic auth or a client certificate",
-				reasonMalformed: "the Authorization header is neither Bearer nor Basic",
+				reasonMalformed: "the Authorization header is malformed: want Bearer TOKEN or Basic credentials",
 				reasonToken:     "the bearer token is not valid",
 				reasonPassword:  "the user name or password is not valid",
 				reasonCert:      "the client certificate's common name has no role",
@@ -286,7 +286,11 @@ func (a *Auth) authenticate(r *http.Request) (Principal, string) {
 	scheme, cred, _ := strings.Cut(h, " ")
 	switch {
 	case strings.EqualFold(scheme, "Bearer"):
-		sum := sha256.Sum256([]byte(strings.TrimSpace(cred)))
+		cred = strings.TrimSpace(cred)
+		if cred == "" {
+			return Principal{}, reasonMalformed
+		}
+		sum := sha256.Sum256([]byte(cred))
 		found := -1
 		// Compare with every token, in constant time each, so that
 		// neither a token's bytes nor its position shows in the time.

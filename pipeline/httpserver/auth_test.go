@@ -131,8 +131,9 @@ func TestAuthPolicy(t *testing.T) {
 		{"GET", "/api/v1/x", basic("prom", "wrong"), 401, "user name or password is not valid"},
 		{"GET", "/api/v1/x", basic("nobody", "scrape"), 401, ""},
 		{"POST", "/api/v1/x", basic("prom", "scrape"), 403, ""},
-		{"GET", "/api/v1/x", func(r *http.Request) { r.Header.Set("Authorization", "Digest x") }, 401, "neither Bearer nor Basic"},
+		{"GET", "/api/v1/x", func(r *http.Request) { r.Header.Set("Authorization", "Digest x") }, 401, "malformed: want Bearer TOKEN or Basic"},
 		{"GET", "/api/v1/x", func(r *http.Request) { r.Header.Set("Authorization", "Basic !!!") }, 401, ""},
+		{"GET", "/api/v1/x", func(r *http.Request) { r.Header.Set("Authorization", "Bearer  ") }, 401, "malformed: want Bearer TOKEN or Basic"},
 	} {
 		// Each case from its own address: the failures must not add up to
 		// the rate limit here.
@@ -144,7 +145,7 @@ func TestAuthPolicy(t *testing.T) {
 			t.Errorf("case %d: 401 without WWW-Authenticate", i)
 		}
 	}
-	for reason, want := range map[string]float64{"missing": 5, "bad_token": 3, "bad_password": 2, "malformed": 2, "forbidden": 3, "rate_limited": 0} {
+	for reason, want := range map[string]float64{"missing": 5, "bad_token": 3, "bad_password": 2, "malformed": 3, "forbidden": 3, "rate_limited": 0} {
 		if got := testkit.Metric(t, reg, "tpflow_http_auth_failures_total", map[string]string{"reason": reason}); got != want {
 			t.Errorf("tpflow_http_auth_failures_total{reason=%q} = %v, want %v", reason, got, want)
 		}
@@ -291,6 +292,7 @@ func TestAuthConfigValidate(t *testing.T) {
 		{func(c *AuthConfig) { c.Users[0].PasswordBcrypt = "plain" }, "users[0].password_bcrypt: is not a bcrypt hash"},
 		{func(c *AuthConfig) { c.Users[0].PasswordBcrypt = "" }, "users[0].password_bcrypt: is required"},
 		{func(c *AuthConfig) { c.Tokens[0].SHA256 = "abc" }, "tokens[0].sha256: must be 64 hexadecimal digits"},
+		{func(c *AuthConfig) { c.Tokens[0].SHA256 = sha("") }, "tokens[0].sha256: is the SHA-256 of an empty token"},
 		{func(c *AuthConfig) { c.Tokens[0].Token = "x" }, "tokens[0]: give the token's sha256 (sha256, sha256_file) or the token itself"},
 		{func(c *AuthConfig) { c.Tokens[1].Token = "" }, "tokens[1]: give the token's sha256"},
 		{func(c *AuthConfig) { c.Tokens[1].Token = "short" }, "tokens[1].token: is 5 characters long, want at least 16"},

@@ -1,6 +1,7 @@
 package httpserver
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -234,6 +235,8 @@ func (c AuthConfig) Validate() error {
 		case t.SHA256 != "":
 			if b, err := hex.DecodeString(t.SHA256.Reveal()); err != nil || len(b) != 32 {
 				add(p+"sha256", "must be 64 hexadecimal digits (printf %%s TOKEN | sha256sum)")
+			} else if empty := sha256.Sum256(nil); string(b) == string(empty[:]) {
+				add(p+"sha256", "is the SHA-256 of an empty token")
 			}
 		case len(t.Token) < 16:
 			add(p+"token", "is %d characters long, want at least 16 (openssl rand -hex 32)", len(t.Token))
