@@ -13,6 +13,7 @@ import (
 
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/internal/config"
+	"github.com/tpflow/tpflow/pipeline/httpserver"
 )
 
 // Path is the pattern the handler is served under.
@@ -77,8 +78,17 @@ const defaultWindow = time.Minute
 // copies the keys in chunks and computes their quantiles without its lock
 // (aggregator.Engine.Windows).
 func Handler(src WindowSource, lengths []time.Duration) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { windows(w, r, src, lengths) })
+	return httpserver.Bounded(MaxConcurrent, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { windows(w, r, src, lengths) }),
+		func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusServiceUnavailable, errorResponse{Error: fmt.Sprintf("%s is serving its limit of %d requests; retry later", r.URL.Path, MaxConcurrent)})
+		})
 }
+
+// MaxConcurrent is how many /api/v1/windows requests are served at a
+// time: each computes the quantiles of every matching key, so more would
+// take the cores the engine needs; the next ones are answered 503 with
+// Retry-After.
+const MaxConcurrent = 2
 
 func windows(w http.ResponseWriter, r *http.Request, src WindowSource, lengths []time.Duration) {
 	q := r.URL.Query()

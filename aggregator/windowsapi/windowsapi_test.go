@@ -155,3 +155,41 @@ func TestWindowsLimit(t *testing.T) {
 		t.Fatalf("default: %d windows of %d, want %d", len(resp.Windows), resp.Total, DefaultLimit)
 	}
 }
+
+// blockingSource holds every Windows call until release is closed.
+type blockingSource struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingSource) Windows(func(aggregator.Key) bool, time.Duration) []aggregator.KeyWindow {
+	b.started <- struct{}{}
+	<-b.release
+	return nil
+}
+
+// TestWindowsConcurrencyLimit holds MaxConcurrent requests in the engine:
+// the next is answered 503 with Retry-After at once, and the held ones
+// finish once the engine answers.
+func TestWindowsConcurrencyLimit(t *testing.T) {
+	src := &blockingSource{started: make(chan struct{}, MaxConcurrent), release: make(chan struct{})}
+	h := mux(src, []time.Duration{time.Minute})
+	codes := make(chan int, MaxConcurrent)
+	for range MaxConcurrent {
+		go func() { code, _ := get(t, h, "/api/v1/windows"); codes <- code }()
+	}
+	for range MaxConcurrent {
+		<-src.started
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/windows", nil))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" || !strings.Contains(rec.Body.String(), "limit of 2 requests") {
+		t.Errorf("request %d: %d Retry-After %q %s, want 503 with Retry-After", MaxConcurrent+1, rec.Code, rec.Header().Get("Retry-After"), rec.Body.String())
+	}
+	close(src.release)
+	for range MaxConcurrent {
+		if c := <-codes; c != http.StatusOK {
+			t.Errorf("a held request answered %d", c)
+		}
+	}
+}

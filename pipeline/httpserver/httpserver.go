@@ -108,6 +108,29 @@ func Handler(o Options) http.Handler {
 	return mux
 }
 
+// Bounded serves h at most n requests at a time and answers the others at
+// once, with Retry-After: 1 and refuse (nil: 503 and a line of text), so
+// that a burst of expensive requests cannot take every core or
+// connection.
+func Bounded(n int, h http.Handler, refuse http.HandlerFunc) http.Handler {
+	if refuse == nil {
+		refuse = func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, fmt.Sprintf("%s is serving its limit of %d requests; retry later", r.URL.Path, n), http.StatusServiceUnavailable)
+		}
+	}
+	slots := make(chan struct{}, max(n, 1))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+			h.ServeHTTP(w, r)
+		default:
+			w.Header().Set("Retry-After", "1")
+			refuse(w, r)
+		}
+	})
+}
+
 // ProfilerHandler serves the Go profiler under /debug/pprof/ and nothing
 // else. Its /debug/pprof/cmdline shows the process's arguments, so it is
 // served only on a loopback listener of its own, never beside Handler.
