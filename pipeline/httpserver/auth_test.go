@@ -278,10 +278,12 @@ func TestParseRole(t *testing.T) {
 // TestAuthConfigValidate checks every refused value and its message.
 func TestAuthConfigValidate(t *testing.T) {
 	good := testAuthConfig(t)
-	for _, c := range []struct {
-		edit func(*AuthConfig)
-		want string
-	}{
+	checkValidate(t, func() AuthConfig {
+		c := good
+		c.Users = append([]UserConfig(nil), good.Users...)
+		c.Tokens = append([]TokenConfig(nil), good.Tokens...)
+		return c
+	}, DefaultAuthConfig(), []validateCase[AuthConfig]{
 		{func(c *AuthConfig) { c.Metrics = "public" }, `metrics: must be authenticated or open, got "public"`},
 		{func(c *AuthConfig) { c.MaxFailures = 0 }, "max_failures: must be at least 1"},
 		{func(c *AuthConfig) { c.FailureWindow = 0 }, "failure_window: must be positive"},
@@ -297,16 +299,28 @@ func TestAuthConfigValidate(t *testing.T) {
 		{func(c *AuthConfig) { c.Tokens[1].Token = "" }, "tokens[1]: give the token's sha256"},
 		{func(c *AuthConfig) { c.Tokens[1].Token = "short" }, "tokens[1].token: is 5 characters long, want at least 16"},
 		{func(c *AuthConfig) { c.Tokens[2].Role = "" }, "tokens[2].role: must be viewer"},
-	} {
-		c2 := good
-		c2.Users = append([]UserConfig(nil), good.Users...)
-		c2.Tokens = append([]TokenConfig(nil), good.Tokens...)
-		c.edit(&c2)
-		if err := c2.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+	})
+}
+
+// validateCase is an edit of a valid configuration and the error text
+// Validate must then give.
+type validateCase[C any] struct {
+	edit func(*C)
+	want string
+}
+
+// checkValidate applies each case to a fresh valid configuration and
+// checks Validate's error, and that the defaults are valid.
+func checkValidate[C interface{ Validate() error }](t *testing.T, fresh func() C, defaults C, cases []validateCase[C]) {
+	t.Helper()
+	for _, c := range cases {
+		v := fresh()
+		c.edit(&v)
+		if err := v.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Validate() = %v, want %q", err, c.want)
 		}
 	}
-	if err := DefaultAuthConfig().Validate(); err != nil {
+	if err := defaults.Validate(); err != nil {
 		t.Errorf("defaults: %v", err)
 	}
 }
@@ -373,10 +387,11 @@ func serveTLS(t *testing.T, c TLSConfig, h http.Handler) string {
 func TestTLSConfigValidate(t *testing.T) {
 	dir := t.TempDir()
 	f := testkit.WriteTLS(t, dir, "tpflow test client")
-	for _, c := range []struct {
-		edit func(*TLSConfig)
-		want string
-	}{
+	checkValidate(t, func() TLSConfig {
+		c := DefaultTLSConfig()
+		c.CertFile, c.KeyFile, c.ClientCAFile = f.ServerCert, f.ServerKey, f.CA
+		return c
+	}, DefaultTLSConfig(), []validateCase[TLSConfig]{
 		{func(c *TLSConfig) { c.KeyFile = "" }, "key_file: is required with cert_file"},
 		{func(c *TLSConfig) { c.CertFile = "" }, "key_file: needs cert_file"},
 		{func(c *TLSConfig) { c.KeyFile = f.ClientKey }, "cert_file: cannot load the certificate " + f.ServerCert + " with key " + f.ClientKey},
@@ -386,17 +401,7 @@ func TestTLSConfigValidate(t *testing.T) {
 		{func(c *TLSConfig) { c.ClientCAFile = f.ServerKey }, "holds no PEM certificate"},
 		{func(c *TLSConfig) { c.MinVersion = "TLS10" }, `min_version: must be TLS12 or TLS13, got "TLS10"`},
 		{func(c *TLSConfig) { c.CertFile, c.KeyFile = "", "" }, "cert_file: is required for client certificates"},
-	} {
-		tc := DefaultTLSConfig()
-		tc.CertFile, tc.KeyFile, tc.ClientCAFile = f.ServerCert, f.ServerKey, f.CA
-		c.edit(&tc)
-		if err := tc.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("Validate() = %v, want %q", err, c.want)
-		}
-	}
-	if err := DefaultTLSConfig().Validate(); err != nil {
-		t.Errorf("defaults: %v", err)
-	}
+	})
 }
 
 // TestTLSCertificateRenewal replaces the certificate files while serving:
