@@ -169,8 +169,9 @@ func TestProductionConfigIsValid(t *testing.T) {
 // broker sections pointed at the test's broker, ClickHouse and files) on
 // their real listeners, and checks over TLS that each refuses an
 // unauthenticated request to every path but /healthz, that a viewer
-// token reads but cannot change, that an operator may change, and that a
-// client certificate authenticates.
+// token reads but cannot change, that an operator may change, that a
+// client certificate authenticates, and that no credential reaches its
+// log.
 func TestEveryRoleRefusesUnauthenticated(t *testing.T) {
 	t.Parallel()
 	ch := chtest.Start(t)
@@ -250,6 +251,15 @@ func checkRefusesUnauthenticated(t *testing.T, p *roleProcess, listen string, pa
 	}
 	if code, body, err := httpDo(withCert, "GET", base+"/metrics", nil); err != nil || code != 200 || !strings.Contains(string(body), "tpflow_http_auth_failures_total{reason=\"missing\"}") {
 		t.Errorf("%s: GET /metrics with the client certificate = %d %v, want 200 with the failures counted", name, code, err)
+	}
+	// The role's log holds none of the credentials it was sent or read.
+	if log := p.errOut.String(); !strings.Contains(log, `"tls":true,"auth":true`) {
+		t.Errorf("%s: the log does not say the listener serves TLS with authentication:\n%s", name, log)
+	}
+	for _, secret := range []string{prodViewerToken, prodOperatorToken, prodScraperPass, "kafka-secret", "clickhouse-secret"} {
+		if strings.Contains(p.errOut.String(), secret) {
+			t.Errorf("%s: the log shows the secret %q", name, secret)
+		}
 	}
 }
 
