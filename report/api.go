@@ -19,6 +19,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
+	"github.com/tpflow/tpflow/pipeline/httpserver"
 	"github.com/tpflow/tpflow/schemas"
 )
 
@@ -127,17 +128,9 @@ func (a *API) Handler() http.Handler {
 // bounded serves h at most a.inFlight requests at a time and answers the
 // others 503 at once.
 func (a *API) bounded(h http.HandlerFunc) http.Handler {
-	slots := make(chan struct{}, a.inFlight)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case slots <- struct{}{}:
-			defer func() { <-slots }()
-			h(w, r)
-		default:
-			w.Header().Set("Retry-After", "1")
-			writeJSON(w, http.StatusServiceUnavailable, errorResponse{
-				Error: fmt.Sprintf("%s is serving its limit of %d requests; retry later", r.URL.Path, a.inFlight)})
-		}
+	return httpserver.Bounded(a.inFlight, h, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusServiceUnavailable, errorResponse{
+			Error: fmt.Sprintf("%s is serving its limit of %d requests; retry later", r.URL.Path, a.inFlight)})
 	})
 }
 

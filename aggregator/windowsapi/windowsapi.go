@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/internal/config"
+	"github.com/tpflow/tpflow/pipeline/httpserver"
 )
 
 // Path is the pattern the handler is served under.
@@ -46,9 +48,19 @@ type Window struct {
 
 // WindowsResponse is the body of a successful /api/v1/windows answer.
 type WindowsResponse struct {
-	Window  string   `json:"window"`
+	Window string `json:"window"`
+	// Total is how many keys matched; Windows holds the Limit slowest.
+	Total   int      `json:"total"`
+	Limit   int      `json:"limit"`
 	Windows []Window `json:"windows"`
 }
+
+// The limit parameter's default and bound: an answer never holds more
+// windows than MaxLimit, however many keys the engine has.
+const (
+	DefaultLimit = 1000
+	MaxLimit     = 10000
+)
 
 // errorResponse is the body of every 4xx answer of the API.
 type errorResponse struct {
@@ -60,10 +72,23 @@ const defaultWindow = time.Minute
 
 // Handler serves GET /api/v1/windows from src, which keeps the windows of
 // lengths: the first is the default of the window parameter unless one of
-// them is 1m.
+// them is 1m. The answer holds the limit (default DefaultLimit, at most
+// MaxLimit) slowest keys by TP99 and the number of keys that matched, so
+// that its size is bounded however many keys the engine holds; the engine
+// copies the keys in chunks and computes their quantiles without its lock
+// (aggregator.Engine.Windows).
 func Handler(src WindowSource, lengths []time.Duration) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { windows(w, r, src, lengths) })
+	return httpserver.Bounded(MaxConcurrent, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { windows(w, r, src, lengths) }),
+		func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusServiceUnavailable, errorResponse{Error: fmt.Sprintf("%s is serving its limit of %d requests; retry later", r.URL.Path, MaxConcurrent)})
+		})
 }
+
+// MaxConcurrent is how many /api/v1/windows requests are served at a
+// time: each computes the quantiles of every matching key, so more would
+// take the cores the engine needs; the next ones are answered 503 with
+// Retry-After.
+const MaxConcurrent = 2
 
 func windows(w http.ResponseWriter, r *http.Request, src WindowSource, lengths []time.Duration) {
 	q := r.URL.Query()
@@ -88,6 +113,15 @@ func windows(w http.ResponseWriter, r *http.Request, src WindowSource, lengths [
 			config.FormatDuration(d), strings.Join(names, ", "))})
 		return
 	}
+	limit := DefaultLimit
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > MaxLimit {
+			writeJSON(w, http.StatusBadRequest, errorResponse{Error: fmt.Sprintf("limit: want a whole number from 1 to %d, got %q", MaxLimit, s)})
+			return
+		}
+		limit = n
+	}
 	app, method := q.Get("app"), q.Get("method")
 	var match func(aggregator.Key) bool
 	if app != "" || method != "" {
@@ -96,11 +130,12 @@ func windows(w http.ResponseWriter, r *http.Request, src WindowSource, lengths [
 		}
 	}
 	kws := src.Windows(match, d)
-	out := WindowsResponse{Window: config.FormatDuration(d), Windows: make([]Window, 0, len(kws))}
+	out := WindowsResponse{Window: config.FormatDuration(d), Total: len(kws), Limit: limit, Windows: make([]Window, 0, len(kws))}
 	for _, kw := range kws {
 		out.Windows = append(out.Windows, FromKeyWindow(kw, d))
 	}
 	SortByP99(out.Windows)
+	out.Windows = out.Windows[:min(len(out.Windows), limit)]
 	writeJSON(w, http.StatusOK, out)
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -117,6 +118,9 @@ func TestWindowsBadInput(t *testing.T) {
 	f("/api/v1/windows?window=2m", "2m is not a configured window; use one of 1m, 5m")
 	f("/api/v1/windows?window=ten", `cannot parse "ten" as a duration`)
 	f("/api/v1/windows?window=-1m", "not a configured window")
+	f("/api/v1/windows?limit=0", "limit: want a whole number from 1 to 10000")
+	f("/api/v1/windows?limit=10001", "limit: want a whole number from 1 to 10000")
+	f("/api/v1/windows?limit=ten", `got "ten"`)
 }
 
 func TestWindowsDefaultWithout1m(t *testing.T) {
@@ -124,5 +128,68 @@ func TestWindowsDefaultWithout1m(t *testing.T) {
 	h := mux(src, []time.Duration{10 * time.Second, 30 * time.Second})
 	if code, body := get(t, h, "/api/v1/windows"); code != 200 || src.gotD != 10*time.Second {
 		t.Fatalf("status %d, window %s: %s", code, src.gotD, body)
+	}
+}
+
+// TestWindowsLimit checks that an answer holds at most limit windows, the
+// slowest, and counts every matching key; the default bounds it too.
+func TestWindowsLimit(t *testing.T) {
+	src := &fakeSource{}
+	for i := range DefaultLimit + 5 {
+		src.windows = append(src.windows, kw("app", "m"+strconv.Itoa(i), float64(i)))
+	}
+	h := mux(src, []time.Duration{time.Minute})
+	var resp WindowsResponse
+	_, body := get(t, h, "/api/v1/windows?limit=3")
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Total != DefaultLimit+5 || resp.Limit != 3 || len(resp.Windows) != 3 || resp.Windows[0].P99Us != DefaultLimit+4 || resp.Windows[2].P99Us != DefaultLimit+2 {
+		t.Fatalf("limit=3: total %d, limit %d, %d windows from p99 %v; want the 3 slowest of %d", resp.Total, resp.Limit, len(resp.Windows), resp.Windows[0].P99Us, DefaultLimit+5)
+	}
+	_, body = get(t, h, "/api/v1/windows")
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Windows) != DefaultLimit || resp.Total != DefaultLimit+5 {
+		t.Fatalf("default: %d windows of %d, want %d", len(resp.Windows), resp.Total, DefaultLimit)
+	}
+}
+
+// blockingSource holds every Windows call until release is closed.
+type blockingSource struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingSource) Windows(func(aggregator.Key) bool, time.Duration) []aggregator.KeyWindow {
+	b.started <- struct{}{}
+	<-b.release
+	return nil
+}
+
+// TestWindowsConcurrencyLimit holds MaxConcurrent requests in the engine:
+// the next is answered 503 with Retry-After at once, and the held ones
+// finish once the engine answers.
+func TestWindowsConcurrencyLimit(t *testing.T) {
+	src := &blockingSource{started: make(chan struct{}, MaxConcurrent), release: make(chan struct{})}
+	h := mux(src, []time.Duration{time.Minute})
+	codes := make(chan int, MaxConcurrent)
+	for range MaxConcurrent {
+		go func() { code, _ := get(t, h, "/api/v1/windows"); codes <- code }()
+	}
+	for range MaxConcurrent {
+		<-src.started
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/windows", nil))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" || !strings.Contains(rec.Body.String(), "limit of 2 requests") {
+		t.Errorf("request %d: %d Retry-After %q %s, want 503 with Retry-After", MaxConcurrent+1, rec.Code, rec.Header().Get("Retry-After"), rec.Body.String())
+	}
+	close(src.release)
+	for range MaxConcurrent {
+		if c := <-codes; c != http.StatusOK {
+			t.Errorf("a held request answered %d", c)
+		}
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 
@@ -380,6 +381,19 @@ func writeUsage(w io.Writer, cmds []*command) {
 	io.WriteString(w, b.String())
 }
 
+// servingRoles are the commands that serve the HTTP listener of
+// pipeline/httpserver.
+var servingRoles = []string{"collect", "aggregate", "sink", "alert", "api", "broker", "run"}
+
+// httpSecurityHelp is the part of a serving role's help on its listener's
+// protection.
+const httpSecurityHelp = `The HTTP listener serves TLS with http.tls (certificate, client
+certificates) and asks who is calling with http.auth (bearer tokens, basic
+auth or client certificates, each with a role: viewer reads, operator
+changes, admin); /healthz stays open. Without http.auth it serves anyone who
+reaches it (the default address is loopback, and a role on another address
+warns). SECURITY.md and deploy/tpflow.production.yaml show a hardened setup.`
+
 // writeCommandHelp prints what a command does, its flags with defaults and
 // an example.
 func writeCommandHelp(w io.Writer, c *command, fs *flag.FlagSet) {
@@ -394,6 +408,9 @@ func writeCommandHelp(w io.Writer, c *command, fs *flag.FlagSet) {
 		usage += " " + c.args
 	}
 	fmt.Fprintf(&b, "Usage: %s\n\n%s\n", usage, strings.TrimSpace(c.help))
+	if c.role != nil && slices.Contains(servingRoles, c.name) {
+		b.WriteString("\n" + httpSecurityHelp + "\n")
+	}
 	if hasFlags {
 		b.WriteString("\nFlags:\n")
 		var flags []*flag.Flag

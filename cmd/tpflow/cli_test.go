@@ -123,6 +123,12 @@ func TestRoleHelp(t *testing.T) {
 			t.Errorf("help %s differs from %s --help:\n%s\n---\n%s", c.name, c.name, viaHelp, viaFlag)
 		}
 	}
+	// Every serving role says how its listener is protected.
+	for _, name := range servingRoles {
+		if _, out, _ := runCLI(t, name, "--help"); !strings.Contains(out, "http.auth") || !strings.Contains(out, "SECURITY.md") {
+			t.Errorf("%s --help does not say how its listener is protected:\n%s", name, out)
+		}
+	}
 	// Role commands list the common flags, and their own, with defaults.
 	for _, name := range roleNames {
 		_, out, _ := runCLI(t, name, "--help")
@@ -295,6 +301,7 @@ func TestPrintDefaultsCLIRoundTrip(t *testing.T) {
 // loaded.
 func TestConfigPrintShowsNoSecret(t *testing.T) {
 	const inline, fromFile, fromEnv, inDSN = "inline-pw-4711", "file-pw-4712", "env-pw-4713", "dsn-pw-4714"
+	const token, tokenHash, bcryptHash = "http-token-4715-abcdefgh", "4716aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "$2a$04$4717uDxg7cATDvGMN4RUnuW4uvSHSTmexnxSGzU7kbvfsdmXzWw4e"
 	pwFile := writeTemp(t, "sasl.pw", fromFile+"\n")
 	t.Setenv("TPFLOW_TEST_CH_PASSWORD", fromEnv)
 	cfg := writeTemp(t, "tpflow.yaml", `kafka:
@@ -304,6 +311,13 @@ func TestConfigPrintShowsNoSecret(t *testing.T) {
     password_file: `+pwFile+`
 clickhouse:
   dsn: clickhouse://writer:`+inDSN+`@ch:9000
+http:
+  auth:
+    tokens:
+      - {name: a, role: viewer, token: `+token+`}
+      - {name: b, role: admin, sha256: `+tokenHash+`}
+    users:
+      - {name: c, role: viewer, password_bcrypt: "`+bcryptHash+`"}
 alert:
   webhooks:
     - url: https://hooks.example.net/tpflow
@@ -318,7 +332,7 @@ alert:
 	if code != exitOK {
 		t.Fatalf("config print: exit %d, stderr %s", code, errOut)
 	}
-	for _, s := range []string{inline, fromFile, fromEnv, inDSN} {
+	for _, s := range []string{inline, fromFile, fromEnv, inDSN, token, tokenHash, bcryptHash} {
 		if strings.Contains(out+errOut, s) {
 			t.Errorf("config print shows the secret %q:\n%s", s, out)
 		}

@@ -47,5 +47,5 @@ func runAggregate(ctx context.Context, env *Env, cfg *Config, _ []string) error 
 	if err != nil {
 		return err
 	}
-	return serveRole(ctx, env, cfg.HTTP.Listen, reg, r, serveOptions{name: "aggregator", check: "kafka", pprof: cfg.HTTP.PprofListen, wait: true})
+	return serveRole(ctx, env, cfg.HTTP.Listen, reg, r, serveOptions{name: "aggregator", check: "kafka", pprof: cfg.HTTP.PprofListen, wait: true, http: cfg.HTTP})
 }

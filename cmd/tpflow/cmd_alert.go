@@ -120,7 +120,7 @@ func runAlert(ctx context.Context, env *Env, cfg *Config, args []string) error {
 	if err != nil {
 		return err
 	}
-	return serveRole(ctx, env, cfg.HTTP.Listen, reg, r, serveOptions{name: "alert", check: "kafka", pprof: cfg.HTTP.PprofListen, wait: true})
+	return serveRole(ctx, env, cfg.HTTP.Listen, reg, r, serveOptions{name: "alert", check: "kafka", pprof: cfg.HTTP.PprofListen, wait: true, http: cfg.HTTP})
 }
 
 // newAlertRole is the alert role of the alert and aggregator sections,

@@ -40,5 +40,5 @@ func runAPI(ctx context.Context, env *Env, cfg *Config) error {
 	}
 	defer r.Close()
 	env.Logger.Info("serving the query API", "database", cfg.ClickHouse.Database)
-	return serveRole(ctx, env, cfg.HTTP.Listen, reg, r, serveOptions{name: "api", check: "clickhouse", pprof: cfg.HTTP.PprofListen})
+	return serveRole(ctx, env, cfg.HTTP.Listen, reg, r, serveOptions{name: "api", check: "clickhouse", pprof: cfg.HTTP.PprofListen, http: cfg.HTTP})
 }

@@ -54,5 +54,5 @@ func runBroker(ctx context.Context, env *Env, cfg *Config, _ []string) error {
 	if cfg.Broker.HTTPListen == "" {
 		return r.Run(ctx)
 	}
-	return serveRole(ctx, env, cfg.Broker.HTTPListen, reg, r, serveOptions{name: "broker", check: "kafka"})
+	return serveRole(ctx, env, cfg.Broker.HTTPListen, reg, r, serveOptions{name: "broker", check: "kafka", http: cfg.HTTP})
 }

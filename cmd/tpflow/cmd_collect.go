@@ -34,8 +34,8 @@ in-sync replicas. A file's offset is saved in collect.state_file only
 after Kafka acknowledged the batch holding its lines: a crash or kill -9
 re-reads, never loses. While Kafka is unreachable reading stops
 (collect.batch.max_in_flight batches wait) and resumes when it returns.
-Serves /metrics, /healthz, /readyz (ready once Kafka answered) and
-/debug/pprof/ on http.listen (--listen).`,
+Serves /metrics, /healthz and /readyz (ready once Kafka answered) on
+http.listen (--listen); the profiler only on http.pprof_listen.`,
 		example: "tpflow collect --config /etc/tpflow/tpflow.yaml --brokers kafka-1:9092,kafka-2:9092\n" +
 			"tpflow collect --config tpflow.yaml --state-file /var/lib/tpflow/collect.json --host node-7",
 		common: true,
@@ -55,8 +55,7 @@ Serves /metrics, /healthz, /readyz (ready once Kafka answered) and
 	}
 }
 
-// runCollect is the collect role. /readyz answers once Kafka has answered;
-// /debug/pprof/ profiles the agent in place.
+// runCollect is the collect role. /readyz answers once Kafka has answered.
 func runCollect(ctx context.Context, env *Env, cfg *Config, _ []string) error {
 	reg := newRoleRegistry()
 	a, err := collect.New(cfg.Collect, cfg.Kafka, roleSettings(env, reg))
@@ -64,5 +63,5 @@ func runCollect(ctx context.Context, env *Env, cfg *Config, _ []string) error {
 		return err
 	}
 	env.Logger.Info("collecting", "host", a.Host(), "sources", len(cfg.Collect.Sources), "state_file", cfg.Collect.StateFile)
-	return serveRole(ctx, env, cfg.HTTP.Listen, reg, a, serveOptions{name: "collector", check: "kafka", pprof: cfg.HTTP.PprofListen})
+	return serveRole(ctx, env, cfg.HTTP.Listen, reg, a, serveOptions{name: "collector", check: "kafka", pprof: cfg.HTTP.PprofListen, http: cfg.HTTP})
 }

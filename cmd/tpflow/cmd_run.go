@@ -148,8 +148,12 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 	if err != nil {
 		return err
 	}
-	log.Info("http listening", "addr", l.Addr().String())
 	defer l.Close()
+	l, auth, err := secureHTTP(env, l, cfg.HTTP, reg)
+	if err != nil {
+		return err
+	}
+	log.Info("http listening", "addr", l.Addr().String(), "tls", cfg.HTTP.TLS.Enabled(), "auth", auth.Enabled())
 
 	kcfg := cfg.Kafka
 	if slices.Equal(cfg.Kafka.Brokers, DefaultConfig().Kafka.Brokers) {
@@ -286,11 +290,11 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 			routes = append(routes, httpRoutes(api.Routes())...)
 		}
 	}
-	h := httpserver.Handler(httpserver.Options{Gatherer: prometheus.Gatherers{reg, alertReg, collectReg}, Checks: checks, Routes: routes})
+	h := httpserver.Handler(httpserver.Options{Gatherer: prometheus.Gatherers{reg, alertReg, collectReg}, Checks: checks, Routes: routes, Auth: auth})
 	if err := serveProfiler(gctx, g, env, cfg.HTTP.PprofListen); err != nil {
 		return err
 	}
-	g.Go(func() error { return httpserver.Serve(gctx, l, h) })
+	g.Go(func() error { return httpserver.ServeLogged(gctx, l, h, env.Logger) })
 
 	view := &live.View{W: env.Stdout, ANSI: !o.NoLive && live.IsTerminal(env.Stdout), Window: live.WindowName(cfg.Aggregator.Windows), Alerting: alertRole != nil}
 	g.Go(func() error {

@@ -25,8 +25,22 @@ type syncBuffer = testkit.Buffer
 // freeAddr returns a loopback address nobody listens on now.
 var freeAddr = testkit.FreeAddr
 
-func httpGet(url string) (int, []byte, error) {
-	resp, err := http.Get(url)
+func httpGet(url string) (int, []byte, error) { return httpDo(nil, "GET", url, nil) }
+
+// httpDo sends a bodiless request with headers h through c (nil is
+// http.DefaultClient) and returns the answer's status and body.
+func httpDo(c *http.Client, method, url string, h http.Header) (int, []byte, error) {
+	if c == nil {
+		c = http.DefaultClient
+	}
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -66,5 +66,5 @@ func runSink(ctx context.Context, env *Env, cfg *Config) error {
 		return err
 	}
 	lr := late.NextToSink(cfg.Sink.Topics, cfg.Sink.GroupID, cfg.Kafka, cfg.ClickHouse, cfg.Aggregator, s.With("part", "late"))
-	return serveRole(ctx, env, cfg.HTTP.Listen, reg, role.Group(sr, lr), serveOptions{name: "sink", check: "sink", pprof: cfg.HTTP.PprofListen, wait: true})
+	return serveRole(ctx, env, cfg.HTTP.Listen, reg, role.Group(sr, lr), serveOptions{name: "sink", check: "sink", pprof: cfg.HTTP.PprofListen, wait: true, http: cfg.HTTP})
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tpflow/tpflow/internal/config/sections"
 	"github.com/tpflow/tpflow/internal/role"
 	"github.com/tpflow/tpflow/pipeline/httpserver"
 )
@@ -27,6 +28,9 @@ type serveOptions struct {
 	// wait holds the role's work back until it is ready once, for roles
 	// that would fail to start without their dependencies.
 	wait bool
+	// http gives the listener's TLS and authentication (http.tls,
+	// http.auth); its addresses are not used.
+	http sections.HTTPConfig
 }
 
 // listenHTTP listens on addr, with a hint at the flag that changes it.
@@ -36,6 +40,29 @@ func listenHTTP(addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("%w (choose another address with --listen)", err)
 	}
 	return l, nil
+}
+
+// secureHTTP returns l serving c's TLS and the authentication of c,
+// counting its failures in reg. It warns when a listener that is not on
+// loopback serves without authentication, or with it but without TLS.
+func secureHTTP(env *Env, l net.Listener, c sections.HTTPConfig, reg prometheus.Registerer) (net.Listener, *httpserver.Auth, error) {
+	auth, err := httpserver.NewAuth(c.Auth, reg, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	tl, err := httpserver.TLSListener(l, c.TLS)
+	if err != nil {
+		return nil, nil, err
+	}
+	if a, ok := l.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
+		switch {
+		case !auth.Enabled():
+			env.Logger.Warn("serving HTTP without authentication on a non-loopback address; set http.auth (see SECURITY.md)", "addr", l.Addr().String())
+		case !c.TLS.Enabled():
+			env.Logger.Warn("serving HTTP with authentication but without TLS on a non-loopback address: tokens and passwords cross the network in clear text; set http.tls (see SECURITY.md)", "addr", l.Addr().String())
+		}
+	}
+	return tl, auth, nil
 }
 
 // roleSettings are the settings of a role of this process: its logger and
@@ -53,27 +80,32 @@ func httpRoutes(rs []role.Route) []httpserver.Route {
 	return out
 }
 
-// serveRole runs r next to its HTTP server on addr (/metrics of g,
+// serveRole runs r next to its HTTP server on addr (/metrics of reg,
 // /healthz, /readyz of r.Ready and r's routes) until ctx is done. The
 // address is taken before r starts, so that a taken port fails first. r
 // returning before ctx is done is an error: a role never stops by itself.
-func serveRole(ctx context.Context, env *Env, addr string, g prometheus.Gatherer, r role.Role, o serveOptions) error {
+func serveRole(ctx context.Context, env *Env, addr string, reg *prometheus.Registry, r role.Role, o serveOptions) error {
 	l, err := listenHTTP(addr)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
-	env.Logger.Info("serving HTTP", "addr", l.Addr().String())
+	l, auth, err := secureHTTP(env, l, o.http, reg)
+	if err != nil {
+		return err
+	}
+	env.Logger.Info("serving HTTP", "addr", l.Addr().String(), "tls", o.http.TLS.Enabled(), "auth", auth.Enabled())
 	h := httpserver.Handler(httpserver.Options{
-		Gatherer: g,
+		Gatherer: reg,
 		Checks:   map[string]httpserver.Check{o.check: r.Ready},
 		Routes:   httpRoutes(r.Routes()),
+		Auth:     auth,
 	})
 	grp, gctx := errgroup.WithContext(ctx)
 	if err := serveProfiler(gctx, grp, env, o.pprof); err != nil {
 		return err
 	}
-	grp.Go(func() error { return httpserver.Serve(gctx, l, h) })
+	grp.Go(func() error { return httpserver.ServeLogged(gctx, l, h, env.Logger) })
 	grp.Go(func() error {
 		if o.wait {
 			if err := waitReady(gctx, env, o.check, r.Ready); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -14,7 +15,8 @@ import (
 // roleProcess is one role run in-process by the CLI.
 type roleProcess struct {
 	t      *testing.T
-	base   string // http://HOST:PORT of the role's HTTP server
+	base   string       // http://HOST:PORT of the role's HTTP server
+	client *http.Client // nil is http.DefaultClient
 	cancel context.CancelFunc
 	done   chan int
 	errOut *syncBuffer
@@ -25,8 +27,15 @@ type roleProcess struct {
 // HTTP server on listen answers /healthz.
 func startRole(t *testing.T, listen string, args ...string) *roleProcess {
 	t.Helper()
+	return startRoleWith(t, "http://"+listen, nil, args...)
+}
+
+// startRoleWith is startRole for a server at base (http:// or
+// https://HOST:PORT) reached with client.
+func startRoleWith(t *testing.T, base string, client *http.Client, args ...string) *roleProcess {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &roleProcess{t: t, base: "http://" + listen, cancel: cancel, done: make(chan int, 1), errOut: &syncBuffer{}}
+	p := &roleProcess{t: t, base: base, client: client, cancel: cancel, done: make(chan int, 1), errOut: &syncBuffer{}}
 	go func() { p.done <- run(ctx, args, &syncBuffer{}, p.errOut) }()
 	t.Cleanup(func() { p.stop() })
 	p.waitStatus("/healthz", 200, 10*time.Second)
@@ -38,7 +47,7 @@ func (p *roleProcess) waitStatus(path string, want int, d time.Duration) string 
 	p.t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		code, body, err := httpGet(p.base + path)
+		code, body, err := httpDo(p.client, "GET", p.base+path, nil)
 		if err == nil && code == want {
 			return string(body)
 		}

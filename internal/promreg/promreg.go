@@ -13,7 +13,8 @@
 //     tpflow_sink_late_.
 //   - Library code that several roles run keeps one prefix wherever it
 //     runs, because it measures the same thing in each: the Kafka transport
-//     is tpflow_kafka_, the dead-letter queue tpflow_dlq_. The aggregation
+//     is tpflow_kafka_, the dead-letter queue tpflow_dlq_, the HTTP
+//     server's authentication tpflow_http_. The aggregation
 //     engine, run by the aggregate and the alert roles, takes the prefix of
 //     the role that runs it (aggregator.WithMetrics).
 //   - Development tools (the demo generator of tpflow run) are tpflow_demo_.

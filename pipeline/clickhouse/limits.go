@@ -20,7 +20,8 @@ type Limits struct {
 }
 
 // Context returns ctx carrying l as query settings: every query run with
-// it on a connection of Open is bounded by l.
+// it on a connection of Open is bounded by l, also when ctx has a
+// deadline (which still cancels the query).
 func (l Limits) Context(ctx context.Context) context.Context {
 	s := ch.Settings{}
 	if l.MaxExecutionTime > 0 {
@@ -33,8 +34,20 @@ func (l Limits) Context(ctx context.Context) context.Context {
 	if len(s) == 0 {
 		return ctx
 	}
+	if _, ok := s["max_execution_time"]; ok {
+		// clickhouse-go replaces max_execution_time with a context's
+		// deadline + 5 s (v2.51, queryOptions), which would let the query
+		// run past its limit; without the deadline it keeps ours, and ctx
+		// still cancels the query when it is done.
+		ctx = noDeadline{ctx}
+	}
 	return ch.Context(ctx, ch.WithSettings(s))
 }
+
+// noDeadline is a context without its Deadline: Done and Err are its own.
+type noDeadline struct{ context.Context }
+
+func (noDeadline) Deadline() (time.Time, bool) { return time.Time{}, false }
 
 // The server's codes for a query stopped by Limits.
 const (

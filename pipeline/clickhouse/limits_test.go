@@ -62,3 +62,28 @@ func TestLimitsReachTheServer(t *testing.T) {
 		t.Error("OverLimit(context.Canceled) is true")
 	}
 }
+
+// TestLimitsSurviveAContextDeadline checks that a context deadline does
+// not replace the time limit: clickhouse-go sets max_execution_time to a
+// deadline + 5 s, so a 30 s request timeout let its query run 35 s.
+func TestLimitsSurviveAContextDeadline(t *testing.T) {
+	conn, _ := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var v string
+	if err := conn.QueryRow(Limits{MaxExecutionTime: 2 * time.Second}.Context(ctx),
+		"SELECT value FROM system.settings WHERE name = 'max_execution_time'").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	if v != "2" {
+		t.Errorf("max_execution_time seen by a query with a 30 s deadline: %s, want 2", v)
+	}
+	// The deadline still cancels the query.
+	short, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel2()
+	start := time.Now()
+	err := conn.QueryRow(Limits{MaxExecutionTime: 20 * time.Second}.Context(short), "SELECT count() FROM system.numbers WHERE NOT ignore(sipHash64(number))").Scan(new(uint64))
+	if err == nil || time.Since(start) > 5*time.Second {
+		t.Errorf("a query past its context's deadline: %v after %v, want it cancelled", err, time.Since(start))
+	}
+}

@@ -7,6 +7,14 @@
 // is transport only: the routes are handed in, and the package imports no
 // domain package.
 //
+// The server's TLS (TLSConfig, TLSListener) and authentication
+// (AuthConfig, Auth) are configured as in the Prometheus web
+// configuration file, plus bearer tokens with a Role: /healthz is always
+// open, /metrics and /readyz open or not by configuration, reads need
+// RoleViewer and every other method RoleOperator. Handlers of other
+// packages refine it with RequireRole and learn the caller with
+// PrincipalFrom.
+//
 // Every server has the same timeouts (ReadHeaderTimeout, ReadTimeout,
 // WriteTimeout, IdleTimeout) and the same graceful shutdown: when the
 // context is done, open requests get ShutdownTimeout to finish.
@@ -16,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -70,6 +79,9 @@ type Options struct {
 	CheckTimeout time.Duration
 	// Routes are the role's own paths, served next to the common ones.
 	Routes []Route
+	// Auth, when not nil, authenticates every request but /healthz
+	// (Auth.Wrap).
+	Auth *Auth
 }
 
 // Handler returns the handler of /metrics, /healthz, /readyz and o.Routes.
@@ -90,7 +102,33 @@ func Handler(o Options) http.Handler {
 	for _, rt := range o.Routes {
 		mux.Handle(rt.Pattern, rt.Handler)
 	}
+	if o.Auth != nil {
+		return o.Auth.Wrap(mux)
+	}
 	return mux
+}
+
+// Bounded serves h at most n requests at a time and answers the others at
+// once, with Retry-After: 1 and refuse (nil: 503 and a line of text), so
+// that a burst of expensive requests cannot take every core or
+// connection.
+func Bounded(n int, h http.Handler, refuse http.HandlerFunc) http.Handler {
+	if refuse == nil {
+		refuse = func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, fmt.Sprintf("%s is serving its limit of %d requests; retry later", r.URL.Path, n), http.StatusServiceUnavailable)
+		}
+	}
+	slots := make(chan struct{}, max(n, 1))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+			h.ServeHTTP(w, r)
+		default:
+			w.Header().Set("Retry-After", "1")
+			refuse(w, r)
+		}
+	})
 }
 
 // ProfilerHandler serves the Go profiler under /debug/pprof/ and nothing
@@ -153,7 +191,17 @@ func NewServer(h http.Handler) *http.Server {
 // requests up to ShutdownTimeout. It returns nil after a shutdown caused by
 // ctx, and an error when serving fails before.
 func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
+	return ServeLogged(ctx, l, h, nil)
+}
+
+// ServeLogged is Serve with the server's own errors (a refused TLS
+// handshake, a panic in a handler) logged to log at warning level; nil
+// leaves them to the standard logger.
+func ServeLogged(ctx context.Context, l net.Listener, h http.Handler, log *slog.Logger) error {
 	srv := NewServer(h)
+	if log != nil {
+		srv.ErrorLog = slog.NewLogLogger(log.With("part", "http").Handler(), slog.LevelWarn)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	select {

@@ -146,3 +146,28 @@ func TestServerTimeouts(t *testing.T) {
 		t.Fatalf("WriteTimeout %v leaves no room for a 30 s CPU profile", srv.WriteTimeout)
 	}
 }
+
+// TestBounded holds one request in a handler bounded to one: the next is
+// answered 503 with Retry-After (the default refusal), and once the first
+// is done a new one is served.
+func TestBounded(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	h := Bounded(1, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		entered <- struct{}{}
+		<-release
+	}), nil)
+	done := make(chan struct{})
+	go func() { get(t, h, "/x"); close(done) }()
+	<-entered
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/x", nil))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" || !strings.Contains(rec.Body.String(), "/x is serving its limit of 1 requests") {
+		t.Errorf("second request: %d Retry-After %q %q", rec.Code, rec.Header().Get("Retry-After"), rec.Body.String())
+	}
+	close(release)
+	<-done
+	go func() { <-entered }()
+	if code, _ := get(t, h, "/x"); code != http.StatusOK {
+		t.Errorf("after the first finished: %d", code)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/tpflow/tpflow/alerting/alert"
 	"github.com/tpflow/tpflow/collectors/collect"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
+	"github.com/tpflow/tpflow/pipeline/httpserver"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/pipeline/sink"
 	"github.com/tpflow/tpflow/report"
@@ -141,11 +142,18 @@ type HTTPConfig struct {
 	// PprofListen is the loopback HOST:PORT the Go profiler is served on,
 	// on a listener of its own; empty (the default) serves no profiler.
 	PprofListen string `yaml:"pprof_listen"`
+	// TLS is the listener's TLS (and the broker's HTTP listener's); off
+	// without a certificate.
+	TLS httpserver.TLSConfig `yaml:"tls"`
+	// Auth says who may call the listener (and the broker's HTTP
+	// listener); off without users or tokens.
+	Auth httpserver.AuthConfig `yaml:"auth"`
 }
 
-// DefaultHTTPConfig returns the HTTP defaults: loopback only.
+// DefaultHTTPConfig returns the HTTP defaults: loopback only, plain HTTP,
+// no authentication.
 func DefaultHTTPConfig() HTTPConfig {
-	return HTTPConfig{Listen: "127.0.0.1:8080"}
+	return HTTPConfig{Listen: "127.0.0.1:8080", TLS: httpserver.DefaultTLSConfig(), Auth: httpserver.DefaultAuthConfig()}
 }
 
 // Validate reports every impossible value as a *schemas.FieldError.
@@ -160,6 +168,9 @@ func (c HTTPConfig) Validate() error {
 		} else if err := checkLoopback(c.PprofListen); err != nil {
 			errs.add("pprof_listen", "%v", err)
 		}
+	}
+	if len(c.Auth.ClientCerts) > 0 && c.TLS.ClientCAFile == "" {
+		errs.add("auth.client_certs", "need tls.client_ca_file: only certificates verified against it authenticate")
 	}
 	return errs.err()
 }

@@ -133,6 +133,15 @@ func TestBadConfigs(t *testing.T) {
 		{"pprof_public", []string{
 			`:2:3: http.pprof_listen: "0.0.0.0:6060" is not a loopback address: the profiler is served on 127.0.0.1, ::1 or localhost only`,
 		}},
+		{"http_auth", []string{
+			`:3:5: http.tls.key_file: needs cert_file, the certificate of this key`,
+			`:4:5: http.tls.min_version: must be TLS12 or TLS13, got "TLS11"`,
+			`:6:5: http.auth.metrics: must be authenticated or open, got "public"`,
+			`:9:9: http.auth.users[0].role: must be viewer, operator or admin, got "reader"`,
+			`:10:9: http.auth.users[0].password_bcrypt: is not a bcrypt hash: crypto/bcrypt: hashedSecret too short to be a bcrypted password`,
+			`:14:9: http.auth.tokens[0].sha256: must be 64 hexadecimal digits (printf %s TOKEN | sha256sum)`,
+			`:17:9: http.auth.tokens[1].token_file: cannot read the secret: open testdata/no-such-token: no such file or directory`,
+		}},
 		{"dsn_path_bad_name", []string{
 			`:5:3: clickhouse.database: must match ^[A-Za-z_][A-Za-z0-9_]{0,63}$, got "tp-flow"`,
 		}},
