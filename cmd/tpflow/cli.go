@@ -104,6 +104,7 @@ func commands() []*command {
 		alertCommand(),
 		reportCommand(),
 		rollupCommand(),
+		migrateCommand(),
 		apiCommand(),
 		brokerCommand(),
 		loadgenCommand(),
