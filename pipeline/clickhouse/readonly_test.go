@@ -3,16 +3,12 @@ package clickhouse
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
-	"github.com/tpflow/tpflow/internal/testkit"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 )
 
@@ -61,25 +57,11 @@ func TestReadOnlyUserOnOldServer(t *testing.T) {
 	if strings.Contains(string(file), u.Password) {
 		t.Fatal("users.d file holds the password")
 	}
-	if err := os.MkdirAll(filepath.Join(s.Dir(), "users.d"), 0o755); err != nil {
+	s.AddUsers("tpflow-readonly.xml", file, u.Name, u.Password)
+	reader, err := ch.Open(&ch.Options{Addr: []string{s.Addr()}, Auth: ch.Auth{Database: "tpflow", Username: u.Name, Password: u.Password}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(s.Dir(), "users.d", "tpflow-readonly.xml"), file, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var reader driver.Conn
-	testkit.WaitFor(t, 30*time.Second, "the server loads the users.d file", func() bool {
-		c, err := ch.Open(&ch.Options{Addr: []string{s.Addr()}, Auth: ch.Auth{Database: "tpflow", Username: u.Name, Password: u.Password}, DialTimeout: time.Second})
-		if err != nil {
-			return false
-		}
-		if err := c.Ping(ctx); err != nil {
-			c.Close()
-			return false
-		}
-		reader = c
-		return true
-	})
 	defer reader.Close()
 
 	var n uint64
