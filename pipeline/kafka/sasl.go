@@ -24,26 +24,50 @@ import (
 // iteration count.
 
 // SASLMechanism builds the kafka-go SASL mechanism (the producer and the
-// admin client), or returns nil when SASL is off. SCRAM is kafka-go's
-// sasl/scram (github.com/xdg-go/scram): it refuses a server-first message
-// with a mandatory extension (m=) and fewer than 4096 iterations, and
-// capIterations adds franz-go's upper bound.
+// admin client), or returns nil when SASL is off.
 func (c Config) SASLMechanism() (sasl.Mechanism, error) {
+	m, _, err := c.saslMechanisms()
+	return m, err
+}
+
+// kgoSASL builds the franz-go SASL mechanism (consumers, group consumers,
+// transactional producers), or returns nil when SASL is off.
+func (c Config) kgoSASL() (kgosasl.Mechanism, error) {
+	_, m, err := c.saslMechanisms()
+	return m, err
+}
+
+// saslMechanisms builds the mechanism of c for each client, from the same
+// prepared credentials. SCRAM for kafka-go is its sasl/scram
+// (github.com/xdg-go/scram), which refuses a server-first message with a
+// mandatory extension (m=) and fewer than 4096 iterations; capIterations
+// adds franz-go's upper bound. SCRAM for franz-go is its pkg/sasl/scram,
+// which refuses the same and more than maxSCRAMIterations iterations but
+// does not SASLprep: the credentials come prepared from
+// SASLConfig.credentials.
+func (c Config) saslMechanisms() (sasl.Mechanism, kgosasl.Mechanism, error) {
 	user, pass, err := c.SASL.credentials()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	var m sasl.Mechanism
 	switch c.SASL.Mechanism {
 	case "":
-		return nil, nil
+		return nil, nil, nil
 	case SASLPlain:
-		return plain.Mechanism{Username: user, Password: pass}, nil
+		return plain.Mechanism{Username: user, Password: pass}, kgoplain.Auth{User: user, Pass: pass}.AsMechanism(), nil
 	case SASLScramSHA256:
-		return capIterations(kscram.Mechanism(kscram.SHA256, user, pass))
+		if m, err = capIterations(kscram.Mechanism(kscram.SHA256, user, pass)); err != nil {
+			return nil, nil, err
+		}
+		return m, kgoscram.Auth{User: user, Pass: pass}.AsSha256Mechanism(), nil
 	case SASLScramSHA512:
-		return capIterations(kscram.Mechanism(kscram.SHA512, user, pass))
+		if m, err = capIterations(kscram.Mechanism(kscram.SHA512, user, pass)); err != nil {
+			return nil, nil, err
+		}
+		return m, kgoscram.Auth{User: user, Pass: pass}.AsSha512Mechanism(), nil
 	}
-	return nil, fmt.Errorf("unknown SASL mechanism %q", c.SASL.Mechanism)
+	return nil, nil, fmt.Errorf("unknown SASL mechanism %q", c.SASL.Mechanism)
 }
 
 // credentials returns the username and password to authenticate with:
@@ -66,29 +90,6 @@ func (s SASLConfig) credentials() (user, pass string, err error) {
 		return "", "", schemas.Fieldf("sasl", "SCRAM needs a user name and a password that are not empty after SASLprep (RFC 4013)")
 	}
 	return user, pass, nil
-}
-
-// kgoSASL builds the franz-go SASL mechanism (consumers, group consumers,
-// transactional producers), or nil when SASL is off. SCRAM is franz-go's
-// pkg/sasl/scram, which refuses a mandatory extension (m=) and fewer than
-// 4096 or more than maxSCRAMIterations iterations but does not SASLprep:
-// the credentials come prepared from SASLConfig.credentials.
-func (c Config) kgoSASL() (kgosasl.Mechanism, error) {
-	user, pass, err := c.SASL.credentials()
-	if err != nil {
-		return nil, err
-	}
-	switch c.SASL.Mechanism {
-	case "":
-		return nil, nil
-	case SASLPlain:
-		return kgoplain.Auth{User: user, Pass: pass}.AsMechanism(), nil
-	case SASLScramSHA256:
-		return kgoscram.Auth{User: user, Pass: pass}.AsSha256Mechanism(), nil
-	case SASLScramSHA512:
-		return kgoscram.Auth{User: user, Pass: pass}.AsSha512Mechanism(), nil
-	}
-	return nil, fmt.Errorf("unknown SASL mechanism %q", c.SASL.Mechanism)
 }
 
 // maxSCRAMIterations bounds the iteration count a server may ask for.
