@@ -442,14 +442,27 @@ func TestSASLAgainstBroker(t *testing.T) {
 			if err := p.Produce(ctx, numbered(0, 5, 5)...); err != nil {
 				t.Fatalf("Produce: %v", err)
 			}
+			tp, err := NewTxnProducer(cfg, "sasl-txn", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tp.Close()
+			commitTxn(t, ctx, tp, txnMessages("sasl-topic", "txn", 2, 1))
 			cons, err := NewConsumer(cfg, "sasl-topic", "sasl-group", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer cons.Close()
-			m, err := cons.Fetch(ctx)
-			if err != nil || !strings.HasPrefix(string(m.Value), "v") {
-				t.Fatalf("Fetch via %s: %q, %v", mech.ours, m.Value, err)
+			got := map[string]bool{}
+			for len(got) < 7 {
+				m, err := cons.Fetch(ctx)
+				if err != nil {
+					t.Fatalf("Fetch via %s after %v: %v", mech.ours, got, err)
+				}
+				got[string(m.Value)] = true
+			}
+			if !got["v0"] || !got["v4"] || !got["txn0"] || !got["txn1"] {
+				t.Errorf("consumer via %s read %v, want v0..v4 and txn0, txn1", mech.ours, got)
 			}
 
 			cfg.SASL.Password = "wrong"
