@@ -222,7 +222,9 @@ func TestAlertEndToEnd(t *testing.T) {
 	// Every secret the roles hold, to look for in their logs: the webhook
 	// secret (in the file), the SASL password of the broker and the
 	// roles, and the ClickHouse password (both from password_file).
-	const hookSecret, saslPassword, chPassword = "whsec-e2e-7f3a9c", "sasl-e2e-4b1d8e", "chpw-e2e-9c2f61"
+	// The webhook's and Alertmanager's URLs carry a password too (basic
+	// auth that neither receiver here checks).
+	const hookSecret, saslPassword, chPassword, urlPassword = "whsec-e2e-7f3a9c", "sasl-e2e-4b1d8e", "chpw-e2e-9c2f61", "urlpw-e2e-5e0a77"
 	hook := &hookReceiver{secret: hookSecret}
 	hookSrv := httptest.NewServer(hook)
 	defer hookSrv.Close()
@@ -271,7 +273,9 @@ alert:
   alertmanagers: [%[9]q]
   webhooks: [{url: %[10]q, secret: %[11]s}]
   resend_interval: 10m
-`, pane, lateness, brokerAddr, saslFile, dsn, chFile, rules, stateFile, am, hookSrv.URL, hookSecret)
+`, pane, lateness, brokerAddr, saslFile, dsn, chFile, rules, stateFile,
+		strings.Replace(am, "http://", "http://tpflow:"+urlPassword+"@", 1),
+		strings.Replace(hookSrv.URL, "http://", "http://tpflow:"+urlPassword+"@", 1), hookSecret)
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -504,7 +508,7 @@ alert:
 	// does config print of the configuration they ran with.
 	printed := start(t, dir, "config-print", "config", "print", cfgFile)
 	printed.wait(30 * time.Second)
-	noSecretInLogs(t, []string{hookSecret, saslPassword, chPassword}, p.broker, p.agg, p.sink, alert, printed)
+	noSecretInLogs(t, []string{hookSecret, saslPassword, chPassword, urlPassword}, p.broker, p.agg, p.sink, alert, printed)
 	if out, _ := os.ReadFile(printed.log); !strings.Contains(string(out), "[REDACTED]") {
 		t.Errorf("config print shows no redacted secret:\n%s", out)
 	}

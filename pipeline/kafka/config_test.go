@@ -382,6 +382,61 @@ func TestTLSAgainstBroker(t *testing.T) {
 	}
 }
 
+// TestMutualTLSAgainstBroker runs against a broker that requires a client
+// certificate: without cert_file and key_file both clients are refused,
+// with them both are served.
+func TestMutualTLSAgainstBroker(t *testing.T) {
+	certFile, keyFile, cert := writeCert(t, t.TempDir())
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientCAs := x509.NewCertPool()
+	clientCAs.AddCert(cert)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "mtls-topic"), kfake.TLS(&tls.Config{
+		Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12,
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCAs,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := testCtx(t, 30*time.Second)
+	cfg := DefaultConfig()
+	cfg.Brokers = c.ListenAddrs()
+	ping := func(ctx context.Context, cfg Config) error {
+		opts, err := cfg.kgoOptions(slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl, err := kgo.NewClient(opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		return cl.Ping(ctx)
+	}
+	cfg.TLS = TLSConfig{Enabled: true, CAFile: certFile, ServerName: "localhost"}
+	bctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := TopicPartitions(bctx, cfg, "mtls-topic"); err == nil {
+		t.Error("admin client without a client certificate served")
+	}
+	if err := ping(bctx, cfg); err == nil {
+		t.Error("franz-go client without a client certificate served")
+	}
+	cfg.TLS.CertFile, cfg.TLS.KeyFile = certFile, keyFile
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if parts, err := TopicPartitions(ctx, cfg, "mtls-topic"); err != nil || parts["mtls-topic"] != 1 {
+		t.Errorf("admin client with a client certificate: %v, %v", parts, err)
+	}
+	if err := ping(ctx, cfg); err != nil {
+		t.Errorf("franz-go client with a client certificate: %v", err)
+	}
+}
+
 func TestSASLTranslation(t *testing.T) {
 	cfg := DefaultConfig()
 	if m, err := cfg.SASLMechanism(); m != nil || err != nil {
