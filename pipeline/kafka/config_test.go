@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"log/slog"
 	"math/big"
 	"os"
@@ -328,16 +329,7 @@ func TestTLSAgainstBroker(t *testing.T) {
 		}
 		// The franz-go clients (consumers, transactional producers) refuse
 		// it too.
-		opts, err := cfg.kgoOptions(slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cl, err := kgo.NewClient(opts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = cfg.explain(cl.Ping(ctx))
-		cl.Close()
+		err = cfg.explain(kgoPing(t, ctx, cfg))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: franz-go client error %v, want one that says %q", name, err, tc.want)
 		}
@@ -352,34 +344,7 @@ func TestTLSAgainstBroker(t *testing.T) {
 	if err != nil || parts["tls-topic"] != 1 {
 		t.Fatalf("TLS metadata: %v, %v", parts, err)
 	}
-	p := newProducer(t, cfg, "tls-topic")
-	if err := p.Produce(ctx, numbered(0, 3, 1)...); err != nil {
-		t.Fatalf("Produce over TLS: %v", err)
-	}
-	tp, err := NewTxnProducer(cfg, "tls-txn", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tp.Close()
-	commitTxn(t, ctx, tp, txnMessages("tls-topic", "txn", 2, 1))
-	cons, err := NewConsumer(cfg, "tls-topic", "tls-group", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
-	got := map[string]bool{}
-	for len(got) < 5 {
-		m, err := cons.Fetch(ctx)
-		if err != nil {
-			t.Fatalf("Fetch over TLS after %v: %v", got, err)
-		}
-		got[string(m.Value)] = true
-	}
-	for _, v := range []string{"v0", "v1", "v2", "txn0", "txn1"} {
-		if !got[v] {
-			t.Errorf("consumer over TLS read %v, want %s among them", got, v)
-		}
-	}
+	roundTrip(t, ctx, cfg, "tls-topic", 3)
 }
 
 // TestMutualTLSAgainstBroker runs against a broker that requires a client
@@ -404,25 +369,13 @@ func TestMutualTLSAgainstBroker(t *testing.T) {
 	ctx := testCtx(t, 30*time.Second)
 	cfg := DefaultConfig()
 	cfg.Brokers = c.ListenAddrs()
-	ping := func(ctx context.Context, cfg Config) error {
-		opts, err := cfg.kgoOptions(slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cl, err := kgo.NewClient(opts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
-		return cl.Ping(ctx)
-	}
 	cfg.TLS = TLSConfig{Enabled: true, CAFile: certFile, ServerName: "localhost"}
 	bctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, err := TopicPartitions(bctx, cfg, "mtls-topic"); err == nil {
 		t.Error("admin client without a client certificate served")
 	}
-	if err := ping(bctx, cfg); err == nil {
+	if err := kgoPing(t, bctx, cfg); err == nil {
 		t.Error("franz-go client without a client certificate served")
 	}
 	cfg.TLS.CertFile, cfg.TLS.KeyFile = certFile, keyFile
@@ -432,7 +385,7 @@ func TestMutualTLSAgainstBroker(t *testing.T) {
 	if parts, err := TopicPartitions(ctx, cfg, "mtls-topic"); err != nil || parts["mtls-topic"] != 1 {
 		t.Errorf("admin client with a client certificate: %v, %v", parts, err)
 	}
-	if err := ping(ctx, cfg); err != nil {
+	if err := kgoPing(t, ctx, cfg); err != nil {
 		t.Errorf("franz-go client with a client certificate: %v", err)
 	}
 }
@@ -493,32 +446,7 @@ func TestSASLAgainstBroker(t *testing.T) {
 			if err != nil || parts["sasl-topic"] != 2 {
 				t.Fatalf("authenticated metadata: %v, %v", parts, err)
 			}
-			p := newProducer(t, cfg, "sasl-topic")
-			if err := p.Produce(ctx, numbered(0, 5, 5)...); err != nil {
-				t.Fatalf("Produce: %v", err)
-			}
-			tp, err := NewTxnProducer(cfg, "sasl-txn", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tp.Close()
-			commitTxn(t, ctx, tp, txnMessages("sasl-topic", "txn", 2, 1))
-			cons, err := NewConsumer(cfg, "sasl-topic", "sasl-group", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cons.Close()
-			got := map[string]bool{}
-			for len(got) < 7 {
-				m, err := cons.Fetch(ctx)
-				if err != nil {
-					t.Fatalf("Fetch via %s after %v: %v", mech.ours, got, err)
-				}
-				got[string(m.Value)] = true
-			}
-			if !got["v0"] || !got["v4"] || !got["txn0"] || !got["txn1"] {
-				t.Errorf("consumer via %s read %v, want v0..v4 and txn0, txn1", mech.ours, got)
-			}
+			roundTrip(t, ctx, cfg, "sasl-topic", 5)
 
 			cfg.SASL.Password = "wrong"
 			bctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -532,4 +460,53 @@ func TestSASLAgainstBroker(t *testing.T) {
 			}
 		})
 	}
+}
+
+// roundTrip produces n messages with the producer and two in a committed
+// transaction to topic, and checks that a consumer of cfg reads them all:
+// every client kind over cfg's TLS and SASL.
+func roundTrip(t *testing.T, ctx context.Context, cfg Config, topic string, n int) {
+	t.Helper()
+	if err := newProducer(t, cfg, topic).Produce(ctx, numbered(0, n, n)...); err != nil {
+		t.Fatalf("Produce: %v", err)
+	}
+	tp, err := NewTxnProducer(cfg, topic+"-txn", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	commitTxn(t, ctx, tp, txnMessages(topic, "txn", 2, 1))
+	cons, err := NewConsumer(cfg, topic, topic+"-group", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	got := map[string]bool{}
+	for len(got) < n+2 {
+		m, err := cons.Fetch(ctx)
+		if err != nil {
+			t.Fatalf("Fetch after %v: %v", got, err)
+		}
+		got[string(m.Value)] = true
+	}
+	for _, v := range []string{"v0", fmt.Sprintf("v%d", n-1), "txn0", "txn1"} {
+		if !got[v] {
+			t.Errorf("consumer read %v, want %s among them", got, v)
+		}
+	}
+}
+
+// kgoPing pings the brokers of cfg with a franz-go client of cfg.
+func kgoPing(t *testing.T, ctx context.Context, cfg Config) error {
+	t.Helper()
+	opts, err := cfg.kgoOptions(slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	return cl.Ping(ctx)
 }
