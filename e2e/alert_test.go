@@ -220,7 +220,13 @@ func TestAlertEndToEnd(t *testing.T) {
 	const pane, lateness = 2 * time.Second, time.Second
 	ch := chtest.Start(t)
 	am := amtest.Start(t)
-	hook := &hookReceiver{secret: "s3cret"}
+	// Every secret the roles hold, to look for in their logs: the webhook
+	// secret (in the file), the SASL password of the broker and the
+	// roles, and the ClickHouse password (both from password_file).
+	// The webhook's and Alertmanager's URLs carry a password too (basic
+	// auth that neither receiver here checks).
+	const hookSecret, saslPassword, chPassword, urlPassword = "whsec-e2e-7f3a9c", "sasl-e2e-4b1d8e", "chpw-e2e-9c2f61", "urlpw-e2e-5e0a77"
+	hook := &hookReceiver{secret: hookSecret}
 	hookSrv := httptest.NewServer(hook)
 	defer hookSrv.Close()
 
@@ -230,7 +236,18 @@ func TestAlertEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	const db = "tpflow_alert_e2e"
-	dsn := dbDSN(t, ch, db)
+	ch.AddUsers("writer.xml", []byte(`<yandex><users><tpflow_writer>
+		<password>`+chPassword+`</password>
+		<networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+		<profile>default</profile><quota>default</quota>
+	</tpflow_writer></users></yandex>`), "tpflow_writer", chPassword)
+	dsn := strings.Replace(dbDSN(t, ch, db), "clickhouse://", "clickhouse://tpflow_writer@", 1)
+	saslFile, chFile := filepath.Join(dir, "sasl-password"), filepath.Join(dir, "ch-password")
+	for f, pw := range map[string]string{saslFile: saslPassword, chFile: chPassword} {
+		if err := os.WriteFile(f, []byte(pw+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	brokerAddr := freeAddr(t)
 	stateFile := filepath.Join(dir, "alert-state.json")
 	cfgFile := filepath.Join(dir, "tpflow.yaml")
@@ -243,17 +260,23 @@ kafka:
   brokers: [%q]
   partitions: {calls: 1, logs: 1, metrics: 1, stats: 1, alerts: 1, dlq: 1}
   session_timeout: 6s
+  sasl: {mechanism: scram-sha-512, username: tpflow, password_file: %[4]q}
+broker:
+  sasl: {mechanism: scram-sha-512, username: tpflow, password_file: %[4]q}
 clickhouse:
-  dsn: %q
+  dsn: %[5]q
+  password_file: %[6]q
   batch_age: 200ms
 alert:
-  rules_files: [%q]
-  state_file: %q
+  rules_files: [%[7]q]
+  state_file: %[8]q
   eval_interval: 100ms
-  alertmanagers: [%q]
-  webhooks: [{url: %q, secret: s3cret}]
+  alertmanagers: [%[9]q]
+  webhooks: [{url: %[10]q, secret: %[11]s}]
   resend_interval: 10m
-`, pane, lateness, brokerAddr, dsn, rules, stateFile, am, hookSrv.URL)
+`, pane, lateness, brokerAddr, saslFile, dsn, chFile, rules, stateFile,
+		strings.Replace(am, "http://", "http://tpflow:"+urlPassword+"@", 1),
+		strings.Replace(hookSrv.URL, "http://", "http://tpflow:"+urlPassword+"@", 1), hookSecret)
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -267,6 +290,7 @@ alert:
 
 	kcfg := kafka.DefaultConfig()
 	kcfg.Brokers = []string{brokerAddr}
+	kcfg.SASL = kafka.SASLConfig{Mechanism: kafka.SASLScramSHA512, Username: "tpflow", Password: saslPassword}
 	kcfg.Partitions = map[string]int{kafka.TopicCalls: 1, kafka.TopicLogs: 1, kafka.TopicMetrics: 1, kafka.TopicStats: 1, kafka.TopicAlerts: 1, kafka.TopicDLQ: 1}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -479,5 +503,14 @@ alert:
 		strings.Repeat("pending firing resolved ", incidents-restartLost)
 	if got := strings.Join(states, " ") + " "; got != wantStates {
 		t.Errorf("alerts table states %q; want %q\nsink log:\n%s", got, wantStates, p.sink.tail())
+	}
+
+	// No log line of any role, of any start, shows a secret, and neither
+	// does config print of the configuration they ran with.
+	printed := start(t, dir, "config-print", "config", "print", cfgFile)
+	printed.wait(30 * time.Second)
+	noSecretInLogs(t, []string{hookSecret, saslPassword, chPassword, urlPassword}, p.broker, p.agg, p.sink, alert, printed)
+	if out, _ := os.ReadFile(printed.log); !strings.Contains(string(out), "[REDACTED]") {
+		t.Errorf("config print shows no redacted secret:\n%s", out)
 	}
 }

@@ -107,6 +107,7 @@ type proc struct {
 	name string
 	args []string
 	log  string
+	logs []string // every log of the process, one per start
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error
@@ -133,6 +134,7 @@ func (p *proc) start() {
 	if err != nil {
 		p.t.Fatal(err)
 	}
+	p.logs = append(p.logs, p.log)
 	p.cmd = exec.Command(binary(p.t), p.args...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -197,6 +199,32 @@ func (p *proc) tail() string {
 		s = s[len(s)-4000:]
 	}
 	return s
+}
+
+// noSecretInLogs fails the test if a log of any of procs, of every start,
+// holds one of secrets, and says which log and line.
+func noSecretInLogs(t *testing.T, secrets []string, procs ...*proc) {
+	t.Helper()
+	lines := 0
+	for _, p := range procs {
+		for _, log := range p.logs {
+			b, err := os.ReadFile(log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, line := range strings.Split(string(b), "\n") {
+				lines++
+				for _, s := range secrets {
+					if strings.Contains(line, s) {
+						t.Errorf("%s line %d shows a secret: %s", log, i+1, line)
+					}
+				}
+			}
+		}
+	}
+	if lines < 2*len(procs) {
+		t.Errorf("the logs of %d processes hold %d lines: nothing was looked at", len(procs), lines)
+	}
 }
 
 // pipeline is a running set of roles.

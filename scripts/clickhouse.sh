@@ -9,7 +9,11 @@
 # lives under DIR. It listens on 127.0.0.1 only. Ports not given are chosen
 # free; once chosen they are kept in DIR/ports so a restart reuses them (a
 # client's DSN stays valid). The interserver port is disabled, so several
-# servers can run side by side. Data survives stop/start.
+# servers can run side by side. Data survives stop/start. Users beyond the
+# password-less loopback "default" go in DIR/users.d/, which the server
+# reloads by itself: `tpflow migrate --readonly-user grafana
+# --readonly-password-file PW --users-file DIR/users.d/tpflow-readonly.xml`
+# adds the read-only user for Grafana and the API (SECURITY.md).
 #
 # Environment: CLICKHOUSE_SERVER (binary, default clickhouse-server),
 # CLICKHOUSE_START_TIMEOUT (seconds, default 60).
@@ -72,7 +76,7 @@ write_config() {
 	local dir=$1 tcp=$2 http=$3
 	local tmpl
 	tmpl="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/pipeline/clickhouse/chtest/server"
-	mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/log"
+	mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/log" "$dir/users.d"
 	sed -e "s|@DIR@|$dir|g" -e "s|@TCP@|$tcp|g" -e "s|@HTTP@|$http|g" "$tmpl/config.xml" >"$dir/config.xml"
 	cp "$tmpl/users.xml" "$dir/users.xml"
 }

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tpflow/tpflow/internal/config"
 	"github.com/tpflow/tpflow/schemas"
 )
 
@@ -130,7 +131,7 @@ func (am *Alertmanager) Send(ctx context.Context, as []Alert) error {
 			errs[i] = am.post(ctx, u, body)
 			if errs[i] != nil {
 				am.failed.Add(uint64(len(as)))
-				am.log.Debug("cannot send alerts to alertmanager", "url", u, "err", errs[i])
+				am.log.Debug("cannot send alerts to alertmanager", "url", config.RedactURL(u), "err", errs[i])
 			} else {
 				am.sent.Add(uint64(len(as)))
 			}
@@ -150,6 +151,8 @@ func (am *Alertmanager) post(ctx context.Context, base string, body []byte) erro
 	defer cancel()
 	u := strings.TrimRight(base, "/") + "/api/v2/alerts"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	// Errors name the URL without its password.
+	u = config.RedactURL(u)
 	if err != nil {
 		return fmt.Errorf("cannot build request to %s: %w", u, err)
 	}

@@ -333,10 +333,10 @@ func (w *Webhook) Send(ctx context.Context, msg WebhookMessage) error {
 		return nil
 	case ctx.Err() != nil:
 		w.failed.Add(1)
-		return fmt.Errorf("cannot deliver webhook to %s: %w", w.cfg.URL, err)
+		return fmt.Errorf("cannot deliver webhook to %s: %w", config.RedactURL(w.cfg.URL), err)
 	}
 	w.failed.Add(1)
-	return fmt.Errorf("cannot deliver webhook to %s after %d attempts: %w", w.cfg.URL, attempts, err)
+	return fmt.Errorf("cannot deliver webhook to %s after %d attempts: %w", config.RedactURL(w.cfg.URL), attempts, err)
 }
 
 func (w *Webhook) post(ctx context.Context, body []byte) error {

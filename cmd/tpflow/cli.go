@@ -105,6 +105,7 @@ func commands() []*command {
 		alertCommand(),
 		reportCommand(),
 		rollupCommand(),
+		migrateCommand(),
 		apiCommand(),
 		brokerCommand(),
 		loadgenCommand(),

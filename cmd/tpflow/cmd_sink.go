@@ -27,7 +27,7 @@ the insert succeeded; while ClickHouse is down consumption pauses.
 Undecodable messages go to the dead-letter topic. Alongside, the late
 merger folds calls that reached the aggregator past their pane's grace
 (the late topic) into the stored panes and rollups. Schema migrations are
-applied at start-up; --migrate applies them and exits. Serves /metrics,
+applied at start-up; --migrate applies them and exits (as tpflow migrate). Serves /metrics,
 /healthz and /readyz on http.listen (--listen).`,
 		example: "tpflow sink --config tpflow.yaml --clickhouse clickhouse://ch-1:9000/tpflow\ntpflow sink --migrate --clickhouse clickhouse://127.0.0.1:9000/tpflow",
 		common:  true,
@@ -40,21 +40,11 @@ applied at start-up; --migrate applies them and exits. Serves /metrics,
 		),
 		role: func(ctx context.Context, env *Env, cfg *Config, args []string) error {
 			if migrateOnly {
-				return runMigrate(ctx, env, cfg)
+				return runMigrate(ctx, env, cfg, migrateOptions{})
 			}
 			return runSink(ctx, env, cfg)
 		},
 	}
-}
-
-// runMigrate applies the ClickHouse schema migrations and reports them.
-func runMigrate(ctx context.Context, env *Env, cfg *Config) error {
-	applied, err := sink.Migrate(ctx, cfg.ClickHouse, env.Logger)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(env.Stdout, "applied %d migrations %v to database %s\n", len(applied), applied, cfg.ClickHouse.Database)
-	return err
 }
 
 // runSink is the sink role, with the late merger beside it.

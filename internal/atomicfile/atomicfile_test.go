@@ -55,3 +55,38 @@ func TestWriteFuncKeepsTheOldFileOnError(t *testing.T) {
 		t.Errorf("write into a missing directory: %v, want an error naming the path", err)
 	}
 }
+
+// TestWriteFollowsNoPlantedLink plants symbolic links where a writer with
+// a fixed temporary name (path+".tmp", as the kmsg state was once written)
+// or one that opens path itself would follow them out of the directory:
+// the files they point to are left untouched, and a link at path is
+// replaced by the file, not written through.
+func TestWriteFollowsNoPlantedLink(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	path := filepath.Join(dir, "state.kmsg")
+	victim := filepath.Join(outside, "victim")
+	if err := os.WriteFile(victim, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, link := range []string{path + ".tmp", "." + filepath.Base(path) + ".tmp", path} {
+		if !filepath.IsAbs(link) {
+			link = filepath.Join(dir, link)
+		}
+		os.Remove(link)
+		if err := os.Symlink(victim, link); err != nil {
+			t.Fatal(err)
+		}
+		if err := Write(path, []byte("seq=42"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(victim); string(b) != "precious" {
+			t.Fatalf("link at %s followed: the file outside holds %q", link, b)
+		}
+		if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() {
+			t.Fatalf("%s is %v, %v after the write; want a regular file", path, fi.Mode(), err)
+		}
+		if link != path {
+			os.Remove(link)
+		}
+	}
+}

@@ -187,6 +187,10 @@ func TestDashboardsAreWellFormed(t *testing.T) {
 		if d.Type == ClickHouseType && (d.JSONData["protocol"] != "native" || d.JSONData["defaultDatabase"] == nil) {
 			t.Errorf("ClickHouse data source: jsonData %v lacks the native protocol or the default database", d.JSONData)
 		}
+		// Grafana reads as the least-privilege user of tpflow migrate.
+		if d.Type == ClickHouseType && d.JSONData["username"] != "${CLICKHOUSE_READONLY_USER}" {
+			t.Errorf("ClickHouse data source: username %v, want the read-only user ${CLICKHOUSE_READONLY_USER}", d.JSONData["username"])
+		}
 	}
 	var prov struct {
 		APIVersion int `yaml:"apiVersion"`

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +44,9 @@ type BrokerConfig struct {
 	// start-up); empty serves none. It is apart from http.listen so that a
 	// broker and a role can share one configuration file.
 	HTTPListen string `yaml:"http_listen"`
+	// SASL, when its mechanism is set, makes every client authenticate as
+	// its one user (a superuser), with the clients' kafka.sasl keys.
+	SASL SASLConfig `yaml:"sasl"`
 }
 
 // DefaultBrokerConfig returns an in-memory broker on 127.0.0.1:9092 that
@@ -97,6 +101,20 @@ func (c BrokerConfig) Validate() error {
 	}
 	if c.MaxMessageBytes < 1024 || c.MaxMessageBytes > 256<<20 {
 		add("max_message_bytes", "%d out of range 1 KiB..256 MiB", c.MaxMessageBytes)
+	}
+	switch c.SASL.Mechanism {
+	case "":
+		if c.SASL.Username != "" || c.SASL.Password != "" {
+			add("sasl.mechanism", "credentials are given but no mechanism")
+		}
+	case SASLPlain, SASLScramSHA256, SASLScramSHA512:
+		if c.SASL.Username == "" || c.SASL.Password == "" {
+			add("sasl", "the broker's user needs username and password (or password_file)")
+		} else if _, _, err := c.SASL.credentials(); err != nil {
+			errs = append(errs, err)
+		}
+	default:
+		add("sasl.mechanism", "unknown mechanism %q; use %s, %s or %s", c.SASL.Mechanism, SASLPlain, SASLScramSHA256, SASLScramSHA512)
 	}
 	return errors.Join(errs...)
 }
@@ -196,6 +214,11 @@ func StartBroker(ctx context.Context, cfg BrokerConfig, logger *slog.Logger) (*B
 		if cfg.SyncWrites {
 			opts = append(opts, kfake.SyncWrites())
 		}
+	}
+	if cfg.SASL.Mechanism != "" {
+		// Prepared as the clients prepare theirs (SASLprep for SCRAM).
+		user, pass, _ := cfg.SASL.credentials()
+		opts = append(opts, kfake.EnableSASL(), kfake.Superuser(strings.ToUpper(cfg.SASL.Mechanism), user, pass))
 	}
 	cluster, err := kfake.NewCluster(opts...)
 	if err != nil {

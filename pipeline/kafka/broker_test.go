@@ -33,6 +33,9 @@ func TestBrokerConfigValidate(t *testing.T) {
 		{"sub-millisecond retention", func(c *BrokerConfig) { c.Retention = time.Microsecond }, "retention"},
 		{"negative retention bytes", func(c *BrokerConfig) { c.RetentionBytes = -1 }, "retention_bytes"},
 		{"tiny max message", func(c *BrokerConfig) { c.MaxMessageBytes = 10 }, "max_message_bytes"},
+		{"sasl unknown mechanism", func(c *BrokerConfig) { c.SASL = SASLConfig{Mechanism: "gssapi", Username: "u", Password: "p"} }, "sasl.mechanism"},
+		{"sasl without password", func(c *BrokerConfig) { c.SASL = SASLConfig{Mechanism: SASLScramSHA256, Username: "u"} }, "sasl"},
+		{"sasl user without mechanism", func(c *BrokerConfig) { c.SASL = SASLConfig{Username: "u"} }, "sasl.mechanism"},
 	}
 	checkFieldErrors(t, DefaultBrokerConfig, cases)
 }
@@ -260,5 +263,35 @@ func TestRunBrokerStopsWithContext(t *testing.T) {
 	cfg.Listen = "bad"
 	if err := RunBroker(context.Background(), cfg, nil); err == nil {
 		t.Fatal("RunBroker accepted a bad config")
+	}
+}
+
+// TestBrokerSASL starts the embedded broker with SCRAM-SHA-512: a client
+// with its credentials (the same after SASLprep) works, one with a wrong
+// password or none is refused.
+func TestBrokerSASL(t *testing.T) {
+	b := startBroker(t, BrokerConfig{SASL: SASLConfig{Mechanism: SASLScramSHA512, Username: "tpflow", Password: "IX-broker-pw"}})
+	cfg := DefaultConfig()
+	cfg.Brokers = []string{b.Addr()}
+	cfg.SASL = SASLConfig{Mechanism: SASLScramSHA512, Username: "tpflow", Password: "\u2168-broker-pw"}
+	ctx := testCtx(t, 20*time.Second)
+	if err := EnsureTopics(ctx, cfg); err != nil {
+		t.Fatalf("EnsureTopics with the broker's credentials: %v", err)
+	}
+	if err := newProducer(t, cfg, cfg.Topic(TopicLogs)).Produce(ctx, numbered(0, 1, 1)...); err != nil {
+		t.Fatalf("Produce with the broker's credentials: %v", err)
+	}
+	for name, sasl := range map[string]SASLConfig{
+		"wrong password": {Mechanism: SASLScramSHA512, Username: "tpflow", Password: "wrong-password"},
+		"no SASL":        {},
+	} {
+		c := cfg
+		c.SASL = sasl
+		bctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		_, err := TopicPartitions(bctx, c, c.Topic(TopicLogs))
+		cancel()
+		if err == nil {
+			t.Errorf("%s: the broker answered", name)
+		}
 	}
 }

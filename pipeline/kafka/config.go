@@ -13,6 +13,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sort"
@@ -20,8 +21,7 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
-	"github.com/segmentio/kafka-go/sasl"
-	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/tpflow/tpflow/internal/config"
 	"github.com/tpflow/tpflow/schemas"
@@ -66,12 +66,20 @@ const (
 // payload of exactly MaxMessageBytes is still accepted.
 const messageOverhead = 64 << 10
 
-// TLSConfig configures TLS towards the brokers. The files are PEM encoded.
+// TLSConfig configures TLS towards the brokers, used by every client (the
+// producer, consumers, transactional producers and the admin client). The
+// files are PEM encoded; certificates are verified unless
+// InsecureSkipVerify is set.
 type TLSConfig struct {
-	Enabled            bool   `yaml:"enabled"`
-	CAFile             string `yaml:"ca_file"`
-	CertFile           string `yaml:"cert_file"`
-	KeyFile            string `yaml:"key_file"`
+	Enabled bool `yaml:"enabled"`
+	// CAFile holds the CAs to trust; empty means the system pool.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are the client certificate for mutual TLS.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName is the name the brokers' certificates must carry; empty
+	// means the host of each address dialled.
+	ServerName         string `yaml:"server_name"`
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
 }
 
@@ -212,20 +220,8 @@ func (c Config) Validate() error {
 		add("batch_timeout", "%s out of range 0..1m", c.BatchTimeout)
 	}
 	if c.TLS.Enabled {
-		for _, f := range []struct{ field, path string }{
-			{"tls.ca_file", c.TLS.CAFile}, {"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile},
-		} {
-			if f.path == "" {
-				continue
-			}
-			if _, err := os.Stat(f.path); err != nil {
-				add(f.field, "cannot read %s: %v", f.path, errors.Unwrap(err))
-			}
-		}
-		if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-			add("tls", "cert_file and key_file must be set together")
-		}
-	} else if c.TLS.CAFile != "" || c.TLS.CertFile != "" || c.TLS.KeyFile != "" || c.TLS.InsecureSkipVerify {
+		errs = append(errs, c.TLS.check()...)
+	} else if c.TLS.CAFile != "" || c.TLS.CertFile != "" || c.TLS.KeyFile != "" || c.TLS.ServerName != "" || c.TLS.InsecureSkipVerify {
 		add("tls.enabled", "TLS settings are given but TLS is not enabled")
 	}
 	switch c.SASL.Mechanism {
@@ -236,6 +232,8 @@ func (c Config) Validate() error {
 	case SASLPlain, SASLScramSHA256, SASLScramSHA512:
 		if c.SASL.Username == "" {
 			add("sasl.username", "required for mechanism %s", c.SASL.Mechanism)
+		} else if _, _, err := c.SASL.credentials(); err != nil {
+			errs = append(errs, err)
 		}
 	default:
 		add("sasl.mechanism", "unknown mechanism %q; use %s, %s or %s", c.SASL.Mechanism, SASLPlain, SASLScramSHA256, SASLScramSHA512)
@@ -260,49 +258,92 @@ func compressionCodec(name string) (kafkago.Compression, error) {
 }
 
 // TLSClientConfig builds the client TLS configuration, or returns nil when
-// TLS is disabled.
+// TLS is disabled. Its errors are *schemas.FieldError values on the key
+// whose file is wrong.
 func (c Config) TLSClientConfig() (*tls.Config, error) {
 	if !c.TLS.Enabled {
 		return nil, nil
 	}
+	return c.TLS.build()
+}
+
+// check reports every problem of an enabled TLS section: a file that cannot
+// be read or holds no usable PEM, a certificate without its key.
+func (t TLSConfig) check() []error {
+	var errs []error
+	for _, f := range []struct{ field, path string }{
+		{"tls.ca_file", t.CAFile}, {"tls.cert_file", t.CertFile}, {"tls.key_file", t.KeyFile},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			errs = append(errs, schemas.Fieldf(f.field, "cannot read %s: %v", f.path, errors.Unwrap(err)))
+		}
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		errs = append(errs, schemas.Fieldf("tls", "cert_file and key_file must be set together"))
+	}
+	if len(errs) == 0 {
+		if _, err := t.build(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+func (t TLSConfig) build() (*tls.Config, error) {
 	tc := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
-		InsecureSkipVerify: c.TLS.InsecureSkipVerify, //nolint:gosec // explicit operator choice
+		ServerName:         t.ServerName,
+		InsecureSkipVerify: t.InsecureSkipVerify, //nolint:gosec // explicit operator choice
 	}
-	if c.TLS.CAFile != "" {
-		pem, err := os.ReadFile(c.TLS.CAFile)
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("cannot read Kafka CA file: %w", err)
+			return nil, schemas.Fieldf("tls.ca_file", "cannot read %s: %v", t.CAFile, errors.Unwrap(err))
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("cannot use Kafka CA file %s: no PEM certificate in it", c.TLS.CAFile)
+			return nil, schemas.Fieldf("tls.ca_file", "%s holds no PEM certificate", t.CAFile)
 		}
 		tc.RootCAs = pool
 	}
-	if c.TLS.CertFile != "" || c.TLS.KeyFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile)
+	if t.CertFile != "" || t.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("cannot load Kafka client certificate: %w", err)
+			return nil, schemas.Fieldf("tls.cert_file", "cannot load the client certificate %s with key %s: %v", t.CertFile, t.KeyFile, err)
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}
 	return tc, nil
 }
 
-// SASLMechanism builds the SASL mechanism, or returns nil when SASL is off.
-func (c Config) SASLMechanism() (sasl.Mechanism, error) {
-	switch c.SASL.Mechanism {
-	case "":
-		return nil, nil
-	case SASLPlain:
-		return plain.Mechanism{Username: c.SASL.Username, Password: c.SASL.Password.Reveal()}, nil
-	case SASLScramSHA256:
-		return scramSHA256(c.SASL.Username, c.SASL.Password.Reveal()), nil
-	case SASLScramSHA512:
-		return scramSHA512(c.SASL.Username, c.SASL.Password.Reveal()), nil
+// explain adds to an error of reaching the brokers what it most likely
+// means for c's TLS and SASL keys, so that an operator knows which key to
+// look at: a certificate from an unknown CA, a certificate for another
+// name, or credentials the broker refused
+// (Kafka brokers answer bad credentials with an error or by closing the
+// connection).
+func (c Config) explain(err error) error {
+	if err == nil {
+		return nil
 	}
-	return nil, fmt.Errorf("unknown SASL mechanism %q", c.SASL.Mechanism)
+	var unknownCA x509.UnknownAuthorityError
+	var badName x509.HostnameError
+	hint := ""
+	switch {
+	case errors.As(err, &unknownCA):
+		hint = "the brokers' certificate is not signed by a CA of kafka.tls.ca_file (or the system pool when it is empty)"
+	case errors.As(err, &badName):
+		hint = "the brokers' certificate does not carry the name dialled; set kafka.tls.server_name to a name it carries"
+	case c.SASL.Mechanism != "" && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, kafkago.SASLAuthenticationFailed) || errors.Is(err, kerr.SaslAuthenticationFailed)):
+		hint = fmt.Sprintf("SASL %s authentication as %q was refused or the broker closed the connection; check kafka.sasl.username and kafka.sasl.password", c.SASL.Mechanism, c.SASL.Username)
+	default:
+		return err
+	}
+	return fmt.Errorf("%w (%s)", err, hint)
 }
 
 // Transport builds the kafka-go transport (used by Writer and Client) with
@@ -403,7 +444,7 @@ func EnsureTopics(ctx context.Context, cfg Config) error {
 	req.Topics = append(req.Topics, offsets)
 	resp, err := cl.CreateTopics(ctx, req)
 	if err != nil {
-		return fmt.Errorf("cannot create topics: %w", err)
+		return fmt.Errorf("cannot create topics: %w", cfg.explain(err))
 	}
 	var errs []error
 	for topic, terr := range resp.Errors {
@@ -441,7 +482,7 @@ func TopicPartitions(ctx context.Context, cfg Config, topics ...string) (map[str
 	defer cl.Transport.(*kafkago.Transport).CloseIdleConnections()
 	resp, err := cl.Metadata(ctx, &kafkago.MetadataRequest{Topics: topics})
 	if err != nil {
-		return nil, fmt.Errorf("cannot read topic metadata: %w", err)
+		return nil, fmt.Errorf("cannot read topic metadata: %w", cfg.explain(err))
 	}
 	out := make(map[string]int, len(resp.Topics))
 	for _, t := range resp.Topics {

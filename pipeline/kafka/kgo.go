@@ -2,16 +2,12 @@ package kafka
 
 import (
 	"context"
-	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 // kgoOptions returns the franz-go client options every kgo client of c
@@ -35,17 +31,9 @@ func (c Config) kgoOptions(logger *slog.Logger) ([]kgo.Opt, error) {
 	if tc != nil {
 		opts = append(opts, kgo.DialTLSConfig(tc))
 	}
-	var mech sasl.Mechanism
-	switch c.SASL.Mechanism {
-	case "":
-	case SASLPlain:
-		mech = plain.Auth{User: c.SASL.Username, Pass: c.SASL.Password.Reveal()}.AsMechanism()
-	case SASLScramSHA256:
-		mech = scram.Auth{User: c.SASL.Username, Pass: c.SASL.Password.Reveal()}.AsSha256Mechanism()
-	case SASLScramSHA512:
-		mech = scram.Auth{User: c.SASL.Username, Pass: c.SASL.Password.Reveal()}.AsSha512Mechanism()
-	default:
-		return nil, fmt.Errorf("unknown SASL mechanism %q", c.SASL.Mechanism)
+	mech, err := c.kgoSASL()
+	if err != nil {
+		return nil, err
 	}
 	if mech != nil {
 		opts = append(opts, kgo.SASL(mech))

@@ -127,6 +127,38 @@ func (s *Server) DSN() string {
 // Dir returns the directory that holds the server's data, config and logs.
 func (s *Server) Dir() string { return s.dir }
 
+// AddUsers writes file, a users.d file (ClickHouse's XML of profiles and
+// users), into the configuration of a server from Start under name, and
+// waits until the server has loaded it: until user can log in with
+// password. It fails the test if that takes longer than StartTimeout (the
+// server re-reads its users files every few seconds).
+func (s *Server) AddUsers(name string, file []byte, user, password string) {
+	s.tb.Helper()
+	if s.shared {
+		s.tb.Fatal("chtest: AddUsers on a shared server; use chtest.Start")
+	}
+	dir := filepath.Join(s.dir, "users.d")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		s.tb.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), file, 0o600); err != nil {
+		s.tb.Fatal(err)
+	}
+	var err error
+	for deadline := time.Now().Add(StartTimeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var conn ch.Conn
+		if conn, err = ch.Open(&ch.Options{Addr: []string{s.Addr()}, Protocol: ch.Native, DialTimeout: time.Second,
+			Auth: ch.Auth{Username: user, Password: password}}); err == nil {
+			err = conn.Ping(context.Background())
+			conn.Close()
+		}
+		if err == nil {
+			return
+		}
+	}
+	s.tb.Fatalf("chtest: user %s of users.d/%s cannot log in after %s: %v; log tail:\n%s", user, name, StartTimeout, err, s.logTail())
+}
+
 // Stop stops the server and waits until it has exited; the data stays.
 // Stopping a stopped server does nothing. Stop fails the test on a shared
 // server: tests that stop the server use Start.
