@@ -3,14 +3,15 @@
 # protoc (make generate), clickhouse-server/-client (storage tests) and
 # prometheus-alertmanager (alerting tests), prometheus (promtool checks
 # every role's /metrics), chromium (the HTML report test
-# screenshots the report headless), plus
+# screenshots the report headless), postgresql (the control plane's
+# store tests run a private server), plus
 # the Go modules of go.mod. It is idempotent and a fast no-op when all is
 # installed: apt-get runs only when a package is missing.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(protobuf-compiler clickhouse-server clickhouse-client prometheus-alertmanager prometheus chromium)
+packages=(protobuf-compiler clickhouse-server clickhouse-client prometheus-alertmanager prometheus chromium postgresql)
 
 missing=()
 for p in "${packages[@]}"; do
