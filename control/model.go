@@ -7,6 +7,7 @@
 package control
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -178,3 +179,20 @@ const (
 	DefaultOperationLimit = 100
 	MaxOperationLimit     = 1000
 )
+
+// MarshalJSON writes Before and After as the JSON objects they hold (null
+// when empty) rather than as strings of JSON.
+func (o Operation) MarshalJSON() ([]byte, error) {
+	raw := func(s string) json.RawMessage {
+		if s == "" {
+			return json.RawMessage("null")
+		}
+		return json.RawMessage(s)
+	}
+	type plain Operation
+	return json.Marshal(struct {
+		plain
+		Before json.RawMessage `json:"before"`
+		After  json.RawMessage `json:"after"`
+	}{plain(o), raw(o.Before), raw(o.After)})
+}

@@ -105,6 +105,7 @@ func commands() []*command {
 		reportCommand(),
 		rollupCommand(),
 		apiCommand(),
+		controlCommand(),
 		brokerCommand(),
 		loadgenCommand(),
 		configCommand(),

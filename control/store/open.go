@@ -56,13 +56,10 @@ func Open(ctx context.Context, dsn string, now func() time.Time) (Store, error) 
 // connection: SQLite has one writer, and one connection makes every
 // transaction of this process wait its turn instead of failing busy.
 func openSQLite(path string) (*sql.DB, error) {
+	if err := CheckDSN(path); err != nil {
+		return nil, err
+	}
 	path = strings.TrimPrefix(path, "file:")
-	if path == "" {
-		return nil, errors.New("empty SQLite path")
-	}
-	if i := strings.IndexByte(path, '?'); i >= 0 {
-		return nil, fmt.Errorf("SQLite path %q: options are set by tpflow, give the path only", path)
-	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
@@ -132,4 +129,23 @@ func (d dialect) bind(q string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// CheckDSN reports a DSN Open would refuse without trying it: an
+// unparsable PostgreSQL URL, or a SQLite path with options.
+func CheckDSN(dsn string) error {
+	if IsPostgres(dsn) {
+		if _, err := url.Parse(dsn); err != nil {
+			return fmt.Errorf("%s is not a PostgreSQL URL", redact(dsn))
+		}
+		return nil
+	}
+	p := strings.TrimPrefix(dsn, "file:")
+	if p == "" {
+		return errors.New("empty SQLite path")
+	}
+	if strings.ContainsRune(p, '?') {
+		return fmt.Errorf("SQLite path %q: options are set by tpflow, give the path only", p)
+	}
+	return nil
 }
