@@ -54,7 +54,9 @@ func TestAgentScopes(t *testing.T) {
 }
 
 func TestMergeYAML(t *testing.T) {
-	v := func(body string) Version { return Version{Files: []File{{Name: "tpflow.yaml", ContentType: ContentYAML, Body: body}}} }
+	v := func(body string) Version {
+		return Version{Files: []File{{Name: "tpflow.yaml", ContentType: ContentYAML, Body: body}}}
+	}
 	e, err := Merge([]Version{
 		v("aggregator:\n  pane: 10s\n  windows: [1m, 5m]\nlog:\n  level: info\n"),
 		v("aggregator:\n  windows: [10m]\nlog:\n  format: json\n"),
