@@ -28,6 +28,8 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+
+	"github.com/tpflow/tpflow/internal/testkit"
 )
 
 // StartTimeout bounds how long the server may take to accept connections.
@@ -61,7 +63,7 @@ var (
 
 type server struct {
 	dir  string
-	port int
+	port string
 	cmd  *exec.Cmd
 	done chan struct{}
 }
@@ -78,7 +80,10 @@ func DSN(tb testing.TB) string {
 		}
 		tb.Skip(msg + "; skipping (set CI to make this a failure)")
 	}
-	once.Do(func() { srv, srvErr = start(bin) })
+	once.Do(func() {
+		_, port, _ := net.SplitHostPort(testkit.FreeAddr(tb))
+		srv, srvErr = start(bin, port)
+	})
 	if srvErr != nil {
 		tb.Fatal(srvErr)
 	}
@@ -95,7 +100,7 @@ func DSN(tb testing.TB) string {
 }
 
 func (s *server) url(db string) string {
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", s.port, db)
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%s/%s?sslmode=disable", s.port, db)
 }
 
 func (s *server) exec(q string) error {
@@ -124,7 +129,7 @@ func credential() (*syscall.Credential, int, int, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, uid, gid, nil
 }
 
-func start(bin string) (*server, error) {
+func start(bin, port string) (*server, error) {
 	cred, uid, gid, err := credential()
 	if err != nil {
 		return nil, err
@@ -149,16 +154,12 @@ func start(bin string) (*server, error) {
 	if out, err := run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("pgtest: initdb in %s: %w\n%s", dir, err, out)
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
 	logf, err := os.Create(filepath.Join(dir, "postgres.log"))
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: %w", err)
 	}
 	defer logf.Close()
-	cmd := run("postgres", "-D", data, "-p", strconv.Itoa(port), "-k", dir, "-c", "listen_addresses=127.0.0.1",
+	cmd := run("postgres", "-D", data, "-p", port, "-k", dir, "-c", "listen_addresses=127.0.0.1",
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=100",
 		"-c", "shared_buffers=16MB")
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -200,15 +201,6 @@ func (s *server) kill() {
 func tail(s string) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-20):], "\n")
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pgtest: cannot find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // RunMain runs the tests, then kills the server, if one was started, and
