@@ -600,8 +600,8 @@ func (a *API) operations(r *http.Request, _ Principal) (any, error) {
 		dst  *time.Time
 	}{{"since", &f.Since}, {"until", &f.Until}} {
 		if s := q.Get(t.name); s != "" {
-			if *t.dst, err = time.Parse(time.RFC3339, s); err != nil {
-				return nil, control.Invalidf("%s %q must be an RFC 3339 time such as 2026-12-03T10:00:00Z", t.name, s)
+			if *t.dst, err = time.Parse(time.RFC3339, s); err != nil || t.dst.Year() < 1678 || t.dst.Year() > 2261 {
+				return nil, control.Invalidf("%s %q must be an RFC 3339 time between the years 1678 and 2261, such as 2026-12-03T10:00:00Z", t.name, s)
 			}
 		}
 	}
