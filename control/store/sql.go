@@ -346,6 +346,9 @@ func nanos(t time.Time) int64 {
 	return t.UnixNano()
 }
 
+// timeZero is the zero time, as the store reads it back.
+var timeZero time.Time
+
 func fromNanos(n int64) time.Time {
 	if n == 0 {
 		return time.Time{}

@@ -61,6 +61,8 @@ type Store interface {
 
 	// Outbox is the queue of operations not yet exported to ClickHouse.
 	Outbox
+	// Rollouts keeps the rollouts and their leadership.
+	Rollouts
 
 	Close() error
 }

@@ -1,0 +1,406 @@
+package rollout_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tpflow/tpflow/control"
+	"github.com/tpflow/tpflow/control/rollout"
+	"github.com/tpflow/tpflow/control/store"
+	"github.com/tpflow/tpflow/control/store/pgtest"
+	"github.com/tpflow/tpflow/internal/testkit"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.RunMain(m)) }
+
+var ctx = context.Background()
+
+// fleet is in-process agents: an offered version is applied at once, and
+// one whose tpflow.yaml says "health: bad" fails its health gate and is
+// reverted to what ran before.
+type fleet struct {
+	mu      sync.Mutex
+	agents  map[string]*rollout.AgentState
+	applied map[string]int // agent/sha → times applied
+	// fail, when set, makes Offer fail for the agents it returns true for.
+	fail func(id string) bool
+}
+
+func newFleet(n int) *fleet {
+	f := &fleet{agents: map[string]*rollout.AgentState{}, applied: map[string]int{}}
+	for i := range n {
+		id := fmt.Sprintf("agent-%02d", i)
+		f.agents[id] = &rollout.AgentState{ID: id, Agent: control.Agent{System: "shop", App: "cart", Group: "blue", IDC: fmt.Sprintf("dc%d", i%2+1), Node: fmt.Sprintf("n%d", i)}, Running: "old"}
+	}
+	return f
+}
+
+func (f *fleet) Agents(context.Context) ([]rollout.AgentState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []rollout.AgentState
+	for _, a := range f.agents {
+		out = append(out, *a)
+	}
+	return out, nil
+}
+
+func (f *fleet) Offer(_ context.Context, id string, v control.Version) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil && f.fail(id) {
+		return errors.New("agent unreachable")
+	}
+	a := f.agents[id]
+	if a.Offered == v.SHA256 {
+		return nil
+	}
+	f.applied[id+"/"+v.SHA256]++
+	a.Offered = v.SHA256
+	if strings.Contains(v.Files[0].Body, "health: bad") {
+		a.Status = rollout.StatusReverted
+		return nil
+	}
+	a.Running, a.Status = v.SHA256, rollout.StatusApplied
+	return nil
+}
+
+func (f *fleet) count(sha string) (running, offered int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, a := range f.agents {
+		if a.Running == sha {
+			running++
+		}
+		if a.Offered == sha {
+			offered++
+		}
+	}
+	return running, offered
+}
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func openStore(t *testing.T, dsn string, c *clock) store.Store {
+	t.Helper()
+	s, err := store.Open(ctx, dsn, c.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+var (
+	olga  = control.Actor{Who: "olga"}
+	scope = control.Scope{Kind: control.ScopeApp, Name: "shop/cart"}
+	waves = []control.Wave{{Percent: 5, Soak: time.Minute, FailureBudget: 1}, {Percent: 25, Soak: time.Minute, FailureBudget: 2}, {Percent: 100, Soak: time.Minute, FailureBudget: 3}}
+)
+
+func version(t *testing.T, s store.Store, body string) control.Version {
+	t.Helper()
+	v, _, err := s.CreateVersion(ctx, olga, scope, []control.File{{Name: "tpflow.yaml", Body: body}}, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func start(t *testing.T, s store.Store, v control.Version) control.Rollout {
+	t.Helper()
+	r, _, err := s.CreateRollout(ctx, olga, control.Rollout{Scope: scope, Version: v.Version, Waves: waves})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// run steps e, advancing the clock 20s a step, until the rollout leaves
+// running or steps run out.
+func run(t *testing.T, e *rollout.Engine, s store.Store, c *clock, id int64, steps int) control.Rollout {
+	t.Helper()
+	for range steps {
+		if err := e.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+		r, err := s.Rollout(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State != control.RolloutRunning {
+			return r
+		}
+		c.add(20 * time.Second)
+	}
+	r, _ := s.Rollout(ctx, id)
+	return r
+}
+
+func waveSizes(t *testing.T, s store.Store, id int64) []int {
+	t.Helper()
+	m, err := s.Members(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := make([]int, len(waves))
+	for _, w := range m {
+		sizes[w]++
+	}
+	return sizes
+}
+
+func TestGoodVersionReachesEveryAgentInWaves(t *testing.T) {
+	c := &clock{t: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)}
+	s := openStore(t, filepath.Join(t.TempDir(), "c.db"), c)
+	f := newFleet(20)
+	v := version(t, s, "log:\n  level: debug\n")
+	r := start(t, s, v)
+	e := rollout.New(s, f, c.now, nil)
+
+	// After the first step only the first wave (5% of 20: one agent) has it.
+	if err := e.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if running, _ := f.count(v.SHA256); running != 1 {
+		t.Fatalf("after the first step %d agents run the version, want 1", running)
+	}
+	got := run(t, e, s, c, r.ID, 50)
+	if got.State != control.RolloutDone {
+		t.Fatalf("rollout = %+v", got)
+	}
+	if running, _ := f.count(v.SHA256); running != 20 {
+		t.Errorf("%d of 20 agents run the version", running)
+	}
+	for k, n := range f.applied {
+		if n != 1 {
+			t.Errorf("%s applied %d times", k, n)
+		}
+	}
+	if sz := waveSizes(t, s, r.ID); fmt.Sprint(sz) != "[1 4 15]" {
+		t.Errorf("wave sizes %v, want [1 4 15]", sz)
+	}
+	// Soak: each wave ran at least a minute before the next one started.
+	ops, _ := s.Operations(ctx, control.OperationFilter{Target: "rollout:1"})
+	var actions []string
+	var starts []time.Time
+	for i := len(ops) - 1; i >= 0; i-- {
+		actions = append(actions, ops[i].Action)
+		if ops[i].Action == "rollout.wave" {
+			starts = append(starts, ops[i].At)
+		}
+	}
+	if strings.Join(actions, " ") != "rollout.create rollout.wave rollout.next_wave rollout.wave rollout.next_wave rollout.wave rollout.done" {
+		t.Errorf("operations %v", actions)
+	}
+	for i := 1; i < len(starts); i++ {
+		if d := starts[i].Sub(starts[i-1]); d < time.Minute {
+			t.Errorf("wave %d started %s after wave %d, before its soak of 1m", i+1, d, i)
+		}
+	}
+}
+
+func TestFailingVersionStopsInTheFirstWaveAndIsMarkedBad(t *testing.T) {
+	c := &clock{t: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)}
+	s := openStore(t, filepath.Join(t.TempDir(), "c.db"), c)
+	f := newFleet(20)
+	v := version(t, s, "log:\n  level: debug\n# health: bad\n")
+	r := start(t, s, v)
+	got := run(t, rollout.New(s, f, c.now, nil), s, c, r.ID, 20)
+	if got.State != control.RolloutPaused || got.Failures != 1 || got.Wave != 0 || !strings.Contains(got.Reason, "failure budget") {
+		t.Fatalf("rollout = %+v, want paused in wave 1 with 1 failure", got)
+	}
+	if _, offered := f.count(v.SHA256); offered != 1 {
+		t.Errorf("%d agents were offered the version, want only the first wave's 1", offered)
+	}
+	if bad, err := s.IsBad(ctx, scope, v.Version); err != nil || !bad {
+		t.Errorf("IsBad = %v, %v; want marked bad", bad, err)
+	}
+	if _, err := rollout.Abort(ctx, s, olga, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.CreateRollout(ctx, olga, control.Rollout{Scope: scope, Version: v.Version, Waves: waves}); !errors.Is(err, control.ErrConflict) {
+		t.Errorf("a rollout of a bad version = %v, want ErrConflict", err)
+	}
+}
+
+// TestKilledEngineResumesWithoutApplyingAWaveTwice kills the engine (and
+// its store handle) right after the second wave was recorded, before any
+// of its agents could be offered the version, and runs a new one on the
+// same store file: the rollout finishes, the waves keep their members and
+// every agent applied the version once.
+func TestKilledEngineResumesWithoutApplyingAWaveTwice(t *testing.T) {
+	c := &clock{t: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)}
+	path := filepath.Join(t.TempDir(), "c.db")
+	s1 := openStore(t, path, c)
+	f := newFleet(20)
+	v := version(t, s1, "log:\n  level: debug\n")
+	r := start(t, s1, v)
+	e1 := rollout.New(s1, f, c.now, nil)
+	for range 20 {
+		if got, _ := s1.Rollout(ctx, r.ID); got.Wave == 1 && !got.WaveStarted.IsZero() {
+			break
+		}
+		f.mu.Lock()
+		f.fail = func(string) bool { return false }
+		f.mu.Unlock()
+		if got, _ := s1.Rollout(ctx, r.ID); got.Wave == 1 {
+			f.mu.Lock()
+			f.fail = func(string) bool { return true } // dies before its offers go out
+			f.mu.Unlock()
+		}
+		if err := e1.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+		c.add(20 * time.Second)
+	}
+	mid, _ := s1.Rollout(ctx, r.ID)
+	if mid.Wave != 1 || mid.WaveStarted.IsZero() {
+		t.Fatalf("did not stop in wave 2: %+v", mid)
+	}
+	if running, _ := f.count(v.SHA256); running != 1 {
+		t.Fatalf("%d agents run the version at the kill, want 1", running)
+	}
+	before := waveSizes(t, s1, r.ID)
+	s1.Close()
+
+	f.mu.Lock()
+	f.fail = nil
+	f.mu.Unlock()
+	s2 := openStore(t, path, c)
+	got := run(t, rollout.New(s2, f, c.now, nil), s2, c, r.ID, 50)
+	if got.State != control.RolloutDone {
+		t.Fatalf("after restart: %+v", got)
+	}
+	after := waveSizes(t, s2, r.ID)
+	if before[0] != after[0] || before[1] != after[1] || fmt.Sprint(after) != "[1 4 15]" {
+		t.Errorf("wave members before the kill %v, after %v; want the first two kept and [1 4 15]", before, after)
+	}
+	for k, n := range f.applied {
+		if n != 1 {
+			t.Errorf("%s applied %d times", k, n)
+		}
+	}
+	if running, _ := f.count(v.SHA256); running != 20 {
+		t.Errorf("%d of 20 agents run the version", running)
+	}
+}
+
+func TestPauseResumeAbort(t *testing.T) {
+	c := &clock{t: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)}
+	s := openStore(t, filepath.Join(t.TempDir(), "c.db"), c)
+	f := newFleet(20)
+	v := version(t, s, "log:\n  level: debug\n")
+	r := start(t, s, v)
+	e := rollout.New(s, f, c.now, nil)
+	if err := e.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rollout.Pause(ctx, s, control.Actor{Who: "olga", Reason: "lunch"}, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rollout.Pause(ctx, s, olga, r.ID); !errors.Is(err, control.ErrConflict) {
+		t.Errorf("pausing a paused rollout = %v", err)
+	}
+	for range 10 {
+		c.add(time.Minute)
+		if err := e.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if running, _ := f.count(v.SHA256); running != 1 {
+		t.Errorf("a paused rollout reached %d agents, want the first wave's 1", running)
+	}
+	if _, err := rollout.Resume(ctx, s, olga, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		c.add(time.Minute)
+		_ = e.Step(ctx)
+	}
+	if running, _ := f.count(v.SHA256); running <= 1 {
+		t.Errorf("a resumed rollout did not go on: %d agents", running)
+	}
+	if _, err := rollout.Abort(ctx, s, olga, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := f.count(v.SHA256)
+	for range 5 {
+		c.add(time.Minute)
+		_ = e.Step(ctx)
+	}
+	if m, _ := f.count(v.SHA256); m != n {
+		t.Errorf("an aborted rollout went on from %d to %d agents", n, m)
+	}
+	if _, err := rollout.Resume(ctx, s, olga, r.ID); !errors.Is(err, control.ErrConflict) {
+		t.Errorf("resuming an aborted rollout = %v", err)
+	}
+	ops, _ := s.Operations(ctx, control.OperationFilter{Action: "rollout.pause"})
+	if len(ops) != 1 || ops[0].Who != "olga" || ops[0].Reason != "lunch" {
+		t.Errorf("pause operations = %+v", ops)
+	}
+}
+
+// TestOneLeaderOnPostgres takes the leadership with two store handles on
+// one PostgreSQL database, as two replicas would: one leads; when its
+// connection dies (the server ends its session, as when the replica is
+// killed) the other takes over.
+func TestOneLeaderOnPostgres(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.DSN(t)
+	c := &clock{t: time.Now()}
+	a, b := openStore(t, dsn, c), openStore(t, dsn, c)
+	la, ok, err := a.Lead(ctx)
+	if err != nil || !ok {
+		t.Fatalf("first Lead = %v, %v", ok, err)
+	}
+	if _, ok, err := b.Lead(ctx); err != nil || ok {
+		t.Fatalf("second replica leads too: %v, %v", ok, err)
+	}
+	if err := la.Held(ctx); err != nil {
+		t.Errorf("Held = %v", err)
+	}
+	// The leader's session dies.
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var killed bool
+	if err := db.QueryRowContext(ctx, "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted").Scan(&killed); err != nil || !killed {
+		t.Fatalf("cannot end the leader's session: %v %v", killed, err)
+	}
+	testkit.WaitFor(t, 10*time.Second, "the dead leader to notice", func() bool { return la.Held(ctx) != nil })
+	var lb store.Leader
+	testkit.WaitFor(t, 10*time.Second, "the other replica to take over", func() bool {
+		l, ok, err := b.Lead(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lb = l
+		return ok
+	})
+	lb.Release()
+	if l, ok, _ := b.Lead(ctx); !ok {
+		t.Error("released leadership cannot be taken again")
+	} else {
+		l.Release()
+	}
+}
