@@ -34,6 +34,7 @@ func Run(t *testing.T, newDSN func(t *testing.T) string) {
 		{"Operations", testOperations},
 		{"Outbox", testOutbox},
 		{"Reopen", testReopen},
+		{"Rollouts", testRollouts},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -460,5 +461,59 @@ func testReopen(t *testing.T, c *suite) {
 	}
 	if n := len(res(s.Operations(ctx, control.OperationFilter{})).ok(t)); n != 4 {
 		t.Errorf("%d operations after reopen, want 4", n)
+	}
+}
+
+func testRollouts(t *testing.T, c *suite) {
+	waves := []control.Wave{{Percent: 10, Soak: time.Minute, FailureBudget: 1}, {Percent: 100, Soak: 0, FailureBudget: 2}}
+	v, _ := res2(c.s.CreateVersion(ctx, alice, group, files("a: 1\n"), "", 0)).ok(t)
+	_, _, err := c.s.CreateRollout(ctx, alice, control.Rollout{Scope: group, Version: 9, Waves: waves})
+	wantErr(t, err, control.ErrNotFound, "rollout of a missing version")
+	_, _, err = c.s.CreateRollout(ctx, alice, control.Rollout{Scope: group, Version: 1, Waves: []control.Wave{{Percent: 50, FailureBudget: 1}}})
+	wantErr(t, err, control.ErrInvalid, "waves short of 100 percent")
+	r, op := res2(c.s.CreateRollout(ctx, alice, control.Rollout{Scope: group, Version: 1, Waves: waves})).ok(t)
+	if r.ID == 0 || r.SHA256 != v.SHA256 || r.State != control.RolloutRunning || op.Action != "rollout.create" {
+		t.Errorf("created rollout %+v, operation %+v", r, op)
+	}
+	_, _, err = c.s.CreateRollout(ctx, alice, control.Rollout{Scope: group, Version: 1, Waves: waves})
+	wantErr(t, err, control.ErrConflict, "a second rollout of one scope")
+
+	started := r
+	started.WaveStarted = c.now().UTC()
+	res(c.s.StartWave(ctx, alice, started, []string{"a1", "a2"})).ok(t)
+	_, err = c.s.StartWave(ctx, bob, started, []string{"a3"})
+	wantErr(t, err, control.ErrConflict, "starting a started wave again")
+	if m := res(c.s.Members(ctx, r.ID)).ok(t); len(m) != 2 || m["a1"] != 0 {
+		t.Errorf("members = %v", m)
+	}
+	next := started
+	next.Wave, next.WaveStarted = 1, time.Time{}
+	res(c.s.UpdateRollout(ctx, alice, started, next, "rollout.next_wave")).ok(t)
+	_, err = c.s.UpdateRollout(ctx, bob, started, next, "rollout.next_wave")
+	wantErr(t, err, control.ErrConflict, "an update from a stale state")
+	got := res(c.s.Rollout(ctx, r.ID)).ok(t)
+	if got.Wave != 1 || !got.WaveStarted.IsZero() || len(got.Waves) != 2 || got.Waves[0].Soak != time.Minute {
+		t.Errorf("stored rollout = %+v", got)
+	}
+	if l := res(c.s.Rollouts(ctx, control.RolloutRunning)).ok(t); len(l) != 1 {
+		t.Errorf("%d running rollouts, want 1", len(l))
+	}
+	if l := res(c.s.Rollouts(ctx, control.RolloutDone)).ok(t); len(l) != 0 {
+		t.Errorf("%d done rollouts, want 0", len(l))
+	}
+	if bad := res(c.s.IsBad(ctx, group, 1)).ok(t); bad {
+		t.Error("a version is bad before it is marked")
+	}
+	res(c.s.MarkBad(ctx, alice, group, 1, "wave 1 failed")).ok(t)
+	if bad := res(c.s.IsBad(ctx, group, 1)).ok(t); !bad {
+		t.Error("a marked version is not bad")
+	}
+	done := got
+	done.State = control.RolloutAborted
+	res(c.s.UpdateRollout(ctx, alice, got, done, "rollout.abort")).ok(t)
+	_, _, err = c.s.CreateRollout(ctx, alice, control.Rollout{Scope: group, Version: 1, Waves: waves})
+	wantErr(t, err, control.ErrConflict, "a rollout of a bad version")
+	if ops := res(c.s.Operations(ctx, control.OperationFilter{TargetPrefix: "rollout:"})).ok(t); len(ops) != 4 {
+		t.Errorf("%d rollout operations, want 4", len(ops))
 	}
 }
