@@ -1,6 +1,8 @@
 package control
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -122,4 +124,47 @@ func WaveMembers(waves []Wave, i int, ids []string, taken map[string]bool) []str
 		}
 	}
 	return out
+}
+
+// DefaultWaves are the waves of a rollout that names none: 5 % (at least
+// one agent), 25 %, then everyone, each soaked 5 minutes, pausing at the
+// first failure in the first wave, the second in the second, the fifth in
+// the last.
+func DefaultWaves() []Wave {
+	return []Wave{
+		{Percent: 5, Soak: 5 * time.Minute, FailureBudget: 1},
+		{Percent: 25, Soak: 5 * time.Minute, FailureBudget: 2},
+		{Percent: 100, Soak: 5 * time.Minute, FailureBudget: 5},
+	}
+}
+
+// waveJSON is a Wave with its soak time as a Go duration string ("5m").
+type waveJSON struct {
+	Percent       int    `json:"percent"`
+	Soak          string `json:"soak"`
+	FailureBudget int    `json:"failure_budget"`
+}
+
+// MarshalJSON writes the soak time as a duration string.
+func (w Wave) MarshalJSON() ([]byte, error) {
+	return json.Marshal(waveJSON{w.Percent, w.Soak.String(), w.FailureBudget})
+}
+
+// UnmarshalJSON reads the soak time as a duration string.
+func (w *Wave) UnmarshalJSON(b []byte) error {
+	var j waveJSON
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		return err
+	}
+	d, err := time.ParseDuration(j.Soak)
+	if j.Soak == "" {
+		d, err = 0, nil
+	}
+	if err != nil {
+		return fmt.Errorf("soak %q is not a duration such as 5m", j.Soak)
+	}
+	*w = Wave{Percent: j.Percent, Soak: d, FailureBudget: j.FailureBudget}
+	return nil
 }

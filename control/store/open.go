@@ -87,6 +87,10 @@ type dialect struct {
 	serial string
 	// lockMigrations serialises migrations of several processes.
 	lockMigrations string
+	// lockScope serialises the writers of one configuration scope until
+	// their transaction ends (its argument is the scope), so that they
+	// queue instead of colliding on the next version number.
+	lockScope string
 	// numbered says placeholders are $1, $2… instead of ?.
 	numbered bool
 	// retry reports whether a transaction failed only because another
@@ -104,6 +108,7 @@ var postgres = dialect{
 	name:           "postgres",
 	serial:         "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
 	lockMigrations: "SELECT pg_advisory_xact_lock(7349001)",
+	lockScope:      "SELECT pg_advisory_xact_lock(7349003, hashtext(?))",
 	numbered:       true,
 	retry: func(err error) bool {
 		var pe *pgconn.PgError

@@ -83,6 +83,9 @@ func (s *sqlStore) CreateRollout(ctx context.Context, a control.Actor, r control
 	}
 	r.Scope = sc
 	err = s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.lockScope(ctx, tx, sc); err != nil {
+			return err
+		}
 		v, err := s.version(ctx, tx, sc, r.Version)
 		if err != nil {
 			return err

@@ -558,6 +558,9 @@ func (s *sqlStore) appendVersion(ctx context.Context, a control.Actor, scope con
 		return v, op, control.Invalidf("a change needs who makes it")
 	}
 	err = s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.lockScope(ctx, tx, scope); err != nil {
+			return err
+		}
 		latest, err := s.version(ctx, tx, scope, 0)
 		if err != nil && !errors.Is(err, control.ErrNotFound) {
 			return err
@@ -585,6 +588,15 @@ func (s *sqlStore) appendVersion(ctx context.Context, a control.Actor, scope con
 		return err
 	})
 	return v, op, err
+}
+
+// lockScope makes the writers of scope take turns until tx ends.
+func (s *sqlStore) lockScope(ctx context.Context, tx *sql.Tx, scope control.Scope) error {
+	if s.d.lockScope == "" {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, s.d.bind(s.d.lockScope), scope.String())
+	return err
 }
 
 func (s *sqlStore) Rollback(ctx context.Context, a control.Actor, scope control.Scope, to int64, message string) (control.Version, control.Operation, error) {
