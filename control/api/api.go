@@ -8,6 +8,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/tpflow/tpflow/collectors/topology"
 	"github.com/tpflow/tpflow/control"
+	"github.com/tpflow/tpflow/control/rollout"
 	"github.com/tpflow/tpflow/control/store"
 	"github.com/tpflow/tpflow/internal/role"
 )
@@ -111,6 +113,20 @@ func (a *API) Routes() []role.Route {
 		add("GET "+sp+"/versions/{version}", false, a.getVersion)
 		add("GET "+sp+"/diff", false, a.diff)
 		add("POST "+sp+"/rollback", true, a.rollback)
+	}
+	add("POST /api/v1/rollouts", true, a.createRollout)
+	add("GET /api/v1/rollouts", false, a.listRollouts)
+	add("GET /api/v1/rollouts/{id}", false, a.getRollout)
+	for action, f := range map[string]func(context.Context, store.Store, control.Actor, int64) (control.Rollout, error){
+		"pause": rollout.Pause, "resume": rollout.Resume, "abort": rollout.Abort,
+	} {
+		add("POST /api/v1/rollouts/{id}/"+action, true, func(r *http.Request, p Principal) (any, error) {
+			id, err := rolloutID(r)
+			if err != nil {
+				return nil, err
+			}
+			return f(r.Context(), a.store, actor(r, p), id)
+		})
 	}
 	add("GET /api/v1/effective", false, a.effective)
 	add("GET /api/v1/operations", false, a.operations)
@@ -618,4 +634,87 @@ func (a *API) operations(r *http.Request, _ Principal) (any, error) {
 	}
 	f.BeforeID, f.Limit = before, int(limit)
 	return a.store.Operations(r.Context(), f)
+}
+
+// rolloutRequest is the body of POST /api/v1/rollouts.
+type rolloutRequest struct {
+	// Scope is KIND or KIND:NAME ("group:shop/cart/blue").
+	Scope string `json:"scope"`
+	// Version is the version to roll out; 0 is the latest.
+	Version int64 `json:"version"`
+	// Waves default to control.DefaultWaves.
+	Waves []control.Wave `json:"waves"`
+}
+
+func (a *API) createRollout(r *http.Request, p Principal) (any, error) {
+	var req rolloutRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	sc, err := control.ParseScope(req.Scope)
+	if err != nil {
+		return nil, err
+	}
+	if req.Version < 0 {
+		return nil, control.Invalidf("version %d must be >= 1, or 0 for the latest", req.Version)
+	}
+	if len(req.Waves) == 0 {
+		req.Waves = control.DefaultWaves()
+	}
+	ro, op, err := a.store.CreateRollout(r.Context(), actor(r, p), control.Rollout{Scope: sc, Version: req.Version, Waves: req.Waves})
+	return struct {
+		Rollout   control.Rollout   `json:"rollout"`
+		Operation control.Operation `json:"operation"`
+	}{ro, op}, err
+}
+
+func (a *API) listRollouts(r *http.Request, _ Principal) (any, error) {
+	var states []control.RolloutState
+	if s := r.URL.Query().Get("state"); s != "" {
+		for _, st := range strings.Split(s, ",") {
+			switch st := control.RolloutState(st); st {
+			case control.RolloutRunning, control.RolloutPaused, control.RolloutDone, control.RolloutAborted:
+				states = append(states, st)
+			default:
+				return nil, control.Invalidf("state %q must be running, paused, done or aborted", st)
+			}
+		}
+	}
+	return a.store.Rollouts(r.Context(), states...)
+}
+
+// rolloutView is a rollout with how many agents each wave reached.
+type rolloutView struct {
+	control.Rollout
+	WaveAgents []int `json:"wave_agents"`
+}
+
+func (a *API) getRollout(r *http.Request, _ Principal) (any, error) {
+	id, err := rolloutID(r)
+	if err != nil {
+		return nil, err
+	}
+	ro, err := a.store.Rollout(r.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	m, err := a.store.Members(r.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	v := rolloutView{Rollout: ro, WaveAgents: make([]int, len(ro.Waves))}
+	for _, w := range m {
+		if w >= 0 && w < len(v.WaveAgents) {
+			v.WaveAgents[w]++
+		}
+	}
+	return v, nil
+}
+
+func rolloutID(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		return 0, control.Invalidf("rollout id %q must be a number >= 1", r.PathValue("id"))
+	}
+	return id, nil
 }

@@ -117,6 +117,10 @@ var writeCases = []struct{ method, path, body string }{
 	{"POST", "/api/v1/config/app/bank/ledger/rollback", `{"to":1}`},
 	{"POST", "/api/v1/config/group/bank/ledger/g1/rollback", `{"to":1}`},
 	{"POST", "/api/v1/config/node/idc=dc1/rollback", `{"to":1}`},
+	{"POST", "/api/v1/rollouts", `{"scope":"global","waves":[{"percent":50,"soak":"1m","failure_budget":1},{"percent":100,"soak":"2m","failure_budget":2}]}`},
+	{"POST", "/api/v1/rollouts/1/pause", ``},
+	{"POST", "/api/v1/rollouts/1/resume", ``},
+	{"POST", "/api/v1/rollouts/1/abort", ``},
 	{"DELETE", "/api/v1/instances/abc123", ""},
 	{"DELETE", "/api/v1/systems/bank/apps/ledger/groups/g1", ""},
 	{"DELETE", "/api/v1/systems/bank/apps/pay/groups/g2", ""},
@@ -311,6 +315,13 @@ func TestBadRequestsAreAnswered400(t *testing.T) {
 		{"GET", "/api/v1/operations?limit=-1", ``, 400, "must be a number"},
 		{"GET", "/api/v1/operations?limit=100000", ``, 400, "above"},
 		{"GET", "/api/v1/effective?group=blue", ``, 400, "needs its system"},
+		{"POST", "/api/v1/rollouts", `{"scope":"global"}`, 404, "no version"},
+		{"POST", "/api/v1/rollouts", `{"scope":"team:x"}`, 400, "kind must be"},
+		{"POST", "/api/v1/rollouts", `{"scope":"global","waves":[{"percent":50,"soak":"1m","failure_budget":1}]}`, 400, "reach 100 percent"},
+		{"POST", "/api/v1/rollouts", `{"scope":"global","waves":[{"percent":100,"soak":"soon","failure_budget":1}]}`, 400, "not a duration"},
+		{"POST", "/api/v1/rollouts/x/pause", ``, 400, "must be a number"},
+		{"POST", "/api/v1/rollouts/7/abort", ``, 404, "not found"},
+		{"GET", "/api/v1/rollouts?state=late", ``, 400, "must be running"},
 		{"POST", "/api/v1/topology/import", "rules:\n  - match: {}\n    labels: {app: x}\n", 400, "topology.yaml:2:5: rules[0].match: has no pattern"},
 	}
 	n := len(e.operations())
@@ -357,5 +368,39 @@ func TestTopologyImportExportAndView(t *testing.T) {
 	_ = json.Unmarshal([]byte(e.ok("GET", "/api/v1/operations?target=topology", "")), &ops)
 	if len(ops) != 2 || !bytes.Contains(ops[1], []byte(`"before": null`)) || !bytes.Contains(ops[1], []byte(`"created": [`)) {
 		t.Errorf("topology operations = %s", ops)
+	}
+}
+
+func TestRolloutEndpoints(t *testing.T) {
+	e := newEnv(t)
+	e.seed()
+	e.ok("POST", "/api/v1/config/group/shop/cart/blue/versions", `{"files":[{"name":"tpflow.yaml","body":"log:\n  level: debug\n"}]}`)
+	out := e.ok("POST", "/api/v1/rollouts", `{"scope":"group:shop/cart/blue"}`)
+	if !strings.Contains(out, `"soak": "5m0s"`) || !strings.Contains(out, `"state": "running"`) {
+		t.Errorf("created rollout with the default waves:\n%s", out)
+	}
+	if code, body := e.do(operatorToken, "POST", "/api/v1/rollouts", `{"scope":"group:shop/cart/blue"}`); code != http.StatusConflict {
+		t.Errorf("second rollout of a scope = %d %s", code, body)
+	}
+	e.ok("POST", "/api/v1/rollouts/1/pause", "")
+	var view struct {
+		control.Rollout
+		WaveAgents []int `json:"wave_agents"`
+	}
+	_ = json.Unmarshal([]byte(e.ok("GET", "/api/v1/rollouts/1", "")), &view)
+	if view.State != control.RolloutPaused || len(view.Waves) != 3 || view.Waves[0].Soak.Minutes() != 5 || len(view.WaveAgents) != 3 {
+		t.Errorf("rollout view = %+v", view)
+	}
+	var list []control.Rollout
+	_ = json.Unmarshal([]byte(e.ok("GET", "/api/v1/rollouts?state=running", "")), &list)
+	if len(list) != 0 {
+		t.Errorf("running rollouts = %+v", list)
+	}
+	_ = json.Unmarshal([]byte(e.ok("GET", "/api/v1/rollouts?state=paused,done", "")), &list)
+	if len(list) != 1 || list[0].ID != 1 {
+		t.Errorf("paused or done rollouts = %+v", list)
+	}
+	if code, _ := e.do(operatorToken, "POST", "/api/v1/rollouts/1/pause", ""); code != http.StatusConflict {
+		t.Errorf("pausing a paused rollout = %d, want 409", code)
 	}
 }
