@@ -29,6 +29,9 @@ type Config struct {
 	// Operations configures the export of the operation history to the
 	// ClickHouse of the clickhouse section.
 	Operations OperationsConfig `yaml:"operations"`
+	// RolloutInterval is how often the leading replica steps the running
+	// rollouts, and how often the others try to lead.
+	RolloutInterval time.Duration `yaml:"rollout_interval"`
 }
 
 // Token is one bearer token of the API and who holds it.
@@ -59,13 +62,14 @@ const DefaultStore = ".data/control.db"
 
 // DefaultConfig returns the defaults: loopback port 8090, SQLite in
 // .data/control.db, no tokens, operations exported in batches of 500
-// checked every second.
+// checked every second, rollouts stepped every 5 seconds.
 func DefaultConfig() Config {
 	return Config{
-		Listen:     "127.0.0.1:8090",
-		Store:      DefaultStore,
-		Tokens:     []Token{},
-		Operations: OperationsConfig{Export: true, BatchSize: 500, Interval: time.Second},
+		Listen:          "127.0.0.1:8090",
+		Store:           DefaultStore,
+		Tokens:          []Token{},
+		Operations:      OperationsConfig{Export: true, BatchSize: 500, Interval: time.Second},
+		RolloutInterval: 5 * time.Second,
 	}
 }
 
@@ -109,6 +113,9 @@ func (c Config) Validate() error {
 	}
 	if c.Operations.Interval < 10*time.Millisecond || c.Operations.Interval > time.Hour {
 		errs = append(errs, schemas.Fieldf("operations.interval", "must be between 10ms and 1h, got %s", c.Operations.Interval))
+	}
+	if c.RolloutInterval < 10*time.Millisecond || c.RolloutInterval > time.Minute {
+		errs = append(errs, schemas.Fieldf("rollout_interval", "must be between 10ms and 1m, got %s", c.RolloutInterval))
 	}
 	return errors.Join(errs...)
 }

@@ -59,9 +59,13 @@ func start(t *testing.T, ccfg clickhouse.Config) *fixture {
 	for _, rt := range r.Routes() {
 		mux.Handle(rt.Pattern, rt.Handler)
 	}
-	srv := httptest.NewServer(mux)
+	return &fixture{t: t, r: r, srv: newServer(t, mux), reg: reg}
+}
+
+func newServer(t *testing.T, h http.Handler) *httptest.Server {
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &fixture{t: t, r: r, srv: srv, reg: reg}
+	return srv
 }
 
 func (f *fixture) write(method, path, body string) {

@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tpflow/tpflow/control"
 	"github.com/tpflow/tpflow/control/api"
+	"github.com/tpflow/tpflow/control/rollout"
 	"github.com/tpflow/tpflow/control/store"
 	"github.com/tpflow/tpflow/internal/role"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
@@ -29,6 +31,7 @@ type Role struct {
 	store    store.Store
 	api      *api.API
 	exporter *exporter
+	engine   *rollout.Engine
 	log      *slog.Logger
 }
 
@@ -38,7 +41,12 @@ type Option func(*options)
 type options struct {
 	validate control.Validator
 	auth     api.Authenticator
+	fleet    rollout.Fleet
 }
+
+// WithFleet has the role run the rollout engine over fleet, the agents as
+// they report themselves, while it leads.
+func WithFleet(f rollout.Fleet) Option { return func(o *options) { o.fleet = f } }
 
 // WithValidator has every file of a new configuration version checked by
 // v, the function the roles run when they load it (cmd/tpflow passes
@@ -85,17 +93,25 @@ func New(ctx context.Context, cfg Config, ccfg clickhouse.Config, s role.Setting
 		wake = r.exporter.wake
 	}
 	r.api = api.New(st, o.auth, o.validate, api.Options{Logger: log, Written: wake})
+	if o.fleet != nil {
+		r.engine = rollout.New(st, o.fleet, s.Clock, log.With("part", "rollout"))
+	}
 	return r, nil
 }
 
-// Run exports operations until ctx is done, then closes the store.
+// Run exports operations and steps rollouts until ctx is done, then
+// closes the store.
 func (r *Role) Run(ctx context.Context) error {
 	defer r.store.Close()
-	if r.exporter == nil {
-		<-ctx.Done()
-		return nil
+	var wg sync.WaitGroup
+	if r.exporter != nil {
+		wg.Go(func() { r.exporter.run(ctx) })
 	}
-	r.exporter.run(ctx)
+	if r.engine != nil {
+		wg.Go(func() { _ = r.engine.Run(ctx, r.cfg.RolloutInterval) })
+	}
+	<-ctx.Done()
+	wg.Wait()
 	return nil
 }
 

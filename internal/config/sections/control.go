@@ -20,6 +20,7 @@ var controlDocs = map[string]string{
 	"control.operations.export":     "Write every operation to ClickHouse (the clickhouse section); operations wait in the store while ClickHouse is down.",
 	"control.operations.batch_size": "Most operations written in one insert (1-100000).",
 	"control.operations.interval":   "How often the queue is checked when no write woke the exporter, and the first pause after a failed export (10ms-1h).",
+	"control.rollout_interval":      "How often the leading replica steps the running rollouts, and the others try to lead (10ms-1m).",
 }
 
 func init() {

@@ -1,0 +1,126 @@
+package plane_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tpflow/tpflow/control"
+	"github.com/tpflow/tpflow/control/plane"
+	"github.com/tpflow/tpflow/control/rollout"
+	"github.com/tpflow/tpflow/internal/config/sections"
+	"github.com/tpflow/tpflow/internal/role"
+	"github.com/tpflow/tpflow/internal/testkit"
+	"github.com/tpflow/tpflow/pipeline/clickhouse"
+)
+
+// agents are in-process agents that apply what they are offered at once.
+type agents struct {
+	mu sync.Mutex
+	m  map[string]*rollout.AgentState
+}
+
+func (a *agents) Agents(context.Context) ([]rollout.AgentState, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []rollout.AgentState
+	for _, s := range a.m {
+		out = append(out, *s)
+	}
+	return out, nil
+}
+
+func (a *agents) Offer(_ context.Context, id string, v control.Version) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.m[id]
+	s.Offered, s.Running, s.Status = v.SHA256, v.SHA256, rollout.StatusApplied
+	return nil
+}
+
+func (a *agents) running(sha string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, s := range a.m {
+		if s.Running == sha {
+			n++
+		}
+	}
+	return n
+}
+
+// TestRoleRunsRollouts runs the control role with twelve agents, ten of them in group blue:
+// a rollout created through the API reaches every agent of its group, and
+// no other, and ends done.
+func TestRoleRunsRollouts(t *testing.T) {
+	fl := &agents{m: map[string]*rollout.AgentState{}}
+	for i := range 12 {
+		g := "blue"
+		if i >= 10 {
+			g = "green"
+		}
+		id := fmt.Sprintf("a%02d", i)
+		fl.m[id] = &rollout.AgentState{ID: id, Agent: control.Agent{System: "shop", App: "cart", Group: g, Node: id}}
+	}
+	cfg := plane.DefaultConfig()
+	cfg.Store = filepath.Join(t.TempDir(), "control.db")
+	cfg.Tokens = []plane.Token{{Name: "olga", Role: "operator", Token: opToken}}
+	cfg.Operations.Export = false
+	cfg.RolloutInterval = 20 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	r, err := plane.New(ctx, cfg, clickhouse.DefaultConfig(), role.Settings{}, plane.WithValidator(sections.ValidateFile), plane.WithFleet(fl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	f := &fixture{t: t, r: r}
+	mux := http.NewServeMux()
+	for _, rt := range r.Routes() {
+		mux.Handle(rt.Pattern, rt.Handler)
+	}
+	f.srv = newServer(t, mux)
+	for _, w := range []struct{ m, p, b string }{
+		{"PUT", "/api/v1/systems/shop", `{}`},
+		{"PUT", "/api/v1/systems/shop/apps/cart", `{}`},
+		{"PUT", "/api/v1/systems/shop/apps/cart/groups/blue", `{}`},
+		{"POST", "/api/v1/config/group/shop/cart/blue/versions", `{"files":[{"name":"tpflow.yaml","body":"log:\n  level: debug\n"}]}`},
+		{"POST", "/api/v1/rollouts", `{"scope":"group:shop/cart/blue","waves":[{"percent":10,"soak":"0s","failure_budget":1},{"percent":100,"soak":"0s","failure_budget":1}]}`},
+	} {
+		f.write(w.m, w.p, w.b)
+	}
+	v, err := r.Store().Version(ctx, control.Scope{Kind: control.ScopeGroup, Name: "shop/cart/blue"}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, "the rollout to be done", func() bool {
+		ro, err := r.Store().Rollout(ctx, 1)
+		return err == nil && ro.State == control.RolloutDone
+	})
+	if n := fl.running(v.SHA256); n != 10 {
+		t.Errorf("%d agents run the version, want the 10 of group blue", n)
+	}
+	req, _ := http.NewRequest("GET", f.srv.URL+"/api/v1/rollouts/1", nil)
+	req.Header.Set("Authorization", "Bearer "+opToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var view struct {
+		WaveAgents []int `json:"wave_agents"`
+	}
+	if err := json.Unmarshal(body, &view); err != nil || fmt.Sprint(view.WaveAgents) != "[1 9]" || !strings.Contains(string(body), `"state": "done"`) {
+		t.Errorf("rollout view %s", body)
+	}
+}
