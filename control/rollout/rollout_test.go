@@ -404,3 +404,50 @@ func TestOneLeaderOnPostgres(t *testing.T) {
 		l.Release()
 	}
 }
+
+// TestLeaderHandsOverMidRollout runs two engines, as two control replicas
+// on one PostgreSQL would: the first leads the rollout into its second
+// wave and dies; the second takes the leadership and finishes the
+// rollout, and every agent applied the version once.
+func TestLeaderHandsOverMidRollout(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.DSN(t)
+	c := &clock{t: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)}
+	sa, sb := openStore(t, dsn, c), openStore(t, dsn, c)
+	f := newFleet(20)
+	v := version(t, sa, "log:\n  level: debug\n")
+	r := start(t, sa, v)
+
+	ctxA, killA := context.WithCancel(ctx)
+	doneA := make(chan struct{})
+	go func() { _ = rollout.New(sa, f, c.now, nil).Run(ctxA, 5*time.Millisecond); close(doneA) }()
+	testkit.WaitFor(t, 10*time.Second, "the first wave to run", func() bool { n, _ := f.count(v.SHA256); return n == 1 })
+	ctxB, stopB := context.WithCancel(ctx)
+	doneB := make(chan struct{})
+	go func() { _ = rollout.New(sb, f, c.now, nil).Run(ctxB, 5*time.Millisecond); close(doneB) }()
+	defer func() { stopB(); <-doneB }()
+	// The soak of the first wave passes while the first replica leads;
+	// it starts the second wave and dies.
+	c.add(time.Minute)
+	testkit.WaitFor(t, 10*time.Second, "the second wave to run", func() bool { n, _ := f.count(v.SHA256); return n == 5 })
+	killA()
+	<-doneA
+	// Only the second replica is left to lead the rest; the soak times
+	// pass as it polls.
+	testkit.WaitFor(t, 10*time.Second, "the rollout to be done", func() bool {
+		c.add(10 * time.Second)
+		got, _ := sb.Rollout(ctx, r.ID)
+		return got.State == control.RolloutDone
+	})
+	if n, _ := f.count(v.SHA256); n != 20 {
+		t.Errorf("%d of 20 agents run the version", n)
+	}
+	for k, n := range f.applied {
+		if n != 1 {
+			t.Errorf("%s applied %d times", k, n)
+		}
+	}
+	if sz := waveSizes(t, sb, r.ID); fmt.Sprint(sz) != "[1 4 15]" {
+		t.Errorf("wave sizes %v, want [1 4 15]", sz)
+	}
+}
