@@ -8,67 +8,30 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tpflow/tpflow/control"
 	"github.com/tpflow/tpflow/control/plane"
-	"github.com/tpflow/tpflow/control/rollout"
+	"github.com/tpflow/tpflow/control/rollout/rollouttest"
 	"github.com/tpflow/tpflow/internal/config/sections"
 	"github.com/tpflow/tpflow/internal/role"
 	"github.com/tpflow/tpflow/internal/testkit"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 )
 
-// agents are in-process agents that apply what they are offered at once.
-type agents struct {
-	mu sync.Mutex
-	m  map[string]*rollout.AgentState
-}
-
-func (a *agents) Agents(context.Context) ([]rollout.AgentState, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var out []rollout.AgentState
-	for _, s := range a.m {
-		out = append(out, *s)
-	}
-	return out, nil
-}
-
-func (a *agents) Offer(_ context.Context, id string, v control.Version) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	s := a.m[id]
-	s.Offered, s.Running, s.Status = v.SHA256, v.SHA256, rollout.StatusApplied
-	return nil
-}
-
-func (a *agents) running(sha string) int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	n := 0
-	for _, s := range a.m {
-		if s.Running == sha {
-			n++
-		}
-	}
-	return n
-}
-
 // TestRoleRunsRollouts runs the control role with twelve agents, ten of them in group blue:
 // a rollout created through the API reaches every agent of its group, and
 // no other, and ends done.
 func TestRoleRunsRollouts(t *testing.T) {
-	fl := &agents{m: map[string]*rollout.AgentState{}}
+	fl := rollouttest.New()
 	for i := range 12 {
 		g := "blue"
 		if i >= 10 {
 			g = "green"
 		}
 		id := fmt.Sprintf("a%02d", i)
-		fl.m[id] = &rollout.AgentState{ID: id, Agent: control.Agent{System: "shop", App: "cart", Group: g, Node: id}}
+		fl.Add(id, control.Agent{System: "shop", App: "cart", Group: g, Node: id}, "")
 	}
 	cfg := plane.DefaultConfig()
 	cfg.Store = filepath.Join(t.TempDir(), "control.db")
@@ -106,7 +69,7 @@ func TestRoleRunsRollouts(t *testing.T) {
 		ro, err := r.Store().Rollout(ctx, 1)
 		return err == nil && ro.State == control.RolloutDone
 	})
-	if n := fl.running(v.SHA256); n != 10 {
+	if n, _ := fl.Count(v.SHA256); n != 10 {
 		t.Errorf("%d agents run the version, want the 10 of group blue", n)
 	}
 	req, _ := http.NewRequest("GET", f.srv.URL+"/api/v1/rollouts/1", nil)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tpflow/tpflow/control"
 	"github.com/tpflow/tpflow/control/rollout"
+	"github.com/tpflow/tpflow/control/rollout/rollouttest"
 	"github.com/tpflow/tpflow/control/store"
 	"github.com/tpflow/tpflow/control/store/pgtest"
 	"github.com/tpflow/tpflow/internal/testkit"
@@ -23,68 +24,12 @@ func TestMain(m *testing.M) { os.Exit(pgtest.RunMain(m)) }
 
 var ctx = context.Background()
 
-// fleet is in-process agents: an offered version is applied at once, and
-// one whose tpflow.yaml says "health: bad" fails its health gate and is
-// reverted to what ran before.
-type fleet struct {
-	mu      sync.Mutex
-	agents  map[string]*rollout.AgentState
-	applied map[string]int // agent/sha → times applied
-	// fail, when set, makes Offer fail for the agents it returns true for.
-	fail func(id string) bool
-}
-
-func newFleet(n int) *fleet {
-	f := &fleet{agents: map[string]*rollout.AgentState{}, applied: map[string]int{}}
+func newFleet(n int) *rollouttest.Fleet {
+	f := rollouttest.New()
 	for i := range n {
-		id := fmt.Sprintf("agent-%02d", i)
-		f.agents[id] = &rollout.AgentState{ID: id, Agent: control.Agent{System: "shop", App: "cart", Group: "blue", IDC: fmt.Sprintf("dc%d", i%2+1), Node: fmt.Sprintf("n%d", i)}, Running: "old"}
+		f.Add(fmt.Sprintf("agent-%02d", i), control.Agent{System: "shop", App: "cart", Group: "blue", IDC: fmt.Sprintf("dc%d", i%2+1), Node: fmt.Sprintf("n%d", i)}, "old")
 	}
 	return f
-}
-
-func (f *fleet) Agents(context.Context) ([]rollout.AgentState, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []rollout.AgentState
-	for _, a := range f.agents {
-		out = append(out, *a)
-	}
-	return out, nil
-}
-
-func (f *fleet) Offer(_ context.Context, id string, v control.Version) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.fail != nil && f.fail(id) {
-		return errors.New("agent unreachable")
-	}
-	a := f.agents[id]
-	if a.Offered == v.SHA256 {
-		return nil
-	}
-	f.applied[id+"/"+v.SHA256]++
-	a.Offered = v.SHA256
-	if strings.Contains(v.Files[0].Body, "health: bad") {
-		a.Status = rollout.StatusReverted
-		return nil
-	}
-	a.Running, a.Status = v.SHA256, rollout.StatusApplied
-	return nil
-}
-
-func (f *fleet) count(sha string) (running, offered int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, a := range f.agents {
-		if a.Running == sha {
-			running++
-		}
-		if a.Offered == sha {
-			offered++
-		}
-	}
-	return running, offered
 }
 
 type clock struct {
@@ -114,6 +59,20 @@ var (
 	scope = control.Scope{Kind: control.ScopeApp, Name: "shop/cart"}
 	waves = []control.Wave{{Percent: 5, Soak: time.Minute, FailureBudget: 1}, {Percent: 25, Soak: time.Minute, FailureBudget: 2}, {Percent: 100, Soak: time.Minute, FailureBudget: 3}}
 )
+
+// setup opens the store of dsn (a new SQLite file for ""), with a fake
+// clock, twenty agents of app shop/cart, and starts a rollout of a
+// version of the app with body.
+func setup(t *testing.T, dsn, body string) (*clock, store.Store, *rollouttest.Fleet, control.Version, control.Rollout) {
+	t.Helper()
+	if dsn == "" {
+		dsn = filepath.Join(t.TempDir(), "c.db")
+	}
+	c := &clock{t: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)}
+	s := openStore(t, dsn, c)
+	v := version(t, s, body)
+	return c, s, newFleet(20), v, start(t, s, v)
+}
 
 func version(t *testing.T, s store.Store, body string) control.Version {
 	t.Helper()
@@ -168,28 +127,24 @@ func waveSizes(t *testing.T, s store.Store, id int64) []int {
 }
 
 func TestGoodVersionReachesEveryAgentInWaves(t *testing.T) {
-	c := &clock{t: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)}
-	s := openStore(t, filepath.Join(t.TempDir(), "c.db"), c)
-	f := newFleet(20)
-	v := version(t, s, "log:\n  level: debug\n")
-	r := start(t, s, v)
+	c, s, f, v, r := setup(t, "", "log:\n  level: debug\n")
 	e := rollout.New(s, f, c.now, nil)
 
 	// After the first step only the first wave (5% of 20: one agent) has it.
 	if err := e.Step(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if running, _ := f.count(v.SHA256); running != 1 {
+	if running, _ := f.Count(v.SHA256); running != 1 {
 		t.Fatalf("after the first step %d agents run the version, want 1", running)
 	}
 	got := run(t, e, s, c, r.ID, 50)
 	if got.State != control.RolloutDone {
 		t.Fatalf("rollout = %+v", got)
 	}
-	if running, _ := f.count(v.SHA256); running != 20 {
+	if running, _ := f.Count(v.SHA256); running != 20 {
 		t.Errorf("%d of 20 agents run the version", running)
 	}
-	for k, n := range f.applied {
+	for k, n := range f.Applied() {
 		if n != 1 {
 			t.Errorf("%s applied %d times", k, n)
 		}
@@ -218,16 +173,12 @@ func TestGoodVersionReachesEveryAgentInWaves(t *testing.T) {
 }
 
 func TestFailingVersionStopsInTheFirstWaveAndIsMarkedBad(t *testing.T) {
-	c := &clock{t: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)}
-	s := openStore(t, filepath.Join(t.TempDir(), "c.db"), c)
-	f := newFleet(20)
-	v := version(t, s, "log:\n  level: debug\n# health: bad\n")
-	r := start(t, s, v)
+	c, s, f, v, r := setup(t, "", "log:\n  level: debug\n# health: bad\n")
 	got := run(t, rollout.New(s, f, c.now, nil), s, c, r.ID, 20)
 	if got.State != control.RolloutPaused || got.Failures != 1 || got.Wave != 0 || !strings.Contains(got.Reason, "failure budget") {
 		t.Fatalf("rollout = %+v, want paused in wave 1 with 1 failure", got)
 	}
-	if _, offered := f.count(v.SHA256); offered != 1 {
+	if _, offered := f.Count(v.SHA256); offered != 1 {
 		t.Errorf("%d agents were offered the version, want only the first wave's 1", offered)
 	}
 	if bad, err := s.IsBad(ctx, scope, v.Version); err != nil || !bad {
@@ -247,24 +198,15 @@ func TestFailingVersionStopsInTheFirstWaveAndIsMarkedBad(t *testing.T) {
 // same store file: the rollout finishes, the waves keep their members and
 // every agent applied the version once.
 func TestKilledEngineResumesWithoutApplyingAWaveTwice(t *testing.T) {
-	c := &clock{t: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)}
 	path := filepath.Join(t.TempDir(), "c.db")
-	s1 := openStore(t, path, c)
-	f := newFleet(20)
-	v := version(t, s1, "log:\n  level: debug\n")
-	r := start(t, s1, v)
+	c, s1, f, v, r := setup(t, path, "log:\n  level: debug\n")
 	e1 := rollout.New(s1, f, c.now, nil)
 	for range 20 {
 		if got, _ := s1.Rollout(ctx, r.ID); got.Wave == 1 && !got.WaveStarted.IsZero() {
 			break
 		}
-		f.mu.Lock()
-		f.fail = func(string) bool { return false }
-		f.mu.Unlock()
 		if got, _ := s1.Rollout(ctx, r.ID); got.Wave == 1 {
-			f.mu.Lock()
-			f.fail = func(string) bool { return true } // dies before its offers go out
-			f.mu.Unlock()
+			f.SetUnreachable(func(string) bool { return true }) // dies before its offers go out
 		}
 		if err := e1.Step(ctx); err != nil {
 			t.Fatal(err)
@@ -275,15 +217,13 @@ func TestKilledEngineResumesWithoutApplyingAWaveTwice(t *testing.T) {
 	if mid.Wave != 1 || mid.WaveStarted.IsZero() {
 		t.Fatalf("did not stop in wave 2: %+v", mid)
 	}
-	if running, _ := f.count(v.SHA256); running != 1 {
+	if running, _ := f.Count(v.SHA256); running != 1 {
 		t.Fatalf("%d agents run the version at the kill, want 1", running)
 	}
 	before := waveSizes(t, s1, r.ID)
 	s1.Close()
 
-	f.mu.Lock()
-	f.fail = nil
-	f.mu.Unlock()
+	f.SetUnreachable(nil)
 	s2 := openStore(t, path, c)
 	got := run(t, rollout.New(s2, f, c.now, nil), s2, c, r.ID, 50)
 	if got.State != control.RolloutDone {
@@ -293,22 +233,18 @@ func TestKilledEngineResumesWithoutApplyingAWaveTwice(t *testing.T) {
 	if before[0] != after[0] || before[1] != after[1] || fmt.Sprint(after) != "[1 4 15]" {
 		t.Errorf("wave members before the kill %v, after %v; want the first two kept and [1 4 15]", before, after)
 	}
-	for k, n := range f.applied {
+	for k, n := range f.Applied() {
 		if n != 1 {
 			t.Errorf("%s applied %d times", k, n)
 		}
 	}
-	if running, _ := f.count(v.SHA256); running != 20 {
+	if running, _ := f.Count(v.SHA256); running != 20 {
 		t.Errorf("%d of 20 agents run the version", running)
 	}
 }
 
 func TestPauseResumeAbort(t *testing.T) {
-	c := &clock{t: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)}
-	s := openStore(t, filepath.Join(t.TempDir(), "c.db"), c)
-	f := newFleet(20)
-	v := version(t, s, "log:\n  level: debug\n")
-	r := start(t, s, v)
+	c, s, f, v, r := setup(t, "", "log:\n  level: debug\n")
 	e := rollout.New(s, f, c.now, nil)
 	if err := e.Step(ctx); err != nil {
 		t.Fatal(err)
@@ -325,7 +261,7 @@ func TestPauseResumeAbort(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if running, _ := f.count(v.SHA256); running != 1 {
+	if running, _ := f.Count(v.SHA256); running != 1 {
 		t.Errorf("a paused rollout reached %d agents, want the first wave's 1", running)
 	}
 	if _, err := rollout.Resume(ctx, s, olga, r.ID); err != nil {
@@ -335,18 +271,18 @@ func TestPauseResumeAbort(t *testing.T) {
 		c.add(time.Minute)
 		_ = e.Step(ctx)
 	}
-	if running, _ := f.count(v.SHA256); running <= 1 {
+	if running, _ := f.Count(v.SHA256); running <= 1 {
 		t.Errorf("a resumed rollout did not go on: %d agents", running)
 	}
 	if _, err := rollout.Abort(ctx, s, olga, r.ID); err != nil {
 		t.Fatal(err)
 	}
-	n, _ := f.count(v.SHA256)
+	n, _ := f.Count(v.SHA256)
 	for range 5 {
 		c.add(time.Minute)
 		_ = e.Step(ctx)
 	}
-	if m, _ := f.count(v.SHA256); m != n {
+	if m, _ := f.Count(v.SHA256); m != n {
 		t.Errorf("an aborted rollout went on from %d to %d agents", n, m)
 	}
 	if _, err := rollout.Resume(ctx, s, olga, r.ID); !errors.Is(err, control.ErrConflict) {
@@ -384,7 +320,8 @@ func TestOneLeaderOnPostgres(t *testing.T) {
 	}
 	defer db.Close()
 	var killed bool
-	if err := db.QueryRowContext(ctx, "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted").Scan(&killed); err != nil || !killed {
+	if err := db.QueryRowContext(ctx, "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = 7349002"+
+		" AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").Scan(&killed); err != nil || !killed {
 		t.Fatalf("cannot end the leader's session: %v %v", killed, err)
 	}
 	testkit.WaitFor(t, 10*time.Second, "the dead leader to notice", func() bool { return la.Held(ctx) != nil })
@@ -412,16 +349,13 @@ func TestOneLeaderOnPostgres(t *testing.T) {
 func TestLeaderHandsOverMidRollout(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.DSN(t)
-	c := &clock{t: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)}
-	sa, sb := openStore(t, dsn, c), openStore(t, dsn, c)
-	f := newFleet(20)
-	v := version(t, sa, "log:\n  level: debug\n")
-	r := start(t, sa, v)
+	c, sa, f, v, r := setup(t, dsn, "log:\n  level: debug\n")
+	sb := openStore(t, dsn, c)
 
 	ctxA, killA := context.WithCancel(ctx)
 	doneA := make(chan struct{})
 	go func() { _ = rollout.New(sa, f, c.now, nil).Run(ctxA, 5*time.Millisecond); close(doneA) }()
-	testkit.WaitFor(t, 10*time.Second, "the first wave to run", func() bool { n, _ := f.count(v.SHA256); return n == 1 })
+	testkit.WaitFor(t, 10*time.Second, "the first wave to run", func() bool { n, _ := f.Count(v.SHA256); return n == 1 })
 	ctxB, stopB := context.WithCancel(ctx)
 	doneB := make(chan struct{})
 	go func() { _ = rollout.New(sb, f, c.now, nil).Run(ctxB, 5*time.Millisecond); close(doneB) }()
@@ -429,7 +363,7 @@ func TestLeaderHandsOverMidRollout(t *testing.T) {
 	// The soak of the first wave passes while the first replica leads;
 	// it starts the second wave and dies.
 	c.add(time.Minute)
-	testkit.WaitFor(t, 10*time.Second, "the second wave to run", func() bool { n, _ := f.count(v.SHA256); return n == 5 })
+	testkit.WaitFor(t, 10*time.Second, "the second wave to run", func() bool { n, _ := f.Count(v.SHA256); return n == 5 })
 	killA()
 	<-doneA
 	// Only the second replica is left to lead the rest; the soak times
@@ -439,10 +373,10 @@ func TestLeaderHandsOverMidRollout(t *testing.T) {
 		got, _ := sb.Rollout(ctx, r.ID)
 		return got.State == control.RolloutDone
 	})
-	if n, _ := f.count(v.SHA256); n != 20 {
+	if n, _ := f.Count(v.SHA256); n != 20 {
 		t.Errorf("%d of 20 agents run the version", n)
 	}
-	for k, n := range f.applied {
+	for k, n := range f.Applied() {
 		if n != 1 {
 			t.Errorf("%s applied %d times", k, n)
 		}

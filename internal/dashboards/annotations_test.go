@@ -54,8 +54,8 @@ func TestChangeMarkersOnClickHouse(t *testing.T) {
 		t.Fatal(err)
 	}
 	rows := []struct {
-		id                          uint64
-		min                         int
+		id                         uint64
+		min                        int
 		who, target, sys, app, why string
 	}{
 		{1, 1, "olga", "config:global", "", "", ""},
