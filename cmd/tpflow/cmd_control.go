@@ -13,12 +13,13 @@ func controlCommand() *command {
 	return &command{
 		name:    "control",
 		summary: "control plane: topology, versioned configuration, operation history",
-		help: `Serves the control plane's HTTP JSON API under /api/v1/ on --listen
-(control.listen), with /metrics, /healthz and /readyz: the topology
-(systems, apps, groups with env and IDC, instances; import and export of
-the collectors' topology file), configuration versions per scope (global,
+		help: `Serves the control plane's HTTP JSON API under /api/v1/ on
+control.listen (--listen sets it for this command), with /metrics,
+/healthz and /readyz: the topology (systems, apps, groups with env and
+IDC, instances; import and export of the collectors' topology file), configuration versions per scope (global,
 system, app, group, node selector: create, list, get, diff, rollback, and
-the effective configuration of an agent) and the operation history.
+the effective configuration of an agent), rollouts in waves (soak time,
+failure budget, pause, resume, abort) and the operation history.
 
 State is kept in control.store (--store): a SQLite file, by default
 ` + plane.DefaultStore + `, or a postgres:// URL. Every file of a new
@@ -31,7 +32,7 @@ clickhouse section) for change markers on the dashboards. The export waits
 in the store while ClickHouse is down. control/README.md has curl examples.`,
 		example: "tpflow control --config tpflow.yaml\n" +
 			"tpflow control --store postgres://control@db-1:5432/tpflow --listen :8090\n" +
-			"curl -H 'Authorization: Bearer $TOKEN' http://127.0.0.1:8090/api/v1/topology",
+			`curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8090/api/v1/topology`,
 		common: true,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&storeDSN, "store", "", "store `DSN`: a SQLite file path or postgres://URL, overriding control.store")
