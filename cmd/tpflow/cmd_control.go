@@ -16,10 +16,11 @@ func controlCommand() *command {
 		help: `Serves the control plane's HTTP JSON API under /api/v1/ on
 control.listen (--listen sets it for this command), with /metrics,
 /healthz and /readyz: the topology (systems, apps, groups with env and
-IDC, instances; import and export of the collectors' topology file), configuration versions per scope (global,
-system, app, group, node selector: create, list, get, diff, rollback, and
-the effective configuration of an agent), rollouts in waves (soak time,
-failure budget, pause, resume, abort) and the operation history.
+IDC, instances; import and export of the collectors' topology file),
+configuration versions per scope (global, system, app, group, node
+selector: create, list, get, diff, rollback, and the effective
+configuration of an agent), rollouts in waves (soak time, failure budget,
+pause, resume, abort) and the operation history.
 
 State is kept in control.store (--store): a SQLite file, by default
 ` + plane.DefaultStore + `, or a postgres:// URL. Every file of a new
