@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -129,6 +130,7 @@ func (a *API) Routes() []role.Route {
 		})
 	}
 	add("GET /api/v1/effective", false, a.effective)
+	add("GET /api/v1/drift", false, a.drift)
 	add("GET /api/v1/operations", false, a.operations)
 	return rs
 }
@@ -580,22 +582,7 @@ func (a *API) effective(r *http.Request, _ Principal) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	scopes, err := ag.Scopes(nodes)
-	if err != nil {
-		return nil, err
-	}
-	var versions []control.Version
-	for _, sc := range scopes {
-		v, err := a.store.Version(r.Context(), sc, 0)
-		if errors.Is(err, control.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		versions = append(versions, v)
-	}
-	eff, err := control.Merge(versions)
+	eff, err := a.effectiveOf(r.Context(), ag, nodes, map[string]*control.Version{})
 	if err != nil {
 		return nil, err
 	}
@@ -605,6 +592,119 @@ func (a *API) effective(r *http.Request, _ Principal) (any, error) {
 		ans.Problems = p.list
 	}
 	return ans, nil
+}
+
+// effectiveOf merges the latest versions of ag's scopes; latest caches
+// them by scope (nil for a scope without versions) across calls.
+func (a *API) effectiveOf(ctx context.Context, ag control.Agent, nodes []control.Scope, latest map[string]*control.Version) (control.Effective, error) {
+	scopes, err := ag.Scopes(nodes)
+	if err != nil {
+		return control.Effective{}, err
+	}
+	var versions []control.Version
+	for _, sc := range scopes {
+		v, ok := latest[sc.String()]
+		if !ok {
+			got, err := a.store.Version(ctx, sc, 0)
+			switch {
+			case errors.Is(err, control.ErrNotFound):
+			case err != nil:
+				return control.Effective{}, err
+			default:
+				v = &got
+			}
+			latest[sc.String()] = v
+		}
+		if v != nil {
+			versions = append(versions, *v)
+		}
+	}
+	return control.Merge(versions)
+}
+
+// driftRow counts a group's instances in one IDC by what they run.
+type driftRow struct {
+	System string `json:"system"`
+	App    string `json:"app"`
+	Group  string `json:"group"`
+	IDC    string `json:"idc"`
+	// Instances is every instance; Latest those that run their effective
+	// configuration, Behind those that run another, Unknown those that
+	// report none.
+	Instances int `json:"instances"`
+	Latest    int `json:"latest"`
+	Behind    int `json:"behind"`
+	Unknown   int `json:"unknown"`
+	// BehindIDs names up to MaxBehindIDs of the instances behind.
+	BehindIDs []string `json:"behind_ids"`
+}
+
+// MaxBehindIDs bounds the instances a drift row names.
+const MaxBehindIDs = 50
+
+// drift counts, per group and IDC, the instances that run (as they report
+// it) the effective configuration of their scopes.
+func (a *API) drift(r *http.Request, _ Principal) (any, error) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	ins, err := a.store.Instances(ctx, control.InstanceFilter{System: q.Get("system"), App: q.Get("app"), Group: q.Get("group")})
+	if err != nil {
+		return nil, err
+	}
+	groups, err := a.store.Groups(ctx, "", "")
+	if err != nil {
+		return nil, err
+	}
+	byName := map[[3]string]control.Group{}
+	for _, g := range groups {
+		byName[[3]string{g.System, g.App, g.Name}] = g
+	}
+	nodes, err := a.store.NodeScopes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	latest := map[string]*control.Version{}
+	effective := map[control.Agent]string{}
+	rows := map[[4]string]*driftRow{}
+	var order [][4]string
+	for _, in := range ins {
+		g := byName[[3]string{in.System, in.App, in.Group}]
+		ag := control.Agent{System: in.System, App: in.App, Group: in.Group, Cluster: in.Cluster, Env: g.Env, IDC: g.IDC, Node: in.Node}
+		sha, ok := effective[ag]
+		if !ok {
+			eff, err := a.effectiveOf(ctx, ag, nodes, latest)
+			if err != nil {
+				return nil, err
+			}
+			sha = eff.SHA256
+			effective[ag] = sha
+		}
+		k := [4]string{in.System, in.App, in.Group, g.IDC}
+		row := rows[k]
+		if row == nil {
+			row = &driftRow{System: k[0], App: k[1], Group: k[2], IDC: k[3], BehindIDs: []string{}}
+			rows[k] = row
+			order = append(order, k)
+		}
+		row.Instances++
+		switch in.ConfigVersion {
+		case "":
+			row.Unknown++
+		case sha:
+			row.Latest++
+		default:
+			row.Behind++
+			if len(row.BehindIDs) < MaxBehindIDs {
+				row.BehindIDs = append(row.BehindIDs, in.ID)
+			}
+		}
+	}
+	slices.SortFunc(order, func(a, b [4]string) int { return slices.Compare(a[:], b[:]) })
+	out := make([]driftRow, len(order))
+	for i, k := range order {
+		out[i] = *rows[k]
+	}
+	return out, nil
 }
 
 func (a *API) operations(r *http.Request, _ Principal) (any, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -402,5 +403,48 @@ func TestRolloutEndpoints(t *testing.T) {
 	}
 	if code, _ := e.do(operatorToken, "POST", "/api/v1/rollouts/1/pause", ""); code != http.StatusConflict {
 		t.Errorf("pausing a paused rollout = %d, want 409", code)
+	}
+}
+
+// TestDriftCountsWhatInstancesRun reports instances of two groups running
+// their effective configuration, an older one, or none, and checks the
+// counts per group and IDC, a node selector changing one node's effective
+// configuration.
+func TestDriftCountsWhatInstancesRun(t *testing.T) {
+	e := newEnv(t)
+	e.seed() // shop/cart/blue in dc1
+	e.ok("PUT", "/api/v1/systems/shop/apps/cart/groups/green", `{"env":"prod","idc":"dc2"}`)
+	e.ok("POST", "/api/v1/config/global/versions", `{"files":[{"name":"tpflow.yaml","body":"log:\n  level: info\n"}]}`)
+	old := control.Hash([]control.File{{Name: "tpflow.yaml", ContentType: control.ContentYAML, Body: "log:\n  level: info\n"}})
+	e.ok("POST", "/api/v1/config/group/shop/cart/blue/versions", `{"files":[{"name":"tpflow.yaml","body":"log:\n  level: debug\n"}]}`)
+	e.ok("POST", "/api/v1/config/node/node=n9/versions", `{"files":[{"name":"tpflow.yaml","body":"log:\n  format: json\n"}]}`)
+	eff := func(q string) string {
+		var ans control.Effective
+		_ = json.Unmarshal([]byte(e.ok("GET", "/api/v1/effective?"+q, "")), &ans)
+		return ans.SHA256
+	}
+	blue, blue9, green := eff("system=shop&app=cart&group=blue&idc=dc1&env=prod&node=n1"), eff("system=shop&app=cart&group=blue&idc=dc1&env=prod&node=n9"), eff("system=shop&app=cart&group=green&idc=dc2&env=prod&node=n2")
+	if green != old || blue == old || blue9 == blue {
+		t.Fatalf("effective hashes: blue %s, blue on n9 %s, green %s, global %s", blue, blue9, green, old)
+	}
+	for id, in := range map[string]string{
+		"b1": `"group":"blue","node":"n1","config_version":"` + blue + `"`,
+		"b2": `"group":"blue","node":"n1","config_version":"` + old + `"`,
+		"b3": `"group":"blue","node":"n9","config_version":"` + blue9 + `"`,
+		"b4": `"group":"blue","node":"n9","config_version":"` + blue + `"`,
+		"b5": `"group":"blue","node":"n1"`,
+		"g1": `"group":"green","node":"n2","config_version":"` + green + `"`,
+	} {
+		e.ok("PUT", "/api/v1/instances/"+id, `{"system":"shop","app":"cart",`+in+`}`)
+	}
+	var rows []struct {
+		Group, IDC                         string
+		Instances, Latest, Behind, Unknown int
+		BehindIDs                          []string `json:"behind_ids"`
+	}
+	_ = json.Unmarshal([]byte(e.ok("GET", "/api/v1/drift", "")), &rows)
+	got := fmt.Sprint(rows)
+	if want := "[{blue dc1 5 2 2 1 [b2 b4]} {green dc2 1 1 0 0 []}]"; got != want {
+		t.Errorf("drift = %s\nwant  %s", got, want)
 	}
 }
