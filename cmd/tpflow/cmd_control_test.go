@@ -63,6 +63,25 @@ func TestControlServesTheAPI(t *testing.T) {
 	if code, body := post(`{"files":[{"name":"tpflow.yaml","body":"log:\n  level: debug\n"}]}`); code != http.StatusCreated || !strings.Contains(body, `"version": 1`) {
 		t.Errorf("valid version = %d %s", code, body)
 	}
+	// Its /metrics, fleet gauges included, pass promtool.
+	for _, w := range [][3]string{
+		{"PUT", "/api/v1/systems/shop", `{}`}, {"PUT", "/api/v1/systems/shop/apps/cart", `{}`},
+		{"PUT", "/api/v1/systems/shop/apps/cart/groups/blue", `{"idc":"dc1"}`},
+		{"PUT", "/api/v1/instances/c1", `{"system":"shop","app":"cart","group":"blue","config_version":"x"}`},
+	} {
+		req, _ := http.NewRequest(w[0], "http://"+addr+w[1], strings.NewReader(w[2]))
+		req.Header.Set("Authorization", "Bearer op-token-0123456789")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s %s: %v %v", w[0], w[1], resp, err)
+		}
+		resp.Body.Close()
+	}
+	metrics := scrape(t, "http://"+addr)
+	if !strings.Contains(string(metrics), `tpflow_control_instances{app="cart",group="blue",idc="dc1",state="behind",system="shop"} 1`) {
+		t.Errorf("/metrics lacks the drift of group blue:\n%s", metrics)
+	}
+	checkMetricsWithPromtool(t, "control", metrics)
 	cancel()
 	select {
 	case code := <-done:

@@ -582,7 +582,7 @@ func (a *API) effective(r *http.Request, _ Principal) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	eff, err := a.effectiveOf(r.Context(), ag, nodes, map[string]*control.Version{})
+	eff, err := effectiveOf(r.Context(), a.store, ag, nodes, map[string]*control.Version{})
 	if err != nil {
 		return nil, err
 	}
@@ -596,7 +596,7 @@ func (a *API) effective(r *http.Request, _ Principal) (any, error) {
 
 // effectiveOf merges the latest versions of ag's scopes; latest caches
 // them by scope (nil for a scope without versions) across calls.
-func (a *API) effectiveOf(ctx context.Context, ag control.Agent, nodes []control.Scope, latest map[string]*control.Version) (control.Effective, error) {
+func effectiveOf(ctx context.Context, st store.Store, ag control.Agent, nodes []control.Scope, latest map[string]*control.Version) (control.Effective, error) {
 	scopes, err := ag.Scopes(nodes)
 	if err != nil {
 		return control.Effective{}, err
@@ -605,7 +605,7 @@ func (a *API) effectiveOf(ctx context.Context, ag control.Agent, nodes []control
 	for _, sc := range scopes {
 		v, ok := latest[sc.String()]
 		if !ok {
-			got, err := a.store.Version(ctx, sc, 0)
+			got, err := st.Version(ctx, sc, 0)
 			switch {
 			case errors.Is(err, control.ErrNotFound):
 			case err != nil:
@@ -622,8 +622,8 @@ func (a *API) effectiveOf(ctx context.Context, ag control.Agent, nodes []control
 	return control.Merge(versions)
 }
 
-// driftRow counts a group's instances in one IDC by what they run.
-type driftRow struct {
+// DriftRow counts a group's instances in one IDC by what they run.
+type DriftRow struct {
 	System string `json:"system"`
 	App    string `json:"app"`
 	Group  string `json:"group"`
@@ -642,16 +642,19 @@ type driftRow struct {
 // MaxBehindIDs bounds the instances a drift row names.
 const MaxBehindIDs = 50
 
-// drift counts, per group and IDC, the instances that run (as they report
-// it) the effective configuration of their scopes.
 func (a *API) drift(r *http.Request, _ Principal) (any, error) {
-	ctx := r.Context()
 	q := r.URL.Query()
-	ins, err := a.store.Instances(ctx, control.InstanceFilter{System: q.Get("system"), App: q.Get("app"), Group: q.Get("group")})
+	return Drift(r.Context(), a.store, control.InstanceFilter{System: q.Get("system"), App: q.Get("app"), Group: q.Get("group")})
+}
+
+// Drift counts, per group and IDC, the instances of f that run (as they
+// report it) the effective configuration of their scopes.
+func Drift(ctx context.Context, st store.Store, f control.InstanceFilter) ([]DriftRow, error) {
+	ins, err := st.Instances(ctx, f)
 	if err != nil {
 		return nil, err
 	}
-	groups, err := a.store.Groups(ctx, "", "")
+	groups, err := st.Groups(ctx, "", "")
 	if err != nil {
 		return nil, err
 	}
@@ -659,20 +662,20 @@ func (a *API) drift(r *http.Request, _ Principal) (any, error) {
 	for _, g := range groups {
 		byName[[3]string{g.System, g.App, g.Name}] = g
 	}
-	nodes, err := a.store.NodeScopes(ctx)
+	nodes, err := st.NodeScopes(ctx)
 	if err != nil {
 		return nil, err
 	}
 	latest := map[string]*control.Version{}
 	effective := map[control.Agent]string{}
-	rows := map[[4]string]*driftRow{}
+	rows := map[[4]string]*DriftRow{}
 	var order [][4]string
 	for _, in := range ins {
 		g := byName[[3]string{in.System, in.App, in.Group}]
 		ag := control.Agent{System: in.System, App: in.App, Group: in.Group, Cluster: in.Cluster, Env: g.Env, IDC: g.IDC, Node: in.Node}
 		sha, ok := effective[ag]
 		if !ok {
-			eff, err := a.effectiveOf(ctx, ag, nodes, latest)
+			eff, err := effectiveOf(ctx, st, ag, nodes, latest)
 			if err != nil {
 				return nil, err
 			}
@@ -682,7 +685,7 @@ func (a *API) drift(r *http.Request, _ Principal) (any, error) {
 		k := [4]string{in.System, in.App, in.Group, g.IDC}
 		row := rows[k]
 		if row == nil {
-			row = &driftRow{System: k[0], App: k[1], Group: k[2], IDC: k[3], BehindIDs: []string{}}
+			row = &DriftRow{System: k[0], App: k[1], Group: k[2], IDC: k[3], BehindIDs: []string{}}
 			rows[k] = row
 			order = append(order, k)
 		}
@@ -700,7 +703,7 @@ func (a *API) drift(r *http.Request, _ Principal) (any, error) {
 		}
 	}
 	slices.SortFunc(order, func(a, b [4]string) int { return slices.Compare(a[:], b[:]) })
-	out := make([]driftRow, len(order))
+	out := make([]DriftRow, len(order))
 	for i, k := range order {
 		out[i] = *rows[k]
 	}

@@ -86,6 +86,12 @@ func New(ctx context.Context, cfg Config, ccfg clickhouse.Config, s role.Setting
 		return nil, err
 	}
 	log := s.Log().With("part", "control")
+	if s.Registerer != nil {
+		if err := s.Registerer.Register(newFleetCollector(st, log)); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("cannot start control role: %w", err)
+		}
+	}
 	r := &Role{cfg: cfg, ccfg: ccfg, store: st, log: log}
 	var wake func()
 	if cfg.Operations.Export {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tpflow/tpflow/control"
 	"github.com/tpflow/tpflow/control/plane"
 	"github.com/tpflow/tpflow/control/rollout/rollouttest"
@@ -39,7 +41,8 @@ func TestRoleRunsRollouts(t *testing.T) {
 	cfg.Operations.Export = false
 	cfg.RolloutInterval = 20 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
-	r, err := plane.New(ctx, cfg, clickhouse.DefaultConfig(), role.Settings{}, plane.WithValidator(sections.ValidateFile), plane.WithFleet(fl))
+	reg := prometheus.NewRegistry()
+	r, err := plane.New(ctx, cfg, clickhouse.DefaultConfig(), role.Settings{Registerer: reg}, plane.WithValidator(sections.ValidateFile), plane.WithFleet(fl))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +74,25 @@ func TestRoleRunsRollouts(t *testing.T) {
 	})
 	if n, _ := fl.Count(v.SHA256); n != 10 {
 		t.Errorf("%d agents run the version, want the 10 of group blue", n)
+	}
+	// The fleet metrics: rollouts by state, instances by what they run.
+	f.write("PUT", "/api/v1/instances/i1", `{"system":"shop","app":"cart","group":"blue","config_version":"`+v.SHA256+`"}`)
+	f.write("PUT", "/api/v1/instances/i2", `{"system":"shop","app":"cart","group":"blue","config_version":"old"}`)
+	f.write("PUT", "/api/v1/instances/i3", `{"system":"shop","app":"cart","group":"blue"}`)
+	for _, m := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"rollouts", map[string]string{"state": "done"}, 1},
+		{"rollouts", map[string]string{"state": "running"}, 0},
+		{"instances", map[string]string{"system": "shop", "app": "cart", "group": "blue", "idc": "", "state": "latest"}, 1},
+		{"instances", map[string]string{"system": "shop", "app": "cart", "group": "blue", "idc": "", "state": "behind"}, 1},
+		{"instances", map[string]string{"system": "shop", "app": "cart", "group": "blue", "idc": "", "state": "unknown"}, 1},
+	} {
+		if got := testkit.Metric(t, reg, plane.MetricsPrefix+m.name, m.labels); got != m.want {
+			t.Errorf("%s%s%v = %v, want %v", plane.MetricsPrefix, m.name, m.labels, got, m.want)
+		}
 	}
 	req, _ := http.NewRequest("GET", f.srv.URL+"/api/v1/rollouts/1", nil)
 	req.Header.Set("Authorization", "Bearer "+opToken)
