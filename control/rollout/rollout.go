@@ -203,12 +203,18 @@ func (e *Engine) step(ctx context.Context, r control.Rollout, agents []AgentStat
 	next.Failures = failures
 	switch {
 	case failures >= w.FailureBudget:
+		// Mark the version bad, bring every member that runs it back to
+		// the last good version, then pause: each step is idempotent, so
+		// an engine killed in between does them again on restart.
 		next.State = control.RolloutPaused
 		next.Reason = fmt.Sprintf("wave %d reached its failure budget: %d of %d agents failed", r.Wave+1, failures, len(wave))
-		if _, err := e.store.UpdateRollout(ctx, e.actor(next.Reason), r, next, "rollout.pause"); err != nil {
+		if _, err := e.store.MarkBad(ctx, e.actor(next.Reason), r.Scope, r.Version, next.Reason); err != nil {
 			return err
 		}
-		_, err := e.store.MarkBad(ctx, e.actor(next.Reason), r.Scope, r.Version, next.Reason)
+		if err := e.revert(ctx, r, members, byID); err != nil {
+			return err
+		}
+		_, err := e.store.UpdateRollout(ctx, e.actor(next.Reason), r, next, "rollout.pause")
 		return err
 	case running == present && e.now().Sub(r.WaveStarted) >= w.Soak:
 		next.Wave++
@@ -226,6 +232,35 @@ func (e *Engine) step(ctx context.Context, r control.Rollout, agents []AgentStat
 	case failures != r.Failures:
 		_, err := e.store.UpdateRollout(ctx, e.actor(""), r, next, "rollout.failures")
 		return err
+	}
+	return nil
+}
+
+// revert offers the newest version of r's scope older than r's and not
+// marked bad to every member of r that runs r's version. Without such a
+// version the members keep what they run (their own health gate has
+// reverted the failed ones).
+func (e *Engine) revert(ctx context.Context, r control.Rollout, members map[string]int, byID map[string]AgentState) error {
+	for n := r.Version - 1; n >= 1; n-- {
+		bad, err := e.store.IsBad(ctx, r.Scope, n)
+		if err != nil {
+			return err
+		}
+		if bad {
+			continue
+		}
+		good, err := e.store.Version(ctx, r.Scope, n)
+		if err != nil {
+			return err
+		}
+		for id := range members {
+			if a, ok := byID[id]; ok && a.Running == r.SHA256 {
+				if err := e.fleet.Offer(ctx, id, good); err != nil {
+					e.log.Warn("cannot revert agent", "rollout", r.ID, "agent", id, "err", err)
+				}
+			}
+		}
+		return nil
 	}
 	return nil
 }

@@ -192,6 +192,35 @@ func TestFailingVersionStopsInTheFirstWaveAndIsMarkedBad(t *testing.T) {
 	}
 }
 
+// TestFailedWaveIsRevertedToTheLastGoodVersion rolls out a version that
+// fails only in dc2: the second wave, half in dc2, reaches its budget of
+// two; every agent that applied it, in dc1, is brought back to the version
+// before it, and the rollout pauses.
+func TestFailedWaveIsRevertedToTheLastGoodVersion(t *testing.T) {
+	c := &clock{t: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)}
+	s := openStore(t, filepath.Join(t.TempDir(), "c.db"), c)
+	f := newFleet(20)
+	good := version(t, s, "log:\n  level: info\n")
+	bad := version(t, s, "log:\n  level: debug\n# health: bad in dc2\n")
+	r := start(t, s, bad)
+	got := run(t, rollout.New(s, f, c.now, nil), s, c, r.ID, 30)
+	if got.State != control.RolloutPaused || got.Wave != 1 || got.Failures != 2 {
+		t.Fatalf("rollout = %+v, want paused in wave 2 with 2 failures", got)
+	}
+	tried := 0
+	for k := range f.Applied() {
+		if strings.HasSuffix(k, "/"+bad.SHA256) {
+			tried++
+		}
+	}
+	if running, _ := f.Count(bad.SHA256); running != 0 || tried != 5 {
+		t.Errorf("after the pause %d agents run the bad version and %d tried it; want 0 and the 5 of waves 1-2", running, tried)
+	}
+	if running, _ := f.Count(good.SHA256); running != 3 {
+		t.Errorf("%d agents were brought back to the good version, want the 3 in dc1", running)
+	}
+}
+
 // TestKilledEngineResumesWithoutApplyingAWaveTwice kills the engine (and
 // its store handle) right after the second wave was recorded, before any
 // of its agents could be offered the version, and runs a new one on the

@@ -1,6 +1,7 @@
 // Package rollouttest is an in-process fleet for rollout tests: agents
 // that apply an offered version at once, and fail the health gate of one
-// whose first file says "health: bad", reverting to what ran before.
+// whose first file says "health: bad" (or "health: bad in IDC" for the
+// agents of that IDC), reverting to what ran before.
 package rollouttest
 
 import (
@@ -71,7 +72,7 @@ func (f *Fleet) Offer(_ context.Context, id string, v control.Version) error {
 	}
 	f.applied[id+"/"+v.SHA256]++
 	a.Offered = v.SHA256
-	if len(v.Files) > 0 && strings.Contains(v.Files[0].Body, "health: bad") {
+	if len(v.Files) > 0 && (strings.Contains(v.Files[0].Body, "health: bad\n") || strings.Contains(v.Files[0].Body, "health: bad in "+a.IDC+"\n")) {
 		a.Status = rollout.StatusReverted
 		return nil
 	}
