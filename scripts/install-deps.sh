@@ -4,14 +4,15 @@
 # prometheus-alertmanager (alerting tests), prometheus (promtool checks
 # every role's /metrics), chromium (the HTML report test
 # screenshots the report headless), curl (SECURITY.md's examples run
-# against a hardened listener), plus
+# against a hardened listener), postgresql (the control plane's
+# store tests run a private server), plus
 # the Go modules of go.mod. It is idempotent and a fast no-op when all is
 # installed: apt-get runs only when a package is missing.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(protobuf-compiler clickhouse-server clickhouse-client prometheus-alertmanager prometheus chromium curl)
+packages=(protobuf-compiler clickhouse-server clickhouse-client prometheus-alertmanager prometheus chromium curl postgresql)
 
 missing=()
 for p in "${packages[@]}"; do

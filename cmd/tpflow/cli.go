@@ -107,6 +107,7 @@ func commands() []*command {
 		rollupCommand(),
 		migrateCommand(),
 		apiCommand(),
+		controlCommand(),
 		brokerCommand(),
 		loadgenCommand(),
 		configCommand(),

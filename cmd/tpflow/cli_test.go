@@ -12,7 +12,7 @@ import (
 )
 
 // roleNames are the commands that load a configuration and run a role.
-var roleNames = []string{"run", "collect", "aggregate", "sink", "alert", "report", "rollup", "migrate", "api", "broker", "loadgen"}
+var roleNames = []string{"run", "collect", "aggregate", "sink", "alert", "report", "rollup", "migrate", "api", "control", "broker", "loadgen"}
 
 // runCLI runs the CLI in-process and returns its exit status and output.
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {

@@ -179,7 +179,27 @@ func variable(name, label, table, where string, multi bool) *dashboard.QueryVari
 		IncludeAll(multi)
 }
 
-func newDashboard(uid, title, description string, vars []*dashboard.QueryVariableBuilder, panels []panel) (dashboard.Dashboard, error) {
+// ChangeMarkers is the name of the annotation that marks, on the TP and
+// QPS dashboards, every change the control plane recorded (the ClickHouse
+// table operations): global ones, and those of the selected systems and
+// apps.
+const ChangeMarkers = "Changes"
+
+// changeMarkers is the ChangeMarkers annotation over the variables.
+func changeMarkers() *dashboard.AnnotationQueryBuilder {
+	q := "SELECT ts AS time, concat(who, ': ', action, ' ', target, if(reason = '', '', concat(' (', reason, ')'))) AS text, action AS tags" +
+		" FROM operations FINAL WHERE $__timeFilter(ts)" +
+		" AND (system = '' OR system IN (${system:singlequote})) AND (app = '' OR app IN (${app:singlequote}))" +
+		" ORDER BY ts, id"
+	return dashboard.NewAnnotationQueryBuilder().
+		Name(ChangeMarkers).
+		Datasource(ClickHouseRef).
+		Enable(true).
+		IconColor("purple").
+		Target(chTable("Changes", q))
+}
+
+func newDashboard(uid, title, description string, vars []*dashboard.QueryVariableBuilder, panels []panel, annotations ...*dashboard.AnnotationQueryBuilder) (dashboard.Dashboard, error) {
 	b := dashboard.NewDashboardBuilder(title).
 		Uid(uid).
 		Description(description).
@@ -191,6 +211,9 @@ func newDashboard(uid, title, description string, vars []*dashboard.QueryVariabl
 		Tooltip(dashboard.DashboardCursorSyncCrosshair)
 	for _, v := range vars {
 		b.WithVariable(v)
+	}
+	for _, a := range annotations {
+		b.Annotation(a)
 	}
 	for _, p := range panels {
 		b.WithPanel(p.build())
@@ -279,7 +302,7 @@ func serviceOverview() (dashboard.Dashboard, error) {
 						" "+tpLevels+" AS q, max(max_us) AS max_us_"+
 						" FROM "+centroids("app, method, count, errors, max_us", sel, tableGate)+
 						" GROUP BY app_name, method_name) ORDER BY tp99_us DESC, app_name, method_name LIMIT 20")}},
-		})
+		}, changeMarkers())
 }
 
 func methodDetail() (dashboard.Dashboard, error) {
@@ -316,7 +339,7 @@ func methodDetail() (dashboard.Dashboard, error) {
 						" "+tpLevels+" AS q, max(max_us) AS max_us_"+
 						" FROM "+centroids("group_name, idc, count, errors, max_us", sel, tableGate)+
 						" GROUP BY group_, idc_) ORDER BY group_, idc_")}},
-		})
+		}, changeMarkers())
 }
 
 // Resource metric names, as the collector reports them (collectors/metrics)

@@ -38,11 +38,14 @@ var layers = []layer{
 	// types, not its roles.
 	{name: "alerting", dirs: []string{"alerting"}, may: []string{"wire", "ground", "transport"}, extra: []string{"aggregator"}},
 	{name: "report", dirs: []string{"report", "internal/dashboards"}, may: []string{"wire", "ground", "transport"}, extra: []string{"aggregator"}},
+	// The control plane imports and exports the collectors' topology
+	// file: their format, not their role.
+	{name: "control", dirs: []string{"control"}, may: []string{"wire", "ground", "transport"}, extra: []string{"collectors/topology"}},
 	// The configuration file's sections gather every role's Config.
-	{name: "composition", dirs: []string{"internal/config/sections"}, may: []string{"wire", "ground", "transport", "collectors", "aggregator", "alerting", "report"}},
-	{name: "devtools", dirs: []string{"internal/devtools", "internal/configtest", "internal/layout"}, may: []string{"wire", "ground", "transport", "collectors", "aggregator", "alerting", "report"}},
-	{name: "tests", dirs: []string{"e2e", "benchmarks"}, may: []string{"wire", "ground", "transport", "collectors", "aggregator", "alerting", "report", "composition", "devtools"}},
-	{name: "commands", dirs: []string{"cmd"}, may: []string{"wire", "ground", "transport", "collectors", "aggregator", "alerting", "report", "composition", "devtools"}},
+	{name: "composition", dirs: []string{"internal/config/sections"}, may: []string{"wire", "ground", "transport", "collectors", "aggregator", "alerting", "report", "control"}},
+	{name: "devtools", dirs: []string{"internal/devtools", "internal/configtest", "internal/layout"}, may: []string{"wire", "ground", "transport", "collectors", "aggregator", "alerting", "report", "control"}},
+	{name: "tests", dirs: []string{"e2e", "benchmarks"}, may: []string{"wire", "ground", "transport", "collectors", "aggregator", "alerting", "report", "control", "composition", "devtools"}},
+	{name: "commands", dirs: []string{"cmd"}, may: []string{"wire", "ground", "transport", "collectors", "aggregator", "alerting", "report", "control", "composition", "devtools"}},
 }
 
 // under reports whether the module-relative path rel is dir or below it.

@@ -59,6 +59,7 @@ func TestCheckFindsForbiddenImports(t *testing.T) {
 		m("report"):             {m("cmd/tpflow")},
 		m("cmd/tpflow"):         {m("aggregator/aggregate"), m("internal/devtools/demo")},
 		m("newfolder/x"):        nil,
+		m("control/store"):      {m("collectors/topology"), m("collectors/collect"), m("pipeline/clickhouse")},
 	}
 	got := strings.Join(Check(graph), "\n")
 	for _, want := range []string{
@@ -68,17 +69,18 @@ func TestCheckFindsForbiddenImports(t *testing.T) {
 		"collectors/collect (collectors) imports aggregator (aggregator)",
 		"report (report) imports cmd/tpflow (commands)",
 		"newfolder/x: in no layer",
+		"control/store (control) imports collectors/collect (collectors)",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("Check missed %q; it said:\n%s", want, got)
 		}
 	}
-	for _, ok := range []string{"imports pipeline/kafka (transport)\n", "alerting/alert (alerting) imports aggregator (", "imports collectors/logtail", "imports internal/config", "cmd/tpflow (commands) imports"} {
+	for _, ok := range []string{"imports pipeline/kafka (transport)\n", "alerting/alert (alerting) imports aggregator (", "imports collectors/logtail", "imports internal/config", "cmd/tpflow (commands) imports", "imports collectors/topology", "control/store (control) imports pipeline"} {
 		if strings.Contains(got+"\n", ok) {
 			t.Errorf("Check refused an allowed import (%q):\n%s", ok, got)
 		}
 	}
-	if n := len(Check(graph)); n != 6 {
-		t.Errorf("%d violations, want 6:\n%s", n, got)
+	if n := len(Check(graph)); n != 7 {
+		t.Errorf("%d violations, want 7:\n%s", n, got)
 	}
 }

@@ -103,7 +103,7 @@ func TestDDLVersionsAndNames(t *testing.T) {
 	}{
 		{1, "call_panes", "call_panes"}, {2, "logs", "logs"}, {3, "metric_samples", "metric_samples"},
 		{4, "resource_panes", "resource_panes"}, {5, "alerts", "alerts"}, {6, "call_rollups", "call_rollups"},
-		{8, "late_marks", "call_"}, {9, "logs_flags", "logs"},
+		{8, "late_marks", "call_"}, {9, "logs_flags", "logs"}, {10, "operations", "operations"},
 	}
 	if len(ms) != len(want) {
 		t.Fatalf("%d migrations, want %d", len(ms), len(want))

@@ -16,6 +16,7 @@ import (
 	"github.com/tpflow/tpflow/aggregator/aggregate"
 	"github.com/tpflow/tpflow/alerting/alert"
 	"github.com/tpflow/tpflow/collectors/collect"
+	"github.com/tpflow/tpflow/control/plane"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/httpserver"
 	"github.com/tpflow/tpflow/pipeline/kafka"
@@ -51,6 +52,8 @@ type Config struct {
 	Broker kafka.BrokerConfig `yaml:"broker"`
 	// API bounds the query API's requests and queries.
 	API report.Config `yaml:"api"`
+	// Control configures the control plane.
+	Control plane.Config `yaml:"control"`
 	// HTTP configures the metrics, health and API listener of every role.
 	HTTP HTTPConfig `yaml:"http"`
 	// Log configures the structured logger.
@@ -69,6 +72,7 @@ func DefaultConfig() Config {
 		Collect:    collect.DefaultConfig(),
 		Broker:     kafka.DefaultBrokerConfig(),
 		API:        report.DefaultConfig(),
+		Control:    plane.DefaultConfig(),
 		HTTP:       DefaultHTTPConfig(),
 		Log:        DefaultLogConfig(),
 	}

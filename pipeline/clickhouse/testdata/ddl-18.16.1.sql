@@ -161,3 +161,23 @@ ALTER TABLE tpflow.call_rollups ADD COLUMN late_offset Int64 DEFAULT -1;
 -- logs_flags
 ALTER TABLE tpflow.logs ADD COLUMN flags Array(String);
 
+-- operations
+CREATE TABLE IF NOT EXISTS tpflow.operations
+(
+    id         UInt64,
+    ts         DateTime,
+    who        String,
+    target     String,
+    action     String,
+    system     String,
+    app        String,
+    group_name String,
+    before     String,
+    after      String,
+    result     String,
+    reason     String
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(ts)
+ORDER BY id;
+

@@ -164,3 +164,23 @@ ALTER TABLE tpflow.call_rollups ADD COLUMN IF NOT EXISTS late_offset Int64 DEFAU
 -- logs_flags
 ALTER TABLE tpflow.logs ADD COLUMN flags Array(String);
 
+-- operations
+CREATE TABLE IF NOT EXISTS tpflow.operations
+(
+    id         UInt64,
+    ts         DateTime CODEC(DoubleDelta, ZSTD(1)),
+    who        LowCardinality(String),
+    target     String,
+    action     LowCardinality(String),
+    system     LowCardinality(String),
+    app        LowCardinality(String),
+    group_name LowCardinality(String),
+    before     String,
+    after      String,
+    result     LowCardinality(String),
+    reason     String
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(ts)
+ORDER BY id;
+
