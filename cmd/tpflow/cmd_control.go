@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 
 	"github.com/tpflow/tpflow/control/plane"
 	"github.com/tpflow/tpflow/internal/config/sections"
@@ -14,8 +15,8 @@ func controlCommand() *command {
 		name:    "control",
 		summary: "control plane: topology, versioned configuration, operation history",
 		help: `Serves the control plane's HTTP JSON API under /api/v1/ on
-control.listen (--listen sets it for this command), with /metrics,
-/healthz and /readyz: the topology (systems, apps, groups with env and
+http.listen, like every role, with /metrics, /healthz and /readyz: the
+topology (systems, apps, groups with env and
 IDC, instances; import and export of the collectors' topology file),
 configuration versions per scope (global, system, app, group, node
 selector: create, list, get, diff, rollback, and the effective
@@ -26,23 +27,23 @@ State is kept in control.store (--store): a SQLite file, by default
 ` + plane.DefaultStore + `, or a postgres:// URL. Every file of a new
 configuration version is validated as the roles load it (tpflow.yaml,
 topology.yaml, rules/*.yaml) and refused with every problem as
-FILE:LINE:COLUMN. Requests need a bearer token of control.tokens: viewers
-read, operators and admins write; every accepted write is recorded with
-who made it, and exported to the ClickHouse table operations (the
+FILE:LINE:COLUMN. Requests authenticate with http.auth (bearer tokens,
+basic auth, client certificates) and are served over http.tls, as on
+every role: viewers read, operators and admins write. tpflow control
+refuses to start unless http.auth has an operator or admin credential;
+every accepted write is recorded with who made it (the token's, user's
+or certificate's name), and exported to the ClickHouse table operations (the
 clickhouse section) for change markers on the dashboards. The export waits
 in the store while ClickHouse is down. control/README.md has curl examples.`,
 		example: "tpflow control --config tpflow.yaml\n" +
 			"tpflow control --store postgres://control@db-1:5432/tpflow --listen :8090\n" +
-			`curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8090/api/v1/topology`,
+			`curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/api/v1/topology`,
 		common: true,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&storeDSN, "store", "", "store `DSN`: a SQLite file path or postgres://URL, overriding control.store")
 		},
 		override: overrides(
 			flagOverride{"store", "control.store", func(c *Config) { c.Control.Store = storeDSN }},
-			// --listen sets http.listen for every role; the control plane
-			// listens on control.listen.
-			flagOverride{"listen", "control.listen", func(c *Config) { c.Control.Listen = c.HTTP.Listen }},
 		),
 		role: func(ctx context.Context, env *Env, cfg *Config, args []string) error {
 			return runControl(ctx, env, cfg)
@@ -52,11 +53,14 @@ in the store while ClickHouse is down. control/README.md has curl examples.`,
 
 // runControl is the control role.
 func runControl(ctx context.Context, env *Env, cfg *Config) error {
+	if err := plane.CheckAuth(cfg.HTTP.Auth); err != nil {
+		return fmt.Errorf("cannot start the control plane: %w", err)
+	}
 	reg := newRoleRegistry()
 	r, err := plane.New(ctx, cfg.Control, cfg.ClickHouse, roleSettings(env, reg), plane.WithValidator(sections.ValidateFile))
 	if err != nil {
 		return err
 	}
-	env.Logger.Info("serving the control plane", "listen", cfg.Control.Listen, "export_operations", cfg.Control.Operations.Export)
-	return serveRole(ctx, env, cfg.Control.Listen, reg, r, serveOptions{name: "control", check: "store", pprof: cfg.HTTP.PprofListen})
+	env.Logger.Info("serving the control plane", "listen", cfg.HTTP.Listen, "export_operations", cfg.Control.Operations.Export)
+	return serveRole(ctx, env, cfg.HTTP.Listen, reg, r, serveOptions{name: "control", check: "store", pprof: cfg.HTTP.PprofListen, http: cfg.HTTP})
 }

@@ -2,7 +2,8 @@
 // topology (with import and export of the collectors' topology file), the
 // configuration versions of every scope (create, list, get, diff,
 // rollback, effective) and the operation history. Every request is
-// authenticated; viewers read, operators and admins write, and every
+// authenticated by the shared HTTP layer (pipeline/httpserver, http.auth);
+// viewers read, operators and admins write, and every
 // accepted write is recorded once in the operation history with who made
 // it. control/README.md documents it with curl examples.
 package api
@@ -38,7 +39,6 @@ const ReasonHeader = "X-Tpflow-Reason"
 // API serves the control plane's HTTP API. It is safe for concurrent use.
 type API struct {
 	store    store.Store
-	auth     Authenticator
 	validate control.Validator
 	log      *slog.Logger
 	// written is called after every accepted write (the outbox exporter
@@ -55,12 +55,14 @@ type Options struct {
 }
 
 // New returns the API over s. validate checks every file of a new
-// configuration version before it is stored; nil accepts every file.
-func New(s store.Store, auth Authenticator, validate control.Validator, o Options) *API {
+// configuration version before it is stored; nil accepts every file. The
+// API serves the callers an httpserver.Auth in front of it authenticated
+// (httpserver.PrincipalFrom) and no one else.
+func New(s store.Store, validate control.Validator, o Options) *API {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &API{store: s, auth: auth, validate: validate, log: o.Logger, written: o.Written}
+	return &API{store: s, validate: validate, log: o.Logger, written: o.Written}
 }
 
 // scopePaths are the path prefixes of the configuration scopes.
@@ -165,14 +167,8 @@ type rawBody struct {
 
 func (a *API) handler(write bool, h func(r *http.Request, p Principal) (any, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := a.auth.Authenticate(r)
-		if err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="tpflow-control"`)
-			writeJSON(w, http.StatusUnauthorized, apiError{Error: err.Error()})
-			return
-		}
-		if write && !p.Role.CanWrite() {
-			writeJSON(w, http.StatusForbidden, apiError{Error: fmt.Sprintf("%s is a %s; writes need an operator or admin token", p.Name, p.Role)})
+		p, ok := authorize(w, r, write)
+		if !ok {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)

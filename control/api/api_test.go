@@ -16,6 +16,7 @@ import (
 	"github.com/tpflow/tpflow/control/api"
 	"github.com/tpflow/tpflow/control/store"
 	"github.com/tpflow/tpflow/internal/config/sections"
+	"github.com/tpflow/tpflow/pipeline/httpserver"
 )
 
 const (
@@ -24,10 +25,25 @@ const (
 	viewerToken   = "viewer-token-0123456789"
 )
 
-var tokens = api.StaticTokens{
-	operatorToken: {Name: "olga", Role: api.RoleOperator},
-	adminToken:    {Name: "adam", Role: api.RoleAdmin},
-	viewerToken:   {Name: "vic", Role: api.RoleViewer},
+// behindAuth serves h behind the shared HTTP authentication
+// (pipeline/httpserver) with the test's three tokens, as tpflow control
+// serves the API with http.auth. Its failure limit is raised: these tests
+// send a wrong token to every route, and the limit is httpserver's to
+// test.
+func behindAuth(t *testing.T, h http.Handler) http.Handler {
+	t.Helper()
+	c := httpserver.DefaultAuthConfig()
+	c.Tokens = []httpserver.TokenConfig{
+		{Name: "olga", Role: "operator", Token: operatorToken},
+		{Name: "adam", Role: "admin", Token: adminToken},
+		{Name: "vic", Role: "viewer", Token: viewerToken},
+	}
+	c.MaxFailures = 1 << 20
+	auth, err := httpserver.NewAuth(c, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return auth.Wrap(h)
 }
 
 type env struct {
@@ -45,8 +61,8 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { s.Close() })
 	e := &env{t: t, store: s}
-	a := api.New(s, tokens, sections.ValidateFile, api.Options{Written: func() { e.woken++ }})
-	e.srv = httptest.NewServer(a.Handler())
+	a := api.New(s, sections.ValidateFile, api.Options{Written: func() { e.woken++ }})
+	e.srv = httptest.NewServer(behindAuth(t, a.Handler()))
 	t.Cleanup(e.srv.Close)
 	return e
 }
@@ -138,7 +154,7 @@ func TestEveryWriteNeedsAnOperator(t *testing.T) {
 	e := newEnv(t)
 	// Every write route of the API has a case.
 	mux := http.NewServeMux()
-	for _, r := range api.New(e.store, tokens, nil, api.Options{}).Routes() {
+	for _, r := range api.New(e.store, nil, api.Options{}).Routes() {
 		mux.Handle(r.Pattern, r.Handler)
 	}
 	covered := map[string]bool{}
@@ -146,7 +162,7 @@ func TestEveryWriteNeedsAnOperator(t *testing.T) {
 		_, pattern := mux.Handler(httptest.NewRequest(c.method, c.path, nil))
 		covered[pattern] = true
 	}
-	for _, r := range api.New(e.store, tokens, nil, api.Options{}).Routes() {
+	for _, r := range api.New(e.store, nil, api.Options{}).Routes() {
 		if !strings.HasPrefix(r.Pattern, "GET ") && !covered[r.Pattern] {
 			t.Errorf("write route %s has no case", r.Pattern)
 		}
@@ -192,6 +208,34 @@ func TestEveryWriteNeedsAnOperator(t *testing.T) {
 		if code, body := e.do(viewerToken, "GET", p, ""); code != http.StatusOK {
 			t.Errorf("GET %s as viewer = %d %s", p, code, body)
 		}
+	}
+}
+
+// TestAPIRefusesWithoutAPrincipal serves the API with no authentication
+// in front of it: it answers every route 401 itself, so that a write can
+// never be recorded without who made it, and refuses a viewer's write
+// 403 even where the layer in front lets it through.
+func TestAPIRefusesWithoutAPrincipal(t *testing.T) {
+	e := newEnv(t)
+	h := api.New(e.store, nil, api.Options{}).Handler()
+	viewer := httpserver.WithPrincipal(context.Background(), httpserver.Principal{Name: "vic", Role: httpserver.RoleViewer})
+	operator := httpserver.WithPrincipal(context.Background(), httpserver.Principal{Name: "olga", Role: httpserver.RoleOperator})
+	for _, c := range append(writeCases[:1:1], struct{ method, path, body string }{"GET", "/api/v1/topology", ""}) {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(c.method, c.path, strings.NewReader(c.body)))
+		if w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), "http.auth") {
+			t.Errorf("%s %s without a principal = %d %s, want 401 naming http.auth", c.method, c.path, w.Code, w.Body)
+		}
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("PUT", "/api/v1/systems/x", strings.NewReader(`{}`)).WithContext(viewer))
+	if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "vic is a viewer") {
+		t.Errorf("PUT as a viewer = %d %s, want 403", w.Code, w.Body)
+	}
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("PUT", "/api/v1/systems/x", strings.NewReader(`{}`)).WithContext(operator))
+	if ops := e.operations(); w.Code != http.StatusOK || len(ops) != 1 || ops[0].Who != "olga" {
+		t.Errorf("PUT as an operator = %d %s, operations %+v; want 200 recorded as olga", w.Code, w.Body, ops)
 	}
 }
 

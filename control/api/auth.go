@@ -1,72 +1,33 @@
 package api
 
 import (
-	"crypto/subtle"
-	"errors"
 	"fmt"
 	"net/http"
-	"strings"
+
+	"github.com/tpflow/tpflow/pipeline/httpserver"
 )
 
-// Role is what a principal may do: a viewer reads, an operator and an
-// admin also write.
-type Role string
+// Principal is who makes a request: the caller the shared HTTP layer
+// (pipeline/httpserver's Auth, configured in http.auth) authenticated.
+type Principal = httpserver.Principal
 
-// The roles, from the least to the most allowed.
-const (
-	RoleViewer   Role = "viewer"
-	RoleOperator Role = "operator"
-	RoleAdmin    Role = "admin"
-)
-
-// ParseRole reads a role name.
-func ParseRole(s string) (Role, error) {
-	switch r := Role(s); r {
-	case RoleViewer, RoleOperator, RoleAdmin:
-		return r, nil
+// authorize returns the caller of r, or writes the refusal and reports
+// false: 401 when no one authenticated (the API is served without an
+// httpserver.Auth, or authentication is off: the control plane never
+// serves an anonymous caller, so that every write knows who made it), 403
+// when a write comes from a viewer. The Auth in front has refused both
+// already; this check keeps the API closed when it is mounted elsewhere.
+func authorize(w http.ResponseWriter, r *http.Request, write bool) (Principal, bool) {
+	name, role := httpserver.PrincipalFrom(r.Context())
+	p := Principal{Name: name, Role: role}
+	switch {
+	case role == httpserver.RoleNone || name == "":
+		w.Header().Set("WWW-Authenticate", `Bearer realm="tpflow"`)
+		writeJSON(w, http.StatusUnauthorized, apiError{Error: "authentication required: the control API serves only callers authenticated by http.auth"})
+		return p, false
+	case write && role < httpserver.RoleOperator:
+		writeJSON(w, http.StatusForbidden, apiError{Error: fmt.Sprintf("%s is a %s; writes need an operator or admin", name, role)})
+		return p, false
 	}
-	return "", fmt.Errorf("role %q must be viewer, operator or admin", s)
-}
-
-// CanWrite reports whether the role may change state.
-func (r Role) CanWrite() bool { return r == RoleOperator || r == RoleAdmin }
-
-// Principal is who makes a request.
-type Principal struct {
-	Name string
-	Role Role
-}
-
-// ErrUnauthenticated is what an Authenticator returns for a request with
-// no credentials or unknown ones.
-var ErrUnauthenticated = errors.New("missing or unknown bearer token")
-
-// Authenticator tells who made a request. The API answers 401 when it
-// fails and 403 when the principal's role may not do what it asks.
-type Authenticator interface {
-	Authenticate(r *http.Request) (Principal, error)
-}
-
-// StaticTokens authenticates "Authorization: Bearer TOKEN" against a
-// fixed table of tokens.
-type StaticTokens map[string]Principal
-
-// Authenticate implements Authenticator, comparing tokens in constant
-// time.
-func (t StaticTokens) Authenticate(r *http.Request) (Principal, error) {
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || token == "" {
-		return Principal{}, ErrUnauthenticated
-	}
-	var found Principal
-	hit := false
-	for k, p := range t {
-		if subtle.ConstantTimeCompare([]byte(k), []byte(token)) == 1 {
-			found, hit = p, true
-		}
-	}
-	if !hit {
-		return Principal{}, ErrUnauthenticated
-	}
-	return found, nil
+	return p, true
 }

@@ -2,46 +2,26 @@ package plane
 
 import (
 	"errors"
-	"fmt"
-	"net"
-	"strconv"
 	"time"
 
-	"github.com/tpflow/tpflow/control/api"
 	"github.com/tpflow/tpflow/control/store"
-	"github.com/tpflow/tpflow/internal/config"
+	"github.com/tpflow/tpflow/pipeline/httpserver"
 	"github.com/tpflow/tpflow/schemas"
 )
 
 // Config configures the control plane (tpflow control).
 type Config struct {
-	// Listen is the HOST:PORT the API, /metrics, /healthz and /readyz are
-	// served on.
-	Listen string `yaml:"listen"`
 	// Store is where the state is kept: the path of a SQLite file
 	// (created with its directory), or a postgres:// URL for several
 	// replicas on one PostgreSQL; give its password in PGPASSWORD or
 	// ~/.pgpass rather than in the URL.
 	Store string `yaml:"store"`
-	// Tokens are the API's bearer tokens; without one the API refuses
-	// every request, so tpflow control refuses to start.
-	Tokens []Token `yaml:"tokens"`
 	// Operations configures the export of the operation history to the
 	// ClickHouse of the clickhouse section.
 	Operations OperationsConfig `yaml:"operations"`
 	// RolloutInterval is how often the leading replica steps the running
 	// rollouts, and how often the others try to lead.
 	RolloutInterval time.Duration `yaml:"rollout_interval"`
-}
-
-// Token is one bearer token of the API and who holds it.
-type Token struct {
-	// Name is who the token's holder is in the operation history.
-	Name string `yaml:"name"`
-	// Role is viewer (reads), operator or admin (reads and writes).
-	Role string `yaml:"role"`
-	// Token is the secret; set token_file to read it from a file.
-	Token config.Secret `yaml:"token"`
 }
 
 // OperationsConfig configures the operations export.
@@ -60,14 +40,12 @@ type OperationsConfig struct {
 // DefaultStore is the default store: a SQLite file under .data.
 const DefaultStore = ".data/control.db"
 
-// DefaultConfig returns the defaults: loopback port 8090, SQLite in
-// .data/control.db, no tokens, operations exported in batches of 500
-// checked every second, rollouts stepped every 5 seconds.
+// DefaultConfig returns the defaults: SQLite in .data/control.db,
+// operations exported in batches of 500 checked every second, rollouts
+// stepped every 5 seconds.
 func DefaultConfig() Config {
 	return Config{
-		Listen:          "127.0.0.1:8090",
 		Store:           DefaultStore,
-		Tokens:          []Token{},
 		Operations:      OperationsConfig{Export: true, BatchSize: 500, Interval: time.Second},
 		RolloutInterval: 5 * time.Second,
 	}
@@ -76,37 +54,10 @@ func DefaultConfig() Config {
 // Validate reports every impossible value as a *schemas.FieldError.
 func (c Config) Validate() error {
 	var errs []error
-	if _, port, err := net.SplitHostPort(c.Listen); err != nil {
-		errs = append(errs, schemas.Fieldf("listen", "%q is not HOST:PORT", c.Listen))
-	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		errs = append(errs, schemas.Fieldf("listen", "%q has an invalid port (want 1-65535)", c.Listen))
-	}
 	if c.Store == "" {
 		errs = append(errs, schemas.Fieldf("store", "must not be empty; the default is %s", DefaultStore))
 	} else if err := store.CheckDSN(c.Store); err != nil {
 		errs = append(errs, schemas.Fieldf("store", "%v", err))
-	}
-	names := map[string]bool{}
-	tokens := map[string]int{}
-	for i, t := range c.Tokens {
-		f := func(field, format string, args ...any) {
-			errs = append(errs, schemas.Fieldf(fmt.Sprintf("tokens[%d].%s", i, field), format, args...))
-		}
-		if t.Name == "" {
-			f("name", "must not be empty: it is who the operation history names")
-		} else if names[t.Name] {
-			f("name", "%q is given twice", t.Name)
-		}
-		names[t.Name] = true
-		if _, err := api.ParseRole(t.Role); err != nil {
-			f("role", "%v", err)
-		}
-		if len(t.Token.Reveal()) < 16 {
-			f("token", "must be at least 16 characters")
-		} else if j, dup := tokens[t.Token.Reveal()]; dup {
-			f("token", "is the same as tokens[%d].token", j)
-		}
-		tokens[t.Token.Reveal()] = i
 	}
 	if c.Operations.BatchSize < 1 || c.Operations.BatchSize > 100000 {
 		errs = append(errs, schemas.Fieldf("operations.batch_size", "must be between 1 and 100000, got %d", c.Operations.BatchSize))
@@ -120,12 +71,29 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// authenticator is the static token table of the configuration.
-func (c Config) authenticator() api.StaticTokens {
-	t := api.StaticTokens{}
-	for _, tok := range c.Tokens {
-		r, _ := api.ParseRole(tok.Role)
-		t[tok.Token.Reveal()] = api.Principal{Name: tok.Name, Role: r}
+// ErrNoWriter is returned by CheckAuth for an authentication that cannot
+// make a write.
+var ErrNoWriter = errors.New("http.auth has no operator or admin credential: the control plane serves only authenticated callers and records who made every write; add a token, user or client certificate of role operator or admin to http.auth (SECURITY.md)")
+
+// CheckAuth reports ErrNoWriter unless c, the http.auth of the listener
+// the control plane serves on, has a credential of role operator or
+// admin: without one its API would refuse every write. tpflow control
+// runs it before it starts.
+func CheckAuth(c httpserver.AuthConfig) error {
+	roles := make([]string, 0, len(c.Tokens)+len(c.Users)+len(c.ClientCerts))
+	for _, t := range c.Tokens {
+		roles = append(roles, t.Role)
 	}
-	return t
+	for _, u := range c.Users {
+		roles = append(roles, u.Role)
+	}
+	for _, cc := range c.ClientCerts {
+		roles = append(roles, cc.Role)
+	}
+	for _, name := range roles {
+		if r, err := httpserver.ParseRole(name); err == nil && r >= httpserver.RoleOperator {
+			return nil
+		}
+	}
+	return ErrNoWriter
 }

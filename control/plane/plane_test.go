@@ -21,6 +21,7 @@ import (
 	"github.com/tpflow/tpflow/internal/testkit"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
+	"github.com/tpflow/tpflow/pipeline/httpserver"
 )
 
 const opToken = "operator-token-0123456789"
@@ -40,7 +41,6 @@ func start(t *testing.T, ccfg clickhouse.Config) *fixture {
 	t.Helper()
 	cfg := plane.DefaultConfig()
 	cfg.Store = filepath.Join(t.TempDir(), ".data", "control.db")
-	cfg.Tokens = []plane.Token{{Name: "olga", Role: "operator", Token: opToken}}
 	reg := prometheus.NewRegistry()
 	ctx, cancel := context.WithCancel(context.Background())
 	r, err := plane.New(ctx, cfg, ccfg, role.Settings{Registerer: reg}, plane.WithValidator(sections.ValidateFile))
@@ -55,11 +55,27 @@ func start(t *testing.T, ccfg clickhouse.Config) *fixture {
 			t.Error(err)
 		}
 	})
-	mux := http.NewServeMux()
-	for _, rt := range r.Routes() {
-		mux.Handle(rt.Pattern, rt.Handler)
+	return &fixture{t: t, r: r, srv: serve(t, r), reg: reg}
+}
+
+// serve serves r's routes as tpflow control does, behind the shared
+// HTTP authentication, here with one operator token (opToken, "olga").
+func serve(t *testing.T, r *plane.Role) *httptest.Server {
+	t.Helper()
+	c := httpserver.DefaultAuthConfig()
+	c.Tokens = []httpserver.TokenConfig{{Name: "olga", Role: "operator", Token: opToken}}
+	if err := plane.CheckAuth(c); err != nil {
+		t.Fatal(err)
 	}
-	return &fixture{t: t, r: r, srv: newServer(t, mux), reg: reg}
+	auth, err := httpserver.NewAuth(c, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := make([]httpserver.Route, 0, len(r.Routes()))
+	for _, rt := range r.Routes() {
+		routes = append(routes, httpserver.Route(rt))
+	}
+	return newServer(t, httpserver.Handler(httpserver.Options{Routes: routes, Auth: auth, Checks: map[string]httpserver.Check{"store": r.Ready}}))
 }
 
 func newServer(t *testing.T, h http.Handler) *httptest.Server {
@@ -194,23 +210,33 @@ func TestTargetLabels(t *testing.T) {
 	}
 }
 
-func TestNewRefusesWithoutTokensAndValidates(t *testing.T) {
-	cfg := plane.DefaultConfig()
-	cfg.Store = filepath.Join(t.TempDir(), "c.db")
-	if _, err := plane.New(context.Background(), cfg, clickhouse.DefaultConfig(), role.Settings{}); err != plane.ErrNoTokens {
-		t.Errorf("New without tokens = %v, want ErrNoTokens", err)
-	}
+func TestNewValidatesAndCheckAuthWantsAWriter(t *testing.T) {
 	if err := plane.DefaultConfig().Validate(); err != nil {
 		t.Errorf("defaults do not validate: %v", err)
 	}
-	bad := plane.Config{Listen: "nope", Store: "x.db?mode=ro", Tokens: []plane.Token{
-		{Name: "", Role: "root", Token: "short"}, {Name: "a", Role: "viewer", Token: "0123456789abcdefX"},
-		{Name: "a", Role: "viewer", Token: "0123456789abcdefX"}}, Operations: plane.OperationsConfig{BatchSize: 0, Interval: 0}}
+	bad := plane.Config{Store: "x.db?mode=ro", Operations: plane.OperationsConfig{BatchSize: 0, Interval: 0}}
 	err := bad.Validate()
-	for _, want := range []string{"listen:", "store: SQLite path", "tokens[0].name", "tokens[0].role", "tokens[0].token: must be at least 16",
-		`tokens[2].name: "a" is given twice`, "tokens[2].token: is the same as tokens[1]", "operations.batch_size", "operations.interval"} {
+	for _, want := range []string{"store: SQLite path", "operations.batch_size", "operations.interval", "rollout_interval"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to say %q", err, want)
+		}
+	}
+	if _, err := plane.New(context.Background(), bad, clickhouse.DefaultConfig(), role.Settings{}); err == nil || !strings.Contains(err.Error(), "store: SQLite path") {
+		t.Errorf("New with a bad store = %v", err)
+	}
+	viewer := httpserver.TokenConfig{Name: "v", Role: "viewer", Token: "viewer-token-0123456789"}
+	for _, c := range []struct {
+		auth httpserver.AuthConfig
+		ok   bool
+	}{
+		{httpserver.DefaultAuthConfig(), false},
+		{httpserver.AuthConfig{Tokens: []httpserver.TokenConfig{viewer}, Users: []httpserver.UserConfig{{Name: "u", Role: "viewer"}}, ClientCerts: []httpserver.ClientCertConfig{{CommonName: "p", Role: "viewer"}}}, false},
+		{httpserver.AuthConfig{Tokens: []httpserver.TokenConfig{viewer, {Name: "o", Role: "operator"}}}, true},
+		{httpserver.AuthConfig{Users: []httpserver.UserConfig{{Name: "a", Role: "admin"}}}, true},
+		{httpserver.AuthConfig{ClientCerts: []httpserver.ClientCertConfig{{CommonName: "deployer", Role: "operator"}}}, true},
+	} {
+		if err := plane.CheckAuth(c.auth); (err == nil) != c.ok || (err != nil && (err != plane.ErrNoWriter || !strings.Contains(err.Error(), "http.auth"))) {
+			t.Errorf("CheckAuth(%+v) = %v, want ok %v", c.auth, err, c.ok)
 		}
 	}
 }

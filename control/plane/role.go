@@ -5,7 +5,6 @@ package plane
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -40,7 +39,6 @@ type Option func(*options)
 
 type options struct {
 	validate control.Validator
-	auth     api.Authenticator
 	fleet    rollout.Fleet
 }
 
@@ -53,12 +51,6 @@ func WithFleet(f rollout.Fleet) Option { return func(o *options) { o.fleet = f }
 // sections.ValidateFile). Without it every file is accepted.
 func WithValidator(v control.Validator) Option { return func(o *options) { o.validate = v } }
 
-// WithAuthenticator replaces the token table of cfg.Tokens.
-func WithAuthenticator(a api.Authenticator) Option { return func(o *options) { o.auth = a } }
-
-// ErrNoTokens is returned by New when no API token is configured.
-var ErrNoTokens = errors.New("control.tokens is empty: the API would refuse every request; configure at least one operator or admin token")
-
 // New opens and migrates the store of cfg, within ctx, and returns the
 // control role; operations are exported to the ClickHouse of ccfg when
 // cfg.Operations.Export is set. Like the api role it connects at once:
@@ -70,12 +62,6 @@ func New(ctx context.Context, cfg Config, ccfg clickhouse.Config, s role.Setting
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("cannot start control role: %w", err)
-	}
-	if o.auth == nil {
-		if len(cfg.Tokens) == 0 {
-			return nil, ErrNoTokens
-		}
-		o.auth = cfg.authenticator()
 	}
 	m, err := newMetrics(s.Registerer)
 	if err != nil {
@@ -98,7 +84,7 @@ func New(ctx context.Context, cfg Config, ccfg clickhouse.Config, s role.Setting
 		r.exporter = newExporter(st, ccfg, cfg.Operations, m, log)
 		wake = r.exporter.wake
 	}
-	r.api = api.New(st, o.auth, o.validate, api.Options{Logger: log, Written: wake})
+	r.api = api.New(st, o.validate, api.Options{Logger: log, Written: wake})
 	if o.fleet != nil {
 		r.engine = rollout.New(st, o.fleet, s.Clock, log.With("part", "rollout"))
 	}
@@ -128,7 +114,9 @@ func (r *Role) Ready(ctx context.Context) error {
 	return err
 }
 
-// Routes are the API's.
+// Routes are the API's. They serve only the callers an httpserver.Auth in
+// front of them authenticated (api.New); serve them behind the http.auth
+// that CheckAuth accepted.
 func (r *Role) Routes() []role.Route { return r.api.Routes() }
 
 // Store returns the role's store, for tests and tools in the same process.

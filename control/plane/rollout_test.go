@@ -37,7 +37,6 @@ func TestRoleRunsRollouts(t *testing.T) {
 	}
 	cfg := plane.DefaultConfig()
 	cfg.Store = filepath.Join(t.TempDir(), "control.db")
-	cfg.Tokens = []plane.Token{{Name: "olga", Role: "operator", Token: opToken}}
 	cfg.Operations.Export = false
 	cfg.RolloutInterval = 20 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
@@ -50,11 +49,7 @@ func TestRoleRunsRollouts(t *testing.T) {
 	go func() { done <- r.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	f := &fixture{t: t, r: r}
-	mux := http.NewServeMux()
-	for _, rt := range r.Routes() {
-		mux.Handle(rt.Pattern, rt.Handler)
-	}
-	f.srv = newServer(t, mux)
+	f.srv = serve(t, r)
 	for _, w := range []struct{ m, p, b string }{
 		{"PUT", "/api/v1/systems/shop", `{}`},
 		{"PUT", "/api/v1/systems/shop/apps/cart", `{}`},

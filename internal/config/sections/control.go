@@ -12,10 +12,8 @@ import (
 // The control section's key descriptions, kept beside the validator the
 // control plane runs on every configuration version.
 var controlDocs = map[string]string{
-	"control":                       "The control plane (tpflow control): its API listener, store, tokens and the operations export.",
-	"control.listen":                "HOST:PORT the control API, /metrics, /healthz and /readyz are served on; --listen overrides.",
+	"control":                       "The control plane (tpflow control): its store and the operations export. It serves on http.listen and authenticates with http.auth, which must hold an operator or admin credential.",
 	"control.store":                 "A SQLite file path (created with its directory) or a postgres:// URL for several replicas on one PostgreSQL (password in PGPASSWORD or ~/.pgpass); --store overrides.",
-	"control.tokens":                "API bearer tokens, each {name, role, token}: role viewer reads, operator and admin also write; name is who the operation history records; token (at least 16 characters, or token_file, a file holding it; ${NAME} expands an environment variable) is printed as [REDACTED]. tpflow control refuses to start without one.",
 	"control.operations":            "Export of the operation history to the ClickHouse table operations (change markers on the dashboards).",
 	"control.operations.export":     "Write every operation to ClickHouse (the clickhouse section); operations wait in the store while ClickHouse is down.",
 	"control.operations.batch_size": "Most operations written in one insert (1-100000).",
