@@ -42,12 +42,8 @@ func (c controlClient) do(method, path, body string) (int, []byte, error) {
 }
 
 func (c controlClient) ready() bool {
-	resp, err := http.Get("http://" + c.addr + "/readyz")
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	code, _, err := c.do("GET", "/readyz", "")
+	return err == nil && code == http.StatusOK
 }
 
 // TestControlSurvivesSIGKILL writes configuration versions to a real
@@ -62,16 +58,18 @@ func TestControlSurvivesSIGKILL(t *testing.T) {
 	dir := t.TempDir()
 	c := controlClient{t: t, addr: freeAddr(t)}
 	cfg := filepath.Join(dir, "tpflow.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`control:
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`http:
   listen: %s
+  auth:
+    tokens:
+      - {name: olga, role: operator, token: %s}
+control:
   store: %s
-  tokens:
-    - {name: olga, role: operator, token: %s}
   operations:
     interval: 50ms
 clickhouse:
   dsn: %s
-`, c.addr, filepath.Join(dir, ".data", "control.db"), controlToken, dbDSN(t, ch, ch.Database()))), 0o644); err != nil {
+`, c.addr, controlToken, filepath.Join(dir, ".data", "control.db"), dbDSN(t, ch, ch.Database()))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p := start(t, dir, "control", "control", "--config", cfg)

@@ -164,9 +164,10 @@ func TestProductionConfigIsValid(t *testing.T) {
 	}
 }
 
-// TestEveryRoleRefusesUnauthenticated starts every role and tpflow run
-// with deploy/tpflow.production.yaml (its kafka, clickhouse, collect and
-// broker sections pointed at the test's broker, ClickHouse and files) on
+// TestEveryRoleRefusesUnauthenticated starts every role (the control
+// plane included) and tpflow run with deploy/tpflow.production.yaml (its
+// kafka, clickhouse, collect and broker sections pointed at the test's
+// broker, ClickHouse and files) on
 // their real listeners, and checks over TLS that each refuses an
 // unauthenticated request to every path but /healthz, that a viewer
 // token reads but cannot change, that an operator may change, that a
@@ -182,10 +183,12 @@ func TestEveryRoleRefusesUnauthenticated(t *testing.T) {
 	anon, withCert := tlsClient(tf.ClientConfig(t, false)), tlsClient(tf.ClientConfig(t, true))
 	common := []string{"/metrics", "/readyz", "/no/such/path"}
 	api := []string{"/api/v1/tp?app=x", "/api/v1/capacity", "/api/v1/topology"}
+	control := []string{"/api/v1/topology", "/api/v1/systems", "/api/v1/config/global/versions", "/api/v1/operations"}
 	roles := map[string][]string{
 		"collect": common, "aggregate": common, "sink": common, "alert": common, "broker": common,
-		"api": append(append([]string{}, common...), api...),
-		"run": append(append([]string{"/api/v1/windows"}, common...), api...),
+		"api":     append(append([]string{}, common...), api...),
+		"control": append(append([]string{}, common...), control...),
+		"run":     append(append([]string{"/api/v1/windows"}, common...), api...),
 	}
 	clients := prodClients{anon: anon, cert: withCert, foreign: tlsClient(tf.ForeignClientConfig(t))}
 	for name, paths := range roles {
