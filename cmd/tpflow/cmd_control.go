@@ -14,27 +14,29 @@ func controlCommand() *command {
 	return &command{
 		name:    "control",
 		summary: "control plane: topology, versioned configuration, operation history",
-		help: `Serves the control plane's HTTP JSON API under /api/v1/ on
-http.listen, like every role, with /metrics, /healthz and /readyz: the
-topology (systems, apps, groups with env and
-IDC, instances; import and export of the collectors' topology file),
-configuration versions per scope (global, system, app, group, node
-selector: create, list, get, diff, rollback, and the effective
-configuration of an agent), rollouts in waves (soak time, failure budget,
-pause, resume, abort) and the operation history.
+		help: `Serves the control plane's HTTP JSON API under /api/v1/ on http.listen
+(--listen), like every role, with /metrics, /healthz and /readyz: the
+topology (systems, apps, groups with env and IDC, instances; import and
+export of the collectors' topology file), configuration versions per
+scope (global, system, app, group, node selector: create, list, get,
+diff, rollback, and the effective configuration of an agent), rollouts in
+waves (soak time, failure budget, pause, resume, abort) and the operation
+history.
 
 State is kept in control.store (--store): a SQLite file, by default
 ` + plane.DefaultStore + `, or a postgres:// URL. Every file of a new
 configuration version is validated as the roles load it (tpflow.yaml,
 topology.yaml, rules/*.yaml) and refused with every problem as
-FILE:LINE:COLUMN. Requests authenticate with http.auth (bearer tokens,
-basic auth, client certificates) and are served over http.tls, as on
-every role: viewers read, operators and admins write. tpflow control
-refuses to start unless http.auth has an operator or admin credential;
-every accepted write is recorded with who made it (the token's, user's
-or certificate's name), and exported to the ClickHouse table operations (the
-clickhouse section) for change markers on the dashboards. The export waits
-in the store while ClickHouse is down. control/README.md has curl examples.`,
+FILE:LINE:COLUMN.
+
+Requests authenticate with http.auth (bearer tokens, basic auth, client
+certificates) over http.tls, as on every role: viewers read, operators
+and admins write. tpflow control refuses to start unless http.auth has
+an operator or admin credential. Every accepted write is recorded with
+who made it (the token's, user's or certificate's name) and exported to
+the ClickHouse table operations (the clickhouse section) for change
+markers on the dashboards; the export waits in the store while
+ClickHouse is down. control/README.md has curl examples.`,
 		example: "tpflow control --config tpflow.yaml\n" +
 			"tpflow control --store postgres://control@db-1:5432/tpflow --listen :8090\n" +
 			`curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/api/v1/topology`,
