@@ -108,6 +108,7 @@ func commands() []*command {
 		brokerCommand(),
 		loadgenCommand(),
 		configCommand(),
+		deployCommand(),
 		versionCommand(),
 	}
 }
