@@ -114,17 +114,22 @@ func TestCollectHandOverDuringSurge(t *testing.T) {
 		t.Fatalf("writer: %v", err)
 	}
 	n := int(w.written.Load())
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		missing, _, _ := counts.tally(n)
-		if missing == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	missing, dups, unknown := counts.tally(n)
+	missing, dups, unknown := counts.settle(n, 30*time.Second)
 	t.Logf("%d lines written across %d surges and a SIGKILL: %d missing, %d duplicates, %d unknown", n, surges, missing, dups, unknown)
 	if missing > 0 || dups > 0 || unknown > 0 {
 		t.Errorf("%d of %d lines missing, %d sent twice, %d unknown\nlast collector:\n%s", missing, n, dups, unknown, old.tail())
+	}
+}
+
+// settle waits up to timeout for every id of 0..n-1 to arrive, then
+// returns the tally.
+func (c *idCounts) settle(n int, timeout time.Duration) (missing, dups, unknown int) {
+	deadline := time.Now().Add(timeout)
+	for {
+		missing, dups, unknown = c.tally(n)
+		if missing == 0 || time.Now().After(deadline) {
+			return missing, dups, unknown
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
