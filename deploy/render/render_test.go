@@ -578,3 +578,28 @@ func TestChartGrafanaIsDeployGrafana(t *testing.T) {
 		}
 	}
 }
+
+// TestControlHasItsPlace: the control plane, off by default, renders as a
+// StatefulSet with a volume for SQLite and as a Deployment otherwise.
+func TestControlHasItsPlace(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		storage            string
+		statefulSets, deps int
+	}{{"sqlite", 1, 4}, {"external", 0, 5}} {
+		f := filepath.Join(dir, tc.storage+".yaml")
+		if err := os.WriteFile(f, []byte("control:\n  enabled: true\n  storage: "+tc.storage+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		o := renderObjects(t, Options{ValuesFiles: []string{smallValues, f}})
+		if len(o.statefulSets) != tc.statefulSets || len(o.deployments) != tc.deps {
+			t.Errorf("storage %s: %d StatefulSets and %d Deployments, want %d and %d", tc.storage, len(o.statefulSets), len(o.deployments), tc.statefulSets, tc.deps)
+		}
+		if tc.storage == "sqlite" && len(o.statefulSets) == 1 {
+			ss := o.statefulSets[0]
+			if len(ss.Spec.VolumeClaimTemplates) != 1 || *ss.Spec.Replicas != 1 || ss.Spec.Template.Spec.Containers[0].Args[0] != "control" {
+				t.Errorf("control StatefulSet: %d volume claims, %d replicas, args %v", len(ss.Spec.VolumeClaimTemplates), *ss.Spec.Replicas, ss.Spec.Template.Spec.Containers[0].Args)
+			}
+		}
+	}
+}
