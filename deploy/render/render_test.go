@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	"helm.sh/helm/v4/pkg/chart/v2/lint"
+	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -599,6 +602,28 @@ func TestControlHasItsPlace(t *testing.T) {
 			ss := o.statefulSets[0]
 			if len(ss.Spec.VolumeClaimTemplates) != 1 || *ss.Spec.Replicas != 1 || ss.Spec.Template.Spec.Containers[0].Args[0] != "control" {
 				t.Errorf("control StatefulSet: %d volume claims, %d replicas, args %v", len(ss.Spec.VolumeClaimTemplates), *ss.Spec.Replicas, ss.Spec.Template.Spec.Containers[0].Args)
+			}
+		}
+	}
+}
+
+// TestHelmLint runs Helm's own linter on the chart's directory, as `helm
+// lint -f values-small.yaml` does: Chart.yaml, the schema, the templates
+// and deprecated APIs. Any warning or error fails.
+func TestHelmLint(t *testing.T) {
+	for _, f := range []string{smallValues, largeValues} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vals, err := loader.LoadValues(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := lint.RunAll("../helm/tpflow", vals, "tpflow")
+		for _, m := range res.Messages {
+			if m.Severity >= support.WarningSev {
+				t.Errorf("%s: helm lint: %s", f, m)
 			}
 		}
 	}
