@@ -41,7 +41,7 @@ func TestDeployRender(t *testing.T) {
 	}
 	for _, w := range []string{
 		"node type tiny: collect.resources.requests.cpu 50m = 50m > 1% of allocatable cpu 2 (2000m) = 20.0m",
-		"node type tiny: collect.resources.requests.memory 64Mi = 64.0Mi > 1% of allocatable memory 4Gi (4096Mi) = 41.0Mi",
+		"node type tiny: collect.resources.requests.memory 80Mi = 80.0Mi > 1% of allocatable memory 4Gi (4096Mi) = 41.0Mi",
 	} {
 		if !strings.Contains(errb.String(), w) {
 			t.Errorf("stderr does not show %q:\n%s", w, errb.String())
