@@ -525,6 +525,8 @@ func TestBadValuesAreRefused(t *testing.T) {
 			[]string{"exceed the node budget",
 				"node type general-4cpu-16gi: collect.resources.requests.cpu 100m = 100m > 2% of allocatable cpu 3920m (3920m) = 78.4m",
 				"node type general-4cpu-16gi: collect.resources.requests.memory 512Mi = 512.0Mi > 3% of allocatable memory 14Gi (14336Mi) = 430.1Mi"}},
+		{"more aggregators than partitions", "aggregate:\n  replicas: 12\n",
+			[]string{"aggregate.replicas 12 is over kafka.partitions.calls 8", "4 of them would idle"}},
 		{"bad tpflow configuration", "config:\n  aggregator:\n    pane: 7x\n",
 			[]string{"invalid tpflow.yaml", `aggregator.pane: cannot parse "7x" as a duration`}},
 	} {

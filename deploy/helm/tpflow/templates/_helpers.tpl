@@ -148,6 +148,19 @@ over any node type's share of allocatable.
 {{- end -}}
 {{- end -}}
 
+{{/*
+The aggregators share the calls topic's partitions in one consumer group:
+more of them than partitions would idle.
+*/}}
+{{- define "tpflow.checkAggregators" -}}
+{{- $a := .Values.aggregate -}}
+{{- $parts := int (default 8 .Values.kafka.partitions.calls) -}}
+{{- $most := ternary (int $a.autoscaling.maxReplicas) (int $a.replicas) (and $a.autoscaling.enabled (.Capabilities.APIVersions.Has "external.metrics.k8s.io/v1beta1")) -}}
+{{- if and $a.enabled (gt $most $parts) -}}
+{{- fail (printf "%s %d is over kafka.partitions.calls %d: the aggregators share the calls topic's partitions, so %d of them would idle; lower it or raise kafka.partitions.calls (a topic that exists keeps its partitions)" (ternary "aggregate.autoscaling.maxReplicas" "aggregate.replicas" (and $a.autoscaling.enabled (.Capabilities.APIVersions.Has "external.metrics.k8s.io/v1beta1"))) $most $parts (sub $most $parts)) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* GOMEMLIMIT in bytes: collect.gomemlimitPercent of the memory limit. */}}
 {{- define "tpflow.gomemlimit" -}}
 {{- $lim := include "tpflow.bytes" .Values.collect.resources.limits.memory | float64 -}}
