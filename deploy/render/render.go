@@ -279,19 +279,35 @@ func tidy(err error) error {
 }
 
 // WriteDir writes each manifest to dir under its template's file name
-// (collect-daemonset.yaml, ...), creating dir, and returns the paths
+// (collect-daemonset.yaml, ...), creating dir, and removes the files of
+// the chart's other templates left there by an earlier render (an
+// autoscaler since turned off would otherwise still be applied with the
+// directory); files of other names are left alone. It returns the paths
 // written.
 func WriteDir(dir string, ms []Manifest) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create %s: %w", dir, err)
 	}
+	written := map[string]bool{}
 	var paths []string
 	for _, m := range ms {
 		p := filepath.Join(dir, path.Base(m.Path))
 		if err := os.WriteFile(p, []byte(strings.TrimLeft(m.Content, "\n")), 0o644); err != nil {
 			return paths, fmt.Errorf("cannot write %s: %w", p, err)
 		}
+		written[path.Base(m.Path)] = true
 		paths = append(paths, p)
+	}
+	tpls, err := fs.Glob(deploy.Chart(), "templates/*.yaml")
+	if err != nil {
+		return paths, err
+	}
+	for _, t := range tpls {
+		if name := path.Base(t); !written[name] {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return paths, fmt.Errorf("cannot remove the stale %s: %w", filepath.Join(dir, name), err)
+			}
+		}
 	}
 	return paths, nil
 }

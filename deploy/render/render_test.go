@@ -630,3 +630,45 @@ func TestHelmLint(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteDirRemovesStaleTemplates: rendering the small site into the
+// directory of the large one removes the large one's autoscaler and
+// ServiceMonitors, and leaves other files alone.
+func TestWriteDirRemovesStaleTemplates(t *testing.T) {
+	dir := t.TempDir()
+	mine := filepath.Join(dir, "kustomization.yaml")
+	if err := os.WriteFile(mine, []byte("resources: []\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	large, err := Render(Options{ValuesFiles: []string{largeValues}, APIVersions: []string{"external.metrics.k8s.io/v1beta1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteDir(dir, large); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"hpa.yaml", "servicemonitor.yaml"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Fatalf("the large site did not write %s: %v", f, err)
+		}
+	}
+	small, err := Render(Options{ValuesFiles: []string{smallValues}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, err := WriteDir(dir, small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"hpa.yaml", "servicemonitor.yaml"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			t.Errorf("%s of the earlier render is still there", f)
+		}
+	}
+	if _, err := os.Stat(mine); err != nil {
+		t.Errorf("a file that is not the chart's was removed: %v", err)
+	}
+	if len(paths) != len(small) {
+		t.Errorf("%d paths written for %d manifests", len(paths), len(small))
+	}
+}
