@@ -36,7 +36,9 @@ func deployCommand() *command {
 		help: `Subcommands:
   render  render the tpflow Helm chart (built into this binary, the same as
           deploy/helm/tpflow) with the values files to plain manifests in
-          --out, one file per template, as 'helm template' would
+          --out, one file per template, as 'helm template' would; a
+          template's file that an earlier render left there and this one
+          does not write is removed, other files are left alone
 
 The values are checked against the chart's schema: an unknown or misspelt
 key is an error naming it. The collect agent's requests are checked
