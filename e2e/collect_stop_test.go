@@ -255,15 +255,7 @@ func TestCollectStopWhileReadingKmsg(t *testing.T) {
 	default:
 	}
 	n := int(written.Load())
-	deadline = time.Now().Add(60 * time.Second)
-	for {
-		missing, _, _ := counts.tally(n)
-		if missing == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	missing, dups, unknown := counts.tally(n)
+	missing, dups, unknown := counts.settle(n, 60*time.Second)
 	t.Logf("%d lines written, %d missing, %d duplicates, %d unknown", n, missing, dups, unknown)
 	if missing > 0 || dups > 0 || unknown > 0 {
 		t.Errorf("%d of %d lines missing, %d sent twice, %d unknown", missing, n, dups, unknown)

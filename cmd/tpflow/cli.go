@@ -111,6 +111,7 @@ func commands() []*command {
 		brokerCommand(),
 		loadgenCommand(),
 		configCommand(),
+		deployCommand(),
 		versionCommand(),
 	}
 }

@@ -37,7 +37,7 @@ func TestHelpListsEveryCommand(t *testing.T) {
 		if code != exitOK || errOut != "" {
 			t.Fatalf("%s: exit %d, stderr %q", arg, code, errOut)
 		}
-		names := append(append([]string{}, roleNames...), "config", "version")
+		names := append(append([]string{}, roleNames...), "config", "deploy", "version")
 		for _, c := range commands() {
 			found := false
 			for _, n := range names {

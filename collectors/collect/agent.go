@@ -59,6 +59,15 @@ type Agent struct {
 
 	connected atomic.Bool // Kafka answered and the topics exist
 
+	// For Ready: standing by for the state lock; when commits began to
+	// fail (unix ns, 0 while they succeed) and the last error; the last
+	// commit (unix ns); the batcher, once Run made it.
+	standby      atomic.Bool
+	failingSince atomic.Int64
+	lastErr      atomic.Value
+	lastCommit   atomic.Int64
+	bp           atomic.Pointer[batcher]
+
 	// fresh is set for the very first start of an agent: no usable state
 	// file. Only then does tail.start apply, to the files of the first
 	// discovery round. since is when files began to go unread: the state
@@ -159,38 +168,37 @@ func New(cfg Config, kcfg kafka.Config, s role.Settings) (*Agent, error) {
 		src.mDropped = a.m.dropped.WithLabelValues(s.Name)
 		a.srcs = append(a.srcs, src)
 	}
-	a.fresh, a.since = true, a.now()
-	if cfg.StateFile != "" {
-		fi, statErr := os.Stat(cfg.StateFile)
-		cp, err := logtail.LoadCheckpoints(cfg.StateFile)
-		switch {
-		case errors.Is(err, logtail.ErrNoState):
-			a.log.Info("first start: no state file, files present now are read from tail.start", "state_file", cfg.StateFile, "start", cfg.Tail.Start)
-		case err != nil:
-			a.log.Warn("starting without saved offsets", "state_file", cfg.StateFile, "err", err)
-		case statErr == nil:
-			a.fresh, a.since = false, fi.ModTime()
-		}
-		cp.Touch() // the next start knows it is not the first
-		a.cp = cp
-		a.loadKmsgState()
-	} else {
-		a.cp = logtail.NewCheckpoints("")
-	}
+	a.loadState()
 	return a, nil
+}
+
+// loadState loads the state file and the kernel sequence next to it. New
+// calls it, and Run again after waiting for the state lock: the agent
+// that held it saved newer offsets on its way out.
+func (a *Agent) loadState() {
+	cfg := a.cfg
+	a.fresh, a.since = true, a.now()
+	if cfg.StateFile == "" {
+		a.cp = logtail.NewCheckpoints("")
+		return
+	}
+	fi, statErr := os.Stat(cfg.StateFile)
+	cp, err := logtail.LoadCheckpoints(cfg.StateFile)
+	switch {
+	case errors.Is(err, logtail.ErrNoState):
+		a.log.Info("first start: no state file, files present now are read from tail.start", "state_file", cfg.StateFile, "start", cfg.Tail.Start)
+	case err != nil:
+		a.log.Warn("starting without saved offsets", "state_file", cfg.StateFile, "err", err)
+	case statErr == nil:
+		a.fresh, a.since = false, fi.ModTime()
+	}
+	cp.Touch() // the next start knows it is not the first
+	a.cp = cp
+	a.loadKmsgState()
 }
 
 // ErrNotConnected is returned by Ready until Kafka has answered.
 var ErrNotConnected = errors.New("not connected to Kafka yet")
-
-// Ready reports whether Run has reached Kafka and is reading; it is the
-// readiness check of the collect role.
-func (a *Agent) Ready(context.Context) error {
-	if !a.connected.Load() {
-		return ErrNotConnected
-	}
-	return nil
-}
 
 // Routes is empty: the collect role serves only the common paths.
 func (a *Agent) Routes() []role.Route { return nil }
@@ -198,10 +206,12 @@ func (a *Agent) Routes() []role.Route { return nil }
 // Host returns the host label.
 func (a *Agent) Host() string { return a.host }
 
-// Run collects until ctx is done. It waits for Kafka and resumes from the
-// offsets committed there before it starts reading; on shutdown it stops
-// reading, commits what was read for up to 10 s more, and saves the
-// offsets Kafka committed.
+// Run collects until ctx is done. It waits for Kafka, then for the state
+// lock (another agent on the same state directory, during a rolling
+// update, holds it until it stops), and resumes from the offsets committed
+// in Kafka before it starts reading; on shutdown it stops reading,
+// commits what was read for up to 10 s more, saves the offsets Kafka
+// committed and releases the lock.
 func (a *Agent) Run(ctx context.Context) error {
 	a.readCtx = ctx
 	if err := a.connect(ctx); err != nil {
@@ -209,6 +219,19 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		}
 		return err
+	}
+	lock, waited, err := a.lockState(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while standing by: nothing read, nothing to save
+		}
+		return err
+	}
+	if lock != nil {
+		defer lock.Close() // after the last save
+	}
+	if waited {
+		a.loadState() // the previous holder saved newer offsets as it stopped
 	}
 	km, err := kafka.NewMetrics(a.reg)
 	if err != nil {
@@ -225,6 +248,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		return nil // ctx ended
 	}
 	a.b = newBatcher(a.cfg.Batch, a.calls, "tpflow-collect/"+a.host, a.host)
+	a.lastCommit.Store(a.now().UnixNano())
+	a.bp.Store(a.b)
 
 	sendCtx, cancelSend := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSend()

@@ -15,7 +15,7 @@ type agentMetrics struct {
 	calls, logs               prometheus.Counter
 	batches, ackedEvents      prometheus.Counter
 	produceErrors             prometheus.Counter
-	inFlight, files           prometheus.Gauge
+	inFlight, files, standby  prometheus.Gauge
 	discoverErrors            prometheus.Counter
 	tailErrors, saveErrors    prometheus.Counter
 	kernelErrors              *prometheus.CounterVec
@@ -47,6 +47,7 @@ func newAgentMetrics(reg prometheus.Registerer, a *Agent) *agentMetrics {
 	m.produceErrors = c("produce_errors_total", "Failed attempts to produce a batch (each is retried).")
 	m.inFlight = g("queued_batches", "Cut batches waiting for Kafka.")
 	m.files = g("files", "Files followed.")
+	m.standby = g("standby", "1 while the agent waits for the state lock that another agent on the same state directory holds (a rolling update), else 0.")
 	m.discoverErrors = c("discover_errors_total", "Paths refused or unreadable during discovery.")
 	m.tailErrors = c("tail_errors_total", "Tailers that stopped on an error (restarted by the next discovery).")
 	m.saveErrors = c("save_errors_total", "Failed writes of the state file.")
@@ -68,7 +69,7 @@ func newAgentMetrics(reg prometheus.Registerer, a *Agent) *agentMetrics {
 		})
 	}
 	reg.MustRegister(m.lines, m.truncated, m.dropped, m.unparsed, m.badValues, m.calls, m.logs, m.batches, m.ackedEvents,
-		m.produceErrors, m.inFlight, m.files, m.discoverErrors, m.tailErrors, m.saveErrors, m.kernelErrors,
+		m.produceErrors, m.inFlight, m.files, m.standby, m.discoverErrors, m.tailErrors, m.saveErrors, m.kernelErrors,
 		m.kmsgRecords, m.kmsgBad, m.samples, m.sampleErrors,
 		stat("bytes_total", "Bytes read by running tailers.", func(s logtail.Stats) int64 { return s.Bytes }),
 		stat("rotations_total", "Renames or deletions noticed by running tailers.", func(s logtail.Stats) int64 { return s.Rotations }),

@@ -269,12 +269,14 @@ func (a *Agent) commit(ctx context.Context, txp *kafka.TxnProducer, tx *kafka.Tx
 			tx = nil
 			if err == nil {
 				a.acked(group, seq, pos[len(pos)-1])
+				a.noteCommit()
 				return true
 			}
 		}
 		if ctx.Err() != nil {
 			return false
 		}
+		a.noteFailure(err)
 		a.m.produceErrors.Inc()
 		pause := b.Next()
 		a.log.Warn("cannot commit batches to Kafka, sending them again", "batches", len(group), "err", err, "retry_in", pause)
@@ -289,6 +291,7 @@ func (a *Agent) commit(ctx context.Context, txp *kafka.TxnProducer, tx *kafka.Tx
 			if rerr == nil {
 				if last != nil && last.Seq >= seq {
 					a.acked(group, seq, pos)
+					a.noteCommit()
 					return true
 				}
 				break

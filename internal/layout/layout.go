@@ -44,8 +44,11 @@ var layers = []layer{
 	// The configuration file's sections gather every role's Config.
 	{name: "composition", dirs: []string{"internal/config/sections"}, may: []string{"wire", "ground", "transport", "collectors", "aggregator", "alerting", "report", "control"}},
 	{name: "devtools", dirs: []string{"internal/devtools", "internal/configtest", "internal/layout"}, may: []string{"wire", "ground", "transport", "collectors", "aggregator", "alerting", "report", "control"}},
-	{name: "tests", dirs: []string{"e2e", "benchmarks"}, may: []string{"wire", "ground", "transport", "collectors", "aggregator", "alerting", "report", "control", "composition", "devtools"}},
-	{name: "commands", dirs: []string{"cmd"}, may: []string{"wire", "ground", "transport", "collectors", "aggregator", "alerting", "report", "control", "composition", "devtools"}},
+	// The Helm chart, embedded, and its renderer, which validates the
+	// configuration file the chart writes.
+	{name: "deploy", dirs: []string{"deploy"}, may: []string{"wire", "ground", "transport", "collectors", "aggregator", "alerting", "report", "control", "composition"}},
+	{name: "tests", dirs: []string{"e2e", "benchmarks"}, may: []string{"wire", "ground", "transport", "collectors", "aggregator", "alerting", "report", "control", "composition", "devtools", "deploy"}},
+	{name: "commands", dirs: []string{"cmd"}, may: []string{"wire", "ground", "transport", "collectors", "aggregator", "alerting", "report", "control", "composition", "devtools", "deploy"}},
 }
 
 // under reports whether the module-relative path rel is dir or below it.
