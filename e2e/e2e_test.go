@@ -77,7 +77,8 @@ var (
 	buildErr  error
 )
 
-// binary builds cmd/tpflow once per test binary.
+// binary builds cmd/tpflow once per test binary, as the container image
+// is built (-tags nodeploy: without the Helm renderer).
 func binary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -86,7 +87,7 @@ func binary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(binDir, "tpflow")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/tpflow/tpflow/cmd/tpflow").CombinedOutput()
+		out, err := exec.Command("go", "build", "-tags", "nodeploy", "-o", binPath, "github.com/tpflow/tpflow/cmd/tpflow").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}

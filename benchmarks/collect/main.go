@@ -5,6 +5,7 @@
 //
 //	go run ./benchmarks/collect [-rounds 3] [-duration 30s] [-rate 10000] [-idle 10s] [-ceiling-lines 2000000] [-baseline-bin PATH]
 //
+// The binary is built with -tags nodeploy, as the container image is.
 // With -baseline-bin, every round measures that binary and the one built
 // here, under the same load on the same machine, alternating which goes
 // first, and the ratios of the medians are printed.
@@ -276,7 +277,7 @@ func run(o options) error {
 		defer os.RemoveAll(work)
 	}
 	bin := filepath.Join(work, "tpflow")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/tpflow").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-tags", "nodeploy", "-o", bin, "./cmd/tpflow").CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v\n%s", err, out)
 	}
 	pin := func(cpu int, argv ...string) []string {

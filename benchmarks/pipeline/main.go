@@ -169,7 +169,7 @@ func run(ctx context.Context, o options) (r *result, runErr error) {
 
 	bin := filepath.Join(o.workDir, "tpflow")
 	logf("building %s", bin)
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/tpflow")
+	build := exec.CommandContext(ctx, "go", "build", "-tags", "nodeploy", "-o", bin, "./cmd/tpflow")
 	build.Dir = repo
 	if out, err := build.CombinedOutput(); err != nil {
 		return r, fmt.Errorf("cannot build tpflow: %v\n%s", err, out)

@@ -5,9 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"strings"
-
-	"github.com/tpflow/tpflow/deploy/render"
 )
+
+// chartRender is what `deploy render` was asked for.
+type chartRender struct {
+	values, apis                         []string
+	out, release, namespace, kubeVersion string
+}
 
 // listFlag is a flag that may be given more than once, each value also a
 // comma-separated list.
@@ -71,11 +75,7 @@ external.metrics.k8s.io/v1beta1 (a metrics adapter serves it).`,
 		case out == "":
 			return usageError("render needs --out DIR")
 		}
-		ms, err := render.Render(render.Options{ValuesFiles: values, Release: release, Namespace: ns, APIVersions: apis, KubeVersion: kubeV})
-		if err != nil {
-			return err
-		}
-		paths, err := render.WriteDir(out, ms)
+		paths, err := renderChart(chartRender{values: values, apis: apis, out: out, release: release, namespace: ns, kubeVersion: kubeV})
 		if err != nil {
 			return err
 		}
