@@ -27,32 +27,131 @@ var rollupAnchors = [...]float64{0.5, 0.9, 0.99, 0.999}
 
 const anchorMargin = 2
 
-// rollup is one key's rollup bucket: the merge of its final panes, at
-// rollupHold × the rollup compression, and whether it was emitted and
-// changed since.
+// rollupRawLimit is how many raw values a rollup bucket holds before it
+// folds them into its digest. Below it the raw values (4 bytes each) take
+// less memory than the digest at rollupHold × the rollup compression (about
+// 8 bytes a value while most values are singletons), and the emitted
+// digest is built once from exact sorted input (DESIGN.md, "Rollups").
+const rollupRawLimit = 1024
+
+// rollup is one key's rollup bucket: its summary, the raw values of the
+// panes merged into it that were all singletons (a small pane's digest is
+// its sorted values), the digest (at rollupHold × the rollup compression)
+// of the rest, and whether it was emitted and changed since.
 type rollup struct {
-	pane
+	pane              // summary; cents is the folded digest, sorted
+	vals    []uint32  // raw values not in cents, in no order
+	folded  uint64    // weight in cents
 	emitted bool
 	dirty   bool // changed by a late event since it was emitted
 }
 
-// absorb merges the final pane f (its summary and digest) into the rollup
-// pane r, compressing the merged digest to delta (the rollup compression ×
-// rollupHold). r's centroid slice is reused; f is not retained.
-func (r *pane) absorb(f *pane, delta float64, w *work) {
+// singletonValue reports whether c is one exact µs value, and which.
+func singletonValue(c Centroid) (uint32, bool) {
+	m := c.Mean
+	if c.Weight != 1 || !(m >= 0 && m < 1<<32) {
+		return 0, false
+	}
+	v := uint32(m)
+	return v, float32(v) == m
+}
+
+// absorb merges the final pane f (its summary and digest) into the bucket,
+// at compression delta (the rollup compression × rollupHold): an
+// all-singleton digest adds its values to the raw buffer, any other merges
+// into the folded digest. f is not retained.
+func (r *rollup) absorb(f *pane, delta float64, w *work) {
 	r.count += f.count
 	r.errors += f.errors
 	r.sum += f.sum
 	r.min = min(r.min, f.min)
 	r.max = max(r.max, f.max)
-	w.cents = mergeSorted(w.cents[:0], r.cents, f.cents)
-	w.cents = recompress(w.cents, float64(r.count), delta)
+	n := len(r.vals)
+	for _, c := range f.cents {
+		v, ok := singletonValue(c)
+		if !ok {
+			r.vals = r.vals[:n]
+			r.mergeDigest(f.cents, delta, w)
+			return
+		}
+		r.vals = append(r.vals, v)
+	}
+	if len(r.vals) >= rollupRawLimit {
+		r.fold(delta, w)
+	}
+}
+
+// addLate adds one late event to the bucket.
+func (r *rollup) addLate(latencyUs uint32, ok bool, delta float64, w *work) {
+	r.count++
+	if !ok {
+		r.errors++
+	}
+	r.sum += uint64(latencyUs)
+	r.min = min(r.min, latencyUs)
+	r.max = max(r.max, latencyUs)
+	r.vals = append(r.vals, latencyUs)
+	if len(r.vals) >= rollupRawLimit {
+		r.fold(delta, w)
+	}
+}
+
+// mergeDigest merges the sorted digest cs into the folded digest.
+func (r *rollup) mergeDigest(cs []Centroid, delta float64, w *work) {
+	var wt uint64
+	for _, c := range cs {
+		wt += uint64(c.Weight)
+	}
+	r.folded += wt
+	w.cents = mergeSorted(w.cents[:0], r.cents, cs)
+	w.cents = recompress(w.cents, float64(r.folded), delta)
 	r.cents = append(r.cents[:0], w.cents...)
 }
 
-// newRollupPane returns an empty rollup pane starting at start.
-func newRollupPane(start int64) pane {
-	return pane{start: start, min: math.MaxUint32}
+// fold moves the raw values into the folded digest.
+func (r *rollup) fold(delta float64, w *work) {
+	if len(r.vals) == 0 {
+		return
+	}
+	w.u32 = sortUint32(r.vals, w.u32)
+	chunk := compressSorted(nil, r.vals, delta)
+	r.vals = r.vals[:0]
+	r.mergeDigest(chunk, delta, w)
+}
+
+// digest returns the bucket's whole digest: while nothing is folded, its
+// exact sorted values as singletons (in w's scratch, valid until w is used
+// again), so the anchors of the emitted digest are exact values; else the
+// digest at delta (the hold compression) after folding the raw values in.
+func (r *rollup) digest(delta float64, w *work) []Centroid {
+	if r.folded == 0 {
+		w.u32 = sortUint32(r.vals, w.u32)
+		w.cents = w.cents[:0]
+		for _, v := range r.vals {
+			w.cents = append(w.cents, Centroid{Mean: float32(v), Weight: 1})
+		}
+		return w.cents
+	}
+	r.fold(delta, w)
+	return r.cents
+}
+
+// stat returns the bucket's rollup pane of key k, of length lengthMs, with
+// its digest anchored and compressed to delta (the rollup compression).
+func (r *rollup) stat(k Key, lengthMs int64, correction bool, delta float64, w *work) PaneStat {
+	p := r.pane
+	p.cents = r.digest(delta*rollupHold, w)
+	return paneStat(k, &p, lengthMs, correction, true, anchored(p.cents, p.count, delta))
+}
+
+// newRollup returns an empty rollup bucket starting at start, with room for
+// n raw values.
+func newRollup(start int64, n int) rollup {
+	r := rollup{pane: pane{start: start, min: math.MaxUint32}}
+	if n > 0 {
+		r.vals = make([]uint32, 0, n)
+	}
+	return r
 }
 
 // anchored returns the digest cs, of total weight n, compressed to delta
@@ -97,19 +196,17 @@ func anchored(cs []Centroid, n uint64, delta float64) []Centroid {
 	return out
 }
 
-// emit returns the centroids a rollup publishes: its digest anchored and
-// compressed to delta.
-func (r *pane) emit(delta float64) []Centroid { return anchored(r.cents, r.count, delta) }
-
 // MergeRollup merges the final panes ps of one key into the rollup pane of
 // the bucket of length d starting at start, at compression delta, exactly
-// as the engine builds it: panes in the order given, each merged into the
-// running digest, which is anchored and compressed to delta at the end. It
+// as the engine builds it: panes in the order given, the values of
+// all-singleton panes kept raw (up to rollupRawLimit) and the others merged
+// into a running digest; the whole is anchored and compressed to delta at
+// the end. It
 // is for tools that build rollups of stored panes (benchmarks, back-fills);
 // ps must all lie in the bucket.
 func MergeRollup(ps []PaneStat, start int64, d time.Duration, delta float64) PaneStat {
 	var w work
-	r := newRollupPane(start)
+	r := newRollup(start, 0)
 	for i := range ps {
 		f := pane{
 			start: ps[i].Start, count: ps[i].Count, errors: ps[i].Errors, sum: ps[i].SumUs,
@@ -121,7 +218,7 @@ func MergeRollup(ps []PaneStat, start int64, d time.Duration, delta float64) Pan
 	if len(ps) > 0 {
 		k = ps[0].Key
 	}
-	return paneStat(k, &r, d.Milliseconds(), false, true, r.emit(delta))
+	return r.stat(k, d.Milliseconds(), false, delta, &w)
 }
 
 // rollStart returns the start of the rollup bucket holding time ts.
@@ -138,7 +235,13 @@ func (e *Engine) rollStart(ts int64) int64 {
 func (e *Engine) rollAt(ks *keyState, b int64) *rollup {
 	i, found := slices.BinarySearchFunc(ks.rolls, b, func(r rollup, x int64) int { return cmpInt64(r.start, x) })
 	if !found {
-		ks.rolls = slices.Insert(ks.rolls, i, rollup{pane: newRollupPane(b)})
+		// Room for as many values as the bucket before held, which a
+		// steady key repeats.
+		n := 0
+		if i > 0 {
+			n = int(min(ks.rolls[i-1].count+ks.rolls[i-1].count/8, rollupRawLimit))
+		}
+		ks.rolls = slices.Insert(ks.rolls, i, newRollup(b, n))
 		e.rollPending[b] = append(e.rollPending[b], ks)
 		e.scheduleTrim(ks, SatAdd(b, e.rollMs+e.graceMs))
 	}
@@ -159,7 +262,7 @@ func (e *Engine) rollAdd(ks *keyState, f *pane) {
 func (e *Engine) rollLate(ks *keyState, start int64, c *codec.Call, p *Partition, offset int64) {
 	b := e.rollStart(start)
 	r := e.rollAt(ks, b)
-	r.addLate(c.LatencyUs, c.OK, e.cfg.RollupCompression*rollupHold)
+	r.addLate(c.LatencyUs, c.OK, e.cfg.RollupCompression*rollupHold, &e.work)
 	if !r.emitted {
 		p.HoldsRollup(b, offset)
 		return
@@ -178,7 +281,7 @@ func (e *Engine) emitRollups(panes []PaneStat) []PaneStat {
 		for i := range ks.rolls {
 			if r := &ks.rolls[i]; r.dirty {
 				r.dirty = false
-				panes = append(panes, paneStat(ks.key, &r.pane, e.rollMs, true, true, r.emit(e.cfg.RollupCompression)))
+				panes = append(panes, r.stat(ks.key, e.rollMs, true, e.cfg.RollupCompression, &e.work))
 				e.m.rollupsEmitted.Inc()
 			}
 		}
@@ -199,7 +302,7 @@ func (e *Engine) emitRollups(panes []PaneStat) []PaneStat {
 			}
 			r := &ks.rolls[i]
 			r.emitted = true
-			panes = append(panes, paneStat(ks.key, &r.pane, e.rollMs, false, true, r.emit(e.cfg.RollupCompression)))
+			panes = append(panes, r.stat(ks.key, e.rollMs, false, e.cfg.RollupCompression, &e.work))
 			e.m.rollupsEmitted.Inc()
 		}
 		delete(e.rollPending, b)
