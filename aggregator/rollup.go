@@ -39,9 +39,9 @@ const rollupRawLimit = 1024
 // its sorted values), the digest (at rollupHold × the rollup compression)
 // of the rest, and whether it was emitted and changed since.
 type rollup struct {
-	pane              // summary; cents is the folded digest, sorted
-	vals    []uint32  // raw values not in cents, in no order
-	folded  uint64    // weight in cents
+	pane             // summary; cents is the folded digest, sorted
+	vals    []uint32 // raw values not in cents, in no order
+	folded  uint64   // weight in cents
 	emitted bool
 	dirty   bool // changed by a late event since it was emitted
 }
