@@ -600,7 +600,7 @@ func (e *Engine) FlushAll() FlushResult {
 			if !found {
 				continue
 			}
-			panes = append(panes, e.stat(ks, &ks.ring[i], true, slices.Clone(ks.ring[i].cents)))
+			panes = append(panes, e.stat(ks, &ks.ring[i], true, ks.ring[i].digestCopy()))
 		}
 		ks.corrected = ks.corrected[:0]
 	}
@@ -633,14 +633,13 @@ func (e *Engine) FlushAll() FlushResult {
 				if found {
 					// A late event created the pane first: merge.
 					ks.ring[i] = mergePanes(ks.ring[i], f, e.cfg.WindowCompression)
-					panes = append(panes, e.stat(ks, &ks.ring[i], false, slices.Clone(ks.ring[i].cents)))
+					panes = append(panes, e.stat(ks, &ks.ring[i], false, ks.ring[i].digestCopy()))
 					continue
 				}
 				// The emitted pane owns the full digest; the ring keeps a
 				// smaller one for windows (see DESIGN.md).
 				panes = append(panes, e.stat(ks, &f, false, f.cents))
-				f.cents = compacted(f.cents, f.count, e.cfg.WindowCompression, &e.work)
-				ks.ring = slices.Insert(ks.ring, i, f)
+				ks.ring = slices.Insert(ks.ring, i, ringPane(f, e.cfg.WindowCompression, &e.work))
 				e.scheduleRing(ks, s)
 			}
 			delete(e.pending, s)
@@ -897,7 +896,7 @@ func mergePanes(a, b pane, delta float64) pane {
 		count: a.count + b.count, errors: a.errors + b.errors, sum: a.sum + b.sum,
 		min: min(a.min, b.min), max: max(a.max, b.max),
 	}
-	out.cents = recompress(mergeSorted(nil, a.cents, b.cents), float64(out.count), delta)
+	out.cents = recompress(mergeSorted(nil, a.digestCopy(), b.digestCopy()), float64(out.count), delta)
 	return out
 }
 

@@ -144,6 +144,17 @@ func (r *rollup) stat(k Key, lengthMs int64, correction bool, delta float64, w *
 	return paneStat(k, &p, lengthMs, correction, true, anchored(p.cents, p.count, delta))
 }
 
+// emit is stat for the engine's emission of the bucket, after which the
+// bucket holds only what it published: the emitted digest, into which late
+// events within the grace are merged for the correction, as the late path
+// merges them into the stored rollup after it (DESIGN.md, "Rollups").
+func (r *rollup) emit(k Key, lengthMs int64, correction bool, delta float64, w *work) PaneStat {
+	ps := r.stat(k, lengthMs, correction, delta, w)
+	r.cents = append(r.cents[:0:0], ps.Centroids...)
+	r.folded, r.vals = r.count, nil
+	return ps
+}
+
 // newRollup returns an empty rollup bucket starting at start, with room for
 // n raw values.
 func newRollup(start int64, n int) rollup {
@@ -281,7 +292,7 @@ func (e *Engine) emitRollups(panes []PaneStat) []PaneStat {
 		for i := range ks.rolls {
 			if r := &ks.rolls[i]; r.dirty {
 				r.dirty = false
-				panes = append(panes, r.stat(ks.key, e.rollMs, true, e.cfg.RollupCompression, &e.work))
+				panes = append(panes, r.emit(ks.key, e.rollMs, true, e.cfg.RollupCompression, &e.work))
 				e.m.rollupsEmitted.Inc()
 			}
 		}
@@ -302,7 +313,7 @@ func (e *Engine) emitRollups(panes []PaneStat) []PaneStat {
 			}
 			r := &ks.rolls[i]
 			r.emitted = true
-			panes = append(panes, r.stat(ks.key, e.rollMs, false, e.cfg.RollupCompression, &e.work))
+			panes = append(panes, r.emit(ks.key, e.rollMs, false, e.cfg.RollupCompression, &e.work))
 			e.m.rollupsEmitted.Inc()
 		}
 		delete(e.rollPending, b)
