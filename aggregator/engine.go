@@ -128,7 +128,7 @@ type keyState struct {
 	idArr  [inlineID]byte      // the ID when idLen <= inlineID
 	idLong string              // the ID otherwise
 	next   *keyState           // next key with the same hash
-	open   [openSlots]openPane // indexed by (start/paneMs) & slotMask
+	open   [openSlots]openPane // indexed by Engine.slot
 	other  bool                // a fold key of the key cap: every event is an overflow
 	key    Key
 	more   map[int64]*openPane // open panes whose slot was taken; rare
@@ -150,8 +150,9 @@ type keyState struct {
 const inlineID = 80
 
 // openSlots is the most open panes a key holds inline, in the same
-// allocation as the key: the default 10 s pane and 30 s lateness use 8.
-const openSlots = 8
+// allocation as the key: the default 10 s pane and 30 s lateness use all
+// 6 (lateness/pane + 3).
+const openSlots = 6
 
 func (ks *keyState) idIs(id []byte) bool {
 	if ks.idLen != len(id) {
@@ -171,7 +172,7 @@ type Engine struct {
 	lateMs   int64
 	graceMs  int64
 	retainMs int64 // how far behind the final edge ring panes are kept
-	slotMask int64
+	slots    uint64 // open-pane slots in use per key, at most openSlots
 	now      func() time.Time
 	log      *slog.Logger
 	m        *metrics
@@ -252,13 +253,9 @@ func New(cfg Config, opts ...Option) (*Engine, error) {
 		otherNames:  make(map[int32]string),
 	}
 	e.retainMs = max(slices.Max(cfg.Windows).Milliseconds(), e.graceMs+e.paneMs)
-	// Slots for the panes open at once: lateness/pane + 3, rounded up to a
-	// power of two, at most openSlots; more go to the per-key map.
-	slots := int64(1)
-	for slots < e.lateMs/e.paneMs+3 && slots < openSlots {
-		slots <<= 1
-	}
-	e.slotMask = slots - 1
+	// Slots for the panes open at once: lateness/pane + 3, at most
+	// openSlots; more go to the per-key map.
+	e.slots = uint64(min(max(e.lateMs/e.paneMs+3, 1), openSlots))
 	e.finalEnd = math.MinInt64
 	e.watermark = math.MinInt64
 	e.progress = NewProgress(cfg)
@@ -270,6 +267,9 @@ func New(cfg Config, opts ...Option) (*Engine, error) {
 
 // Config returns the engine's configuration.
 func (e *Engine) Config() Config { return e.cfg }
+
+// slot returns the open-pane slot of the pane starting at start.
+func (e *Engine) slot(start int64) int64 { return int64(uint64(start/e.paneMs) % e.slots) }
 
 // paneStart returns the start of ts's pane; it never wraps (alignDown).
 func (e *Engine) paneStart(ts int64) int64 { return alignDown(ts, e.paneMs) }
@@ -316,7 +316,7 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 		if ts >= curEnd || ts < curStart {
 			curStart = e.paneStart(ts)
 			curEnd = curStart + e.paneMs
-			curSlot = (curStart / e.paneMs) & e.slotMask
+			curSlot = e.slot(curStart)
 			curLate = curEnd <= e.finalEnd
 			if !curLate {
 				p.Holds(curStart, offset)
@@ -618,6 +618,12 @@ func (e *Engine) FlushAll() FlushResult {
 			}
 		}
 		slices.Sort(starts)
+		// One PaneStat per closing pane: grown once, not by doubling.
+		n := 0
+		for _, s := range starts {
+			n += len(e.pending[s])
+		}
+		panes = slices.Grow(panes, n)
 		for _, s := range starts {
 			for _, ks := range e.pending[s] {
 				op := ks.openAt(s, e)
@@ -693,7 +699,7 @@ func checkOneEmission(panes []PaneStat) {
 
 // openAt returns the open pane of ks at start, or nil.
 func (ks *keyState) openAt(start int64, e *Engine) *openPane {
-	op := &ks.open[(start/e.paneMs)&e.slotMask]
+	op := &ks.open[e.slot(start)]
 	if op.start == start {
 		return op
 	}
@@ -711,9 +717,7 @@ func (e *Engine) release(ks *keyState, op *openPane) {
 	if cap(op.vals) > 4096 {
 		op.vals = nil
 	}
-	if cap(op.cents) > 4096 {
-		op.cents = nil
-	}
+	op.part = nil
 }
 
 // trim drops ring panes older than the retention, rollups past the grace

@@ -18,17 +18,24 @@ type openPane struct {
 	sum    uint64 // µs; exact
 	min    uint32
 	max    uint32
-	vals   []uint32   // raw latencies not yet in cents
-	cents  []Centroid // partial digest, sorted; nil until the buffer first overflows
+	vals   []uint32 // raw latencies not yet in the partial digest
+	part   *partial // the partial digest; nil until the buffer first overflows
+}
+
+// partial is the digest an open pane folds its raw buffer into when the
+// buffer reaches the raw buffer limit: rare, so it lives apart from the
+// open pane and the key state stays small.
+type partial struct {
+	cents  []Centroid // sorted
 	folded uint64     // weight in cents
 }
 
 func (p *openPane) reset(start int64) {
 	p.start = start
-	p.count, p.errors, p.sum, p.folded = 0, 0, 0, 0
+	p.count, p.errors, p.sum = 0, 0, 0
 	p.min, p.max = math.MaxUint32, 0
 	p.vals = p.vals[:0]
-	p.cents = p.cents[:0]
+	p.part = nil
 }
 
 // add records one event. It is the aggregator's innermost loop.
@@ -59,15 +66,16 @@ func (p *openPane) fold(delta float64, w *work) {
 		return
 	}
 	w.u32 = sortUint32(p.vals, w.u32)
-	if p.folded == 0 {
-		p.cents = compressSorted(p.cents[:0], p.vals, delta)
+	if p.part == nil {
+		p.part = &partial{cents: compressSorted(nil, p.vals, delta)}
 	} else {
+		pt := p.part
 		chunk := compressSorted(w.cents[:0], p.vals, delta)
-		merged := mergeSorted(make([]Centroid, 0, len(p.cents)+len(chunk)), p.cents, chunk)
+		merged := mergeSorted(make([]Centroid, 0, len(pt.cents)+len(chunk)), pt.cents, chunk)
 		w.cents = chunk
-		p.cents = recompress(merged, float64(p.folded)+float64(len(p.vals)), delta)
+		pt.cents = recompress(merged, float64(pt.folded)+float64(len(p.vals)), delta)
 	}
-	p.folded += uint64(len(p.vals))
+	p.part.folded += uint64(len(p.vals))
 	p.vals = p.vals[:0]
 }
 
@@ -139,7 +147,7 @@ func (p *openPane) close(delta float64, w *work) pane {
 		start: p.start, count: p.count, errors: p.errors,
 		sum: p.sum, min: p.min, max: p.max,
 	}
-	if p.folded == 0 {
+	if p.part == nil {
 		// The common case: compress the sorted buffer straight into an
 		// exactly sized slice; the open pane keeps no digest memory.
 		w.u32 = sortUint32(p.vals, w.u32)
@@ -148,7 +156,7 @@ func (p *openPane) close(delta float64, w *work) pane {
 		return out
 	}
 	p.fold(delta, w)
-	out.cents = slices.Clone(p.cents)
+	out.cents = slices.Clone(p.part.cents)
 	return out
 }
 

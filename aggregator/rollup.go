@@ -305,6 +305,11 @@ func (e *Engine) emitRollups(panes []PaneStat) []PaneStat {
 		}
 	}
 	slices.Sort(ready)
+	n := 0
+	for _, b := range ready {
+		n += len(e.rollPending[b])
+	}
+	panes = slices.Grow(panes, n)
 	for _, b := range ready {
 		for _, ks := range e.rollPending[b] {
 			i, found := slices.BinarySearchFunc(ks.rolls, b, func(r rollup, x int64) int { return cmpInt64(r.start, x) })
