@@ -193,6 +193,7 @@ type Engine struct {
 	otherFolds uint64
 
 	rollMs      int64                 // rollup bucket length; 0: off
+	holdOK      bool                  // ring panes may hold values for their bucket (rollup.held)
 	rollPending map[int64][]*keyState // bucket start -> keys whose rollup is not emitted
 	rollDirty   []*keyState           // keys with an emitted rollup changed by late events
 
@@ -253,6 +254,13 @@ func New(cfg Config, opts ...Option) (*Engine, error) {
 		otherNames:  make(map[int32]string),
 	}
 	e.retainMs = max(slices.Max(cfg.Windows).Milliseconds(), e.graceMs+e.paneMs)
+	if e.rollMs > 0 {
+		// The ring holds the raw values of a bucket's small panes until
+		// the bucket is emitted (rollup.held), which needs up to 64 panes
+		// a bucket.
+		e.retainMs = max(e.retainMs, e.rollMs)
+		e.holdOK = e.rollMs/e.paneMs <= 64
+	}
 	// Slots for the panes open at once: lateness/pane + 3, at most
 	// openSlots; more go to the per-key map.
 	e.slots = uint64(min(max(e.lateMs/e.paneMs+3, 1), openSlots))
@@ -517,7 +525,7 @@ func (e *Engine) late(ks *keyState, start int64, c *codec.Call, st *IngestStats,
 		st.LateOut++
 		roll := e.rollMs > 0 && SatAdd(e.rollStart(start), e.rollMs+e.graceMs) <= e.watermark
 		if e.rollMs > 0 && !roll {
-			e.rollLate(ks, start, c, p, offset)
+			e.rollLate(ks, start, c, p, offset, nil)
 		}
 		e.lateOut = append(e.lateOut, LateEvent{
 			Key: ks.key, TsUnixMs: c.TsUnixMs, LatencyUs: c.LatencyUs, Status: c.Status, OK: c.OK,
@@ -526,15 +534,15 @@ func (e *Engine) late(ks *keyState, start int64, c *codec.Call, st *IngestStats,
 		return
 	}
 	st.Late++
-	if e.rollMs > 0 {
-		e.rollLate(ks, start, c, p, offset)
-	}
 	i, found := slices.BinarySearchFunc(ks.ring, start, func(p pane, s int64) int {
 		return cmpInt64(p.start, s)
 	})
 	if !found {
 		ks.ring = slices.Insert(ks.ring, i, pane{start: start, min: math.MaxUint32})
 		e.scheduleRing(ks, start)
+	}
+	if e.rollMs > 0 {
+		e.rollLate(ks, start, c, p, offset, &ks.ring[i])
 	}
 	ks.ring[i].addLate(c.LatencyUs, c.OK, e.cfg.WindowCompression)
 	if !slices.Contains(ks.corrected, start) {
@@ -610,7 +618,8 @@ func (e *Engine) FlushAll() FlushResult {
 	if e.watermark == math.MinInt64 {
 		newEnd = math.MinInt64
 	}
-	if newEnd > e.finalEnd {
+	advanced := newEnd > e.finalEnd
+	if advanced {
 		starts := make([]int64, 0, len(e.pending))
 		for s := range e.pending {
 			if SatAdd(s, e.paneMs) <= newEnd {
@@ -633,11 +642,12 @@ func (e *Engine) FlushAll() FlushResult {
 				f := op.close(e.cfg.Compression, &e.work)
 				e.release(ks, op)
 				i, found := slices.BinarySearchFunc(ks.ring, s, func(p pane, x int64) int { return cmpInt64(p.start, x) })
-				if e.rollMs > 0 {
-					e.rollAdd(ks, &f)
-				}
 				if found {
 					// A late event created the pane first: merge.
+					if e.rollMs > 0 {
+						e.unhold(ks, &ks.ring[i])
+						e.rollAdd(ks, &f, false)
+					}
 					ks.ring[i] = mergePanes(ks.ring[i], f, e.cfg.WindowCompression)
 					panes = append(panes, e.stat(ks, &ks.ring[i], false, ks.ring[i].digestCopy()))
 					continue
@@ -645,7 +655,11 @@ func (e *Engine) FlushAll() FlushResult {
 				// The emitted pane owns the full digest; the ring keeps a
 				// smaller one for windows (see DESIGN.md).
 				panes = append(panes, e.stat(ks, &f, false, f.cents))
-				ks.ring = slices.Insert(ks.ring, i, ringPane(f, e.cfg.WindowCompression, &e.work))
+				rp := ringPane(f, e.cfg.WindowCompression, &e.work)
+				if e.rollMs > 0 {
+					e.rollAdd(ks, &f, rp.raw != nil)
+				}
+				ks.ring = slices.Insert(ks.ring, i, rp)
 				e.scheduleRing(ks, s)
 			}
 			delete(e.pending, s)
@@ -656,10 +670,13 @@ func (e *Engine) FlushAll() FlushResult {
 			}
 		}
 		e.finalEnd = newEnd
-		e.trim()
 	}
 	if e.rollMs > 0 {
+		// Before the trim: the ring holds values of the buckets emitted now.
 		panes = e.emitRollups(panes)
+	}
+	if advanced {
+		e.trim()
 	}
 	if checkInvariants {
 		checkOneEmission(panes)
@@ -759,6 +776,9 @@ func (e *Engine) trimKey(ks *keyState) {
 		n++
 	}
 	if n > 0 {
+		for j := range n {
+			e.unhold(ks, &ks.ring[j])
+		}
 		ks.ring = slices.Delete(ks.ring, 0, n)
 	}
 	for st := range ks.folds {

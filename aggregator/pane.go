@@ -56,8 +56,9 @@ func (p *openPane) add(latencyUs uint32, ok bool) {
 
 // work is reusable scratch memory for folding and closing panes.
 type work struct {
-	cents []Centroid
-	u32   []uint32
+	cents  []Centroid
+	u32    []uint32
+	gather []uint32 // a rollup's raw values (Engine.gather)
 }
 
 // fold moves the raw buffer into the partial digest.

@@ -38,10 +38,17 @@ const rollupRawLimit = 1024
 // panes merged into it that were all singletons (a small pane's digest is
 // its sorted values), the digest (at rollupHold × the rollup compression)
 // of the rest, and whether it was emitted and changed since.
+//
+// In the engine, a bucket not yet emitted does not copy the values of its
+// small panes: their window ring copies hold them raw until the emission
+// (held), which gathers them (Engine.gather). A ring pane that stops being
+// raw, or leaves the ring, first hands its values to the bucket
+// (Engine.unhold).
 type rollup struct {
 	pane             // summary; cents is the folded digest, sorted
 	vals    []uint32 // raw values not in cents, in no order
 	folded  uint64   // weight in cents
+	held    uint64   // bit i: the ring pane i panes after start holds its values for the bucket
 	emitted bool
 	dirty   bool // changed by a late event since it was emitted
 }
@@ -61,11 +68,7 @@ func singletonValue(c Centroid) (uint32, bool) {
 // all-singleton digest adds its values to the raw buffer, any other merges
 // into the folded digest. f is not retained.
 func (r *rollup) absorb(f *pane, delta float64, w *work) {
-	r.count += f.count
-	r.errors += f.errors
-	r.sum += f.sum
-	r.min = min(r.min, f.min)
-	r.max = max(r.max, f.max)
+	r.addSummary(f)
 	n := len(r.vals)
 	for _, c := range f.cents {
 		v, ok := singletonValue(c)
@@ -76,21 +79,30 @@ func (r *rollup) absorb(f *pane, delta float64, w *work) {
 		}
 		r.vals = append(r.vals, v)
 	}
-	if len(r.vals) >= rollupRawLimit {
-		r.fold(delta, w)
-	}
 }
 
-// addLate adds one late event to the bucket.
-func (r *rollup) addLate(latencyUs uint32, ok bool, delta float64, w *work) {
-	r.count++
+// addSummary adds f's count, errors, sum, minimum and maximum.
+func (r *rollup) addSummary(f *pane) {
+	r.count += f.count
+	r.errors += f.errors
+	r.sum += f.sum
+	r.min = min(r.min, f.min)
+	r.max = max(r.max, f.max)
+}
+
+// eventPane is the one-event pane of a late event, for addSummary.
+func eventPane(latencyUs uint32, ok bool) pane {
+	p := pane{count: 1, sum: uint64(latencyUs), min: latencyUs, max: latencyUs}
 	if !ok {
-		r.errors++
+		p.errors = 1
 	}
-	r.sum += uint64(latencyUs)
-	r.min = min(r.min, latencyUs)
-	r.max = max(r.max, latencyUs)
-	r.vals = append(r.vals, latencyUs)
+	return p
+}
+
+// bound folds the raw values into the digest once they reach
+// rollupRawLimit: the engine's bound on a bucket's raw buffer, which late
+// events fill.
+func (r *rollup) bound(delta float64, w *work) {
 	if len(r.vals) >= rollupRawLimit {
 		r.fold(delta, w)
 	}
@@ -119,28 +131,34 @@ func (r *rollup) fold(delta float64, w *work) {
 	r.mergeDigest(chunk, delta, w)
 }
 
-// digest returns the bucket's whole digest: while nothing is folded, its
-// exact sorted values as singletons (in w's scratch, valid until w is used
-// again), so the anchors of the emitted digest are exact values; else the
-// digest at delta (the hold compression) after folding the raw values in.
-func (r *rollup) digest(delta float64, w *work) []Centroid {
+// digest returns the bucket's whole digest, vals being all its raw values
+// (r.vals, and in the engine those its ring panes hold; vals is reordered):
+// while nothing is folded, the exact sorted values as singletons (in w's
+// scratch, valid until w is used again), so the anchors of the emitted
+// digest are exact values; else the digest at delta (the hold compression)
+// after folding the raw values in.
+func (r *rollup) digest(vals []uint32, delta float64, w *work) []Centroid {
+	w.u32 = sortUint32(vals, w.u32)
 	if r.folded == 0 {
-		w.u32 = sortUint32(r.vals, w.u32)
 		w.cents = w.cents[:0]
-		for _, v := range r.vals {
+		for _, v := range vals {
 			w.cents = append(w.cents, Centroid{Mean: float32(v), Weight: 1})
 		}
 		return w.cents
 	}
-	r.fold(delta, w)
+	if len(vals) > 0 {
+		r.mergeDigest(compressSorted(nil, vals, delta), delta, w)
+	}
+	r.vals = r.vals[:0]
 	return r.cents
 }
 
 // stat returns the bucket's rollup pane of key k, of length lengthMs, with
-// its digest anchored and compressed to delta (the rollup compression).
-func (r *rollup) stat(k Key, lengthMs int64, correction bool, delta float64, w *work) PaneStat {
+// its digest (of the raw values vals and the folded digest) anchored and
+// compressed to delta (the rollup compression).
+func (r *rollup) stat(k Key, lengthMs int64, correction bool, vals []uint32, delta float64, w *work) PaneStat {
 	p := r.pane
-	p.cents = r.digest(delta*rollupHold, w)
+	p.cents = r.digest(vals, delta*rollupHold, w)
 	return paneStat(k, &p, lengthMs, correction, true, anchored(p.cents, p.count, delta))
 }
 
@@ -148,21 +166,62 @@ func (r *rollup) stat(k Key, lengthMs int64, correction bool, delta float64, w *
 // bucket holds only what it published: the emitted digest, into which late
 // events within the grace are merged for the correction, as the late path
 // merges them into the stored rollup after it (DESIGN.md, "Rollups").
-func (r *rollup) emit(k Key, lengthMs int64, correction bool, delta float64, w *work) PaneStat {
-	ps := r.stat(k, lengthMs, correction, delta, w)
+func (e *Engine) emit(ks *keyState, r *rollup, correction bool) PaneStat {
+	ps := r.stat(ks.key, e.rollMs, correction, e.gather(ks, r), e.cfg.RollupCompression, &e.work)
 	r.cents = append(r.cents[:0:0], ps.Centroids...)
-	r.folded, r.vals = r.count, nil
+	r.folded, r.vals, r.held = r.count, nil, 0
 	return ps
 }
 
-// newRollup returns an empty rollup bucket starting at start, with room for
-// n raw values.
-func newRollup(start int64, n int) rollup {
-	r := rollup{pane: pane{start: start, min: math.MaxUint32}}
-	if n > 0 {
-		r.vals = make([]uint32, 0, n)
+// gather returns, in the engine's scratch, the raw values of bucket r of ks:
+// its own and those its ring panes hold for it.
+func (e *Engine) gather(ks *keyState, r *rollup) []uint32 {
+	vals := append(e.work.gather[:0], r.vals...)
+	if r.held != 0 {
+		for i := range ks.ring {
+			p := &ks.ring[i]
+			if p.start >= r.start && p.start < r.start+e.rollMs && r.held&e.heldBit(p.start) != 0 {
+				vals = append(vals, p.raw...)
+			}
+		}
 	}
-	return r
+	e.work.gather = vals
+	return vals
+}
+
+// heldBit is the bit of rollup.held of the pane starting at start.
+func (e *Engine) heldBit(start int64) uint64 {
+	return 1 << uint64((start-e.rollStart(start))/e.paneMs)
+}
+
+// rollFind returns ks's rollup bucket starting at b, or nil.
+func (ks *keyState) rollFind(b int64) *rollup {
+	i, found := slices.BinarySearchFunc(ks.rolls, b, func(r rollup, x int64) int { return cmpInt64(r.start, x) })
+	if !found {
+		return nil
+	}
+	return &ks.rolls[i]
+}
+
+// unhold hands the raw values of ring pane rp of ks to its rollup bucket if
+// the ring holds them for it: before rp stops being raw, is replaced or
+// leaves the ring.
+func (e *Engine) unhold(ks *keyState, rp *pane) {
+	if e.rollMs == 0 {
+		return
+	}
+	r := ks.rollFind(e.rollStart(rp.start))
+	if r == nil || r.held&e.heldBit(rp.start) == 0 {
+		return
+	}
+	r.held &^= e.heldBit(rp.start)
+	r.vals = append(r.vals, rp.raw...)
+	r.bound(e.cfg.RollupCompression*rollupHold, &e.work)
+}
+
+// newRollup returns an empty rollup bucket starting at start.
+func newRollup(start int64) rollup {
+	return rollup{pane: pane{start: start, min: math.MaxUint32}}
 }
 
 // anchored returns the digest cs, of total weight n, compressed to delta
@@ -217,7 +276,7 @@ func anchored(cs []Centroid, n uint64, delta float64) []Centroid {
 // ps must all lie in the bucket.
 func MergeRollup(ps []PaneStat, start int64, d time.Duration, delta float64) PaneStat {
 	var w work
-	r := newRollup(start, 0)
+	r := newRollup(start)
 	for i := range ps {
 		f := pane{
 			start: ps[i].Start, count: ps[i].Count, errors: ps[i].Errors, sum: ps[i].SumUs,
@@ -229,7 +288,7 @@ func MergeRollup(ps []PaneStat, start int64, d time.Duration, delta float64) Pan
 	if len(ps) > 0 {
 		k = ps[0].Key
 	}
-	return r.stat(k, d.Milliseconds(), false, delta, &w)
+	return r.stat(k, d.Milliseconds(), false, r.vals, delta, &w)
 }
 
 // rollStart returns the start of the rollup bucket holding time ts.
@@ -246,34 +305,53 @@ func (e *Engine) rollStart(ts int64) int64 {
 func (e *Engine) rollAt(ks *keyState, b int64) *rollup {
 	i, found := slices.BinarySearchFunc(ks.rolls, b, func(r rollup, x int64) int { return cmpInt64(r.start, x) })
 	if !found {
-		// Room for as many values as the bucket before held, which a
-		// steady key repeats.
-		n := 0
-		if i > 0 {
-			n = int(min(ks.rolls[i-1].count+ks.rolls[i-1].count/8, rollupRawLimit))
-		}
-		ks.rolls = slices.Insert(ks.rolls, i, newRollup(b, n))
+		ks.rolls = slices.Insert(ks.rolls, i, newRollup(b))
 		e.rollPending[b] = append(e.rollPending[b], ks)
 		e.scheduleTrim(ks, SatAdd(b, e.rollMs+e.graceMs))
 	}
 	return &ks.rolls[i]
 }
 
-// rollAdd merges the just finalised pane f of ks into its rollup bucket.
-func (e *Engine) rollAdd(ks *keyState, f *pane) {
+// rollAdd merges the just finalised pane f of ks into its rollup bucket;
+// held says f's ring copy keeps f's values raw, for the bucket to gather
+// at its emission.
+func (e *Engine) rollAdd(ks *keyState, f *pane, held bool) {
 	r := e.rollAt(ks, e.rollStart(f.start))
+	if held && e.holdOK && !r.emitted {
+		r.addSummary(f)
+		r.held |= e.heldBit(f.start)
+		return
+	}
 	r.absorb(f, e.cfg.RollupCompression*rollupHold, &e.work)
+	r.bound(e.cfg.RollupCompression*rollupHold, &e.work)
 }
 
 // rollLate adds a late event, read from partition p at offset, of ks's
-// final pane starting at start to the pane's rollup bucket. A bucket not
-// emitted yet holds the offset back until it is; an emitted one is
-// re-emitted as a correction by the next Flush, which also returns the
+// final pane starting at start to the pane's rollup bucket; rp is the ring
+// pane the event is about to be added to (nil beyond the pane's grace). A
+// bucket not emitted yet holds the offset back until it is; an emitted one
+// is re-emitted as a correction by the next Flush, which also returns the
 // commit offsets that pass the event.
-func (e *Engine) rollLate(ks *keyState, start int64, c *codec.Call, p *Partition, offset int64) {
+func (e *Engine) rollLate(ks *keyState, start int64, c *codec.Call, p *Partition, offset int64, rp *pane) {
 	b := e.rollStart(start)
 	r := e.rollAt(ks, b)
-	r.addLate(c.LatencyUs, c.OK, e.cfg.RollupCompression*rollupHold, &e.work)
+	ev := eventPane(c.LatencyUs, c.OK)
+	keep := false // the ring pane keeps the value for the bucket
+	if rp != nil && e.holdOK && !r.emitted && (rp.raw != nil || rp.cents == nil) {
+		bit := e.heldBit(start)
+		switch {
+		case float64(len(rp.raw)+1) > ringRawPer*e.cfg.WindowCompression:
+			e.unhold(ks, rp) // rp is about to become a digest
+		case r.held&bit != 0 || rp.count == 0:
+			keep = true
+			r.held |= bit
+		}
+	}
+	r.addSummary(&ev)
+	if !keep {
+		r.vals = append(r.vals, c.LatencyUs)
+		r.bound(e.cfg.RollupCompression*rollupHold, &e.work)
+	}
 	if !r.emitted {
 		p.HoldsRollup(b, offset)
 		return
@@ -292,7 +370,7 @@ func (e *Engine) emitRollups(panes []PaneStat) []PaneStat {
 		for i := range ks.rolls {
 			if r := &ks.rolls[i]; r.dirty {
 				r.dirty = false
-				panes = append(panes, r.emit(ks.key, e.rollMs, true, e.cfg.RollupCompression, &e.work))
+				panes = append(panes, e.emit(ks, r, true))
 				e.m.rollupsEmitted.Inc()
 			}
 		}
@@ -318,7 +396,7 @@ func (e *Engine) emitRollups(panes []PaneStat) []PaneStat {
 			}
 			r := &ks.rolls[i]
 			r.emitted = true
-			panes = append(panes, r.emit(ks.key, e.rollMs, false, e.cfg.RollupCompression, &e.work))
+			panes = append(panes, e.emit(ks, r, false))
 			e.m.rollupsEmitted.Inc()
 		}
 		delete(e.rollPending, b)

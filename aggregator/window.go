@@ -253,6 +253,7 @@ func (e *Engine) AddFinal(ps PaneStat) error {
 			m = mergePanes(m, fp.p, e.cfg.WindowCompression)
 		}
 		if found {
+			e.unhold(ks, &ks.ring[i])
 			ks.ring[i] = m
 		} else {
 			ks.ring = slices.Insert(ks.ring, i, m)
@@ -260,6 +261,7 @@ func (e *Engine) AddFinal(ps PaneStat) error {
 	case !found:
 		ks.ring = slices.Insert(ks.ring, i, f)
 	case ps.Version > ks.ring[i].count:
+		e.unhold(ks, &ks.ring[i])
 		ks.ring[i] = f
 	}
 	e.scheduleRing(ks, ps.Start)
