@@ -171,7 +171,7 @@ type Engine struct {
 	paneMs   int64
 	lateMs   int64
 	graceMs  int64
-	retainMs int64 // how far behind the final edge ring panes are kept
+	retainMs int64  // how far behind the final edge ring panes are kept
 	slots    uint64 // open-pane slots in use per key, at most openSlots
 	now      func() time.Time
 	log      *slog.Logger
