@@ -60,7 +60,7 @@ func exactQuantile(sorted []uint32, q float64) float64 {
 // buildPane runs vals through the open-pane path exactly as the engine does.
 func buildPane(vals []uint32, delta float64, limit int) pane {
 	var p openPane
-	p.reset(0, 0)
+	p.reset(0)
 	var w work
 	for _, v := range vals {
 		p.add(v, true)

@@ -500,12 +500,6 @@ func (e *Engine) openPaneFor(ks *keyState, start int64, slot *openPane) *openPan
 	if x := ks.more[start]; x != nil {
 		return x
 	}
-	// A key's panes are mostly alike: room for as many values as its
-	// latest final pane had.
-	hint := 0
-	if n := len(ks.ring); n > 0 {
-		hint = int(min(ks.ring[n-1].count, 4096))
-	}
 	if slot.start != math.MinInt64 {
 		// The slot holds another open pane: the watermark is held back
 		// far enough that more panes are open than slots.
@@ -513,12 +507,12 @@ func (e *Engine) openPaneFor(ks *keyState, start int64, slot *openPane) *openPan
 			ks.more = make(map[int64]*openPane)
 		}
 		x := &openPane{}
-		x.reset(start, hint)
+		x.reset(start)
 		ks.more[start] = x
 		e.pending[start] = append(e.pending[start], ks)
 		return x
 	}
-	slot.reset(start, hint)
+	slot.reset(start)
 	e.pending[start] = append(e.pending[start], ks)
 	return slot
 }
@@ -729,15 +723,18 @@ func (ks *keyState) openAt(start int64, e *Engine) *openPane {
 	return ks.more[start]
 }
 
-// release frees an open pane's slot and lets its buffer go: a key holds
-// buffers only for its open panes (the next one is sized by reset).
+// release frees an open pane's slot, keeping small buffers for reuse and
+// letting big ones go so a burst does not pin memory.
 func (e *Engine) release(ks *keyState, op *openPane) {
 	if x := ks.more[op.start]; x == op {
 		delete(ks.more, op.start)
 		return
 	}
 	op.start = math.MinInt64
-	op.vals, op.part = nil, nil
+	if cap(op.vals) > 4096 {
+		op.vals = nil
+	}
+	op.part = nil
 }
 
 // trim drops ring panes older than the retention, rollups past the grace

@@ -30,15 +30,10 @@ type partial struct {
 	folded uint64     // weight in cents
 }
 
-// reset opens p for the pane at start, with room for about hint values
-// when its buffer was released.
-func (p *openPane) reset(start int64, hint int) {
+func (p *openPane) reset(start int64) {
 	p.start = start
 	p.count, p.errors, p.sum = 0, 0, 0
 	p.min, p.max = math.MaxUint32, 0
-	if p.vals == nil && hint > 0 {
-		p.vals = make([]uint32, 0, hint+hint/4+1)
-	}
 	p.vals = p.vals[:0]
 	p.part = nil
 }
