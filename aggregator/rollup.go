@@ -159,6 +159,9 @@ func (r *rollup) digest(vals []uint32, delta float64, w *work) []Centroid {
 func (r *rollup) stat(k Key, lengthMs int64, correction bool, vals []uint32, delta float64, w *work) PaneStat {
 	p := r.pane
 	p.cents = r.digest(vals, delta*rollupHold, w)
+	if r.folded == 0 {
+		p.raw = vals // sorted by digest: the quantiles are read off them
+	}
 	return paneStat(k, &p, lengthMs, correction, true, anchored(p.cents, p.count, delta))
 }
 
