@@ -27,11 +27,14 @@ var rollupAnchors = [...]float64{0.5, 0.9, 0.99, 0.999}
 
 const anchorMargin = 2
 
-// rollupRawLimit is how many raw values a rollup bucket holds before it
-// folds them into its digest. Below it the raw values (4 bytes each) take
-// less memory than the digest at rollupHold × the rollup compression (about
-// 8 bytes a value while most values are singletons), and the emitted
-// digest is built once from exact sorted input (DESIGN.md, "Rollups").
+// rollupRawLimit is how many raw values an engine's rollup bucket keeps in
+// its own buffer (late events, and panes whose values the ring does not
+// hold for it) before it folds them into its digest (rollup.bound): below
+// it the raw values (4 bytes each) take less memory than the digest at
+// rollupHold × the rollup compression (about 8 bytes a value while most
+// values are singletons). MergeRollup, which holds a bucket's panes
+// anyway, never folds before the end, as the engine's emission does not
+// fold the values the ring held (DESIGN.md, "Rollups").
 const rollupRawLimit = 1024
 
 // rollup is one key's rollup bucket: its summary, the raw values of the
