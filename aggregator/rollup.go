@@ -134,37 +134,25 @@ func (r *rollup) fold(delta float64, w *work) {
 	r.mergeDigest(chunk, delta, w)
 }
 
-// digest returns the bucket's whole digest, vals being all its raw values
-// (r.vals, and in the engine those its ring panes hold; vals is reordered):
-// while nothing is folded, the exact sorted values as singletons (in w's
-// scratch, valid until w is used again), so the anchors of the emitted
-// digest are exact values; else the digest at delta (the hold compression)
-// after folding the raw values in.
-func (r *rollup) digest(vals []uint32, delta float64, w *work) []Centroid {
-	w.u32 = sortUint32(vals, w.u32)
-	if r.folded == 0 {
-		w.cents = w.cents[:0]
-		for _, v := range vals {
-			w.cents = append(w.cents, Centroid{Mean: float32(v), Weight: 1})
-		}
-		return w.cents
-	}
-	if len(vals) > 0 {
-		r.mergeDigest(compressSorted(nil, vals, delta), delta, w)
-	}
-	r.vals = r.vals[:0]
-	return r.cents
-}
-
 // stat returns the bucket's rollup pane of key k, of length lengthMs, with
-// its digest (of the raw values vals and the folded digest) anchored and
-// compressed to delta (the rollup compression).
+// its digest (of the raw values vals, which it reorders, and the folded
+// digest) anchored and compressed to delta (the rollup compression). While
+// nothing is folded the digest is the exact sorted values: the quantiles
+// are read off them and the anchors kept are exact values
+// (anchoredSorted); else the raw values are compressed at rollupHold ×
+// delta and merged into the folded digest first.
 func (r *rollup) stat(k Key, lengthMs int64, correction bool, vals []uint32, delta float64, w *work) PaneStat {
 	p := r.pane
-	p.cents = r.digest(vals, delta*rollupHold, w)
+	w.u32 = sortUint32(vals, w.u32)
 	if r.folded == 0 {
-		p.raw = vals // sorted by digest: the quantiles are read off them
+		p.raw = vals
+		return paneStat(k, &p, lengthMs, correction, true, anchoredSorted(vals, delta))
 	}
+	if len(vals) > 0 {
+		r.mergeDigest(compressSorted(nil, vals, delta*rollupHold), delta*rollupHold, w)
+	}
+	r.vals = r.vals[:0]
+	p.cents = r.cents
 	return paneStat(k, &p, lengthMs, correction, true, anchored(p.cents, p.count, delta))
 }
 
@@ -270,6 +258,29 @@ func anchored(cs []Centroid, n uint64, delta float64) []Centroid {
 	}
 	flush()
 	return out
+}
+
+// anchoredSorted is anchored for a digest of single values, the sorted
+// values vals, without building their centroids: the values within
+// anchorMargin ranks of an anchor's rank are kept as they are, the runs
+// between compressed to delta under the size bound of their position.
+func anchoredSorted(vals []uint32, delta float64) []Centroid {
+	n := len(vals)
+	out := make([]Centroid, 0, min(n, int(2*delta)+32))
+	next := 0 // index of the first value not yet written
+	for _, q := range rollupAnchors {
+		rank := max(1, int(math.Ceil(q*float64(n))))
+		lo, hi := max(rank-1-anchorMargin, next), min(rank-1+anchorMargin, n-1)
+		if lo > hi {
+			continue
+		}
+		out = compressSortedFrom(out, vals[next:lo], float64(next), float64(n), delta)
+		for _, v := range vals[lo : hi+1] {
+			out = append(out, Centroid{Mean: float32(v), Weight: 1})
+		}
+		next = hi + 1
+	}
+	return compressSortedFrom(out, vals[next:], float64(next), float64(n), delta)
 }
 
 // MergeRollup merges the final panes ps of one key into the rollup pane of
