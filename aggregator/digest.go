@@ -30,7 +30,13 @@ func maxWeight(center, n, delta float64) float64 {
 // size bound: a centroid of weight above one is read as a spread of values,
 // and small panes stay all singletons, so their quantiles are exact.
 func compressSorted(dst []Centroid, vals []uint32, delta float64) []Centroid {
-	n := float64(len(vals))
+	return compressSortedFrom(dst, vals, 0, float64(len(vals)), delta)
+}
+
+// compressSortedFrom is compressSorted for a run of sorted values that
+// starts after before values of a sorted set of n: each centroid is bound
+// by its position in the whole set.
+func compressSortedFrom(dst []Centroid, vals []uint32, before, n, delta float64) []Centroid {
 	i := 0
 	for i < len(vals) {
 		start := i
@@ -38,7 +44,7 @@ func compressSorted(dst []Centroid, vals []uint32, delta float64) []Centroid {
 		i++
 		for i < len(vals) {
 			w := float64(i - start + 1)
-			if w > maxWeight(float64(start)+w/2, n, delta) {
+			if w > maxWeight(before+float64(start)+w/2, n, delta) {
 				break
 			}
 			sum += float64(vals[i])

@@ -128,7 +128,7 @@ type keyState struct {
 	idArr  [inlineID]byte      // the ID when idLen <= inlineID
 	idLong string              // the ID otherwise
 	next   *keyState           // next key with the same hash
-	open   [openSlots]openPane // indexed by (start/paneMs) & slotMask
+	open   [openSlots]openPane // indexed by Engine.slot
 	other  bool                // a fold key of the key cap: every event is an overflow
 	key    Key
 	more   map[int64]*openPane // open panes whose slot was taken; rare
@@ -150,8 +150,9 @@ type keyState struct {
 const inlineID = 80
 
 // openSlots is the most open panes a key holds inline, in the same
-// allocation as the key: the default 10 s pane and 30 s lateness use 8.
-const openSlots = 8
+// allocation as the key: the default 10 s pane and 30 s lateness use all
+// 6 (lateness/pane + 3).
+const openSlots = 6
 
 func (ks *keyState) idIs(id []byte) bool {
 	if ks.idLen != len(id) {
@@ -170,8 +171,8 @@ type Engine struct {
 	paneMs   int64
 	lateMs   int64
 	graceMs  int64
-	retainMs int64 // how far behind the final edge ring panes are kept
-	slotMask int64
+	retainMs int64  // how far behind the final edge ring panes are kept
+	slots    uint64 // open-pane slots in use per key, at most openSlots
 	now      func() time.Time
 	log      *slog.Logger
 	m        *metrics
@@ -192,6 +193,7 @@ type Engine struct {
 	otherFolds uint64
 
 	rollMs      int64                 // rollup bucket length; 0: off
+	holdOK      bool                  // ring panes may hold values for their bucket (rollup.held)
 	rollPending map[int64][]*keyState // bucket start -> keys whose rollup is not emitted
 	rollDirty   []*keyState           // keys with an emitted rollup changed by late events
 
@@ -252,13 +254,16 @@ func New(cfg Config, opts ...Option) (*Engine, error) {
 		otherNames:  make(map[int32]string),
 	}
 	e.retainMs = max(slices.Max(cfg.Windows).Milliseconds(), e.graceMs+e.paneMs)
-	// Slots for the panes open at once: lateness/pane + 3, rounded up to a
-	// power of two, at most openSlots; more go to the per-key map.
-	slots := int64(1)
-	for slots < e.lateMs/e.paneMs+3 && slots < openSlots {
-		slots <<= 1
+	if e.rollMs > 0 {
+		// The ring holds the raw values of a bucket's small panes until
+		// the bucket is emitted (rollup.held), which needs up to 64 panes
+		// a bucket.
+		e.retainMs = max(e.retainMs, e.rollMs)
+		e.holdOK = e.rollMs/e.paneMs <= 64
 	}
-	e.slotMask = slots - 1
+	// Slots for the panes open at once: lateness/pane + 3, at most
+	// openSlots; more go to the per-key map.
+	e.slots = uint64(min(max(e.lateMs/e.paneMs+3, 1), openSlots))
 	e.finalEnd = math.MinInt64
 	e.watermark = math.MinInt64
 	e.progress = NewProgress(cfg)
@@ -270,6 +275,9 @@ func New(cfg Config, opts ...Option) (*Engine, error) {
 
 // Config returns the engine's configuration.
 func (e *Engine) Config() Config { return e.cfg }
+
+// slot returns the open-pane slot of the pane starting at start.
+func (e *Engine) slot(start int64) int64 { return int64(uint64(start/e.paneMs) % e.slots) }
 
 // paneStart returns the start of ts's pane; it never wraps (alignDown).
 func (e *Engine) paneStart(ts int64) int64 { return alignDown(ts, e.paneMs) }
@@ -316,7 +324,7 @@ func (e *Engine) Ingest(partition int32, offset int64, b *codec.Batch) IngestSta
 		if ts >= curEnd || ts < curStart {
 			curStart = e.paneStart(ts)
 			curEnd = curStart + e.paneMs
-			curSlot = (curStart / e.paneMs) & e.slotMask
+			curSlot = e.slot(curStart)
 			curLate = curEnd <= e.finalEnd
 			if !curLate {
 				p.Holds(curStart, offset)
@@ -517,7 +525,7 @@ func (e *Engine) late(ks *keyState, start int64, c *codec.Call, st *IngestStats,
 		st.LateOut++
 		roll := e.rollMs > 0 && SatAdd(e.rollStart(start), e.rollMs+e.graceMs) <= e.watermark
 		if e.rollMs > 0 && !roll {
-			e.rollLate(ks, start, c, p, offset)
+			e.rollLate(ks, start, c, p, offset, nil)
 		}
 		e.lateOut = append(e.lateOut, LateEvent{
 			Key: ks.key, TsUnixMs: c.TsUnixMs, LatencyUs: c.LatencyUs, Status: c.Status, OK: c.OK,
@@ -526,15 +534,15 @@ func (e *Engine) late(ks *keyState, start int64, c *codec.Call, st *IngestStats,
 		return
 	}
 	st.Late++
-	if e.rollMs > 0 {
-		e.rollLate(ks, start, c, p, offset)
-	}
 	i, found := slices.BinarySearchFunc(ks.ring, start, func(p pane, s int64) int {
 		return cmpInt64(p.start, s)
 	})
 	if !found {
 		ks.ring = slices.Insert(ks.ring, i, pane{start: start, min: math.MaxUint32})
 		e.scheduleRing(ks, start)
+	}
+	if e.rollMs > 0 {
+		e.rollLate(ks, start, c, p, offset, &ks.ring[i])
 	}
 	ks.ring[i].addLate(c.LatencyUs, c.OK, e.cfg.WindowCompression)
 	if !slices.Contains(ks.corrected, start) {
@@ -600,7 +608,7 @@ func (e *Engine) FlushAll() FlushResult {
 			if !found {
 				continue
 			}
-			panes = append(panes, e.stat(ks, &ks.ring[i], true, slices.Clone(ks.ring[i].cents)))
+			panes = append(panes, e.stat(ks, &ks.ring[i], true, ks.ring[i].digestCopy()))
 		}
 		ks.corrected = ks.corrected[:0]
 	}
@@ -610,7 +618,8 @@ func (e *Engine) FlushAll() FlushResult {
 	if e.watermark == math.MinInt64 {
 		newEnd = math.MinInt64
 	}
-	if newEnd > e.finalEnd {
+	advanced := newEnd > e.finalEnd
+	if advanced {
 		starts := make([]int64, 0, len(e.pending))
 		for s := range e.pending {
 			if SatAdd(s, e.paneMs) <= newEnd {
@@ -618,6 +627,12 @@ func (e *Engine) FlushAll() FlushResult {
 			}
 		}
 		slices.Sort(starts)
+		// One PaneStat per closing pane: grown once, not by doubling.
+		n := 0
+		for _, s := range starts {
+			n += len(e.pending[s])
+		}
+		panes = slices.Grow(panes, n)
 		for _, s := range starts {
 			for _, ks := range e.pending[s] {
 				op := ks.openAt(s, e)
@@ -627,20 +642,24 @@ func (e *Engine) FlushAll() FlushResult {
 				f := op.close(e.cfg.Compression, &e.work)
 				e.release(ks, op)
 				i, found := slices.BinarySearchFunc(ks.ring, s, func(p pane, x int64) int { return cmpInt64(p.start, x) })
-				if e.rollMs > 0 {
-					e.rollAdd(ks, &f)
-				}
 				if found {
 					// A late event created the pane first: merge.
+					if e.rollMs > 0 {
+						e.unhold(ks, &ks.ring[i])
+						e.rollAdd(ks, &f, false)
+					}
 					ks.ring[i] = mergePanes(ks.ring[i], f, e.cfg.WindowCompression)
-					panes = append(panes, e.stat(ks, &ks.ring[i], false, slices.Clone(ks.ring[i].cents)))
+					panes = append(panes, e.stat(ks, &ks.ring[i], false, ks.ring[i].digestCopy()))
 					continue
 				}
 				// The emitted pane owns the full digest; the ring keeps a
 				// smaller one for windows (see DESIGN.md).
 				panes = append(panes, e.stat(ks, &f, false, f.cents))
-				f.cents = compacted(f.cents, f.count, e.cfg.WindowCompression, &e.work)
-				ks.ring = slices.Insert(ks.ring, i, f)
+				rp := ringPane(f, e.cfg.WindowCompression, &e.work)
+				if e.rollMs > 0 {
+					e.rollAdd(ks, &f, rp.raw != nil)
+				}
+				ks.ring = slices.Insert(ks.ring, i, rp)
 				e.scheduleRing(ks, s)
 			}
 			delete(e.pending, s)
@@ -651,10 +670,13 @@ func (e *Engine) FlushAll() FlushResult {
 			}
 		}
 		e.finalEnd = newEnd
-		e.trim()
 	}
 	if e.rollMs > 0 {
+		// Before the trim: the ring holds values of the buckets emitted now.
 		panes = e.emitRollups(panes)
+	}
+	if advanced {
+		e.trim()
 	}
 	if checkInvariants {
 		checkOneEmission(panes)
@@ -694,7 +716,7 @@ func checkOneEmission(panes []PaneStat) {
 
 // openAt returns the open pane of ks at start, or nil.
 func (ks *keyState) openAt(start int64, e *Engine) *openPane {
-	op := &ks.open[(start/e.paneMs)&e.slotMask]
+	op := &ks.open[e.slot(start)]
 	if op.start == start {
 		return op
 	}
@@ -712,9 +734,7 @@ func (e *Engine) release(ks *keyState, op *openPane) {
 	if cap(op.vals) > 4096 {
 		op.vals = nil
 	}
-	if cap(op.cents) > 4096 {
-		op.cents = nil
-	}
+	op.part = nil
 }
 
 // trim drops ring panes older than the retention, rollups past the grace
@@ -756,6 +776,9 @@ func (e *Engine) trimKey(ks *keyState) {
 		n++
 	}
 	if n > 0 {
+		for j := range n {
+			e.unhold(ks, &ks.ring[j])
+		}
 		ks.ring = slices.Delete(ks.ring, 0, n)
 	}
 	for st := range ks.folds {
@@ -897,7 +920,7 @@ func mergePanes(a, b pane, delta float64) pane {
 		count: a.count + b.count, errors: a.errors + b.errors, sum: a.sum + b.sum,
 		min: min(a.min, b.min), max: max(a.max, b.max),
 	}
-	out.cents = recompress(mergeSorted(nil, a.cents, b.cents), float64(out.count), delta)
+	out.cents = recompress(mergeSorted(nil, a.digestCopy(), b.digestCopy()), float64(out.count), delta)
 	return out
 }
 

@@ -445,3 +445,76 @@ func TestRollupAnchorsReadInSQL(t *testing.T) {
 		}
 	}
 }
+
+// TestHeldRingPaneHandsItsValuesToTheBucket: a small final pane's values
+// stay in its raw ring copy, which holds them for the rollup bucket; late
+// events within the grace that grow that pane past the raw bound turn it
+// into a digest, and it must hand its values to the bucket first. The
+// bucket's rollup then holds every event, exactly (all raw: its
+// percentiles are the exact nearest-rank values), and so does a bucket
+// whose held pane is untouched.
+func TestHeldRingPaneHandsItsValuesToTheBucket(t *testing.T) {
+	e, clk := newTestEngine(t, func(c *Config) { c.Rollup = RollupLength })
+	base := t0.UnixMilli()
+	var all, allB []uint32
+	var evs []ev
+	for i := range 10 {
+		lat := uint32(1000 + 37*i)
+		evs = append(evs, ev{kA, base + 1_000, lat, true}, ev{kB, base + 1_000, lat + 5, true})
+		all, allB = append(all, lat), append(allB, lat+5)
+	}
+	clk.t = t0.Add(2 * time.Second)
+	e.Ingest(0, 0, batchOf(evs...))
+	clk.t = t0.Add(60 * time.Second)
+	e.Ingest(0, 1, batchOf(ev{kA, base + 60_000, 1, true}))
+	all = append(all, 1)
+	if ps, _ := e.Flush(); len(ps) != 2 {
+		t.Fatalf("first flush: %d panes, want the two of pane 0", len(ps))
+	}
+	// 250 late events into kA's final pane 0: past 4 × window_compression
+	// values its ring copy becomes a digest.
+	evs = evs[:0]
+	for i := range 250 {
+		lat := uint32(500 + 91*i)
+		evs = append(evs, ev{kA, base + 2_000, lat, i%50 != 0})
+		all = append(all, lat)
+	}
+	e.Ingest(0, 2, batchOf(evs...))
+	clk.t = t0.Add(20 * time.Minute)
+	ps, _ := e.Flush()
+	_, rolls := splitRollups(ps)
+	got := map[Key]PaneStat{}
+	for _, r := range rolls {
+		if r.Start == base {
+			got[r.Key] = r
+		}
+	}
+	for _, c := range []struct {
+		k    Key
+		vals []uint32
+	}{{kA, all}, {kB, allB}} {
+		r, ok := got[c.k]
+		if !ok {
+			t.Fatalf("no rollup of %v for bucket 0 in %+v", c.k, rolls)
+		}
+		var w, sum uint64
+		for _, x := range r.Centroids {
+			w += uint64(x.Weight)
+		}
+		for _, v := range c.vals {
+			sum += uint64(v)
+		}
+		if r.Count != uint64(len(c.vals)) || w != r.Count || r.SumUs != sum {
+			t.Fatalf("%v rollup: count %d, centroid weight %d, sum %d; want %d events of sum %d", c.k, r.Count, w, r.SumUs, len(c.vals), sum)
+		}
+		sorted := slices.Sorted(slices.Values(c.vals))
+		for _, q := range []struct {
+			q   float64
+			got float64
+		}{{0.5, r.P50}, {0.9, r.P90}, {0.99, r.P99}, {0.999, r.P999}} {
+			if want := exactQuantile(sorted, q.q); q.got != want {
+				t.Errorf("%v rollup TP%g = %v, want exactly %v", c.k, 100*q.q, q.got, want)
+			}
+		}
+	}
+}

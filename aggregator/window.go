@@ -145,7 +145,7 @@ func (a *windowAcc) add(ks *keyState) {
 		a.ws.SumUs += p.sum
 		a.ws.MinUs = min(a.ws.MinUs, p.min)
 		a.ws.MaxUs = max(a.ws.MaxUs, p.max)
-		a.cents = append(a.cents, p.cents...)
+		a.cents = p.appendCentroids(a.cents)
 	}
 	if used {
 		a.ws.Keys++
@@ -227,10 +227,10 @@ func (e *Engine) AddFinal(ps PaneStat) error {
 	src := string(appendKeyID(nil, ps.Key))
 	e.otherName = OtherMethod // this engine's own fold keys, if its cap is hit
 	ks := e.keyFor(ps.Key)
-	f := pane{
+	f := ringPane(pane{
 		start: ps.Start, count: ps.Count, errors: ps.Errors, sum: ps.SumUs, min: ps.MinUs, max: ps.MaxUs,
-		cents: compacted(ps.Centroids, ps.Count, e.cfg.WindowCompression, &e.work),
-	}
+		cents: ps.Centroids,
+	}, e.cfg.WindowCompression, &e.work)
 	i, found := slices.BinarySearchFunc(ks.ring, ps.Start, func(p pane, s int64) int { return cmpInt64(p.start, s) })
 	switch {
 	case ks.other:
@@ -253,6 +253,7 @@ func (e *Engine) AddFinal(ps PaneStat) error {
 			m = mergePanes(m, fp.p, e.cfg.WindowCompression)
 		}
 		if found {
+			e.unhold(ks, &ks.ring[i])
 			ks.ring[i] = m
 		} else {
 			ks.ring = slices.Insert(ks.ring, i, m)
@@ -260,6 +261,7 @@ func (e *Engine) AddFinal(ps PaneStat) error {
 	case !found:
 		ks.ring = slices.Insert(ks.ring, i, f)
 	case ps.Version > ks.ring[i].count:
+		e.unhold(ks, &ks.ring[i])
 		ks.ring[i] = f
 	}
 	e.scheduleRing(ks, ps.Start)

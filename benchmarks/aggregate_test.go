@@ -211,7 +211,7 @@ func TestMemoryBound(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fills 10 000 keys with six minutes of traffic")
 	}
-	const limit = 512 << 20
+	const limit = 320 << 20
 	for _, c := range []struct {
 		mix     string
 		rollups bool
