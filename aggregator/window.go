@@ -8,10 +8,14 @@ import (
 	"time"
 )
 
-// WindowStat summarises a set of final panes: one key over a sliding window,
-// or the merge of many keys (MergeKeys). Percentiles are computed once over the merged
-// centroids of every pane it covers, never averaged.
-type WindowStat struct {
+// Window is the one window type: the statistics of the final panes of one
+// key over a sliding window (Window, Windows: Key says which), or of the
+// merge of many keys (MergeKeys: Key is zero, Keys says how many).
+// Percentiles are computed once over the merged centroids of every pane it
+// covers, never averaged. Its JSON form is the one /api/v1/windows serves
+// (window_json.go).
+type Window struct {
+	Key           Key   // the key; zero for a merge of keys
 	Start, End    int64 // unix ms; the window is [Start, End)
 	Panes         int   // panes with events
 	Count, Errors uint64
@@ -27,7 +31,7 @@ type WindowStat struct {
 
 // Window returns key's statistics over the window of length d ending at the
 // end of the last final pane. ok is false when the key has no event in it.
-func (e *Engine) Window(k Key, d time.Duration) (ws WindowStat, ok bool) {
+func (e *Engine) Window(k Key, d time.Duration) (ws Window, ok bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.idBuf = appendKeyID(e.idBuf[:0], k)
@@ -37,7 +41,7 @@ func (e *Engine) Window(k Key, d time.Duration) (ws WindowStat, ok bool) {
 	}
 	acc := e.newAcc(d)
 	acc.add(ks)
-	return acc.finish(), acc.ws.Count > 0
+	return WithKey(acc.finish(), k), acc.ws.Count > 0
 }
 
 // MergeKeys merges the windows of every key for which match returns true, for
@@ -46,7 +50,7 @@ func (e *Engine) Window(k Key, d time.Duration) (ws WindowStat, ok bool) {
 //
 // The centroids are copied under the engine's lock and the quantiles
 // computed after it is released.
-func (e *Engine) MergeKeys(match func(Key) bool, d time.Duration) WindowStat {
+func (e *Engine) MergeKeys(match func(Key) bool, d time.Duration) Window {
 	e.mu.Lock()
 	acc := e.newAcc(d)
 	acc.cents = nil // not the engine's scratch: used unlocked
@@ -59,10 +63,13 @@ func (e *Engine) MergeKeys(match func(Key) bool, d time.Duration) WindowStat {
 	return acc.finish()
 }
 
-// KeyWindow is one key's window statistics.
-type KeyWindow struct {
-	Key Key
-	WindowStat
+// Length is the window's length, End - Start.
+func (w Window) Length() time.Duration { return time.Duration(w.End-w.Start) * time.Millisecond }
+
+// WithKey returns w as the window of key k.
+func WithKey(w Window, k Key) Window {
+	w.Key = k
+	return w
 }
 
 // Windows returns the window of length d of every key for which match
@@ -70,7 +77,7 @@ type KeyWindow struct {
 // holds the engine's lock only to list the keys and, windowsChunk keys at a
 // time, to copy their panes' centroids; the quantiles are computed with the
 // lock released, so ingestion goes on during a query over many keys.
-func (e *Engine) Windows(match func(Key) bool, d time.Duration) []KeyWindow {
+func (e *Engine) Windows(match func(Key) bool, d time.Duration) []Window {
 	e.mu.Lock()
 	var keys []*keyState
 	e.each(func(ks *keyState) {
@@ -79,7 +86,7 @@ func (e *Engine) Windows(match func(Key) bool, d time.Duration) []KeyWindow {
 		}
 	})
 	e.mu.Unlock()
-	var out []KeyWindow
+	var out []Window
 	accs := make([]windowAcc, 0, min(len(keys), windowsChunk))
 	for len(keys) > 0 {
 		chunk := keys[:min(len(keys), windowsChunk)]
@@ -101,7 +108,7 @@ func (e *Engine) Windows(match func(Key) bool, d time.Duration) []KeyWindow {
 			testHookWindowsUnlocked()
 		}
 		for i := range accs {
-			out = append(out, KeyWindow{Key: accs[i].key, WindowStat: accs[i].finish()})
+			out = append(out, WithKey(accs[i].finish(), accs[i].key))
 		}
 	}
 	return out
@@ -115,7 +122,7 @@ const windowsChunk = 256
 var testHookWindowsUnlocked func()
 
 type windowAcc struct {
-	ws    WindowStat
+	ws    Window
 	cents []Centroid
 	key   Key
 }
@@ -126,7 +133,7 @@ func (e *Engine) newAcc(d time.Duration) *windowAcc {
 		end = 0
 	}
 	return &windowAcc{
-		ws:    WindowStat{Start: end - d.Milliseconds(), End: end, MinUs: math.MaxUint32},
+		ws:    Window{Start: end - d.Milliseconds(), End: end, MinUs: math.MaxUint32},
 		cents: e.work.cents[:0],
 	}
 }
@@ -152,7 +159,7 @@ func (a *windowAcc) add(ks *keyState) {
 	}
 }
 
-func (a *windowAcc) finish() WindowStat {
+func (a *windowAcc) finish() Window {
 	ws := a.ws
 	if ws.Count == 0 {
 		ws.MinUs = 0

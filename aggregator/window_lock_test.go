@@ -37,7 +37,7 @@ func TestWindowsComputesWithoutTheLock(t *testing.T) {
 		}
 	}
 	defer func() { testHookWindowsUnlocked = nil }()
-	done := make(chan []KeyWindow)
+	done := make(chan []Window)
 	go func() { done <- e.Windows(nil, 5*time.Minute) }()
 	select {
 	case <-inside:
@@ -59,7 +59,7 @@ func TestWindowsComputesWithoutTheLock(t *testing.T) {
 		t.Fatal("Ingest blocked while the windows query computed")
 	}
 	close(release)
-	var got []KeyWindow
+	var got []Window
 	select {
 	case got = <-done:
 	case <-time.After(30 * time.Second):

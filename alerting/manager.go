@@ -19,8 +19,8 @@ import (
 // MergeKeys merges the digests of every matching key into one window, so
 // its percentiles are those of the merged calls.
 type WindowSource interface {
-	MergeKeys(match func(aggregator.Key) bool, d time.Duration) aggregator.WindowStat
-	Windows(match func(aggregator.Key) bool, d time.Duration) []aggregator.KeyWindow
+	MergeKeys(match func(aggregator.Key) bool, d time.Duration) aggregator.Window
+	Windows(match func(aggregator.Key) bool, d time.Duration) []aggregator.Window
 }
 
 // NotifyFunc hands alerts that need sending to the notifiers. It must not
@@ -303,7 +303,7 @@ func (m *Manager) eval(now time.Time) (send, changes []Alert) {
 // group is the merged window of the keys that share the rule's by labels.
 type group struct {
 	labels map[string]string
-	stat   aggregator.WindowStat
+	stat   aggregator.Window
 }
 
 // evalGroup is one group's measured value; ok is false when the window
@@ -453,14 +453,14 @@ func (r *Rule) groups(src WindowSource) []group {
 	if r.perKey() {
 		out := make([]group, len(kws))
 		for i, kw := range kws {
-			out[i] = group{labels: r.byLabels(kw.Key), stat: kw.WindowStat}
+			out[i] = group{labels: r.byLabels(kw.Key), stat: kw}
 		}
 		return out
 	}
 	type member struct {
 		labels map[string]string
 		n      int
-		stat   aggregator.WindowStat
+		stat   aggregator.Window
 	}
 	byFP := map[string]*member{}
 	var order []string
@@ -474,7 +474,7 @@ func (r *Rule) groups(src WindowSource) []group {
 			order = append(order, fp)
 		}
 		g.n++
-		g.stat = kw.WindowStat
+		g.stat = kw
 	}
 	out := make([]group, 0, len(order))
 	for _, fp := range order {
@@ -508,7 +508,7 @@ func (r *Rule) byLabels(k aggregator.Key) map[string]string {
 
 // value is the rule's measure of ws in the measure's unit; ok is false when
 // the window holds no calls.
-func (r *Rule) value(ws aggregator.WindowStat) (v float64, ok bool) {
+func (r *Rule) value(ws aggregator.Window) (v float64, ok bool) {
 	if ws.Count == 0 {
 		return 0, false
 	}

@@ -44,7 +44,7 @@ func quantile(sorted []float64, q float64) float64 {
 	return sorted[max(i, 0)]
 }
 
-func stat(lat []float64, errs uint64, d time.Duration, keys int) aggregator.WindowStat {
+func stat(lat []float64, errs uint64, d time.Duration, keys int) aggregator.Window {
 	s := slices.Clone(lat)
 	slices.Sort(s)
 	var sum float64
@@ -52,14 +52,14 @@ func stat(lat []float64, errs uint64, d time.Duration, keys int) aggregator.Wind
 		sum += v
 	}
 	n := uint64(len(s))
-	return aggregator.WindowStat{
+	return aggregator.Window{
 		Count: n, Errors: errs, SumUs: uint64(sum), Keys: keys,
 		P50: quantile(s, 0.5), P90: quantile(s, 0.9), P99: quantile(s, 0.99), P999: quantile(s, 0.999),
 		QPS: float64(n) / d.Seconds(), ErrorRate: float64(errs) / float64(n), AvgUs: sum / float64(n),
 	}
 }
 
-func (f *fakeSource) MergeKeys(match func(aggregator.Key) bool, d time.Duration) aggregator.WindowStat {
+func (f *fakeSource) MergeKeys(match func(aggregator.Key) bool, d time.Duration) aggregator.Window {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.rollups++
@@ -74,18 +74,18 @@ func (f *fakeSource) MergeKeys(match func(aggregator.Key) bool, d time.Duration)
 		}
 	}
 	if len(all) == 0 {
-		return aggregator.WindowStat{}
+		return aggregator.Window{}
 	}
 	return stat(all, errs, d, keys)
 }
 
-func (f *fakeSource) Windows(match func(aggregator.Key) bool, d time.Duration) []aggregator.KeyWindow {
+func (f *fakeSource) Windows(match func(aggregator.Key) bool, d time.Duration) []aggregator.Window {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []aggregator.KeyWindow
+	var out []aggregator.Window
 	for k, lat := range f.calls {
 		if match == nil || match(k) {
-			out = append(out, aggregator.KeyWindow{Key: k, WindowStat: stat(lat, f.errs[k], d, 1)})
+			out = append(out, aggregator.WithKey(stat(lat, f.errs[k], d, 1), k))
 		}
 	}
 	return out

@@ -22,37 +22,16 @@ const Path = "GET /api/v1/windows"
 // WindowSource is what /api/v1/windows reads: the window of length d of
 // every key for which match returns true. *aggregator.Engine implements it.
 type WindowSource interface {
-	Windows(match func(aggregator.Key) bool, d time.Duration) []aggregator.KeyWindow
-}
-
-// Window is one key's window in the /api/v1/windows answer. Latencies are
-// in microseconds; start and end bound the window as [start, end).
-type Window struct {
-	System    string    `json:"system"`
-	App       string    `json:"app"`
-	Group     string    `json:"group"`
-	IDC       string    `json:"idc"`
-	Method    string    `json:"method"`
-	Window    string    `json:"window"`
-	Count     uint64    `json:"count"`
-	QPS       float64   `json:"qps"`
-	ErrorRate float64   `json:"error_rate"`
-	AvgUs     float64   `json:"avg_us"`
-	P50Us     float64   `json:"p50_us"`
-	P90Us     float64   `json:"p90_us"`
-	P99Us     float64   `json:"p99_us"`
-	P999Us    float64   `json:"p999_us"`
-	Start     time.Time `json:"start"`
-	End       time.Time `json:"end"`
+	Windows(match func(aggregator.Key) bool, d time.Duration) []aggregator.Window
 }
 
 // WindowsResponse is the body of a successful /api/v1/windows answer.
 type WindowsResponse struct {
 	Window string `json:"window"`
 	// Total is how many keys matched; Windows holds the Limit slowest.
-	Total   int      `json:"total"`
-	Limit   int      `json:"limit"`
-	Windows []Window `json:"windows"`
+	Total   int                 `json:"total"`
+	Limit   int                 `json:"limit"`
+	Windows []aggregator.Window `json:"windows"`
 }
 
 // The limit parameter's default and bound: an answer never holds more
@@ -130,37 +109,28 @@ func windows(w http.ResponseWriter, r *http.Request, src WindowSource, lengths [
 		}
 	}
 	kws := src.Windows(match, d)
-	out := WindowsResponse{Window: config.FormatDuration(d), Total: len(kws), Limit: limit, Windows: make([]Window, 0, len(kws))}
-	for _, kw := range kws {
-		out.Windows = append(out.Windows, FromKeyWindow(kw, d))
+	if kws == nil {
+		kws = []aggregator.Window{} // [] in the answer, not null
 	}
-	SortByP99(out.Windows)
+	SortByP99(kws)
+	out := WindowsResponse{Window: config.FormatDuration(d), Total: len(kws), Limit: limit, Windows: kws}
 	out.Windows = out.Windows[:min(len(out.Windows), limit)]
 	writeJSON(w, http.StatusOK, out)
 }
 
-// FromKeyWindow converts one engine window of length d to its JSON form.
-func FromKeyWindow(kw aggregator.KeyWindow, d time.Duration) Window {
-	return Window{
-		System: kw.Key.System, App: kw.Key.App, Group: kw.Key.Group, IDC: kw.Key.IDC, Method: kw.Key.Method,
-		Window: config.FormatDuration(d), Count: kw.Count, QPS: kw.QPS, ErrorRate: kw.ErrorRate, AvgUs: kw.AvgUs,
-		P50Us: kw.P50, P90Us: kw.P90, P99Us: kw.P99, P999Us: kw.P999,
-		Start: time.UnixMilli(kw.Start).UTC(), End: time.UnixMilli(kw.End).UTC(),
-	}
-}
-
 // SortByP99 sorts ws by TP99, slowest first; ties keep a stable key order so
 // that a refreshed view does not jump.
-func SortByP99(ws []Window) {
-	slices.SortStableFunc(ws, func(a, b Window) int {
+func SortByP99(ws []aggregator.Window) {
+	slices.SortStableFunc(ws, func(a, b aggregator.Window) int {
 		switch {
-		case a.P99Us > b.P99Us:
+		case a.P99 > b.P99:
 			return -1
-		case a.P99Us < b.P99Us:
+		case a.P99 < b.P99:
 			return 1
 		}
-		return strings.Compare(a.System+"\x00"+a.App+"\x00"+a.Method+"\x00"+a.Group+"\x00"+a.IDC,
-			b.System+"\x00"+b.App+"\x00"+b.Method+"\x00"+b.Group+"\x00"+b.IDC)
+		ka, kb := a.Key, b.Key
+		return strings.Compare(ka.System+"\x00"+ka.App+"\x00"+ka.Method+"\x00"+ka.Group+"\x00"+ka.IDC,
+			kb.System+"\x00"+kb.App+"\x00"+kb.Method+"\x00"+kb.Group+"\x00"+kb.IDC)
 	})
 }
 

@@ -15,13 +15,13 @@ import (
 // fakeSource records the last call and returns fixed windows, filtered by
 // match as the engine does.
 type fakeSource struct {
-	windows []aggregator.KeyWindow
+	windows []aggregator.Window
 	gotD    time.Duration
 }
 
-func (f *fakeSource) Windows(match func(aggregator.Key) bool, d time.Duration) []aggregator.KeyWindow {
+func (f *fakeSource) Windows(match func(aggregator.Key) bool, d time.Duration) []aggregator.Window {
 	f.gotD = d
-	var out []aggregator.KeyWindow
+	var out []aggregator.Window
 	for _, w := range f.windows {
 		if match == nil || match(w.Key) {
 			out = append(out, w)
@@ -30,13 +30,11 @@ func (f *fakeSource) Windows(match func(aggregator.Key) bool, d time.Duration) [
 	return out
 }
 
-func kw(app, method string, p99 float64) aggregator.KeyWindow {
-	return aggregator.KeyWindow{
-		Key: aggregator.Key{System: "trade", App: app, Group: app + "-prod", IDC: "bj", Method: method},
-		WindowStat: aggregator.WindowStat{
-			Start: 1700000000000, End: 1700000060000, Count: 600, Errors: 6, QPS: 10, ErrorRate: 0.01,
-			AvgUs: p99 / 4, P50: p99 / 5, P90: p99 / 2, P99: p99, P999: p99 * 2,
-		},
+func kw(app, method string, p99 float64) aggregator.Window {
+	return aggregator.Window{
+		Key:   aggregator.Key{System: "trade", App: app, Group: app + "-prod", IDC: "bj", Method: method},
+		Start: 1700000000000, End: 1700000060000, Count: 600, Errors: 6, QPS: 10, ErrorRate: 0.01,
+		AvgUs: p99 / 4, P50: p99 / 5, P90: p99 / 2, P99: p99, P999: p99 * 2,
 	}
 }
 
@@ -55,7 +53,7 @@ func get(t *testing.T, h http.Handler, url string) (int, string) {
 }
 
 func TestWindows(t *testing.T) {
-	src := &fakeSource{windows: []aggregator.KeyWindow{
+	src := &fakeSource{windows: []aggregator.Window{
 		kw("cart", "getCart", 3000), kw("order", "createOrder", 90000), kw("order", "getOrder", 12000),
 	}}
 	h := mux(src, []time.Duration{time.Minute, 5 * time.Minute})
@@ -71,13 +69,13 @@ func TestWindows(t *testing.T) {
 	if src.gotD != time.Minute || resp.Window != "1m" {
 		t.Fatalf("default window: asked the source for %s, answered %q; want 1m", src.gotD, resp.Window)
 	}
-	if len(resp.Windows) != 3 || resp.Windows[0].Method != "createOrder" || resp.Windows[2].Method != "getCart" {
+	if len(resp.Windows) != 3 || resp.Windows[0].Key.Method != "createOrder" || resp.Windows[2].Key.Method != "getCart" {
 		t.Fatalf("want 3 windows sorted by p99 desc, got %+v", resp.Windows)
 	}
 	w := resp.Windows[0]
-	if w.P99Us != 90000 || w.P999Us != 180000 || w.QPS != 10 || w.ErrorRate != 0.01 || w.Count != 600 ||
-		w.Group != "order-prod" || w.IDC != "bj" || w.System != "trade" || w.Window != "1m" ||
-		!w.Start.Equal(time.UnixMilli(1700000000000)) || !w.End.Equal(time.UnixMilli(1700000060000)) {
+	if w.P99 != 90000 || w.P999 != 180000 || w.QPS != 10 || w.ErrorRate != 0.01 || w.Count != 600 ||
+		w.Key.Group != "order-prod" || w.Key.IDC != "bj" || w.Key.System != "trade" || w.Length() != time.Minute || !strings.Contains(body, `"window": "1m"`) ||
+		w.Start != 1700000000000 || w.End != 1700000060000 {
 		t.Fatalf("fields not carried over: %+v", w)
 	}
 	for _, field := range []string{"system", "app", "group", "idc", "method", "window", "count", "qps", "error_rate",
@@ -91,11 +89,11 @@ func TestWindows(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &resp); err != nil || code != 200 {
 		t.Fatalf("status %d, %v: %s", code, err, body)
 	}
-	if src.gotD != 5*time.Minute || len(resp.Windows) != 2 || resp.Windows[0].App != "order" || resp.Windows[1].App != "order" {
+	if src.gotD != 5*time.Minute || len(resp.Windows) != 2 || resp.Windows[0].Key.App != "order" || resp.Windows[1].Key.App != "order" {
 		t.Fatalf("app filter with 5m: asked %s, got %+v", src.gotD, resp.Windows)
 	}
 	_, body = get(t, h, "/api/v1/windows?app=order&method=getOrder")
-	if err := json.Unmarshal([]byte(body), &resp); err != nil || len(resp.Windows) != 1 || resp.Windows[0].Method != "getOrder" {
+	if err := json.Unmarshal([]byte(body), &resp); err != nil || len(resp.Windows) != 1 || resp.Windows[0].Key.Method != "getOrder" {
 		t.Fatalf("app+method filter: %v %s", err, body)
 	}
 	// Exact match only: a prefix selects nothing, and the list is [] not null.
@@ -144,8 +142,8 @@ func TestWindowsLimit(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &resp); err != nil {
 		t.Fatal(err)
 	}
-	if resp.Total != DefaultLimit+5 || resp.Limit != 3 || len(resp.Windows) != 3 || resp.Windows[0].P99Us != DefaultLimit+4 || resp.Windows[2].P99Us != DefaultLimit+2 {
-		t.Fatalf("limit=3: total %d, limit %d, %d windows from p99 %v; want the 3 slowest of %d", resp.Total, resp.Limit, len(resp.Windows), resp.Windows[0].P99Us, DefaultLimit+5)
+	if resp.Total != DefaultLimit+5 || resp.Limit != 3 || len(resp.Windows) != 3 || resp.Windows[0].P99 != DefaultLimit+4 || resp.Windows[2].P99 != DefaultLimit+2 {
+		t.Fatalf("limit=3: total %d, limit %d, %d windows from p99 %v; want the 3 slowest of %d", resp.Total, resp.Limit, len(resp.Windows), resp.Windows[0].P99, DefaultLimit+5)
 	}
 	_, body = get(t, h, "/api/v1/windows")
 	if err := json.Unmarshal([]byte(body), &resp); err != nil {
@@ -162,7 +160,7 @@ type blockingSource struct {
 	release chan struct{}
 }
 
-func (b *blockingSource) Windows(func(aggregator.Key) bool, time.Duration) []aggregator.KeyWindow {
+func (b *blockingSource) Windows(func(aggregator.Key) bool, time.Duration) []aggregator.Window {
 	b.started <- struct{}{}
 	<-b.release
 	return nil

@@ -25,24 +25,24 @@ func (s *scriptedSource) set(p99ms float64) {
 	s.mu.Unlock()
 }
 
-func (s *scriptedSource) stat() aggregator.WindowStat {
+func (s *scriptedSource) stat() aggregator.Window {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return aggregator.WindowStat{Count: 1000, P50: s.p99us / 4, P90: s.p99us / 2, P99: s.p99us, P999: s.p99us * 2, QPS: 1000.0 / 60, Keys: 1}
+	return aggregator.Window{Count: 1000, P50: s.p99us / 4, P90: s.p99us / 2, P99: s.p99us, P999: s.p99us * 2, QPS: 1000.0 / 60, Keys: 1}
 }
 
-func (s *scriptedSource) MergeKeys(match func(aggregator.Key) bool, d time.Duration) aggregator.WindowStat {
+func (s *scriptedSource) MergeKeys(match func(aggregator.Key) bool, d time.Duration) aggregator.Window {
 	if !match(s.key) {
-		return aggregator.WindowStat{}
+		return aggregator.Window{}
 	}
 	return s.stat()
 }
 
-func (s *scriptedSource) Windows(match func(aggregator.Key) bool, d time.Duration) []aggregator.KeyWindow {
+func (s *scriptedSource) Windows(match func(aggregator.Key) bool, d time.Duration) []aggregator.Window {
 	if match != nil && !match(s.key) {
 		return nil
 	}
-	return []aggregator.KeyWindow{{Key: s.key, WindowStat: s.stat()}}
+	return []aggregator.Window{aggregator.WithKey(s.stat(), s.key)}
 }
 
 func TestRealAlertmanagerTP99Incident(t *testing.T) {

@@ -89,7 +89,7 @@ collect:
 			if err := json.Unmarshal(body, &resp); err != nil {
 				t.Fatalf("bad JSON %v: %s", err, body)
 			}
-			if len(resp.Windows) > 0 && resp.Windows[0].End.After(start.Add(6*time.Second)) {
+			if len(resp.Windows) > 0 && time.UnixMilli(resp.Windows[0].End).After(start.Add(6*time.Second)) {
 				break
 			}
 		}
@@ -98,16 +98,16 @@ collect:
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	end := resp.Windows[0].End
+	end := time.UnixMilli(resp.Windows[0].End)
 	got := map[string]int{}
 	for _, w := range resp.Windows {
-		if w.System != demo.LogSystem {
+		if w.Key.System != demo.LogSystem {
 			continue
 		}
-		if w.IDC != demo.LogIDC || w.Group != demo.LogGroup(w.App) || w.End != end {
+		if w.Key.IDC != demo.LogIDC || w.Key.Group != demo.LogGroup(w.Key.App) || w.End != end.UnixMilli() {
 			t.Errorf("collector window with wrong labels or end: %+v", w)
 		}
-		got[w.App+" "+w.Method] += int(w.Count)
+		got[w.Key.App+" "+w.Key.Method] += int(w.Count)
 	}
 	want, files := countLogLines(t, logDir, end.UnixMilli())
 	if files < 2*len(demo.LogApps()) {
@@ -123,7 +123,7 @@ collect:
 	t.Logf("collector: %d calls in the windows = lines written before %s, over %d files", total, end.Sub(start).Round(time.Millisecond), files)
 	for _, a := range demo.LogApps() {
 		for _, w := range resp.Windows {
-			if w.App == a && w.System != demo.LogSystem {
+			if w.Key.App == a && w.Key.System != demo.LogSystem {
 				t.Errorf("collector app %s also came from the generator: %+v", a, w)
 			}
 		}

@@ -101,7 +101,7 @@ func TestRunDemo(t *testing.T) {
 			}
 			found := false
 			for _, w := range resp.Windows {
-				found = found || (w.App == incApp && w.Method == incMethod)
+				found = found || (w.Key.App == incApp && w.Key.Method == incMethod)
 			}
 			if len(resp.Windows) > 100 && found {
 				break
@@ -118,18 +118,18 @@ func TestRunDemo(t *testing.T) {
 	var p99s []float64
 	incP99 := 0.0
 	for i, w := range resp.Windows {
-		if w.Count == 0 || w.QPS <= 0 || w.ErrorRate < 0 || w.ErrorRate > 1 || w.Window != "10s" ||
-			!(w.P50Us > 0 && w.P50Us <= w.P90Us && w.P90Us <= w.P99Us && w.P99Us <= w.P999Us) ||
-			w.P99Us > 60e6 || w.AvgUs <= 0 || !w.End.After(w.Start) || w.System == "" || w.Group == "" || w.IDC == "" {
+		if w.Count == 0 || w.QPS <= 0 || w.ErrorRate < 0 || w.ErrorRate > 1 || w.Length() != 10*time.Second ||
+			!(w.P50 > 0 && w.P50 <= w.P90 && w.P90 <= w.P99 && w.P99 <= w.P999) ||
+			w.P99 > 60e6 || w.AvgUs <= 0 || w.End <= w.Start || w.Key.System == "" || w.Key.Group == "" || w.Key.IDC == "" {
 			t.Fatalf("implausible window: %+v", w)
 		}
-		if i > 0 && w.P99Us > resp.Windows[i-1].P99Us {
+		if i > 0 && w.P99 > resp.Windows[i-1].P99 {
 			t.Fatalf("windows not sorted by p99 desc at %d", i)
 		}
-		if w.App == incApp && w.Method == incMethod {
-			incP99 = max(incP99, w.P99Us)
+		if w.Key.App == incApp && w.Key.Method == incMethod {
+			incP99 = max(incP99, w.P99)
 		} else {
-			p99s = append(p99s, w.P99Us)
+			p99s = append(p99s, w.P99)
 		}
 	}
 	sort.Float64s(p99s)

@@ -17,6 +17,7 @@ import (
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/aggregator/windowsapi"
 	"github.com/tpflow/tpflow/alerting"
+	"github.com/tpflow/tpflow/internal/config"
 )
 
 // liveTop is how many methods the live view shows.
@@ -49,7 +50,7 @@ func IsTerminal(w io.Writer) bool {
 // (windowsapi.SortByP99); status is a short line about the pipeline (rates,
 // lag, sink state) shown under the title; alerts are the alert role's
 // alerts, of which the firing ones are shown.
-func (v *View) Render(now time.Time, ws []windowsapi.Window, alerts []alerting.Alert, status string) error {
+func (v *View) Render(now time.Time, ws []aggregator.Window, alerts []alerting.Alert, status string) error {
 	v.b.Reset()
 	var firing []alerting.Alert
 	for _, a := range alerts {
@@ -105,7 +106,7 @@ func alertLabels(a alerting.Alert) string {
 	return b.String()
 }
 
-func (v *View) renderTable(now time.Time, ws []windowsapi.Window, firing []alerting.Alert, status string) {
+func (v *View) renderTable(now time.Time, ws []aggregator.Window, firing []alerting.Alert, status string) {
 	b := &v.b
 	b.WriteString("\x1b[H\x1b[2J") // home, clear screen
 	fmt.Fprintf(b, "tpflow — slowest methods by TP99 over the last %s    %s\n", v.Window, now.Format("15:04:05"))
@@ -123,13 +124,13 @@ func (v *View) renderTable(now time.Time, ws []windowsapi.Window, firing []alert
 			break
 		}
 		// Groups are usually named after their app; the rest says which.
-		group := strings.TrimPrefix(w.Group, w.App+"-")
+		group := strings.TrimPrefix(w.Key.Group, w.Key.App+"-")
 		fmt.Fprintf(b, "%-22s %-24s %-16s %9.1f %6.2f %9s %9s %9s %9s\n",
-			clip(w.App, 22), clip(w.Method, 24), clip(group, 16), w.QPS, w.ErrorRate*100,
-			ms(w.P50Us), ms(w.P90Us), ms(w.P99Us), ms(w.P999Us))
+			clip(w.Key.App, 22), clip(w.Key.Method, 24), clip(group, 16), w.QPS, w.ErrorRate*100,
+			ms(w.P50), ms(w.P90), ms(w.P99), ms(w.P999))
 	}
 	if len(ws) > 0 {
-		fmt.Fprintf(b, "\n%d keys; window %s – %s\n", len(ws), ws[0].Start.Local().Format("15:04:05"), ws[0].End.Local().Format("15:04:05"))
+		fmt.Fprintf(b, "\n%d keys; window %s – %s\n", len(ws), time.UnixMilli(ws[0].Start).Local().Format("15:04:05"), time.UnixMilli(ws[0].End).Local().Format("15:04:05"))
 	}
 	if v.Alerting {
 		if len(firing) == 0 {
@@ -146,7 +147,7 @@ func (v *View) renderTable(now time.Time, ws []windowsapi.Window, firing []alert
 
 // renderLine writes one line: the time, the number of keys and the three
 // slowest methods with their TP99, then every firing alert.
-func (v *View) renderLine(now time.Time, ws []windowsapi.Window, firing []alerting.Alert, status string) {
+func (v *View) renderLine(now time.Time, ws []aggregator.Window, firing []alerting.Alert, status string) {
 	b := &v.b
 	fmt.Fprintf(b, "%s window=%s keys=%d", now.Format(time.RFC3339), v.Window, len(ws))
 	if status != "" {
@@ -159,7 +160,7 @@ func (v *View) renderLine(now time.Time, ws []windowsapi.Window, firing []alerti
 		if i == 3 {
 			break
 		}
-		fmt.Fprintf(b, " %s/%s tp99=%sms qps=%.1f err=%.2f%%", w.App, w.Method, ms(w.P99Us), w.QPS, w.ErrorRate*100)
+		fmt.Fprintf(b, " %s/%s tp99=%sms qps=%.1f err=%.2f%%", w.Key.App, w.Key.Method, ms(w.P99), w.QPS, w.ErrorRate*100)
 	}
 	if v.Alerting {
 		fmt.Fprintf(b, " firing=%d", len(firing))
@@ -181,11 +182,7 @@ func Run(ctx context.Context, view *View, src windowsapi.WindowSource, alerts fu
 		case <-ctx.Done():
 			return nil
 		case now := <-t.C:
-			kws := src.Windows(nil, d)
-			ws := make([]windowsapi.Window, len(kws))
-			for i, kw := range kws {
-				ws[i] = windowsapi.FromKeyWindow(kw, d)
-			}
+			ws := src.Windows(nil, d)
 			windowsapi.SortByP99(ws)
 			if err := view.Render(now, ws, alerts(), status(now)); err != nil {
 				return fmt.Errorf("cannot write the live view: %w", err)
@@ -205,5 +202,5 @@ func WindowOf(ws []time.Duration) time.Duration {
 
 // WindowName names WindowOf(ws) as the windows API does ("1m").
 func WindowName(ws []time.Duration) string {
-	return windowsapi.FromKeyWindow(aggregator.KeyWindow{}, WindowOf(ws)).Window
+	return config.FormatDuration(WindowOf(ws))
 }

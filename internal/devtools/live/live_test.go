@@ -6,23 +6,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tpflow/tpflow/aggregator/windowsapi"
+	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/alerting"
 )
 
-func liveWindows(n int) []windowsapi.Window {
+func liveWindows(n int) []aggregator.Window {
 	start := time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)
-	var ws []windowsapi.Window
+	var ws []aggregator.Window
 	for i := 0; i < n; i++ {
 		p99 := float64(1000 * (n - i))
-		ws = append(ws, windowsapi.Window{
-			App: "app" + string(rune('a'+i%26)), Method: "method" + string(rune('A'+i%26)), Group: "g-prod-bj",
-			QPS: 12.5, ErrorRate: 0.015, P50Us: p99 / 5, P90Us: p99 / 2, P99Us: p99, P999Us: p99 * 2,
-			Start: start, End: start.Add(time.Minute),
+		ws = append(ws, aggregator.Window{
+			Key: aggregator.Key{App: "app" + string(rune('a'+i%26)), Method: "method" + string(rune('A'+i%26)), Group: "g-prod-bj"},
+			QPS: 12.5, ErrorRate: 0.015, P50: p99 / 5, P90: p99 / 2, P99: p99, P999: p99 * 2,
+			Start: start.UnixMilli(), End: start.Add(time.Minute).UnixMilli(),
 		})
 	}
-	ws[0].App, ws[0].Method, ws[0].P99Us = "order-trade", "createOrderWithAVeryLongMethodName", 245300
-	ws[0].Group = "order-trade-prod-bj"
+	ws[0].Key.App, ws[0].Key.Method, ws[0].P99 = "order-trade", "createOrderWithAVeryLongMethodName", 245300
+	ws[0].Key.Group = "order-trade-prod-bj"
 	return ws
 }
 
