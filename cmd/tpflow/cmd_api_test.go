@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpflow/tpflow/internal/cli"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 )
 
@@ -71,7 +72,7 @@ func TestRunServesQueryAPI(t *testing.T) {
 	cancel()
 	select {
 	case c := <-done:
-		if c != exitOK {
+		if c != cli.ExitOK {
 			t.Errorf("run exited %d:\n%s", c, stderr.String())
 		}
 	case <-time.After(30 * time.Second):

@@ -14,6 +14,8 @@ import (
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/aggregator/backfill"
 	"github.com/tpflow/tpflow/aggregator/backfill/backfilltest"
+	"github.com/tpflow/tpflow/internal/cli"
+	"github.com/tpflow/tpflow/internal/config/sections"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest/chdb"
@@ -40,7 +42,7 @@ func TestRollupBackfillBadArguments(t *testing.T) {
 		{append([]string{"rollup", "backfill", "--buckets", "3"}, rng...), "tpflow rollup: flag provided but not defined: -buckets\n"},
 	} {
 		code, out, errOut := runCLI(t, c.args...)
-		if code != exitUsage || out != "" || !strings.Contains(errOut, c.want) || !strings.Contains(errOut, "Run 'tpflow rollup --help' for usage.") {
+		if code != cli.ExitUsage || out != "" || !strings.Contains(errOut, c.want) || !strings.Contains(errOut, "Run 'tpflow rollup --help' for usage.") {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 2 and %q", c.args, code, out, errOut, c.want)
 		}
 	}
@@ -55,7 +57,7 @@ func TestRollupHelp(t *testing.T) {
 	code, out, _ := runCLI(t, "rollup", "--help")
 	for _, want := range []string{"Usage: tpflow rollup [flags] backfill", "call_rollups", "call_panes", "--dry-run", "--force",
 		"--from TIME", "--method METHOD", "Re-running is harmless", "rollup_compression"} {
-		if code != exitOK || !strings.Contains(out, want) {
+		if code != cli.ExitOK || !strings.Contains(out, want) {
 			t.Errorf("rollup --help: exit %d, lacks %q", code, want)
 		}
 	}
@@ -148,7 +150,7 @@ func TestRollupBackfillCLI(t *testing.T) {
 		"--from", "2026-11-02T08:00:00Z", "--to", "2026-11-02T08:40:00Z")
 	want := "rollup backfill (dry run): 8 buckets from 2026-11-02T08:00:00Z to 2026-11-02T08:40:00Z, every key: 4 keys, 31 rollups built, none written, " +
 		nPanes + " panes read (0 skipped) in "
-	if code != exitOK || errOut != "" || !strings.HasPrefix(out, want) {
+	if code != cli.ExitOK || errOut != "" || !strings.HasPrefix(out, want) {
 		t.Fatalf("dry run: exit %d, stderr %q, stdout %q; want %q...", code, errOut, out, want)
 	}
 	if got := rollupCounts(t, conn, cfg.Database, false); len(got) != 0 {
@@ -160,7 +162,7 @@ func TestRollupBackfillCLI(t *testing.T) {
 	all := wantRollupCounts(d.Rollups, nil)
 	args := []string{"rollup", "backfill", "--clickhouse", dsn, "--from", "2026-11-02T08:03:00Z", "--to", "2026-11-02T08:37:10Z"}
 	code, out, errOut = runCLI(t, args...)
-	if code != exitOK || errOut != "rollup backfill: range rounded outward to whole 5-minute buckets: 2026-11-02T08:00:00Z to 2026-11-02T08:40:00Z (asked 2026-11-02T08:03:00Z to 2026-11-02T08:37:10Z)\n" {
+	if code != cli.ExitOK || errOut != "rollup backfill: range rounded outward to whole 5-minute buckets: 2026-11-02T08:00:00Z to 2026-11-02T08:40:00Z (asked 2026-11-02T08:03:00Z to 2026-11-02T08:37:10Z)\n" {
 		t.Fatalf("backfill: exit %d, stderr %q", code, errOut)
 	}
 	want = "rollup backfill: 8 buckets from 2026-11-02T08:00:00Z to 2026-11-02T08:40:00Z, every key: 4 keys, 31 rollups written, " + nPanes + " panes read (0 skipped) in "
@@ -171,7 +173,7 @@ func TestRollupBackfillCLI(t *testing.T) {
 
 	// A second run changes nothing: once merged, the same rows remain.
 	code, out2, _ := runCLI(t, args...)
-	if code != exitOK || !strings.HasPrefix(out2, want) {
+	if code != cli.ExitOK || !strings.HasPrefix(out2, want) {
 		t.Fatalf("second run: exit %d, stdout %q", code, out2)
 	}
 	backfilltest.Optimize(t, conn, tbl)
@@ -181,7 +183,7 @@ func TestRollupBackfillCLI(t *testing.T) {
 	truncate()
 	code, out, errOut = runCLI(t, "rollup", "backfill", "--clickhouse", dsn, "--system", "pay", "--app", "api",
 		"--from", "1793606400", "--to", "2026-11-02T08:40:00Z")
-	if code != exitOK || !strings.Contains(out, `system="pay" app="api": 2 keys, 16 rollups written`) {
+	if code != cli.ExitOK || !strings.Contains(out, `system="pay" app="api": 2 keys, 16 rollups written`) {
 		t.Fatalf("selector: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	sameCounts(t, "selector", rollupCounts(t, conn, cfg.Database, true),
@@ -199,14 +201,14 @@ func TestRollupBackfillCLI(t *testing.T) {
 		{[]string{"--from", "now-30m", "--to", "now", "--force"}, "tpflow rollup: no panes of every key in call_panes from "},
 	} {
 		code, out, errOut := runCLI(t, append([]string{"rollup", "backfill", "--clickhouse", dsn}, c.args...)...)
-		if code != exitError || out != "" || !strings.Contains(errOut, c.want) {
+		if code != cli.ExitError || out != "" || !strings.Contains(errOut, c.want) {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 1 and %q", c.args, code, out, errOut, c.want)
 		}
 	}
 	// A database without tpflow's tables says how to create them.
 	code, _, errOut = runCLI(t, "rollup", "backfill", "--clickhouse", "clickhouse://"+srv.Addr()+"/empty", "--dry-run",
 		"--from", "2026-11-02", "--to", "2026-11-03")
-	if code != exitError || !strings.Contains(errOut, "database empty has no tpflow tables yet: tpflow sink --migrate creates them") {
+	if code != cli.ExitError || !strings.Contains(errOut, "database empty has no tpflow tables yet: tpflow sink --migrate creates them") {
 		t.Errorf("no tables: exit %d, stderr %q", code, errOut)
 	}
 	if got := rollupCounts(t, conn, cfg.Database, false); len(got) != 0 {
@@ -237,7 +239,7 @@ func TestRollupBackfillCLI(t *testing.T) {
 	code, out, errOut = runCLI(t, "rollup", "backfill", "--clickhouse", dsn, "--from", "2026-11-02T08:00:00Z", "--to", "2026-11-02T08:40:00Z")
 	wantErr := `rollup backfill: skipped pane system="pay" app="web" group="g2" idc="sh" method="GET /" pane_start=2026-11-02T08:21:40Z: 3 centroid means but ` +
 		itoa(int64(len(bad.CentroidWeights))) + " weights\n"
-	if code != exitOK || errOut != wantErr || !strings.Contains(out, "31 rollups written, "+nPanes+" panes read (1 skipped)") {
+	if code != cli.ExitOK || errOut != wantErr || !strings.Contains(out, "31 rollups written, "+nPanes+" panes read (1 skipped)") {
 		t.Fatalf("broken pane: exit %d, stdout %q, stderr %q; want stderr %q", code, out, errOut, wantErr)
 	}
 	got := rollupCounts(t, conn, cfg.Database, true)
@@ -260,7 +262,7 @@ func TestRollupBackfillCLI(t *testing.T) {
 // millisecond and checks the lines on stderr.
 func TestRollupBackfillProgress(t *testing.T) {
 	srv := chtest.Start(t)
-	cfg := DefaultConfig()
+	cfg := sections.DefaultConfig()
 	cfg.ClickHouse.DSN = srv.DSN()
 	cfg.ClickHouse.Database = "tpflow"
 	ctx := context.Background()
@@ -277,7 +279,7 @@ func TestRollupBackfillProgress(t *testing.T) {
 	backfilltest.Store(t, clickhouse.NewWriter(conn, cfg.ClickHouse, nil), d)
 	cfg.ClickHouse.BatchRows = 20 // many batches, so progress moves
 	var out, errOut bytes.Buffer
-	env := &Env{Stdout: &out, Stderr: &errOut}
+	env := &cli.Env{Stdout: &out, Stderr: &errOut}
 	o := rollupOptions{from: "2026-11-02T08:00:00Z", to: "2026-11-02T09:00:00Z", now: time.Now, progressEvery: time.Millisecond}
 	if err := runRollupBackfill(ctx, env, &cfg, o); err != nil {
 		t.Fatal(err)

@@ -38,8 +38,9 @@ var layers = []layer{
 	// types, not its roles.
 	{name: "alerting", dirs: []string{"alerting"}, may: []string{"wire", "ground", "transport"}, extra: []string{"aggregator"}},
 	{name: "report", dirs: []string{"report", "internal/dashboards"}, may: []string{"wire", "ground", "transport"}, extra: []string{"aggregator"}},
-	// The configuration file's sections gather every role's Config.
-	{name: "composition", dirs: []string{"internal/config/sections"}, may: []string{"wire", "ground", "transport", "collectors", "aggregator", "alerting", "report"}},
+	// The configuration file's sections gather every role's Config; the
+	// command-line frame loads them and serves a role.
+	{name: "composition", dirs: []string{"internal/config/sections", "internal/cli"}, may: []string{"wire", "ground", "transport", "collectors", "aggregator", "alerting", "report"}},
 	{name: "devtools", dirs: []string{"internal/devtools", "internal/configtest", "internal/layout"}, may: []string{"wire", "ground", "transport", "collectors", "aggregator", "alerting", "report"}},
 	{name: "tests", dirs: []string{"e2e", "benchmarks"}, may: []string{"wire", "ground", "transport", "collectors", "aggregator", "alerting", "report", "composition", "devtools"}},
 	{name: "commands", dirs: []string{"cmd"}, may: []string{"wire", "ground", "transport", "collectors", "aggregator", "alerting", "report", "composition", "devtools"}},
