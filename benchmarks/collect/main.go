@@ -48,6 +48,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 type options struct {
@@ -132,40 +134,31 @@ func (p *proc) tail() string {
 	return string(b)
 }
 
-// cpuTicks returns utime+stime of pid in clock ticks.
-func cpuTicks(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+// cpuSeconds returns the user and system CPU time of pid.
+func cpuSeconds(pid int) (float64, error) {
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0, err
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	f := strings.Fields(s[i+2:])
-	// Fields after the command: state is f[0]; utime is field 14 of the
-	// line, f[11]; stime f[12].
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("cannot parse /proc/%d/stat", pid)
+	st, err := p.Stat()
+	if err != nil {
+		return 0, err
 	}
-	return ut + st, nil
+	return st.CPUTime(), nil
 }
 
-const ticksPerSecond = 100 // USER_HZ on Linux
-
-// statusKB returns a kB field of /proc/PID/status (VmRSS, VmHWM).
-func statusKB(pid int, field string) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+// memMiB returns the resident and peak resident memory of pid in MiB
+// (VmRSS, VmHWM), zero when it cannot be read.
+func memMiB(pid int) (rss, hwm float64) {
+	p, err := procfs.NewProc(pid)
 	if err != nil {
-		return 0
+		return 0, 0
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			v, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return v
-		}
+	st, err := p.NewStatus()
+	if err != nil {
+		return 0, 0
 	}
-	return 0
+	return float64(st.VmRSS) / (1 << 20), float64(st.VmHWM) / (1 << 20)
 }
 
 func freeAddr() string {
@@ -400,10 +393,9 @@ func run(o options) error {
 }
 
 func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "model name"); ok {
-			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(rest), ":"))
+	if fs, err := procfs.NewDefaultFS(); err == nil {
+		if cpus, err := fs.CPUInfo(); err == nil && len(cpus) > 0 {
+			return cpus[0].ModelName
 		}
 	}
 	return "unknown CPU"
@@ -479,7 +471,7 @@ func budgetRound(o options, work, bin, brokerAddr string, r int) (budgetResult, 
 	if _, err := metric(listen, "tpflow_collect_acked_events_total"); err != nil {
 		return budgetResult{}, fmt.Errorf("collector not serving: %v\n%s", err, col.tail())
 	}
-	t0, err := cpuTicks(pid)
+	t0, err := cpuSeconds(pid)
 	if err != nil {
 		return budgetResult{}, err
 	}
@@ -488,16 +480,13 @@ func budgetRound(o options, work, bin, brokerAddr string, r int) (budgetResult, 
 		go fetchProfile(pprofAddr, o.profBudget, o.duration-time.Second)
 	}
 	time.Sleep(o.duration)
-	t1, err := cpuTicks(pid)
+	t1, err := cpuSeconds(pid)
 	if err != nil {
 		return budgetResult{}, fmt.Errorf("collector gone: %v\n%s", err, col.tail())
 	}
 	wall := time.Since(w0)
-	res := budgetResult{
-		cpuPct: 100 * float64(t1-t0) / ticksPerSecond / wall.Seconds(),
-		hwmMiB: float64(statusKB(pid, "VmHWM")) / 1024,
-		rssMiB: float64(statusKB(pid, "VmRSS")) / 1024,
-	}
+	res := budgetResult{cpuPct: 100 * (t1 - t0) / wall.Seconds()}
+	res.rssMiB, res.hwmMiB = memMiB(pid)
 	cancel()
 	res.lines = <-written
 	// Every line must have been shipped: a collector that falls behind
@@ -570,15 +559,15 @@ func ceilingRound(o options, work, bin, brokerAddr string, r int, pin func(int, 
 		time.Sleep(20 * time.Millisecond)
 	}
 	wall := time.Since(start)
-	ticks, err := cpuTicks(pid)
+	cpu, err := cpuSeconds(pid)
 	if err != nil {
 		return ceilingResult{}, err
 	}
 	res := ceilingResult{
 		linesPerSec:   float64(o.ceilingLines) / wall.Seconds(),
-		cpuSecPerLine: float64(ticks) / ticksPerSecond / float64(o.ceilingLines),
-		hwmMiB:        float64(statusKB(pid, "VmHWM")) / 1024,
+		cpuSecPerLine: cpu / float64(o.ceilingLines),
 	}
+	_, res.hwmMiB = memMiB(pid)
 	return res, nil
 }
 

@@ -36,6 +36,8 @@ import (
 	"time"
 
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
+
+	"github.com/prometheus/procfs"
 )
 
 // options are the command-line flags.
@@ -502,21 +504,12 @@ func logf(format string, args ...any) {
 // machine describes the CPU count, model and memory.
 func machine() string {
 	var model, mem string
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "model name") {
-				model = strings.TrimSpace(l[strings.IndexByte(l, ':')+1:])
-				break
-			}
+	if fs, err := procfs.NewDefaultFS(); err == nil {
+		if cpus, err := fs.CPUInfo(); err == nil && len(cpus) > 0 {
+			model = cpus[0].ModelName
 		}
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "MemTotal:") {
-				f := strings.Fields(l)
-				kb, _ := strconv.ParseInt(f[1], 10, 64)
-				mem = fmt.Sprintf("%.1f GiB RAM", float64(kb)/(1<<20))
-			}
+		if mi, err := fs.Meminfo(); err == nil && mi.MemTotal != nil {
+			mem = fmt.Sprintf("%.1f GiB RAM", float64(*mi.MemTotal)/(1<<20))
 		}
 	}
 	out, _ := exec.Command("nproc").Output()
