@@ -19,15 +19,10 @@ type LogLine struct {
 }
 
 func (l *LogLine) label(name string) string {
+	if v, ok := schemas.KeyLabelValue(name, l.System, l.App, l.Group, l.IDC); ok {
+		return v
+	}
 	switch name {
-	case schemas.LabelSystem:
-		return l.System
-	case schemas.LabelApp:
-		return l.App
-	case schemas.LabelGroup:
-		return l.Group
-	case schemas.LabelIDC:
-		return l.IDC
 	case schemas.LabelHost:
 		return l.Host
 	case schemas.LabelContainer:

@@ -421,17 +421,8 @@ func (m *Manager) compare(r *Rule, gs []evalGroup, now time.Time) {
 }
 
 func labelOf(k aggregator.Key, name string) string {
-	switch name {
-	case schemas.LabelSystem:
-		return k.System
-	case schemas.LabelApp:
-		return k.App
-	case schemas.LabelGroup:
-		return k.Group
-	case schemas.LabelIDC:
-		return k.IDC
-	case schemas.LabelMethod:
-		return k.Method
+	if v, ok := schemas.KeyLabelValue(name, k.System, k.App, k.Group, k.IDC, k.Method); ok {
+		return v
 	}
 	panic("BUG: unknown label " + name)
 }

@@ -69,15 +69,10 @@ type ResourceKey struct {
 }
 
 func (k *ResourceKey) label(name string) string {
+	if v, ok := schemas.KeyLabelValue(name, k.System, k.App, k.Group, k.IDC); ok {
+		return v
+	}
 	switch name {
-	case schemas.LabelSystem:
-		return k.System
-	case schemas.LabelApp:
-		return k.App
-	case schemas.LabelGroup:
-		return k.Group
-	case schemas.LabelIDC:
-		return k.IDC
 	case schemas.LabelHost:
 		return k.Host
 	case schemas.LabelContainer:
