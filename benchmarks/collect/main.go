@@ -49,7 +49,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/procfs"
+	"github.com/tpflow/tpflow/benchmarks/procstat"
 )
 
 type options struct {
@@ -126,39 +126,13 @@ func (p *proc) stop() {
 	}
 }
 
-func (p *proc) tail() string {
-	b, _ := os.ReadFile(p.log)
-	if len(b) > 3000 {
-		b = b[len(b)-3000:]
-	}
-	return string(b)
-}
-
-// cpuSeconds returns the user and system CPU time of pid.
-func cpuSeconds(pid int) (float64, error) {
-	p, err := procfs.NewProc(pid)
-	if err != nil {
-		return 0, err
-	}
-	st, err := p.Stat()
-	if err != nil {
-		return 0, err
-	}
-	return st.CPUTime(), nil
-}
+func (p *proc) tail() string { return procstat.Tail(p.log) }
 
 // memMiB returns the resident and peak resident memory of pid in MiB
 // (VmRSS, VmHWM), zero when it cannot be read.
 func memMiB(pid int) (rss, hwm float64) {
-	p, err := procfs.NewProc(pid)
-	if err != nil {
-		return 0, 0
-	}
-	st, err := p.NewStatus()
-	if err != nil {
-		return 0, 0
-	}
-	return float64(st.VmRSS) / (1 << 20), float64(st.VmHWM) / (1 << 20)
+	r, h, _ := procstat.Memory(pid)
+	return float64(r) / (1 << 20), float64(h) / (1 << 20)
 }
 
 func freeAddr() string {
@@ -393,10 +367,8 @@ func run(o options) error {
 }
 
 func cpuModel() string {
-	if fs, err := procfs.NewDefaultFS(); err == nil {
-		if cpus, err := fs.CPUInfo(); err == nil && len(cpus) > 0 {
-			return cpus[0].ModelName
-		}
+	if m, _ := procstat.Machine(); m != "" {
+		return m
 	}
 	return "unknown CPU"
 }
@@ -471,7 +443,7 @@ func budgetRound(o options, work, bin, brokerAddr string, r int) (budgetResult, 
 	if _, err := metric(listen, "tpflow_collect_acked_events_total"); err != nil {
 		return budgetResult{}, fmt.Errorf("collector not serving: %v\n%s", err, col.tail())
 	}
-	t0, err := cpuSeconds(pid)
+	t0, err := procstat.CPUSeconds(pid)
 	if err != nil {
 		return budgetResult{}, err
 	}
@@ -480,7 +452,7 @@ func budgetRound(o options, work, bin, brokerAddr string, r int) (budgetResult, 
 		go fetchProfile(pprofAddr, o.profBudget, o.duration-time.Second)
 	}
 	time.Sleep(o.duration)
-	t1, err := cpuSeconds(pid)
+	t1, err := procstat.CPUSeconds(pid)
 	if err != nil {
 		return budgetResult{}, fmt.Errorf("collector gone: %v\n%s", err, col.tail())
 	}
@@ -559,7 +531,7 @@ func ceilingRound(o options, work, bin, brokerAddr string, r int, pin func(int, 
 		time.Sleep(20 * time.Millisecond)
 	}
 	wall := time.Since(start)
-	cpu, err := cpuSeconds(pid)
+	cpu, err := procstat.CPUSeconds(pid)
 	if err != nil {
 		return ceilingResult{}, err
 	}

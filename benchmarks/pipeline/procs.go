@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/procfs"
+	"github.com/tpflow/tpflow/benchmarks/procstat"
 )
 
 // proc is one process of the run: a tpflow role started by the harness, or
@@ -88,44 +88,11 @@ func (p *proc) stop(timeout time.Duration) {
 }
 
 // tail returns the end of the process log.
-func (p *proc) tail() string {
-	b, _ := os.ReadFile(p.log)
-	if len(b) > 3000 {
-		b = b[len(b)-3000:]
-	}
-	return string(b)
-}
-
-// memStatus reads VmRSS and VmHWM of pid in bytes.
-func memStatus(pid int) (rss, hwm int64, err error) {
-	p, err := procfs.NewProc(pid)
-	if err != nil {
-		return 0, 0, err
-	}
-	st, err := p.NewStatus()
-	if err != nil {
-		return 0, 0, err
-	}
-	return int64(st.VmRSS), int64(st.VmHWM), nil
-}
-
-// cpuSeconds reads the user and system CPU time of pid from
-// /proc/PID/stat.
-func cpuSeconds(pid int) (float64, error) {
-	p, err := procfs.NewProc(pid)
-	if err != nil {
-		return 0, err
-	}
-	st, err := p.Stat()
-	if err != nil {
-		return 0, err
-	}
-	return st.CPUTime(), nil
-}
+func (p *proc) tail() string { return procstat.Tail(p.log) }
 
 // sample reads the memory of p once and keeps the maxima.
 func (p *proc) sample() {
-	rss, hwm, err := memStatus(p.pid)
+	rss, hwm, err := procstat.Memory(p.pid)
 	if err != nil {
 		return
 	}
@@ -244,19 +211,4 @@ func scrape(addr, name string) (float64, error) {
 		return 0, fmt.Errorf("%s serves no %s", addr, name)
 	}
 	return sum, nil
-}
-
-// busyCPU returns the CPU seconds the whole machine spent outside idle and
-// I/O wait, from /proc/stat (guest time is already in user).
-func busyCPU() float64 {
-	st, err := procfs.NewDefaultFS()
-	if err != nil {
-		return 0
-	}
-	ps, err := st.Stat()
-	if err != nil {
-		return 0
-	}
-	c := ps.CPUTotal
-	return c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal
 }
