@@ -183,7 +183,7 @@ func (c *LogCounter) Add(l *LogLine, now time.Time) {
 		if l.Time.Before(now.Add(-r.Window)) {
 			continue
 		}
-		if !r.matchesLine(l) {
+		if !r.matchesBy(l.label) {
 			continue
 		}
 		switch r.Measure {
@@ -223,15 +223,6 @@ func (c *LogCounter) maxWindow() time.Duration {
 		w = max(w, lr.rule.Window)
 	}
 	return w
-}
-
-func (r *Rule) matchesLine(l *LogLine) bool {
-	for _, m := range r.Matchers {
-		if !m.Matches(l.label(m.Label)) {
-			return false
-		}
-	}
-	return true
 }
 
 // count adds l to its group of lr; class, when set, is a label of the group.

@@ -428,8 +428,14 @@ func labelOf(k aggregator.Key, name string) string {
 }
 
 func (r *Rule) matches(k aggregator.Key) bool {
+	return r.matchesBy(func(name string) string { return labelOf(k, name) })
+}
+
+// matchesBy reports whether every matcher of r matches the value label
+// gives its label: a call key's, a log line's or a container metric's.
+func (r *Rule) matchesBy(label func(string) string) bool {
 	for _, mt := range r.Matchers {
-		if !mt.Matches(labelOf(k, mt.Label)) {
+		if !mt.Matches(label(mt.Label)) {
 			return false
 		}
 	}

@@ -189,7 +189,7 @@ func (s *ResourceStore) groups(r *Rule) []evalGroup {
 	byFP := map[string]*resourceGroup{}
 	var order []string
 	for k := range s.series {
-		if k.Name != name || !r.matchesResource(&k) {
+		if k.Name != name || !r.matchesBy(k.label) {
 			continue
 		}
 		v, ok := avg(k)
@@ -230,13 +230,4 @@ func (s *ResourceStore) groups(r *Rule) []evalGroup {
 		out = append(out, eg)
 	}
 	return out
-}
-
-func (r *Rule) matchesResource(k *ResourceKey) bool {
-	for _, m := range r.Matchers {
-		if !m.Matches(k.label(m.Label)) {
-			return false
-		}
-	}
-	return true
 }
