@@ -186,18 +186,7 @@ collect:
 	mu.Unlock()
 
 	// Flags in ClickHouse and counters on /metrics, by reason.
-	wantBad, wantUnparsed, wantTrunc := map[string]int{}, map[string]int{}, 0
-	for _, h := range corpus {
-		if h.Bad != "" {
-			wantBad[h.Bad] += rounds
-		}
-		if h.Unparsed != "" {
-			wantUnparsed[h.Unparsed] += rounds
-		}
-		if h.Truncated {
-			wantTrunc += rounds
-		}
-	}
+	wantBad, wantUnparsed, wantTrunc := hostiletest.Want(corpus, rounds)
 	frows, err := conn.Query(ctx, "SELECT arrayJoin(flags) AS f, count() FROM "+db+".logs FINAL GROUP BY f")
 	if err != nil {
 		t.Fatal(err)

@@ -203,20 +203,7 @@ func TestAgentHostileCorpus(t *testing.T) {
 		sr.mu.Unlock()
 	}
 
-	wantBad := map[string]int{}
-	wantUnparsed := map[string]int{}
-	wantTruncated := 0
-	for _, h := range corpus {
-		if h.Bad != "" {
-			wantBad[h.Bad] += rounds
-		}
-		if h.Unparsed != "" {
-			wantUnparsed[h.Unparsed] += rounds
-		}
-		if h.Truncated {
-			wantTruncated += rounds
-		}
-	}
+	wantBad, wantUnparsed, wantTruncated := hostiletest.Want(corpus, rounds)
 	for _, src := range []string{"raw", "cri"} {
 		for reason, n := range wantBad {
 			if got := testutil.ToFloat64(a.m.badValues.WithLabelValues(src, reason)); int(got) != n {

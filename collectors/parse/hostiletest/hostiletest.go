@@ -61,6 +61,24 @@ func Corpus() []Line {
 	}
 }
 
+// Want returns the counters that writing corpus rounds times must raise:
+// bad values and unparsed lines by reason, and truncated lines.
+func Want(corpus []Line, rounds int) (bad, unparsed map[string]int, truncated int) {
+	bad, unparsed = map[string]int{}, map[string]int{}
+	for _, h := range corpus {
+		if h.Bad != "" {
+			bad[h.Bad] += rounds
+		}
+		if h.Unparsed != "" {
+			unparsed[h.Unparsed] += rounds
+		}
+		if h.Truncated {
+			truncated += rounds
+		}
+	}
+	return bad, unparsed, truncated
+}
+
 // CRIFrame frames line as a container runtime writes it: whole when
 // short, else in 16 KiB partial fragments.
 func CRIFrame(line string) string {

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/tpflow/tpflow/internal/testkit"
 )
@@ -412,4 +413,15 @@ func RunMain(m *testing.M) int {
 		_ = os.RemoveAll(sharedSrv.dir)
 	}
 	return code
+}
+
+// Scalar runs q, a query of one row of one column, and returns its value,
+// failing tb on any error.
+func Scalar[T any](tb testing.TB, conn driver.Conn, q string, args ...any) T {
+	tb.Helper()
+	var v T
+	if err := conn.QueryRow(context.Background(), q, args...).Scan(&v); err != nil {
+		tb.Fatalf("%s: %v", q, err)
+	}
+	return v
 }
