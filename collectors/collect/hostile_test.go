@@ -20,6 +20,8 @@ import (
 	"github.com/tpflow/tpflow/pipeline/kafka/kafkatest"
 	"github.com/tpflow/tpflow/schemas/codec"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
+
+	"github.com/tpflow/tpflow/internal/testkit"
 )
 
 // sizedReader reads a topic from the start as the sink would: each
@@ -143,15 +145,7 @@ func TestAgentHostileCorpus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	defer testkit.Go(t, a.Run)()
 
 	wantLogs := 2 * (2*rounds*len(corpus) + 1)
 	waitFor(t, "every good call and every log event", func() bool {

@@ -6,6 +6,7 @@ package testkit
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"os"
 	"os/exec"
@@ -125,4 +126,25 @@ func LookPath(tb testing.TB, why string, names ...string) string {
 	}
 	Missing(tb, why)
 	return ""
+}
+
+// Go runs run in its own goroutine until stop is called or the test ends,
+// and fails tb if run returns an error. stop cancels run's context and
+// waits for it; calling it again does nothing.
+func Go(tb testing.TB, run func(ctx context.Context) error) (stop func()) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				tb.Errorf("Run: %v", err)
+			}
+		})
+	}
+	tb.Cleanup(stop)
+	return stop
 }

@@ -1,6 +1,8 @@
 package testkit
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -40,5 +42,37 @@ func TestLookPathFindsTheFirstNameOnPath(t *testing.T) {
 	e = &endTB{TB: t}
 	if p := LookPath(e, "no tool", "no-such-tool-here"); p != "" || e.skip == "" {
 		t.Errorf("LookPath of a missing tool = %q, skip %q", p, e.skip)
+	}
+}
+
+// errTB records Errorf instead of failing this test.
+type errTB struct {
+	testing.TB
+	errs []string
+}
+
+func (e *errTB) Helper()                      {}
+func (e *errTB) Errorf(f string, args ...any) { e.errs = append(e.errs, fmt.Sprintf(f, args...)) }
+
+func TestGoStopsAndReportsTheError(t *testing.T) {
+	e := &errTB{TB: t}
+	stopped := false
+	stop := Go(e, func(ctx context.Context) error {
+		<-ctx.Done()
+		stopped = true
+		return errors.New("boom")
+	})
+	stop()
+	if !stopped {
+		t.Error("stop returned before run did")
+	}
+	stop() // again: nothing
+	if len(e.errs) != 1 || e.errs[0] != "Run: boom" {
+		t.Errorf("errors %q, want one Run: boom", e.errs)
+	}
+	e = &errTB{TB: t}
+	Go(e, func(ctx context.Context) error { <-ctx.Done(); return nil })()
+	if len(e.errs) != 0 {
+		t.Errorf("a clean stop reported %q", e.errs)
 	}
 }
