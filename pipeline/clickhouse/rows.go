@@ -41,21 +41,22 @@ type PaneRow struct {
 	Version         uint64
 }
 
+// EventLabels are the labels a log line and a metric sample are stored
+// with: the key labels without the method, and where the event comes from.
+type EventLabels struct {
+	System, App, Group, IDC string
+	Env, Host               string
+	Namespace, Pod          string
+	Container               string
+}
+
 // LogRow is one log line: a row of logs. Its identity is (SourceID, Offset):
 // a line sent again must carry the same labels and TS, and then collapses.
 type LogRow struct {
 	// TS keeps its nanoseconds: in ts on servers with DateTime64 and in
 	// ts_ns on every server.
-	TS        time.Time
-	System    string
-	App       string
-	Group     string
-	IDC       string
-	Env       string
-	Host      string
-	Namespace string
-	Pod       string
-	Container string
+	TS time.Time
+	EventLabels
 	Stream    string
 	Level     string
 	Message   string
@@ -72,19 +73,11 @@ type LogRow struct {
 // MetricRow is one sample: a row of metric_samples. A sample sent again
 // (same labels, name and second) collapses.
 type MetricRow struct {
-	TS        time.Time
-	System    string
-	App       string
-	Group     string
-	IDC       string
-	Env       string
-	Host      string
-	Namespace string
-	Pod       string
-	Container string
-	Name      string
-	Value     float64
-	Kind      string
+	TS time.Time
+	EventLabels
+	Name  string
+	Value float64
+	Kind  string
 }
 
 // ResourcePaneRow is one pane of one resource metric of one container: a

@@ -238,9 +238,9 @@ func TestAllTablesRoundTrip(t *testing.T) {
 	ts := time.Unix(1_700_000_123, 456_789_012)
 
 	logs := []LogRow{
-		{TS: ts, System: "s", App: "a", Host: "h1", Pod: "p", Container: "c", Stream: "stderr", Level: "error",
+		{TS: ts, EventLabels: EventLabels{System: "s", App: "a", Host: "h1", Pod: "p", Container: "c"}, Stream: "stderr", Level: "error",
 			Message: "EXT4-fs error", Source: "/var/log/x.log", SourceID: 42, Offset: 0, Truncated: true},
-		{TS: ts.Add(time.Second), System: "s", App: "a", Message: "second", SourceID: 42, Offset: 100, Unparsed: true},
+		{TS: ts.Add(time.Second), EventLabels: EventLabels{System: "s", App: "a"}, Message: "second", SourceID: 42, Offset: 100, Unparsed: true},
 	}
 	if err := w.WriteLogs(ctx, logs); err != nil {
 		t.Fatal(err)
@@ -261,8 +261,8 @@ func TestAllTablesRoundTrip(t *testing.T) {
 		t.Errorf("%d truncated error lines on h1, want 1", n)
 	}
 
-	metrics := []MetricRow{{TS: ts, Host: "h1", Container: "c", Name: "cpu_usage", Value: 0.25, Kind: "gauge"},
-		{TS: ts, Host: "h2", Container: "c", Name: "cpu_usage", Value: 0.75, Kind: "gauge"}}
+	metrics := []MetricRow{{TS: ts, EventLabels: EventLabels{Host: "h1", Container: "c"}, Name: "cpu_usage", Value: 0.25, Kind: "gauge"},
+		{TS: ts, EventLabels: EventLabels{Host: "h2", Container: "c"}, Name: "cpu_usage", Value: 0.75, Kind: "gauge"}}
 	if err := w.WriteMetrics(ctx, metrics); err != nil {
 		t.Fatal(err)
 	}
