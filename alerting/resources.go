@@ -1,6 +1,7 @@
 package alerting
 
 import (
+	"cmp"
 	"maps"
 	"slices"
 	"sync"
@@ -123,7 +124,7 @@ func (s *ResourceStore) Add(p ResourcePane) bool {
 		return false
 	}
 	ps := s.series[p.Key]
-	i, found := slices.BinarySearchFunc(ps, p.Start, func(q ResourcePane, start int64) int { return cmpInt(q.Start, start) })
+	i, found := slices.BinarySearchFunc(ps, p.Start, func(q ResourcePane, start int64) int { return cmp.Compare(q.Start, start) })
 	switch {
 	case !found:
 		ps = slices.Insert(ps, i, p)
@@ -147,16 +148,6 @@ func (s *ResourceStore) Add(p ResourcePane) bool {
 		}
 	}
 	return true
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // resourceGroup is one group's summed averages over a window.
