@@ -19,15 +19,10 @@ type LogLine struct {
 }
 
 func (l *LogLine) label(name string) string {
+	if v, ok := schemas.KeyLabelValue(name, l.System, l.App, l.Group, l.IDC); ok {
+		return v
+	}
 	switch name {
-	case schemas.LabelSystem:
-		return l.System
-	case schemas.LabelApp:
-		return l.App
-	case schemas.LabelGroup:
-		return l.Group
-	case schemas.LabelIDC:
-		return l.IDC
 	case schemas.LabelHost:
 		return l.Host
 	case schemas.LabelContainer:
@@ -188,7 +183,7 @@ func (c *LogCounter) Add(l *LogLine, now time.Time) {
 		if l.Time.Before(now.Add(-r.Window)) {
 			continue
 		}
-		if !r.matchesLine(l) {
+		if !r.matchesBy(l.label) {
 			continue
 		}
 		switch r.Measure {
@@ -228,15 +223,6 @@ func (c *LogCounter) maxWindow() time.Duration {
 		w = max(w, lr.rule.Window)
 	}
 	return w
-}
-
-func (r *Rule) matchesLine(l *LogLine) bool {
-	for _, m := range r.Matchers {
-		if !m.Matches(l.label(m.Label)) {
-			return false
-		}
-	}
-	return true
 }
 
 // count adds l to its group of lr; class, when set, is a label of the group.

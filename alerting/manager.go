@@ -421,24 +421,21 @@ func (m *Manager) compare(r *Rule, gs []evalGroup, now time.Time) {
 }
 
 func labelOf(k aggregator.Key, name string) string {
-	switch name {
-	case schemas.LabelSystem:
-		return k.System
-	case schemas.LabelApp:
-		return k.App
-	case schemas.LabelGroup:
-		return k.Group
-	case schemas.LabelIDC:
-		return k.IDC
-	case schemas.LabelMethod:
-		return k.Method
+	if v, ok := schemas.KeyLabelValue(name, k.System, k.App, k.Group, k.IDC, k.Method); ok {
+		return v
 	}
 	panic("BUG: unknown label " + name)
 }
 
 func (r *Rule) matches(k aggregator.Key) bool {
+	return r.matchesBy(func(name string) string { return labelOf(k, name) })
+}
+
+// matchesBy reports whether every matcher of r matches the value label
+// gives its label: a call key's, a log line's or a container metric's.
+func (r *Rule) matchesBy(label func(string) string) bool {
 	for _, mt := range r.Matchers {
-		if !mt.Matches(labelOf(k, mt.Label)) {
+		if !mt.Matches(label(mt.Label)) {
 			return false
 		}
 	}

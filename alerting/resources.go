@@ -1,6 +1,7 @@
 package alerting
 
 import (
+	"cmp"
 	"maps"
 	"slices"
 	"sync"
@@ -69,15 +70,10 @@ type ResourceKey struct {
 }
 
 func (k *ResourceKey) label(name string) string {
+	if v, ok := schemas.KeyLabelValue(name, k.System, k.App, k.Group, k.IDC); ok {
+		return v
+	}
 	switch name {
-	case schemas.LabelSystem:
-		return k.System
-	case schemas.LabelApp:
-		return k.App
-	case schemas.LabelGroup:
-		return k.Group
-	case schemas.LabelIDC:
-		return k.IDC
 	case schemas.LabelHost:
 		return k.Host
 	case schemas.LabelContainer:
@@ -128,7 +124,7 @@ func (s *ResourceStore) Add(p ResourcePane) bool {
 		return false
 	}
 	ps := s.series[p.Key]
-	i, found := slices.BinarySearchFunc(ps, p.Start, func(q ResourcePane, start int64) int { return cmpInt(q.Start, start) })
+	i, found := slices.BinarySearchFunc(ps, p.Start, func(q ResourcePane, start int64) int { return cmp.Compare(q.Start, start) })
 	switch {
 	case !found:
 		ps = slices.Insert(ps, i, p)
@@ -152,16 +148,6 @@ func (s *ResourceStore) Add(p ResourcePane) bool {
 		}
 	}
 	return true
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // resourceGroup is one group's summed averages over a window.
@@ -194,7 +180,7 @@ func (s *ResourceStore) groups(r *Rule) []evalGroup {
 	byFP := map[string]*resourceGroup{}
 	var order []string
 	for k := range s.series {
-		if k.Name != name || !r.matchesResource(&k) {
+		if k.Name != name || !r.matchesBy(k.label) {
 			continue
 		}
 		v, ok := avg(k)
@@ -235,13 +221,4 @@ func (s *ResourceStore) groups(r *Rule) []evalGroup {
 		out = append(out, eg)
 	}
 	return out
-}
-
-func (r *Rule) matchesResource(k *ResourceKey) bool {
-	for _, m := range r.Matchers {
-		if !m.Matches(k.label(m.Label)) {
-			return false
-		}
-	}
-	return true
 }

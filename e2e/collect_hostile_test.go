@@ -13,64 +13,11 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/tpflow/tpflow/collectors/parse/hostiletest"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
 )
-
-// hostile is one line of the hostile corpus and the counter it raises:
-// tpflow_collect_bad_values_total{reason} (its log event flagged with the
-// reason) when bad is set, else tpflow_collect_unparsed_lines_total{reason}.
-type hostile struct {
-	name, line, bad, unparsed string
-	truncated                 bool
-}
-
-func hostileLines() []hostile {
-	now := time.Now().UTC().Format(time.RFC3339Nano)
-	perf := func(ts, method, latency string) string {
-		s := `{`
-		if ts != "" {
-			s += `"ts":` + ts + `,`
-		}
-		return s + `"method":"` + method + `","latency_ms":` + latency + `,"ok":true}`
-	}
-	q := func(s string) string { return `"` + s + `"` }
-	huge := perf(q(now), "Huge.m", "1")
-	huge = huge[:len(huge)-1] + `,"pad":"` + strings.Repeat("p", 10<<20) + `"}`
-	return []hostile{
-		{name: "nul", line: "\x00\x00\x00" + perf(q(now), "Nul.m", "1"), unparsed: "syntax"},
-		{name: "nul-in-string", line: perf(q(now), "Nul\x00.m", "1"), unparsed: "syntax"},
-		{name: "invalid-utf8", line: perf(q(now), "Bad\xff\xfe.m", "1"), unparsed: "invalid_utf8"},
-		{name: "nan", line: perf(q(now), "NaN.m", q("NaN")), bad: "not_a_number"},
-		{name: "nan-literal", line: perf(q(now), "NaN.lit", "NaN"), unparsed: "syntax"},
-		{name: "negative", line: perf(q(now), "Neg.m", "-5"), bad: "negative_latency"},
-		{name: "1e400", line: perf(q(now), "Over.m", "1e400"), bad: "latency_overflow"},
-		{name: "1970", line: perf(q("1970-01-01T00:00:00Z"), "Epoch.m", "1"), bad: "too_old"},
-		{name: "2999", line: perf(q("2999-01-01T00:00:00Z"), "Future.m", "1"), bad: "too_far_future"},
-		{name: "unparsable-time", line: perf(q("yesterday"), "When.m", "1"), bad: "invalid_time"},
-		{name: "no-time", line: perf("", "NoTime.m", "1"), bad: "missing_time"},
-		{name: "100kB-method", line: perf(q(now), strings.Repeat("M", 100<<10), "1"), bad: "method_too_long"},
-		{name: "10MiB", line: huge, unparsed: "syntax", truncated: true},
-		{name: "cr-only", line: "\r", unparsed: "syntax"},
-		{name: "cr-separated", line: perf(q(now), "Cr.a", "1") + "\r" + perf(q(now), "Cr.b", "1") + "\r", unparsed: "syntax"},
-		{name: "deep-nesting", line: `{"a":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, unparsed: "syntax"},
-	}
-}
-
-// criLines frames line as a container runtime does: whole when short, in
-// 16 KiB partial fragments when long.
-func criLines(line string) string {
-	const frag = 16 << 10
-	ts := time.Now().UTC().Format(time.RFC3339Nano)
-	var b strings.Builder
-	for len(line) > frag {
-		b.WriteString(ts + " stdout P " + line[:frag] + "\n")
-		line = line[frag:]
-	}
-	b.WriteString(ts + " stdout F " + line + "\n")
-	return b.String()
-}
 
 // scrapeAll returns the samples of the role's /metrics by name and labels as
 // written (`name{a="x",b="y"}`).
@@ -145,7 +92,7 @@ collect:
 	defer func() { stopReading(); rwg.Wait() }()
 
 	// The files appear after the collector started: read from their start.
-	corpus := hostileLines()
+	corpus := hostiletest.Corpus()
 	const rounds = 2
 	good := map[string]bool{}
 	lines := 0
@@ -158,9 +105,9 @@ collect:
 				n++
 				good[m] = true
 				g := fmt.Sprintf(`{"ts":"%s","method":%q,"latency_ms":%d,"ok":true}`, time.Now().UTC().Format(time.RFC3339Nano), m, n)
-				for _, l := range []string{g, h.line} {
+				for _, l := range []string{g, h.Line} {
 					if src == "cri" {
-						b.WriteString(criLines(l))
+						b.WriteString(hostiletest.CRIFrame(l))
 					} else {
 						b.WriteString(l + "\n")
 					}
@@ -240,18 +187,7 @@ collect:
 	mu.Unlock()
 
 	// Flags in ClickHouse and counters on /metrics, by reason.
-	wantBad, wantUnparsed, wantTrunc := map[string]int{}, map[string]int{}, 0
-	for _, h := range corpus {
-		if h.bad != "" {
-			wantBad[h.bad] += rounds
-		}
-		if h.unparsed != "" {
-			wantUnparsed[h.unparsed] += rounds
-		}
-		if h.truncated {
-			wantTrunc += rounds
-		}
-	}
+	wantBad, wantUnparsed, wantTrunc := hostiletest.Want(corpus, rounds)
 	frows, err := conn.Query(ctx, "SELECT arrayJoin(flags) AS f, count() FROM "+db+".logs FINAL GROUP BY f")
 	if err != nil {
 		t.Fatal(err)

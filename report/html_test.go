@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tpflow/tpflow/internal/testkit"
 )
 
 // chromiumBin returns headless Chromium, failing under CI when it is
@@ -19,17 +21,7 @@ import (
 // otherwise.
 func chromiumBin(t *testing.T) string {
 	t.Helper()
-	for _, p := range []string{"chromium", "/usr/bin/chromium"} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	const msg = "chromium is not installed (Debian: apt-get install chromium, or make deps)"
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg + "; CI is set, so this is a failure")
-	}
-	t.Skip(msg + "; skipping (set CI to make this a failure)")
-	return ""
+	return testkit.LookPath(t, "chromium is not installed (Debian: apt-get install chromium, or make deps)", "chromium", "/usr/bin/chromium")
 }
 
 // screenshot renders page in headless Chromium at width × height CSS

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tpflow/tpflow/internal/testkit"
 )
 
 // requireGenerator skips (or, with CI set, fails) when the tools that
@@ -14,12 +16,7 @@ import (
 func requireGenerator(t *testing.T) {
 	t.Helper()
 	for _, tool := range []string{"protoc", "bash", "go"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is required with CI set: %v (apt-get install protobuf-compiler)", tool, err)
-			}
-			t.Skipf("%s not found (%v); install protobuf-compiler to run the staleness check", tool, err)
-		}
+		testkit.LookPath(t, tool+" not found (apt-get install protobuf-compiler to run the staleness check)", tool)
 	}
 }
 
@@ -84,12 +81,7 @@ func TestGeneratedCodeIsCurrent(t *testing.T) {
 // TestGenScriptRejectsExtraArgs checks the script's usage guard, so that a
 // typo cannot silently write the generated code somewhere unexpected.
 func TestGenScriptRejectsExtraArgs(t *testing.T) {
-	if _, err := exec.LookPath("bash"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("bash is required with CI set: %v", err)
-		}
-		t.Skipf("bash not found (%v); set CI to make this a failure", err)
-	}
+	testkit.LookPath(t, "bash not found", "bash")
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)

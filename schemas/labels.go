@@ -92,6 +92,16 @@ func KeyLabelIndex(name string) int {
 	return -1
 }
 
+// KeyLabelValue returns, of values (a key's label values in the table's
+// order, outermost first, as many as the key has), the one of the key
+// label called name, and whether name is one of them.
+func KeyLabelValue(name string, values ...string) (string, bool) {
+	if i := KeyLabelIndex(name); i >= 0 && i < len(values) {
+		return values[i], true
+	}
+	return "", false
+}
+
 // SchemaVersion is the EventBatch schema version this build writes and the
 // only one it reads.
 const SchemaVersion = 1

@@ -56,3 +56,20 @@ func TestCheckKeyLabelValue(t *testing.T) {
 		}
 	}
 }
+
+func TestKeyLabelValue(t *testing.T) {
+	// The values follow the table's order; a key without a method (four
+	// values) has no method label, and a label outside the key is none.
+	vals := []string{"sys", "app", "grp", "idc", "m"}
+	for i, l := range KeyLabels() {
+		if v, ok := KeyLabelValue(l.Name, vals...); !ok || v != vals[i] {
+			t.Errorf("KeyLabelValue(%q) = %q, %v; want %q", l.Name, v, ok, vals[i])
+		}
+	}
+	if v, ok := KeyLabelValue(LabelMethod, vals[:4]...); ok {
+		t.Errorf("method of a four-label key = %q, want none", v)
+	}
+	if v, ok := KeyLabelValue(LabelHost, vals...); ok {
+		t.Errorf("host = %q, want no key label", v)
+	}
+}

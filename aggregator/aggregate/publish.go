@@ -25,32 +25,14 @@ func paneSizeBound(p *aggregator.PaneStat) int {
 // appends one pane to the builder.
 func encodePanes[P any](panes []P, maxBytes, partitions int, key func(*P) []byte, sizeBound func(*P) int,
 	add func(*codec.Builder, *P) error) ([]kafkago.Message, error) {
-	type group struct {
-		key []byte
-		idx []int
-	}
-	groups := map[int]*group{}
-	var order []int
-	for i := range panes {
-		k := key(&panes[i])
-		p := kafka.PartitionOf(k, partitions)
-		g := groups[p]
-		if g == nil {
-			g = &group{key: k}
-			groups[p] = g
-			order = append(order, p)
-		}
-		g.idx = append(g.idx, i)
-	}
 	var msgs []kafkago.Message
 	var b codec.Builder
-	for _, p := range order {
-		g := groups[p]
+	for _, g := range kafka.GroupByPartition(len(panes), partitions, func(i int) []byte { return key(&panes[i]) }) {
 		b.Reset()
-		for _, i := range g.idx {
+		for _, i := range g.Idx {
 			pane := &panes[i]
 			if b.Len() > 0 && b.Size()+sizeBound(pane) > maxBytes {
-				msgs = append(msgs, kafkago.Message{Key: g.key, Value: b.AppendTo(nil)})
+				msgs = append(msgs, kafkago.Message{Key: g.Key, Value: b.AppendTo(nil)})
 				b.Reset()
 			}
 			if err := add(&b, pane); err != nil {
@@ -58,7 +40,7 @@ func encodePanes[P any](panes []P, maxBytes, partitions int, key func(*P) []byte
 			}
 		}
 		if b.Len() > 0 {
-			msgs = append(msgs, kafkago.Message{Key: g.key, Value: b.AppendTo(nil)})
+			msgs = append(msgs, kafkago.Message{Key: g.Key, Value: b.AppendTo(nil)})
 		}
 	}
 	return msgs, nil

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -53,108 +52,11 @@ func options(cfg clickhouse.Config) backfill.Options {
 	}
 }
 
-// rollupID is a rollup's identity.
-type rollupID struct {
-	key   aggregator.Key
-	start int64
-}
-
-// storedRollups reads call_rollups, FINAL or not, by identity; a second
-// row of an identity fails the test.
-func storedRollups(t *testing.T, conn driver.Conn, db string, final bool) map[rollupID]clickhouse.PaneRow {
-	t.Helper()
-	q := "SELECT pane_start, pane_seconds, system, app, group_name, idc, method, count, errors, sum_us, min_us, max_us," +
-		" p50_us, p90_us, p99_us, p999_us, centroid_means, centroid_weights, version FROM " + db + ".call_rollups"
-	if final {
-		q += " FINAL"
-	}
-	rows, err := conn.Query(context.Background(), q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[rollupID]clickhouse.PaneRow{}
-	for rows.Next() {
-		var r clickhouse.PaneRow
-		if err := rows.Scan(&r.PaneStart, &r.PaneSeconds, &r.System, &r.App, &r.Group, &r.IDC, &r.Method,
-			&r.Count, &r.Errors, &r.SumUs, &r.MinUs, &r.MaxUs, &r.P50Us, &r.P90Us, &r.P99Us, &r.P999Us,
-			&r.CentroidMeans, &r.CentroidWeights, &r.Version); err != nil {
-			t.Fatal(err)
-		}
-		id := rollupID{aggregator.Key{System: r.System, App: r.App, Group: r.Group, IDC: r.IDC, Method: r.Method}, r.PaneStart.Unix()}
-		if _, dup := out[id]; dup {
-			t.Fatalf("two rows of rollup %+v", id)
-		}
-		out[id] = r
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// diffRow says how two rollup rows differ, or "" when they are equal.
-func diffRow(got, want clickhouse.PaneRow) string {
-	var d []string
-	f := func(name string, g, w any) {
-		if fmt.Sprint(g) != fmt.Sprint(w) {
-			d = append(d, fmt.Sprintf("%s %v, want %v", name, g, w))
-		}
-	}
-	f("pane_start", got.PaneStart.Unix(), want.PaneStart.Unix())
-	f("pane_seconds", got.PaneSeconds, want.PaneSeconds)
-	f("count", got.Count, want.Count)
-	f("errors", got.Errors, want.Errors)
-	f("sum", got.SumUs, want.SumUs)
-	f("min", got.MinUs, want.MinUs)
-	f("max", got.MaxUs, want.MaxUs)
-	f("p50", got.P50Us, want.P50Us)
-	f("p90", got.P90Us, want.P90Us)
-	f("p99", got.P99Us, want.P99Us)
-	f("p999", got.P999Us, want.P999Us)
-	f("version", got.Version, want.Version)
-	if !slices.Equal(got.CentroidMeans, want.CentroidMeans) || !slices.Equal(got.CentroidWeights, want.CentroidWeights) {
-		d = append(d, fmt.Sprintf("%d centroids differ from the %d wanted", len(got.CentroidMeans), len(want.CentroidMeans)))
-	}
-	return strings.Join(d, "; ")
-}
-
-// engineRollups returns the engine's rollups of d whose key sel picks.
-func engineRollups(d backfilltest.Data, pick func(aggregator.Key) bool) map[rollupID]clickhouse.PaneRow {
-	out := map[rollupID]clickhouse.PaneRow{}
-	for _, p := range d.Rollups {
-		if pick == nil || pick(p.Key) {
-			out[rollupID{p.Key, p.Start / 1000}] = backfill.RowOf(p)
-		}
-	}
-	return out
-}
-
-// sameRollups fails t unless got holds exactly want.
-func sameRollups(t *testing.T, got, want map[rollupID]clickhouse.PaneRow) {
-	t.Helper()
-	for id, w := range want {
-		g, ok := got[id]
-		if !ok {
-			t.Errorf("rollup %+v at %s missing", id.key, time.Unix(id.start, 0).UTC())
-			continue
-		}
-		if d := diffRow(g, w); d != "" {
-			t.Errorf("rollup %+v at %s: %s", id.key, time.Unix(id.start, 0).UTC(), d)
-		}
-	}
-	for id := range got {
-		if _, ok := want[id]; !ok {
-			t.Errorf("unexpected rollup %+v at %s", id.key, time.Unix(id.start, 0).UTC())
-		}
-	}
-}
-
 func TestBackfillRebuildsTheEnginesRollups(t *testing.T) {
 	conn, cfg, w := setup(t)
 	d := dataset(t)
 	backfilltest.Store(t, w, d)
-	want := engineRollups(d, nil)
+	want := backfilltest.EngineRollups(d, nil)
 	// 3 keys × 8 buckets and the late key's 7, the first of them partial.
 	if len(want) != 31 {
 		t.Fatalf("the engine published %d rollups, want 31", len(want))
@@ -175,8 +77,8 @@ func TestBackfillRebuildsTheEnginesRollups(t *testing.T) {
 	if len(progress) < 8 || progress[len(progress)-1] != st {
 		t.Errorf("progress %+v: want a call per bucket ending with the final stats", progress)
 	}
-	first := storedRollups(t, conn, cfg.Database, true)
-	sameRollups(t, first, want)
+	first := backfilltest.Stored(t, conn, cfg.Database, true)
+	backfilltest.SameRollups(t, first, want)
 
 	// A second run, reading three buckets per query, stores the very same
 	// rows again; once merged they collapse to the first run's.
@@ -189,7 +91,7 @@ func TestBackfillRebuildsTheEnginesRollups(t *testing.T) {
 		t.Fatalf("second run stats %+v, want %+v", st2, wantSt)
 	}
 	backfilltest.Optimize(t, conn, cfg.Database+".call_rollups")
-	sameRollups(t, storedRollups(t, conn, cfg.Database, false), want)
+	backfilltest.SameRollups(t, backfilltest.Stored(t, conn, cfg.Database, false), want)
 }
 
 func TestBackfillSelectorLimitsTheKeys(t *testing.T) {
@@ -214,11 +116,11 @@ func TestBackfillSelectorLimitsTheKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := engineRollups(d, tc.pick)
+		want := backfilltest.EngineRollups(d, tc.pick)
 		if st.Keys != tc.keys || st.Written != uint64(len(want)) {
 			t.Errorf("%+v: %d keys, %d rollups written; want %d and %d", tc.sel, st.Keys, st.Written, tc.keys, len(want))
 		}
-		sameRollups(t, storedRollups(t, conn, cfg.Database, true), want)
+		backfilltest.SameRollups(t, backfilltest.Stored(t, conn, cfg.Database, true), want)
 	}
 }
 
@@ -235,7 +137,7 @@ func TestBackfillDryRunWritesNothing(t *testing.T) {
 	if st.Rollups != uint64(len(d.Rollups)) || st.Written != 0 || st.Panes != uint64(len(d.Panes)) {
 		t.Errorf("dry run stats %+v: want %d rollups built, none written, %d panes", st, len(d.Rollups), len(d.Panes))
 	}
-	if got := storedRollups(t, conn, cfg.Database, false); len(got) != 0 {
+	if got := backfilltest.Stored(t, conn, cfg.Database, false); len(got) != 0 {
 		t.Errorf("dry run wrote %d rollups", len(got))
 	}
 }
@@ -258,7 +160,7 @@ func TestBackfillWithoutPanes(t *testing.T) {
 			t.Errorf("%s: stats %+v, err %v; want ErrNoPanes", tc.name, st, err)
 		}
 	}
-	if got := storedRollups(t, conn, cfg.Database, false); len(got) != 0 {
+	if got := backfilltest.Stored(t, conn, cfg.Database, false); len(got) != 0 {
 		t.Errorf("%d rollups written", len(got))
 	}
 }
@@ -314,13 +216,13 @@ func TestBackfillSkipsABrokenPane(t *testing.T) {
 	// Every other rollup is the engine's; the broken bucket's lacks
 	// exactly the skipped pane's calls, so the engine's, which holds more,
 	// would outrank it.
-	want := engineRollups(d, nil)
-	id := rollupID{victim.Key, t0.Add(10 * time.Minute).Unix()}
-	got := storedRollups(t, conn, cfg.Database, true)
+	want := backfilltest.EngineRollups(d, nil)
+	id := backfilltest.RollupID{Key: victim.Key, Start: t0.Add(10 * time.Minute).Unix()}
+	got := backfilltest.Stored(t, conn, cfg.Database, true)
 	g, e := got[id], want[id]
 	delete(got, id)
 	delete(want, id)
-	sameRollups(t, got, want)
+	backfilltest.SameRollups(t, got, want)
 	if g.Count != e.Count-victim.Count || g.Version >= e.Version || g.Errors != e.Errors-victim.Errors {
 		t.Errorf("broken bucket: count %d, version %d, errors %d; want %d, less than %d, %d",
 			g.Count, g.Version, g.Errors, e.Count-victim.Count, e.Version, e.Errors-victim.Errors)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tpflow/tpflow/aggregator"
+	"github.com/tpflow/tpflow/aggregator/backfill"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 )
 
@@ -126,22 +127,9 @@ func merge(stored *clickhouse.MergedPane, ok bool, a *acc, evs []accEvent, lengt
 		ps = []aggregator.PaneStat{storedPane(a.key, stored), fresh}
 	}
 	m := aggregator.MergeRollup(ps, a.startMs, time.Duration(lengthMs)*time.Millisecond, delta)
-	row := clickhouse.MergedPane{
-		PaneRow: clickhouse.PaneRow{
-			PaneStart: time.UnixMilli(a.startMs).UTC(), PaneSeconds: uint32(lengthMs / 1000),
-			System: a.key.System, App: a.key.App, Group: a.key.Group, IDC: a.key.IDC, Method: a.key.Method,
-			Count: m.Count, Errors: m.Errors, SumUs: float64(m.SumUs), MinUs: float64(m.MinUs), MaxUs: float64(m.MaxUs),
-			P50Us: m.P50, P90Us: m.P90, P99Us: m.P99, P999Us: m.P999,
-			CentroidMeans:   make([]float64, len(m.Centroids)),
-			CentroidWeights: make([]float64, len(m.Centroids)),
-			Version:         VersionBit | m.Count,
-		},
-		LatePartition: partition,
-		LateOffset:    offset,
-	}
-	for i, c := range m.Centroids {
-		row.CentroidMeans[i] = float64(c.Mean)
-		row.CentroidWeights[i] = float64(c.Weight)
-	}
+	// The merged pane is stored as any pane is (backfill.RowOf), with the
+	// late path's version bit and mark.
+	row := clickhouse.MergedPane{PaneRow: backfill.RowOf(m), LatePartition: partition, LateOffset: offset}
+	row.Version = VersionBit | m.Count
 	return row
 }

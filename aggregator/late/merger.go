@@ -190,30 +190,26 @@ func (h *merger) handle(ctx context.Context, msg kafkago.Message) error {
 	if len(panes) == 0 && len(rolls) == 0 {
 		return nil
 	}
-	wait := 100 * time.Millisecond
-	for {
-		err := h.barrier(ctx)
-		if err == nil {
-			err = h.apply(ctx, panes, rolls)
+	bo := pipeline.Backoff{Min: min(100*time.Millisecond, h.backoff), Max: h.backoff}
+	_, err := pipeline.Retry(ctx, &bo, 0, func() error {
+		if err := h.barrier(ctx); err != nil {
+			return err
 		}
-		switch {
-		case err == nil:
-			return nil
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case errors.Is(err, clickhouse.ErrPermanent):
-			h.m.bad.Inc()
-			return h.dlq.Send(ctx, msg, pipeline.Permanent(err))
-		}
+		return h.apply(ctx, panes, rolls)
+	}, func(_ int, _ time.Duration, err error) {
 		h.m.retries.Inc()
 		h.log.Warn("cannot merge late message, will retry", "partition", msg.Partition, "offset", msg.Offset, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, h.backoff)
+	})
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case pipeline.IsPermanent(err): // clickhouse.ErrPermanent is pipeline.ErrPermanent
+		h.m.bad.Inc()
+		return h.dlq.Send(ctx, msg, err)
 	}
+	return err
 }
 
 // group collects the events by stored pane and, for those whose rollup

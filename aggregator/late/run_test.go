@@ -54,18 +54,7 @@ func TestRunWaitsForTheSinkThenMerges(t *testing.T) {
 		t.Fatal("merged before the sink stored the stats produced earlier")
 	}
 	// The sink stores the stats message and commits.
-	c, err := kafka.NewConsumer(kcfg, kcfg.Topic(kafka.TopicStats), "sinks", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	m, err := c.Fetch(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Commit(ctx, m); err != nil {
-		t.Fatal(err)
-	}
+	kafkatest.First(t, ctx, kcfg, kcfg.Topic(kafka.TopicStats), "sinks")
 	waitFor(t, ctx, "the late events in call_panes", func() bool {
 		r, ok := stored(t, conn, ccfg.Database, false, keyA, t0)
 		return ok && r.Count == 2

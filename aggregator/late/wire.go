@@ -7,7 +7,6 @@
 package late
 
 import (
-	"slices"
 	"strconv"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -45,37 +44,21 @@ const eventBound = 64
 // messages are EventBatches of calls with their key labels (system, app,
 // group, idc) and the labels above. Events keep their order.
 func Encode(events []aggregator.LateEvent, maxBytes, partitions int) []kafkago.Message {
-	type group struct {
-		key []byte
-		idx []int
-	}
-	groups := map[int]*group{}
-	var order []int
-	for i := range events {
-		k := &events[i].Key
-		key := kafka.CallKey(k.System, k.App, k.Method)
-		p := kafka.PartitionOf(key, partitions)
-		g := groups[p]
-		if g == nil {
-			g = &group{key: key}
-			groups[p] = g
-			order = append(order, p)
-		}
-		g.idx = append(g.idx, i)
-	}
-	slices.Sort(order)
 	var msgs []kafkago.Message
 	var b codec.Builder
 	labels := make([]schemas.Label, 0, 7)
-	for _, p := range order {
-		g := groups[p]
+	groups := kafka.GroupByPartition(len(events), partitions, func(i int) []byte {
+		k := &events[i].Key
+		return kafka.CallKey(k.System, k.App, k.Method)
+	})
+	for _, g := range groups {
 		b.Reset()
-		for n, i := range g.idx {
+		for n, i := range g.Idx {
 			ev := &events[i]
 			k := &ev.Key
 			size := eventBound + len(k.System) + len(k.App) + len(k.Group) + len(k.IDC) + len(k.Method)
-			if b.Len() > 0 && b.Size()+size > maxBytes && !sameSource(&events[g.idx[n-1]], ev) {
-				msgs = append(msgs, kafkago.Message{Key: g.key, Value: b.AppendTo(nil)})
+			if b.Len() > 0 && b.Size()+size > maxBytes && !sameSource(&events[g.Idx[n-1]], ev) {
+				msgs = append(msgs, kafkago.Message{Key: g.Key, Value: b.AppendTo(nil)})
 				b.Reset()
 			}
 			labels = append(labels[:0],
@@ -92,7 +75,7 @@ func Encode(events []aggregator.LateEvent, maxBytes, partitions int) []kafkago.M
 			b.AddCall(codec.Call{TsUnixMs: ev.TsUnixMs, Series: s, LatencyUs: ev.LatencyUs, Status: ev.Status, OK: ev.OK})
 		}
 		if b.Len() > 0 {
-			msgs = append(msgs, kafkago.Message{Key: g.key, Value: b.AppendTo(nil)})
+			msgs = append(msgs, kafkago.Message{Key: g.Key, Value: b.AppendTo(nil)})
 		}
 	}
 	return msgs

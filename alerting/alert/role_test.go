@@ -203,16 +203,7 @@ func TestRunFiresTP99AlertFromStats(t *testing.T) {
 		t.Errorf("state file: %v, %q", err, state)
 	}
 	// The undecodable message went to the DLQ.
-	dlqCons, err := kafka.NewConsumer(kcfg, kcfg.Topic(kafka.TopicDLQ), "dlq-reader", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dlqCons.Close()
-	msg, err := dlqCons.Fetch(ctx)
-	if err != nil {
-		t.Fatalf("DLQ: %v", err)
-	}
-	if string(msg.Value) != "not a batch" {
+	if msg := kafkatest.First(t, ctx, kcfg, kcfg.Topic(kafka.TopicDLQ), "dlq-reader"); string(msg.Value) != "not a batch" {
 		t.Errorf("DLQ message %q", msg.Value)
 	}
 
@@ -223,7 +214,7 @@ func TestRunFiresTP99AlertFromStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer alertsCons.Close()
-	msg, err = alertsCons.Fetch(ctx)
+	msg, err := alertsCons.Fetch(ctx)
 	if err != nil {
 		t.Fatalf("alerts topic: %v", err)
 	}

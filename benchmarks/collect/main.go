@@ -49,6 +49,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tpflow/tpflow/benchmarks/procstat"
 )
 
 type options struct {
@@ -125,48 +127,13 @@ func (p *proc) stop() {
 	}
 }
 
-func (p *proc) tail() string {
-	b, _ := os.ReadFile(p.log)
-	if len(b) > 3000 {
-		b = b[len(b)-3000:]
-	}
-	return string(b)
-}
+func (p *proc) tail() string { return procstat.Tail(p.log) }
 
-// cpuTicks returns utime+stime of pid in clock ticks.
-func cpuTicks(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	f := strings.Fields(s[i+2:])
-	// Fields after the command: state is f[0]; utime is field 14 of the
-	// line, f[11]; stime f[12].
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("cannot parse /proc/%d/stat", pid)
-	}
-	return ut + st, nil
-}
-
-const ticksPerSecond = 100 // USER_HZ on Linux
-
-// statusKB returns a kB field of /proc/PID/status (VmRSS, VmHWM).
-func statusKB(pid int, field string) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			v, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return v
-		}
-	}
-	return 0
+// memMiB returns the resident and peak resident memory of pid in MiB
+// (VmRSS, VmHWM), zero when it cannot be read.
+func memMiB(pid int) (rss, hwm float64) {
+	r, h, _ := procstat.Memory(pid)
+	return float64(r) / (1 << 20), float64(h) / (1 << 20)
 }
 
 func freeAddr() string {
@@ -401,11 +368,8 @@ func run(o options) error {
 }
 
 func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "model name"); ok {
-			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(rest), ":"))
-		}
+	if m, _ := procstat.Machine(); m != "" {
+		return m
 	}
 	return "unknown CPU"
 }
@@ -480,7 +444,7 @@ func budgetRound(o options, work, bin, brokerAddr string, r int) (budgetResult, 
 	if _, err := metric(listen, "tpflow_collect_acked_events_total"); err != nil {
 		return budgetResult{}, fmt.Errorf("collector not serving: %v\n%s", err, col.tail())
 	}
-	t0, err := cpuTicks(pid)
+	t0, err := procstat.CPUSeconds(pid)
 	if err != nil {
 		return budgetResult{}, err
 	}
@@ -489,16 +453,13 @@ func budgetRound(o options, work, bin, brokerAddr string, r int) (budgetResult, 
 		go fetchProfile(pprofAddr, o.profBudget, o.duration-time.Second)
 	}
 	time.Sleep(o.duration)
-	t1, err := cpuTicks(pid)
+	t1, err := procstat.CPUSeconds(pid)
 	if err != nil {
 		return budgetResult{}, fmt.Errorf("collector gone: %v\n%s", err, col.tail())
 	}
 	wall := time.Since(w0)
-	res := budgetResult{
-		cpuPct: 100 * float64(t1-t0) / ticksPerSecond / wall.Seconds(),
-		hwmMiB: float64(statusKB(pid, "VmHWM")) / 1024,
-		rssMiB: float64(statusKB(pid, "VmRSS")) / 1024,
-	}
+	res := budgetResult{cpuPct: 100 * (t1 - t0) / wall.Seconds()}
+	res.rssMiB, res.hwmMiB = memMiB(pid)
 	cancel()
 	res.lines = <-written
 	// Every line must have been shipped: a collector that falls behind
@@ -571,15 +532,15 @@ func ceilingRound(o options, work, bin, brokerAddr string, r int, pin func(int, 
 		time.Sleep(20 * time.Millisecond)
 	}
 	wall := time.Since(start)
-	ticks, err := cpuTicks(pid)
+	cpu, err := procstat.CPUSeconds(pid)
 	if err != nil {
 		return ceilingResult{}, err
 	}
 	res := ceilingResult{
 		linesPerSec:   float64(o.ceilingLines) / wall.Seconds(),
-		cpuSecPerLine: float64(ticks) / ticksPerSecond / float64(o.ceilingLines),
-		hwmMiB:        float64(statusKB(pid, "VmHWM")) / 1024,
+		cpuSecPerLine: cpu / float64(o.ceilingLines),
 	}
+	_, res.hwmMiB = memMiB(pid)
 	return res, nil
 }
 

@@ -36,6 +36,8 @@ import (
 	"time"
 
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
+
+	"github.com/tpflow/tpflow/benchmarks/procstat"
 )
 
 // options are the command-line flags.
@@ -287,7 +289,7 @@ log:
 		rate = fullSpeed * o.loadgens
 	}
 	cpu0 := cpuOf(watched)
-	busy0 := busyCPU()
+	busy0 := procstat.BusyCPU()
 	agg0, _ := scrape(aggAddr, "tpflow_aggregate_events_total")
 	t0 := time.Now()
 	var lgs []*proc
@@ -323,7 +325,7 @@ log:
 					r.aggHeapMax = max(r.aggHeapMax, h)
 				}
 				for i, l := range lgs {
-					if c, err := cpuSeconds(l.pid); err == nil {
+					if c, err := procstat.CPUSeconds(l.pid); err == nil {
 						lgCPU[i] = c
 					}
 				}
@@ -342,7 +344,7 @@ log:
 		}
 	}
 	cpuLoad := cpuOf(watched)
-	r.busyLoad = busyCPU() - busy0
+	r.busyLoad = procstat.BusyCPU() - busy0
 	r.aggAtLoadEnd, _ = scrape(aggAddr, "tpflow_aggregate_events_total")
 	r.aggAtLoadEnd -= agg0
 	fetched, _ := scrape(aggAddr, `tpflow_kafka_consumed_messages_total{topic="tpflow.calls"}`)
@@ -446,7 +448,7 @@ log:
 func cpuOf(ps []*proc) []float64 {
 	out := make([]float64, len(ps))
 	for i, p := range ps {
-		out[i], _ = cpuSeconds(p.pid)
+		out[i], _ = procstat.CPUSeconds(p.pid)
 	}
 	return out
 }
@@ -502,22 +504,9 @@ func logf(format string, args ...any) {
 // machine describes the CPU count, model and memory.
 func machine() string {
 	var model, mem string
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "model name") {
-				model = strings.TrimSpace(l[strings.IndexByte(l, ':')+1:])
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "MemTotal:") {
-				f := strings.Fields(l)
-				kb, _ := strconv.ParseInt(f[1], 10, 64)
-				mem = fmt.Sprintf("%.1f GiB RAM", float64(kb)/(1<<20))
-			}
-		}
+	model, gib := procstat.Machine()
+	if gib > 0 {
+		mem = fmt.Sprintf("%.1f GiB RAM", gib)
 	}
 	out, _ := exec.Command("nproc").Output()
 	return fmt.Sprintf("nproc %s, %s, %s", strings.TrimSpace(string(out)), model, mem)
@@ -536,7 +525,7 @@ func otherLoad() string {
 		if err != nil || pid == self {
 			continue
 		}
-		if c, err := cpuSeconds(pid); err == nil {
+		if c, err := procstat.CPUSeconds(pid); err == nil {
 			before[pid] = c
 		}
 	}
@@ -547,7 +536,7 @@ func otherLoad() string {
 	}
 	var bs []busy
 	for pid, c0 := range before {
-		c1, err := cpuSeconds(pid)
+		c1, err := procstat.CPUSeconds(pid)
 		if err != nil || c1-c0 < 0.1 {
 			continue
 		}

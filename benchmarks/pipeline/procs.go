@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tpflow/tpflow/benchmarks/procstat"
 )
 
 // proc is one process of the run: a tpflow role started by the harness, or
@@ -87,69 +88,11 @@ func (p *proc) stop(timeout time.Duration) {
 }
 
 // tail returns the end of the process log.
-func (p *proc) tail() string {
-	b, _ := os.ReadFile(p.log)
-	if len(b) > 3000 {
-		b = b[len(b)-3000:]
-	}
-	return string(b)
-}
-
-// memStatus reads VmRSS and VmHWM of pid in bytes.
-func memStatus(pid int) (rss, hwm int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		line := sc.Text()
-		var dst *int64
-		switch {
-		case strings.HasPrefix(line, "VmRSS:"):
-			dst = &rss
-		case strings.HasPrefix(line, "VmHWM:"):
-			dst = &hwm
-		default:
-			continue
-		}
-		f := strings.Fields(line)
-		if len(f) >= 2 {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			*dst = kb << 10
-		}
-	}
-	return rss, hwm, nil
-}
-
-// clockTicks is USER_HZ, which is 100 on every Linux architecture Go runs on.
-const clockTicks = 100
-
-// cpuSeconds reads the user and system CPU time of pid (and its waited-for
-// children, which the roles have none of) from /proc/PID/stat.
-func cpuSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// The command name may hold spaces and parentheses: split after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("cannot parse /proc/%d/stat", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// Fields after the name start at field 3 (state); utime is field 14, stime 15.
-	if len(f) < 13 {
-		return 0, fmt.Errorf("cannot parse /proc/%d/stat", pid)
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / clockTicks, nil
-}
+func (p *proc) tail() string { return procstat.Tail(p.log) }
 
 // sample reads the memory of p once and keeps the maxima.
 func (p *proc) sample() {
-	rss, hwm, err := memStatus(p.pid)
+	rss, hwm, err := procstat.Memory(p.pid)
 	if err != nil {
 		return
 	}
@@ -268,24 +211,4 @@ func scrape(addr, name string) (float64, error) {
 		return 0, fmt.Errorf("%s serves no %s", addr, name)
 	}
 	return sum, nil
-}
-
-// busyCPU returns the CPU seconds the whole machine spent outside idle and
-// I/O wait, from /proc/stat.
-func busyCPU() float64 {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	var busy float64
-	for i, v := range f[1:] {
-		n, _ := strconv.ParseFloat(v, 64)
-		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest time is already in user
-			continue
-		}
-		busy += n
-	}
-	return busy / clockTicks
 }

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest/chdb"
@@ -72,7 +70,7 @@ func TestPanelQuery(t *testing.T) {
 	if want := uint64(5*288 + 2*5*2); rollups != want {
 		t.Fatalf("%d rollups, want %d", rollups, want)
 	}
-	if n := scalar[uint64](t, conn, "SELECT count() FROM "+cfg.Database+".call_rollups"); n != rollups {
+	if n := chtest.Scalar[uint64](t, conn, "SELECT count() FROM "+cfg.Database+".call_rollups"); n != rollups {
 		t.Fatalf("call_rollups has %d rows, buildRollups said %d", n, rollups)
 	}
 	// 30 panes of 8 centroids, merged at compression 50.
@@ -113,13 +111,4 @@ func TestPanelQuery(t *testing.T) {
 		}
 		t.Logf("by %v: %d points, TP99 from rollups at most %.3f%% off the exact merge of the panes", by, len(roll), 100*worst)
 	}
-}
-
-func scalar[T any](t *testing.T, conn driver.Conn, q string, args ...any) T {
-	t.Helper()
-	var v T
-	if err := conn.QueryRow(context.Background(), q, args...).Scan(&v); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	return v
 }

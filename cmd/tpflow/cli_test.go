@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tpflow/tpflow/internal/cli"
 	"github.com/tpflow/tpflow/internal/config/sections"
 )
 
@@ -34,17 +35,17 @@ func writeTemp(t *testing.T, name, content string) string {
 func TestHelpListsEveryCommand(t *testing.T) {
 	for _, arg := range []string{"--help", "-h", "help"} {
 		code, out, errOut := runCLI(t, arg)
-		if code != exitOK || errOut != "" {
+		if code != cli.ExitOK || errOut != "" {
 			t.Fatalf("%s: exit %d, stderr %q", arg, code, errOut)
 		}
 		names := append(append([]string{}, roleNames...), "config", "deploy", "version")
 		for _, c := range commands() {
 			found := false
 			for _, n := range names {
-				found = found || n == c.name
+				found = found || n == c.Name
 			}
 			if !found {
-				t.Errorf("command %q is not in the test's list", c.name)
+				t.Errorf("command %q is not in the test's list", c.Name)
 			}
 		}
 		for _, n := range names {
@@ -63,7 +64,7 @@ func TestHelpListsEveryCommand(t *testing.T) {
 
 func TestNoArgumentsIsUsageError(t *testing.T) {
 	code, out, errOut := runCLI(t)
-	if code != exitUsage || out != "" || !strings.Contains(errOut, "Usage: tpflow COMMAND") {
+	if code != cli.ExitUsage || out != "" || !strings.Contains(errOut, "Usage: tpflow COMMAND") {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
@@ -76,12 +77,12 @@ func TestUnknownCommand(t *testing.T) {
 	}
 	for arg, want := range tests {
 		code, out, errOut := runCLI(t, arg)
-		if code != exitUsage || out != "" || errOut != want {
+		if code != cli.ExitUsage || out != "" || errOut != want {
 			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 2, stderr %q", arg, code, out, errOut, want)
 		}
 	}
 	code, _, errOut := runCLI(t, "help", "nope")
-	if code != exitUsage || !strings.Contains(errOut, `unknown command "nope"`) {
+	if code != cli.ExitUsage || !strings.Contains(errOut, `unknown command "nope"`) {
 		t.Errorf("help nope: exit %d, stderr %q", code, errOut)
 	}
 }
@@ -93,7 +94,7 @@ func TestUnimplementedRolesExit2(t *testing.T) {
 	for _, name := range unimplementedRoles {
 		code, out, errOut := runCLI(t, name)
 		want := "tpflow " + name + ": the " + name + " role is not implemented in this build\n"
-		if code != exitUsage || out != "" || errOut != want {
+		if code != cli.ExitUsage || out != "" || errOut != want {
 			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 2 and %q", name, code, out, errOut, want)
 		}
 	}
@@ -102,29 +103,29 @@ func TestUnimplementedRolesExit2(t *testing.T) {
 func TestRoleHelp(t *testing.T) {
 	for _, c := range commands() {
 		for _, arg := range []string{"--help", "-h"} {
-			code, out, errOut := runCLI(t, c.name, arg)
-			if code != exitOK || errOut != "" {
-				t.Errorf("%s %s: exit %d, stderr %q", c.name, arg, code, errOut)
+			code, out, errOut := runCLI(t, c.Name, arg)
+			if code != cli.ExitOK || errOut != "" {
+				t.Errorf("%s %s: exit %d, stderr %q", c.Name, arg, code, errOut)
 				continue
 			}
-			for _, want := range []string{"Usage: tpflow " + c.name, "Example:\n  tpflow " + c.name} {
+			for _, want := range []string{"Usage: tpflow " + c.Name, "Example:\n  tpflow " + c.Name} {
 				if !strings.Contains(out, want) {
-					t.Errorf("%s %s: output lacks %q:\n%s", c.name, arg, want, out)
+					t.Errorf("%s %s: output lacks %q:\n%s", c.Name, arg, want, out)
 				}
 			}
-			if c.help == "" || !strings.Contains(out, strings.TrimSpace(c.help)) {
-				t.Errorf("%s: help text missing from:\n%s", c.name, out)
+			if c.Help == "" || !strings.Contains(out, strings.TrimSpace(c.Help)) {
+				t.Errorf("%s: help text missing from:\n%s", c.Name, out)
 			}
 		}
 		// `tpflow help CMD` prints the same.
-		_, viaHelp, _ := runCLI(t, "help", c.name)
-		_, viaFlag, _ := runCLI(t, c.name, "--help")
+		_, viaHelp, _ := runCLI(t, "help", c.Name)
+		_, viaFlag, _ := runCLI(t, c.Name, "--help")
 		if viaHelp != viaFlag {
-			t.Errorf("help %s differs from %s --help:\n%s\n---\n%s", c.name, c.name, viaHelp, viaFlag)
+			t.Errorf("help %s differs from %s --help:\n%s\n---\n%s", c.Name, c.Name, viaHelp, viaFlag)
 		}
 	}
 	// Every serving role says how its listener is protected.
-	for _, name := range servingRoles {
+	for _, name := range cli.ServingRoles {
 		if _, out, _ := runCLI(t, name, "--help"); !strings.Contains(out, "http.auth") || !strings.Contains(out, "SECURITY.md") {
 			t.Errorf("%s --help does not say how its listener is protected:\n%s", name, out)
 		}
@@ -157,13 +158,13 @@ func TestVersion(t *testing.T) {
 		version = v
 		for _, args := range [][]string{{"version"}, {"--version"}} {
 			code, out, errOut := runCLI(t, args...)
-			if code != exitOK || errOut != "" || !strings.HasPrefix(out, "tpflow "+v+" (go") {
+			if code != cli.ExitOK || errOut != "" || !strings.HasPrefix(out, "tpflow "+v+" (go") {
 				t.Errorf("%v with version %q: exit %d, stdout %q, stderr %q", args, v, code, out, errOut)
 			}
 		}
 	}
 	code, _, errOut := runCLI(t, "version", "extra")
-	if code != exitUsage || !strings.Contains(errOut, `unexpected argument "extra"`) {
+	if code != cli.ExitUsage || !strings.Contains(errOut, `unexpected argument "extra"`) {
 		t.Errorf("version extra: exit %d, stderr %q", code, errOut)
 	}
 }
@@ -192,7 +193,7 @@ func TestBadFlagsAndArguments(t *testing.T) {
 	}
 	for _, tt := range tests {
 		code, out, errOut := runCLI(t, tt.args...)
-		if code != exitUsage || out != "" || errOut != tt.want {
+		if code != cli.ExitUsage || out != "" || errOut != tt.want {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q\nwant exit 2, stderr %q", tt.args, code, out, errOut, tt.want)
 		}
 	}
@@ -202,12 +203,12 @@ func TestRoleWithBadConfigExits1(t *testing.T) {
 	bad := writeTemp(t, "tpflow.yaml", "aggregator:\n  pane: ten\n")
 	code, out, errOut := runCLI(t, "aggregate", "--config", bad)
 	want := bad + ":2:9: aggregator.pane: cannot parse \"ten\" as a duration\n"
-	if code != exitError || out != "" || errOut != want {
+	if code != cli.ExitError || out != "" || errOut != want {
 		t.Errorf("exit %d, stdout %q, stderr %q; want exit 1, %q", code, out, errOut, want)
 	}
 	missing := filepath.Join(t.TempDir(), "missing.yaml")
 	code, _, errOut = runCLI(t, "sink", "--config", missing)
-	if code != exitError || !strings.HasPrefix(errOut, "tpflow sink: cannot read config: open "+missing) {
+	if code != cli.ExitError || !strings.HasPrefix(errOut, "tpflow sink: cannot read config: open "+missing) {
 		t.Errorf("missing file: exit %d, stderr %q", code, errOut)
 	}
 }
@@ -216,7 +217,7 @@ func TestRoleWithGoodConfigReachesRole(t *testing.T) {
 	// A valid configuration gets past loading to the role itself.
 	good := writeTemp(t, "tpflow.yaml", "log:\n  format: json\n")
 	code, _, errOut := runCLI(t, "alert", "--config", good, "--brokers", "k1:9092,k2:9092")
-	if code != exitError || errOut != "tpflow alert: no alert rules files configured (alert.rules_files or --rules)\n" {
+	if code != cli.ExitError || errOut != "tpflow alert: no alert rules files configured (alert.rules_files or --rules)\n" {
 		t.Errorf("exit %d, stderr %q", code, errOut)
 	}
 }
@@ -224,11 +225,11 @@ func TestRoleWithGoodConfigReachesRole(t *testing.T) {
 func TestConfigCheck(t *testing.T) {
 	good := writeTemp(t, "good.yaml", "kafka:\n  compression: zstd\n")
 	code, out, errOut := runCLI(t, "config", "check", good)
-	if code != exitOK || out != "ok\n" || errOut != "" {
+	if code != cli.ExitOK || out != "ok\n" || errOut != "" {
 		t.Errorf("good: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	code, out, _ = runCLI(t, "config", "check", "--config", good)
-	if code != exitOK || out != "ok\n" {
+	if code != cli.ExitOK || out != "ok\n" {
 		t.Errorf("good via --config: exit %d, stdout %q", code, out)
 	}
 
@@ -237,12 +238,12 @@ func TestConfigCheck(t *testing.T) {
 	want := bad + ":2:3: kafka.compression: unknown compression \"brotli\"; use none, gzip, snappy, lz4 or zstd\n" +
 		bad + ":3:3: kafka: unknown key \"brokerz\" (did you mean \"brokers\"?)\n" +
 		bad + ":5:3: log.level: must be debug, info, warn or error, got \"loud\"\n"
-	if code != exitError || out != "" || errOut != want {
+	if code != cli.ExitError || out != "" || errOut != want {
 		t.Errorf("bad: exit %d, stdout %q, stderr:\n%s\nwant:\n%s", code, out, errOut, want)
 	}
 
 	code, _, errOut = runCLI(t, "config", "check", filepath.Join(t.TempDir(), "none.yaml"))
-	if code != exitError || !strings.Contains(errOut, "cannot read config") {
+	if code != cli.ExitError || !strings.Contains(errOut, "cannot read config") {
 		t.Errorf("missing: exit %d, stderr %q", code, errOut)
 	}
 }
@@ -251,7 +252,7 @@ func TestConfigCheckOverrides(t *testing.T) {
 	// A flag fixes a bad value in the file; flags may follow FILE.
 	f := writeTemp(t, "t.yaml", "clickhouse:\n  dsn: http://x:8123/db\n")
 	code, out, errOut := runCLI(t, "config", "check", f, "--clickhouse", "clickhouse://ch:9000/tpflow")
-	if code != exitOK || out != "ok\n" {
+	if code != cli.ExitOK || out != "ok\n" {
 		t.Errorf("override fixes file: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	// A bad value from a flag names the flag, not a line.
@@ -266,31 +267,31 @@ func TestConfigCheckOverrides(t *testing.T) {
 	for _, tt := range tests {
 		args := append([]string{"config", "check", "--clickhouse", "clickhouse://ch:9000/tpflow", f}, tt.args...)
 		code, out, errOut := runCLI(t, args...)
-		if code != exitError || out != "" || errOut != tt.want {
+		if code != cli.ExitError || out != "" || errOut != tt.want {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want %q", tt.args, code, out, errOut, tt.want)
 		}
 	}
 	// Without a file, an override error has no file name.
 	code, _, errOut = runCLI(t, "broker", "--listen", "nowhere")
-	if want := "broker.listen: \"nowhere\" is not a host:port address (set by --listen)\n"; code != exitError || errOut != want {
+	if want := "broker.listen: \"nowhere\" is not a host:port address (set by --listen)\n"; code != cli.ExitError || errOut != want {
 		t.Errorf("broker --listen: exit %d, stderr %q, want %q", code, errOut, want)
 	}
 	// "--" ends the flags: what follows is FILE even if it looks like a flag.
 	dash := writeTemp(t, "-x.yaml", "")
 	code, out, _ = runCLI(t, "config", "check", "--", dash)
-	if code != exitOK || out != "ok\n" {
+	if code != cli.ExitOK || out != "ok\n" {
 		t.Errorf("-- FILE: exit %d, stdout %q", code, out)
 	}
 }
 
 func TestPrintDefaultsCLIRoundTrip(t *testing.T) {
 	code, out, errOut := runCLI(t, "config", "print-defaults")
-	if code != exitOK || errOut != "" || !strings.Contains(out, "aggregator:\n") {
+	if code != cli.ExitOK || errOut != "" || !strings.Contains(out, "aggregator:\n") {
 		t.Fatalf("exit %d, stderr %q, stdout:\n%s", code, errOut, out)
 	}
 	f := writeTemp(t, "defaults.yaml", out)
 	code, got, errOut := runCLI(t, "config", "check", f)
-	if code != exitOK || got != "ok\n" {
+	if code != cli.ExitOK || got != "ok\n" {
 		t.Errorf("print-defaults output fails check: exit %d, stderr:\n%s", code, errOut)
 	}
 }
@@ -329,7 +330,7 @@ alert:
       batch_size: 1
 `)
 	code, out, errOut := runCLI(t, "config", "print", cfg)
-	if code != exitOK {
+	if code != cli.ExitOK {
 		t.Fatalf("config print: exit %d, stderr %s", code, errOut)
 	}
 	for _, s := range []string{inline, fromFile, fromEnv, inDSN, token, tokenHash, bcryptHash} {
@@ -351,7 +352,7 @@ alert:
 	if loaded.ClickHouse.Password.Reveal() != fromEnv || loaded.Kafka.SASL.Password.Reveal() != fromFile {
 		t.Errorf("loaded clickhouse.password %q, kafka.sasl.password %q; want the environment's and the file's", loaded.ClickHouse.Password.Reveal(), loaded.Kafka.SASL.Password.Reveal())
 	}
-	if code, out, _ := runCLI(t, "config", "print", env); code != exitOK || strings.Contains(out, fromEnv) || strings.Contains(out, fromFile) {
+	if code, out, _ := runCLI(t, "config", "print", env); code != cli.ExitOK || strings.Contains(out, fromEnv) || strings.Contains(out, fromFile) {
 		t.Errorf("config print of %s: exit %d, shows a secret:\n%s", env, code, out)
 	}
 }
@@ -372,7 +373,7 @@ func TestMissingSecretFileIsPlaced(t *testing.T) {
 	cfg := writeTemp(t, "tpflow.yaml", "clickhouse:\n  dsn: clickhouse://ch:9000\n  password_file: "+missing+"\n")
 	code, _, errOut := runCLI(t, "config", "check", cfg)
 	want := cfg + ":3:3: clickhouse.password_file: cannot read the secret: open " + missing + ": no such file or directory\n"
-	if code != exitError || errOut != want {
+	if code != cli.ExitError || errOut != want {
 		t.Errorf("config check: exit %d, stderr %q, want %q", code, errOut, want)
 	}
 }
@@ -391,7 +392,7 @@ func TestRoleFlagOverrides(t *testing.T) {
 	}
 	for _, tt := range tests {
 		code, out, errOut := runCLI(t, tt.args...)
-		if code != exitError || out != "" || errOut != tt.want {
+		if code != cli.ExitError || out != "" || errOut != tt.want {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want %q", tt.args, code, out, errOut, tt.want)
 		}
 	}
@@ -401,14 +402,14 @@ func TestFlagHelpShowsOneDefault(t *testing.T) {
 	// A flag overriding a configuration key shows the key's default only,
 	// not also the flag's zero value ("(default from config: 1s) (default 0s)").
 	for _, c := range commands() {
-		_, out, _ := runCLI(t, c.name, "--help")
+		_, out, _ := runCLI(t, c.Name, "--help")
 		lines := strings.Split(out, "\n")
 		for i, line := range lines {
 			if i == 0 || !strings.HasPrefix(lines[i-1], "  --") {
 				continue // not a flag's usage line
 			}
 			if n := strings.Count(line, "(default"); n > 1 {
-				t.Errorf("%s --help: %d defaults in %q", c.name, n, line)
+				t.Errorf("%s --help: %d defaults in %q", c.Name, n, line)
 			}
 		}
 	}

@@ -9,17 +9,18 @@ import (
 
 	"github.com/tpflow/tpflow/alerting/alert"
 	"github.com/tpflow/tpflow/collectors/metrics"
+	"github.com/tpflow/tpflow/internal/cli"
 	"github.com/tpflow/tpflow/internal/role"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
-func alertCommand() *command {
+func alertCommand() *cli.Command {
 	var rules, input string
-	return &command{
-		name:    "alert",
-		summary: "evaluate alert rules over the windows; notify Alertmanager and webhooks",
-		args:    "[check RULES.yaml... | test RULES.yaml... --input PANES.jsonl]",
-		help: `Consumes the stats topic, evaluates the alert rules (a label selector, a
+	return &cli.Command{
+		Name:    "alert",
+		Summary: "evaluate alert rules over the windows; notify Alertmanager and webhooks",
+		Args:    "[check RULES.yaml... | test RULES.yaml... --input PANES.jsonl]",
+		Help: `Consumes the stats topic, evaluates the alert rules (a label selector, a
 measure such as tp99, qps or error_rate, a window, a threshold and a "for"
 duration) and moves alerts through pending, firing and resolved, sending
 notifications to Alertmanager (API v2) and webhooks. The final panes read
@@ -43,21 +44,21 @@ previous rules. Serves /metrics, /healthz and /readyz on http.listen
                        then 1. Input format:
 
 ` + indent(alert.ReplayFormat, "    "),
-		example: "tpflow alert --config tpflow.yaml --rules rules.yaml --brokers kafka-1:9092\ntpflow alert check rules.yaml\ntpflow alert test rules.yaml --input panes.jsonl",
-		common:  true,
-		flags: func(fs *flag.FlagSet) {
+		Example: "tpflow alert --config tpflow.yaml --rules rules.yaml --brokers kafka-1:9092\ntpflow alert check rules.yaml\ntpflow alert test rules.yaml --input panes.jsonl",
+		Common:  true,
+		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&rules, "rules", "", "alert rules `FILE[,...]`, overriding alert.rules_files")
 			fs.StringVar(&input, "input", "", "recorded panes `FILE` (JSON lines) for alert test")
 		},
-		override: overrides(
-			flagOverride{"rules", "alert.rules_files", func(c *Config) { c.Alert.RulesFiles = splitList(rules) }},
+		Override: cli.Overrides(
+			cli.SetFlag("rules", "alert.rules_files", func(c *cli.Config) { c.Alert.RulesFiles = cli.SplitList(rules) }),
 		),
-		role: func(ctx context.Context, env *Env, cfg *Config, args []string) error {
+		Role: func(ctx context.Context, env *cli.Env, cfg *cli.Config, args []string) error {
 			if len(args) > 0 && args[0] == "test" {
 				return testAlertRules(env, cfg, args[1:], input)
 			}
 			if input != "" {
-				return usageError("--input is for alert test")
+				return cli.UsageError("--input is for alert test")
 			}
 			return runAlert(ctx, env, cfg, args)
 		},
@@ -70,15 +71,15 @@ func indent(s, prefix string) string {
 
 // testAlertRules replays the panes of input through the rules files and
 // prints the state changes.
-func testAlertRules(env *Env, cfg *Config, files []string, input string) error {
+func testAlertRules(env *cli.Env, cfg *cli.Config, files []string, input string) error {
 	if len(files) == 0 {
 		files = cfg.Alert.RulesFiles
 	}
 	if len(files) == 0 {
-		return usageError("test needs a RULES file")
+		return cli.UsageError("test needs a RULES file")
 	}
 	if input == "" {
-		return usageError("test needs --input PANES.jsonl")
+		return cli.UsageError("test needs --input PANES.jsonl")
 	}
 	rules, err := alert.Check(files...)
 	if err != nil {
@@ -108,36 +109,36 @@ func testAlertRules(env *Env, cfg *Config, files []string, input string) error {
 
 // runAlert is the alert role, or with the argument check the offline rules
 // check.
-func runAlert(ctx context.Context, env *Env, cfg *Config, args []string) error {
+func runAlert(ctx context.Context, env *cli.Env, cfg *cli.Config, args []string) error {
 	if len(args) > 0 {
 		if args[0] != "check" {
-			return usageError("unknown subcommand %q (want check or test)", args[0])
+			return cli.UsageError("unknown subcommand %q (want check or test)", args[0])
 		}
 		return checkAlertRules(env, cfg, args[1:])
 	}
-	reg := newRoleRegistry()
-	r, err := newAlertRole(cfg, cfg.Kafka, roleSettings(env, reg))
+	reg := cli.NewRoleRegistry()
+	r, err := newAlertRole(cfg, cfg.Kafka, cli.RoleSettings(env, reg))
 	if err != nil {
 		return err
 	}
-	return serveRole(ctx, env, cfg.HTTP.Listen, reg, r, serveOptions{name: "alert", check: "kafka", pprof: cfg.HTTP.PprofListen, wait: true, http: cfg.HTTP})
+	return cli.ServeRole(ctx, env, cfg.HTTP.Listen, reg, r, cli.ServeOptions{Name: "alert", Check: "kafka", Pprof: cfg.HTTP.PprofListen, Wait: true, HTTP: cfg.HTTP})
 }
 
 // newAlertRole is the alert role of the alert and aggregator sections,
 // classifying kernel messages as the node collector does.
-func newAlertRole(cfg *Config, kcfg kafka.Config, s role.Settings, opts ...alert.Option) (*alert.Role, error) {
+func newAlertRole(cfg *cli.Config, kcfg kafka.Config, s role.Settings, opts ...alert.Option) (*alert.Role, error) {
 	opts = append([]alert.Option{alert.WithKernelClassifier(metrics.KernelClassifier())}, opts...)
 	return alert.New(cfg.Alert, kcfg, cfg.Aggregator, s, opts...)
 }
 
 // checkAlertRules validates files, or the configured rules files when none
 // are given, and prints ok.
-func checkAlertRules(env *Env, cfg *Config, files []string) error {
+func checkAlertRules(env *cli.Env, cfg *cli.Config, files []string) error {
 	if len(files) == 0 {
 		files = cfg.Alert.RulesFiles
 	}
 	if len(files) == 0 {
-		return usageError("check needs a RULES file")
+		return cli.UsageError("check needs a RULES file")
 	}
 	rules, err := alert.Check(files...)
 	if err != nil {

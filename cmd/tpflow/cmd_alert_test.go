@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/tpflow/tpflow/internal/cli"
 	"strings"
 	"testing"
 )
@@ -31,12 +32,12 @@ const badRules = `rules:
 func TestAlertCheck(t *testing.T) {
 	good := writeTemp(t, "good.yaml", goodRules)
 	code, out, errOut := runCLI(t, "alert", "check", good)
-	if code != exitOK || out != "ok: 1 rules in "+good+"\n" || errOut != "" {
+	if code != cli.ExitOK || out != "ok: 1 rules in "+good+"\n" || errOut != "" {
 		t.Errorf("good: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	// Without a file, check takes the configured ones.
 	code, out, _ = runCLI(t, "alert", "check", "--rules", good)
-	if code != exitOK || !strings.HasPrefix(out, "ok: 1 rules") {
+	if code != cli.ExitOK || !strings.HasPrefix(out, "ok: 1 rules") {
 		t.Errorf("good via --rules: exit %d, stdout %q", code, out)
 	}
 
@@ -44,7 +45,7 @@ func TestAlertCheck(t *testing.T) {
 	again := writeTemp(t, "again.yaml", goodRules)
 	code, out, errOut = runCLI(t, "alert", "check", good, bad, again)
 	lines := strings.Split(strings.TrimSuffix(errOut, "\n"), "\n")
-	if code != exitError || out != "" || len(lines) != 4 || lines[0] != "tpflow alert: invalid alert rules:" {
+	if code != cli.ExitError || out != "" || len(lines) != 4 || lines[0] != "tpflow alert: invalid alert rules:" {
 		t.Fatalf("bad: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	for i, want := range []string{
@@ -58,11 +59,11 @@ func TestAlertCheck(t *testing.T) {
 	}
 
 	code, _, errOut = runCLI(t, "alert", "check")
-	if code != exitUsage || !strings.Contains(errOut, "check needs a RULES file") {
+	if code != cli.ExitUsage || !strings.Contains(errOut, "check needs a RULES file") {
 		t.Errorf("no file: exit %d, stderr %q", code, errOut)
 	}
 	code, _, errOut = runCLI(t, "alert", "chek", good)
-	if code != exitUsage || !strings.Contains(errOut, `unknown subcommand "chek"`) {
+	if code != cli.ExitUsage || !strings.Contains(errOut, `unknown subcommand "chek"`) {
 		t.Errorf("unknown subcommand: exit %d, stderr %q", code, errOut)
 	}
 }
@@ -70,7 +71,7 @@ func TestAlertCheck(t *testing.T) {
 func TestAlertRefusesBadRulesBeforeListening(t *testing.T) {
 	bad := writeTemp(t, "bad.yaml", badRules)
 	code, _, errOut := runCLI(t, "alert", "--rules", bad, "--listen", "127.0.0.1:1")
-	if code != exitError || !strings.HasPrefix(errOut, "tpflow alert: invalid alert rules:\n"+bad+":5:") {
+	if code != cli.ExitError || !strings.HasPrefix(errOut, "tpflow alert: invalid alert rules:\n"+bad+":5:") {
 		t.Errorf("exit %d, stderr %q", code, errOut)
 	}
 }
@@ -79,7 +80,7 @@ func TestAlertTest(t *testing.T) {
 	rules, input := "../../alerting/alert/testdata/incident_rules.yaml", "../../alerting/alert/testdata/incident.jsonl"
 	code, out, errOut := runCLI(t, "alert", "test", rules, "--input", input)
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-	if code != exitError || len(lines) != 4 {
+	if code != cli.ExitError || len(lines) != 4 {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	for i, want := range []string{
@@ -100,15 +101,15 @@ func TestAlertTest(t *testing.T) {
 	// A clean input exits 0; a pane length that does not fit the input is
 	// reported per line.
 	clean := writeTemp(t, "clean.jsonl", `{"start":"2026-01-01T12:00:00Z","app":"checkout","method":"pay","latencies_ms":[900]}`+"\n")
-	if code, out, _ := runCLI(t, "alert", "test", rules, "--input", clean); code != exitOK || !strings.Contains(out, "1 panes, 1 state changes, 0 bad lines") {
+	if code, out, _ := runCLI(t, "alert", "test", rules, "--input", clean); code != cli.ExitOK || !strings.Contains(out, "1 panes, 1 state changes, 0 bad lines") {
 		t.Errorf("clean: exit %d, stdout %q", code, out)
 	}
 	cfg := writeTemp(t, "tpflow.yaml", "aggregator:\n  pane: 7s\n  windows: [7s]\n  rollup: 0s\n")
-	if code, _, errOut := runCLI(t, "alert", "--config", cfg, "test", rules, "--input", clean); code != exitError || !strings.Contains(errOut, "clean.jsonl:1: start 2026-01-01T12:00:00Z is not aligned to the pane length 7s") {
+	if code, _, errOut := runCLI(t, "alert", "--config", cfg, "test", rules, "--input", clean); code != cli.ExitError || !strings.Contains(errOut, "clean.jsonl:1: start 2026-01-01T12:00:00Z is not aligned to the pane length 7s") {
 		t.Errorf("7s panes: exit %d, stderr %q", code, errOut)
 	}
 	for _, args := range [][]string{{"alert", "test", rules}, {"alert", "test", "--input", clean}, {"alert", "check", rules, "--input", clean}} {
-		if code, _, _ := runCLI(t, args...); code != exitUsage {
+		if code, _, _ := runCLI(t, args...); code != cli.ExitUsage {
 			t.Errorf("%v: exit %d, want usage", args, code)
 		}
 	}

@@ -3,14 +3,15 @@ package main
 import (
 	"context"
 
+	"github.com/tpflow/tpflow/internal/cli"
 	"github.com/tpflow/tpflow/report"
 )
 
-func apiCommand() *command {
-	return &command{
-		name:    "api",
-		summary: "serve the query API (/api/v1/tp, /api/v1/capacity, /api/v1/topology) over ClickHouse",
-		help: `Serves the HTTP JSON query API over the panes in ClickHouse, on --listen
+func apiCommand() *cli.Command {
+	return &cli.Command{
+		Name:    "api",
+		Summary: "serve the query API (/api/v1/tp, /api/v1/capacity, /api/v1/topology) over ClickHouse",
+		Help: `Serves the HTTP JSON query API over the panes in ClickHouse, on --listen
 (http.listen), with /metrics, /healthz and /readyz:
 
   /api/v1/tp        calls, errors, QPS and TP quantiles of any selector
@@ -22,23 +23,23 @@ func apiCommand() *command {
 
 A malformed parameter is answered 400 with {"error": "..."}. tpflow run
 serves the same paths when ClickHouse is reachable.`,
-		example: "tpflow api --clickhouse clickhouse://127.0.0.1:9000/tpflow --listen :8080\n" +
+		Example: "tpflow api --clickhouse clickhouse://127.0.0.1:9000/tpflow --listen :8080\n" +
 			"curl 'http://127.0.0.1:8080/api/v1/tp?app=cart&by=method&from=now-1h&step=1m&q=tp99'",
-		common: true,
-		role: func(ctx context.Context, env *Env, cfg *Config, args []string) error {
+		Common: true,
+		Role: func(ctx context.Context, env *cli.Env, cfg *cli.Config, args []string) error {
 			return runAPI(ctx, env, cfg)
 		},
 	}
 }
 
 // runAPI is the api role.
-func runAPI(ctx context.Context, env *Env, cfg *Config) error {
-	reg := newRoleRegistry()
-	r, err := report.New(ctx, cfg.API, cfg.ClickHouse, roleSettings(env, reg))
+func runAPI(ctx context.Context, env *cli.Env, cfg *cli.Config) error {
+	reg := cli.NewRoleRegistry()
+	r, err := report.New(ctx, cfg.API, cfg.ClickHouse, cli.RoleSettings(env, reg))
 	if err != nil {
 		return err
 	}
 	defer r.Close()
 	env.Logger.Info("serving the query API", "database", cfg.ClickHouse.Database)
-	return serveRole(ctx, env, cfg.HTTP.Listen, reg, r, serveOptions{name: "api", check: "clickhouse", pprof: cfg.HTTP.PprofListen, http: cfg.HTTP})
+	return cli.ServeRole(ctx, env, cfg.HTTP.Listen, reg, r, cli.ServeOptions{Name: "api", Check: "clickhouse", Pprof: cfg.HTTP.PprofListen, HTTP: cfg.HTTP})
 }

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,20 +17,9 @@ func TestRunServesQueryAPI(t *testing.T) {
 		t.Skip("runs the whole pipeline for ~15 s")
 	}
 	srv := chtest.Start(t)
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "tpflow.yaml")
-	if err := os.WriteFile(cfgPath, []byte("aggregator:\n  pane: 2s\n  windows: [10s, 1m]\n  allowed_lateness: 2s\n  idle_timeout: 4s\nclickhouse:\n  batch_age: 500ms\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	listen := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"run", "--demo", "--no-live", "--config", cfgPath, "--listen", listen,
-			"--clickhouse", "clickhouse://" + srv.Addr() + "/tpflow", "--data-dir", dir, "--demo-rate", "2000"}, &stdout, &stderr)
-	}()
+	p := startRun(t, "aggregator:\n  pane: 2s\n  windows: [10s, 1m]\n  allowed_lateness: 2s\n  idle_timeout: 4s\nclickhouse:\n  batch_age: 500ms\n",
+		"--demo", "--no-live", "--clickhouse", "clickhouse://"+srv.Addr()+"/tpflow", "--demo-rate", "2000")
+	listen, stderr := p.listen, &p.stderr
 	base := "http://" + listen
 	var topo struct {
 		Systems []struct {
@@ -68,13 +54,5 @@ func TestRunServesQueryAPI(t *testing.T) {
 	if code, _, _ := httpGet(base + "/api/v1/windows?window=10s"); code != 200 {
 		t.Errorf("/api/v1/windows answers %d next to the query API", code)
 	}
-	cancel()
-	select {
-	case c := <-done:
-		if c != exitOK {
-			t.Errorf("run exited %d:\n%s", c, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("run did not stop")
-	}
+	p.stop(t, 30*time.Second)
 }

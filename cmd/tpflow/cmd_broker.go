@@ -4,18 +4,19 @@ import (
 	"context"
 	"flag"
 
+	"github.com/tpflow/tpflow/internal/cli"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
-func brokerCommand() *command {
+func brokerCommand() *cli.Command {
 	var (
 		dataDir    string
 		syncWrites bool
 	)
-	return &command{
-		name:    "broker",
-		summary: "serve an embedded Kafka-protocol broker (in memory or durable in broker.data_dir)",
-		help: `Serves a Kafka-protocol broker on broker.listen (--listen overrides it for
+	return &cli.Command{
+		Name:    "broker",
+		Summary: "serve an embedded Kafka-protocol broker (in memory or durable in broker.data_dir)",
+		Help: `Serves a Kafka-protocol broker on broker.listen (--listen overrides it for
 this command), creating the tpflow topics with the partition counts of the
 kafka section. Without a data dir (broker.data_dir or --data-dir) everything
 is kept in memory and lost when the broker stops; with one, records, topics
@@ -24,25 +25,25 @@ or beyond broker.retention_bytes are dropped. For a laptop, a small site and
 tests; production uses a Kafka cluster. Serves /metrics, /healthz and
 /readyz on broker.http_listen (port 0, the default, picks a free port and
 logs it).`,
-		example: "tpflow broker --listen 127.0.0.1:9092\ntpflow broker --listen 127.0.0.1:9092 --data-dir /var/lib/tpflow/broker --sync-writes\ntpflow broker --config tpflow.yaml",
-		common:  true,
-		flags: func(fs *flag.FlagSet) {
+		Example: "tpflow broker --listen 127.0.0.1:9092\ntpflow broker --listen 127.0.0.1:9092 --data-dir /var/lib/tpflow/broker --sync-writes\ntpflow broker --config tpflow.yaml",
+		Common:  true,
+		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&dataDir, "data-dir", "", "`DIR` keeping the broker's data across restarts, overriding broker.data_dir; empty keeps it in memory")
 			fs.BoolVar(&syncWrites, "sync-writes", false, "fsync every produced batch before acknowledging it, overriding broker.sync_writes (needs a data dir)")
 		},
-		override: overrides(
-			flagOverride{"data-dir", "broker.data_dir", func(c *Config) { c.Broker.DataDir = dataDir }},
-			flagOverride{"sync-writes", "broker.sync_writes", func(c *Config) { c.Broker.SyncWrites = syncWrites }},
+		Override: cli.Overrides(
+			cli.SetFlag("data-dir", "broker.data_dir", func(c *cli.Config) { c.Broker.DataDir = dataDir }),
+			cli.SetFlag("sync-writes", "broker.sync_writes", func(c *cli.Config) { c.Broker.SyncWrites = syncWrites }),
 		),
-		role: runBroker,
+		Role: runBroker,
 	}
 }
 
 // runBroker is the broker role: it serves until ctx is done, after creating
 // the tpflow topics.
-func runBroker(ctx context.Context, env *Env, cfg *Config, _ []string) error {
-	reg := newRoleRegistry()
-	r, err := kafka.NewBroker(ctx, cfg.Broker, cfg.Kafka, roleSettings(env, reg))
+func runBroker(ctx context.Context, env *cli.Env, cfg *cli.Config, _ []string) error {
+	reg := cli.NewRoleRegistry()
+	r, err := kafka.NewBroker(ctx, cfg.Broker, cfg.Kafka, cli.RoleSettings(env, reg))
 	if err != nil {
 		return err
 	}
@@ -54,5 +55,5 @@ func runBroker(ctx context.Context, env *Env, cfg *Config, _ []string) error {
 	if cfg.Broker.HTTPListen == "" {
 		return r.Run(ctx)
 	}
-	return serveRole(ctx, env, cfg.Broker.HTTPListen, reg, r, serveOptions{name: "broker", check: "kafka", http: cfg.HTTP})
+	return cli.ServeRole(ctx, env, cfg.Broker.HTTPListen, reg, r, cli.ServeOptions{Name: "broker", Check: "kafka", HTTP: cfg.HTTP})
 }

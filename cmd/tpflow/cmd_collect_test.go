@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpflow/tpflow/internal/cli"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
 
@@ -33,7 +34,7 @@ const badCollect = `collect:
 func TestCollectRefusesBadConfig(t *testing.T) {
 	bad := writeTemp(t, "bad.yaml", badCollect)
 	code, out, errOut := runCLI(t, "collect", "--config", bad, "--listen", "127.0.0.1:1")
-	if code == exitOK || out != "" {
+	if code == cli.ExitOK || out != "" {
 		t.Fatalf("exit %d, stdout %q", code, out)
 	}
 	for _, want := range []string{
@@ -52,7 +53,7 @@ func TestCollectRefusesBadConfig(t *testing.T) {
 	// A topology file that does not parse is refused with its line and column too.
 	topo := writeTemp(t, "topology.yaml", "rules:\n  - match: {pod: \"[\"}\n    labels: {app: x}\n")
 	code, _, errOut = runCLI(t, "collect", "--topology", topo, "--listen", "127.0.0.1:1")
-	if code == exitOK || !strings.Contains(errOut, topo+":2:13: rules[0].match.pod: bad pattern") {
+	if code == cli.ExitOK || !strings.Contains(errOut, topo+":2:13: rules[0].match.pod: bad pattern") {
 		t.Errorf("bad topology: exit %d, stderr %q", code, errOut)
 	}
 }
@@ -129,7 +130,7 @@ func TestCollectRoleServesMetrics(t *testing.T) {
 		t.Error("readyz or healthz not ok")
 	}
 	cancel()
-	if code := <-done; code != exitOK {
+	if code := <-done; code != cli.ExitOK {
 		t.Errorf("exit %d: %s", code, errOut.String())
 	}
 }

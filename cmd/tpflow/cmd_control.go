@@ -4,17 +4,18 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/tpflow/tpflow/internal/cli"
 
 	"github.com/tpflow/tpflow/control/plane"
 	"github.com/tpflow/tpflow/internal/config/sections"
 )
 
-func controlCommand() *command {
+func controlCommand() *cli.Command {
 	var storeDSN string
-	return &command{
-		name:    "control",
-		summary: "control plane: topology, versioned configuration, operation history",
-		help: `Serves the control plane's HTTP JSON API under /api/v1/ on http.listen
+	return &cli.Command{
+		Name:    "control",
+		Summary: "control plane: topology, versioned configuration, operation history",
+		Help: `Serves the control plane's HTTP JSON API under /api/v1/ on http.listen
 (--listen), like every role, with /metrics, /healthz and /readyz: the
 topology (systems, apps, groups with env and IDC, instances; import and
 export of the collectors' topology file), configuration versions per
@@ -37,32 +38,32 @@ who made it (the token's, user's or certificate's name) and exported to
 the ClickHouse table operations (the clickhouse section) for change
 markers on the dashboards; the export waits in the store while
 ClickHouse is down. control/README.md has curl examples.`,
-		example: "tpflow control --config tpflow.yaml\n" +
+		Example: "tpflow control --config tpflow.yaml\n" +
 			"tpflow control --store postgres://control@db-1:5432/tpflow --listen :8090\n" +
 			`curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/api/v1/topology`,
-		common: true,
-		flags: func(fs *flag.FlagSet) {
+		Common: true,
+		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&storeDSN, "store", "", "store `DSN`: a SQLite file path or postgres://URL, overriding control.store")
 		},
-		override: overrides(
-			flagOverride{"store", "control.store", func(c *Config) { c.Control.Store = storeDSN }},
+		Override: cli.Overrides(
+			cli.SetFlag("store", "control.store", func(c *cli.Config) { c.Control.Store = storeDSN }),
 		),
-		role: func(ctx context.Context, env *Env, cfg *Config, args []string) error {
+		Role: func(ctx context.Context, env *cli.Env, cfg *cli.Config, args []string) error {
 			return runControl(ctx, env, cfg)
 		},
 	}
 }
 
 // runControl is the control role.
-func runControl(ctx context.Context, env *Env, cfg *Config) error {
+func runControl(ctx context.Context, env *cli.Env, cfg *cli.Config) error {
 	if err := plane.CheckAuth(cfg.HTTP.Auth); err != nil {
 		return fmt.Errorf("cannot start the control plane: %w", err)
 	}
-	reg := newRoleRegistry()
-	r, err := plane.New(ctx, cfg.Control, cfg.ClickHouse, roleSettings(env, reg), plane.WithValidator(sections.ValidateFile))
+	reg := cli.NewRoleRegistry()
+	r, err := plane.New(ctx, cfg.Control, cfg.ClickHouse, cli.RoleSettings(env, reg), plane.WithValidator(sections.ValidateFile))
 	if err != nil {
 		return err
 	}
 	env.Logger.Info("serving the control plane", "listen", cfg.HTTP.Listen, "export_operations", cfg.Control.Operations.Export)
-	return serveRole(ctx, env, cfg.HTTP.Listen, reg, r, serveOptions{name: "control", check: "store", pprof: cfg.HTTP.PprofListen, http: cfg.HTTP})
+	return cli.ServeRole(ctx, env, cfg.HTTP.Listen, reg, r, cli.ServeOptions{Name: "control", Check: "store", Pprof: cfg.HTTP.PprofListen, HTTP: cfg.HTTP})
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/tpflow/tpflow/internal/cli"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -21,12 +22,12 @@ func TestControlRefusesToStartWithoutAWriterOrWithABadStore(t *testing.T) {
 	} {
 		cfg := writeTemp(t, "tpflow.yaml", auth+"control:\n  store: "+filepath.Join(dir, "c.db")+"\n")
 		code, _, errOut := runCLI(t, "control", "--config", cfg)
-		if code != exitError || !strings.Contains(errOut, "cannot start the control plane: http.auth has no operator or admin credential") {
+		if code != cli.ExitError || !strings.Contains(errOut, "cannot start the control plane: http.auth has no operator or admin credential") {
 			t.Errorf("%s: exit %d, stderr %q", name, code, errOut)
 		}
 	}
 	code, _, errOut := runCLI(t, "control", "--store", "c.db?_pragma=x")
-	if code != exitError || !strings.Contains(errOut, "control.store: SQLite path \"c.db?_pragma=x\": options are set by tpflow, give the path only (set by --store)") {
+	if code != cli.ExitError || !strings.Contains(errOut, "control.store: SQLite path \"c.db?_pragma=x\": options are set by tpflow, give the path only (set by --store)") {
 		t.Errorf("bad --store: exit %d, stderr %q", code, errOut)
 	}
 }
@@ -96,7 +97,7 @@ func TestControlServesTheAPI(t *testing.T) {
 	cancel()
 	select {
 	case code := <-done:
-		if code != exitOK {
+		if code != cli.ExitOK {
 			t.Errorf("exit %d, stderr %s", code, errOut.String())
 		}
 	case <-time.After(10 * time.Second):

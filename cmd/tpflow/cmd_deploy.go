@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/tpflow/tpflow/internal/cli"
 	"strings"
 )
 
@@ -28,16 +29,16 @@ func (l *listFlag) Set(s string) error {
 	return nil
 }
 
-func deployCommand() *command {
+func deployCommand() *cli.Command {
 	var (
 		values, apis            listFlag
 		out, release, ns, kubeV string
 	)
-	c := &command{
-		name:    "deploy",
-		summary: "render the Helm chart to Kubernetes manifests",
-		args:    "render",
-		help: `Subcommands:
+	c := &cli.Command{
+		Name:    "deploy",
+		Summary: "render the Helm chart to Kubernetes manifests",
+		Args:    "render",
+		Help: `Subcommands:
   render  render the tpflow Helm chart (built into this binary, the same as
           deploy/helm/tpflow) with the values files to plain manifests in
           --out, one file per template, as 'helm template' would; a
@@ -50,10 +51,10 @@ against nodeBudget: values whose requests exceed a node type's share of
 its allocatable CPU or memory are refused with the arithmetic (exit 1).
 The aggregators' autoscaler is rendered only when --api-versions names
 external.metrics.k8s.io/v1beta1 (a metrics adapter serves it).`,
-		example: "tpflow deploy render --values deploy/helm/values-small.yaml --out manifests/\n" +
+		Example: "tpflow deploy render --values deploy/helm/values-small.yaml --out manifests/\n" +
 			"tpflow deploy render --values deploy/helm/values-large.yaml --values site.yaml --out manifests/ \\\n" +
 			"  --api-versions external.metrics.k8s.io/v1beta1,monitoring.coreos.com/v1 --namespace tpflow",
-		flags: func(fs *flag.FlagSet) {
+		Flags: func(fs *flag.FlagSet) {
 			fs.Var(&values, "values", "values `FILE` merged over the chart's defaults (repeatable, later files win)")
 			fs.StringVar(&out, "out", "", "`DIR` the manifests are written to (created if missing)")
 			fs.StringVar(&release, "release", "tpflow", "release `NAME`: object names start with it")
@@ -62,18 +63,18 @@ external.metrics.k8s.io/v1beta1 (a metrics adapter serves it).`,
 			fs.StringVar(&kubeV, "kube-version", "", "Kubernetes `VERSION` of the cluster (default: Helm's)")
 		},
 	}
-	c.exec = func(_ context.Context, env *Env, _ *flag.FlagSet, args []string) error {
+	c.Exec = func(_ context.Context, env *cli.Env, _ *flag.FlagSet, args []string) error {
 		switch {
 		case len(args) == 0:
-			return usageError("missing subcommand: render")
+			return cli.UsageError("missing subcommand: render")
 		case args[0] != "render":
-			return usageError("unknown subcommand %q (want render)", args[0])
+			return cli.UsageError("unknown subcommand %q (want render)", args[0])
 		case len(args) > 1:
-			return usageError("render takes no arguments, got %q", args[1])
+			return cli.UsageError("render takes no arguments, got %q", args[1])
 		case len(values) == 0:
-			return usageError("render needs --values FILE")
+			return cli.UsageError("render needs --values FILE")
 		case out == "":
-			return usageError("render needs --out DIR")
+			return cli.UsageError("render needs --out DIR")
 		}
 		paths, err := renderChart(chartRender{values: values, apis: apis, out: out, release: release, namespace: ns, kubeVersion: kubeV})
 		if err != nil {

@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/tpflow/tpflow/internal/cli"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,7 +19,7 @@ func TestDeployRender(t *testing.T) {
 	dir := t.TempDir()
 	small := "../../deploy/helm/values-small.yaml"
 	var out, errb bytes.Buffer
-	if code := run(context.Background(), []string{"deploy", "render", "--values", small, "--out", filepath.Join(dir, "m")}, &out, &errb); code != exitOK {
+	if code := run(context.Background(), []string{"deploy", "render", "--values", small, "--out", filepath.Join(dir, "m")}, &out, &errb); code != cli.ExitOK {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	for _, f := range []string{"collect-daemonset.yaml", "deployments.yaml", "configmap.yaml", "rbac.yaml"} {
@@ -38,8 +39,8 @@ func TestDeployRender(t *testing.T) {
 	out.Reset()
 	errb.Reset()
 	code := run(context.Background(), []string{"deploy", "render", "--values", small, "--values", tight, "--out", filepath.Join(dir, "n")}, &out, &errb)
-	if code != exitError {
-		t.Errorf("exit %d with requests over the budget, want %d", code, exitError)
+	if code != cli.ExitError {
+		t.Errorf("exit %d with requests over the budget, want %d", code, cli.ExitError)
 	}
 	for _, w := range []string{
 		"node type tiny: collect.resources.requests.cpu 50m = 50m > 1% of allocatable cpu 2 (2000m) = 20.0m",
@@ -54,7 +55,7 @@ func TestDeployRender(t *testing.T) {
 	}
 
 	errb.Reset()
-	if code := run(context.Background(), []string{"deploy", "render", "--values", small}, &out, &errb); code != exitUsage || !strings.Contains(errb.String(), "--out") {
+	if code := run(context.Background(), []string{"deploy", "render", "--values", small}, &out, &errb); code != cli.ExitUsage || !strings.Contains(errb.String(), "--out") {
 		t.Errorf("without --out: exit %d, %s", code, errb.String())
 	}
 }

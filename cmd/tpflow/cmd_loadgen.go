@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tpflow/tpflow/internal/cli"
 	"github.com/tpflow/tpflow/internal/devtools/loadgen"
 )
 
@@ -30,21 +31,21 @@ type loadgenOptions struct {
 	Backdate time.Duration
 }
 
-func loadgenCommand() *command {
+func loadgenCommand() *cli.Command {
 	o := loadgenOptions{Incident: loadgen.Incident{Factor: 10}}
-	return &command{
-		name:    "loadgen",
-		summary: "produce synthetic calls to Kafka at a given rate, with the exact truth per key",
-		help: `Produces synthetic call events (lognormal latencies over many keys, 1 %
+	return &cli.Command{
+		Name:    "loadgen",
+		Summary: "produce synthetic calls to Kafka at a given rate, with the exact truth per key",
+		Help: `Produces synthetic call events (lognormal latencies over many keys, 1 %
 errors) to the calls topic, in event batches of 1000 calls keyed as the
 collector keys them, with event time now (or --backdate before now). With --truth it writes the exact
 count, errors and nearest-rank TP50/90/99/99.9 of every key it produced as
 JSON Lines, for comparison with what the pipeline stores. An incident
 multiplies one key's latencies during a window of time.`,
-		example: "tpflow loadgen --brokers 127.0.0.1:9092 --rate 50000 --duration 1m\n" +
+		Example: "tpflow loadgen --brokers 127.0.0.1:9092 --rate 50000 --duration 1m\n" +
 			"tpflow loadgen --brokers 127.0.0.1:9092 --count 100000 --keys 50 --seed 7 --truth truth.jsonl",
-		common: true,
-		flags: func(fs *flag.FlagSet) {
+		Common: true,
+		Flags: func(fs *flag.FlagSet) {
 			fs.IntVar(&o.Rate, "rate", 10000, "call events per second")
 			fs.DurationVar(&o.Duration, "duration", 0, "stop after this long; 0 runs until interrupted or --count")
 			fs.Int64Var(&o.Count, "count", 0, "stop after this many calls; 0 means no limit")
@@ -58,22 +59,22 @@ multiplies one key's latencies during a window of time.`,
 			fs.Float64Var(&o.Incident.Factor, "incident-factor", 10, "latency multiplier during the incident")
 			fs.DurationVar(&o.Backdate, "backdate", 0, "date every event this long before now, e.g. 1h to fill closed 5-minute buckets at once")
 		},
-		role: func(ctx context.Context, env *Env, cfg *Config, args []string) error {
+		Role: func(ctx context.Context, env *cli.Env, cfg *cli.Config, args []string) error {
 			switch {
 			case o.Rate < 1:
-				return usageError("--rate must be at least 1, got %d", o.Rate)
+				return cli.UsageError("--rate must be at least 1, got %d", o.Rate)
 			case o.Duration < 0:
-				return usageError("--duration must not be negative, got %s", o.Duration)
+				return cli.UsageError("--duration must not be negative, got %s", o.Duration)
 			case o.Count < 0:
-				return usageError("--count must not be negative, got %d", o.Count)
+				return cli.UsageError("--count must not be negative, got %d", o.Count)
 			case o.Backdate < 0:
-				return usageError("--backdate must not be negative, got %s", o.Backdate)
+				return cli.UsageError("--backdate must not be negative, got %s", o.Backdate)
 			case o.Methods < 1:
-				return usageError("--methods must be at least 1, got %d", o.Methods)
+				return cli.UsageError("--methods must be at least 1, got %d", o.Methods)
 			case o.Incident.Length > 0 && (o.Incident.Key < 0 || o.Incident.Key >= o.Methods):
-				return usageError("--incident-key must be in [0, %d), got %d", o.Methods, o.Incident.Key)
+				return cli.UsageError("--incident-key must be in [0, %d), got %d", o.Methods, o.Incident.Key)
 			case o.Incident.Length > 0 && o.Incident.Factor <= 0:
-				return usageError("--incident-factor must be positive, got %g", o.Incident.Factor)
+				return cli.UsageError("--incident-factor must be positive, got %g", o.Incident.Factor)
 			}
 			return runLoadgen(ctx, env, cfg, o, args)
 		},
@@ -81,7 +82,7 @@ multiplies one key's latencies during a window of time.`,
 }
 
 // runLoadgen is the loadgen role.
-func runLoadgen(ctx context.Context, env *Env, cfg *Config, o loadgenOptions, args []string) error {
+func runLoadgen(ctx context.Context, env *cli.Env, cfg *cli.Config, o loadgenOptions, args []string) error {
 	st, err := loadgen.Run(ctx, cfg.Kafka, loadgen.Options{
 		Count: o.Count, Duration: o.Duration, Rate: o.Rate, Keys: o.Methods, Seed: o.Seed,
 		TruthFile: o.Truth, Incident: o.Incident, Backdate: o.Backdate,

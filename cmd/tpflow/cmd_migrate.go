@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/tpflow/tpflow/internal/cli"
 	"os"
 	"strings"
 
@@ -16,12 +17,12 @@ type migrateOptions struct {
 	user, passwordFile, networks, usersFile string
 }
 
-func migrateCommand() *command {
+func migrateCommand() *cli.Command {
 	var o migrateOptions
-	return &command{
-		name:    "migrate",
-		summary: "apply the ClickHouse schema migrations; optionally create the read-only user for Grafana and the API",
-		help: `migrate applies the schema migrations to clickhouse.database, as every role
+	return &cli.Command{
+		Name:    "migrate",
+		Summary: "apply the ClickHouse schema migrations; optionally create the read-only user for Grafana and the API",
+		Help: `migrate applies the schema migrations to clickhouse.database, as every role
 that writes does at start, and exits; run it before the roles to migrate
 with an administrative user that the roles then need not have.
 
@@ -39,19 +40,19 @@ configuration files: migrate then writes the users.d file to
 (Debian: /etc/clickhouse-server/users.d/), which the server reloads within
 seconds; there the user can raise its own limits per query (no constraints
 before 19.14). Running it again replaces the user and its password.`,
-		example: "tpflow migrate --clickhouse clickhouse://admin@ch-1:9000/tpflow\n" +
+		Example: "tpflow migrate --clickhouse clickhouse://admin@ch-1:9000/tpflow\n" +
 			"tpflow migrate --readonly-user grafana --readonly-password-file /run/secrets/grafana-ch\n" +
 			"tpflow migrate --readonly-user grafana --readonly-password-file pw --users-file /etc/clickhouse-server/users.d/tpflow-readonly.xml",
-		common: true,
-		flags: func(fs *flag.FlagSet) {
+		Common: true,
+		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&o.user, "readonly-user", "", "also create the read-only user `NAME` for Grafana and the API")
 			fs.StringVar(&o.passwordFile, "readonly-password-file", "", "`FILE` holding the read-only user's password (trailing newline trimmed)")
 			fs.StringVar(&o.networks, "readonly-networks", "", "comma-separated IPs or CIDRs the read-only user may connect from; empty: any")
 			fs.StringVar(&o.usersFile, "users-file", "", "servers before 20.5: write the users.d file to `PATH` instead of stdout")
 		},
-		role: func(ctx context.Context, env *Env, cfg *Config, args []string) error {
+		Role: func(ctx context.Context, env *cli.Env, cfg *cli.Config, args []string) error {
 			if len(args) != 0 {
-				return usageError("migrate takes no arguments")
+				return cli.UsageError("migrate takes no arguments")
 			}
 			return runMigrate(ctx, env, cfg, o)
 		},
@@ -59,15 +60,15 @@ before 19.14). Running it again replaces the user and its password.`,
 }
 
 // readOnlyUser returns the user the flags ask for, or false when none.
-func (o migrateOptions) readOnlyUser(cfg *Config) (clickhouse.ReadOnlyUser, bool, error) {
+func (o migrateOptions) readOnlyUser(cfg *cli.Config) (clickhouse.ReadOnlyUser, bool, error) {
 	if o.user == "" {
 		if o.passwordFile != "" || o.networks != "" || o.usersFile != "" {
-			return clickhouse.ReadOnlyUser{}, false, usageError("--readonly-password-file, --readonly-networks and --users-file need --readonly-user")
+			return clickhouse.ReadOnlyUser{}, false, cli.UsageError("--readonly-password-file, --readonly-networks and --users-file need --readonly-user")
 		}
 		return clickhouse.ReadOnlyUser{}, false, nil
 	}
 	if o.passwordFile == "" {
-		return clickhouse.ReadOnlyUser{}, false, usageError("--readonly-user needs --readonly-password-file")
+		return clickhouse.ReadOnlyUser{}, false, cli.UsageError("--readonly-user needs --readonly-password-file")
 	}
 	pw, err := os.ReadFile(o.passwordFile)
 	if err != nil {
@@ -86,7 +87,7 @@ func (o migrateOptions) readOnlyUser(cfg *Config) (clickhouse.ReadOnlyUser, bool
 	}
 	// Check it before anything is migrated.
 	if _, err := u.SQL(); err != nil {
-		return u, false, usageError("%v", err)
+		return u, false, cli.UsageError("%v", err)
 	}
 	return u, true, nil
 }
@@ -94,7 +95,7 @@ func (o migrateOptions) readOnlyUser(cfg *Config) (clickhouse.ReadOnlyUser, bool
 // runMigrate is `tpflow migrate` and `tpflow sink --migrate`: it applies
 // the migrations, reports them on stdout and creates the read-only user
 // the options ask for.
-func runMigrate(ctx context.Context, env *Env, cfg *Config, o migrateOptions) error {
+func runMigrate(ctx context.Context, env *cli.Env, cfg *cli.Config, o migrateOptions) error {
 	u, withUser, err := o.readOnlyUser(cfg)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/tpflow/tpflow/internal/cli"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,8 +53,8 @@ func TestMigrateReadOnlyUserCLI(t *testing.T) {
 		"file without user": {"--users-file", out},
 	} {
 		code, _, stderr := runCLI(t, append([]string{"migrate", "--clickhouse", "clickhouse://127.0.0.1:1/x"}, args...)...)
-		if code != exitUsage {
-			t.Errorf("%s: exit %d, want %d (usage)\n%s", name, code, exitUsage, stderr)
+		if code != cli.ExitUsage {
+			t.Errorf("%s: exit %d, want %d (usage)\n%s", name, code, cli.ExitUsage, stderr)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tpflow/tpflow/internal/cli"
 	"github.com/tpflow/tpflow/report"
 	"github.com/tpflow/tpflow/schemas"
 )
@@ -23,13 +24,13 @@ type reportOptions struct {
 	progressAfter time.Duration
 }
 
-func reportCommand() *command {
+func reportCommand() *cli.Command {
 	o := reportOptions{now: time.Now, progressAfter: time.Second}
-	return &command{
-		name:    "report",
-		summary: "write a capacity report (HTML, Markdown or CSV) from ClickHouse",
-		args:    "capacity",
-		help: `Writes a capacity report over the panes stored in ClickHouse between --from
+	return &cli.Command{
+		Name:    "report",
+		Summary: "write a capacity report (HTML, Markdown or CSV) from ClickHouse",
+		Args:    "capacity",
+		Help: `Writes a capacity report over the panes stored in ClickHouse between --from
 and --to: per system, app, group or IDC (rows nest down to --by), CPU and
 memory used (avg, p95, peak) against their limits, utilisation, instances,
 calls, QPS and TP99 with their trends, and the replicas needed to keep peak
@@ -43,11 +44,11 @@ md is a table for chat tools; csv is for spreadsheets. Without --format the
 extension of --out decides, and md goes to stdout. Times are RFC 3339, a
 date (UTC), Unix seconds, now or now-DURATION. A range without data is an
 error (exit 1). Progress goes to stderr when a report takes over a second.`,
-		example: "tpflow report capacity --by app --from now-24h --format md\n" +
+		Example: "tpflow report capacity --by app --from now-24h --format md\n" +
 			"tpflow report capacity --by group --from 2026-11-01 --to 2026-11-08 --out capacity.html\n" +
 			"tpflow report capacity --by idc --system pay --format csv --out pay.csv --target 80%",
-		common: true,
-		flags: func(fs *flag.FlagSet) {
+		Common: true,
+		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&o.by, "by", "group", "deepest `LEVEL` of rows: system, app, group or idc")
 			fs.StringVar(&o.from, "from", "now-24h", "start of the range, `TIME`")
 			fs.StringVar(&o.to, "to", "now", "end of the range (exclusive), `TIME`")
@@ -56,9 +57,9 @@ error (exit 1). Progress goes to stderr when a report takes over a second.`,
 			fs.StringVar(&o.target, "target", "0.7", "target peak utilisation of the recommendation, `RATIO` (0.7 or 70%)")
 			labelFlags(fs, o.labels[:])
 		},
-		role: func(ctx context.Context, env *Env, cfg *Config, args []string) error {
+		Role: func(ctx context.Context, env *cli.Env, cfg *cli.Config, args []string) error {
 			if len(args) != 1 || args[0] != "capacity" {
-				return usageError("want the report kind: tpflow report capacity [flags]")
+				return cli.UsageError("want the report kind: tpflow report capacity [flags]")
 			}
 			return runReport(ctx, env, cfg, o)
 		},
@@ -70,29 +71,29 @@ error (exit 1). Progress goes to stderr when a report takes over a second.`,
 func (o reportOptions) capacityRequest() (report.CapacityQuery, string, error) {
 	depth, err := report.ParseLevel(o.by)
 	if err != nil {
-		return report.CapacityQuery{}, "", usageError("--%s", badReason(err))
+		return report.CapacityQuery{}, "", cli.UsageError("--%s", badReason(err))
 	}
 	if o.from == "" || o.to == "" {
-		return report.CapacityQuery{}, "", usageError("--from and --to must not be empty")
+		return report.CapacityQuery{}, "", cli.UsageError("--from and --to must not be empty")
 	}
 	from, to, err := report.ParseRange(o.from, o.to, 24*time.Hour, o.now())
 	if err != nil {
-		return report.CapacityQuery{}, "", usageError("--%s", badReason(err))
+		return report.CapacityQuery{}, "", cli.UsageError("--%s", badReason(err))
 	}
 	target, err := report.ParseTarget(o.target)
 	if err != nil {
-		return report.CapacityQuery{}, "", usageError("--%s", badReason(err))
+		return report.CapacityQuery{}, "", cli.UsageError("--%s", badReason(err))
 	}
 	sel, err := report.SelectorFrom(labelValues(o.labels[:]), false)
 	if err != nil {
-		return report.CapacityQuery{}, "", usageError("--%s", badReason(err))
+		return report.CapacityQuery{}, "", cli.UsageError("--%s", badReason(err))
 	}
 	format := o.format
 	if format == "" {
 		format = report.FormatOf(o.out)
 	}
 	if !slices.Contains(report.Formats, format) {
-		return report.CapacityQuery{}, "", usageError("--format: %q is not one of %s", format, strings.Join(report.Formats, ", "))
+		return report.CapacityQuery{}, "", cli.UsageError("--format: %q is not one of %s", format, strings.Join(report.Formats, ", "))
 	}
 	return report.CapacityQuery{Selector: sel, From: from, To: to, Depth: depth, Target: target}, format, nil
 }
@@ -102,7 +103,7 @@ func badReason(err error) string {
 }
 
 // runReport is `tpflow report capacity`.
-func runReport(ctx context.Context, env *Env, cfg *Config, o reportOptions) error {
+func runReport(ctx context.Context, env *cli.Env, cfg *cli.Config, o reportOptions) error {
 	q, format, err := o.capacityRequest()
 	if err != nil {
 		return err

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpflow/tpflow/internal/cli"
+	"github.com/tpflow/tpflow/internal/config/sections"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest/chdb"
@@ -33,7 +35,7 @@ func TestReportBadArguments(t *testing.T) {
 		{[]string{"report", "capacity", "--app", "a\x01"}, "tpflow report: --app: value holds control character U+0001\n"},
 	} {
 		code, out, errOut := runCLI(t, c.args...)
-		if code != exitUsage || out != "" || !strings.Contains(errOut, c.want) || !strings.Contains(errOut, "Run 'tpflow report --help' for usage.") {
+		if code != cli.ExitUsage || out != "" || !strings.Contains(errOut, c.want) || !strings.Contains(errOut, "Run 'tpflow report --help' for usage.") {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 2 and %q", c.args, code, out, errOut, c.want)
 		}
 	}
@@ -81,7 +83,7 @@ func TestReportCapacityCLI(t *testing.T) {
 
 	// Markdown on stdout; no progress for a quick report.
 	code, out, errOut := runCLI(t, append([]string{"report", "capacity", "--clickhouse", dsn, "--by", "group"}, rng...)...)
-	if code != exitOK || errOut != "" {
+	if code != cli.ExitOK || errOut != "" {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 	// CPU peak 2 × … : per pane (2+p%3)/4 + (3+p%3)/4, peak (4+5)/4 = 2.25
@@ -95,7 +97,7 @@ func TestReportCapacityCLI(t *testing.T) {
 	dir := t.TempDir()
 	csvPath := filepath.Join(dir, "r.csv")
 	code, _, errOut = runCLI(t, append([]string{"report", "capacity", "--clickhouse", dsn, "--by", "app", "--out", csvPath, "--target", "90%"}, rng...)...)
-	if code != exitOK || !strings.Contains(errOut, "wrote "+csvPath+": 2 rows, csv") {
+	if code != cli.ExitOK || !strings.Contains(errOut, "wrote "+csvPath+": 2 rows, csv") {
 		t.Fatalf("csv: exit %d, stderr %q", code, errOut)
 	}
 	b, _ := os.ReadFile(csvPath)
@@ -117,7 +119,7 @@ func TestReportCapacityCLI(t *testing.T) {
 	}
 
 	htmlPath := filepath.Join(dir, "r.html")
-	if code, _, errOut := runCLI(t, append([]string{"report", "capacity", "--clickhouse", dsn, "--out", htmlPath}, rng...)...); code != exitOK {
+	if code, _, errOut := runCLI(t, append([]string{"report", "capacity", "--clickhouse", dsn, "--out", htmlPath}, rng...)...); code != cli.ExitOK {
 		t.Fatalf("html: exit %d, %s", code, errOut)
 	}
 	page, _ := os.ReadFile(htmlPath)
@@ -135,7 +137,7 @@ func TestReportCapacityCLI(t *testing.T) {
 	// An empty range says so and exits 1, writing no file.
 	empty := filepath.Join(dir, "empty.md")
 	code, out, errOut = runCLI(t, "report", "capacity", "--clickhouse", dsn, "--from", "2026-10-01", "--to", "2026-10-02", "--out", empty)
-	if code != exitError || out != "" || errOut != "tpflow report: nothing to report: no data between 2026-10-01T00:00:00Z and 2026-10-02T00:00:00Z for every system in database tpflow\n" {
+	if code != cli.ExitError || out != "" || errOut != "tpflow report: nothing to report: no data between 2026-10-01T00:00:00Z and 2026-10-02T00:00:00Z for every system in database tpflow\n" {
 		t.Errorf("empty range: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	if _, err := os.Stat(empty); !os.IsNotExist(err) {
@@ -144,16 +146,16 @@ func TestReportCapacityCLI(t *testing.T) {
 
 	// A database without the tables says how to create them.
 	code, _, errOut = runCLI(t, "report", "capacity", "--clickhouse", "clickhouse://"+srv.Addr()+"/nothing_here")
-	if code != exitError || !strings.Contains(errOut, "database nothing_here has no tpflow tables yet: tpflow sink --migrate creates them") {
+	if code != cli.ExitError || !strings.Contains(errOut, "database nothing_here has no tpflow tables yet: tpflow sink --migrate creates them") {
 		t.Errorf("no tables: exit %d, stderr %q", code, errOut)
 	}
 
 	// Progress goes to stderr once a report takes longer than the bound.
 	o := reportOptions{by: "idc", from: rng[1], to: rng[3], format: "md", target: "0.7", now: time.Now}
 	var stdout, stderr bytes.Buffer
-	c := DefaultConfig()
+	c := sections.DefaultConfig()
 	c.ClickHouse = cfg
-	if err := runReport(context.Background(), &Env{Stdout: &stdout, Stderr: &stderr}, &c, o); err != nil {
+	if err := runReport(context.Background(), &cli.Env{Stdout: &stdout, Stderr: &stderr}, &c, o); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(stderr.String(), "report: ") || !strings.Contains(stderr.String(), "rendering md") {
@@ -208,7 +210,7 @@ func TestAPIRole(t *testing.T) {
 	cancel()
 	select {
 	case c := <-done:
-		if c != exitOK {
+		if c != cli.ExitOK {
 			t.Errorf("api exited %d: %s", c, errOut.String())
 		}
 	case <-time.After(10 * time.Second):

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tpflow/tpflow/aggregator/backfill"
+	"github.com/tpflow/tpflow/internal/cli"
 	"github.com/tpflow/tpflow/report"
 )
 
@@ -22,13 +23,13 @@ type rollupOptions struct {
 	progressEvery time.Duration
 }
 
-func rollupCommand() *command {
+func rollupCommand() *cli.Command {
 	o := rollupOptions{now: time.Now, progressEvery: time.Second}
-	return &command{
-		name:    "rollup",
-		summary: "rebuild the 5-minute rollups (call_rollups) of a time range from call_panes",
-		args:    "backfill",
-		help: `rollup backfill rebuilds the 5-minute rollups that dashboards and /api/v1/tp
+	return &cli.Command{
+		Name:    "rollup",
+		Summary: "rebuild the 5-minute rollups (call_rollups) of a time range from call_panes",
+		Args:    "backfill",
+		Help: `rollup backfill rebuilds the 5-minute rollups that dashboards and /api/v1/tp
 read for long ranges: for every 5-minute bucket in [--from, --to) it reads
 the bucket's 10-s panes from call_panes (FINAL), merges each key's panes at
 aggregator.rollup_compression exactly as the aggregator does, and writes the
@@ -51,19 +52,19 @@ cores, a day of 1000 keys in 6 minutes (aggregator/backfill/doc.go). Progress
 goes to stderr every second; the summary goes to stdout. Times are RFC 3339,
 a date (UTC), Unix seconds, now or now-DURATION. A range without panes is an
 error (exit 1).`,
-		example: "tpflow rollup backfill --from 2026-11-20 --to 2026-11-27 --clickhouse clickhouse://ch-1:9000/tpflow\n" +
+		Example: "tpflow rollup backfill --from 2026-11-20 --to 2026-11-27 --clickhouse clickhouse://ch-1:9000/tpflow\n" +
 			"tpflow rollup backfill --from now-6h --to now-1h --system pay --app api --dry-run",
-		common: true,
-		flags: func(fs *flag.FlagSet) {
+		Common: true,
+		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&o.from, "from", "", "start of the range, `TIME` (rounded down to 5 minutes); required")
 			fs.StringVar(&o.to, "to", "", "end of the range (exclusive), `TIME` (rounded up to 5 minutes); required")
 			labelFlags(fs, o.labels[:])
 			fs.BoolVar(&o.dryRun, "dry-run", false, "read and count the panes and rollups, write nothing")
 			fs.BoolVar(&o.force, "force", false, "allow a range ending less than 10 minutes ago")
 		},
-		role: func(ctx context.Context, env *Env, cfg *Config, args []string) error {
+		Role: func(ctx context.Context, env *cli.Env, cfg *cli.Config, args []string) error {
 			if len(args) != 1 || args[0] != "backfill" {
-				return usageError("want the action: tpflow rollup backfill --from TIME --to TIME [flags]")
+				return cli.UsageError("want the action: tpflow rollup backfill --from TIME --to TIME [flags]")
 			}
 			return runRollupBackfill(ctx, env, cfg, o)
 		},
@@ -74,29 +75,29 @@ error (exit 1).`,
 func (o rollupOptions) backfillJob(now time.Time) (backfill.Job, error) {
 	j := backfill.Job{DryRun: o.dryRun, ProgressEvery: o.progressEvery}
 	if o.from == "" || o.to == "" {
-		return j, usageError("--from and --to are required: the range of panes to build rollups of")
+		return j, cli.UsageError("--from and --to are required: the range of panes to build rollups of")
 	}
 	var err error
 	if j.From, err = report.ParseTime("from", o.from, now); err != nil {
-		return j, usageError("--%s", badReason(err))
+		return j, cli.UsageError("--%s", badReason(err))
 	}
 	if j.To, err = report.ParseTime("to", o.to, now); err != nil {
-		return j, usageError("--%s", badReason(err))
+		return j, cli.UsageError("--%s", badReason(err))
 	}
 	if !j.From.Before(j.To) {
-		return j, usageError("--from %s is not before --to %s", j.From.UTC().Format(time.RFC3339), j.To.UTC().Format(time.RFC3339))
+		return j, cli.UsageError("--from %s is not before --to %s", j.From.UTC().Format(time.RFC3339), j.To.UTC().Format(time.RFC3339))
 	}
 	if err := backfill.Settled(j.To, now); err != nil && !o.force {
-		return j, usageError("%v, or pass --force", err)
+		return j, cli.UsageError("%v, or pass --force", err)
 	}
 	if j.Selector, err = report.SelectorFrom(labelValues(o.labels[:]), true); err != nil {
-		return j, usageError("--%s", badReason(err))
+		return j, cli.UsageError("--%s", badReason(err))
 	}
 	return j, nil
 }
 
 // runRollupBackfill is `tpflow rollup backfill`.
-func runRollupBackfill(ctx context.Context, env *Env, cfg *Config, o rollupOptions) error {
+func runRollupBackfill(ctx context.Context, env *cli.Env, cfg *cli.Config, o rollupOptions) error {
 	j, err := o.backfillJob(o.now())
 	if err != nil {
 		return err

@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-
 	"github.com/tpflow/tpflow/aggregator"
 	"github.com/tpflow/tpflow/aggregator/backfill"
 	"github.com/tpflow/tpflow/aggregator/backfill/backfilltest"
+	"github.com/tpflow/tpflow/internal/cli"
+	"github.com/tpflow/tpflow/internal/config/sections"
 	"github.com/tpflow/tpflow/pipeline/clickhouse"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest/chdb"
@@ -40,7 +40,7 @@ func TestRollupBackfillBadArguments(t *testing.T) {
 		{append([]string{"rollup", "backfill", "--buckets", "3"}, rng...), "tpflow rollup: flag provided but not defined: -buckets\n"},
 	} {
 		code, out, errOut := runCLI(t, c.args...)
-		if code != exitUsage || out != "" || !strings.Contains(errOut, c.want) || !strings.Contains(errOut, "Run 'tpflow rollup --help' for usage.") {
+		if code != cli.ExitUsage || out != "" || !strings.Contains(errOut, c.want) || !strings.Contains(errOut, "Run 'tpflow rollup --help' for usage.") {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 2 and %q", c.args, code, out, errOut, c.want)
 		}
 	}
@@ -55,66 +55,8 @@ func TestRollupHelp(t *testing.T) {
 	code, out, _ := runCLI(t, "rollup", "--help")
 	for _, want := range []string{"Usage: tpflow rollup [flags] backfill", "call_rollups", "call_panes", "--dry-run", "--force",
 		"--from TIME", "--method METHOD", "Re-running is harmless", "rollup_compression"} {
-		if code != exitOK || !strings.Contains(out, want) {
+		if code != cli.ExitOK || !strings.Contains(out, want) {
 			t.Errorf("rollup --help: exit %d, lacks %q", code, want)
-		}
-	}
-}
-
-// rollupCounts reads call_rollups (FINAL or not) as count, version and
-// centroids per key and start.
-func rollupCounts(t *testing.T, conn driver.Conn, db string, final bool) map[string]string {
-	t.Helper()
-	q := "SELECT concat(system, '/', app, '/', group_name, '/', idc, '/', method, '@', toString(toUInt32(pane_start))), " +
-		"concat(toString(count), ' v', toString(version), ' c', toString(length(centroid_means)), ' s', toString(sum_us)) FROM " + db + ".call_rollups"
-	if final {
-		q += " FINAL"
-	}
-	rows, err := conn.Query(context.Background(), q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[string]string{}
-	for rows.Next() {
-		var id, v string
-		if err := rows.Scan(&id, &v); err != nil {
-			t.Fatal(err)
-		}
-		if _, dup := out[id]; dup {
-			t.Fatalf("two rows of %s", id)
-		}
-		out[id] = v
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func wantRollupCounts(rs []aggregator.PaneStat, pick func(aggregator.Key) bool) map[string]string {
-	out := map[string]string{}
-	for _, p := range rs {
-		if pick != nil && !pick(p.Key) {
-			continue
-		}
-		r := backfill.RowOf(p)
-		id := strings.Join([]string{r.System, r.App, r.Group, r.IDC, r.Method}, "/") + "@" + itoa(r.PaneStart.Unix())
-		out[id] = itoa(int64(r.Count)) + " v" + itoa(int64(r.Version)) + " c" + itoa(int64(len(r.CentroidMeans))) + " s" + itoa(int64(r.SumUs))
-	}
-	return out
-}
-
-func itoa(i int64) string { return strconv.FormatInt(i, 10) }
-
-func sameCounts(t *testing.T, what string, got, want map[string]string) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Errorf("%s: %d rollups, want %d", what, len(got), len(want))
-	}
-	for id, w := range want {
-		if got[id] != w {
-			t.Errorf("%s: rollup %s is %q, want %q", what, id, got[id], w)
 		}
 	}
 }
@@ -135,7 +77,7 @@ func TestRollupBackfillCLI(t *testing.T) {
 	backfilltest.Store(t, clickhouse.NewWriter(conn, cfg, nil), d)
 	dsn := "clickhouse://" + srv.Addr() + "/" + cfg.Database
 	tbl := cfg.Database + ".call_rollups"
-	nPanes := itoa(int64(len(d.Panes)))
+	nPanes := strconv.Itoa(len(d.Panes))
 	truncate := func() {
 		t.Helper()
 		if err := conn.Exec(ctx, "TRUNCATE TABLE "+tbl); err != nil {
@@ -148,44 +90,44 @@ func TestRollupBackfillCLI(t *testing.T) {
 		"--from", "2026-11-02T08:00:00Z", "--to", "2026-11-02T08:40:00Z")
 	want := "rollup backfill (dry run): 8 buckets from 2026-11-02T08:00:00Z to 2026-11-02T08:40:00Z, every key: 4 keys, 31 rollups built, none written, " +
 		nPanes + " panes read (0 skipped) in "
-	if code != exitOK || errOut != "" || !strings.HasPrefix(out, want) {
+	if code != cli.ExitOK || errOut != "" || !strings.HasPrefix(out, want) {
 		t.Fatalf("dry run: exit %d, stderr %q, stdout %q; want %q...", code, errOut, out, want)
 	}
-	if got := rollupCounts(t, conn, cfg.Database, false); len(got) != 0 {
+	if got := backfilltest.Stored(t, conn, cfg.Database, false); len(got) != 0 {
 		t.Fatalf("dry run wrote %d rollups", len(got))
 	}
 
 	// A range inside the data is rounded outward, and says so; the
 	// rollups are the engine's.
-	all := wantRollupCounts(d.Rollups, nil)
+	all := backfilltest.EngineRollups(d, nil)
 	args := []string{"rollup", "backfill", "--clickhouse", dsn, "--from", "2026-11-02T08:03:00Z", "--to", "2026-11-02T08:37:10Z"}
 	code, out, errOut = runCLI(t, args...)
-	if code != exitOK || errOut != "rollup backfill: range rounded outward to whole 5-minute buckets: 2026-11-02T08:00:00Z to 2026-11-02T08:40:00Z (asked 2026-11-02T08:03:00Z to 2026-11-02T08:37:10Z)\n" {
+	if code != cli.ExitOK || errOut != "rollup backfill: range rounded outward to whole 5-minute buckets: 2026-11-02T08:00:00Z to 2026-11-02T08:40:00Z (asked 2026-11-02T08:03:00Z to 2026-11-02T08:37:10Z)\n" {
 		t.Fatalf("backfill: exit %d, stderr %q", code, errOut)
 	}
 	want = "rollup backfill: 8 buckets from 2026-11-02T08:00:00Z to 2026-11-02T08:40:00Z, every key: 4 keys, 31 rollups written, " + nPanes + " panes read (0 skipped) in "
 	if !strings.HasPrefix(out, want) || !regexp.MustCompile(` in [0-9.]+m?s, [0-9]+ panes/s\n$`).MatchString(out) {
 		t.Fatalf("backfill summary %q, want %q...", out, want)
 	}
-	sameCounts(t, "backfill", rollupCounts(t, conn, cfg.Database, true), all)
+	backfilltest.SameRollups(t, backfilltest.Stored(t, conn, cfg.Database, true), all)
 
 	// A second run changes nothing: once merged, the same rows remain.
 	code, out2, _ := runCLI(t, args...)
-	if code != exitOK || !strings.HasPrefix(out2, want) {
+	if code != cli.ExitOK || !strings.HasPrefix(out2, want) {
 		t.Fatalf("second run: exit %d, stdout %q", code, out2)
 	}
 	backfilltest.Optimize(t, conn, tbl)
-	sameCounts(t, "second run, merged", rollupCounts(t, conn, cfg.Database, false), all)
+	backfilltest.SameRollups(t, backfilltest.Stored(t, conn, cfg.Database, false), all)
 
 	// The selector limits what is written.
 	truncate()
 	code, out, errOut = runCLI(t, "rollup", "backfill", "--clickhouse", dsn, "--system", "pay", "--app", "api",
 		"--from", "1793606400", "--to", "2026-11-02T08:40:00Z")
-	if code != exitOK || !strings.Contains(out, `system="pay" app="api": 2 keys, 16 rollups written`) {
+	if code != cli.ExitOK || !strings.Contains(out, `system="pay" app="api": 2 keys, 16 rollups written`) {
 		t.Fatalf("selector: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	sameCounts(t, "selector", rollupCounts(t, conn, cfg.Database, true),
-		wantRollupCounts(d.Rollups, func(k aggregator.Key) bool { return k.System == "pay" && k.App == "api" }))
+	backfilltest.SameRollups(t, backfilltest.Stored(t, conn, cfg.Database, true),
+		backfilltest.EngineRollups(d, func(k aggregator.Key) bool { return k.System == "pay" && k.App == "api" }))
 
 	// A range or selector without panes exits 1 and says so.
 	truncate()
@@ -199,17 +141,17 @@ func TestRollupBackfillCLI(t *testing.T) {
 		{[]string{"--from", "now-30m", "--to", "now", "--force"}, "tpflow rollup: no panes of every key in call_panes from "},
 	} {
 		code, out, errOut := runCLI(t, append([]string{"rollup", "backfill", "--clickhouse", dsn}, c.args...)...)
-		if code != exitError || out != "" || !strings.Contains(errOut, c.want) {
+		if code != cli.ExitError || out != "" || !strings.Contains(errOut, c.want) {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 1 and %q", c.args, code, out, errOut, c.want)
 		}
 	}
 	// A database without tpflow's tables says how to create them.
 	code, _, errOut = runCLI(t, "rollup", "backfill", "--clickhouse", "clickhouse://"+srv.Addr()+"/empty", "--dry-run",
 		"--from", "2026-11-02", "--to", "2026-11-03")
-	if code != exitError || !strings.Contains(errOut, "database empty has no tpflow tables yet: tpflow sink --migrate creates them") {
+	if code != cli.ExitError || !strings.Contains(errOut, "database empty has no tpflow tables yet: tpflow sink --migrate creates them") {
 		t.Errorf("no tables: exit %d, stderr %q", code, errOut)
 	}
-	if got := rollupCounts(t, conn, cfg.Database, false); len(got) != 0 {
+	if got := backfilltest.Stored(t, conn, cfg.Database, false); len(got) != 0 {
 		t.Fatalf("runs without panes wrote %d rollups", len(got))
 	}
 
@@ -236,31 +178,25 @@ func TestRollupBackfillCLI(t *testing.T) {
 	}
 	code, out, errOut = runCLI(t, "rollup", "backfill", "--clickhouse", dsn, "--from", "2026-11-02T08:00:00Z", "--to", "2026-11-02T08:40:00Z")
 	wantErr := `rollup backfill: skipped pane system="pay" app="web" group="g2" idc="sh" method="GET /" pane_start=2026-11-02T08:21:40Z: 3 centroid means but ` +
-		itoa(int64(len(bad.CentroidWeights))) + " weights\n"
-	if code != exitOK || errOut != wantErr || !strings.Contains(out, "31 rollups written, "+nPanes+" panes read (1 skipped)") {
+		strconv.Itoa(len(bad.CentroidWeights)) + " weights\n"
+	if code != cli.ExitOK || errOut != wantErr || !strings.Contains(out, "31 rollups written, "+nPanes+" panes read (1 skipped)") {
 		t.Fatalf("broken pane: exit %d, stdout %q, stderr %q; want stderr %q", code, out, errOut, wantErr)
 	}
-	got := rollupCounts(t, conn, cfg.Database, true)
-	id := "pay/web/g2/sh/GET /@" + itoa(from.Add(20*time.Minute).Unix())
-	var engine uint64
-	for _, r := range d.Rollups {
-		if r.Key == victim.Key && r.Start == from.Add(20*time.Minute).UnixMilli() {
-			engine = r.Count
-		}
-	}
-	if n := itoa(int64(engine - victim.Count)); !strings.HasPrefix(got[id], n+" v"+n+" ") {
-		t.Errorf("the broken bucket %s is %q; want the engine's %d calls less the pane's %d", id, got[id], engine, victim.Count)
+	got := backfilltest.Stored(t, conn, cfg.Database, true)
+	id := backfilltest.RollupID{Key: victim.Key, Start: from.Add(20 * time.Minute).Unix()}
+	if g, n := got[id], all[id].Count-victim.Count; g.Count != n || g.Version != n {
+		t.Errorf("the broken bucket %+v has count %d, version %d; want the engine's %d calls less the pane's %d", id, g.Count, g.Version, all[id].Count, victim.Count)
 	}
 	delete(got, id)
 	delete(all, id)
-	sameCounts(t, "with a broken pane", got, all)
+	backfilltest.SameRollups(t, got, all)
 }
 
 // TestRollupBackfillProgress runs the command with progress every
 // millisecond and checks the lines on stderr.
 func TestRollupBackfillProgress(t *testing.T) {
 	srv := chtest.Start(t)
-	cfg := DefaultConfig()
+	cfg := sections.DefaultConfig()
 	cfg.ClickHouse.DSN = srv.DSN()
 	cfg.ClickHouse.Database = "tpflow"
 	ctx := context.Background()
@@ -277,7 +213,7 @@ func TestRollupBackfillProgress(t *testing.T) {
 	backfilltest.Store(t, clickhouse.NewWriter(conn, cfg.ClickHouse, nil), d)
 	cfg.ClickHouse.BatchRows = 20 // many batches, so progress moves
 	var out, errOut bytes.Buffer
-	env := &Env{Stdout: &out, Stderr: &errOut}
+	env := &cli.Env{Stdout: &out, Stderr: &errOut}
 	o := rollupOptions{from: "2026-11-02T08:00:00Z", to: "2026-11-02T09:00:00Z", now: time.Now, progressEvery: time.Millisecond}
 	if err := runRollupBackfill(ctx, env, &cfg, o); err != nil {
 		t.Fatal(err)

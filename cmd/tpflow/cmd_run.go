@@ -20,6 +20,7 @@ import (
 	"github.com/tpflow/tpflow/alerting"
 	"github.com/tpflow/tpflow/alerting/alert"
 	"github.com/tpflow/tpflow/collectors/collect"
+	"github.com/tpflow/tpflow/internal/cli"
 	"github.com/tpflow/tpflow/internal/config"
 	"github.com/tpflow/tpflow/internal/config/sections"
 	"github.com/tpflow/tpflow/internal/devtools/demo"
@@ -56,14 +57,14 @@ const (
 	runBrokerRetentionBytes = 1 << 30
 )
 
-func runCommand() *command {
+func runCommand() *cli.Command {
 	o := runOptions{DemoConfig: demo.DefaultConfig()}
 	d := demo.DefaultConfig()
 	dl := demo.DefaultLogConfig("")
-	return &command{
-		name:    "run",
-		summary: "run every role in one process with an embedded broker (laptop, demo, tests)",
-		help: `Runs the whole pipeline in one process: unless --brokers (or kafka.brokers)
+	return &cli.Command{
+		Name:    "run",
+		Summary: "run every role in one process with an embedded broker (laptop, demo, tests)",
+		Help: `Runs the whole pipeline in one process: unless --brokers (or kafka.brokers)
 names a cluster, an embedded Kafka-protocol broker on a free loopback port
 keeping its data in DATA-DIR/broker for ` + runBrokerRetention.String() + ` or 1 GiB per partition;
 the aggregator; when ClickHouse answers at clickhouse.dsn, the sink; and,
@@ -109,9 +110,9 @@ app, each over a window of 3 panes for 1 pane, so that with the default
 a minute after its fault starts and resolves about a minute after it ends.
 The start-up log names the incident method, the error app, the rules and
 the split of the traffic.`,
-		example: "tpflow run --demo\ntpflow run --demo --clickhouse clickhouse://127.0.0.1:9000/tpflow --data-dir .data\ntpflow run --brokers kafka-1:9092 --no-live",
-		common:  true,
-		flags: func(fs *flag.FlagSet) {
+		Example: "tpflow run --demo\ntpflow run --demo --clickhouse clickhouse://127.0.0.1:9000/tpflow --data-dir .data\ntpflow run --brokers kafka-1:9092 --no-live",
+		Common:  true,
+		Flags: func(fs *flag.FlagSet) {
 			fs.BoolVar(&o.Demo, "demo", false, "also generate call traffic (direct and through a node collector) with a scripted incident, and alert on it")
 			fs.StringVar(&o.DataDir, "data-dir", ".data", "`DIR` for the embedded broker's data (DIR/broker), the demo logs (DIR/demo-logs) and rules")
 			fs.BoolVar(&o.NoLive, "no-live", false, "print one line per refresh instead of the full-screen view")
@@ -125,12 +126,12 @@ the split of the traffic.`,
 			fs.DurationVar(&o.DemoLogRotate, "demo-log-rotate", dl.Rotate, "how often the demo log files are rotated")
 			fs.IntVar(&o.DemoLogKeep, "demo-log-keep", dl.Keep, "how many rotated demo log files are kept per app")
 		},
-		role: func(ctx context.Context, env *Env, cfg *Config, args []string) error {
+		Role: func(ctx context.Context, env *cli.Env, cfg *cli.Config, args []string) error {
 			if err := o.DemoConfig.Validate(); err != nil {
-				return usageError("%v", err)
+				return cli.UsageError("%v", err)
 			}
 			if err := o.demoLogConfig().Validate(); err != nil {
-				return usageError("demo logs: %v", err)
+				return cli.UsageError("demo logs: %v", err)
 			}
 			return runAllRoles(ctx, env, cfg, o, args)
 		},
@@ -138,25 +139,25 @@ the split of the traffic.`,
 }
 
 // runAllRoles is the run role: every role in one process.
-func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []string) error {
+func runAllRoles(ctx context.Context, env *cli.Env, cfg *cli.Config, o runOptions, _ []string) error {
 	log := env.Logger
-	reg := newRoleRegistry()
-	settings := roleSettings(env, reg)
+	reg := cli.NewRoleRegistry()
+	settings := cli.RoleSettings(env, reg)
 
 	// Listen first: a taken port should fail before anything starts.
-	l, err := listenHTTP(cfg.HTTP.Listen)
+	l, err := cli.ListenHTTP(cfg.HTTP.Listen)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
-	l, auth, err := secureHTTP(env, l, cfg.HTTP, reg)
+	l, auth, err := cli.SecureHTTP(env, l, cfg.HTTP, reg)
 	if err != nil {
 		return err
 	}
 	log.Info("http listening", "addr", l.Addr().String(), "tls", cfg.HTTP.TLS.Enabled(), "auth", auth.Enabled())
 
 	kcfg := cfg.Kafka
-	if slices.Equal(cfg.Kafka.Brokers, DefaultConfig().Kafka.Brokers) {
+	if slices.Equal(cfg.Kafka.Brokers, sections.DefaultConfig().Kafka.Brokers) {
 		bcfg := runBrokerConfig(cfg.Broker, o.DataDir)
 		b, err := kafka.NewBroker(ctx, bcfg, kcfg, settings.With("part", "broker"))
 		if err != nil {
@@ -287,11 +288,11 @@ func runAllRoles(ctx context.Context, env *Env, cfg *Config, o runOptions, _ []s
 			log.Warn("query API not served: cannot open ClickHouse", "err", err)
 		} else {
 			defer api.Close()
-			routes = append(routes, httpRoutes(api.Routes())...)
+			routes = append(routes, cli.HTTPRoutes(api.Routes())...)
 		}
 	}
 	h := httpserver.Handler(httpserver.Options{Gatherer: prometheus.Gatherers{reg, alertReg, collectReg}, Checks: checks, Routes: routes, Auth: auth})
-	if err := serveProfiler(gctx, g, env, cfg.HTTP.PprofListen); err != nil {
+	if err := cli.ServeProfiler(gctx, g, env, cfg.HTTP.PprofListen); err != nil {
 		return err
 	}
 	g.Go(func() error { return httpserver.ServeLogged(gctx, l, h, env.Logger) })
@@ -330,7 +331,7 @@ func (o runOptions) demoLogConfig() demo.LogConfig {
 // are no rules: the configured rules files, else with the demo generator
 // gen its rules (written to dataDir/demo.RulesFile so that the role loads
 // them like any rules file).
-func runAlertPart(cfg *Config, kcfg kafka.Config, gen *demo.Generator, dataDir string, s role.Settings) (*alert.Role, error) {
+func runAlertPart(cfg *cli.Config, kcfg kafka.Config, gen *demo.Generator, dataDir string, s role.Settings) (*alert.Role, error) {
 	log := s.Log()
 	acfg := *cfg
 	switch {

@@ -33,9 +33,9 @@ func TestRunDemoCollectorAndAlerts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the whole pipeline for ~20 s")
 	}
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "tpflow.yaml")
-	if err := os.WriteFile(cfgPath, []byte(`aggregator:
+	start := time.Now()
+	const incidentAfter, incidentFor = 2 * time.Second, 5 * time.Second
+	p := startRun(t, `aggregator:
   pane: 2s
   windows: [10s, 1m]
   allowed_lateness: 2s
@@ -45,33 +45,17 @@ alert:
 collect:
   metrics:
     interval: 1s
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	listen := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr syncBuffer
-	done := make(chan int, 1)
-	start := time.Now()
-	const incidentAfter, incidentFor = 2 * time.Second, 5 * time.Second
-	go func() {
-		done <- run(ctx, []string{"run", "--demo", "--no-live", "--config", cfgPath, "--listen", listen,
-			"--clickhouse", "clickhouse://" + freeAddr(t) + "/tpflow", "--data-dir", dir,
-			"--demo-rate", "2000", "--demo-incident-after", incidentAfter.String(), "--demo-incident-for", incidentFor.String(), "--demo-error-after", "1h",
-			"--demo-log-rate", "200", "--demo-log-rotate", "5s",
-			// Every rotated file is kept, so that the lines the collector
-			// counted can be counted from the files however long the
-			// machine takes to reach the checks below.
-			"--demo-log-keep", "100"}, &stdout, &stderr)
-	}()
+`, "--demo", "--no-live", "--clickhouse", "clickhouse://"+freeAddr(t)+"/tpflow",
+		"--demo-rate", "2000", "--demo-incident-after", incidentAfter.String(), "--demo-incident-for", incidentFor.String(), "--demo-error-after", "1h",
+		"--demo-log-rate", "200", "--demo-log-rotate", "5s",
+		// Every rotated file is kept, so that the lines the collector
+		// counted can be counted from the files however long the
+		// machine takes to reach the checks below.
+		"--demo-log-keep", "100")
+	listen, dir, stdout, stderr := p.listen, p.dir, &p.stdout, &p.stderr
 	exited := func() {
 		t.Helper()
-		select {
-		case code := <-done:
-			t.Fatalf("run exited early with %d:\n%s", code, stderr.String())
-		default:
-		}
+		p.exitedEarly(t)
 	}
 	base := "http://" + listen
 	logDir := filepath.Join(dir, "demo-logs")
@@ -198,15 +182,7 @@ collect:
 	// the collect, aggregate, alert and demo parts with their labels.
 	checkMetricsWithPromtool(t, "run", scrape(t, base))
 
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("run exited with %d after cancel:\n%s", code, stderr.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("run did not stop within 20 s of cancel")
-	}
+	p.stop(t, 20*time.Second)
 	for _, want := range []string{"alert role started with the demo rules", "node collector started", "the log lines reach it through the node collector"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("start-up log lacks %q:\n%s", want, stderr.String())

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tpflow/tpflow/aggregator/windowsapi"
+	"github.com/tpflow/tpflow/internal/cli"
 	"github.com/tpflow/tpflow/internal/devtools/demo"
 	"github.com/tpflow/tpflow/internal/testkit"
 	"github.com/tpflow/tpflow/pipeline/kafka"
@@ -49,6 +50,56 @@ func httpDo(c *http.Client, method, url string, h http.Header) (int, []byte, err
 	return resp.StatusCode, body, err
 }
 
+// runProc is `tpflow run` running in-process for a test.
+type runProc struct {
+	dir, listen    string
+	stdout, stderr syncBuffer
+	cancel         context.CancelFunc
+	done           chan int
+}
+
+// startRun writes config to tpflow.yaml in a fresh directory and runs
+// `tpflow run --config FILE --listen ADDR --data-dir DIR args...` in
+// process until stop or the end of the test.
+func startRun(t *testing.T, config string, args ...string) *runProc {
+	t.Helper()
+	p := &runProc{dir: t.TempDir(), listen: freeAddr(t), done: make(chan int, 1)}
+	cfgPath := filepath.Join(p.dir, "tpflow.yaml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	t.Cleanup(cancel)
+	argv := append([]string{"run", "--config", cfgPath, "--listen", p.listen, "--data-dir", p.dir}, args...)
+	go func() { p.done <- run(ctx, argv, &p.stdout, &p.stderr) }()
+	return p
+}
+
+// exitedEarly fails t if run has returned.
+func (p *runProc) exitedEarly(t *testing.T) {
+	t.Helper()
+	select {
+	case code := <-p.done:
+		t.Fatalf("run exited early with %d:\n%s", code, p.stderr.String())
+	default:
+	}
+}
+
+// stop cancels run and fails t unless it returns 0 within d.
+func (p *runProc) stop(t *testing.T, d time.Duration) {
+	t.Helper()
+	p.cancel()
+	select {
+	case code := <-p.done:
+		if code != cli.ExitOK {
+			t.Fatalf("run exited with %d after cancel:\n%s", code, p.stderr.String())
+		}
+	case <-time.After(d):
+		t.Fatalf("run did not stop within %s of cancel", d)
+	}
+}
+
 // TestRunDemo runs `tpflow run --demo` in-process against the embedded
 // broker with 2 s panes, and checks the HTTP API, the incident, the
 // ClickHouse warning and a clean stop.
@@ -56,27 +107,11 @@ func TestRunDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the whole pipeline for ~20 s")
 	}
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "tpflow.yaml")
-	if err := os.WriteFile(cfgPath, []byte(`aggregator:
-  pane: 2s
-  windows: [10s, 1m]
-  allowed_lateness: 2s
-  idle_timeout: 4s
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	listen := freeAddr(t)
 	noClickHouse := "clickhouse://" + freeAddr(t) + "/tpflow"
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr syncBuffer
-	done := make(chan int, 1)
 	start := time.Now()
-	go func() {
-		done <- run(ctx, []string{"run", "--demo", "--config", cfgPath, "--listen", listen, "--clickhouse", noClickHouse,
-			"--data-dir", dir, "--demo-rate", "4000", "--demo-incident-after", "2s"}, &stdout, &stderr)
-	}()
+	p := startRun(t, "aggregator:\n  pane: 2s\n  windows: [10s, 1m]\n  allowed_lateness: 2s\n  idle_timeout: 4s\n",
+		"--demo", "--clickhouse", noClickHouse, "--demo-rate", "4000", "--demo-incident-after", "2s")
+	listen, stdout, stderr := p.listen, &p.stdout, &p.stderr
 
 	gen, err := demo.New(demo.DefaultConfig(), time.Now())
 	if err != nil {
@@ -89,11 +124,7 @@ func TestRunDemo(t *testing.T) {
 	var resp windowsapi.WindowsResponse
 	deadline := time.Now().Add(25 * time.Second)
 	for {
-		select {
-		case code := <-done:
-			t.Fatalf("run exited early with %d:\n%s", code, stderr.String())
-		default:
-		}
+		p.exitedEarly(t)
 		code, body, err := httpGet(base + "/api/v1/windows?window=10s")
 		if err == nil && code == 200 {
 			if err := json.Unmarshal(body, &resp); err != nil {
@@ -155,15 +186,7 @@ func TestRunDemo(t *testing.T) {
 		t.Errorf("/debug/pprof/cmdline with the default config: %d %v, want 404", code, err)
 	}
 
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("run exited with %d after cancel:\n%s", code, stderr.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("run did not stop within 20 s of cancel")
-	}
+	p.stop(t, 20*time.Second)
 	if n := strings.Count(stderr.String(), "ClickHouse not reachable at "+noClickHouse+": panes are kept in memory only"); n != 1 {
 		t.Errorf("want one ClickHouse warning line, got %d:\n%s", n, stderr.String())
 	}

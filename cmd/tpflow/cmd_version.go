@@ -4,17 +4,18 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/tpflow/tpflow/internal/cli"
 )
 
-func versionCommand() *command {
-	return &command{
-		name:    "version",
-		summary: "print the version of this build",
-		help:    "Prints the version set at build time (git describe), the Go version and the platform.",
-		example: "tpflow version",
-		exec: func(ctx context.Context, env *Env, fs *flag.FlagSet, args []string) error {
+func versionCommand() *cli.Command {
+	return &cli.Command{
+		Name:    "version",
+		Summary: "print the version of this build",
+		Help:    "Prints the version set at build time (git describe), the Go version and the platform.",
+		Example: "tpflow version",
+		Exec: func(ctx context.Context, env *cli.Env, fs *flag.FlagSet, args []string) error {
 			if len(args) > 0 {
-				return usageError("unexpected argument %q", args[0])
+				return cli.UsageError("unexpected argument %q", args[0])
 			}
 			_, err := fmt.Fprintln(env.Stdout, versionString())
 			return err

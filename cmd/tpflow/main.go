@@ -1,5 +1,6 @@
 // Command tpflow is the one binary of the tpflow pipeline, with a
-// subcommand per role; see cli.go for how a role is wired in.
+// subcommand per role; internal/cli's package comment says how a role is
+// wired in.
 package main
 
 import (

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"github.com/tpflow/tpflow/internal/cli"
 	"log/slog"
 	"net"
 	"net/http"
@@ -290,8 +291,8 @@ func TestSecureHTTPWarns(t *testing.T) {
 			t.Fatal(err)
 		}
 		var log testkit.Buffer
-		env := &Env{Logger: slog.New(slog.NewTextHandler(&log, nil))}
-		if _, _, err := secureHTTP(env, l, c.cfg, nil); err != nil {
+		env := &cli.Env{Logger: slog.New(slog.NewTextHandler(&log, nil))}
+		if _, _, err := cli.SecureHTTP(env, l, c.cfg, nil); err != nil {
 			t.Fatal(err)
 		}
 		l.Close()

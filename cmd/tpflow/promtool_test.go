@@ -3,13 +3,14 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
+
+	"github.com/tpflow/tpflow/internal/testkit"
 )
 
 // promtoolBin finds Debian's promtool (package prometheus, installed by
@@ -17,15 +18,7 @@ import (
 // skipped elsewhere.
 func promtoolBin(t *testing.T) string {
 	t.Helper()
-	if bin, err := exec.LookPath("promtool"); err == nil {
-		return bin
-	}
-	const msg = "promtool is not installed (Debian: apt-get install prometheus; scripts/install-deps.sh installs it)"
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg + "; CI is set, so this is a failure")
-	}
-	t.Skip(msg + "; skipping (set CI to make this a failure)")
-	return ""
+	return testkit.LookPath(t, "promtool is not installed (Debian: apt-get install prometheus; scripts/install-deps.sh installs it)", "promtool")
 }
 
 // checkMetricsWithPromtool runs `promtool check metrics` on the exposition

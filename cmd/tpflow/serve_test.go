@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpflow/tpflow/internal/cli"
 	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 )
@@ -73,7 +74,7 @@ func (p *roleProcess) stop() {
 	p.cancel = nil
 	select {
 	case c := <-p.done:
-		if c != exitOK {
+		if c != cli.ExitOK {
 			p.t.Errorf("role exited %d: %s", c, p.errOut.String())
 		}
 	case <-time.After(20 * time.Second):

@@ -14,78 +14,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/tpflow/tpflow/collectors/parse"
+	"github.com/tpflow/tpflow/collectors/parse/hostiletest"
 	"github.com/tpflow/tpflow/internal/role"
 	"github.com/tpflow/tpflow/pipeline/kafka"
 	"github.com/tpflow/tpflow/pipeline/kafka/kafkatest"
 	"github.com/tpflow/tpflow/schemas/codec"
 	"github.com/tpflow/tpflow/schemas/tpflowpb"
+
+	"github.com/tpflow/tpflow/internal/testkit"
 )
-
-// hostileLine is one line of the hostile corpus and the counter it must
-// raise: bad_values_total{reason} when bad is set, else
-// unparsed_lines_total{reason} when unparsed is set.
-type hostileLine struct {
-	name      string
-	line      string
-	bad       string // a parse.Reason
-	unparsed  string // a parse.ErrorClass
-	truncated bool
-}
-
-// hostileCorpus returns the hostile lines; none of them may become a call.
-func hostileCorpus() []hostileLine {
-	now := time.Now().UTC().Format(time.RFC3339Nano)
-	perf := func(ts, method, latency string) string {
-		s := `{`
-		if ts != "" {
-			s += `"ts":` + ts + `,`
-		}
-		return s + `"method":"` + method + `","latency_ms":` + latency + `,"ok":true}`
-	}
-	q := func(s string) string { return `"` + s + `"` }
-	return []hostileLine{
-		{name: "nul", line: "\x00\x00\x00" + perf(q(now), "Nul.m", "1"), unparsed: "syntax"},
-		{name: "nul-in-string", line: perf(q(now), "Nul\x00.m", "1"), unparsed: "syntax"},
-		{name: "invalid-utf8", line: perf(q(now), "Bad\xff\xfe.m", "1"), unparsed: "invalid_utf8"},
-		{name: "nan", line: perf(q(now), "NaN.m", q("NaN")), bad: parse.ReasonNotANumber},
-		{name: "nan-literal", line: perf(q(now), "NaN.lit", "NaN"), unparsed: "syntax"},
-		{name: "inf", line: perf(q(now), "Inf.m", q("-Inf")), bad: parse.ReasonNotANumber},
-		{name: "negative", line: perf(q(now), "Neg.m", "-5"), bad: parse.ReasonNegativeLatency},
-		{name: "overflow", line: perf(q(now), "Over.m", "1e400"), bad: parse.ReasonLatencyOverflow},
-		{name: "over-uint32", line: perf(q(now), "Over.u32", "5e6"), bad: parse.ReasonLatencyOverflow},
-		{name: "latency-text", line: perf(q(now), "Text.m", q("fast")), bad: parse.ReasonInvalidLatency},
-		{name: "status-text", line: `{"ts":"` + now + `","method":"Status.m","latency_ms":1,"status":"OK"}`, bad: parse.ReasonInvalidStatus},
-		{name: "1970", line: perf(q("1970-01-01T00:00:00Z"), "Epoch.m", "1"), bad: parse.ReasonTooOld},
-		{name: "unix-zero", line: perf("0", "Epoch.n", "1"), bad: parse.ReasonTooOld},
-		{name: "2999", line: perf(q("2999-01-01T00:00:00Z"), "Future.m", "1"), bad: parse.ReasonTooFarFuture},
-		{name: "unparsable-time", line: perf(q("yesterday"), "When.m", "1"), bad: parse.ReasonInvalidTime},
-		{name: "time-1e400", line: perf("1e400", "When.n", "1"), bad: parse.ReasonInvalidTime},
-		{name: "no-time", line: perf("", "NoTime.m", "1"), bad: parse.ReasonMissingTime},
-		{name: "backslash-method", line: perf(q(now), `Esc\\'.m`, "1"), bad: parse.ReasonUnsafeLabel},
-		{name: "newline-method", line: perf(q(now), `Line\nUNION.m`, "1"), bad: parse.ReasonUnsafeLabel},
-		{name: "100kB-method", line: perf(q(now), strings.Repeat("M", 100<<10), "1"), bad: parse.ReasonMethodTooLong},
-		{name: "10MiB", line: perf(q(now), "Huge.m", "1")[:len(perf(q(now), "Huge.m", "1"))-1] + `,"pad":"` + strings.Repeat("p", 10<<20) + `"}`,
-			unparsed: "syntax", truncated: true},
-		{name: "cr-only", line: "\r", unparsed: "syntax"},
-		{name: "cr-separated", line: perf(q(now), "Cr.a", "1") + "\r" + perf(q(now), "Cr.b", "1") + "\r", unparsed: "syntax"},
-		{name: "deep-nesting", line: `{"a":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, unparsed: "syntax"},
-	}
-}
-
-// criFrame frames line as a container runtime writes it: whole when
-// short, else in 16 KiB partial fragments.
-func criFrame(line string) string {
-	const frag = 16 << 10
-	ts := time.Now().UTC().Format(time.RFC3339Nano)
-	var b strings.Builder
-	for len(line) > frag {
-		b.WriteString(ts + " stdout P " + line[:frag] + "\n")
-		line = line[frag:]
-	}
-	b.WriteString(ts + " stdout F " + line + "\n")
-	return b.String()
-}
 
 // sizedReader reads a topic from the start as the sink would: each
 // message decoded with kafka.max_message_bytes as the limit.
@@ -163,7 +100,7 @@ func TestAgentHostileCorpus(t *testing.T) {
 	cfg.MetricsEnabled = false
 	cfg.Metrics.Kmsg = ""
 
-	corpus := hostileCorpus()
+	corpus := hostiletest.Corpus()
 	const rounds = 3
 	good := map[string]bool{}
 	for _, src := range []string{"raw", "cri"} {
@@ -177,10 +114,10 @@ func TestAgentHostileCorpus(t *testing.T) {
 				m := fmt.Sprintf("Good.%s.%d", src, n)
 				n++
 				good[m] = true
-				g := fmt.Sprintf(`{"ts":"%s","method":%q,"latency_ms":%d,"ok":true,"id":"%s-%d"}`, time.Now().UTC().Format(time.RFC3339Nano), m, n, h.name, r)
-				for _, l := range []string{g, h.line} {
+				g := fmt.Sprintf(`{"ts":"%s","method":%q,"latency_ms":%d,"ok":true,"id":"%s-%d"}`, time.Now().UTC().Format(time.RFC3339Nano), m, n, h.Name, r)
+				for _, l := range []string{g, h.Line} {
 					if src == "cri" {
-						b.WriteString(criFrame(l))
+						b.WriteString(hostiletest.CRIFrame(l))
 					} else {
 						b.WriteString(l + "\n")
 					}
@@ -191,7 +128,7 @@ func TestAgentHostileCorpus(t *testing.T) {
 		good[m] = true
 		last := fmt.Sprintf(`{"ts":"%s","method":%q,"latency_ms":1,"ok":true}`, time.Now().UTC().Format(time.RFC3339Nano), m)
 		if src == "cri" {
-			last = criFrame(last)
+			last = hostiletest.CRIFrame(last)
 		} else {
 			last += "\n"
 		}
@@ -208,15 +145,7 @@ func TestAgentHostileCorpus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	defer testkit.Go(t, a.Run)()
 
 	wantLogs := 2 * (2*rounds*len(corpus) + 1)
 	waitFor(t, "every good call and every log event", func() bool {
@@ -268,20 +197,7 @@ func TestAgentHostileCorpus(t *testing.T) {
 		sr.mu.Unlock()
 	}
 
-	wantBad := map[string]int{}
-	wantUnparsed := map[string]int{}
-	wantTruncated := 0
-	for _, h := range corpus {
-		if h.bad != "" {
-			wantBad[h.bad] += rounds
-		}
-		if h.unparsed != "" {
-			wantUnparsed[h.unparsed] += rounds
-		}
-		if h.truncated {
-			wantTruncated += rounds
-		}
-	}
+	wantBad, wantUnparsed, wantTruncated := hostiletest.Want(corpus, rounds)
 	for _, src := range []string{"raw", "cri"} {
 		for reason, n := range wantBad {
 			if got := testutil.ToFloat64(a.m.badValues.WithLabelValues(src, reason)); int(got) != n {

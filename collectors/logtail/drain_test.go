@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tpflow/tpflow/internal/testkit"
 )
 
 // checkEachOnce fails unless got holds every line of want exactly once;
@@ -162,15 +164,7 @@ func TestRotatedTwiceBeforeDrained(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tl.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	defer testkit.Go(t, tl.Run)()
 	<-g.held
 	appendFile(t, p, numbered("a", 20, 40))
 	for _, r := range [][2]string{{p + ".1", p + ".2"}, {p, p + ".1"}} {

@@ -1,11 +1,12 @@
 package logtail
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/tpflow/tpflow/internal/testkit"
 )
 
 func copyFile(t *testing.T, from, to string) {
@@ -59,15 +60,7 @@ func TestCopytruncateReadsTheRestFromTheCopy(t *testing.T) {
 
 func runTailer(t *testing.T, tl *Tailer) {
 	t.Helper()
-	done := make(chan error, 1)
-	ctx, cancel := contextWithCancel()
-	go func() { done <- tl.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	testkit.Go(t, tl.Run)
 }
 
 // TestRotatedWhileDown rotates a file by rename and by copytruncate while
@@ -119,8 +112,4 @@ func TestRotatedWhileDown(t *testing.T) {
 			}
 		})
 	}
-}
-
-func contextWithCancel() (context.Context, context.CancelFunc) {
-	return context.WithCancel(context.Background())
 }

@@ -1,7 +1,6 @@
 package logtail
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tpflow/tpflow/internal/testkit"
 )
 
 // deadline is generous: the tests poll for a condition and only fail when
@@ -88,20 +89,7 @@ func start(t *testing.T, path string, cfg Config, cp *Checkpoints, s *sink) (tl 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tl.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return tl, stop
+	return tl, testkit.Go(t, tl.Run)
 }
 
 func appendFile(t *testing.T, path, s string) {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/tpflow/tpflow/internal/testkit"
 )
 
 // TestSharedWatcher follows two files of one directory and one of another
@@ -17,15 +19,7 @@ func TestSharedWatcher(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	defer testkit.Go(t, w.Run)()
 
 	d1, d2 := t.TempDir(), t.TempDir()
 	paths := []string{filepath.Join(d1, "a.log"), filepath.Join(d1, "b.log"), filepath.Join(d2, "c.log")}

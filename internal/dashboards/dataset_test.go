@@ -325,8 +325,8 @@ func (d dataset) rows(tb testing.TB) (panes, rollups []clickhouse.PaneRow, res [
 		res = append(res, row)
 	}
 	for i, c := range d.counters {
-		r := clickhouse.MetricRow{TS: c.ts, System: c.key.system, App: c.key.app, Group: c.key.group, IDC: c.key.idc, Host: c.key.host,
-			Container: c.key.container, Name: c.name, Value: c.value, Kind: "counter"}
+		r := clickhouse.MetricRow{TS: c.ts, EventLabels: clickhouse.EventLabels{System: c.key.system, App: c.key.app, Group: c.key.group, IDC: c.key.idc, Host: c.key.host,
+			Container: c.key.container}, Name: c.name, Value: c.value, Kind: "counter"}
 		metrics = append(metrics, r)
 		if i%13 == 0 {
 			metrics = append(metrics, r) // sent twice

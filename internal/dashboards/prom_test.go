@@ -96,7 +96,7 @@ func registeredMetrics(t *testing.T) capture {
 		for _, m := range metricOptsRe.FindAllStringSubmatch(string(src), -1) {
 			c[m[1]] = true
 		}
-		if strings.HasPrefix(filepath.ToSlash(p), "../../cmd/tpflow/") && strings.Contains(string(src), "NewProcessCollector") {
+		if strings.HasPrefix(filepath.ToSlash(p), "../../internal/cli/") && strings.Contains(string(src), "NewProcessCollector") {
 			processCollector = true
 		}
 		return nil

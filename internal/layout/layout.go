@@ -41,8 +41,9 @@ var layers = []layer{
 	// The control plane imports and exports the collectors' topology
 	// file: their format, not their role.
 	{name: "control", dirs: []string{"control"}, may: []string{"wire", "ground", "transport"}, extra: []string{"collectors/topology"}},
-	// The configuration file's sections gather every role's Config.
-	{name: "composition", dirs: []string{"internal/config/sections"}, may: []string{"wire", "ground", "transport", "collectors", "aggregator", "alerting", "report", "control"}},
+	// The configuration file's sections gather every role's Config; the
+	// command-line frame loads them and serves a role.
+	{name: "composition", dirs: []string{"internal/config/sections", "internal/cli"}, may: []string{"wire", "ground", "transport", "collectors", "aggregator", "alerting", "report", "control"}},
 	{name: "devtools", dirs: []string{"internal/devtools", "internal/configtest", "internal/layout"}, may: []string{"wire", "ground", "transport", "collectors", "aggregator", "alerting", "report", "control"}},
 	// The Helm chart, embedded, and its renderer, which validates the
 	// configuration file the chart writes.

@@ -2,7 +2,7 @@
 // aggregate, sink (with the late merger), alert, api and broker. A role is
 // built by its package's New from its Config, the configurations of what it
 // connects to (Kafka, ClickHouse, the aggregator section), in that order,
-// and the shared Settings; cmd/tpflow serves any Role on the one HTTP
+// and the shared Settings; internal/cli serves any Role on the one HTTP
 // server (/metrics, /healthz, /readyz and the role's Routes) and `tpflow
 // run` composes the same values.
 package role

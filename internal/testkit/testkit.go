@@ -1,12 +1,15 @@
 // Package testkit holds the small helpers that tests across the module
 // share: a log buffer safe for concurrent writers, a free loopback
-// address, and waiting on a condition. It is imported by tests only, and
+// address, waiting on a condition, and the rule for a missing service. It is imported by tests only, and
 // imports nothing of the module, so any package's tests may use it.
 package testkit
 
 import (
 	"bytes"
+	"context"
 	"net"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -98,4 +101,50 @@ func Metric(tb testing.TB, g prometheus.Gatherer, name string, labels map[string
 		}
 	}
 	return sum
+}
+
+// Missing ends the test for a service or tool this machine lacks: why says
+// what is missing and how to install it. With CI set it fails, because a
+// CI machine must have every service; elsewhere it skips.
+func Missing(tb testing.TB, why string) {
+	tb.Helper()
+	if os.Getenv("CI") != "" {
+		tb.Fatal(why + "; CI is set, so this is a failure")
+		return
+	}
+	tb.Skip(why + "; skipping (set CI to make this a failure)")
+}
+
+// LookPath returns the first of names found on PATH (or as a path), or
+// ends the test with Missing(tb, why).
+func LookPath(tb testing.TB, why string, names ...string) string {
+	tb.Helper()
+	for _, n := range names {
+		if p, err := exec.LookPath(n); err == nil {
+			return p
+		}
+	}
+	Missing(tb, why)
+	return ""
+}
+
+// Go runs run in its own goroutine until stop is called or the test ends,
+// and fails tb if run returns an error. stop cancels run's context and
+// waits for it; calling it again does nothing.
+func Go(tb testing.TB, run func(ctx context.Context) error) (stop func()) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				tb.Errorf("Run: %v", err)
+			}
+		})
+	}
+	tb.Cleanup(stop)
+	return stop
 }

@@ -31,7 +31,7 @@ func (r *PaneRow) ID() PaneID {
 	return PaneID{System: r.System, App: r.App, Group: r.Group, IDC: r.IDC, Method: r.Method, Start: r.PaneStart.Unix()}
 }
 
-const mergedColumns = paneColumns + ", late_partition, late_offset"
+var mergedColumns = paneColumns + ", late_partition, late_offset"
 
 // QueryMergedPanes returns the current version (FINAL) of every stored pane
 // among ids, from call_rollups when rollups is set and from call_panes

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/tpflow/tpflow/pipeline/clickhouse/chtest"
 )
 
 // TestLimitsReachTheServer runs queries that a server without the limits
@@ -12,7 +14,7 @@ import (
 func TestLimitsReachTheServer(t *testing.T) {
 	conn, _ := setup(t)
 	ctx := context.Background()
-	t.Logf("server %s", scalar[string](t, conn, "SELECT version()"))
+	t.Logf("server %s", chtest.Scalar[string](t, conn, "SELECT version()"))
 
 	// The settings as the server sees them for the query.
 	lctx := Limits{MaxExecutionTime: 1500 * time.Millisecond, MaxMemoryUsage: 123 << 20}.Context(ctx)

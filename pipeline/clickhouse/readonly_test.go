@@ -48,7 +48,7 @@ func TestReadOnlyUserOnOldServer(t *testing.T) {
 
 	u := testReadOnlyUser()
 	if err := CreateReadOnlyUser(ctx, admin, u); !errors.Is(err, ErrNoSQLAccessControl) {
-		t.Fatalf("CreateReadOnlyUser on %s: %v, want ErrNoSQLAccessControl", scalar[string](t, admin, "SELECT version()"), err)
+		t.Fatalf("CreateReadOnlyUser on %s: %v, want ErrNoSQLAccessControl", chtest.Scalar[string](t, admin, "SELECT version()"), err)
 	}
 	file, err := u.UsersXML()
 	if err != nil {
@@ -85,7 +85,7 @@ func TestReadOnlyUserOnOldServer(t *testing.T) {
 	if err := reader.Exec(wctx, "INSERT INTO tpflow.logs (ts, level, message) SELECT now(), 'info', 'x'"); err == nil {
 		t.Error("read-only user inserted with readonly=0 as a query setting")
 	}
-	if got := scalar[uint64](t, admin, "SELECT count() FROM tpflow.logs"); got != 1 {
+	if got := chtest.Scalar[uint64](t, admin, "SELECT count() FROM tpflow.logs"); got != 1 {
 		t.Errorf("tpflow.logs has %d rows after the read-only user's attempts, want 1", got)
 	}
 

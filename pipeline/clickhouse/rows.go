@@ -10,6 +10,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/tpflow/tpflow/pipeline"
+	"github.com/tpflow/tpflow/schemas"
 	"github.com/tpflow/tpflow/schemas/codec"
 )
 
@@ -40,21 +41,22 @@ type PaneRow struct {
 	Version         uint64
 }
 
+// EventLabels are the labels a log line and a metric sample are stored
+// with: the key labels without the method, and where the event comes from.
+type EventLabels struct {
+	System, App, Group, IDC string
+	Env, Host               string
+	Namespace, Pod          string
+	Container               string
+}
+
 // LogRow is one log line: a row of logs. Its identity is (SourceID, Offset):
 // a line sent again must carry the same labels and TS, and then collapses.
 type LogRow struct {
 	// TS keeps its nanoseconds: in ts on servers with DateTime64 and in
 	// ts_ns on every server.
-	TS        time.Time
-	System    string
-	App       string
-	Group     string
-	IDC       string
-	Env       string
-	Host      string
-	Namespace string
-	Pod       string
-	Container string
+	TS time.Time
+	EventLabels
 	Stream    string
 	Level     string
 	Message   string
@@ -71,19 +73,11 @@ type LogRow struct {
 // MetricRow is one sample: a row of metric_samples. A sample sent again
 // (same labels, name and second) collapses.
 type MetricRow struct {
-	TS        time.Time
-	System    string
-	App       string
-	Group     string
-	IDC       string
-	Env       string
-	Host      string
-	Namespace string
-	Pod       string
-	Container string
-	Name      string
-	Value     float64
-	Kind      string
+	TS time.Time
+	EventLabels
+	Name  string
+	Value float64
+	Kind  string
 }
 
 // ResourcePaneRow is one pane of one resource metric of one container: a
@@ -264,15 +258,18 @@ func (r *AlertRow) check() error {
 
 // Column lists: inserts always name their columns (18.16 needs it, and it
 // keeps old writers working when a migration adds a column with a default).
-const (
-	paneColumns = "pane_start, pane_seconds, system, app, group_name, idc, method, count, errors, " +
+// The key columns come from the one key label table.
+var (
+	callKey     = schemas.KeyColumns(-1) // system, app, group_name, idc, method
+	groupKey    = schemas.KeyColumns(4)  // the same without the method
+	paneColumns = "pane_start, pane_seconds, " + callKey + ", count, errors, " +
 		"sum_us, min_us, max_us, p50_us, p90_us, p99_us, p999_us, centroid_means, centroid_weights, version"
-	logColumns = "ts, ts_ns, system, app, group_name, idc, env, host, namespace, pod, container, " +
+	logColumns = "ts, ts_ns, " + groupKey + ", env, host, namespace, pod, container, " +
 		"stream, level, message, source, source_id, offset, unparsed, truncated, flags"
-	metricColumns   = "ts, system, app, group_name, idc, env, host, namespace, pod, container, name, value, kind"
-	resourceColumns = "pane_start, pane_seconds, system, app, group_name, idc, host, container, name, " +
+	metricColumns   = "ts, " + groupKey + ", env, host, namespace, pod, container, name, value, kind"
+	resourceColumns = "pane_start, pane_seconds, " + groupKey + ", host, container, name, " +
 		"count, avg, max, p95, version"
-	alertColumns = "ts, rule, state, value, system, app, group_name, idc, label_names, label_values, " +
+	alertColumns = "ts, rule, state, value, " + groupKey + ", label_names, label_values, " +
 		"annotation_names, annotation_values, fingerprint, active_at, fired_at, resolved_at"
 )
 

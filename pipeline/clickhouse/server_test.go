@@ -38,15 +38,6 @@ func setup(tb testing.TB) (driver.Conn, Config) {
 	return conn, cfg
 }
 
-func scalar[T any](t *testing.T, conn driver.Conn, q string, args ...any) T {
-	t.Helper()
-	var v T
-	if err := conn.QueryRow(context.Background(), q, args...).Scan(&v); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	return v
-}
-
 func TestMigrateAppliesRecordsAndIsIdempotent(t *testing.T) {
 	s := chtest.Shared(t)
 	cfg := DefaultConfig()
@@ -61,7 +52,7 @@ func TestMigrateAppliesRecordsAndIsIdempotent(t *testing.T) {
 	defer conn.Close()
 	t.Cleanup(func() { _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+cfg.Database) })
 
-	version := scalar[string](t, conn, "SELECT version()")
+	version := chtest.Scalar[string](t, conn, "SELECT version()")
 	want, err := DDL(version, DDLOptions{Database: cfg.Database, Retention: cfg.RetentionDays})
 	if err != nil {
 		t.Fatal(err)
@@ -82,12 +73,12 @@ func TestMigrateAppliesRecordsAndIsIdempotent(t *testing.T) {
 			t.Errorf("migration %d recorded as %q, want %q", m.Version, recorded[m.Version], m.Name)
 		}
 	}
-	firstApplied := scalar[time.Time](t, conn, "SELECT max(applied_at) FROM "+cfg.Database+".schema_migrations")
+	firstApplied := chtest.Scalar[time.Time](t, conn, "SELECT max(applied_at) FROM "+cfg.Database+".schema_migrations")
 	if time.Since(firstApplied) > time.Minute || time.Since(firstApplied) < -time.Minute {
 		t.Errorf("applied_at %s is not now", firstApplied)
 	}
 	for _, tbl := range []string{"call_panes", "logs", "metric_samples", "resource_panes", "alerts", "schema_migrations"} {
-		if n := scalar[uint64](t, conn, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", cfg.Database, tbl); n != 1 {
+		if n := chtest.Scalar[uint64](t, conn, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", cfg.Database, tbl); n != 1 {
 			t.Errorf("table %s missing", tbl)
 		}
 	}
@@ -95,12 +86,12 @@ func TestMigrateAppliesRecordsAndIsIdempotent(t *testing.T) {
 		"pane_start": "DateTime", "pane_seconds": "UInt32", "method": "String", "count": "UInt64",
 		"p999_us": "Float64", "centroid_means": "Array(Float64)", "centroid_weights": "Array(Float64)", "version": "UInt64",
 	} {
-		got := scalar[string](t, conn, "SELECT type FROM system.columns WHERE database = ? AND table = 'call_panes' AND name = ?", cfg.Database, col)
+		got := chtest.Scalar[string](t, conn, "SELECT type FROM system.columns WHERE database = ? AND table = 'call_panes' AND name = ?", cfg.Database, col)
 		if got != typ {
 			t.Errorf("call_panes.%s is %s, want %s", col, got, typ)
 		}
 	}
-	if e := scalar[string](t, conn, "SELECT engine FROM system.tables WHERE database = ? AND name = 'call_panes'", cfg.Database); e != "ReplacingMergeTree" {
+	if e := chtest.Scalar[string](t, conn, "SELECT engine FROM system.tables WHERE database = ? AND name = 'call_panes'", cfg.Database); e != "ReplacingMergeTree" {
 		t.Errorf("call_panes engine %s", e)
 	}
 
@@ -108,7 +99,7 @@ func TestMigrateAppliesRecordsAndIsIdempotent(t *testing.T) {
 	if err != nil || len(again) != 0 {
 		t.Fatalf("second Migrate applied %v, %v; want nothing", again, err)
 	}
-	if n := scalar[uint64](t, conn, "SELECT count() FROM "+cfg.Database+".schema_migrations"); n != uint64(len(want)) {
+	if n := chtest.Scalar[uint64](t, conn, "SELECT count() FROM "+cfg.Database+".schema_migrations"); n != uint64(len(want)) {
 		t.Fatalf("%d migration records after a second run, want %d", n, len(want))
 	}
 }
@@ -152,7 +143,7 @@ func TestPanesReplaceNeverAdd(t *testing.T) {
 			t.Errorf("pane %d = %+v, want %+v", i, p, want)
 		}
 	}
-	sum := scalar[uint64](t, conn, "SELECT sum(count) FROM "+cfg.Database+".call_panes FINAL")
+	sum := chtest.Scalar[uint64](t, conn, "SELECT sum(count) FROM "+cfg.Database+".call_panes FINAL")
 	if sum != 2+7+2 {
 		t.Fatalf("sum(count) FINAL = %d, want 11", sum)
 	}
@@ -247,9 +238,9 @@ func TestAllTablesRoundTrip(t *testing.T) {
 	ts := time.Unix(1_700_000_123, 456_789_012)
 
 	logs := []LogRow{
-		{TS: ts, System: "s", App: "a", Host: "h1", Pod: "p", Container: "c", Stream: "stderr", Level: "error",
+		{TS: ts, EventLabels: EventLabels{System: "s", App: "a", Host: "h1", Pod: "p", Container: "c"}, Stream: "stderr", Level: "error",
 			Message: "EXT4-fs error", Source: "/var/log/x.log", SourceID: 42, Offset: 0, Truncated: true},
-		{TS: ts.Add(time.Second), System: "s", App: "a", Message: "second", SourceID: 42, Offset: 100, Unparsed: true},
+		{TS: ts.Add(time.Second), EventLabels: EventLabels{System: "s", App: "a"}, Message: "second", SourceID: 42, Offset: 100, Unparsed: true},
 	}
 	if err := w.WriteLogs(ctx, logs); err != nil {
 		t.Fatal(err)
@@ -257,28 +248,28 @@ func TestAllTablesRoundTrip(t *testing.T) {
 	if err := w.WriteLogs(ctx, logs[:1]); err != nil { // re-sent line
 		t.Fatal(err)
 	}
-	if n := scalar[uint64](t, conn, "SELECT count() FROM "+db+".logs FINAL"); n != 2 {
+	if n := chtest.Scalar[uint64](t, conn, "SELECT count() FROM "+db+".logs FINAL"); n != 2 {
 		t.Errorf("logs FINAL count = %d, want 2", n)
 	}
-	if ns := scalar[uint32](t, conn, "SELECT ts_ns FROM "+db+".logs FINAL WHERE offset = 0"); ns != 456_789_012 {
+	if ns := chtest.Scalar[uint32](t, conn, "SELECT ts_ns FROM "+db+".logs FINAL WHERE offset = 0"); ns != 456_789_012 {
 		t.Errorf("ts_ns = %d, want 456789012", ns)
 	}
-	if m := scalar[string](t, conn, "SELECT message FROM "+db+".logs FINAL WHERE unparsed = 1"); m != "second" {
+	if m := chtest.Scalar[string](t, conn, "SELECT message FROM "+db+".logs FINAL WHERE unparsed = 1"); m != "second" {
 		t.Errorf("unparsed line message %q", m)
 	}
-	if n := scalar[uint64](t, conn, "SELECT count() FROM "+db+".logs FINAL WHERE truncated = 1 AND level = 'error' AND host = 'h1'"); n != 1 {
+	if n := chtest.Scalar[uint64](t, conn, "SELECT count() FROM "+db+".logs FINAL WHERE truncated = 1 AND level = 'error' AND host = 'h1'"); n != 1 {
 		t.Errorf("%d truncated error lines on h1, want 1", n)
 	}
 
-	metrics := []MetricRow{{TS: ts, Host: "h1", Container: "c", Name: "cpu_usage", Value: 0.25, Kind: "gauge"},
-		{TS: ts, Host: "h2", Container: "c", Name: "cpu_usage", Value: 0.75, Kind: "gauge"}}
+	metrics := []MetricRow{{TS: ts, EventLabels: EventLabels{Host: "h1", Container: "c"}, Name: "cpu_usage", Value: 0.25, Kind: "gauge"},
+		{TS: ts, EventLabels: EventLabels{Host: "h2", Container: "c"}, Name: "cpu_usage", Value: 0.75, Kind: "gauge"}}
 	if err := w.WriteMetrics(ctx, metrics); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.WriteMetrics(ctx, metrics); err != nil {
 		t.Fatal(err)
 	}
-	if s := scalar[float64](t, conn, "SELECT sum(value) FROM "+db+".metric_samples FINAL"); s != 1 {
+	if s := chtest.Scalar[float64](t, conn, "SELECT sum(value) FROM "+db+".metric_samples FINAL"); s != 1 {
 		t.Errorf("sum(value) FINAL = %g, want 1", s)
 	}
 
@@ -289,7 +280,7 @@ func TestAllTablesRoundTrip(t *testing.T) {
 	if err := w.WriteResourcePanes(ctx, []ResourcePaneRow{rp, rp2, rp}); err != nil {
 		t.Fatal(err)
 	}
-	if m := scalar[float64](t, conn, "SELECT max FROM "+db+".resource_panes FINAL"); m != 9 {
+	if m := chtest.Scalar[float64](t, conn, "SELECT max FROM "+db+".resource_panes FINAL"); m != 9 {
 		t.Errorf("resource pane max = %g, want the version-2 value 9", m)
 	}
 
@@ -300,16 +291,16 @@ func TestAllTablesRoundTrip(t *testing.T) {
 	if err := w.WriteAlerts(ctx, []AlertRow{alert, alert}); err != nil {
 		t.Fatal(err)
 	}
-	if v := scalar[string](t, conn, "SELECT label_values[indexOf(label_names, 'severity')] FROM "+db+".alerts FINAL"); v != "page" {
+	if v := chtest.Scalar[string](t, conn, "SELECT label_values[indexOf(label_names, 'severity')] FROM "+db+".alerts FINAL"); v != "page" {
 		t.Errorf("severity label %q, want page", v)
 	}
-	if fp := scalar[uint64](t, conn, "SELECT fingerprint FROM "+db+".alerts FINAL"); fp != 1<<63+5 {
+	if fp := chtest.Scalar[uint64](t, conn, "SELECT fingerprint FROM "+db+".alerts FINAL"); fp != 1<<63+5 {
 		t.Errorf("fingerprint %d", fp)
 	}
-	if r := scalar[uint32](t, conn, "SELECT toUInt32(resolved_at) FROM "+db+".alerts FINAL"); r != 0 {
+	if r := chtest.Scalar[uint32](t, conn, "SELECT toUInt32(resolved_at) FROM "+db+".alerts FINAL"); r != 0 {
 		t.Errorf("unset resolved_at stored as %d, want 0", r)
 	}
-	if n := scalar[uint64](t, conn, "SELECT count() FROM "+db+".alerts FINAL"); n != 1 {
+	if n := chtest.Scalar[uint64](t, conn, "SELECT count() FROM "+db+".alerts FINAL"); n != 1 {
 		t.Errorf("%d alert rows, want 1", n)
 	}
 	if st := w.Stats(); st.Rejected != 0 || st.Retries != 0 {
@@ -391,8 +382,8 @@ func TestWriterWaitsForServerRestart(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("WritePanes did not finish within 30s of the restart")
 	}
-	n := scalar[uint64](t, conn, "SELECT count() FROM tpflow.call_panes FINAL")
-	sum := scalar[uint64](t, conn, "SELECT sum(count) FROM tpflow.call_panes FINAL")
+	n := chtest.Scalar[uint64](t, conn, "SELECT count() FROM tpflow.call_panes FINAL")
+	sum := chtest.Scalar[uint64](t, conn, "SELECT sum(count) FROM tpflow.call_panes FINAL")
 	if n != 200 || sum != 400 {
 		t.Fatalf("after restart: %d panes, sum(count) %d; want 200 and 400", n, sum)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
@@ -39,6 +40,35 @@ func PartitionOf(key []byte, n int) int {
 		parts[i] = i
 	}
 	return (&kafkago.Hash{}).Balance(kafkago.Message{Key: key}, parts...)
+}
+
+// PartitionGroup is the items bound for one partition: their indexes in
+// order, and the message key of the first.
+type PartitionGroup struct {
+	Partition int
+	Key       []byte
+	Idx       []int
+}
+
+// GroupByPartition groups n items, item i keyed key(i), by the partition
+// among partitions that PartitionOf picks for the key, in partition order;
+// each group keeps its items' order.
+func GroupByPartition(n, partitions int, key func(i int) []byte) []PartitionGroup {
+	at := map[int]int{} // partition → index in out
+	var out []PartitionGroup
+	for i := range n {
+		k := key(i)
+		p := PartitionOf(k, partitions)
+		j, ok := at[p]
+		if !ok {
+			j = len(out)
+			at[p] = j
+			out = append(out, PartitionGroup{Partition: p, Key: k})
+		}
+		out[j].Idx = append(out[j].Idx, i)
+	}
+	slices.SortFunc(out, func(a, b PartitionGroup) int { return a.Partition - b.Partition })
+	return out
 }
 
 // NewProducer returns a producer for the full topic name topic (use

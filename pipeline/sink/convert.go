@@ -241,6 +241,16 @@ func labelsOf(b *codec.Batch, ls uint32) (system, app, group, idc string) {
 		b.Label(ls, schemas.LabelGroup), b.Label(ls, schemas.LabelIDC)
 }
 
+// eventLabels reads the labels a log line or a sample is stored with
+// from label set ls.
+func eventLabels(b *codec.Batch, ls uint32) clickhouse.EventLabels {
+	sys, app, grp, idc := labelsOf(b, ls)
+	return clickhouse.EventLabels{System: sys, App: app, Group: grp, IDC: idc,
+		Env: b.Label(ls, schemas.LabelEnv), Host: b.Label(ls, schemas.LabelHost),
+		Namespace: b.Label(ls, schemas.LabelNamespace), Pod: b.Label(ls, schemas.LabelPod),
+		Container: b.Label(ls, schemas.LabelContainer)}
+}
+
 // refsOK reports whether label set ls and symbol refs exist in b; Decode
 // checks references of the flat events but not inside panes, logs and alerts
 // beyond their structure, so a converter checks the ones it resolves.
@@ -342,27 +352,18 @@ func logRow(b *codec.Batch, i int, row *clickhouse.LogRow) (bool, error) {
 	if !refsOK(b, ev.Labels, ev.Stream, ev.Level, ev.Source) {
 		return false, errBadRef
 	}
-	sys, app, grp, idc := labelsOf(b, ev.Labels)
 	*row = clickhouse.LogRow{
-		TS:        time.Unix(0, ev.TsUnixNano).UTC(),
-		System:    sys,
-		App:       app,
-		Group:     grp,
-		IDC:       idc,
-		Env:       b.Label(ev.Labels, schemas.LabelEnv),
-		Host:      b.Label(ev.Labels, schemas.LabelHost),
-		Namespace: b.Label(ev.Labels, schemas.LabelNamespace),
-		Pod:       b.Label(ev.Labels, schemas.LabelPod),
-		Container: b.Label(ev.Labels, schemas.LabelContainer),
-		Stream:    b.Symbol(ev.Stream),
-		Level:     b.Symbol(ev.Level),
-		Message:   ev.Message,
-		Source:    b.Symbol(ev.Source),
-		SourceID:  ev.SourceId,
-		Offset:    ev.Offset,
-		Unparsed:  ev.Unparsed,
-		Truncated: ev.Truncated,
-		Flags:     ev.Flags,
+		TS:          time.Unix(0, ev.TsUnixNano).UTC(),
+		EventLabels: eventLabels(b, ev.Labels),
+		Stream:      b.Symbol(ev.Stream),
+		Level:       b.Symbol(ev.Level),
+		Message:     ev.Message,
+		Source:      b.Symbol(ev.Source),
+		SourceID:    ev.SourceId,
+		Offset:      ev.Offset,
+		Unparsed:    ev.Unparsed,
+		Truncated:   ev.Truncated,
+		Flags:       ev.Flags,
 	}
 	return false, nil
 }
@@ -371,25 +372,16 @@ func logRow(b *codec.Batch, i int, row *clickhouse.LogRow) (bool, error) {
 // references.
 func metricRow(b *codec.Batch, i int, row *clickhouse.MetricRow) (bool, error) {
 	m := &b.Metrics[i]
-	sys, app, grp, idc := labelsOf(b, m.Labels)
 	kind := "gauge"
 	if tpflowpb.MetricKind(m.Kind) == tpflowpb.MetricKind_METRIC_KIND_COUNTER {
 		kind = "counter"
 	}
 	*row = clickhouse.MetricRow{
-		TS:        time.UnixMilli(m.TsUnixMs).UTC(),
-		System:    sys,
-		App:       app,
-		Group:     grp,
-		IDC:       idc,
-		Env:       b.Label(m.Labels, schemas.LabelEnv),
-		Host:      b.Label(m.Labels, schemas.LabelHost),
-		Namespace: b.Label(m.Labels, schemas.LabelNamespace),
-		Pod:       b.Label(m.Labels, schemas.LabelPod),
-		Container: b.Label(m.Labels, schemas.LabelContainer),
-		Name:      b.Symbol(m.Name),
-		Value:     m.Value,
-		Kind:      kind,
+		TS:          time.UnixMilli(m.TsUnixMs).UTC(),
+		EventLabels: eventLabels(b, m.Labels),
+		Name:        b.Symbol(m.Name),
+		Value:       m.Value,
+		Kind:        kind,
 	}
 	return false, nil
 }

@@ -4,9 +4,12 @@ package backfilltest
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -206,4 +209,101 @@ func Optimize(tb testing.TB, conn driver.Conn, table string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	tb.Fatalf("cannot optimize %s: %v", table, err)
+}
+
+// RollupID is a rollup's identity: its key and start (Unix seconds).
+type RollupID struct {
+	Key   aggregator.Key
+	Start int64
+}
+
+// Stored reads call_rollups, FINAL or not, by identity; a second
+// row of an identity fails the test.
+func Stored(t testing.TB, conn driver.Conn, db string, final bool) map[RollupID]clickhouse.PaneRow {
+	t.Helper()
+	q := "SELECT pane_start, pane_seconds, system, app, group_name, idc, method, count, errors, sum_us, min_us, max_us," +
+		" p50_us, p90_us, p99_us, p999_us, centroid_means, centroid_weights, version FROM " + db + ".call_rollups"
+	if final {
+		q += " FINAL"
+	}
+	rows, err := conn.Query(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[RollupID]clickhouse.PaneRow{}
+	for rows.Next() {
+		var r clickhouse.PaneRow
+		if err := rows.Scan(&r.PaneStart, &r.PaneSeconds, &r.System, &r.App, &r.Group, &r.IDC, &r.Method,
+			&r.Count, &r.Errors, &r.SumUs, &r.MinUs, &r.MaxUs, &r.P50Us, &r.P90Us, &r.P99Us, &r.P999Us,
+			&r.CentroidMeans, &r.CentroidWeights, &r.Version); err != nil {
+			t.Fatal(err)
+		}
+		id := RollupID{aggregator.Key{System: r.System, App: r.App, Group: r.Group, IDC: r.IDC, Method: r.Method}, r.PaneStart.Unix()}
+		if _, dup := out[id]; dup {
+			t.Fatalf("two rows of rollup %+v", id)
+		}
+		out[id] = r
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// DiffRow says how two rollup rows differ, or "" when they are equal.
+func DiffRow(got, want clickhouse.PaneRow) string {
+	var d []string
+	f := func(name string, g, w any) {
+		if fmt.Sprint(g) != fmt.Sprint(w) {
+			d = append(d, fmt.Sprintf("%s %v, want %v", name, g, w))
+		}
+	}
+	f("pane_start", got.PaneStart.Unix(), want.PaneStart.Unix())
+	f("pane_seconds", got.PaneSeconds, want.PaneSeconds)
+	f("count", got.Count, want.Count)
+	f("errors", got.Errors, want.Errors)
+	f("sum", got.SumUs, want.SumUs)
+	f("min", got.MinUs, want.MinUs)
+	f("max", got.MaxUs, want.MaxUs)
+	f("p50", got.P50Us, want.P50Us)
+	f("p90", got.P90Us, want.P90Us)
+	f("p99", got.P99Us, want.P99Us)
+	f("p999", got.P999Us, want.P999Us)
+	f("version", got.Version, want.Version)
+	if !slices.Equal(got.CentroidMeans, want.CentroidMeans) || !slices.Equal(got.CentroidWeights, want.CentroidWeights) {
+		d = append(d, fmt.Sprintf("%d centroids differ from the %d wanted", len(got.CentroidMeans), len(want.CentroidMeans)))
+	}
+	return strings.Join(d, "; ")
+}
+
+// EngineRollups returns the engine's rollups of d whose key pick picks (nil: all).
+func EngineRollups(d Data, pick func(aggregator.Key) bool) map[RollupID]clickhouse.PaneRow {
+	out := map[RollupID]clickhouse.PaneRow{}
+	for _, p := range d.Rollups {
+		if pick == nil || pick(p.Key) {
+			out[RollupID{p.Key, p.Start / 1000}] = backfill.RowOf(p)
+		}
+	}
+	return out
+}
+
+// SameRollups fails t unless got holds exactly want.
+func SameRollups(t testing.TB, got, want map[RollupID]clickhouse.PaneRow) {
+	t.Helper()
+	for id, w := range want {
+		g, ok := got[id]
+		if !ok {
+			t.Errorf("rollup %+v at %s missing", id.Key, time.Unix(id.Start, 0).UTC())
+			continue
+		}
+		if d := DiffRow(g, w); d != "" {
+			t.Errorf("rollup %+v at %s: %s", id.Key, time.Unix(id.Start, 0).UTC(), d)
+		}
+	}
+	for id := range got {
+		if _, ok := want[id]; !ok {
+			t.Errorf("unexpected rollup %+v at %s", id.Key, time.Unix(id.Start, 0).UTC())
+		}
+	}
 }

@@ -31,17 +31,8 @@ type Alert struct {
 // binary finds the Alertmanager binary or ends the test.
 func binary(t testing.TB) string {
 	t.Helper()
-	if bin, err := exec.LookPath("prometheus-alertmanager"); err == nil {
-		return bin
-	}
-	const bin = "/usr/bin/prometheus-alertmanager"
-	if _, err := os.Stat(bin); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("prometheus-alertmanager not installed (scripts/install-deps.sh installs it): %v", err)
-		}
-		t.Skipf("prometheus-alertmanager not installed; run scripts/install-deps.sh (with CI set this fails): %v", err)
-	}
-	return bin
+	return testkit.LookPath(t, "prometheus-alertmanager is not installed (scripts/install-deps.sh installs it)",
+		"prometheus-alertmanager", "/usr/bin/prometheus-alertmanager")
 }
 
 // Start runs prometheus-alertmanager on a free loopback port with a private

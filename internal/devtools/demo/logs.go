@@ -324,26 +324,8 @@ func RunLogs(ctx context.Context, w *LogWriter, now func() time.Time, reg promet
 		return fmt.Errorf("cannot start demo log writer: %w", err)
 	}
 	log.Info("demo log lines for the node collector", "logs", w.Describe())
-	t := time.NewTicker(w.cfg.Tick)
-	defer t.Stop()
-	last := now()
-	carry := 0.0
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		cur := now()
-		if !cur.After(last) {
-			continue
-		}
-		want := float64(w.cfg.Rate)*cur.Sub(last).Seconds() + carry
-		n := int(want)
-		carry = want - float64(n)
-		if _, err := w.Write(last, cur, n); err != nil {
-			return err
-		}
-		last = cur
-	}
+	return paced(ctx, w.cfg.Tick, w.cfg.Rate, 0, now, func(from, to time.Time, n int) error {
+		_, err := w.Write(from, to, n)
+		return err
+	})
 }

@@ -43,12 +43,34 @@ func Run(ctx context.Context, kcfg kafka.Config, g *Generator, now func() time.T
 	}
 	log.Info("demo traffic", "rate", g.cfg.Rate, "topology", g.Describe(), "schedule", g.cfg.Schedule())
 
-	t := time.NewTicker(g.cfg.Tick)
+	var calls []Call
+	warned := time.Time{}
+	// A stalled produce must not turn into a burst of old events: an
+	// interval covers at most two ticks.
+	return paced(ctx, g.cfg.Tick, g.cfg.Rate, 2*g.cfg.Tick, now, func(from, cur time.Time, n int) error {
+		calls = g.Calls(calls[:0], from, cur, n)
+		msgs := g.Messages(calls, kcfg.MaxMessageBytes)
+		if err := p.Produce(ctx, msgs...); err != nil {
+			if !errors.Is(err, context.Canceled) && ctx.Err() == nil && cur.Sub(warned) > 10*time.Second {
+				log.Warn("demo generator cannot produce; dropping events", "err", err)
+				warned = cur
+			}
+			return nil
+		}
+		generated.Add(float64(n))
+		return nil
+	})
+}
+
+// paced calls emit once a tick, until ctx is done, with the interval since
+// the last call and the number of events due in it at rate per second
+// (fractions carry over). maxSpan > 0 bounds how far back an interval
+// reaches. An error of emit ends it.
+func paced(ctx context.Context, tick time.Duration, rate int, maxSpan time.Duration, now func() time.Time, emit func(from, to time.Time, n int) error) error {
+	t := time.NewTicker(tick)
 	defer t.Stop()
 	last := now()
 	carry := 0.0
-	var calls []Call
-	warned := time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -59,28 +81,16 @@ func Run(ctx context.Context, kcfg kafka.Config, g *Generator, now func() time.T
 		if !cur.After(last) {
 			continue
 		}
-		// A stalled produce must not turn into a burst of old events:
-		// cover at most two ticks.
 		from := last
-		if cur.Sub(from) > 2*g.cfg.Tick {
-			from = cur.Add(-2 * g.cfg.Tick)
+		if maxSpan > 0 && cur.Sub(from) > maxSpan {
+			from = cur.Add(-maxSpan)
 		}
-		want := float64(g.cfg.Rate)*cur.Sub(from).Seconds() + carry
+		want := float64(rate)*cur.Sub(from).Seconds() + carry
 		n := int(want)
 		carry = want - float64(n)
 		last = cur
-		calls = g.Calls(calls[:0], from, cur, n)
-		msgs := g.Messages(calls, kcfg.MaxMessageBytes)
-		if err := p.Produce(ctx, msgs...); err != nil {
-			if errors.Is(err, context.Canceled) || ctx.Err() != nil {
-				return nil
-			}
-			if cur.Sub(warned) > 10*time.Second {
-				log.Warn("demo generator cannot produce; dropping events", "err", err)
-				warned = cur
-			}
-			continue
+		if err := emit(from, cur, n); err != nil {
+			return err
 		}
-		generated.Add(float64(n))
 	}
 }

@@ -65,6 +65,26 @@ func Produce(tb testing.TB, ctx context.Context, cfg kafka.Config, topic string,
 	}
 }
 
+// First returns the first message of topic (a full name, cfg.Topic) that
+// a consumer of group fetches, committed, failing tb when none comes
+// before ctx ends.
+func First(tb testing.TB, ctx context.Context, cfg kafka.Config, topic, group string) kafkago.Message {
+	tb.Helper()
+	c, err := kafka.NewConsumer(cfg, topic, group, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer c.Close()
+	m, err := c.Fetch(ctx)
+	if err != nil {
+		tb.Fatalf("no message on %s: %v", topic, err)
+	}
+	if err := c.Commit(ctx, m); err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
 // FetchAll hands every message the consumer c fetches to fn until ctx
 // ends; a failed fetch is retried.
 func FetchAll(ctx context.Context, c *kafka.Consumer, fn func(kafkago.Message)) {

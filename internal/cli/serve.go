@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -13,28 +13,29 @@ import (
 
 	"github.com/tpflow/tpflow/internal/config/sections"
 	"github.com/tpflow/tpflow/internal/role"
+	"github.com/tpflow/tpflow/pipeline"
 	"github.com/tpflow/tpflow/pipeline/httpserver"
 )
 
-// serveOptions say how serveRole serves a role.
-type serveOptions struct {
-	// name names the role in the error when it stops by itself.
-	name string
-	// check names the role's readiness in /readyz.
-	check string
-	// pprof is the loopback HOST:PORT (http.pprof_listen) the Go profiler
+// ServeOptions say how ServeRole serves a role.
+type ServeOptions struct {
+	// Name names the role in the error when it stops by itself.
+	Name string
+	// Check names the role's readiness in /readyz.
+	Check string
+	// Pprof is the loopback HOST:PORT (http.pprof_listen) the Go profiler
 	// is served on, beside the role's server; empty serves none.
-	pprof string
-	// wait holds the role's work back until it is ready once, for roles
+	Pprof string
+	// Wait holds the role's work back until it is ready once, for roles
 	// that would fail to start without their dependencies.
-	wait bool
-	// http gives the listener's TLS and authentication (http.tls,
+	Wait bool
+	// HTTP gives the listener's TLS and authentication (http.tls,
 	// http.auth); its addresses are not used.
-	http sections.HTTPConfig
+	HTTP sections.HTTPConfig
 }
 
-// listenHTTP listens on addr, with a hint at the flag that changes it.
-func listenHTTP(addr string) (net.Listener, error) {
+// ListenHTTP listens on addr, with a hint at the flag that changes it.
+func ListenHTTP(addr string) (net.Listener, error) {
 	l, err := httpserver.Listen(addr)
 	if err != nil {
 		return nil, fmt.Errorf("%w (choose another address with --listen)", err)
@@ -42,10 +43,10 @@ func listenHTTP(addr string) (net.Listener, error) {
 	return l, nil
 }
 
-// secureHTTP returns l serving c's TLS and the authentication of c,
+// SecureHTTP returns l serving c's TLS and the authentication of c,
 // counting its failures in reg. It warns when a listener that is not on
 // loopback serves without authentication, or with it but without TLS.
-func secureHTTP(env *Env, l net.Listener, c sections.HTTPConfig, reg prometheus.Registerer) (net.Listener, *httpserver.Auth, error) {
+func SecureHTTP(env *Env, l net.Listener, c sections.HTTPConfig, reg prometheus.Registerer) (net.Listener, *httpserver.Auth, error) {
 	auth, err := httpserver.NewAuth(c.Auth, reg, nil)
 	if err != nil {
 		return nil, nil, err
@@ -65,14 +66,14 @@ func secureHTTP(env *Env, l net.Listener, c sections.HTTPConfig, reg prometheus.
 	return tl, auth, nil
 }
 
-// roleSettings are the settings of a role of this process: its logger and
+// RoleSettings are the settings of a role of this process: its logger and
 // the registry it serves.
-func roleSettings(env *Env, reg prometheus.Registerer) role.Settings {
+func RoleSettings(env *Env, reg prometheus.Registerer) role.Settings {
 	return role.Settings{Logger: env.Logger, Registerer: reg}
 }
 
-// httpRoutes are the routes of a role for the HTTP server.
-func httpRoutes(rs []role.Route) []httpserver.Route {
+// HTTPRoutes are the routes of a role for the HTTP server.
+func HTTPRoutes(rs []role.Route) []httpserver.Route {
 	out := make([]httpserver.Route, len(rs))
 	for i, r := range rs {
 		out[i] = httpserver.Route(r)
@@ -80,41 +81,41 @@ func httpRoutes(rs []role.Route) []httpserver.Route {
 	return out
 }
 
-// serveRole runs r next to its HTTP server on addr (/metrics of reg,
+// ServeRole runs r next to its HTTP server on addr (/metrics of reg,
 // /healthz, /readyz of r.Ready and r's routes) until ctx is done. The
 // address is taken before r starts, so that a taken port fails first. r
 // returning before ctx is done is an error: a role never stops by itself.
-func serveRole(ctx context.Context, env *Env, addr string, reg *prometheus.Registry, r role.Role, o serveOptions) error {
-	l, err := listenHTTP(addr)
+func ServeRole(ctx context.Context, env *Env, addr string, reg *prometheus.Registry, r role.Role, o ServeOptions) error {
+	l, err := ListenHTTP(addr)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
-	l, auth, err := secureHTTP(env, l, o.http, reg)
+	l, auth, err := SecureHTTP(env, l, o.HTTP, reg)
 	if err != nil {
 		return err
 	}
-	env.Logger.Info("serving HTTP", "addr", l.Addr().String(), "tls", o.http.TLS.Enabled(), "auth", auth.Enabled())
+	env.Logger.Info("serving HTTP", "addr", l.Addr().String(), "tls", o.HTTP.TLS.Enabled(), "auth", auth.Enabled())
 	h := httpserver.Handler(httpserver.Options{
 		Gatherer: reg,
-		Checks:   map[string]httpserver.Check{o.check: r.Ready},
-		Routes:   httpRoutes(r.Routes()),
+		Checks:   map[string]httpserver.Check{o.Check: r.Ready},
+		Routes:   HTTPRoutes(r.Routes()),
 		Auth:     auth,
 	})
 	grp, gctx := errgroup.WithContext(ctx)
-	if err := serveProfiler(gctx, grp, env, o.pprof); err != nil {
+	if err := ServeProfiler(gctx, grp, env, o.Pprof); err != nil {
 		return err
 	}
 	grp.Go(func() error { return httpserver.ServeLogged(gctx, l, h, env.Logger) })
 	grp.Go(func() error {
-		if o.wait {
-			if err := waitReady(gctx, env, o.check, r.Ready); err != nil {
+		if o.Wait {
+			if err := waitReady(gctx, env, o.Check, r.Ready); err != nil {
 				return err
 			}
 		}
 		err := r.Run(gctx)
 		if err == nil && gctx.Err() == nil {
-			err = errors.New(o.name + " stopped")
+			err = errors.New(o.Name + " stopped")
 		}
 		return err
 	})
@@ -125,10 +126,10 @@ func serveRole(ctx context.Context, env *Env, addr string, reg *prometheus.Regis
 	return err
 }
 
-// serveProfiler listens on addr and serves the Go profiler there in grp
+// ServeProfiler listens on addr and serves the Go profiler there in grp
 // until ctx is done; an empty addr serves nothing. The configuration has
 // checked that addr is a loopback address.
-func serveProfiler(ctx context.Context, grp *errgroup.Group, env *Env, addr string) error {
+func ServeProfiler(ctx context.Context, grp *errgroup.Group, env *Env, addr string) error {
 	if addr == "" {
 		return nil
 	}
@@ -148,7 +149,7 @@ func serveProfiler(ctx context.Context, grp *errgroup.Group, env *Env, addr stri
 // 5 s and logging each new reason (prefixed with name), or ctx's error
 // when it is done first.
 func waitReady(ctx context.Context, env *Env, name string, ready httpserver.Check) error {
-	delay, last := 200*time.Millisecond, ""
+	b, last := pipeline.Backoff{Min: 200 * time.Millisecond, Max: 5 * time.Second}, ""
 	for {
 		err := ready(ctx)
 		if err == nil {
@@ -161,19 +162,14 @@ func waitReady(ctx context.Context, env *Env, name string, ready httpserver.Chec
 			env.Logger.Warn("waiting for dependencies", "reason", reason)
 			last = reason
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := b.Wait(ctx, b.Next()); err != nil {
+			return err
 		}
-		delay = min(2*delay, 5*time.Second)
 	}
 }
 
-// newRoleRegistry returns a registry with the Go and process collectors.
-func newRoleRegistry() *prometheus.Registry {
+// NewRoleRegistry returns a registry with the Go and process collectors.
+func NewRoleRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
