@@ -82,8 +82,8 @@ write_config() {
 }
 
 cmd_start() {
-	local tcp=${1:-} http=${2:-} pid bin timeout deadline
-	mkdir -p "$DIR"
+	local tcp=${1:-} http=${2:-} pid bin timeout deadline chosen=0 attempt
+	mkdir -p "$DIR/log"
 	if pid=$(pid_of "$DIR"); then
 		sed -n 1p "$DIR/ports"
 		return
@@ -92,34 +92,49 @@ cmd_start() {
 		tcp=$(sed -n 1p "$DIR/ports")
 		http=$(sed -n 2p "$DIR/ports")
 	fi
-	[[ -n $tcp ]] || tcp=$(free_port)
-	[[ -n $http ]] || { http=$(free_port); [[ $http != "$tcp" ]] || http=$(free_port); }
-	[[ $tcp =~ ^[0-9]+$ && $http =~ ^[0-9]+$ ]] || die "ports must be numbers, got '$tcp' '$http'"
-	printf '%s\n%s\n' "$tcp" "$http" >"$DIR/ports"
-	write_config "$DIR" "$tcp" "$http"
+	[[ -n $tcp ]] || chosen=1
 	bin=$(server_bin)
-	rm -f "$DIR/clickhouse.pid"
-	# When run as root, 18.16 runs as root (it does not switch user); the
-	# files under DIR then belong to root, which is fine for a private
-	# server. Newer servers refuse to run as a different user than the owner
-	# of the data directory, which is the invoking user here either way.
-	"$bin" --config-file="$DIR/config.xml" --pid-file="$DIR/clickhouse.pid" --daemon \
-		>>"$DIR/log/stdout.log" 2>&1 || true
 	timeout=${CLICKHOUSE_START_TIMEOUT:-60}
-	deadline=$(( $(date +%s) + timeout ))
-	while :; do
-		if answers "$tcp"; then
-			echo "$tcp"
-			return
+	for attempt in 1 2 3 4 5; do
+		if ((chosen)); then
+			# A port found free can be taken by another process before
+			# the server binds it: then the next attempt picks others.
+			tcp=$(free_port)
+			http=$(free_port)
+			[[ $http != "$tcp" ]] || http=$(free_port)
 		fi
-		if (( $(date +%s) >= deadline )); then
-			echo "clickhouse.sh: server in $DIR did not answer SELECT 1 on 127.0.0.1:$tcp within ${timeout}s; log tail:" >&2
-			for f in "$DIR/log/clickhouse-server.err.log" "$DIR/log/clickhouse-server.log" "$DIR/log/stdout.log"; do
-				[[ -s $f ]] && { echo "==> $f <=="; tail -n 30 "$f"; } >&2
-			done
-			exit 1
-		fi
-		sleep 0.1
+		[[ -n $http ]] || { http=$(free_port); [[ $http != "$tcp" ]] || http=$(free_port); }
+		[[ $tcp =~ ^[0-9]+$ && $http =~ ^[0-9]+$ ]] || die "ports must be numbers, got '$tcp' '$http'"
+		printf '%s\n%s\n' "$tcp" "$http" >"$DIR/ports"
+		write_config "$DIR" "$tcp" "$http"
+		rm -f "$DIR/clickhouse.pid"
+		: >"$DIR/log/clickhouse-server.err.log"
+		# When run as root, 18.16 runs as root (it does not switch user); the
+		# files under DIR then belong to root, which is fine for a private
+		# server. Newer servers refuse to run as a different user than the owner
+		# of the data directory, which is the invoking user here either way.
+		"$bin" --config-file="$DIR/config.xml" --pid-file="$DIR/clickhouse.pid" --daemon \
+			>>"$DIR/log/stdout.log" 2>&1 || true
+		deadline=$(( $(date +%s) + timeout ))
+		while :; do
+			if answers "$tcp"; then
+				echo "$tcp"
+				return
+			fi
+			if ((chosen && attempt < 5)) && ! pid_of "$DIR" >/dev/null &&
+				grep -q 'Address already in use' "$DIR/log/clickhouse-server.err.log" 2>/dev/null; then
+				echo "clickhouse.sh: a port was taken before the server bound it; trying other ports" >&2
+				continue 2
+			fi
+			if (( $(date +%s) >= deadline )); then
+				echo "clickhouse.sh: server in $DIR did not answer SELECT 1 on 127.0.0.1:$tcp within ${timeout}s; log tail:" >&2
+				for f in "$DIR/log/clickhouse-server.err.log" "$DIR/log/clickhouse-server.log" "$DIR/log/stdout.log"; do
+					[[ -s $f ]] && { echo "==> $f <=="; tail -n 30 "$f"; } >&2
+				done
+				exit 1
+			fi
+			sleep 0.1
+		done
 	done
 }
 
