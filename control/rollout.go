@@ -30,8 +30,35 @@ type Wave struct {
 	// wave starts.
 	Soak time.Duration `json:"soak"`
 	// FailureBudget is how many of the wave's agents may fail (report the
-	// apply failed or reverted) before the rollout pauses; at least 1.
+	// apply failed or reverted, or not report the version running within
+	// Timeout) before the rollout pauses; at least 1.
 	FailureBudget int `json:"failure_budget"`
+	// Timeout is how long after the wave started its agents have to report
+	// the version running; one that has not by then counts as a failure,
+	// so that a silent agent cannot hold the wave back forever. Zero means
+	// DefaultWaveTimeout: the soak time plus three agent heartbeats.
+	Timeout time.Duration `json:"timeout"`
+}
+
+// AgentHeartbeat is how often an agent reports what it runs, by default.
+const AgentHeartbeat = 30 * time.Second
+
+// MaxWaveTimeout bounds a wave's time-out (and so its soak time plus
+// slack): a day and an hour.
+const MaxWaveTimeout = 25 * time.Hour
+
+// DefaultWaveTimeout is the time-out of a wave with soak time soak that
+// names none: the soak time plus three heartbeats, so that an agent
+// that applied the version at once has missed three reports before it
+// counts as failed.
+func DefaultWaveTimeout(soak time.Duration) time.Duration { return soak + 3*AgentHeartbeat }
+
+// WaveTimeout returns w's time-out, DefaultWaveTimeout when it names none.
+func (w Wave) WaveTimeout() time.Duration {
+	if w.Timeout == 0 {
+		return DefaultWaveTimeout(w.Soak)
+	}
+	return w.Timeout
 }
 
 // Rollout brings version Version of Scope to the agents of the scope in
@@ -55,7 +82,8 @@ type Rollout struct {
 }
 
 // CheckWaves validates a rollout's waves: percents increasing up to 100,
-// soak times within a day, budgets of at least one.
+// soak times within a day, budgets of at least one, time-outs unset or
+// between one heartbeat and MaxWaveTimeout.
 func CheckWaves(ws []Wave) error {
 	if len(ws) == 0 || len(ws) > 20 {
 		return Invalidf("a rollout needs 1-20 waves, got %d", len(ws))
@@ -69,6 +97,9 @@ func CheckWaves(ws []Wave) error {
 		prev = w.Percent
 		if w.Soak < 0 || w.Soak > 24*time.Hour {
 			errs = append(errs, fmt.Sprintf("waves[%d].soak %s must be between 0 and 24h", i, w.Soak))
+		}
+		if w.Timeout != 0 && (w.Timeout < AgentHeartbeat || w.Timeout > MaxWaveTimeout) {
+			errs = append(errs, fmt.Sprintf("waves[%d].timeout %s must be between %s (one heartbeat) and %s, or unset for the soak time plus 3 heartbeats", i, w.Timeout, AgentHeartbeat, MaxWaveTimeout))
 		}
 		if w.FailureBudget < 1 {
 			errs = append(errs, fmt.Sprintf("waves[%d].failure_budget must be at least 1", i))
@@ -138,19 +169,25 @@ func DefaultWaves() []Wave {
 	}
 }
 
-// waveJSON is a Wave with its soak time as a Go duration string ("5m").
+// waveJSON is a Wave with its soak time and time-out as Go duration
+// strings ("5m"); an unset time-out is omitted.
 type waveJSON struct {
 	Percent       int    `json:"percent"`
 	Soak          string `json:"soak"`
 	FailureBudget int    `json:"failure_budget"`
+	Timeout       string `json:"timeout,omitempty"`
 }
 
-// MarshalJSON writes the soak time as a duration string.
+// MarshalJSON writes the soak time and time-out as duration strings.
 func (w Wave) MarshalJSON() ([]byte, error) {
-	return json.Marshal(waveJSON{w.Percent, w.Soak.String(), w.FailureBudget})
+	j := waveJSON{Percent: w.Percent, Soak: w.Soak.String(), FailureBudget: w.FailureBudget}
+	if w.Timeout != 0 {
+		j.Timeout = w.Timeout.String()
+	}
+	return json.Marshal(j)
 }
 
-// UnmarshalJSON reads the soak time as a duration string.
+// UnmarshalJSON reads the soak time and time-out as duration strings.
 func (w *Wave) UnmarshalJSON(b []byte) error {
 	var j waveJSON
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -158,13 +195,26 @@ func (w *Wave) UnmarshalJSON(b []byte) error {
 	if err := dec.Decode(&j); err != nil {
 		return err
 	}
-	d, err := time.ParseDuration(j.Soak)
-	if j.Soak == "" {
-		d, err = 0, nil
-	}
+	soak, err := parseDuration("soak", j.Soak)
 	if err != nil {
-		return fmt.Errorf("soak %q is not a duration such as 5m", j.Soak)
+		return err
 	}
-	*w = Wave{Percent: j.Percent, Soak: d, FailureBudget: j.FailureBudget}
+	timeout, err := parseDuration("timeout", j.Timeout)
+	if err != nil {
+		return err
+	}
+	*w = Wave{Percent: j.Percent, Soak: soak, FailureBudget: j.FailureBudget, Timeout: timeout}
 	return nil
+}
+
+// parseDuration reads field's duration string s; "" is zero.
+func parseDuration(field, s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%s %q is not a duration such as 5m", field, s)
+	}
+	return d, nil
 }

@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/tpflow/tpflow/control"
@@ -178,27 +180,43 @@ func (e *Engine) step(ctx context.Context, r control.Rollout, agents []AgentStat
 			wave = append(wave, id)
 		}
 	}
+	slices.Sort(wave)
+	w := r.Waves[r.Wave]
+	timeout := w.WaveTimeout()
+	timedOut := e.now().Sub(r.WaveStarted) >= timeout
 	// An agent gone from the fleet neither holds the wave back nor
-	// counts as a failure.
+	// counts as a failure; one that has not reported the version running
+	// within the wave's time-out counts as a failure, so that a silent
+	// agent cannot hold the wave back forever.
 	failures, running, present := 0, 0, 0
+	var silent []string
 	for _, id := range wave {
 		a, ok := byID[id]
-		if ok {
-			present++
+		if !ok {
+			continue
 		}
+		present++
 		switch {
-		case !ok:
 		case a.Running == r.SHA256 && (a.Offered != r.SHA256 || a.Status == StatusApplied):
 			running++
+			continue
 		case a.Offered == r.SHA256 && (a.Status == StatusFailed || a.Status == StatusReverted):
 			failures++
+			continue
 		case a.Offered != r.SHA256:
 			if err := e.fleet.Offer(ctx, id, v); err != nil {
 				e.log.Warn("cannot offer version", "rollout", r.ID, "agent", id, "err", err)
 			}
 		}
+		if timedOut {
+			failures++
+			silent = append(silent, id)
+		}
 	}
-	w := r.Waves[r.Wave]
+	var why string
+	if len(silent) > 0 {
+		why = fmt.Sprintf("; %d did not report version %d running within the wave's time-out of %s: %s", len(silent), r.Version, timeout, strings.Join(silent, ", "))
+	}
 	next := r
 	next.Failures = failures
 	switch {
@@ -207,7 +225,7 @@ func (e *Engine) step(ctx context.Context, r control.Rollout, agents []AgentStat
 		// the last good version, then pause: each step is idempotent, so
 		// an engine killed in between does them again on restart.
 		next.State = control.RolloutPaused
-		next.Reason = fmt.Sprintf("wave %d reached its failure budget: %d of %d agents failed", r.Wave+1, failures, len(wave))
+		next.Reason = fmt.Sprintf("wave %d reached its failure budget: %d of %d agents failed%s", r.Wave+1, failures, len(wave), why)
 		if _, err := e.store.MarkBad(ctx, e.actor(next.Reason), r.Scope, r.Version, next.Reason); err != nil {
 			return err
 		}
@@ -216,7 +234,8 @@ func (e *Engine) step(ctx context.Context, r control.Rollout, agents []AgentStat
 		}
 		_, err := e.store.UpdateRollout(ctx, e.actor(next.Reason), r, next, "rollout.pause")
 		return err
-	case running == present && e.now().Sub(r.WaveStarted) >= w.Soak:
+	case running+failures == present && e.now().Sub(r.WaveStarted) >= w.Soak:
+		// Every member runs the version or failed within the budget.
 		next.Wave++
 		next.WaveStarted = time.Time{}
 		next.Failures = 0
@@ -224,13 +243,18 @@ func (e *Engine) step(ctx context.Context, r control.Rollout, agents []AgentStat
 		if next.Wave == len(r.Waves) {
 			next.Wave--
 			next.WaveStarted = r.WaveStarted
+			next.Failures = failures
 			next.State = control.RolloutDone
 			action = "rollout.done"
 		}
-		_, err := e.store.UpdateRollout(ctx, e.actor(""), r, next, action)
+		reason := ""
+		if failures > 0 {
+			reason = fmt.Sprintf("wave %d through: %d of %d agents run the version, %d failed within the budget of %d%s", r.Wave+1, running, len(wave), failures, w.FailureBudget, why)
+		}
+		_, err := e.store.UpdateRollout(ctx, e.actor(reason), r, next, action)
 		return err
 	case failures != r.Failures:
-		_, err := e.store.UpdateRollout(ctx, e.actor(""), r, next, "rollout.failures")
+		_, err := e.store.UpdateRollout(ctx, e.actor(fmt.Sprintf("wave %d: %d of %d agents failed%s", r.Wave+1, failures, len(wave), why)), r, next, "rollout.failures")
 		return err
 	}
 	return nil

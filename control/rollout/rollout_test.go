@@ -3,6 +3,7 @@ package rollout_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -412,5 +413,114 @@ func TestLeaderHandsOverMidRollout(t *testing.T) {
 	}
 	if sz := waveSizes(t, sb, r.ID); fmt.Sprint(sz) != "[1 4 15]" {
 		t.Errorf("wave sizes %v, want [1 4 15]", sz)
+	}
+}
+
+// TestSilentAgentCountsAsFailureAtTheWaveTimeOut rolls out under the
+// default waves while the first wave's only agent takes the offer and
+// never answers: the wave holds until its default time-out (soak time plus
+// three heartbeats), not a moment longer; then the silent agent counts
+// against the budget of one, the rollout pauses and the operation history
+// names the agent and the time-out.
+func TestSilentAgentCountsAsFailureAtTheWaveTimeOut(t *testing.T) {
+	c := &clock{t: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)}
+	s := openStore(t, filepath.Join(t.TempDir(), "c.db"), c)
+	f := newFleet(20)
+	f.SetSilent(func(id string) bool { return id == "agent-00" })
+	v := version(t, s, "log:\n  level: debug\n")
+	r, _, err := s.CreateRollout(ctx, olga, control.Rollout{Scope: scope, Version: v.Version, Waves: control.DefaultWaves()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := rollout.New(s, f, c.now, nil)
+	timeout := control.DefaultWaveTimeout(5 * time.Minute)
+	if timeout != 5*time.Minute+90*time.Second {
+		t.Fatalf("default time-out for a 5m soak = %s, want 6m30s", timeout)
+	}
+	for elapsed := time.Duration(0); elapsed < timeout; elapsed += 30 * time.Second {
+		if err := e.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := s.Rollout(ctx, r.ID)
+		if got.State != control.RolloutRunning || got.Wave != 0 || got.Failures != 0 {
+			t.Fatalf("%s into the wave (time-out %s): %+v, want running in wave 1 with no failure", elapsed, timeout, got)
+		}
+		c.add(30 * time.Second)
+	}
+	if err := e.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Rollout(ctx, r.ID)
+	want := "wave 1 reached its failure budget: 1 of 1 agents failed; 1 did not report version 1 running within the wave's time-out of 6m30s: agent-00"
+	if got.State != control.RolloutPaused || got.Failures != 1 || got.Reason != want {
+		t.Fatalf("at the time-out: %+v, want paused with reason %q", got, want)
+	}
+	ops, _ := s.Operations(ctx, control.OperationFilter{Action: "rollout.pause"})
+	if len(ops) != 1 || ops[0].Who != rollout.Who || ops[0].Reason != want {
+		t.Errorf("pause operations = %+v", ops)
+	}
+	if bad, err := s.IsBad(ctx, scope, v.Version); err != nil || !bad {
+		t.Errorf("IsBad = %v, %v; want marked bad", bad, err)
+	}
+	if _, offered := f.Count(v.SHA256); offered != 0 {
+		t.Errorf("%d agents took the version, want none (the silent one never answered)", offered)
+	}
+}
+
+// TestSilentAgentWithinTheBudgetDoesNotHoldTheWave makes one agent of
+// the last wave (budget 3) silent: at the wave's time-out it counts as
+// one failure, the others run the version, and the rollout is done, with
+// the silent agent named in the history.
+func TestSilentAgentWithinTheBudgetDoesNotHoldTheWave(t *testing.T) {
+	c, s, f, v, r := setup(t, "", "log:\n  level: debug\n")
+	f.SetSilent(func(id string) bool { return id == "agent-10" })
+	got := run(t, rollout.New(s, f, c.now, nil), s, c, r.ID, 50)
+	if got.State != control.RolloutDone || got.Failures != 1 {
+		t.Fatalf("rollout = %+v, want done with 1 failure", got)
+	}
+	if running, _ := f.Count(v.SHA256); running != 19 {
+		t.Errorf("%d agents run the version, want the 19 that answer", running)
+	}
+	ops, _ := s.Operations(ctx, control.OperationFilter{Action: "rollout.done"})
+	if len(ops) != 1 || !strings.Contains(ops[0].Reason, "1 failed within the budget of 3; 1 did not report version 1 running within the wave's time-out of 2m30s: agent-10") {
+		t.Errorf("done operations = %+v", ops)
+	}
+	// The last wave waited for the time-out, not only its soak.
+	waveOps, _ := s.Operations(ctx, control.OperationFilter{Target: "rollout:1"})
+	var lastWave time.Time
+	for _, op := range waveOps {
+		if op.Action == "rollout.wave" && op.At.After(lastWave) {
+			lastWave = op.At
+		}
+	}
+	if d := ops[0].At.Sub(lastWave); d < 2*time.Minute+30*time.Second {
+		t.Errorf("the last wave ended %s after it started, before its time-out of 2m30s", d)
+	}
+}
+
+func TestWaveTimeOutIsValidatedAndKeptInJSON(t *testing.T) {
+	ok := []control.Wave{{Percent: 100, Soak: time.Minute, FailureBudget: 1, Timeout: 10 * time.Minute}}
+	if err := control.CheckWaves(ok); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []time.Duration{-time.Second, time.Second, 26 * time.Hour} {
+		bad := []control.Wave{{Percent: 100, Soak: time.Minute, FailureBudget: 1, Timeout: d}}
+		if err := control.CheckWaves(bad); err == nil || !strings.Contains(err.Error(), "waves[0].timeout "+d.String()) {
+			t.Errorf("time-out %s: %v, want an error naming waves[0].timeout", d, err)
+		}
+	}
+	b, err := json.Marshal(ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back []control.Wave
+	if err := json.Unmarshal(b, &back); err != nil || len(back) != 1 || back[0] != ok[0] {
+		t.Errorf("round trip of %s = %+v, %v", b, back, err)
+	}
+	if err := json.Unmarshal([]byte(`[{"percent":100,"soak":"1m","failure_budget":1,"timeout":"soon"}]`), &back); err == nil || !strings.Contains(err.Error(), `timeout "soon"`) {
+		t.Errorf("a bad time-out = %v, want an error naming it", err)
+	}
+	if w := (control.Wave{Soak: time.Minute}); w.WaveTimeout() != 2*time.Minute+30*time.Second {
+		t.Errorf("unset time-out = %s, want soak + 3 heartbeats", w.WaveTimeout())
 	}
 }

@@ -1,7 +1,8 @@
 // Package rollouttest is an in-process fleet for rollout tests: agents
 // that apply an offered version at once, and fail the health gate of one
 // whose first file says "health: bad" (or "health: bad in IDC" for the
-// agents of that IDC), reverting to what ran before.
+// agents of that IDC), reverting to what ran before; silent agents never
+// answer.
 package rollouttest
 
 import (
@@ -22,6 +23,7 @@ type Fleet struct {
 	agents  map[string]*rollout.AgentState
 	applied map[string]int // ID/sha → times applied
 	fail    func(id string) bool
+	silent  func(id string) bool
 }
 
 // New returns an empty fleet.
@@ -42,6 +44,15 @@ func (f *Fleet) SetUnreachable(fail func(id string) bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.fail = fail
+}
+
+// SetSilent makes the agents silent returns true for take offers and
+// never answer them: their reports stay as they were. nil makes every
+// agent answer again.
+func (f *Fleet) SetSilent(silent func(id string) bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.silent = silent
 }
 
 // Agents implements rollout.Fleet.
@@ -67,7 +78,7 @@ func (f *Fleet) Offer(_ context.Context, id string, v control.Version) error {
 	if !ok {
 		return errors.New("no agent " + id)
 	}
-	if a.Offered == v.SHA256 {
+	if a.Offered == v.SHA256 || f.silent != nil && f.silent(id) {
 		return nil
 	}
 	f.applied[id+"/"+v.SHA256]++
