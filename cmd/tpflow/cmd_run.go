@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,6 +22,7 @@ import (
 	"github.com/tpflow/tpflow/alerting"
 	"github.com/tpflow/tpflow/alerting/alert"
 	"github.com/tpflow/tpflow/collectors/collect"
+	"github.com/tpflow/tpflow/control/plane"
 	"github.com/tpflow/tpflow/internal/cli"
 	"github.com/tpflow/tpflow/internal/config"
 	"github.com/tpflow/tpflow/internal/config/sections"
@@ -150,7 +153,16 @@ func runAllRoles(ctx context.Context, env *cli.Env, cfg *cli.Config, o runOption
 		return err
 	}
 	defer l.Close()
-	l, auth, err := cli.SecureHTTP(env, l, cfg.HTTP, reg)
+	// The embedded control plane serves only authenticated callers: unless
+	// http.auth has an operator, an operator token is made at start
+	// (control/DESIGN.md, "tpflow run").
+	ctlAuth, err := plane.NewLocalAuth(cfg.HTTP.Auth, o.DataDir)
+	if err != nil {
+		return err
+	}
+	httpCfg := cfg.HTTP
+	httpCfg.Auth = ctlAuth.Listen
+	l, auth, err := cli.SecureHTTP(env, l, httpCfg, reg)
 	if err != nil {
 		return err
 	}
@@ -282,6 +294,14 @@ func runAllRoles(ctx context.Context, env *cli.Env, cfg *cli.Config, o runOption
 		"kafka": func(ctx context.Context) error { return kafka.Ready(ctx, kcfg, kafka.TopicCalls) },
 	}
 	routes := []httpserver.Route{{Pattern: windowsapi.Path, Handler: windowsapi.Handler(agg.Engine(), cfg.Aggregator.Windows)}}
+	ctl, ctlRoute, err := runControlPart(ctx, cfg, o.DataDir, chErr == nil, ctlAuth, reg, settings)
+	if err != nil {
+		return err
+	}
+	goRole(gctx, "control", ctl)
+	checks["control"] = ctl.Ready
+	routes = append(routes, ctlRoute)
+	printControlURL(env, l, cfg.HTTP.TLS.Enabled(), ctlAuth.TokenPath)
 	if chErr == nil {
 		checks["clickhouse"] = func(ctx context.Context) error { return clickhouse.Dial(ctx, ccfg.DSN) }
 		if api, err := report.New(ctx, cfg.API, ccfg, settings); err != nil {
@@ -317,6 +337,49 @@ func runAllRoles(ctx context.Context, env *cli.Env, cfg *cli.Config, o runOption
 		return nil
 	}
 	return err
+}
+
+// runControlPart returns the control plane of `tpflow run` and its route:
+// its API under runControlPrefix (the query API has a /api/v1/topology of
+// its own) behind la, its store in dataDir unless control.store names
+// one, its operations exported only when ClickHouse answers.
+func runControlPart(ctx context.Context, cfg *cli.Config, dataDir string, clickHouse bool, la plane.LocalAuth, reg prometheus.Registerer, s role.Settings) (*plane.Role, httpserver.Route, error) {
+	pcfg := cfg.Control
+	if pcfg.Store == plane.DefaultStore {
+		pcfg.Store = filepath.Join(dataDir, runControlStore)
+	}
+	pcfg.Operations.Export = pcfg.Operations.Export && clickHouse
+	auth, err := httpserver.NewAuth(la.Control, reg, nil)
+	if err != nil {
+		return nil, httpserver.Route{}, err
+	}
+	r, err := plane.New(ctx, pcfg, cfg.ClickHouse, s.With("part", "control"), plane.WithValidator(sections.ValidateFile))
+	if err != nil {
+		return nil, httpserver.Route{}, err
+	}
+	return r, httpserver.Route{Pattern: runControlPrefix + "/", Handler: auth.Wrap(http.StripPrefix(runControlPrefix, r.Handler()))}, nil
+}
+
+// The control plane's SQLite file in the data directory, and the path
+// prefix of its API on the listener of `tpflow run`.
+const (
+	runControlStore  = "control.db"
+	runControlPrefix = "/control"
+)
+
+// printControlURL tells where the control plane answers and, with a token
+// made at start, how to use it; the token itself stays in its file.
+func printControlURL(env *cli.Env, l net.Listener, tls bool, tokenPath string) {
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	url := scheme + "://" + l.Addr().String() + runControlPrefix + "/api/v1"
+	if tokenPath == "" {
+		env.Logger.Info("control plane API served with the http.auth credentials", "url", url)
+		return
+	}
+	fmt.Fprintf(env.Stderr, "control plane API at %s; its operator token is in %s (mode 0600, new at every start):\n  curl -H \"Authorization: Bearer $(cat %s)\" %s/operations\n", url, tokenPath, tokenPath, url)
 }
 
 // demoLogConfig is the demo log writer's configuration in the data

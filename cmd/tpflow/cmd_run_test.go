@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tpflow/tpflow/aggregator/windowsapi"
+	"github.com/tpflow/tpflow/control/plane"
 	"github.com/tpflow/tpflow/internal/cli"
 	"github.com/tpflow/tpflow/internal/devtools/demo"
 	"github.com/tpflow/tpflow/internal/testkit"
@@ -213,5 +214,70 @@ func TestRunBrokerConfig(t *testing.T) {
 	b.Retention, b.RetentionBytes = 7*24*time.Hour, 1<<40
 	if got := runBrokerConfig(b, "data"); got.Retention != runBrokerRetention || got.RetentionBytes != runBrokerRetentionBytes {
 		t.Errorf("large: %+v", got)
+	}
+}
+
+// TestRunServesTheControlPlane runs `tpflow run` with its defaults (no
+// http.auth, no ClickHouse) and checks its control plane: an operator
+// token in DATA-DIR/control.token, mode 0600, printed as a curl line but
+// never itself; a version created with it is listed under /control/api/v1
+// and recorded as the local operator's; without it, or with another, 401;
+// the rest of the listener stays open.
+func TestRunServesTheControlPlane(t *testing.T) {
+	p := startRun(t, "", "--clickhouse", "clickhouse://"+freeAddr(t)+"/tpflow", "--no-live")
+	base := "http://" + p.listen
+	testkit.WaitFor(t, 10*time.Second, "tpflow run /readyz", func() bool {
+		p.exitedEarly(t)
+		code, _, _ := httpGet(base + "/readyz")
+		return code == http.StatusOK
+	})
+	tokenPath := filepath.Join(p.dir, plane.TokenFile)
+	fi, err := os.Stat(tokenPath)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file %s: %v, %v; want mode 0600", tokenPath, fi, err)
+	}
+	b, _ := os.ReadFile(tokenPath)
+	token := strings.TrimSpace(string(b))
+	if len(token) != 64 {
+		t.Fatalf("token %q, want 64 hexadecimal digits", token)
+	}
+	send := func(token, method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, base+"/control/api/v1"+path, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(out)
+	}
+	const version = `{"files":[{"name":"tpflow.yaml","body":"log:\n  level: debug\n"}],"message":"more logs"}`
+	for _, tok := range []string{"", strings.Repeat("0", 64)} {
+		if code, body := send(tok, "POST", "/config/global/versions", version); code != http.StatusUnauthorized {
+			t.Errorf("a write with token %q = %d %s, want 401", tok, code, body)
+		}
+	}
+	if code, body := send(token, "POST", "/config/global/versions", version); code != http.StatusCreated || !strings.Contains(body, `"version": 1`) {
+		t.Fatalf("a write with the token = %d %s", code, body)
+	}
+	if code, body := send(token, "GET", "/config/global/versions", ""); code != http.StatusOK || !strings.Contains(body, `"message": "more logs"`) || !strings.Contains(body, `"author": "`+plane.LocalOperator+`"`) {
+		t.Errorf("versions = %d %s, want version 1 by %s", code, body, plane.LocalOperator)
+	}
+	if code, body := send("", "GET", "/config/global/versions", ""); code != http.StatusUnauthorized {
+		t.Errorf("a read without the token = %d %s, want 401", code, body)
+	}
+	if code, _, err := httpGet(base + "/api/v1/windows"); err != nil || code != http.StatusOK {
+		t.Errorf("/api/v1/windows without a token = %d %v, want the rest of the listener open", code, err)
+	}
+	p.stop(t, 10*time.Second)
+	errOut := p.stderr.String()
+	if !strings.Contains(errOut, `curl -H "Authorization: Bearer $(cat `+tokenPath+`)" `+base+`/control/api/v1/operations`) || strings.Contains(errOut+p.stdout.String(), token) {
+		t.Errorf("stderr lacks the curl line or shows the token:\n%s", errOut)
+	}
+	if _, err := os.Stat(filepath.Join(p.dir, "control.db")); err != nil {
+		t.Errorf("the control store is not in the data directory: %v", err)
 	}
 }

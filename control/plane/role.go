@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -118,6 +119,11 @@ func (r *Role) Ready(ctx context.Context) error {
 // front of them authenticated (api.New); serve them behind the http.auth
 // that CheckAuth accepted.
 func (r *Role) Routes() []role.Route { return r.api.Routes() }
+
+// Handler serves Routes on a mux of its own, for a process that mounts
+// the control plane under a prefix of its listener (tpflow run); like
+// Routes, serve it behind an httpserver.Auth.
+func (r *Role) Handler() http.Handler { return r.api.Handler() }
 
 // Store returns the role's store, for tests and tools in the same process.
 func (r *Role) Store() store.Store { return r.store }
