@@ -78,6 +78,11 @@ Without ClickHouse the panes are kept in memory only (one warning line).
 the slowest methods by TP99 and the firing alerts (rule, labels, value,
 since) are shown live on stdout, redrawn every pane (one line per refresh
 when stdout is not a terminal, or with --no-live).
+The control plane (as ` + "`tpflow control`" + `, store DATA-DIR/control.db unless
+control.store names one) answers under /control/api/v1 on --listen. Unless
+http.auth has an operator credential, an operator token is made at every
+start in DATA-DIR/control.token (mode 0600) and required by those routes
+only; stderr prints the curl line that reads it (control/README.md).
 Ctrl-C stops every part and flushes.
 
 The alert role evaluates the rules as ` + "`tpflow alert`" + ` does and writes every
@@ -117,7 +122,7 @@ the split of the traffic.`,
 		Common:  true,
 		Flags: func(fs *flag.FlagSet) {
 			fs.BoolVar(&o.Demo, "demo", false, "also generate call traffic (direct and through a node collector) with a scripted incident, and alert on it")
-			fs.StringVar(&o.DataDir, "data-dir", ".data", "`DIR` for the embedded broker's data (DIR/broker), the demo logs (DIR/demo-logs) and rules")
+			fs.StringVar(&o.DataDir, "data-dir", ".data", "`DIR` for the embedded broker's data (DIR/broker), the control plane's store and operator token (DIR/control.db, DIR/control.token), the demo logs (DIR/demo-logs) and rules")
 			fs.BoolVar(&o.NoLive, "no-live", false, "print one line per refresh instead of the full-screen view")
 			fs.IntVar(&o.DemoConfig.Rate, "demo-rate", d.Rate, "demo call events per second")
 			fs.Uint64Var(&o.DemoConfig.Seed, "demo-seed", d.Seed, "demo topology and schedule seed")
