@@ -32,10 +32,15 @@ func httpGet(url string) (int, []byte, error) { return httpDo(nil, "GET", url, n
 // httpDo sends a bodiless request with headers h through c (nil is
 // http.DefaultClient) and returns the answer's status and body.
 func httpDo(c *http.Client, method, url string, h http.Header) (int, []byte, error) {
+	return httpSend(c, method, url, h, "")
+}
+
+// httpSend is httpDo with a request body.
+func httpSend(c *http.Client, method, url string, h http.Header, reqBody string) (int, []byte, error) {
 	if c == nil {
 		c = http.DefaultClient
 	}
-	req, err := http.NewRequest(method, url, nil)
+	req, err := http.NewRequest(method, url, strings.NewReader(reqBody))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -242,17 +247,15 @@ func TestRunServesTheControlPlane(t *testing.T) {
 		t.Fatalf("token %q, want 64 hexadecimal digits", token)
 	}
 	send := func(token, method, path, body string) (int, string) {
-		req, _ := http.NewRequest(method, base+"/control/api/v1"+path, strings.NewReader(body))
+		h := http.Header{}
 		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
+			h.Set("Authorization", "Bearer "+token)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		code, out, err := httpSend(nil, method, base+"/control/api/v1"+path, h, body)
 		if err != nil {
 			return 0, err.Error()
 		}
-		defer resp.Body.Close()
-		out, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(out)
+		return code, string(out)
 	}
 	const version = `{"files":[{"name":"tpflow.yaml","body":"log:\n  level: debug\n"}],"message":"more logs"}`
 	for _, tok := range []string{"", strings.Repeat("0", 64)} {
