@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -106,6 +107,7 @@ func TestCollectHandOverDuringSurge(t *testing.T) {
 		t.Logf("surge %d: handed over, %d lines written", gen, w.written.Load())
 		old, oldAddr = next, nextAddr
 	}
+	t.Logf("SIGKILL at %d lines written", w.written.Load())
 	old.restart() // SIGKILL: the kernel releases the lock with the process
 	waitReady(t, oldAddr, old)
 	progress(old, oldAddr)
@@ -117,7 +119,8 @@ func TestCollectHandOverDuringSurge(t *testing.T) {
 	missing, dups, unknown := counts.settle(n, 30*time.Second)
 	t.Logf("%d lines written across %d surges and a SIGKILL: %d missing, %d duplicates, %d unknown", n, surges, missing, dups, unknown)
 	if missing > 0 || dups > 0 || unknown > 0 {
-		t.Errorf("%d of %d lines missing, %d sent twice, %d unknown\nlast collector:\n%s", missing, n, dups, unknown, old.tail())
+		t.Errorf("%d of %d lines missing (ids %s), %d sent twice (ids %s), %d unknown\nlast collector:\n%s",
+			missing, n, counts.ranges(n, func(k uint16) bool { return k == 0 }), dups, counts.ranges(n, func(k uint16) bool { return k > 1 }), unknown, old.tail())
 	}
 }
 
@@ -131,5 +134,57 @@ func (c *idCounts) settle(n int, timeout time.Duration) (missing, dups, unknown 
 			return missing, dups, unknown
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// ranges lists the runs of ids among 0..n-1 whose count matches, as
+// "a-b" (at most 20 of them), to tell a lost batch (one run) from lines
+// lost here and there, and to place the run against the surges' counts.
+func (c *idCounts) ranges(n int, match func(uint16) bool) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	count := func(id int) uint16 {
+		if id < len(c.counts) {
+			return c.counts[id]
+		}
+		return 0
+	}
+	var out []string
+	runs := 0
+	for id := 0; id < n; id++ {
+		if !match(count(id)) {
+			continue
+		}
+		end := id
+		for end+1 < n && match(count(end+1)) {
+			end++
+		}
+		if runs++; runs <= 20 {
+			out = append(out, fmt.Sprintf("%d-%d", id, end))
+		}
+		id = end
+	}
+	if runs > 20 {
+		out = append(out, fmt.Sprintf("and %d more runs", runs-20))
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, ", ")
+}
+
+func TestIDCountsRanges(t *testing.T) {
+	var c idCounts
+	for _, id := range []int{0, 1, 1, 4, 5, 6} {
+		c.add(id)
+	}
+	if got, want := c.ranges(9, func(k uint16) bool { return k == 0 }), "2-3, 7-8"; got != want {
+		t.Errorf("missing ranges %q, want %q", got, want)
+	}
+	if got, want := c.ranges(9, func(k uint16) bool { return k > 1 }), "1-1"; got != want {
+		t.Errorf("duplicate ranges %q, want %q", got, want)
+	}
+	if got, want := c.ranges(2, func(k uint16) bool { return k == 0 }), "none"; got != want {
+		t.Errorf("ranges %q, want %q", got, want)
 	}
 }
