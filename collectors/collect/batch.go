@@ -220,7 +220,11 @@ func (b *batcher) old(now time.Time) bool {
 
 // cut moves the pending batch onto the send queue, waiting while the
 // queue is full until ctx is done. An empty batch with acks only (lines
-// that were all sampled away) is queued too, to keep acks in order.
+// that were all sampled away) is queued too, to keep acks in order. When
+// ctx ends first the pending batch stays as it was, events and acks, for
+// a later cut (the agent's last one as it stops) to send: dropping it
+// would lose its lines, as the acks of lines added after it cover them.
+// A queue with room takes the batch even when ctx has ended.
 func (b *batcher) cut(ctx context.Context) error {
 	if b.events == 0 && len(b.acks) == 0 && b.kmsgSeq == 0 {
 		return nil
@@ -234,11 +238,15 @@ func (b *batcher) cut(ctx context.Context) error {
 			sb.calls = append(sb.calls, kafkago.Message{Key: p.key, Value: p.b.AppendTo(nil)})
 		}
 	}
-	b.reset()
 	select {
 	case b.q <- sb:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	default:
+		select {
+		case b.q <- sb:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+	b.reset()
+	return nil
 }
