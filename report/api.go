@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -129,7 +128,7 @@ func (a *API) Handler() http.Handler {
 // others 503 at once.
 func (a *API) bounded(h http.HandlerFunc) http.Handler {
 	return httpserver.Bounded(a.inFlight, h, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusServiceUnavailable, errorResponse{
+		httpserver.WriteJSON(w, http.StatusServiceUnavailable, errorResponse{
 			Error: fmt.Sprintf("%s is serving its limit of %d requests; retry later", r.URL.Path, a.inFlight)})
 	})
 }
@@ -159,17 +158,9 @@ type errorResponse struct {
 	RequestID string `json:"request_id,omitempty"`
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, ErrBadRequest) {
-		writeJSON(w, http.StatusBadRequest, errorResponse{Error: strings.TrimPrefix(err.Error(), ErrBadRequest.Error()+": ")})
+		httpserver.WriteJSON(w, http.StatusBadRequest, errorResponse{Error: strings.TrimPrefix(err.Error(), ErrBadRequest.Error()+": ")})
 		return
 	}
 	id := requestID()
@@ -183,7 +174,7 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case which == "max_memory_usage":
 		msg = fmt.Sprintf("the query needed more than its memory limit of %d bytes; narrow the range or the selector", a.limits.MaxMemoryUsage)
 	}
-	writeJSON(w, http.StatusBadGateway, errorResponse{Error: msg, RequestID: id})
+	httpserver.WriteJSON(w, http.StatusBadGateway, errorResponse{Error: msg, RequestID: id})
 }
 
 // requestID returns a random name for one failed request.
@@ -265,7 +256,7 @@ func (a *API) serveTP(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, res)
+	httpserver.WriteJSON(w, http.StatusOK, res)
 }
 
 func (a *API) tp(r *http.Request) (TPResponse, error) {
@@ -392,7 +383,7 @@ func (a *API) serveCapacity(w http.ResponseWriter, r *http.Request) {
 	for _, row := range rows {
 		res.Rows = append(res.Rows, row.JSON())
 	}
-	writeJSON(w, http.StatusOK, res)
+	httpserver.WriteJSON(w, http.StatusOK, res)
 }
 
 func (a *API) capacityQuery(p params) (CapacityQuery, error) {
@@ -459,7 +450,7 @@ func (a *API) serveTopology(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, t)
+	httpserver.WriteJSON(w, http.StatusOK, t)
 }
 
 // JSONRow is a Row as the API sends it: unknown numbers are null.

@@ -3,7 +3,6 @@
 package windowsapi
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -59,7 +58,7 @@ const defaultWindow = time.Minute
 func Handler(src WindowSource, lengths []time.Duration) http.Handler {
 	return httpserver.Bounded(MaxConcurrent, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { windows(w, r, src, lengths) }),
 		func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, http.StatusServiceUnavailable, errorResponse{Error: fmt.Sprintf("%s is serving its limit of %d requests; retry later", r.URL.Path, MaxConcurrent)})
+			httpserver.WriteJSON(w, http.StatusServiceUnavailable, errorResponse{Error: fmt.Sprintf("%s is serving its limit of %d requests; retry later", r.URL.Path, MaxConcurrent)})
 		})
 }
 
@@ -78,7 +77,7 @@ func windows(w http.ResponseWriter, r *http.Request, src WindowSource, lengths [
 	if s := q.Get("window"); s != "" {
 		v, err := time.ParseDuration(s)
 		if err != nil {
-			writeJSON(w, http.StatusBadRequest, errorResponse{Error: fmt.Sprintf("window: cannot parse %q as a duration (for example 1m)", s)})
+			httpserver.WriteJSON(w, http.StatusBadRequest, errorResponse{Error: fmt.Sprintf("window: cannot parse %q as a duration (for example 1m)", s)})
 			return
 		}
 		d = v
@@ -88,7 +87,7 @@ func windows(w http.ResponseWriter, r *http.Request, src WindowSource, lengths [
 		for i, l := range lengths {
 			names[i] = config.FormatDuration(l)
 		}
-		writeJSON(w, http.StatusBadRequest, errorResponse{Error: fmt.Sprintf("window: %s is not a configured window; use one of %s",
+		httpserver.WriteJSON(w, http.StatusBadRequest, errorResponse{Error: fmt.Sprintf("window: %s is not a configured window; use one of %s",
 			config.FormatDuration(d), strings.Join(names, ", "))})
 		return
 	}
@@ -96,7 +95,7 @@ func windows(w http.ResponseWriter, r *http.Request, src WindowSource, lengths [
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > MaxLimit {
-			writeJSON(w, http.StatusBadRequest, errorResponse{Error: fmt.Sprintf("limit: want a whole number from 1 to %d, got %q", MaxLimit, s)})
+			httpserver.WriteJSON(w, http.StatusBadRequest, errorResponse{Error: fmt.Sprintf("limit: want a whole number from 1 to %d, got %q", MaxLimit, s)})
 			return
 		}
 		limit = n
@@ -115,7 +114,7 @@ func windows(w http.ResponseWriter, r *http.Request, src WindowSource, lengths [
 	SortByP99(kws)
 	out := WindowsResponse{Window: config.FormatDuration(d), Total: len(kws), Limit: limit, Windows: kws}
 	out.Windows = out.Windows[:min(len(out.Windows), limit)]
-	writeJSON(w, http.StatusOK, out)
+	httpserver.WriteJSON(w, http.StatusOK, out)
 }
 
 // SortByP99 sorts ws by TP99, slowest first; ties keep a stable key order so
@@ -132,12 +131,4 @@ func SortByP99(ws []aggregator.Window) {
 		return strings.Compare(ka.System+"\x00"+ka.App+"\x00"+ka.Method+"\x00"+ka.Group+"\x00"+ka.IDC,
 			kb.System+"\x00"+kb.App+"\x00"+kb.Method+"\x00"+kb.Group+"\x00"+kb.IDC)
 	})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v) // the client went away; nothing to do
 }

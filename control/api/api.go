@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tpflow/tpflow/pipeline/httpserver"
 	"io"
 	"log/slog"
 	"net/http"
@@ -190,7 +191,7 @@ func (a *API) handler(write bool, h func(r *http.Request, p Principal) (any, err
 			_, _ = w.Write(raw.body)
 			return
 		}
-		writeJSON(w, status, v)
+		httpserver.WriteJSON(w, status, v)
 	})
 }
 
@@ -199,27 +200,19 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &p):
-		writeJSON(w, http.StatusBadRequest, apiError{Error: "invalid configuration", Problems: p.list})
+		httpserver.WriteJSON(w, http.StatusBadRequest, apiError{Error: "invalid configuration", Problems: p.list})
 	case errors.As(err, &tooBig):
-		writeJSON(w, http.StatusRequestEntityTooLarge, apiError{Error: fmt.Sprintf("request body is larger than %d bytes", MaxBody)})
+		httpserver.WriteJSON(w, http.StatusRequestEntityTooLarge, apiError{Error: fmt.Sprintf("request body is larger than %d bytes", MaxBody)})
 	case errors.Is(err, control.ErrInvalid):
-		writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error()})
+		httpserver.WriteJSON(w, http.StatusBadRequest, apiError{Error: err.Error()})
 	case errors.Is(err, control.ErrNotFound):
-		writeJSON(w, http.StatusNotFound, apiError{Error: err.Error()})
+		httpserver.WriteJSON(w, http.StatusNotFound, apiError{Error: err.Error()})
 	case errors.Is(err, control.ErrConflict):
-		writeJSON(w, http.StatusConflict, apiError{Error: err.Error()})
+		httpserver.WriteJSON(w, http.StatusConflict, apiError{Error: err.Error()})
 	default:
 		a.log.Error("control API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		writeJSON(w, http.StatusInternalServerError, apiError{Error: "internal error; see the control plane's log"})
+		httpserver.WriteJSON(w, http.StatusInternalServerError, apiError{Error: "internal error; see the control plane's log"})
 	}
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }
 
 // decode reads a JSON body strictly into v: unknown fields and trailing

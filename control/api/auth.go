@@ -23,10 +23,10 @@ func authorize(w http.ResponseWriter, r *http.Request, write bool) (Principal, b
 	switch {
 	case role == httpserver.RoleNone || name == "":
 		w.Header().Set("WWW-Authenticate", `Bearer realm="tpflow"`)
-		writeJSON(w, http.StatusUnauthorized, apiError{Error: "authentication required: the control API serves only callers authenticated by http.auth"})
+		httpserver.WriteJSON(w, http.StatusUnauthorized, apiError{Error: "authentication required: the control API serves only callers authenticated by http.auth"})
 		return p, false
 	case write && role < httpserver.RoleOperator:
-		writeJSON(w, http.StatusForbidden, apiError{Error: fmt.Sprintf("%s is a %s; writes need an operator or admin", name, role)})
+		httpserver.WriteJSON(w, http.StatusForbidden, apiError{Error: fmt.Sprintf("%s is a %s; writes need an operator or admin", name, role)})
 		return p, false
 	}
 	return p, true

@@ -22,6 +22,7 @@ package httpserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -219,4 +220,15 @@ func ServeLogged(ctx context.Context, l net.Listener, h http.Handler, log *slog.
 	}
 	<-errc
 	return nil
+}
+
+// WriteJSON answers status with v as indented JSON, the form every API of
+// tpflow answers in. An error writing it means the client went away:
+// there is nothing left to tell it.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
 }
