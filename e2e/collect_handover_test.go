@@ -64,6 +64,10 @@ func TestCollectHandOverDuringSurge(t *testing.T) {
 	}
 	old, oldAddr := agent(0)
 	waitReady(t, oldAddr, old)
+	// Ready means Kafka answered; a first start reads the files present at
+	// its first discovery from tail.start (the end), so the writer starts
+	// once the agent follows the file, as the rotation tests do.
+	old.waitLog("following files")
 
 	w := &eoWriter{path: logPath, rate: 5000}
 	wctx, stopWriting := context.WithCancel(context.Background())
