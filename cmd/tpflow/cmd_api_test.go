@@ -30,7 +30,7 @@ func TestRunServesQueryAPI(t *testing.T) {
 	deadline := time.Now().Add(40 * time.Second)
 	for {
 		code, body, err := httpGet(base + "/api/v1/topology?from=now-10m")
-		if err == nil && code == 200 && json.Unmarshal(body, &topo) == nil && len(topo.Systems) > 0 {
+		if err == nil && code == 200 && json.Unmarshal(body, &topo) == nil && len(topo.Systems) > 0 && len(topo.Systems[0].Apps) > 0 && topo.Systems[0].Apps[0].Name != "" {
 			break
 		}
 		if time.Now().After(deadline) {
